@@ -1,0 +1,176 @@
+//! What the coordinator answers the homeserver: the result Synapse's module system would have
+//! reached, and which module decided it.
+
+use crate::answers::InterestedUsers;
+use crate::shapes::{JsonObject, RegistrationBehaviour, UserPresenceState};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The reply to every yes/no callback (and to `check_event_allowed`, `on_create_room` and the
+/// notifications): allow, deny, or error (what Synapse would turn into a 5xx).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// Let the operation through.
+    Allow {
+        /// `check_event_allowed`: the event to use instead.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replacement: Option<JsonObject>,
+        /// `on_create_room`: the request body after every module's edits.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_content: Option<JsonObject>,
+        /// The module whose answer made the result (a replacement), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        module: Option<String>,
+    },
+    /// Block the operation, as Synapse would.
+    Deny {
+        /// The errcode the client sees.
+        errcode: String,
+        /// The message the client sees.
+        error: String,
+        /// Extra fields merged into the client's error body.
+        #[serde(default)]
+        fields: JsonObject,
+        /// The module that denied, or whose failure policy denied.
+        module: String,
+        /// HTTP status when it is not Synapse's usual one for this callback (a module's own
+        /// `SynapseError`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+    },
+    /// Synapse would fail the request (an exception propagated, or a failure policy `error`).
+    Error(Failure),
+}
+
+impl Decision {
+    /// Allow with nothing attached: `{"decision": "allow"}`.
+    pub const ALLOW: Decision = Decision::Allow {
+        replacement: None,
+        request_content: None,
+        module: None,
+    };
+
+    /// Whether this lets the operation through.
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Decision::Allow { .. })
+    }
+}
+
+/// A failed dispatch: what the homeserver should answer its client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Failure {
+    /// HTTP status (500 unless a module raised its own `SynapseError`).
+    pub status: u16,
+    /// Matrix errcode.
+    pub errcode: String,
+    /// Message.
+    pub error: String,
+    /// The module that failed.
+    pub module: String,
+}
+
+/// A reply that is either the callback's own value or a failure (`{"decision": "error", ...}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Outcome<T> {
+    /// The failure, tagged `"decision": "error"` so it is told apart from values.
+    Failed(FailedOutcome),
+    /// The callback's value.
+    Value(T),
+}
+
+/// `{"decision": "error", ...}` for callbacks whose replies are not decisions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FailedOutcome {
+    /// Always `"error"`.
+    pub decision: ErrorTag,
+    /// What failed.
+    #[serde(flatten)]
+    pub failure: Failure,
+}
+
+/// The `"error"` tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorTag {
+    /// `"error"`.
+    Error,
+}
+
+impl<T> From<Failure> for Outcome<T> {
+    fn from(failure: Failure) -> Self {
+        Outcome::Failed(FailedOutcome {
+            decision: ErrorTag::Error,
+            failure,
+        })
+    }
+}
+
+/// `check_registration_for_spam`: the behaviour Synapse applies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RegistrationReply {
+    /// `allow`, `shadow_ban` or `deny`.
+    pub behaviour: RegistrationBehaviour,
+    /// The module that chose a non-allow behaviour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+}
+
+/// `is_user_expired`: `null` when no module had an opinion (Synapse then uses its built-in
+/// account validity, or `false`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ExpiryReply {
+    /// The first non-null answer.
+    pub expired: Option<bool>,
+    /// The module that gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+}
+
+/// `get_users_for_states`: the union of every router's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UsersForStatesReply {
+    /// User id to the presence states they should also receive.
+    pub users: BTreeMap<String, Vec<UserPresenceState>>,
+}
+
+/// `get_interested_users`: the union of every router's answer, or `"ALL"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InterestedUsersReply {
+    /// Sorted, without duplicates; or `"ALL"`.
+    pub users: InterestedUsers,
+}
+
+/// `check_auth` / `check_3pid_auth`: who authenticated, or `null` (Synapse then falls back
+/// to its own password database, or 403).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AuthReply {
+    /// The authenticated user.
+    pub user_id: Option<String>,
+    /// The module that authenticated them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+}
+
+/// `get_username_for_registration` / `get_displayname_for_registration`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NameReply {
+    /// The first string a module gave, or `null` (Synapse then uses the client's choice).
+    pub name: Option<String>,
+    /// The module that gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+}
+
+/// A single-slot callback's reply: the one registered module's value, or `null` when no module
+/// registered it (Synapse then uses its built-in behaviour).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SlotReply<T> {
+    /// The module's value.
+    pub value: Option<T>,
+    /// The module that holds the slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+}

@@ -1,0 +1,294 @@
+//! The data shapes that cross the boundary (spec §4), with Synapse's field names.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+use std::str::FromStr;
+
+/// A JSON object, as Synapse passes dicts (room config, request content, login dicts).
+pub type JsonObject = Map<String, Value>;
+
+/// A Matrix event in its PDU form (Synapse's `EventBase.get_dict()`).
+///
+/// The fields modules read most are typed; everything else (hashes, signatures, prev_events,
+/// auth_events, depth, ...) is kept verbatim in `extra` so an event round-trips unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Event {
+    /// The event id; absent only for events not yet hashed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// The room the event belongs to.
+    pub room_id: String,
+    /// The full user id of the sender.
+    pub sender: String,
+    /// The event type, such as `m.room.message`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Present only on state events (an empty string is a valid state key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_key: Option<String>,
+    /// The event content.
+    #[serde(default)]
+    pub content: JsonObject,
+    /// Milliseconds since the epoch, as set by the origin server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_server_ts: Option<i64>,
+    /// Unsigned data; for `federated_user_may_invite` it carries `invite_room_state`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsigned: Option<JsonObject>,
+    /// Any other top-level PDU field, kept as is.
+    #[serde(flatten)]
+    pub extra: JsonObject,
+}
+
+impl Event {
+    /// The server name part of the sender (`example.com` for `@alice:example.com`).
+    pub fn sender_server(&self) -> Option<&str> {
+        server_name(&self.sender)
+    }
+
+    /// `content.body` when it is a string (message events).
+    pub fn body(&self) -> Option<&str> {
+        self.content.get("body").and_then(Value::as_str)
+    }
+
+    /// `content.membership` when the event is a membership event.
+    pub fn membership(&self) -> Option<&str> {
+        self.content.get("membership").and_then(Value::as_str)
+    }
+}
+
+/// The server name of a Matrix identifier (`@user:server`, `#alias:server`, `!room:server`).
+pub fn server_name(id: &str) -> Option<&str> {
+    id.split_once(':').map(|(_, server)| server)
+}
+
+/// Room state, Synapse's `StateMap[EventBase]`: keyed by `(type, state_key)`.
+///
+/// On the wire it is the list of state events; each event's own `type` and `state_key` are its
+/// key, so nothing is written twice.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct StateMap(pub Vec<Event>);
+
+impl StateMap {
+    /// The state event at `(event_type, state_key)`, as `state_events[(type, key)]` in Synapse.
+    pub fn get(&self, event_type: &str, state_key: &str) -> Option<&Event> {
+        self.0
+            .iter()
+            .find(|e| e.event_type == event_type && e.state_key.as_deref() == Some(state_key))
+    }
+}
+
+/// A user's presence state (Synapse's `UserPresenceState`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub struct UserPresenceState {
+    /// Whose presence this is.
+    pub user_id: String,
+    /// The presence value.
+    pub state: Presence,
+    /// Milliseconds since the epoch.
+    #[serde(default)]
+    pub last_active_ts: i64,
+    /// Milliseconds since the epoch.
+    #[serde(default)]
+    pub last_federation_update_ts: i64,
+    /// Milliseconds since the epoch.
+    #[serde(default)]
+    pub last_user_sync_ts: i64,
+    /// Free-text status, if any.
+    #[serde(default)]
+    pub status_msg: Option<String>,
+    /// Whether the user is currently active.
+    #[serde(default)]
+    pub currently_active: bool,
+}
+
+/// The presence values Synapse knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Presence {
+    /// Online.
+    #[serde(rename = "online")]
+    Online,
+    /// Idle.
+    #[serde(rename = "unavailable")]
+    Unavailable,
+    /// Offline.
+    #[serde(rename = "offline")]
+    Offline,
+    /// MSC3026 busy.
+    #[serde(rename = "org.matrix.msc3026.busy")]
+    Busy,
+}
+
+/// Who made a request (Synapse's `Requester`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Requester {
+    /// The user id (`Requester.user.to_string()`).
+    pub user_id: String,
+    /// The access token's id, if the request carried one.
+    #[serde(default)]
+    pub access_token_id: Option<i64>,
+    /// Whether the user is a guest.
+    #[serde(default)]
+    pub is_guest: bool,
+    /// The token's scopes.
+    #[serde(default)]
+    pub scope: Vec<String>,
+    /// Whether the user is shadow-banned.
+    #[serde(default)]
+    pub shadow_banned: bool,
+    /// The device id, if known.
+    #[serde(default)]
+    pub device_id: Option<String>,
+    /// The application service acting, if any.
+    #[serde(default)]
+    pub app_service_id: Option<String>,
+    /// Differs from `user_id` when an admin or the server acts as that user.
+    #[serde(default)]
+    pub authenticated_entity: Option<String>,
+}
+
+/// What `check_registration_for_spam` decides (Synapse's `RegistrationBehaviour`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistrationBehaviour {
+    /// Register normally.
+    Allow,
+    /// Register, but shadow-banned.
+    ShadowBan,
+    /// Refuse (Synapse answers 429 "Rate limited").
+    Deny,
+}
+
+/// A room alias, `#localpart:domain`, checked when it is parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schemars(with = "String")]
+pub struct RoomAlias {
+    localpart: String,
+    domain: String,
+}
+
+impl RoomAlias {
+    /// The part between `#` and `:`.
+    pub fn localpart(&self) -> &str {
+        &self.localpart
+    }
+    /// The server name.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+}
+
+impl FromStr for RoomAlias {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let rest = s
+            .strip_prefix('#')
+            .ok_or_else(|| format!("room alias {s:?} must start with '#'"))?;
+        match rest.split_once(':') {
+            Some((local, domain)) if !domain.is_empty() => Ok(RoomAlias {
+                localpart: local.to_owned(),
+                domain: domain.to_owned(),
+            }),
+            _ => Err(format!("room alias {s:?} must look like #localpart:domain")),
+        }
+    }
+}
+
+impl TryFrom<String> for RoomAlias {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<RoomAlias> for String {
+    fn from(a: RoomAlias) -> String {
+        a.to_string()
+    }
+}
+
+impl fmt::Display for RoomAlias {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}:{}", self.localpart, self.domain)
+    }
+}
+
+/// What is known about a stored media file (Synapse's `FileInfo`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FileInfo {
+    /// `None` for local media.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Equals the media id for local files.
+    pub file_id: String,
+    /// Whether this is a URL-preview file.
+    #[serde(default)]
+    pub url_cache: bool,
+    /// Set when the file is a thumbnail.
+    #[serde(default)]
+    pub thumbnail: Option<ThumbnailInfo>,
+}
+
+/// Thumbnail details of a media file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ThumbnailInfo {
+    /// Pixels.
+    pub width: u32,
+    /// Pixels.
+    pub height: u32,
+    /// `crop` or `scale`.
+    pub method: String,
+    /// MIME type.
+    #[serde(rename = "type")]
+    pub media_type: String,
+    /// Bytes.
+    pub length: u64,
+}
+
+/// A user-directory search result (Synapse's `UserProfile`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UserProfile {
+    /// The user id.
+    pub user_id: String,
+    /// May be absent.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// May be absent.
+    #[serde(default)]
+    pub avatar_url: Option<String>,
+}
+
+/// A global profile after an update (Synapse's `ProfileInfo`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProfileInfo {
+    /// May be absent.
+    #[serde(default)]
+    pub avatar_url: Option<String>,
+    /// May be absent.
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// One `(user_agent, ip)` pair seen during a registration or login.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RequestInfo {
+    /// The client's user agent, when it sent one.
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    /// The client's address.
+    pub ip: String,
+}
+
+/// A room's directory visibility.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Listed in the public room directory.
+    Public,
+    /// Not listed.
+    Private,
+}

@@ -1,0 +1,282 @@
+//! The handle a module registers its callbacks and web resources through, mirroring Synapse's
+//! `ModuleApi.register_*_callbacks` methods.
+
+use crate::handler::{ErasedHandler, Handler};
+use crate::web::WebHandler;
+use glia_bus_schema::requests::*;
+use glia_bus_schema::{Callback, CallbackArgs};
+
+/// A registration Synapse would refuse with a `RuntimeError` at start-up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistrationError {
+    /// spec §2.2: `get_users_for_states` and `get_interested_users` go together.
+    #[error("presence router callbacks must register neither or both of get_users_for_states and get_interested_users")]
+    PresenceRouterPair,
+    /// spec §2.2: single-slot callbacks.
+    #[error("Tried to register {0} twice")]
+    SingleSlotTwice(Callback),
+    /// spec §2.2: the same login type registered twice by one module with different fields.
+    #[error("login type {login_type:?} registered with fields {first:?} and then {second:?}")]
+    AuthFieldsConflict {
+        /// The login type.
+        login_type: String,
+        /// The fields registered first.
+        first: Vec<String>,
+        /// The fields registered later.
+        second: Vec<String>,
+    },
+}
+
+/// An auth checker for one login type (an entry of Synapse's `auth_checkers` dict).
+#[derive(Clone)]
+pub struct AuthChecker {
+    /// The login type, such as `m.login.password` or `com.example.sso`.
+    pub login_type: String,
+    /// The fields the login dict must carry.
+    pub fields: Vec<String>,
+    /// The `check_auth` handler.
+    pub handler: ErasedHandler,
+}
+
+/// Everything one module registered, in registration order.
+#[derive(Clone, Default)]
+pub struct Registrations {
+    /// Callbacks other than auth checkers; a callback may appear more than once.
+    pub callbacks: Vec<(Callback, ErasedHandler)>,
+    /// Auth checkers, by login type.
+    pub auth_checkers: Vec<AuthChecker>,
+    /// Web resources: path and handler.
+    pub web_resources: Vec<(String, WebHandler)>,
+}
+
+/// What a module's constructor receives: its name and the register methods.
+pub struct ModuleApi {
+    module_name: String,
+    registrations: Registrations,
+}
+
+macro_rules! category {
+    ($(#[$doc:meta])* $name:ident { $($field:ident : $req:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Default)]
+        pub struct $name {
+            $(
+                #[doc = concat!("`", stringify!($field), "`")]
+                pub $field: Option<Handler<$req>>,
+            )*
+        }
+
+        impl $name {
+            fn into_slots(self) -> Vec<(Callback, ErasedHandler)> {
+                let mut slots = Vec::new();
+                $(
+                    if let Some(h) = self.$field {
+                        slots.push((<$req as CallbackArgs>::CALLBACK, h.erase()));
+                    }
+                )*
+                slots
+            }
+        }
+    };
+}
+
+category!(
+    /// The arguments of `register_spam_checker_callbacks`.
+    SpamCheckerCallbacks {
+        check_event_for_spam: CheckEventForSpam,
+        should_drop_federated_event: ShouldDropFederatedEvent,
+        user_may_join_room: UserMayJoinRoom,
+        user_may_invite: UserMayInvite,
+        federated_user_may_invite: FederatedUserMayInvite,
+        user_may_send_3pid_invite: UserMaySend3pidInvite,
+        user_may_create_room: UserMayCreateRoom,
+        user_may_create_room_alias: UserMayCreateRoomAlias,
+        user_may_publish_room: UserMayPublishRoom,
+        user_may_send_state_event: UserMaySendStateEvent,
+        check_username_for_spam: CheckUsernameForSpam,
+        check_registration_for_spam: CheckRegistrationForSpam,
+        check_media_file_for_spam: CheckMediaFileForSpam,
+        check_login_for_spam: CheckLoginForSpam,
+    }
+);
+
+category!(
+    /// The arguments of `register_third_party_rules_callbacks`.
+    ThirdPartyRulesCallbacks {
+        check_event_allowed: CheckEventAllowed,
+        on_create_room: OnCreateRoom,
+        check_threepid_can_be_invited: CheckThreepidCanBeInvited,
+        check_visibility_can_be_modified: CheckVisibilityCanBeModified,
+        on_new_event: OnNewEvent,
+        check_can_shutdown_room: CheckCanShutdownRoom,
+        check_can_deactivate_user: CheckCanDeactivateUser,
+        on_profile_update: OnProfileUpdate,
+        on_user_deactivation_status_changed: OnUserDeactivationStatusChanged,
+        on_threepid_bind: OnThreepidBind,
+        on_add_user_third_party_identifier: OnAddUserThirdPartyIdentifier,
+        on_remove_user_third_party_identifier: OnRemoveUserThirdPartyIdentifier,
+    }
+);
+
+category!(
+    /// The arguments of `register_account_validity_callbacks`.
+    AccountValidityCallbacks {
+        is_user_expired: IsUserExpired,
+        on_user_registration: OnUserRegistration,
+        on_user_login: OnUserLogin,
+        on_legacy_send_mail: OnLegacySendMail,
+        on_legacy_renew: OnLegacyRenew,
+        on_legacy_admin_request: OnLegacyAdminRequest,
+    }
+);
+
+category!(
+    /// The arguments of `register_presence_router_callbacks`: both or neither.
+    PresenceRouterCallbacks {
+        get_users_for_states: GetUsersForStates,
+        get_interested_users: GetInterestedUsers,
+    }
+);
+
+/// The arguments of `register_password_auth_provider_callbacks`.
+#[derive(Default)]
+pub struct PasswordAuthProviderCallbacks {
+    /// `auth_checkers`: `(login_type, fields)` to `check_auth`.
+    pub auth_checkers: Vec<((String, Vec<String>), Handler<CheckAuth>)>,
+    /// `check_3pid_auth`.
+    pub check_3pid_auth: Option<Handler<Check3pidAuth>>,
+    /// `on_logged_out`.
+    pub on_logged_out: Option<Handler<OnLoggedOut>>,
+    /// `get_username_for_registration`.
+    pub get_username_for_registration: Option<Handler<GetUsernameForRegistration>>,
+    /// `get_displayname_for_registration`.
+    pub get_displayname_for_registration: Option<Handler<GetDisplaynameForRegistration>>,
+    /// `is_3pid_allowed`.
+    pub is_3pid_allowed: Option<Handler<Is3pidAllowed>>,
+}
+
+/// Callbacks of which Synapse keeps a single registration (spec §2.2).
+pub const SINGLE_SLOT: &[Callback] = &[
+    Callback::OnLegacySendMail,
+    Callback::OnLegacyRenew,
+    Callback::OnLegacyAdminRequest,
+];
+
+impl ModuleApi {
+    /// A handle for the module instance named `module_name`.
+    pub fn new(module_name: impl Into<String>) -> Self {
+        ModuleApi {
+            module_name: module_name.into(),
+            registrations: Registrations::default(),
+        }
+    }
+
+    /// The instance's name in the config (for logs).
+    pub fn module_name(&self) -> &str {
+        &self.module_name
+    }
+
+    /// Registers spam-checker callbacks.
+    pub fn register_spam_checker_callbacks(&mut self, callbacks: SpamCheckerCallbacks) {
+        self.registrations.callbacks.extend(callbacks.into_slots());
+    }
+
+    /// Registers third-party event rules callbacks.
+    pub fn register_third_party_rules_callbacks(&mut self, callbacks: ThirdPartyRulesCallbacks) {
+        self.registrations.callbacks.extend(callbacks.into_slots());
+    }
+
+    /// Registers account-validity callbacks; a single-slot callback registered twice is refused.
+    pub fn register_account_validity_callbacks(
+        &mut self,
+        callbacks: AccountValidityCallbacks,
+    ) -> Result<(), RegistrationError> {
+        let slots = callbacks.into_slots();
+        for (callback, _) in &slots {
+            let taken = self
+                .registrations
+                .callbacks
+                .iter()
+                .any(|(c, _)| c == callback);
+            if SINGLE_SLOT.contains(callback) && taken {
+                return Err(RegistrationError::SingleSlotTwice(*callback));
+            }
+        }
+        self.registrations.callbacks.extend(slots);
+        Ok(())
+    }
+
+    /// Registers a presence router: both callbacks or neither.
+    pub fn register_presence_router_callbacks(
+        &mut self,
+        callbacks: PresenceRouterCallbacks,
+    ) -> Result<(), RegistrationError> {
+        if callbacks.get_users_for_states.is_some() != callbacks.get_interested_users.is_some() {
+            return Err(RegistrationError::PresenceRouterPair);
+        }
+        self.registrations.callbacks.extend(callbacks.into_slots());
+        Ok(())
+    }
+
+    /// Registers password auth provider callbacks.
+    pub fn register_password_auth_provider_callbacks(
+        &mut self,
+        callbacks: PasswordAuthProviderCallbacks,
+    ) -> Result<(), RegistrationError> {
+        for ((login_type, fields), handler) in callbacks.auth_checkers {
+            if let Some(existing) = self
+                .registrations
+                .auth_checkers
+                .iter()
+                .find(|c| c.login_type == login_type && c.fields != fields)
+            {
+                return Err(RegistrationError::AuthFieldsConflict {
+                    login_type,
+                    first: existing.fields.clone(),
+                    second: fields,
+                });
+            }
+            self.registrations.auth_checkers.push(AuthChecker {
+                login_type,
+                fields,
+                handler: handler.erase(),
+            });
+        }
+        let mut slots = Vec::new();
+        let PasswordAuthProviderCallbacks {
+            check_3pid_auth,
+            on_logged_out,
+            get_username_for_registration,
+            get_displayname_for_registration,
+            is_3pid_allowed,
+            ..
+        } = callbacks;
+        push(&mut slots, check_3pid_auth);
+        push(&mut slots, on_logged_out);
+        push(&mut slots, get_username_for_registration);
+        push(&mut slots, get_displayname_for_registration);
+        push(&mut slots, is_3pid_allowed);
+        self.registrations.callbacks.extend(slots);
+        Ok(())
+    }
+
+    /// Serves `path` with `handler` (Synapse's `register_web_resource`). Where a path is
+    /// claimed twice, the first module in config order wins; paths under `/_matrix` are
+    /// refused at start-up by the runtime.
+    pub fn register_web_resource(&mut self, path: impl Into<String>, handler: WebHandler) {
+        self.registrations
+            .web_resources
+            .push((path.into(), handler));
+    }
+
+    /// Everything registered so far; the runtime takes it once the constructor returns.
+    pub fn into_registrations(self) -> Registrations {
+        self.registrations
+    }
+}
+
+fn push<R: CallbackArgs>(slots: &mut Vec<(Callback, ErasedHandler)>, handler: Option<Handler<R>>) {
+    if let Some(h) = handler {
+        slots.push((R::CALLBACK, h.erase()));
+    }
+}

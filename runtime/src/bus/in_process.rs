@@ -1,0 +1,73 @@
+//! The embedded bus: actor addresses in this process, no broker.
+
+use super::{Bus, InvocationMeta, InvokeFuture, Target};
+use crate::host::{Invoke, ModuleActor};
+use actix::Addr;
+use futures::FutureExt;
+use glia_bus_schema::{CallbackRequest, InvocationError};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+struct Route {
+    addr: Addr<ModuleActor>,
+    permits: Arc<Semaphore>,
+}
+
+/// Delivers invocations to module actors in this process.
+pub struct InProcessBus {
+    routes: Vec<Route>,
+}
+
+impl InProcessBus {
+    /// A bus to these actors, in config order, each with its in-flight bound.
+    pub fn new(modules: impl IntoIterator<Item = (Addr<ModuleActor>, usize)>) -> Self {
+        InProcessBus {
+            routes: modules
+                .into_iter()
+                .map(|(addr, max_in_flight)| Route {
+                    addr,
+                    permits: Arc::new(Semaphore::new(max_in_flight)),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Bus for InProcessBus {
+    fn invoke(
+        &self,
+        target: Target,
+        request: Arc<CallbackRequest>,
+        _meta: &InvocationMeta,
+    ) -> InvokeFuture {
+        let Some(route) = self.routes.get(target.module) else {
+            return futures::future::ready(Err(InvocationError::Unavailable {
+                reason: format!("no module at index {}", target.module),
+            }))
+            .boxed();
+        };
+        let addr = route.addr.clone();
+        let permits = route.permits.clone();
+        async move {
+            let permit =
+                permits
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| InvocationError::Unavailable {
+                        reason: "module is shutting down".into(),
+                    })?;
+            let invoke = Invoke {
+                slot: target.slot,
+                request,
+                permit: Some(permit),
+            };
+            match addr.send(invoke).await {
+                Ok(result) => result,
+                Err(e) => Err(InvocationError::Unavailable {
+                    reason: format!("module mailbox: {e}"),
+                }),
+            }
+        }
+        .boxed()
+    }
+}

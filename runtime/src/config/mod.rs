@@ -1,0 +1,469 @@
+//! The config file: Synapse's `modules:` list plus glia's runtime settings, checked at load
+//! time so every error names the file, line, module and key.
+
+mod duration;
+mod locate;
+
+pub use duration::{parse_byte_size, parse_duration, ByteSize, ConfigDuration};
+pub use locate::{Locations, Position};
+
+use crate::policy::{FailurePolicy, PolicyTable};
+use glia_bus_schema::Callback;
+use glia_module_api::{ConfigPath, ModuleFactory, ModuleRegistry, ParsedConfig};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where the HTTP server listens unless the config or `--listen` says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+/// A module's timeout unless configured: generous, since Synapse has none (spec §1.2).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The whole-request deadline unless configured.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+/// Requests one module may have in flight before callers wait (back-pressure).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// The largest request body the HTTP API accepts unless configured.
+pub const DEFAULT_MAX_BODY_SIZE: usize = 1 << 20;
+
+/// The example config glia runs when no file is given.
+pub const EMBEDDED_CONFIG: &str = include_str!("../../../deploy/glia.example.yaml");
+/// The name errors use for the embedded config.
+pub const EMBEDDED_NAME: &str = "<embedded deploy/glia.example.yaml>";
+
+/// A loaded, checked config.
+#[derive(Clone)]
+pub struct GliaConfig {
+    /// The file it came from (for messages).
+    pub source: String,
+    /// `host:port` of the HTTP server.
+    pub listen: String,
+    /// The bearer token callers of the HTTP API must present, if any.
+    pub auth_token: Option<String>,
+    /// The largest request body accepted.
+    pub max_body_size: usize,
+    /// Which bus carries invocations.
+    pub bus: BusKind,
+    /// The whole-request deadline.
+    pub deadline: Duration,
+    /// The modules, in config order.
+    pub modules: Vec<ModuleConfig>,
+}
+
+/// Which bus carries invocations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BusKind {
+    /// In-process actor addresses: no broker needed.
+    Internal,
+}
+
+/// One entry of `modules:`, checked.
+#[derive(Clone)]
+pub struct ModuleConfig {
+    /// Position in `modules:`.
+    pub index: usize,
+    /// The instance's name: `name:`, or the module type's name.
+    pub name: String,
+    /// The module type (`module:`).
+    pub module: String,
+    /// Builds instances of the type.
+    pub factory: Arc<dyn ModuleFactory>,
+    /// The parsed `config:` block.
+    pub config: ParsedConfig,
+    /// Higher runs earlier; equal priorities keep config order.
+    pub priority: i32,
+    /// How long one invocation may take.
+    pub timeout: Duration,
+    /// What a timeout or failure means, per callback.
+    pub failure_policy: PolicyTable,
+    /// Invocations in flight before callers wait.
+    pub max_in_flight: usize,
+}
+
+impl fmt::Debug for ModuleConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModuleConfig")
+            .field("index", &self.index)
+            .field("name", &self.name)
+            .field("module", &self.module)
+            .field("priority", &self.priority)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A config error: file, line and column, module (index and name), key, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigFileError {
+    /// The file.
+    pub file: String,
+    /// Where in it, when known.
+    pub position: Option<Position>,
+    /// The module entry (index and name), when the error is inside one.
+    pub module: Option<(usize, String)>,
+    /// The key, relative to the module entry when there is one.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(p) = self.position {
+            write!(f, ":{}:{}", p.line, p.column)?;
+        }
+        write!(f, ": ")?;
+        if let Some((index, name)) = &self.module {
+            write!(f, "modules[{index}] ({name}): ")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, "key `{}`: ", self.key)?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+/// `failure_policy:` as written: one policy for every callback, or a map of callback names
+/// (and `default`) to policies.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawPolicy {
+    All(FailurePolicy),
+    PerCallback(BTreeMap<String, FailurePolicy>),
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    timeout: Option<ConfigDuration>,
+    failure_policy: Option<RawPolicy>,
+    max_in_flight: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    auth_token: Option<String>,
+    auth_token_file: Option<String>,
+    max_body_size: Option<ByteSize>,
+    bus: Option<BusKind>,
+    deadline: Option<ConfigDuration>,
+    #[serde(default)]
+    defaults: RawDefaults,
+    modules: Option<Vec<Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModule {
+    module: String,
+    name: Option<String>,
+    config: Option<Value>,
+    priority: Option<i32>,
+    timeout: Option<ConfigDuration>,
+    failure_policy: Option<RawPolicy>,
+    max_in_flight: Option<usize>,
+    placement: Option<Placement>,
+}
+
+/// Where a module runs. Only in this process for now; the NATS bus adds remote placement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Placement {
+    Local,
+}
+
+/// Reads and checks a config file.
+pub fn load_file(path: &Path, registry: &ModuleRegistry) -> Result<GliaConfig, ConfigFileError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigFileError {
+        file: file.clone(),
+        position: None,
+        module: None,
+        key: String::new(),
+        message: format!("cannot read the config file: {e}"),
+    })?;
+    load_str(&text, &file, registry)
+}
+
+/// Checks config text; `file` names it in errors.
+pub fn load_str(
+    text: &str,
+    file: &str,
+    registry: &ModuleRegistry,
+) -> Result<GliaConfig, ConfigFileError> {
+    Loader::new(text, file)?.load(registry)
+}
+
+struct Loader<'a> {
+    file: &'a str,
+    locations: Locations,
+    root: Value,
+}
+
+impl<'a> Loader<'a> {
+    fn new(text: &str, file: &'a str) -> Result<Self, ConfigFileError> {
+        let syntax = |message: String, position: Option<Position>| ConfigFileError {
+            file: file.to_owned(),
+            position,
+            module: None,
+            key: String::new(),
+            message: format!("invalid YAML: {message}"),
+        };
+        let locations = Locations::index(text).map_err(|(m, p)| syntax(m, Some(p)))?;
+        let root: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| {
+                let position = e.location().map(|l| Position {
+                    line: l.line() as usize,
+                    column: l.column() as usize,
+                });
+                syntax(e.to_string(), position)
+            })?
+        };
+        Ok(Loader {
+            file,
+            locations,
+            root,
+        })
+    }
+
+    fn error(
+        &self,
+        path: &ConfigPath,
+        module: Option<(usize, String)>,
+        message: impl Into<String>,
+    ) -> ConfigFileError {
+        let key = match &module {
+            // Inside a module entry the key is relative to it: `config.rules[0].match`.
+            Some(_) => ConfigPath(path.0.iter().skip(2).cloned().collect()).to_string(),
+            None => path.to_string(),
+        };
+        ConfigFileError {
+            file: self.file.to_owned(),
+            position: self.locations.find(path),
+            module,
+            key,
+            message: message.into(),
+        }
+    }
+
+    fn decode<T: for<'de> Deserialize<'de>>(
+        &self,
+        value: &Value,
+        at: &ConfigPath,
+        module: Option<(usize, String)>,
+    ) -> Result<T, ConfigFileError> {
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let inner = ConfigPath::parse(&e.path().to_string().replace('?', ""));
+            let inner = if inner.0 == [glia_module_api::PathSegment::Key(".".into())] {
+                ConfigPath::root()
+            } else {
+                inner
+            };
+            self.error(&inner.under(at), module, e.into_inner().to_string())
+        })
+    }
+
+    fn load(self, registry: &ModuleRegistry) -> Result<GliaConfig, ConfigFileError> {
+        let root_path = ConfigPath::root();
+        let raw: RawConfig = match &self.root {
+            Value::Null => RawConfig::default(),
+            Value::Object(_) => self.decode(&self.root, &root_path, None)?,
+            _ => {
+                return Err(self.error(
+                    &root_path,
+                    None,
+                    "the config must be a mapping with a `modules:` list",
+                ))
+            }
+        };
+
+        let auth_token = match (&raw.auth_token, &raw.auth_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(self.error(
+                    &root_path.clone().key("auth_token_file"),
+                    None,
+                    "set auth_token or auth_token_file, not both",
+                ))
+            }
+            (Some(t), None) => Some(t.clone()),
+            (None, Some(path)) => {
+                let token = std::fs::read_to_string(path).map_err(|e| {
+                    self.error(
+                        &root_path.clone().key("auth_token_file"),
+                        None,
+                        format!("cannot read {path}: {e}"),
+                    )
+                })?;
+                Some(token.trim().to_owned())
+            }
+            (None, None) => None,
+        };
+        if auth_token.as_deref() == Some("") {
+            return Err(self.error(
+                &root_path.clone().key("auth_token"),
+                None,
+                "the auth token is empty",
+            ));
+        }
+
+        let default_policy = match &raw.defaults.failure_policy {
+            Some(p) => self.policy_table(
+                p,
+                PolicyTable::builtin(),
+                &root_path.clone().key("defaults").key("failure_policy"),
+                None,
+            )?,
+            None => PolicyTable::builtin(),
+        };
+        let default_timeout = raw.defaults.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0);
+        let default_in_flight = raw.defaults.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+        if default_in_flight == 0 {
+            return Err(self.error(
+                &root_path.clone().key("defaults").key("max_in_flight"),
+                None,
+                "must be at least 1",
+            ));
+        }
+
+        let mut modules: Vec<ModuleConfig> = Vec::new();
+        for (index, entry) in raw.modules.iter().flatten().enumerate() {
+            let at = root_path.clone().key("modules").index(index);
+            let type_name = entry
+                .get("module")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_owned();
+            let label = Some((index, type_name.clone()));
+            if !entry.is_object() {
+                return Err(self.error(&at, label, "expected a mapping with a `module:` key"));
+            }
+            if entry.get("module").is_none() {
+                return Err(self.error(&at, label, "missing key `module` (the module to load)"));
+            }
+            if !entry["module"].is_string() {
+                return Err(self.error(&at.clone().key("module"), label, "expected a string"));
+            }
+            let raw_module: RawModule = self.decode(entry, &at, label.clone())?;
+            let factory = registry.get(&raw_module.module).ok_or_else(|| {
+                self.error(
+                    &at.clone().key("module"),
+                    label.clone(),
+                    format!(
+                        "unknown module {:?}; known modules: {}",
+                        raw_module.module,
+                        registry.names().join(", ")
+                    ),
+                )
+            })?;
+            let name = raw_module
+                .name
+                .clone()
+                .unwrap_or_else(|| raw_module.module.clone());
+            let label = Some((index, name.clone()));
+            if let Some(other) = modules.iter().find(|m| m.name == name) {
+                let key = if raw_module.name.is_some() {
+                    "name"
+                } else {
+                    "module"
+                };
+                return Err(self.error(
+                    &at.clone().key(key),
+                    label,
+                    format!("module name {name:?} is already used by modules[{}]; give this entry a distinct `name:`", other.index),
+                ));
+            }
+            let config_value = match &raw_module.config {
+                None | Some(Value::Null) => Value::Object(Default::default()),
+                Some(v) => v.clone(),
+            };
+            let config = factory.parse_config(&config_value).map_err(|e| {
+                self.error(
+                    &e.path.under(&at.clone().key("config")),
+                    label.clone(),
+                    format!(
+                        "bad config for module {:?}: {}",
+                        raw_module.module, e.message
+                    ),
+                )
+            })?;
+            let failure_policy = match &raw_module.failure_policy {
+                Some(p) => self.policy_table(
+                    p,
+                    default_policy.clone(),
+                    &at.clone().key("failure_policy"),
+                    label.clone(),
+                )?,
+                None => default_policy.clone(),
+            };
+            let max_in_flight = raw_module.max_in_flight.unwrap_or(default_in_flight);
+            if max_in_flight == 0 {
+                return Err(self.error(
+                    &at.clone().key("max_in_flight"),
+                    label,
+                    "must be at least 1",
+                ));
+            }
+            let _ = raw_module.placement;
+            modules.push(ModuleConfig {
+                index,
+                name,
+                module: raw_module.module,
+                factory,
+                config,
+                priority: raw_module.priority.unwrap_or(0),
+                timeout: raw_module.timeout.map_or(default_timeout, |d| d.0),
+                failure_policy,
+                max_in_flight,
+            });
+        }
+
+        Ok(GliaConfig {
+            source: self.file.to_owned(),
+            listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+            auth_token,
+            max_body_size: raw.max_body_size.map_or(DEFAULT_MAX_BODY_SIZE, |b| b.0),
+            bus: raw.bus.unwrap_or(BusKind::Internal),
+            deadline: raw.deadline.map_or(DEFAULT_DEADLINE, |d| d.0),
+            modules,
+        })
+    }
+
+    fn policy_table(
+        &self,
+        raw: &RawPolicy,
+        base: PolicyTable,
+        at: &ConfigPath,
+        module: Option<(usize, String)>,
+    ) -> Result<PolicyTable, ConfigFileError> {
+        let mut table = PolicyTable::over(base);
+        match raw {
+            RawPolicy::All(policy) => table.set_default(*policy),
+            RawPolicy::PerCallback(map) => {
+                for (name, policy) in map {
+                    if name == "default" {
+                        table.set_default(*policy);
+                    } else {
+                        let callback: Callback = name.parse().map_err(|_| {
+                            self.error(
+                                &at.clone().key(name),
+                                module.clone(),
+                                format!("unknown callback {name:?} (use a callback name such as user_may_invite, or `default`)"),
+                            )
+                        })?;
+                        table.set(callback, *policy);
+                    }
+                }
+            }
+        }
+        Ok(table)
+    }
+}

@@ -1,0 +1,167 @@
+//! Per-callback plans, computed once at start-up: which modules, in what order, with what
+//! timeout and failure policy.
+
+use crate::config::ModuleConfig;
+use crate::host::{RegistrationSummary, Slot};
+use crate::policy::FailurePolicy;
+use glia_bus_schema::Callback;
+use glia_module_api::registration::SINGLE_SLOT;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One module's part in a callback.
+#[derive(Debug, Clone)]
+pub struct PlanEntry {
+    /// Index of the module in config order.
+    pub module: usize,
+    /// Its name.
+    pub name: Arc<str>,
+    /// The handler.
+    pub slot: Slot,
+    /// Its timeout.
+    pub timeout: Duration,
+    /// What its failure means for this callback.
+    pub policy: FailurePolicy,
+}
+
+/// The ordered entries of one callback.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// In priority order.
+    pub entries: Vec<PlanEntry>,
+}
+
+/// The auth checkers of one login type.
+#[derive(Debug, Clone)]
+pub struct AuthPlan {
+    /// The fields every login dict of this type must carry.
+    pub fields: Vec<String>,
+    /// The checkers, in priority order.
+    pub plan: Plan,
+}
+
+/// A registration Synapse would refuse at start-up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// spec §2.2: a single-slot callback registered by two modules.
+    #[error("Tried to register {callback} twice: by modules[{first}] ({first_name}) and modules[{second}] ({second_name})")]
+    SingleSlotTwice {
+        /// The callback.
+        callback: Callback,
+        /// First module's index.
+        first: usize,
+        /// First module's name.
+        first_name: String,
+        /// Second module's index.
+        second: usize,
+        /// Second module's name.
+        second_name: String,
+    },
+    /// spec §2.2: one login type, two different field lists (the docs' rule, which glia keeps).
+    #[error("login type {login_type:?} is registered with fields {first:?} by {first_name} and with fields {second:?} by {second_name}")]
+    AuthFieldsConflict {
+        /// The login type.
+        login_type: String,
+        /// Fields first registered.
+        first: Vec<String>,
+        /// By whom.
+        first_name: String,
+        /// Fields registered later.
+        second: Vec<String>,
+        /// By whom.
+        second_name: String,
+    },
+}
+
+/// Every callback's plan.
+#[derive(Debug, Clone, Default)]
+pub struct Plans {
+    by_callback: Vec<Plan>,
+    auth: HashMap<String, AuthPlan>,
+}
+
+impl Plans {
+    /// Builds the plans from each module's config and registrations (both in config order).
+    pub fn build(modules: &[(&ModuleConfig, &RegistrationSummary)]) -> Result<Plans, PlanError> {
+        let mut order: Vec<usize> = (0..modules.len()).collect();
+        // Higher priority first; equal priorities keep config order (a stable sort).
+        order.sort_by_key(|&i| std::cmp::Reverse(modules[i].0.priority));
+
+        let mut plans = Plans {
+            by_callback: vec![Plan::default(); Callback::ALL.len()],
+            auth: HashMap::new(),
+        };
+        for &i in &order {
+            let (config, summary) = modules[i];
+            let name: Arc<str> = config.name.as_str().into();
+            let entry = |slot: Slot, callback: Callback| PlanEntry {
+                module: i,
+                name: name.clone(),
+                slot,
+                timeout: config.timeout,
+                policy: config.failure_policy.for_callback(callback),
+            };
+            for (slot, &callback) in summary.callbacks.iter().enumerate() {
+                let plan = &mut plans.by_callback[callback.index()];
+                if SINGLE_SLOT.contains(&callback) {
+                    if let Some(first) = plan.entries.first() {
+                        return Err(PlanError::SingleSlotTwice {
+                            callback,
+                            first: first.module,
+                            first_name: first.name.to_string(),
+                            second: i,
+                            second_name: config.name.clone(),
+                        });
+                    }
+                }
+                plan.entries.push(entry(Slot::Callback(slot), callback));
+            }
+            for (slot, (login_type, fields)) in summary.auth_checkers.iter().enumerate() {
+                let auth = plans
+                    .auth
+                    .entry(login_type.clone())
+                    .or_insert_with(|| AuthPlan {
+                        fields: fields.clone(),
+                        plan: Plan::default(),
+                    });
+                if &auth.fields != fields {
+                    let first_name = auth
+                        .plan
+                        .entries
+                        .first()
+                        .map(|e| e.name.to_string())
+                        .unwrap_or_default();
+                    return Err(PlanError::AuthFieldsConflict {
+                        login_type: login_type.clone(),
+                        first: auth.fields.clone(),
+                        first_name,
+                        second: fields.clone(),
+                        second_name: config.name.clone(),
+                    });
+                }
+                auth.plan
+                    .entries
+                    .push(entry(Slot::AuthChecker(slot), Callback::CheckAuth));
+            }
+        }
+        Ok(plans)
+    }
+
+    /// The plan of `callback` (for `check_auth`, use [`Plans::auth`]).
+    pub fn get(&self, callback: Callback) -> &Plan {
+        &self.by_callback[callback.index()]
+    }
+
+    /// The auth checkers of `login_type`.
+    pub fn auth(&self, login_type: &str) -> Option<&AuthPlan> {
+        self.auth.get(login_type)
+    }
+
+    /// Login types with at least one checker, sorted.
+    pub fn login_types(&self) -> Vec<&str> {
+        let mut types: Vec<&str> = self.auth.keys().map(String::as_str).collect();
+        types.sort_unstable();
+        types
+    }
+}

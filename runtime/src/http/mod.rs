@@ -1,0 +1,60 @@
+//! The HTTP API (actix-web): one endpoint per callback, health and module listings, and the
+//! modules' web resources, all answering errors as Matrix JSON.
+
+mod admin;
+mod auth;
+mod body;
+mod callbacks;
+mod errors;
+mod resources;
+
+pub use errors::MatrixError;
+
+use crate::app::Glia;
+use actix_web::{web, App, HttpServer};
+use std::sync::Arc;
+
+/// What every handler can reach.
+pub struct AppState {
+    /// The running glia.
+    pub glia: Arc<Glia>,
+    /// The bearer token callers must present, if any.
+    pub auth_token: Option<String>,
+    /// The largest body accepted.
+    pub max_body_size: usize,
+}
+
+/// Adds glia's routes and the module web resources to an actix-web app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(admin::health))
+        .route("/_glia/v1/modules", web::get().to(admin::modules))
+        .route(
+            "/_glia/v1/callbacks/{callback}",
+            web::post().to(callbacks::dispatch),
+        )
+        .route(
+            "/_glia/v1/callbacks/{callback}",
+            web::route().to(errors::method_not_allowed),
+        )
+        .default_service(web::to(resources::serve));
+}
+
+/// The app state for `glia`.
+pub fn state(glia: Arc<Glia>) -> web::Data<AppState> {
+    let config = glia.config();
+    web::Data::new(AppState {
+        auth_token: config.auth_token.clone(),
+        max_body_size: config.max_body_size,
+        glia,
+    })
+}
+
+/// Binds the HTTP server to `listen` and returns it, ready to be awaited.
+pub fn serve(glia: Arc<Glia>, listen: &str) -> std::io::Result<actix_web::dev::Server> {
+    let data = state(glia);
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(configure))
+        .bind(listen)?
+        .shutdown_timeout(10)
+        .run();
+    Ok(server)
+}

@@ -1,0 +1,17 @@
+//! glia: a module runtime for Matrix homeservers.
+//!
+//! Runs Synapse-style policy modules as supervised actors, fans each homeserver callback out
+//! to them over a bus, and answers with the decision Synapse's own module system would reach,
+//! plus per-module timeouts and failure policies.
+
+pub mod app;
+pub mod bus;
+pub mod config;
+pub mod coordinator;
+pub mod host;
+pub mod http;
+pub mod logging;
+pub mod policy;
+
+pub use app::{Glia, StartError};
+pub use coordinator::{Coordinator, DispatchError};

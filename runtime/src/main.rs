@@ -1,0 +1,93 @@
+//! The `glia` command: serve, or check a config.
+
+use clap::{Parser, Subcommand};
+use glia_runtime::config::{self, GliaConfig};
+use glia_runtime::{http, logging, Glia};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// glia: a module runtime for Matrix homeservers.
+#[derive(Parser)]
+#[command(name = "glia", version, about, long_about = None)]
+struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the modules and serve the HTTP API.
+    Serve {
+        /// The config file; without it glia runs the embedded example config.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// HOST:PORT to listen on, overriding the config's `listen`.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Validate a config file without starting anything; exits non-zero on an error.
+    CheckConfig {
+        /// The config file.
+        file: PathBuf,
+    },
+}
+
+fn load(path: Option<&PathBuf>) -> Result<GliaConfig, config::ConfigFileError> {
+    let registry = glia_modules::builtin_registry();
+    match path {
+        Some(p) => config::load_file(p, &registry),
+        None => config::load_str(config::EMBEDDED_CONFIG, config::EMBEDDED_NAME, &registry),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_json);
+    match cli.command {
+        Command::CheckConfig { file } => match load(Some(&file)) {
+            Ok(cfg) => {
+                println!("{}: OK ({} modules)", file.display(), cfg.modules.len());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve { config, listen } => {
+            let mut cfg = match load(config.as_ref()) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if let Some(listen) = listen {
+                cfg.listen = listen;
+            }
+            match actix_web::rt::System::new().block_on(serve(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(cfg: GliaConfig) -> Result<(), String> {
+    let listen = cfg.listen.clone();
+    let source = cfg.source.clone();
+    let glia = Arc::new(Glia::start(cfg).await.map_err(|e| e.to_string())?);
+    let server = http::serve(glia.clone(), &listen)
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(%listen, config = %source, modules = glia.modules().len(), "glia serving on http://{listen}");
+    server.await.map_err(|e| e.to_string())?;
+    tracing::info!("glia stopped");
+    Ok(())
+}
