@@ -168,8 +168,9 @@ impl CheckEventAllowedAnswer {
 
 /// `on_create_room`'s answer: carry on (optionally with edited request content), or refuse.
 ///
-/// Wire forms: `{"request_content": {...}}` or `{}` to continue, `{"deny": {...}}` to refuse,
-/// or the legacy `false` (refuse) / `true` (continue).
+/// Wire forms: `{"request_content": {...}}`, `{}` or `null` to continue, `{"deny": {...}}`
+/// to refuse, or the legacy `false` (refuse) / `true` (continue). Anything else (a malformed
+/// `deny` included) is not an answer, so the module's failure policy decides.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum OnCreateRoomAnswer {
@@ -179,13 +180,20 @@ pub enum OnCreateRoomAnswer {
         deny: SynapseError,
     },
     /// Carry on; `request_content`, when present, replaces the request for later modules.
-    Continue {
-        /// The edited request body.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        request_content: Option<JsonObject>,
-    },
+    Continue(RoomContent),
     /// The 2021 legacy form: `false` refuses with 403 `M_UNKNOWN`.
     Legacy(bool),
+    /// Python's `None`: carry on unchanged.
+    Unchanged,
+}
+
+/// `on_create_room`'s "carry on", with the edited request body if the module edited it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoomContent {
+    /// The edited request body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_content: Option<JsonObject>,
 }
 
 /// An error a module raises to be sent to the client as is (Synapse's `SynapseError`).

@@ -12,7 +12,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The register method a callback belongs to, as in Synapse's module API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     /// `register_spam_checker_callbacks`.

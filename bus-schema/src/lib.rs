@@ -15,7 +15,10 @@ pub mod schema;
 pub mod shapes;
 
 pub use answers::*;
-pub use callbacks::{ArgsError, Callback, CallbackArgs, CallbackRequest, Category, DispatchReply, ModuleAnswer, UnknownCallback};
+pub use callbacks::{
+    ArgsError, Callback, CallbackArgs, CallbackRequest, Category, DispatchReply, ModuleAnswer,
+    UnknownCallback,
+};
 pub use envelope::{ErrorKind, Invocation, InvocationError, InvocationReply, InvocationResult};
 pub use replies::*;
 pub use shapes::*;

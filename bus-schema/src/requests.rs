@@ -47,38 +47,38 @@ request!(
     /// `user_may_publish_room(user_id, room_id)`.
     UserMayPublishRoom { user_id: String, room_id: String });
 request!(
-    /// `user_may_send_state_event(user_id, room_id, event_type, state_key, content)`.
-    UserMaySendStateEvent {
-        user_id: String,
-        room_id: String,
-        event_type: String,
-        state_key: String,
-        #[serde(default)] content: JsonObject,
-    });
+/// `user_may_send_state_event(user_id, room_id, event_type, state_key, content)`.
+UserMaySendStateEvent {
+    user_id: String,
+    room_id: String,
+    event_type: String,
+    state_key: String,
+    #[serde(default)] content: JsonObject,
+});
 request!(
     /// `check_username_for_spam(user_profile, requester_id)`.
     CheckUsernameForSpam { user_profile: UserProfile, #[serde(default)] requester_id: Option<String> });
 request!(
-    /// `check_registration_for_spam(email_threepid, username, request_info, auth_provider_id)`.
-    CheckRegistrationForSpam {
-        #[serde(default)] email_threepid: Option<JsonObject>,
-        #[serde(default)] username: Option<String>,
-        #[serde(default)] request_info: Vec<RequestInfo>,
-        #[serde(default)] auth_provider_id: Option<String>,
-    });
+/// `check_registration_for_spam(email_threepid, username, request_info, auth_provider_id)`.
+CheckRegistrationForSpam {
+    #[serde(default)] email_threepid: Option<JsonObject>,
+    #[serde(default)] username: Option<String>,
+    #[serde(default)] request_info: Vec<RequestInfo>,
+    #[serde(default)] auth_provider_id: Option<String>,
+});
 request!(
     /// `check_media_file_for_spam(file_wrapper, file_info)`: the file's description (the bytes
     /// stay with the homeserver).
     CheckMediaFileForSpam { file_info: FileInfo });
 request!(
-    /// `check_login_for_spam(user_id, device_id, initial_display_name, request_info, auth_provider_id)`.
-    CheckLoginForSpam {
-        user_id: String,
-        #[serde(default)] device_id: Option<String>,
-        #[serde(default)] initial_display_name: Option<String>,
-        #[serde(default)] request_info: Vec<RequestInfo>,
-        #[serde(default)] auth_provider_id: Option<String>,
-    });
+/// `check_login_for_spam(user_id, device_id, initial_display_name, request_info, auth_provider_id)`.
+CheckLoginForSpam {
+    user_id: String,
+    #[serde(default)] device_id: Option<String>,
+    #[serde(default)] initial_display_name: Option<String>,
+    #[serde(default)] request_info: Vec<RequestInfo>,
+    #[serde(default)] auth_provider_id: Option<String>,
+});
 
 // Third-party event rules (spec §3.2).
 

@@ -30,7 +30,8 @@ pub fn contract_schema() -> Value {
 
 /// The schema as pretty-printed JSON with a trailing newline, as it is checked in.
 pub fn contract_schema_text() -> String {
-    let mut text = serde_json::to_string_pretty(&contract_schema()).expect("a JSON value always serialises");
+    let mut text =
+        serde_json::to_string_pretty(&contract_schema()).expect("a JSON value always serialises");
     text.push('\n');
     text
 }

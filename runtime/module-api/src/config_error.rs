@@ -102,6 +102,14 @@ impl ConfigError {
         }
     }
 
+    /// An error at `path`, built segment by segment (keys may contain dots).
+    pub fn at_path(path: ConfigPath, message: impl Into<String>) -> Self {
+        ConfigError {
+            path,
+            message: message.into(),
+        }
+    }
+
     /// An error about the whole block.
     pub fn new(message: impl Into<String>) -> Self {
         ConfigError {
@@ -111,17 +119,92 @@ impl ConfigError {
     }
 }
 
-/// Deserialises a config block into `T`, naming the failing key in the error.
+/// The path serde_path_to_error recorded, segment by segment.
+pub fn path_of(path: &serde_path_to_error::Path) -> ConfigPath {
+    use serde_path_to_error::Segment;
+    ConfigPath(
+        path.iter()
+            .filter_map(|segment| match segment {
+                Segment::Seq { index } => Some(PathSegment::Index(*index)),
+                Segment::Map { key } => Some(PathSegment::Key(key.clone())),
+                Segment::Enum { variant } => Some(PathSegment::Key(variant.clone())),
+                Segment::Unknown => None,
+            })
+            .collect(),
+    )
+}
+
+/// Deserialises a config block into `T`, naming the failing key in the error. An absent
+/// block (`null`) reads as an empty mapping; a block that is not a mapping is refused.
 pub fn from_config<T: DeserializeOwned>(config: &Value) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(config).map_err(|e| {
-        let path = ConfigPath::parse(&e.path().to_string().replace("?", ""));
-        ConfigError {
-            path: if path.0.len() == 1 && path.0[0] == PathSegment::Key(".".into()) {
-                ConfigPath::root()
-            } else {
-                path
-            },
-            message: e.into_inner().to_string(),
+    let empty = Value::Object(Default::default());
+    let config = match config {
+        Value::Null => &empty,
+        Value::Object(_) => config,
+        other => {
+            return Err(ConfigError::new(format!(
+                "the config must be a mapping, not {}",
+                match other {
+                    Value::Array(_) => "a list",
+                    Value::String(_) => "a string",
+                    Value::Number(_) => "a number",
+                    _ => "a boolean",
+                }
+            )))
         }
+    };
+    serde_path_to_error::deserialize(config).map_err(|e| ConfigError {
+        path: path_of(e.path()),
+        message: e.into_inner().to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct C {
+        #[serde(default)]
+        a: Vec<String>,
+        #[serde(default)]
+        #[allow(dead_code)]
+        users: std::collections::BTreeMap<String, u32>,
+    }
+
+    #[test]
+    fn null_reads_as_empty_and_non_mappings_are_refused() {
+        let c: C = from_config(&Value::Null).unwrap();
+        assert!(c.a.is_empty());
+        let err = from_config::<C>(&json!([["x"]])).unwrap_err();
+        assert_eq!(err.path, ConfigPath::root());
+        assert_eq!(err.message, "the config must be a mapping, not a list");
+    }
+
+    #[test]
+    fn paths_keep_keys_with_dots_whole() {
+        let err = from_config::<C>(&json!({"users": {"@bob:example.com": "x"}})).unwrap_err();
+        assert_eq!(
+            err.path,
+            ConfigPath::root().key("users").key("@bob:example.com")
+        );
+        let err = from_config::<C>(&json!({"a": ["ok", 3]})).unwrap_err();
+        assert_eq!(err.path.to_string(), "a[1]");
+        let err = from_config::<C>(&json!({"b": 1})).unwrap_err();
+        assert!(err.message.contains("unknown field `b`"), "{}", err.message);
+    }
+
+    #[test]
+    fn paths_parse_and_print() {
+        for text in ["rules[2].match", "a.b.c", "x[0][1]"] {
+            assert_eq!(ConfigPath::parse(text).to_string(), text);
+        }
+        assert_eq!(
+            ConfigError::at("rules[1].match", "bad").to_string(),
+            "rules[1].match: bad"
+        );
+        assert_eq!(ConfigError::new("bad").to_string(), "bad");
+    }
 }

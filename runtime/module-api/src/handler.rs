@@ -10,8 +10,14 @@ use std::rc::Rc;
 /// A future a handler returns; it runs on the module's own thread.
 pub type AnswerFuture<A> = LocalBoxFuture<'static, Result<A, ModuleError>>;
 
+/// The stored form of a typed handler.
+type TypedFn<R> = Rc<dyn Fn(&R) -> AnswerFuture<<R as CallbackArgs>::Answer>>;
+
+/// The future an erased handler returns.
+pub type ErasedFuture = LocalBoxFuture<'static, Result<ModuleAnswer, InvocationError>>;
+
 /// A handler for the callback whose arguments are `R`.
-pub struct Handler<R: CallbackArgs>(Rc<dyn Fn(&R) -> AnswerFuture<R::Answer>>);
+pub struct Handler<R: CallbackArgs>(TypedFn<R>);
 
 impl<R: CallbackArgs> Clone for Handler<R> {
     fn clone(&self) -> Self {
@@ -63,11 +69,18 @@ impl<R: CallbackArgs> Handler<R> {
 
 /// A handler of any callback: takes the tagged request, answers the tagged answer.
 #[derive(Clone)]
-pub struct ErasedHandler(
-    Rc<dyn Fn(&CallbackRequest) -> LocalBoxFuture<'static, Result<ModuleAnswer, InvocationError>>>,
-);
+pub struct ErasedHandler(Rc<dyn Fn(&CallbackRequest) -> ErasedFuture>);
 
 impl ErasedHandler {
+    /// A handler of tagged requests, for adapters that decide per request what to answer
+    /// (a remote module, a scripted or chaos module).
+    pub fn new<F>(f: F) -> Self
+    where
+        F: Fn(&CallbackRequest) -> ErasedFuture + 'static,
+    {
+        ErasedHandler(Rc::new(f))
+    }
+
     /// Calls the handler. The synchronous part runs now, the rest when the future is polled.
     pub fn call(
         &self,

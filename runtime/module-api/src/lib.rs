@@ -13,7 +13,7 @@ pub mod module;
 pub mod registration;
 pub mod web;
 
-pub use config_error::{from_config, ConfigError, ConfigPath, PathSegment};
+pub use config_error::{from_config, path_of, ConfigError, ConfigPath, PathSegment};
 pub use error::ModuleError;
 pub use handler::{ErasedHandler, Handler};
 pub use module::{Module, ModuleFactory, ModuleRegistry, ParsedConfig};

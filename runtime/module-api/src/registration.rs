@@ -27,6 +27,13 @@ pub enum RegistrationError {
     },
 }
 
+impl From<RegistrationError> for crate::ModuleError {
+    fn from(e: RegistrationError) -> Self {
+        // A refused registration fails the constructor; rebuilding would fail the same way.
+        crate::ModuleError::failed(e.to_string())
+    }
+}
+
 /// An auth checker for one login type (an entry of Synapse's `auth_checkers` dict).
 #[derive(Clone)]
 pub struct AuthChecker {
@@ -138,11 +145,14 @@ category!(
     }
 );
 
+/// An `auth_checkers` entry: `(login_type, fields)` and its handler.
+pub type AuthCheckerEntry = ((String, Vec<String>), Handler<CheckAuth>);
+
 /// The arguments of `register_password_auth_provider_callbacks`.
 #[derive(Default)]
 pub struct PasswordAuthProviderCallbacks {
     /// `auth_checkers`: `(login_type, fields)` to `check_auth`.
-    pub auth_checkers: Vec<((String, Vec<String>), Handler<CheckAuth>)>,
+    pub auth_checkers: Vec<AuthCheckerEntry>,
     /// `check_3pid_auth`.
     pub check_3pid_auth: Option<Handler<Check3pidAuth>>,
     /// `on_logged_out`.
@@ -258,6 +268,41 @@ impl ModuleApi {
         push(&mut slots, is_3pid_allowed);
         self.registrations.callbacks.extend(slots);
         Ok(())
+    }
+
+    /// Registers a type-erased handler for `callback` (for adapters; typed modules use the
+    /// category methods above, which also enforce Synapse's pairing rules). `check_auth`
+    /// cannot be registered this way: use `register_password_auth_provider_callbacks`.
+    pub fn register_erased(
+        &mut self,
+        callback: Callback,
+        handler: ErasedHandler,
+    ) -> Result<(), RegistrationError> {
+        if SINGLE_SLOT.contains(&callback)
+            && self
+                .registrations
+                .callbacks
+                .iter()
+                .any(|(c, _)| *c == callback)
+        {
+            return Err(RegistrationError::SingleSlotTwice(callback));
+        }
+        self.registrations.callbacks.push((callback, handler));
+        Ok(())
+    }
+
+    /// Registers a type-erased auth checker for `login_type` with `fields`.
+    pub fn register_erased_auth_checker(
+        &mut self,
+        login_type: impl Into<String>,
+        fields: Vec<String>,
+        handler: ErasedHandler,
+    ) {
+        self.registrations.auth_checkers.push(AuthChecker {
+            login_type: login_type.into(),
+            fields,
+            handler,
+        });
     }
 
     /// Serves `path` with `handler` (Synapse's `register_web_resource`). Where a path is

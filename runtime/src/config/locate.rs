@@ -8,9 +8,9 @@ use std::collections::HashMap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
     /// 1-based.
-    pub line: usize,
+    pub line: u32,
     /// 1-based.
-    pub column: usize,
+    pub column: u32,
 }
 
 /// The position of every mapping key and sequence item, by path.
@@ -43,14 +43,14 @@ impl Locations {
                 (
                     e.info().to_owned(),
                     Position {
-                        line: m.line(),
-                        column: m.col() + 1,
+                        line: m.line() as u32,
+                        column: m.col() as u32 + 1,
                     },
                 )
             })?;
             let here = Position {
-                line: span.start.line(),
-                column: span.start.col() + 1,
+                line: span.start.line() as u32,
+                column: span.start.col() as u32 + 1,
             };
             let starts_value = matches!(
                 event,

@@ -222,8 +222,8 @@ impl<'a> Loader<'a> {
         } else {
             serde_saphyr::from_str(text).map_err(|e| {
                 let position = e.location().map(|l| Position {
-                    line: l.line() as usize,
-                    column: l.column() as usize,
+                    line: l.line() as u32,
+                    column: l.column() as u32,
                 });
                 syntax(e.to_string(), position)
             })?
@@ -262,12 +262,7 @@ impl<'a> Loader<'a> {
         module: Option<(usize, String)>,
     ) -> Result<T, ConfigFileError> {
         serde_path_to_error::deserialize(value).map_err(|e| {
-            let inner = ConfigPath::parse(&e.path().to_string().replace('?', ""));
-            let inner = if inner.0 == [glia_module_api::PathSegment::Key(".".into())] {
-                ConfigPath::root()
-            } else {
-                inner
-            };
+            let inner = glia_module_api::path_of(e.path());
             self.error(&inner.under(at), module, e.into_inner().to_string())
         })
     }

@@ -665,9 +665,9 @@ async fn on_create_room(
                 status: Some(deny.status),
             }),
             OnCreateRoomAnswer::Legacy(false) => Err(refused(entry)),
-            OnCreateRoomAnswer::Continue {
+            OnCreateRoomAnswer::Continue(glia_bus_schema::RoomContent {
                 request_content: Some(content),
-            } => {
+            }) => {
                 let CallbackRequest::OnCreateRoom(args) = current.as_ref() else {
                     unreachable!("the chain carries on_create_room requests")
                 };
@@ -677,10 +677,11 @@ async fn on_create_room(
                     is_requester_admin: args.is_requester_admin,
                 })))
             }
-            OnCreateRoomAnswer::Continue {
+            OnCreateRoomAnswer::Continue(glia_bus_schema::RoomContent {
                 request_content: None,
-            }
-            | OnCreateRoomAnswer::Legacy(true) => Ok(current.clone()),
+            })
+            | OnCreateRoomAnswer::Legacy(true)
+            | OnCreateRoomAnswer::Unchanged => Ok(current.clone()),
         },
         |error, entry| match entry.policy {
             crate::policy::FailurePolicy::Allow => None,

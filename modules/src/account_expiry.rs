@@ -1,0 +1,235 @@
+//! `account_expiry`: an account-validity module with fixed expiry dates.
+//!
+//! `is_user_expired` answers `true` for a listed user whose expiry time has passed, `false`
+//! for a listed user whose time has not come, and `null` (no opinion: the next module or
+//! Synapse's own check decides) for everyone else. `on_user_registration` records each new
+//! user; with `default_validity_ms` set, a new user also expires that long after registering
+//! (unless `expiry` already lists them, which wins). The users registered since start-up are
+//! served at `GET /_synapse/client/account_expiry/registered` as `{"users": [...]}`, in
+//! registration order. State lives in the instance: a rebuilt instance starts afresh.
+//!
+//! Config keys:
+//! - `expiry` (map of user id to milliseconds since the epoch, default `{}`): when each
+//!   listed user expires.
+//! - `default_validity_ms` (positive integer, optional): validity of newly registered users.
+//!
+//! ```yaml
+//! modules:
+//!   - module: account_expiry
+//!     config:
+//!       expiry:
+//!         "@bob:localhost": 0
+//!         "@carol:localhost": 1999999999999
+//!       default_validity_ms: 2592000000  # 30 days
+//! ```
+
+use crate::common;
+use glia_bus_schema::requests::{IsUserExpired, OnUserRegistration};
+use glia_bus_schema::Ignored;
+use glia_module_api::{
+    AccountValidityCallbacks, ConfigError, ConfigPath, Handler, Module, ModuleApi, ModuleError,
+    WebHandler, WebResponse,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+/// Where the registered users are served.
+pub const REGISTERED_PATH: &str = "/_synapse/client/account_expiry/registered";
+
+/// The account expiry module.
+pub struct AccountExpiry;
+
+/// `account_expiry`'s checked config.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountExpiryConfig {
+    /// User id to expiry time, in milliseconds since the epoch.
+    #[serde(default)]
+    pub expiry: BTreeMap<String, i64>,
+    /// How long a newly registered user stays valid, in milliseconds.
+    #[serde(default)]
+    pub default_validity_ms: Option<i64>,
+}
+
+impl Module for AccountExpiry {
+    const NAME: &'static str = "account_expiry";
+    type Config = AccountExpiryConfig;
+
+    fn parse_config(config: &Value) -> Result<AccountExpiryConfig, ConfigError> {
+        let parsed: AccountExpiryConfig = glia_module_api::from_config(config)?;
+        for user in parsed.expiry.keys() {
+            common::check_user_id(ConfigPath::root().key("expiry").key(user.as_str()), user)?;
+        }
+        if parsed.default_validity_ms.is_some_and(|ms| ms <= 0) {
+            return Err(ConfigError::at(
+                "default_validity_ms",
+                "must be positive (milliseconds)",
+            ));
+        }
+        Ok(parsed)
+    }
+
+    fn new(config: AccountExpiryConfig, api: &mut ModuleApi) -> Result<Self, ModuleError> {
+        let state = Rc::new(RefCell::new(State {
+            expiry: config.expiry.into_iter().collect(),
+            registered: Vec::new(),
+        }));
+        let validity = config.default_validity_ms;
+        let (reader, recorder, web) = (state.clone(), state.clone(), state);
+        api.register_account_validity_callbacks(AccountValidityCallbacks {
+            is_user_expired: Some(Handler::sync(move |args: &IsUserExpired| {
+                let expires_at = reader.borrow().expiry.get(&args.user_id).copied();
+                Ok(expires_at.map(|at| common::now_ms() >= at))
+            })),
+            on_user_registration: Some(Handler::sync(move |args: &OnUserRegistration| {
+                let mut state = recorder.borrow_mut();
+                if !state.registered.contains(&args.user_id) {
+                    state.registered.push(args.user_id.clone());
+                }
+                if let Some(ms) = validity {
+                    let at = common::now_ms().saturating_add(ms);
+                    state.expiry.entry(args.user_id.clone()).or_insert(at);
+                }
+                Ok(Ignored::default())
+            })),
+            ..Default::default()
+        })
+        .map_err(|e| ModuleError::fatal(e.to_string()))?;
+        api.register_web_resource(
+            REGISTERED_PATH,
+            WebHandler::sync(move |req| match common::require_get(&req) {
+                Ok(()) => WebResponse::json(200, &json!({ "users": web.borrow().registered })),
+                Err(response) => response,
+            }),
+        );
+        Ok(AccountExpiry)
+    }
+}
+
+/// One instance's expiry times and registrations.
+struct State {
+    expiry: HashMap<String, i64>,
+    registered: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{assert_config_error, build, call_now, callbacks, web};
+    use glia_bus_schema::Callback;
+
+    fn expired(user: &str) -> IsUserExpired {
+        IsUserExpired {
+            user_id: user.into(),
+        }
+    }
+
+    fn registered(user: &str) -> OnUserRegistration {
+        OnUserRegistration {
+            user_id: user.into(),
+        }
+    }
+
+    #[test]
+    fn listed_users_expire_at_their_time_and_others_get_no_opinion() {
+        let regs = build::<AccountExpiry>(json!({
+            "expiry": {"@bob:localhost": 0, "@carol:localhost": 1_999_999_999_999_i64}
+        }));
+        assert_eq!(
+            callbacks(&regs),
+            vec![Callback::IsUserExpired, Callback::OnUserRegistration]
+        );
+        assert_eq!(
+            call_now(&regs, expired("@bob:localhost")).unwrap(),
+            Some(true)
+        );
+        assert_eq!(
+            call_now(&regs, expired("@carol:localhost")).unwrap(),
+            Some(false)
+        );
+        assert_eq!(call_now(&regs, expired("@dave:localhost")).unwrap(), None);
+    }
+
+    #[test]
+    fn registrations_are_recorded_and_served() {
+        let regs = build::<AccountExpiry>(Value::Null);
+        assert_eq!(
+            web(&regs, "GET", REGISTERED_PATH, ""),
+            (200, json!({"users": []}))
+        );
+        for user in ["@erin:localhost", "@frank:localhost", "@erin:localhost"] {
+            assert_eq!(
+                call_now(&regs, registered(user)).unwrap(),
+                Ignored::default()
+            );
+        }
+        assert_eq!(
+            web(&regs, "GET", REGISTERED_PATH, ""),
+            (
+                200,
+                json!({"users": ["@erin:localhost", "@frank:localhost"]})
+            )
+        );
+        // Without default_validity_ms, registering gives no opinion on expiry.
+        assert_eq!(call_now(&regs, expired("@erin:localhost")).unwrap(), None);
+        assert_eq!(web(&regs, "PUT", REGISTERED_PATH, "").0, 405);
+    }
+
+    #[test]
+    fn default_validity_applies_to_new_users_but_not_listed_ones() {
+        let regs = build::<AccountExpiry>(json!({
+            "default_validity_ms": 3_600_000,
+            "expiry": {"@bob:localhost": 0},
+        }));
+        call_now(&regs, registered("@erin:localhost")).unwrap();
+        assert_eq!(
+            call_now(&regs, expired("@erin:localhost")).unwrap(),
+            Some(false)
+        );
+        call_now(&regs, registered("@bob:localhost")).unwrap();
+        assert_eq!(
+            call_now(&regs, expired("@bob:localhost")).unwrap(),
+            Some(true)
+        );
+
+        let regs = build::<AccountExpiry>(json!({"default_validity_ms": 1}));
+        call_now(&regs, registered("@gina:localhost")).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(
+            call_now(&regs, expired("@gina:localhost")).unwrap(),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn config_errors_name_the_key() {
+        assert_config_error::<AccountExpiry>(
+            json!({"expiry": {"bob": 0}}),
+            "expiry.bob",
+            &["not a user id"],
+        );
+        assert_config_error::<AccountExpiry>(
+            json!({"expiry": {"@bob:localhost": "soon"}}),
+            "expiry.@bob:localhost",
+            &["invalid type"],
+        );
+        assert_config_error::<AccountExpiry>(
+            json!({"default_validity_ms": 0}),
+            "default_validity_ms",
+            &["must be positive"],
+        );
+        assert_config_error::<AccountExpiry>(
+            json!({"default_validity_ms": -3}),
+            "default_validity_ms",
+            &["must be positive"],
+        );
+        assert_config_error::<AccountExpiry>(
+            json!({"expired_users": {}}),
+            "expired_users",
+            &["unknown field", "expiry"],
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! Shared pieces for glia's black-box tests and benchmarks: a scripted module whose answers,
+//! delays, failures and gates come from its config, probes that record what modules saw,
+//! and a harness that starts glia (with its HTTP server) from a YAML string.
+
+pub mod harness;
+pub mod probes;
+pub mod scripted;
+
+pub use harness::{registry, TestGlia};
+pub use scripted::Scripted;
