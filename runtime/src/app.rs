@@ -1,18 +1,24 @@
-//! Starting glia from a config: module instances, plans, web resources, the coordinator.
+//! Starting glia from a config: supervised modules, plans, web resources, the coordinator;
+//! and stopping it.
 
 use crate::bus::InProcessBus;
 use crate::config::{BusKind, GliaConfig, ModuleConfig};
 use crate::coordinator::{reducer, Coordinator, PlanError, Plans};
-use crate::host::{spawn_module, ModuleActor, ModuleInstance, SpawnError};
+use crate::host::{
+    spawn_module, ModuleActor, ModuleInstance, ModuleState, ModuleStatus, RegistrationSummary,
+    SpawnError,
+};
 use actix::Addr;
+use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 /// Why glia could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A module's constructor failed.
+    /// A required module's constructor failed.
     #[error("cannot start {0}")]
     Spawn(#[from] SpawnError),
     /// Two modules hold a single slot, or clash on a login type.
@@ -62,9 +68,13 @@ impl WebRoutes {
             .map(|(_, route)| route)
     }
 
-    /// Every registered path.
-    pub fn paths(&self) -> impl Iterator<Item = &str> {
-        self.routes.keys().map(String::as_str)
+    /// Paths served by the module at `index`.
+    pub fn paths_of(&self, index: usize) -> Vec<String> {
+        self.routes
+            .iter()
+            .filter(|(_, r)| r.module == index)
+            .map(|(p, _)| p.clone())
+            .collect()
     }
 }
 
@@ -79,23 +89,22 @@ pub struct ModuleInfo {
     pub index: usize,
     /// Its priority.
     pub priority: i32,
-    /// `running` (supervision adds more states).
-    pub state: &'static str,
+    /// starting, running, restarting, failed or stopped.
+    pub state: ModuleState,
+    /// Successful restarts.
+    pub restarts: u64,
+    /// Crashes.
+    pub crashes: u64,
+    /// The last crash's reason and time.
+    pub last_crash: Option<crate::host::CrashInfo>,
+    /// Invocations running now.
+    pub in_flight: usize,
     /// Callbacks it registered.
     pub callbacks: Vec<String>,
     /// Login types of its auth checkers.
     pub login_types: Vec<String>,
     /// Web resource paths it serves (after the first-wins rule).
     pub web_resources: Vec<String>,
-}
-
-/// A running glia: module instances and the coordinator over them.
-pub struct Glia {
-    coordinator: Arc<Coordinator>,
-    instances: Vec<ModuleInstance>,
-    infos: Vec<ModuleInfo>,
-    web: WebRoutes,
-    config: GliaConfig,
 }
 
 /// Path prefixes a module may not claim: Synapse's own APIs and glia's.
@@ -135,42 +144,39 @@ fn check_web_path(config: &ModuleConfig, path: &str) -> Result<(), StartError> {
     Ok(())
 }
 
-impl Glia {
-    /// Builds every module (each on its own thread), then the plans and the coordinator.
-    /// Must run inside an actix system.
-    pub async fn start(config: GliaConfig) -> Result<Glia, StartError> {
-        let BusKind::Internal = config.bus;
-        let mut instances = Vec::with_capacity(config.modules.len());
-        for module in &config.modules {
-            let instance = spawn_module(module).await?;
-            tracing::info!(
-                module = %module.name,
-                callbacks = instance.summary.callbacks.len() + instance.summary.auth_checkers.len(),
-                web_resources = instance.summary.web_resources.len(),
-                "module started"
-            );
-            instances.push(instance);
-        }
+/// The modules' registrations, from which plans and web routes are derived. A module that
+/// failed to start registers later, when its probe restart first succeeds.
+struct Topology {
+    configs: Vec<ModuleConfig>,
+    summaries: Mutex<Vec<Option<RegistrationSummary>>>,
+    web: ArcSwap<WebRoutes>,
+    coordinator: OnceLock<Arc<Coordinator>>,
+}
 
-        let pairs: Vec<_> = config
-            .modules
+impl Topology {
+    /// Plans and web routes for the registrations known now.
+    fn derive(
+        &self,
+        summaries: &[Option<RegistrationSummary>],
+    ) -> Result<(Plans, WebRoutes), StartError> {
+        let empty = RegistrationSummary::default();
+        let pairs: Vec<_> = self
+            .configs
             .iter()
-            .zip(instances.iter().map(|i| &i.summary))
+            .zip(summaries)
+            .map(|(c, s)| (c, s.as_ref().unwrap_or(&empty)))
             .collect();
         let plans = Plans::build(&pairs)?;
-
         // spec §2.4: the first module in config order wins a path; later claims are warned.
         let mut web = WebRoutes::default();
-        let mut infos = Vec::with_capacity(instances.len());
-        for (index, (module, instance)) in config.modules.iter().zip(&instances).enumerate() {
-            let mut served = Vec::new();
-            for (slot, path) in instance.summary.web_resources.iter().enumerate() {
+        for (index, (module, summary)) in pairs.iter().enumerate() {
+            for (slot, path) in summary.web_resources.iter().enumerate() {
                 check_web_path(module, path)?;
                 if let Some(owner) = web.routes.get(path) {
                     tracing::warn!(
                         module = %module.name,
                         %path,
-                        owner = %config.modules[owner.module].name,
+                        owner = %self.configs[owner.module].name,
                         "web resource already registered by an earlier module; ignoring this one"
                     );
                     continue;
@@ -182,32 +188,78 @@ impl Glia {
                         slot,
                     },
                 );
-                served.push(path.clone());
             }
-            let mut login_types: Vec<String> = instance
-                .summary
-                .auth_checkers
-                .iter()
-                .map(|(t, _)| t.clone())
-                .collect();
-            login_types.dedup();
-            infos.push(ModuleInfo {
-                name: module.name.clone(),
-                module: module.module.clone(),
-                index,
-                priority: module.priority,
-                state: "running",
-                callbacks: instance
-                    .summary
-                    .callbacks
-                    .iter()
-                    .map(|c| c.name().to_owned())
-                    .collect(),
-                login_types,
-                web_resources: served,
+        }
+        Ok((plans, web))
+    }
+
+    /// A module registered (at start-up, or later after failing to start).
+    fn register(&self, index: usize, summary: RegistrationSummary) {
+        let mut summaries = self.summaries.lock().unwrap_or_else(|e| e.into_inner());
+        summaries[index] = Some(summary);
+        let Some(coordinator) = self.coordinator.get() else {
+            return;
+        };
+        match self.derive(&summaries) {
+            Ok((plans, web)) => {
+                coordinator.set_plans(plans);
+                self.web.store(Arc::new(web));
+                tracing::info!(module = %self.configs[index].name, "module registered; plans updated");
+            }
+            Err(e) => {
+                tracing::error!(module = %self.configs[index].name, error = %e, "cannot plan the module's registrations")
+            }
+        }
+    }
+}
+
+/// A running glia: supervised modules and the coordinator over them.
+pub struct Glia {
+    coordinator: Arc<Coordinator>,
+    topology: Arc<Topology>,
+    addrs: Vec<Addr<ModuleActor>>,
+    statuses: Vec<Arc<ModuleStatus>>,
+    instances: Mutex<Vec<ModuleInstance>>,
+    config: GliaConfig,
+}
+
+impl Glia {
+    /// Builds every module (each on its own thread, under its supervisor), then the plans and
+    /// the coordinator. Must run inside an actix system.
+    pub async fn start(config: GliaConfig) -> Result<Glia, StartError> {
+        let BusKind::Internal = config.bus;
+        let topology = Arc::new(Topology {
+            configs: config.modules.clone(),
+            summaries: Mutex::new(vec![None; config.modules.len()]),
+            web: ArcSwap::from_pointee(WebRoutes::default()),
+            coordinator: OnceLock::new(),
+        });
+        let mut instances: Vec<ModuleInstance> = Vec::with_capacity(config.modules.len());
+        for (index, module) in config.modules.iter().enumerate() {
+            let weak = Arc::downgrade(&topology);
+            let on_registered = Arc::new(move |summary| {
+                if let Some(topology) = weak.upgrade() {
+                    topology.register(index, summary);
+                }
             });
+            let instance = match spawn_module(module, on_registered).await {
+                Ok(instance) => instance,
+                Err(e) => {
+                    for started in instances.drain(..).rev() {
+                        started.stop().await;
+                    }
+                    return Err(e.into());
+                }
+            };
+            tracing::info!(module = %module.name, state = ?instance.status.state(), "module started");
+            instances.push(instance);
         }
 
+        let (plans, web) = {
+            let summaries = topology.summaries.lock().unwrap_or_else(|e| e.into_inner());
+            topology.derive(&summaries)?
+        };
+        topology.web.store(Arc::new(web));
         let bus = InProcessBus::new(
             config
                 .modules
@@ -216,11 +268,22 @@ impl Glia {
                 .map(|(m, i)| (i.addr.clone(), m.max_in_flight)),
         );
         let coordinator = Arc::new(Coordinator::new(plans, Arc::new(bus), config.deadline));
+        let _ = topology.coordinator.set(coordinator.clone());
+        // A module whose probe succeeded while the plans were being built registered too early
+        // to be planned: plan once more with everything known now.
+        {
+            let summaries = topology.summaries.lock().unwrap_or_else(|e| e.into_inner());
+            if let Ok((plans, web)) = topology.derive(&summaries) {
+                coordinator.set_plans(plans);
+                topology.web.store(Arc::new(web));
+            }
+        }
         Ok(Glia {
             coordinator,
-            instances,
-            infos,
-            web,
+            addrs: instances.iter().map(|i| i.addr.clone()).collect(),
+            statuses: instances.iter().map(|i| i.status.clone()).collect(),
+            instances: Mutex::new(instances),
+            topology,
             config,
         })
     }
@@ -235,24 +298,80 @@ impl Glia {
         &self.config
     }
 
+    /// The status of the module at `index` (config order).
+    pub fn status(&self, index: usize) -> Option<&Arc<ModuleStatus>> {
+        self.statuses.get(index)
+    }
+
+    /// The status of the module called `name`.
+    pub fn status_of(&self, name: &str) -> Option<&Arc<ModuleStatus>> {
+        let index = self.config.modules.iter().position(|m| m.name == name)?;
+        self.statuses.get(index)
+    }
+
+    /// Names of modules that are failed.
+    pub fn failed_modules(&self) -> Vec<&str> {
+        self.config
+            .modules
+            .iter()
+            .zip(&self.statuses)
+            .filter(|(_, s)| s.state() == ModuleState::Failed)
+            .map(|(m, _)| m.name.as_str())
+            .collect()
+    }
+
     /// Each module as `/_glia/v1/modules` lists it.
-    pub fn modules(&self) -> &[ModuleInfo] {
-        &self.infos
+    pub fn modules(&self) -> Vec<ModuleInfo> {
+        let summaries = self
+            .topology
+            .summaries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let web = self.topology.web.load();
+        self.config
+            .modules
+            .iter()
+            .zip(&self.statuses)
+            .zip(summaries)
+            .map(|((module, status), summary)| {
+                let summary = summary.unwrap_or_default();
+                let mut login_types: Vec<String> = summary
+                    .auth_checkers
+                    .iter()
+                    .map(|(t, _)| t.clone())
+                    .collect();
+                login_types.dedup();
+                ModuleInfo {
+                    name: module.name.clone(),
+                    module: module.module.clone(),
+                    index: module.index,
+                    priority: module.priority,
+                    state: status.state(),
+                    restarts: status.restarts(),
+                    crashes: status.crashes(),
+                    last_crash: status.last_crash(),
+                    in_flight: status.in_flight(),
+                    callbacks: summary
+                        .callbacks
+                        .iter()
+                        .map(|c| c.name().to_owned())
+                        .collect(),
+                    login_types,
+                    web_resources: web.paths_of(module.index),
+                }
+            })
+            .collect()
     }
 
     /// The web resources.
-    pub fn web_routes(&self) -> &WebRoutes {
-        &self.web
+    pub fn web_routes(&self) -> Arc<WebRoutes> {
+        self.topology.web.load_full()
     }
 
     /// The actor of the module at `index` (config order).
     pub fn addr(&self, index: usize) -> Option<Addr<ModuleActor>> {
-        self.instances.get(index).map(|i| i.addr.clone())
-    }
-
-    /// Module actor addresses, in config order.
-    pub fn addrs(&self) -> Vec<Addr<ModuleActor>> {
-        self.instances.iter().map(|i| i.addr.clone()).collect()
+        self.addrs.get(index).cloned()
     }
 
     /// Every callback with modules: its reducer and its modules in plan order.
@@ -279,10 +398,15 @@ impl Glia {
         serde_json::Value::Object(out)
     }
 
-    /// Stops every module, in reverse config order.
-    pub fn stop(mut self) {
-        while let Some(instance) = self.instances.pop() {
-            drop(instance);
+    /// Graceful shutdown's second half: in-flight invocations get `grace` to finish, then the
+    /// rest resolve through their failure policies; then modules stop in reverse config order.
+    /// The caller stops taking new requests first.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.coordinator.drain_after(grace).await;
+        let instances: Vec<ModuleInstance> =
+            std::mem::take(&mut *self.instances.lock().unwrap_or_else(|e| e.into_inner()));
+        for instance in instances.into_iter().rev() {
+            instance.stop().await;
         }
     }
 }

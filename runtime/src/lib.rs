@@ -12,6 +12,7 @@ pub mod host;
 pub mod http;
 pub mod logging;
 pub mod policy;
+pub mod supervision;
 
 pub use app::{Glia, StartError};
 pub use coordinator::{Coordinator, DispatchError};

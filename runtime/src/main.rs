@@ -83,11 +83,41 @@ fn main() -> ExitCode {
 async fn serve(cfg: GliaConfig) -> Result<(), String> {
     let listen = cfg.listen.clone();
     let source = cfg.source.clone();
+    let grace = cfg.shutdown_grace;
     let glia = Arc::new(Glia::start(cfg).await.map_err(|e| e.to_string())?);
     let server = http::serve(glia.clone(), &listen)
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    tracing::info!(%listen, config = %source, modules = glia.modules().len(), "glia serving on http://{listen}");
-    server.await.map_err(|e| e.to_string())?;
+    let handle = server.handle();
+    tracing::info!(%listen, config = %source, modules = glia.config().modules.len(), "glia serving on http://{listen}");
+    let mut running = server;
+    tokio::select! {
+        result = &mut running => return result.map_err(|e| e.to_string()),
+        signal = shutdown_signal() => {
+            tracing::info!(%signal, grace_ms = grace.as_millis() as u64, "shutting down: no new requests; in-flight ones get the grace period");
+        }
+    }
+    // Stop taking requests while in-flight ones finish or resolve; then modules stop in
+    // reverse config order. The server future must be polled for the stop to proceed.
+    let ((), stopped, ()) = futures::join!(handle.stop(true), running, glia.shutdown(grace));
+    stopped.map_err(|e| e.to_string())?;
     tracing::info!("glia stopped");
     Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT and names it.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
 }

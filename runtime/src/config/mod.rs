@@ -8,6 +8,7 @@ pub use duration::{parse_byte_size, parse_duration, ByteSize, ConfigDuration};
 pub use locate::{Locations, Position};
 
 use crate::policy::{FailurePolicy, PolicyTable};
+use crate::supervision::{RawRestartPolicy, RestartPolicy};
 use glia_bus_schema::Callback;
 use glia_module_api::{ConfigPath, ModuleFactory, ModuleRegistry, ParsedConfig};
 use serde::Deserialize;
@@ -26,6 +27,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
 /// Requests one module may have in flight before callers wait (back-pressure).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// How long in-flight requests may take to finish after a shutdown signal, unless configured.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The largest request body the HTTP API accepts unless configured.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 1 << 20;
 
@@ -49,6 +52,9 @@ pub struct GliaConfig {
     pub bus: BusKind,
     /// The whole-request deadline.
     pub deadline: Duration,
+    /// After a shutdown signal, in-flight requests get this long before they are resolved
+    /// through their failure policies.
+    pub shutdown_grace: Duration,
     /// The modules, in config order.
     pub modules: Vec<ModuleConfig>,
 }
@@ -82,6 +88,10 @@ pub struct ModuleConfig {
     pub failure_policy: PolicyTable,
     /// Invocations in flight before callers wait.
     pub max_in_flight: usize,
+    /// How crashes are restarted.
+    pub restart: RestartPolicy,
+    /// Whether glia refuses to start when the module's constructor fails.
+    pub required: bool,
 }
 
 impl fmt::Debug for ModuleConfig {
@@ -143,6 +153,8 @@ struct RawDefaults {
     timeout: Option<ConfigDuration>,
     failure_policy: Option<RawPolicy>,
     max_in_flight: Option<usize>,
+    restart: Option<RawRestartPolicy>,
+    required: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -154,6 +166,7 @@ struct RawConfig {
     max_body_size: Option<ByteSize>,
     bus: Option<BusKind>,
     deadline: Option<ConfigDuration>,
+    shutdown_grace: Option<ConfigDuration>,
     #[serde(default)]
     defaults: RawDefaults,
     modules: Option<Vec<Value>>,
@@ -169,6 +182,8 @@ struct RawModule {
     timeout: Option<ConfigDuration>,
     failure_policy: Option<RawPolicy>,
     max_in_flight: Option<usize>,
+    restart: Option<RawRestartPolicy>,
+    required: Option<bool>,
     placement: Option<Placement>,
 }
 
@@ -329,6 +344,18 @@ impl<'a> Loader<'a> {
             ));
         }
 
+        let default_restart = match &raw.defaults.restart {
+            Some(r) => r.apply(RestartPolicy::default()).map_err(|(key, m)| {
+                self.error(
+                    &root_path.clone().key("defaults").key("restart").key(key),
+                    None,
+                    m,
+                )
+            })?,
+            None => RestartPolicy::default(),
+        };
+        let default_required = raw.defaults.required.unwrap_or(true);
+
         let mut modules: Vec<ModuleConfig> = Vec::new();
         for (index, entry) in raw.modules.iter().flatten().enumerate() {
             let at = root_path.clone().key("modules").index(index);
@@ -407,6 +434,12 @@ impl<'a> Loader<'a> {
                     "must be at least 1",
                 ));
             }
+            let restart = match &raw_module.restart {
+                Some(r) => r.apply(default_restart).map_err(|(key, m)| {
+                    self.error(&at.clone().key("restart").key(key), label.clone(), m)
+                })?,
+                None => default_restart,
+            };
             let _ = raw_module.placement;
             modules.push(ModuleConfig {
                 index,
@@ -418,6 +451,8 @@ impl<'a> Loader<'a> {
                 timeout: raw_module.timeout.map_or(default_timeout, |d| d.0),
                 failure_policy,
                 max_in_flight,
+                restart,
+                required: raw_module.required.unwrap_or(default_required),
             });
         }
 
@@ -428,6 +463,7 @@ impl<'a> Loader<'a> {
             max_body_size: raw.max_body_size.map_or(DEFAULT_MAX_BODY_SIZE, |b| b.0),
             bus: raw.bus.unwrap_or(BusKind::Internal),
             deadline: raw.deadline.map_or(DEFAULT_DEADLINE, |d| d.0),
+            shutdown_grace: raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
             modules,
         })
     }

@@ -10,6 +10,7 @@ pub use reducers::{DispatchCtx, Step, Walk};
 pub use rules::{reducer, Deny, Reducer};
 
 use crate::bus::{Bus, InvocationMeta};
+use arc_swap::ArcSwap;
 use glia_bus_schema::errcodes::M_MISSING_PARAM;
 use glia_bus_schema::requests::*;
 use glia_bus_schema::{
@@ -21,9 +22,10 @@ use glia_bus_schema::{
 use reducers::{chain, first_deny, first_non_none, run_all, single_slot, union};
 use rules::spam_verdict;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// A request the coordinator refuses before asking any module.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -39,11 +41,24 @@ pub struct DispatchError {
 
 /// Dispatches callbacks to modules under their plans.
 pub struct Coordinator {
-    plans: Plans,
+    plans: ArcSwap<Plans>,
     bus: Arc<dyn Bus>,
     deadline: Duration,
     ids: AtomicU64,
     id_prefix: String,
+    /// Set when shutdown's grace period is over: pending invocations resolve at once.
+    drained: watch::Sender<bool>,
+    /// Dispatches in progress, so shutdown knows when they are done.
+    active: AtomicUsize,
+}
+
+/// Counts a dispatch as active until it is dropped (finished or cancelled).
+struct ActiveGuard<'a>(&'a AtomicUsize);
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Coordinator {
@@ -54,17 +69,43 @@ impl Coordinator {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
         Coordinator {
-            plans,
+            plans: ArcSwap::from_pointee(plans),
             bus,
             deadline,
             ids: AtomicU64::new(0),
             id_prefix: format!("{:x}", started & 0xffff_ffff_ffff),
+            drained: watch::channel(false).0,
+            active: AtomicUsize::new(0),
         }
     }
 
-    /// The plans.
-    pub fn plans(&self) -> &Plans {
-        &self.plans
+    /// The plans in force.
+    pub fn plans(&self) -> Arc<Plans> {
+        self.plans.load_full()
+    }
+
+    /// Replaces the plans (a module registered late); dispatches in progress keep theirs.
+    pub fn set_plans(&self, plans: Plans) {
+        self.plans.store(Arc::new(plans));
+    }
+
+    /// Dispatches in progress.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Lets dispatches in progress finish for up to `grace`, then resolves what is still
+    /// pending through the failure policies, and waits until every dispatch has answered.
+    /// Dispatches started afterwards resolve at once.
+    pub async fn drain_after(&self, grace: Duration) {
+        let until = Instant::now() + grace;
+        while self.active() > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.drained.send_replace(true);
+        while self.active() > 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// The default whole-request deadline.
@@ -102,12 +143,16 @@ impl Coordinator {
         request: CallbackRequest,
         meta: InvocationMeta,
     ) -> Result<DispatchReply, DispatchError> {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        let _active = ActiveGuard(&self.active);
+        let plans = self.plans.load_full();
         let ctx = DispatchCtx {
             bus: self.bus.as_ref(),
             meta,
+            drained: self.drained.subscribe(),
         };
         let callback = request.callback();
-        let plan = self.plans.get(callback);
+        let plan = plans.get(callback);
         use CallbackRequest as Q;
         Ok(match request {
             Q::CheckEventForSpam(_)
@@ -134,7 +179,7 @@ impl Coordinator {
                 let first =
                     spam_first_deny(&ctx, callback, callback, plan, Arc::new(request)).await;
                 let decision = if first.is_allow() {
-                    let plan = self.plans.get(Callback::UserMayInvite);
+                    let plan = plans.get(Callback::UserMayInvite);
                     spam_first_deny(
                         &ctx,
                         callback,
@@ -329,7 +374,7 @@ impl Coordinator {
                 })
             }
             Q::CheckAuth(args) => {
-                let Some(auth) = self.plans.auth(&args.login_type) else {
+                let Some(auth) = plans.auth(&args.login_type) else {
                     return Ok(DispatchReply::CheckAuth(Outcome::Value(AuthReply {
                         user_id: None,
                         module: None,

@@ -18,6 +18,8 @@ pub struct DispatchCtx<'a> {
     pub bus: &'a dyn Bus,
     /// Request id and deadline.
     pub meta: InvocationMeta,
+    /// Becomes true when shutdown's grace period is over.
+    pub drained: tokio::sync::watch::Receiver<bool>,
 }
 
 /// What a reducer makes of one module's answer.
@@ -55,11 +57,18 @@ pub fn invoke_entry(
         request,
         &ctx.meta,
     );
+    let mut drained = ctx.drained.clone();
     async move {
-        match tokio::time::timeout(budget, call).await {
-            Ok(result) => result,
-            Err(_) => Err(InvocationError::Timeout {
-                after_ms: budget.as_millis() as u64,
+        tokio::select! {
+            biased;
+            result = tokio::time::timeout(budget, call) => match result {
+                Ok(result) => result,
+                Err(_) => Err(InvocationError::Timeout {
+                    after_ms: budget.as_millis() as u64,
+                }),
+            },
+            _ = drained.wait_for(|done| *done) => Err(InvocationError::Unavailable {
+                reason: "glia is shutting down".into(),
             }),
         }
     }

@@ -1,10 +1,10 @@
-//! The actor that owns one module instance and runs its callbacks.
+//! The actor that hosts one supervised module instance and runs its callbacks.
 
+use super::supervised::{panic_message, Supervised};
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
 use futures::FutureExt;
 use glia_bus_schema::{CallbackRequest, InvocationError, ModuleAnswer};
-use glia_module_api::{ErasedHandler, WebHandler, WebRequest, WebResponse};
-use std::any::Any;
+use glia_module_api::{WebRequest, WebResponse};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
@@ -35,7 +35,7 @@ impl Message for Invoke {
 
 /// Serve one request to a web resource.
 pub struct WebCall {
-    /// Index into `Registrations::web_resources`.
+    /// Index into the module's web resources.
     pub slot: usize,
     /// The request.
     pub request: WebRequest,
@@ -45,14 +45,17 @@ impl Message for WebCall {
     type Result = WebResponse;
 }
 
-/// One module instance and its handlers.
+/// Stop the module: nothing new runs.
+pub struct Stop;
+
+impl Message for Stop {
+    type Result = ();
+}
+
+/// One supervised module.
 pub struct ModuleActor {
+    pub(crate) module: Supervised,
     pub(crate) name: Arc<str>,
-    // Keeps the instance alive as long as its handlers may run.
-    pub(crate) _instance: Box<dyn Any>,
-    pub(crate) callbacks: Vec<ErasedHandler>,
-    pub(crate) auth_checkers: Vec<ErasedHandler>,
-    pub(crate) web: Vec<WebHandler>,
     pub(crate) mailbox: usize,
 }
 
@@ -64,50 +67,11 @@ impl Actor for ModuleActor {
     }
 }
 
-/// The text of a panic payload.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic with a non-string payload".to_owned())
-}
-
 impl Handler<Invoke> for ModuleActor {
     type Result = ResponseFuture<Result<ModuleAnswer, InvocationError>>;
 
     fn handle(&mut self, msg: Invoke, _: &mut Self::Context) -> Self::Result {
-        let handler = match msg.slot {
-            Slot::Callback(i) => self.callbacks.get(i),
-            Slot::AuthChecker(i) => self.auth_checkers.get(i),
-        };
-        let Some(handler) = handler else {
-            let name = self.name.clone();
-            return Box::pin(async move {
-                Err(InvocationError::Unavailable {
-                    reason: format!("module {name} has no handler {:?}", msg.slot),
-                })
-            });
-        };
-        // A panic is a crash of this invocation, whether it happens before the first await
-        // or while the future runs; it must not take the module's thread down.
-        let started = std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(&msg.request)));
-        let permit = msg.permit;
-        Box::pin(async move {
-            let result = match started {
-                Ok(future) => match AssertUnwindSafe(future).catch_unwind().await {
-                    Ok(result) => result,
-                    Err(payload) => Err(InvocationError::Crashed {
-                        reason: panic_message(payload.as_ref()),
-                    }),
-                },
-                Err(payload) => Err(InvocationError::Crashed {
-                    reason: panic_message(payload.as_ref()),
-                }),
-            };
-            drop(permit);
-            result
-        })
+        self.module.invoke(msg.slot, msg.request, msg.permit)
     }
 }
 
@@ -115,8 +79,8 @@ impl Handler<WebCall> for ModuleActor {
     type Result = ResponseFuture<WebResponse>;
 
     fn handle(&mut self, msg: WebCall, _: &mut Self::Context) -> Self::Result {
-        let Some(handler) = self.web.get(msg.slot) else {
-            return Box::pin(async { web_error(404, "M_NOT_FOUND", "no such resource") });
+        let Some(handler) = self.module.web_handler(msg.slot) else {
+            return Box::pin(async { web_error(503, "M_UNKNOWN", "The module is not running") });
         };
         let started = std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(msg.request)));
         let name = self.name.clone();
@@ -126,10 +90,18 @@ impl Handler<WebCall> for ModuleActor {
                 Err(payload) => Err(payload),
             };
             outcome.unwrap_or_else(|payload| {
-                tracing::error!(module = %name, panic = %panic_message(payload.as_ref()), "web resource crashed");
+                tracing::error!(module = %name, panic = %panic_message(payload.as_ref()), "web resource panicked");
                 web_error(500, "M_UNKNOWN", "Internal server error")
             })
         })
+    }
+}
+
+impl Handler<Stop> for ModuleActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, _: &mut Self::Context) {
+        self.module.stop();
     }
 }
 

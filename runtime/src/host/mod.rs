@@ -1,7 +1,11 @@
-//! Module instances as actix actors, each on its own thread (arbiter).
+//! Module instances as supervised actix actors, each on its own thread (arbiter).
 
 mod actor;
 mod spawn;
+mod status;
+mod supervised;
 
-pub use actor::{Invoke, ModuleActor, Slot, WebCall};
+pub use actor::{Invoke, ModuleActor, Slot, Stop, WebCall};
 pub use spawn::{spawn_module, ModuleInstance, RegistrationSummary, SpawnError};
+pub use status::{CrashInfo, ModuleState, ModuleStatus};
+pub use supervised::OnRegistered;

@@ -1,16 +1,16 @@
-//! Starting a module instance on its own arbiter.
+//! Starting a supervised module on its own arbiter.
 
-use super::actor::{panic_message, ModuleActor};
+use super::actor::{ModuleActor, Stop};
+use super::status::ModuleStatus;
+use super::supervised::{OnRegistered, Supervised};
 use crate::config::ModuleConfig;
 use actix::{Actor, Addr};
 use actix_rt::Arbiter;
 use glia_bus_schema::Callback;
-use glia_module_api::{ModuleApi, ModuleError};
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 /// What a module registered, in a form that can leave its thread.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegistrationSummary {
     /// Callback of each `Slot::Callback` index.
     pub callbacks: Vec<Callback>,
@@ -20,18 +20,22 @@ pub struct RegistrationSummary {
     pub web_resources: Vec<String>,
 }
 
-/// A running module instance.
+/// A running module (its instance may be restarting or failed; the actor stays).
 pub struct ModuleInstance {
     /// The actor.
     pub addr: Addr<ModuleActor>,
-    /// What it registered.
-    pub summary: RegistrationSummary,
-    /// Its thread; stopped when the instance is dropped.
+    /// What it registered, if it has ever been built.
+    pub summary: Option<RegistrationSummary>,
+    /// Its status.
+    pub status: Arc<ModuleStatus>,
+    /// Its thread.
     pub arbiter: Arbiter,
 }
 
-impl Drop for ModuleInstance {
-    fn drop(&mut self) {
+impl ModuleInstance {
+    /// Stops the module and then its thread.
+    pub async fn stop(self) {
+        let _ = self.addr.send(Stop).await;
         self.arbiter.stop();
     }
 }
@@ -48,65 +52,38 @@ pub struct SpawnError {
     pub reason: String,
 }
 
-/// Builds the module on a new arbiter (its own thread) and starts its actor there.
-pub async fn spawn_module(config: &ModuleConfig) -> Result<ModuleInstance, SpawnError> {
+/// Builds the module on a new arbiter (its own thread) under its supervisor. A constructor
+/// failure is an error when the module is `required`; otherwise the module starts failed,
+/// and `on_registered` is called when a probe restart first builds it.
+pub async fn spawn_module(
+    config: &ModuleConfig,
+    on_registered: OnRegistered,
+) -> Result<ModuleInstance, SpawnError> {
     let arbiter = Arbiter::new();
     let (tx, rx) = futures::channel::oneshot::channel();
     let factory = config.factory.clone();
     let parsed = config.config.clone();
     let name: Arc<str> = config.name.as_str().into();
     let mailbox = config.max_in_flight;
+    let policy = config.restart;
+    let status = Arc::new(ModuleStatus::default());
+    let actor_status = status.clone();
     let spawned = arbiter.spawn(async move {
-        let mut api = ModuleApi::new(name.to_string());
-        let built = std::panic::catch_unwind(AssertUnwindSafe(|| factory.build(&parsed, &mut api)));
-        let result = match built {
-            Ok(Ok(instance)) => {
-                let registrations = api.into_registrations();
-                let summary = RegistrationSummary {
-                    callbacks: registrations.callbacks.iter().map(|(c, _)| *c).collect(),
-                    auth_checkers: registrations
-                        .auth_checkers
-                        .iter()
-                        .map(|a| (a.login_type.clone(), a.fields.clone()))
-                        .collect(),
-                    web_resources: registrations
-                        .web_resources
-                        .iter()
-                        .map(|(p, _)| p.clone())
-                        .collect(),
-                };
-                let actor = ModuleActor {
-                    name,
-                    _instance: instance,
-                    callbacks: registrations
-                        .callbacks
-                        .into_iter()
-                        .map(|(_, h)| h)
-                        .collect(),
-                    auth_checkers: registrations
-                        .auth_checkers
-                        .into_iter()
-                        .map(|a| a.handler)
-                        .collect(),
-                    web: registrations
-                        .web_resources
-                        .into_iter()
-                        .map(|(_, h)| h)
-                        .collect(),
-                    mailbox,
-                };
-                Ok((actor.start(), summary))
-            }
-            Ok(Err(ModuleError::Failed { message, .. })) => {
-                Err(format!("constructor failed: {message}"))
-            }
-            Ok(Err(ModuleError::Fatal(message))) => Err(format!("constructor failed: {message}")),
-            Err(payload) => Err(format!(
-                "constructor panicked: {}",
-                panic_message(payload.as_ref())
-            )),
-        };
-        let _ = tx.send(result);
+        let (module, result) = Supervised::start(
+            name.clone(),
+            factory,
+            parsed,
+            policy,
+            actor_status,
+            on_registered,
+        );
+        let addr = ModuleActor {
+            module,
+            name,
+            mailbox,
+        }
+        .start();
+        let _ = tx.send((addr, result));
     });
     let error = |reason: String| SpawnError {
         index: config.index,
@@ -116,19 +93,30 @@ pub async fn spawn_module(config: &ModuleConfig) -> Result<ModuleInstance, Spawn
     if !spawned {
         return Err(error("its thread could not be started".into()));
     }
-    match rx.await {
-        Ok(Ok((addr, summary))) => Ok(ModuleInstance {
+    let Ok((addr, result)) = rx.await else {
+        arbiter.stop();
+        return Err(error("its thread stopped while it was being built".into()));
+    };
+    match result {
+        Ok(summary) => Ok(ModuleInstance {
             addr,
-            summary,
+            summary: Some(summary),
+            status,
             arbiter,
         }),
-        Ok(Err(reason)) => {
+        Err(reason) if config.required => {
+            let _ = addr.send(Stop).await;
             arbiter.stop();
             Err(error(reason))
         }
-        Err(_) => {
-            arbiter.stop();
-            Err(error("its thread stopped while it was being built".into()))
+        Err(reason) => {
+            tracing::error!(module = %config.name, %reason, "module failed to start; glia starts without it (required: false) and will probe it");
+            Ok(ModuleInstance {
+                addr,
+                summary: None,
+                status,
+                arbiter,
+            })
         }
     }
 }

@@ -4,11 +4,14 @@ use super::auth::Authorized;
 use super::AppState;
 use actix_web::{web, HttpResponse};
 
-/// Liveness: 200 `{"status": "ok"}` while glia serves.
+/// Liveness: 200 while glia serves; `"status": "degraded"` (with the failed modules) when a
+/// module is failed, `"ok"` otherwise.
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let failed = state.glia.failed_modules();
     HttpResponse::Ok().json(serde_json::json!({
-        "status": "ok",
-        "modules": state.glia.modules().len(),
+        "status": if failed.is_empty() { "ok" } else { "degraded" },
+        "modules": state.glia.config().modules.len(),
+        "failed": failed,
     }))
 }
 

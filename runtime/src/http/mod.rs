@@ -49,12 +49,17 @@ pub fn state(glia: Arc<Glia>) -> web::Data<AppState> {
     })
 }
 
-/// Binds the HTTP server to `listen` and returns it, ready to be awaited.
+/// Binds the HTTP server to `listen` and returns it, ready to be awaited. It does not handle
+/// signals itself: the caller stops it (see `glia serve`), so shutdown can drain the modules.
 pub fn serve(glia: Arc<Glia>, listen: &str) -> std::io::Result<actix_web::dev::Server> {
+    // In-flight requests answer within the grace period (then through their failure
+    // policies); the server waits a little longer than that before it gives up on them.
+    let timeout = glia.config().shutdown_grace.as_secs() + 5;
     let data = state(glia);
     let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(configure))
+        .disable_signals()
+        .shutdown_timeout(timeout)
         .bind(listen)?
-        .shutdown_timeout(10)
         .run();
     Ok(server)
 }

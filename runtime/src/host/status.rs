@@ -1,0 +1,144 @@
+//! What can be seen of a module from outside its thread: state, restarts, crashes, in-flight.
+
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A module's life-cycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleState {
+    /// Being built for the first time.
+    Starting,
+    /// Serving.
+    Running,
+    /// Crashed; being rebuilt after a backoff. Invocations wait in the stash.
+    Restarting,
+    /// Past its restart intensity (or its constructor failed): callbacks resolve through the
+    /// failure policy until a probe restart succeeds.
+    Failed,
+    /// Shut down.
+    Stopped,
+}
+
+impl ModuleState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => ModuleState::Starting,
+            1 => ModuleState::Running,
+            2 => ModuleState::Restarting,
+            3 => ModuleState::Failed,
+            _ => ModuleState::Stopped,
+        }
+    }
+}
+
+/// The last crash.
+#[derive(Debug, Clone, Serialize)]
+pub struct CrashInfo {
+    /// The panic message or error.
+    pub reason: String,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// A module's status, shared between its thread and readers elsewhere. Written only on
+/// life-cycle changes and per invocation (one atomic add each way).
+#[derive(Debug)]
+pub struct ModuleStatus {
+    state: AtomicU8,
+    restarts: AtomicU64,
+    crashes: AtomicU64,
+    in_flight: AtomicUsize,
+    last_crash: Mutex<Option<CrashInfo>>,
+    recoveries: Mutex<Vec<Duration>>,
+}
+
+/// Recovery times kept for statistics (the most recent ones).
+const RECOVERIES_KEPT: usize = 100_000;
+
+impl Default for ModuleStatus {
+    fn default() -> Self {
+        ModuleStatus {
+            state: AtomicU8::new(ModuleState::Starting as u8),
+            restarts: AtomicU64::new(0),
+            crashes: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            last_crash: Mutex::new(None),
+            recoveries: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl ModuleStatus {
+    /// The current state.
+    pub fn state(&self) -> ModuleState {
+        ModuleState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_state(&self, state: ModuleState) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// Successful restarts so far.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Crashes so far (each one that took the module down; a second panic of an instance
+    /// that is already being replaced is not counted again).
+    pub fn crashes(&self) -> u64 {
+        self.crashes.load(Ordering::Relaxed)
+    }
+
+    /// Invocations running now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The last crash, if any.
+    pub fn last_crash(&self) -> Option<CrashInfo> {
+        self.last_crash
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Time from each crash to the module serving again, oldest first.
+    pub fn recoveries(&self) -> Vec<Duration> {
+        self.recoveries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn record_crash(&self, reason: &str) {
+        self.crashes.fetch_add(1, Ordering::Relaxed);
+        let at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        *self.last_crash.lock().unwrap_or_else(|e| e.into_inner()) = Some(CrashInfo {
+            reason: reason.to_owned(),
+            at_ms,
+        });
+    }
+
+    pub(crate) fn record_restart(&self, recovery: Option<Duration>) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+        if let Some(d) = recovery {
+            let mut r = self.recoveries.lock().unwrap_or_else(|e| e.into_inner());
+            if r.len() < RECOVERIES_KEPT {
+                r.push(d);
+            }
+        }
+    }
+
+    pub(crate) fn enter(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn leave(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,514 @@
+//! The supervisor inside each module actor: it owns the module instance, turns a panic or a
+//! fatal error into a crash, rebuilds the instance from its parsed config after a backoff,
+//! stashes what arrives meanwhile, marks the module failed past its restart intensity and
+//! probes it back, and restarts a module whose invocation hangs past the watchdog.
+//!
+//! Everything here runs on the module's own thread, so the state is an `Rc<RefCell<_>>`
+//! shared by the actor and the invocations' futures: a crash is seen by the very next
+//! invocation, with no message to wait for.
+
+use super::spawn::RegistrationSummary;
+use super::status::{ModuleState, ModuleStatus};
+use crate::supervision::{backoff_delay, IntensityWindow, RestartPolicy};
+use futures::channel::oneshot;
+use futures::future::{AbortHandle, Abortable, LocalBoxFuture};
+use futures::FutureExt;
+use glia_bus_schema::{CallbackRequest, InvocationError, ModuleAnswer};
+use glia_module_api::{
+    ErasedHandler, ModuleApi, ModuleError, ModuleFactory, ParsedConfig, WebHandler,
+};
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::actor::Slot;
+
+/// Called (on the module's thread) the first time an instance is built, with what it
+/// registered; lets the runtime plan a module whose constructor failed at start-up.
+pub type OnRegistered = Arc<dyn Fn(RegistrationSummary) + Send + Sync>;
+
+/// One built instance: the module object and its handlers, by slot.
+struct Instance {
+    _module: Box<dyn Any>,
+    callbacks: Vec<ErasedHandler>,
+    auth_checkers: Vec<ErasedHandler>,
+    web: Vec<WebHandler>,
+}
+
+enum Life {
+    Running(Instance),
+    Restarting,
+    Failed,
+    Stopped,
+}
+
+struct Stashed {
+    slot: Slot,
+    request: Arc<CallbackRequest>,
+    permit: Option<OwnedSemaphorePermit>,
+    reply: oneshot::Sender<Result<ModuleAnswer, InvocationError>>,
+}
+
+struct Flight {
+    started: Instant,
+    generation: u64,
+    abort: AbortHandle,
+}
+
+/// The supervisor's state.
+pub struct Core {
+    name: Arc<str>,
+    factory: Arc<dyn ModuleFactory>,
+    config: ParsedConfig,
+    policy: RestartPolicy,
+    status: Arc<ModuleStatus>,
+    expected: Option<RegistrationSummary>,
+    on_registered: Option<OnRegistered>,
+    life: Life,
+    generation: u64,
+    window: IntensityWindow,
+    stash: VecDeque<Stashed>,
+    flights: HashMap<u64, Flight>,
+    next_flight: u64,
+    crashed_at: Option<Instant>,
+}
+
+/// The shared handle to a module's supervisor state.
+#[derive(Clone)]
+pub struct Supervised(Rc<RefCell<Core>>);
+
+/// What building an instance produced.
+type Built = Result<(Instance, RegistrationSummary), String>;
+
+fn build(name: &str, factory: &Arc<dyn ModuleFactory>, config: &ParsedConfig) -> Built {
+    let mut api = ModuleApi::new(name);
+    let built = std::panic::catch_unwind(AssertUnwindSafe(|| factory.build(config, &mut api)));
+    let module = match built {
+        Ok(Ok(module)) => module,
+        Ok(Err(ModuleError::Failed { message, .. })) | Ok(Err(ModuleError::Fatal(message))) => {
+            return Err(format!("constructor failed: {message}"))
+        }
+        Err(payload) => {
+            return Err(format!(
+                "constructor panicked: {}",
+                panic_message(payload.as_ref())
+            ))
+        }
+    };
+    let registrations = api.into_registrations();
+    let summary = RegistrationSummary {
+        callbacks: registrations.callbacks.iter().map(|(c, _)| *c).collect(),
+        auth_checkers: registrations
+            .auth_checkers
+            .iter()
+            .map(|a| (a.login_type.clone(), a.fields.clone()))
+            .collect(),
+        web_resources: registrations
+            .web_resources
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect(),
+    };
+    let instance = Instance {
+        _module: module,
+        callbacks: registrations
+            .callbacks
+            .into_iter()
+            .map(|(_, h)| h)
+            .collect(),
+        auth_checkers: registrations
+            .auth_checkers
+            .into_iter()
+            .map(|a| a.handler)
+            .collect(),
+        web: registrations
+            .web_resources
+            .into_iter()
+            .map(|(_, h)| h)
+            .collect(),
+    };
+    Ok((instance, summary))
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a non-string payload".to_owned())
+}
+
+/// Why an invocation's future ended without its own result.
+const WATCHDOG_ABORT: &str = "hung past the watchdog; the module was restarted";
+
+impl Supervised {
+    /// Builds the first instance. On failure the module starts `Failed` with a probe
+    /// scheduled, and the error is returned for the caller to decide (`required`).
+    pub fn start(
+        name: Arc<str>,
+        factory: Arc<dyn ModuleFactory>,
+        config: ParsedConfig,
+        policy: RestartPolicy,
+        status: Arc<ModuleStatus>,
+        on_registered: OnRegistered,
+    ) -> (Supervised, Result<RegistrationSummary, String>) {
+        let built = build(&name, &factory, &config);
+        let core = Core {
+            name,
+            factory,
+            config,
+            policy,
+            status,
+            expected: None,
+            on_registered: Some(on_registered),
+            life: Life::Failed,
+            generation: 0,
+            window: IntensityWindow::default(),
+            stash: VecDeque::new(),
+            flights: HashMap::new(),
+            next_flight: 0,
+            crashed_at: None,
+        };
+        let this = Supervised(Rc::new(RefCell::new(core)));
+        let result = match built {
+            Ok((instance, summary)) => {
+                this.install(instance, summary.clone());
+                Ok(summary)
+            }
+            Err(reason) => {
+                let core = this.0.borrow();
+                core.status.record_crash(&reason);
+                core.status.set_state(ModuleState::Failed);
+                let cooldown = core.policy.cooldown;
+                drop(core);
+                this.schedule_rebuild(cooldown);
+                Err(reason)
+            }
+        };
+        this.start_watchdog();
+        (this, result)
+    }
+
+    fn install(&self, instance: Instance, summary: RegistrationSummary) {
+        let mut core = self.0.borrow_mut();
+        core.generation += 1;
+        core.life = Life::Running(instance);
+        core.status.set_state(ModuleState::Running);
+        if core.expected.is_none() {
+            core.expected = Some(summary.clone());
+            if let Some(notify) = core.on_registered.take() {
+                drop(core);
+                notify(summary);
+            }
+        }
+    }
+
+    /// Runs one invocation: on the instance if it is running, from the stash once it is
+    /// rebuilt if it is restarting, or not at all (an `Unavailable` error) if it failed.
+    pub fn invoke(
+        &self,
+        slot: Slot,
+        request: Arc<CallbackRequest>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> LocalBoxFuture<'static, Result<ModuleAnswer, InvocationError>> {
+        let mut core = self.0.borrow_mut();
+        let handler = match &core.life {
+            Life::Running(instance) => match slot {
+                Slot::Callback(i) => instance.callbacks.get(i).cloned(),
+                Slot::AuthChecker(i) => instance.auth_checkers.get(i).cloned(),
+            },
+            Life::Restarting => {
+                if core.stash.len() >= core.policy.stash {
+                    let reason = format!(
+                        "module {} is restarting and its stash of {} is full",
+                        core.name, core.policy.stash
+                    );
+                    return futures::future::ready(Err(InvocationError::Unavailable { reason }))
+                        .boxed_local();
+                }
+                let (reply, answer) = oneshot::channel();
+                core.stash.push_back(Stashed {
+                    slot,
+                    request,
+                    permit,
+                    reply,
+                });
+                return async move {
+                    answer.await.unwrap_or_else(|_| {
+                        Err(InvocationError::Unavailable {
+                            reason:
+                                "the module stopped while the invocation waited for its restart"
+                                    .into(),
+                        })
+                    })
+                }
+                .boxed_local();
+            }
+            Life::Failed => {
+                let reason = format!(
+                    "module {} has failed (past its restart intensity)",
+                    core.name
+                );
+                return futures::future::ready(Err(InvocationError::Unavailable { reason }))
+                    .boxed_local();
+            }
+            Life::Stopped => {
+                let reason = format!("module {} is stopped", core.name);
+                return futures::future::ready(Err(InvocationError::Unavailable { reason }))
+                    .boxed_local();
+            }
+        };
+        let Some(handler) = handler else {
+            let reason = format!("module {} has no handler {slot:?}", core.name);
+            return futures::future::ready(Err(InvocationError::Unavailable { reason }))
+                .boxed_local();
+        };
+        let generation = core.generation;
+        let id = core.next_flight;
+        core.next_flight += 1;
+        let (abort, registration) = AbortHandle::new_pair();
+        core.flights.insert(
+            id,
+            Flight {
+                started: Instant::now(),
+                generation,
+                abort,
+            },
+        );
+        let status = core.status.clone();
+        drop(core);
+        status.enter();
+
+        // A panic is a crash of this invocation whether it happens before the first await or
+        // while the future runs; it must not take the module's thread down.
+        let started = std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(&request)));
+        drop(request);
+        let this = self.clone();
+        async move {
+            let result = match started {
+                Ok(future) => {
+                    match Abortable::new(AssertUnwindSafe(future).catch_unwind(), registration)
+                        .await
+                    {
+                        Ok(Ok(result)) => result,
+                        Ok(Err(payload)) => Err(InvocationError::Crashed {
+                            reason: panic_message(payload.as_ref()),
+                        }),
+                        Err(_aborted) => Err(InvocationError::Crashed {
+                            reason: WATCHDOG_ABORT.into(),
+                        }),
+                    }
+                }
+                Err(payload) => Err(InvocationError::Crashed {
+                    reason: panic_message(payload.as_ref()),
+                }),
+            };
+            status.leave();
+            drop(permit);
+            this.0.borrow_mut().flights.remove(&id);
+            if let Err(InvocationError::Crashed { reason }) = &result {
+                if reason != WATCHDOG_ABORT {
+                    this.crash(generation, reason);
+                }
+            }
+            result
+        }
+        .boxed_local()
+    }
+
+    /// Serves a web request on the running instance.
+    pub fn web_handler(&self, slot: usize) -> Option<WebHandler> {
+        match &self.0.borrow().life {
+            Life::Running(instance) => instance.web.get(slot).cloned(),
+            _ => None,
+        }
+    }
+
+    /// The instance of `generation` crashed: restart it after a backoff, or mark the module
+    /// failed past its intensity. A crash of an instance already replaced is ignored.
+    pub fn crash(&self, generation: u64, reason: &str) {
+        let mut core = self.0.borrow_mut();
+        if generation != core.generation || !matches!(core.life, Life::Running(_)) {
+            return;
+        }
+        tracing::error!(module = %core.name, %reason, "module crashed");
+        core.status.record_crash(reason);
+        core.crashed_at = Some(Instant::now());
+        // The old instance goes; invocations still running on it finish on their own.
+        core.life = Life::Restarting;
+        self.after_failure(core);
+    }
+
+    /// Decides between a backoff restart and the failed state, once the instance is gone.
+    fn after_failure(&self, mut core: std::cell::RefMut<'_, Core>) {
+        let now = Instant::now();
+        let policy = core.policy;
+        if core.window.allow_restart(&policy, now) {
+            let delay = backoff_delay(
+                &policy,
+                core.window.recent().saturating_sub(1),
+                fastrand::f64(),
+            );
+            core.life = Life::Restarting;
+            core.status.set_state(ModuleState::Restarting);
+            tracing::info!(module = %core.name, delay_ms = delay.as_millis() as u64, "restarting module");
+            drop(core);
+            self.schedule_rebuild(delay);
+        } else {
+            tracing::error!(
+                module = %core.name,
+                intensity = policy.intensity,
+                period_ms = policy.period.as_millis() as u64,
+                cooldown_ms = policy.cooldown.as_millis() as u64,
+                "module crashed past its restart intensity; marked failed until a probe restart succeeds"
+            );
+            core.life = Life::Failed;
+            core.status.set_state(ModuleState::Failed);
+            let stashed: Vec<Stashed> = core.stash.drain(..).collect();
+            let name = core.name.clone();
+            drop(core);
+            for s in stashed {
+                let _ = s.reply.send(Err(InvocationError::Unavailable {
+                    reason: format!("module {name} has failed (past its restart intensity)"),
+                }));
+            }
+            self.schedule_rebuild(policy.cooldown);
+        }
+    }
+
+    fn schedule_rebuild(&self, delay: Duration) {
+        let this = self.clone();
+        actix_rt::spawn(async move {
+            actix_rt::time::sleep(delay).await;
+            this.rebuild();
+        });
+    }
+
+    /// Builds a fresh instance from the parsed config (fresh state, as OTP and Akka do),
+    /// then delivers the stash to it. A failed build counts as another crash.
+    fn rebuild(&self) {
+        let core = self.0.borrow();
+        if matches!(core.life, Life::Stopped | Life::Running(_)) {
+            return;
+        }
+        let probing = matches!(core.life, Life::Failed);
+        let (name, factory, config) =
+            (core.name.clone(), core.factory.clone(), core.config.clone());
+        drop(core);
+        let built = build(&name, &factory, &config).and_then(|(instance, summary)| {
+            let core = self.0.borrow();
+            match &core.expected {
+                Some(expected) if expected != &summary => Err(
+                    "the rebuilt instance registered different callbacks than the first one"
+                        .to_owned(),
+                ),
+                _ => Ok((instance, summary)),
+            }
+        });
+        match built {
+            Ok((instance, summary)) => {
+                let recovery = {
+                    let mut core = self.0.borrow_mut();
+                    if probing {
+                        core.window.reset();
+                    }
+                    core.crashed_at.take().map(|t| t.elapsed())
+                };
+                self.install(instance, summary);
+                let core = self.0.borrow();
+                core.status.record_restart(recovery);
+                tracing::info!(module = %core.name, probe = probing, "module serving again");
+                drop(core);
+                self.deliver_stash();
+            }
+            Err(reason) => {
+                let core = self.0.borrow_mut();
+                tracing::error!(module = %core.name, %reason, "module rebuild failed");
+                core.status.record_crash(&reason);
+                if probing {
+                    let cooldown = core.policy.cooldown;
+                    drop(core);
+                    self.schedule_rebuild(cooldown);
+                } else {
+                    self.after_failure(core);
+                }
+            }
+        }
+    }
+
+    fn deliver_stash(&self) {
+        let stashed: Vec<Stashed> = self.0.borrow_mut().stash.drain(..).collect();
+        for s in stashed {
+            let answer = self.invoke(s.slot, s.request, s.permit);
+            actix_rt::spawn(async move {
+                let _ = s.reply.send(answer.await);
+            });
+        }
+    }
+
+    /// Checks, every quarter of the watchdog period, for an invocation running longer than
+    /// the watchdog; such a module is restarted and its hung invocations are aborted.
+    fn start_watchdog(&self) {
+        let weak = Rc::downgrade(&self.0);
+        let period = self.0.borrow().policy.watchdog;
+        actix_rt::spawn(async move {
+            let mut tick = actix_rt::time::interval((period / 4).max(Duration::from_millis(1)));
+            loop {
+                tick.tick().await;
+                let Some(core) = weak.upgrade() else { return };
+                let this = Supervised(core);
+                if matches!(this.0.borrow().life, Life::Stopped) {
+                    return;
+                }
+                this.check_hangs(period);
+            }
+        });
+    }
+
+    fn check_hangs(&self, watchdog: Duration) {
+        let core = self.0.borrow();
+        let generation = core.generation;
+        let hung: Vec<u64> = core
+            .flights
+            .iter()
+            .filter(|(_, f)| f.generation == generation && f.started.elapsed() >= watchdog)
+            .map(|(id, _)| *id)
+            .collect();
+        if hung.is_empty() {
+            return;
+        }
+        drop(core);
+        let reason = format!(
+            "{} invocation(s) hung past the watchdog of {} ms",
+            hung.len(),
+            watchdog.as_millis()
+        );
+        self.crash(generation, &reason);
+        let mut core = self.0.borrow_mut();
+        for id in hung {
+            if let Some(flight) = core.flights.remove(&id) {
+                flight.abort.abort();
+            }
+        }
+    }
+
+    /// Stops the module: nothing new runs; stashed invocations are answered `Unavailable`.
+    pub fn stop(&self) {
+        let mut core = self.0.borrow_mut();
+        core.life = Life::Stopped;
+        core.status.set_state(ModuleState::Stopped);
+        let stashed: Vec<Stashed> = core.stash.drain(..).collect();
+        drop(core);
+        for s in stashed {
+            let _ = s.reply.send(Err(InvocationError::Unavailable {
+                reason: "the module stopped".into(),
+            }));
+        }
+    }
+}
