@@ -10,6 +10,7 @@ mod common;
 mod testing;
 
 pub mod account_expiry;
+pub mod chaos;
 pub mod custom_presence_router;
 pub mod demo;
 pub mod event_censorer;
@@ -29,6 +30,7 @@ pub fn builtin_registry() -> ModuleRegistry {
         .with::<account_expiry::AccountExpiry>()
         .with::<user_restrictions::UserRestrictions>()
         .with::<message_policy::MessagePolicy>()
+        .with::<chaos::Chaos>()
 }
 
 #[cfg(test)]
@@ -41,6 +43,7 @@ mod tests {
             builtin_registry().names(),
             vec![
                 "account_expiry",
+                "chaos",
                 "custom_presence_router",
                 "demo",
                 "event_censorer",

@@ -255,9 +255,18 @@ impl Glia {
             instances.push(instance);
         }
 
-        let (plans, web) = {
+        let derived = {
             let summaries = topology.summaries.lock().unwrap_or_else(|e| e.into_inner());
-            topology.derive(&summaries)?
+            topology.derive(&summaries)
+        };
+        let (plans, web) = match derived {
+            Ok(derived) => derived,
+            Err(e) => {
+                for started in instances.into_iter().rev() {
+                    started.stop().await;
+                }
+                return Err(e);
+            }
         };
         topology.web.store(Arc::new(web));
         let bus = InProcessBus::new(
@@ -372,6 +381,13 @@ impl Glia {
     /// The actor of the module at `index` (config order).
     pub fn addr(&self, index: usize) -> Option<Addr<ModuleActor>> {
         self.addrs.get(index).cloned()
+    }
+
+    /// Waits until every module has started the invocations sent to it so far.
+    pub async fn flush(&self) {
+        for addr in &self.addrs {
+            let _ = addr.send(crate::host::Flush).await;
+        }
     }
 
     /// Every callback with modules: its reducer and its modules in plan order.

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod bus;
+pub mod chaos;
 pub mod config;
 pub mod coordinator;
 pub mod host;

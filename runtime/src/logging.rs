@@ -3,9 +3,15 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber. Calling it twice is harmless (the second call is ignored).
+/// Installs the global subscriber at level `info` unless `RUST_LOG` says otherwise. Calling
+/// it twice is harmless (the second call is ignored).
 pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_default(json, "info");
+}
+
+/// Installs the global subscriber with `default` as the filter when `RUST_LOG` is unset.
+pub fn init_with_default(json: bool, default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use glia_runtime::config::{self, GliaConfig};
-use glia_runtime::{http, logging, Glia};
+use glia_runtime::{chaos, http, logging, Glia};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -34,6 +34,32 @@ enum Command {
         /// The config file.
         file: PathBuf,
     },
+    /// Drive requests at chaos modules (panicking, hanging, answering garbage on a seeded
+    /// plan) mixed with a real module; exit non-zero if any request went unanswered, missed
+    /// its deadline, or got another answer than the plan implies.
+    Chaos {
+        /// Requests to send.
+        #[arg(long, default_value_t = 10_000)]
+        requests: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Chance that a chaos module's invocation panics.
+        #[arg(long, default_value_t = 0.10)]
+        panic: f64,
+        /// Chance that it hangs (caught by the module timeout, then the watchdog).
+        #[arg(long, default_value_t = 0.005)]
+        hang: f64,
+        /// Chance that it answers an invalid value.
+        #[arg(long, default_value_t = 0.02)]
+        invalid: f64,
+        /// Seed of the plan; the same seed replays the same run.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// First run the same scenario without panics, and compare throughput.
+        #[arg(long)]
+        baseline: bool,
+    },
 }
 
 fn load(path: Option<&PathBuf>) -> Result<GliaConfig, config::ConfigFileError> {
@@ -46,7 +72,9 @@ fn load(path: Option<&PathBuf>) -> Result<GliaConfig, config::ConfigFileError> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_json);
+    // A chaos run crashes modules by the thousand on purpose: its report says what matters.
+    let quiet = matches!(cli.command, Command::Chaos { .. });
+    logging::init_with_default(cli.log_json, if quiet { "off" } else { "info" });
     match cli.command {
         Command::CheckConfig { file } => match load(Some(&file)) {
             Ok(cfg) => {
@@ -58,6 +86,27 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Chaos {
+            requests,
+            concurrency,
+            panic,
+            hang,
+            invalid,
+            seed,
+            baseline,
+        } => {
+            let options = chaos::ChaosOptions {
+                requests,
+                concurrency,
+                panic,
+                hang,
+                invalid,
+                seed,
+                ..chaos::ChaosOptions::default()
+            };
+            glia_modules::chaos::quiet_planned_panics();
+            actix_web::rt::System::new().block_on(run_chaos(options, baseline))
+        }
         Command::Serve { config, listen } => {
             let mut cfg = match load(config.as_ref()) {
                 Ok(cfg) => cfg,
@@ -119,5 +168,57 @@ async fn shutdown_signal() -> &'static str {
             let _ = tokio::signal::ctrl_c().await;
             "SIGINT"
         }
+    }
+}
+
+async fn run_chaos(options: chaos::ChaosOptions, baseline: bool) -> ExitCode {
+    let base = if baseline {
+        let calm = chaos::ChaosOptions {
+            panic: 0.0,
+            ..options.clone()
+        };
+        println!("== baseline: the same scenario without panics");
+        match chaos::run(&calm).await {
+            Ok(report) => {
+                println!("{report}\n");
+                Some(report)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    println!(
+        "== chaos: {} requests, {} in flight, panic {}, hang {}, invalid {}, seed {}",
+        options.requests,
+        options.concurrency,
+        options.panic,
+        options.hang,
+        options.invalid,
+        options.seed
+    );
+    let report = match chaos::run(&options).await {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{report}");
+    if let Some(base) = base {
+        println!(
+            "throughput with panics / without: {:.0} / {:.0} requests/s = {:.2}",
+            report.throughput(),
+            base.throughput(),
+            report.throughput() / base.throughput()
+        );
+    }
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

@@ -8,8 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 
 /// What a module's failure means for the decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailurePolicy {
     /// The module has no opinion: carry on as if it had allowed (Synapse's "log and continue").
     Allow,
@@ -26,6 +25,27 @@ impl fmt::Display for FailurePolicy {
             FailurePolicy::Deny => "deny",
             FailurePolicy::Error => "error",
         })
+    }
+}
+
+impl std::str::FromStr for FailurePolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "allow" => Ok(FailurePolicy::Allow),
+            "deny" => Ok(FailurePolicy::Deny),
+            "error" => Ok(FailurePolicy::Error),
+            other => Err(format!(
+                "unknown failure policy {other:?}; use allow, deny or error"
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FailurePolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 

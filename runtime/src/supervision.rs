@@ -89,7 +89,9 @@ impl RawRestartPolicy {
 }
 
 /// Akka's `calculateDelay`: `min(max, min * 2^restarts) * (1 + rnd * random_factor)`, with
-/// `restarts` counted from 0 for the first restart of a burst; jitter is applied after the cap.
+/// `restarts` counted from 0 for the first restart of a burst (a burst ends when an instance
+/// runs for `backoff_min` without crashing, as Akka's `resetBackoffAfter`); jitter is applied
+/// after the cap.
 pub fn backoff_delay(policy: &RestartPolicy, restarts: u32, rnd: f64) -> Duration {
     let base = if restarts >= 30 {
         policy.backoff_max
@@ -126,7 +128,7 @@ impl IntensityWindow {
         true
     }
 
-    /// Restarts in the current period (the exponent of the next backoff).
+    /// Restarts in the current period.
     pub fn recent(&self) -> u32 {
         self.restarts.len() as u32
     }

@@ -9,9 +9,11 @@ use glia_runtime::{http, Glia, StartError};
 use serde_json::Value;
 use std::sync::Arc;
 
-/// The built-in modules plus the scripted test module.
+/// The built-in modules plus the test modules (scripted, crashy).
 pub fn registry() -> ModuleRegistry {
-    glia_modules::builtin_registry().with::<Scripted>()
+    glia_modules::builtin_registry()
+        .with::<Scripted>()
+        .with::<crate::crashy::Crashy>()
 }
 
 /// A running glia and the address of its HTTP server.

@@ -2,6 +2,7 @@
 //! delays, failures and gates come from its config, probes that record what modules saw,
 //! and a harness that starts glia (with its HTTP server) from a YAML string.
 
+pub mod crashy;
 pub mod harness;
 pub mod probes;
 pub mod scripted;

@@ -3,6 +3,7 @@
 use super::{Bus, InvocationMeta, InvokeFuture, Target};
 use crate::host::{Invoke, ModuleActor};
 use actix::Addr;
+use futures::channel::oneshot;
 use futures::FutureExt;
 use glia_bus_schema::{CallbackRequest, InvocationError};
 use std::sync::Arc;
@@ -47,27 +48,40 @@ impl Bus for InProcessBus {
             .boxed();
         };
         let addr = route.addr.clone();
-        let permits = route.permits.clone();
-        async move {
-            let permit =
-                permits
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| InvocationError::Unavailable {
-                        reason: "module is shutting down".into(),
-                    })?;
-            let invoke = Invoke {
+        let send = move |permit| {
+            let (reply, answer) = oneshot::channel();
+            // The permit bounds what is queued or running, so the mailbox cannot grow
+            // without bound even though `do_send` ignores its capacity.
+            addr.do_send(Invoke {
                 slot: target.slot,
                 request,
                 permit: Some(permit),
-            };
-            match addr.send(invoke).await {
-                Ok(result) => result,
-                Err(e) => Err(InvocationError::Unavailable {
-                    reason: format!("module mailbox: {e}"),
-                }),
+                reply,
+            });
+            async move {
+                answer.await.unwrap_or_else(|_| {
+                    Err(InvocationError::Unavailable {
+                        reason: "the module stopped before answering".into(),
+                    })
+                })
+            }
+        };
+        // With a permit at hand the invocation is sent now, not when the caller first polls:
+        // a module is asked even if the decision is reached without it.
+        match route.permits.clone().try_acquire_owned() {
+            Ok(permit) => send(permit).boxed(),
+            Err(_) => {
+                let permits = route.permits.clone();
+                async move {
+                    let permit = permits.acquire_owned().await.map_err(|_| {
+                        InvocationError::Unavailable {
+                            reason: "module is shutting down".into(),
+                        }
+                    })?;
+                    send(permit).await
+                }
+                .boxed()
             }
         }
-        .boxed()
     }
 }

@@ -38,10 +38,24 @@ pub struct ConfigDuration(pub Duration);
 
 impl<'de> Deserialize<'de> for ConfigDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        parse_duration(&text)
-            .map(ConfigDuration)
-            .map_err(serde::de::Error::custom)
+        // A bare number is read as text, so it gets the same "needs a unit" message as "5".
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Number(serde_json::Number),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Text(t) => t,
+            Raw::Number(n) => n.to_string(),
+        };
+        let duration = parse_duration(&text).map_err(serde::de::Error::custom)?;
+        if duration.is_zero() {
+            return Err(serde::de::Error::custom(format!(
+                "duration {text:?} must be longer than 0"
+            )));
+        }
+        Ok(ConfigDuration(duration))
     }
 }
 
@@ -82,12 +96,14 @@ impl<'de> Deserialize<'de> for ByteSize {
             Number(usize),
             Text(String),
         }
-        match Raw::deserialize(d)? {
-            Raw::Number(n) => Ok(ByteSize(n)),
-            Raw::Text(t) => parse_byte_size(&t)
-                .map(ByteSize)
-                .map_err(serde::de::Error::custom),
+        let bytes = match Raw::deserialize(d)? {
+            Raw::Number(n) => n,
+            Raw::Text(t) => parse_byte_size(&t).map_err(serde::de::Error::custom)?,
+        };
+        if bytes == 0 {
+            return Err(serde::de::Error::custom("size must be at least 1 byte"));
         }
+        Ok(ByteSize(bytes))
     }
 }
 

@@ -140,11 +140,39 @@ impl fmt::Display for ConfigFileError {
 
 /// `failure_policy:` as written: one policy for every callback, or a map of callback names
 /// (and `default`) to policies.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 enum RawPolicy {
     All(FailurePolicy),
     PerCallback(BTreeMap<String, FailurePolicy>),
+}
+
+impl<'de> Deserialize<'de> for RawPolicy {
+    // By hand rather than `untagged`, so a bad value is reported at its own key with its own
+    // message.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RawPolicy;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("allow, deny, error, or a mapping of callback names to those")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawPolicy, E> {
+                v.parse().map(RawPolicy::All).map_err(E::custom)
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<RawPolicy, M::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let policy: FailurePolicy = map.next_value()?;
+                    out.insert(key, policy);
+                }
+                Ok(RawPolicy::PerCallback(out))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -359,8 +387,10 @@ impl<'a> Loader<'a> {
         let mut modules: Vec<ModuleConfig> = Vec::new();
         for (index, entry) in raw.modules.iter().flatten().enumerate() {
             let at = root_path.clone().key("modules").index(index);
+            // Errors name the entry as the operator does: its `name:`, else its type.
             let type_name = entry
-                .get("module")
+                .get("name")
+                .or_else(|| entry.get("module"))
                 .and_then(Value::as_str)
                 .unwrap_or("?")
                 .to_owned();

@@ -2,6 +2,7 @@
 
 use super::supervised::{panic_message, Supervised};
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
+use futures::channel::oneshot;
 use futures::FutureExt;
 use glia_bus_schema::{CallbackRequest, InvocationError, ModuleAnswer};
 use glia_module_api::{WebRequest, WebResponse};
@@ -19,7 +20,9 @@ pub enum Slot {
 }
 
 /// Invoke one handler. The permit bounds the module's in-flight invocations; it is released
-/// when the handler finishes, even if the caller stopped waiting.
+/// when the handler finishes. The invocation runs to completion even if the caller stopped
+/// waiting (as Synapse lets a callback finish), so the answer travels on its own channel
+/// rather than actix's, which would skip a message whose caller has gone.
 pub struct Invoke {
     /// The handler.
     pub slot: Slot,
@@ -27,10 +30,12 @@ pub struct Invoke {
     pub request: Arc<CallbackRequest>,
     /// Held until the handler finishes.
     pub permit: Option<OwnedSemaphorePermit>,
+    /// Where the answer goes.
+    pub reply: oneshot::Sender<Result<ModuleAnswer, InvocationError>>,
 }
 
 impl Message for Invoke {
-    type Result = Result<ModuleAnswer, InvocationError>;
+    type Result = ();
 }
 
 /// Serve one request to a web resource.
@@ -52,6 +57,14 @@ impl Message for Stop {
     type Result = ();
 }
 
+/// Answered once every message sent before it has been handled (the mailbox is FIFO): lets a
+/// caller wait until invocations already sent have started.
+pub struct Flush;
+
+impl Message for Flush {
+    type Result = ();
+}
+
 /// One supervised module.
 pub struct ModuleActor {
     pub(crate) module: Supervised,
@@ -68,10 +81,13 @@ impl Actor for ModuleActor {
 }
 
 impl Handler<Invoke> for ModuleActor {
-    type Result = ResponseFuture<Result<ModuleAnswer, InvocationError>>;
+    type Result = ();
 
-    fn handle(&mut self, msg: Invoke, _: &mut Self::Context) -> Self::Result {
-        self.module.invoke(msg.slot, msg.request, msg.permit)
+    fn handle(&mut self, msg: Invoke, _: &mut Self::Context) {
+        let answer = self.module.invoke(msg.slot, msg.request, msg.permit);
+        actix_rt::spawn(async move {
+            let _ = msg.reply.send(answer.await);
+        });
     }
 }
 
@@ -110,4 +126,10 @@ fn web_error(status: u16, errcode: &str, error: &str) -> WebResponse {
         status,
         &serde_json::json!({ "errcode": errcode, "error": error }),
     )
+}
+
+impl Handler<Flush> for ModuleActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, _: &mut Self::Context) {}
 }

@@ -5,7 +5,7 @@ mod spawn;
 mod status;
 mod supervised;
 
-pub use actor::{Invoke, ModuleActor, Slot, Stop, WebCall};
+pub use actor::{Flush, Invoke, ModuleActor, Slot, Stop, WebCall};
 pub use spawn::{spawn_module, ModuleInstance, RegistrationSummary, SpawnError};
 pub use status::{CrashInfo, ModuleState, ModuleStatus};
 pub use supervised::OnRegistered;

@@ -50,6 +50,7 @@ pub struct ModuleStatus {
     state: AtomicU8,
     restarts: AtomicU64,
     crashes: AtomicU64,
+    crashed_invocations: AtomicU64,
     in_flight: AtomicUsize,
     last_crash: Mutex<Option<CrashInfo>>,
     recoveries: Mutex<Vec<Duration>>,
@@ -64,6 +65,7 @@ impl Default for ModuleStatus {
             state: AtomicU8::new(ModuleState::Starting as u8),
             restarts: AtomicU64::new(0),
             crashes: AtomicU64::new(0),
+            crashed_invocations: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             last_crash: Mutex::new(None),
             recoveries: Mutex::new(Vec::new()),
@@ -90,6 +92,16 @@ impl ModuleStatus {
     /// that is already being replaced is not counted again).
     pub fn crashes(&self) -> u64 {
         self.crashes.load(Ordering::Relaxed)
+    }
+
+    /// Invocations that panicked or reported a fatal error (each one, including those of an
+    /// instance that was already being replaced).
+    pub fn crashed_invocations(&self) -> u64 {
+        self.crashed_invocations.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn record_crashed_invocation(&self) {
+        self.crashed_invocations.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Invocations running now.

@@ -72,6 +72,10 @@ pub struct Core {
     life: Life,
     generation: u64,
     window: IntensityWindow,
+    /// Restarts in a row, each instance having crashed sooner than `backoff_min` after it
+    /// started (Akka's `resetBackoffAfter`): the exponent of the next backoff.
+    consecutive: u32,
+    running_since: Instant,
     stash: VecDeque<Stashed>,
     flights: HashMap<u64, Flight>,
     next_flight: u64,
@@ -170,6 +174,8 @@ impl Supervised {
             life: Life::Failed,
             generation: 0,
             window: IntensityWindow::default(),
+            consecutive: 0,
+            running_since: Instant::now(),
             stash: VecDeque::new(),
             flights: HashMap::new(),
             next_flight: 0,
@@ -198,6 +204,7 @@ impl Supervised {
     fn install(&self, instance: Instance, summary: RegistrationSummary) {
         let mut core = self.0.borrow_mut();
         core.generation += 1;
+        core.running_since = Instant::now();
         core.life = Life::Running(instance);
         core.status.set_state(ModuleState::Running);
         if core.expected.is_none() {
@@ -309,14 +316,16 @@ impl Supervised {
                     reason: panic_message(payload.as_ref()),
                 }),
             };
-            status.leave();
-            drop(permit);
             this.0.borrow_mut().flights.remove(&id);
             if let Err(InvocationError::Crashed { reason }) = &result {
                 if reason != WATCHDOG_ABORT {
+                    status.record_crashed_invocation();
                     this.crash(generation, reason);
                 }
             }
+            // Counted as finished only once its consequences (a crash) are recorded.
+            status.leave();
+            drop(permit);
             result
         }
         .boxed_local()
@@ -350,11 +359,11 @@ impl Supervised {
         let now = Instant::now();
         let policy = core.policy;
         if core.window.allow_restart(&policy, now) {
-            let delay = backoff_delay(
-                &policy,
-                core.window.recent().saturating_sub(1),
-                fastrand::f64(),
-            );
+            if now.saturating_duration_since(core.running_since) >= policy.backoff_min {
+                core.consecutive = 0;
+            }
+            let delay = backoff_delay(&policy, core.consecutive, fastrand::f64());
+            core.consecutive = core.consecutive.saturating_add(1);
             core.life = Life::Restarting;
             core.status.set_state(ModuleState::Restarting);
             tracing::info!(module = %core.name, delay_ms = delay.as_millis() as u64, "restarting module");
@@ -421,11 +430,12 @@ impl Supervised {
                     core.crashed_at.take().map(|t| t.elapsed())
                 };
                 self.install(instance, summary);
+                // The stash goes to the new instance before the restart is counted, so whoever
+                // sees the restart also sees the stashed invocations in flight.
+                self.deliver_stash();
                 let core = self.0.borrow();
                 core.status.record_restart(recovery);
                 tracing::info!(module = %core.name, probe = probing, "module serving again");
-                drop(core);
-                self.deliver_stash();
             }
             Err(reason) => {
                 let core = self.0.borrow_mut();

@@ -1,0 +1,1000 @@
+//! Config loading: every error kind names the file, the line and column, the module entry
+//! (index and name), the key and what is wrong, as `FILE:LINE:COL: modules[i] (name): key
+//! `k`: message`; valid configs load, and module entries inherit `defaults:`.
+//!
+//! Each YAML document is written one line per string literal, with its line number in a
+//! comment, so the expected positions can be read off the test.
+
+mod support;
+
+use glia_bus_schema::Callback;
+use glia_runtime::config::{
+    self, BusKind, ConfigFileError, GliaConfig, ModuleConfig, Position, DEFAULT_DEADLINE,
+    DEFAULT_LISTEN, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT,
+};
+use glia_runtime::policy::FailurePolicy;
+use glia_tests::TestGlia;
+use std::time::Duration;
+use support::TempFile;
+
+/// The error loading `yaml` (as `test.yaml`) fails with.
+fn error_of(yaml: &str) -> ConfigFileError {
+    match TestGlia::config(yaml) {
+        Ok(cfg) => panic!(
+            "expected a config error, but it loaded {} modules:\n{yaml}",
+            cfg.modules.len()
+        ),
+        Err(e) => e,
+    }
+}
+
+/// Loads `yaml`, panicking with the error's message.
+fn load(yaml: &str) -> GliaConfig {
+    TestGlia::config(yaml).unwrap_or_else(|e| panic!("config should load: {e}\n{yaml}"))
+}
+
+/// Asserts every part of the error, then its whole message.
+fn assert_error(
+    err: &ConfigFileError,
+    (line, column): (u32, u32),
+    module: Option<(usize, &str)>,
+    key: &str,
+    message: &str,
+) {
+    assert_eq!(err.file, "test.yaml", "{err}");
+    assert_eq!(err.position, Some(Position { line, column }), "{err}");
+    assert_eq!(
+        err.module,
+        module.map(|(i, n)| (i, n.to_owned())),
+        "module of {err}"
+    );
+    assert_eq!(err.key, key, "key of {err}");
+    assert_eq!(err.message, message, "message of {err}");
+    let mut expected = format!("test.yaml:{line}:{column}: ");
+    if let Some((index, name)) = module {
+        expected.push_str(&format!("modules[{index}] ({name}): "));
+    }
+    if !key.is_empty() {
+        expected.push_str(&format!("key `{key}`: "));
+    }
+    expected.push_str(message);
+    assert_eq!(err.to_string(), expected);
+}
+
+fn module<'a>(cfg: &'a GliaConfig, name: &str) -> &'a ModuleConfig {
+    cfg.modules
+        .iter()
+        .find(|m| m.name == name)
+        .unwrap_or_else(|| panic!("no module named {name}"))
+}
+
+// ----- module entries ----------------------------------------------------------------------
+
+#[test]
+fn unknown_module_lists_the_known_modules() {
+    let yaml = concat!(
+        "listen: 127.0.0.1:0\n", // 1
+        "modules:\n",            // 2
+        "  - module: demo\n",    // 3
+        "  - module: nope\n",    // 4
+        "    config: {}\n",      // 5
+    );
+    let known = glia_tests::registry().names().join(", ");
+    assert!(known.contains("demo, "), "{known}");
+    assert!(known.contains("user_restrictions"), "{known}");
+    assert_error(
+        &error_of(yaml),
+        (4, 5),
+        Some((1, "nope")),
+        "module",
+        &format!("unknown module \"nope\"; known modules: {known}"),
+    );
+}
+
+#[test]
+fn a_duration_without_a_unit_is_refused() {
+    let yaml = concat!(
+        "modules:\n",           // 1
+        "  - module: demo\n",   // 2
+        "    priority: 1\n",    // 3
+        "    timeout: \"5\"\n"  // 4
+    );
+    assert_error(
+        &error_of(yaml),
+        (4, 5),
+        Some((0, "demo")),
+        "timeout",
+        "duration \"5\" needs a unit: ms, s, m, h or d (e.g. \"250ms\", \"5s\")",
+    );
+}
+
+/// `timeout: 5` is a YAML number, the likeliest way to forget the unit: the message should
+/// say the unit is missing, as it does for `"5"`, rather than that a string was expected.
+#[test]
+fn a_bare_number_timeout_says_it_needs_a_unit() {
+    let yaml = concat!(
+        "modules:\n",         // 1
+        "  - module: demo\n", // 2
+        "    priority: 1\n",  // 3
+        "    timeout: 5\n",   // 4
+    );
+    let err = error_of(yaml);
+    assert_eq!(err.position, Some(Position { line: 4, column: 5 }), "{err}");
+    assert_eq!(err.key, "timeout", "{err}");
+    assert!(err.message.contains("needs a unit"), "{err}");
+
+    let yaml = concat!(
+        "defaults:\n",    // 1
+        "  timeout: 5\n", // 2
+    );
+    let err = error_of(yaml);
+    assert_eq!(err.position, Some(Position { line: 2, column: 3 }), "{err}");
+    assert_eq!(err.key, "defaults.timeout", "{err}");
+    assert!(err.message.contains("needs a unit"), "{err}");
+}
+
+#[test]
+fn a_duration_that_is_not_a_number_is_refused() {
+    let yaml = concat!(
+        "modules:\n",             // 1
+        "  - module: demo\n",     // 2
+        "    timeout: fast\n",    // 3
+        "  - module: scripted\n"  // 4
+    );
+    assert_error(
+        &error_of(yaml),
+        (3, 5),
+        Some((0, "demo")),
+        "timeout",
+        "duration \"fast\" does not start with a number",
+    );
+    let yaml = concat!(
+        "deadline: 10s\n",        // 1
+        "defaults:\n",            // 2
+        "  timeout: 5 parsecs\n"  // 3
+    );
+    assert_error(
+        &error_of(yaml),
+        (3, 3),
+        None,
+        "defaults.timeout",
+        "duration \"5 parsecs\" has unknown unit \"parsecs\": use ms, s, m, h or d",
+    );
+}
+
+/// Errors found while reading an entry's own keys name the entry by its `name:` when it has
+/// one, as every later error of the same entry does.
+#[test]
+fn entry_errors_use_the_entry_name_when_it_has_one() {
+    let yaml = concat!(
+        "modules:\n",           // 1
+        "  - module: demo\n",   // 2
+        "    name: slowpoke\n", // 3
+        "    timeout: fast\n",  // 4
+    );
+    let err = error_of(yaml);
+    assert_eq!(err.module, Some((0, "slowpoke".to_owned())), "{err}");
+    assert_eq!(err.position, Some(Position { line: 4, column: 5 }), "{err}");
+
+    // A config error of the same entry already does.
+    let yaml = concat!(
+        "modules:\n",                         // 1
+        "  - module: demo\n",                 // 2
+        "    name: slowpoke\n",               // 3
+        "    config:\n",                      // 4
+        "      denied_users: [\"nobody\"]\n", // 5
+    );
+    assert_error(
+        &error_of(yaml),
+        (5, 22),
+        Some((0, "slowpoke")),
+        "config.denied_users[0]",
+        "bad config for module \"demo\": \"nobody\" is not a user id (expected @localpart:server)",
+    );
+}
+
+#[test]
+fn a_bad_module_config_points_at_the_key_inside_config() {
+    let yaml = concat!(
+        "listen: 127.0.0.1:0\n",             // 1
+        "modules:\n",                        // 2
+        "  - module: user_restrictions\n",   // 3
+        "    config:\n",                     // 4
+        "      rules:\n",                    // 5
+        "        - match: \"@a.*\"\n",       // 6
+        "          allow: [invite]\n",       // 7
+        "        - match: \"@(unclosed\"\n", // 8
+        "          deny: [invite]\n",        // 9
+    );
+    assert_error(
+        &error_of(yaml),
+        (8, 11),
+        Some((0, "user_restrictions")),
+        "config.rules[1].match",
+        "bad config for module \"user_restrictions\": invalid regex \"@(unclosed\": unclosed group",
+    );
+
+    // A key the module does not know, and a value of the wrong type.
+    let yaml = concat!(
+        "modules:\n",              // 1
+        "  - module: demo\n",      // 2
+        "    config:\n",           // 3
+        "      denied_user: []\n", // 4
+    );
+    let err = error_of(yaml);
+    assert_eq!(err.position, Some(Position { line: 4, column: 7 }), "{err}");
+    assert_eq!(err.key, "config.denied_user", "{err}");
+    assert!(
+        err.message
+            .starts_with("bad config for module \"demo\": unknown field `denied_user`"),
+        "{err}"
+    );
+    let yaml = concat!(
+        "modules:\n",              // 1
+        "  - module: demo\n",      // 2
+        "    config:\n",           // 3
+        "      denied_users: x\n", // 4
+    );
+    assert_error(
+        &error_of(yaml),
+        (4, 7),
+        Some((0, "demo")),
+        "config.denied_users",
+        "bad config for module \"demo\": invalid type: string \"x\", expected a sequence",
+    );
+    // A config block that is not a mapping.
+    let yaml = concat!(
+        "modules:\n",         // 1
+        "  - module: demo\n", // 2
+        "    config: [1]\n",  // 3
+    );
+    assert_error(
+        &error_of(yaml),
+        (3, 5),
+        Some((0, "demo")),
+        "config",
+        "bad config for module \"demo\": the config must be a mapping, not a list",
+    );
+}
+
+#[test]
+fn two_entries_with_the_same_name_are_refused() {
+    // No `name:`: both are called after their module type; the error is on `module:`.
+    let yaml = concat!(
+        "modules:\n",                      // 1
+        "  - module: demo\n",              // 2
+        "  - module: list_spam_checker\n", // 3
+        "    config:\n",                   // 4
+        "      evil_users: [\"@e:hs\"]\n", // 5
+        "  - module: demo\n",              // 6
+    );
+    assert_error(
+        &error_of(yaml),
+        (6, 5),
+        Some((2, "demo")),
+        "module",
+        "module name \"demo\" is already used by modules[0]; give this entry a distinct `name:`",
+    );
+
+    // An explicit duplicate `name:`: the error is on `name:`.
+    let yaml = concat!(
+        "modules:\n",             // 1
+        "  - module: demo\n",     // 2
+        "    name: gate\n",       // 3
+        "  - module: scripted\n", // 4
+        "    config: {}\n",       // 5
+        "    name: gate\n",       // 6
+    );
+    assert_error(
+        &error_of(yaml),
+        (6, 5),
+        Some((1, "gate")),
+        "name",
+        "module name \"gate\" is already used by modules[0]; give this entry a distinct `name:`",
+    );
+
+    // A `name:` equal to another entry's module type clashes too.
+    let yaml = concat!(
+        "modules:\n",             // 1
+        "  - module: scripted\n", // 2
+        "    name: demo\n",       // 3
+        "  - module: demo\n",     // 4
+    );
+    assert_error(
+        &error_of(yaml),
+        (4, 5),
+        Some((1, "demo")),
+        "module",
+        "module name \"demo\" is already used by modules[0]; give this entry a distinct `name:`",
+    );
+
+    // Distinct names make the same module type load twice.
+    let cfg = load(concat!(
+        "modules:\n",         // 1
+        "  - module: demo\n", // 2
+        "  - module: demo\n", // 3
+        "    name: demo2\n",  // 4
+    ));
+    let names: Vec<&str> = cfg.modules.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["demo", "demo2"]);
+    assert_eq!(cfg.modules[1].module, "demo");
+    assert_eq!(cfg.modules[1].index, 1);
+}
+
+// ----- unknown keys ------------------------------------------------------------------------
+
+#[test]
+fn an_unknown_top_level_key_is_refused() {
+    let yaml = concat!(
+        "listen: 127.0.0.1:0\n", // 1
+        "\n",                    // 2
+        "moduels:\n",            // 3
+        "  - module: demo\n",    // 4
+    );
+    let err = error_of(yaml);
+    assert_eq!(err.position, Some(Position { line: 3, column: 1 }), "{err}");
+    assert_eq!(err.module, None);
+    assert_eq!(err.key, "moduels");
+    assert!(
+        err.message
+            .starts_with("unknown field `moduels`, expected one of `listen`, "),
+        "{err}"
+    );
+    assert!(err.message.contains("`modules`"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("test.yaml:3:1: key `moduels`: unknown field `moduels`"),
+        "{err}"
+    );
+
+    // Inside `defaults:` (which has no `priority`: priorities are set per module).
+    let yaml = concat!(
+        "defaults:\n",     // 1
+        "  timeout: 1s\n", // 2
+        "  priority: 5\n", // 3
+    );
+    let err = error_of(yaml);
+    assert_eq!(err.position, Some(Position { line: 3, column: 3 }), "{err}");
+    assert_eq!(err.key, "defaults.priority");
+    assert!(
+        err.message
+            .starts_with("unknown field `priority`, expected one of `timeout`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_key_in_a_module_entry_is_refused() {
+    let yaml = concat!(
+        "modules:\n",         // 1
+        "  - module: demo\n", // 2
+        "    config: {}\n",   // 3
+        "    timeuot: 1s\n",  // 4
+    );
+    let err = error_of(yaml);
+    assert_eq!(err.position, Some(Position { line: 4, column: 5 }), "{err}");
+    assert_eq!(err.module, Some((0, "demo".to_owned())));
+    assert_eq!(err.key, "timeuot");
+    assert!(
+        err.message
+            .starts_with("unknown field `timeuot`, expected one of `module`, `name`, `config`"),
+        "{err}"
+    );
+    assert!(err.message.contains("`timeout`"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("test.yaml:4:5: modules[0] (demo): key `timeuot`: unknown field"),
+        "{err}"
+    );
+}
+
+// ----- failure policies --------------------------------------------------------------------
+
+#[test]
+fn an_unknown_callback_in_failure_policy_is_refused() {
+    let yaml = concat!(
+        "modules:\n",                     // 1
+        "  - module: demo\n",             // 2
+        "    failure_policy:\n",          // 3
+        "      default: allow\n",         // 4
+        "      user_may_explode: deny\n", // 5
+    );
+    assert_error(
+        &error_of(yaml),
+        (5, 7),
+        Some((0, "demo")),
+        "failure_policy.user_may_explode",
+        "unknown callback \"user_may_explode\" (use a callback name such as user_may_invite, or `default`)",
+    );
+    let yaml = concat!(
+        "defaults:\n",                // 1
+        "  failure_policy:\n",        // 2
+        "    bogus_callback: deny\n", // 3
+    );
+    assert_error(
+        &error_of(yaml),
+        (3, 5),
+        None,
+        "defaults.failure_policy.bogus_callback",
+        "unknown callback \"bogus_callback\" (use a callback name such as user_may_invite, or `default`)",
+    );
+}
+
+/// A policy that is not `allow`, `deny` or `error` is refused at its own key, and the
+/// message names the bad value and the valid ones (not serde's "did not match any variant
+/// of untagged enum").
+#[test]
+fn a_bad_failure_policy_value_names_the_valid_ones() {
+    let yaml = concat!(
+        "modules:\n",                  // 1
+        "  - module: demo\n",          // 2
+        "    failure_policy: maybe\n", // 3
+    );
+    let err = error_of(yaml);
+    assert_eq!(err.position, Some(Position { line: 3, column: 5 }), "{err}");
+    assert_eq!(err.module, Some((0, "demo".to_owned())));
+    assert_eq!(err.key, "failure_policy", "{err}");
+    for word in ["maybe", "allow", "deny", "error"] {
+        assert!(err.message.contains(word), "{word} not in: {err}");
+    }
+
+    let yaml = concat!(
+        "modules:\n",                     // 1
+        "  - module: demo\n",             // 2
+        "    failure_policy:\n",          // 3
+        "      user_may_invite: maybe\n", // 4
+    );
+    let err = error_of(yaml);
+    assert_eq!(err.position, Some(Position { line: 4, column: 7 }), "{err}");
+    assert_eq!(err.key, "failure_policy.user_may_invite", "{err}");
+    for word in ["maybe", "allow", "deny", "error"] {
+        assert!(err.message.contains(word), "{word} not in: {err}");
+    }
+}
+
+// ----- the shape of an entry ---------------------------------------------------------------
+
+#[test]
+fn an_entry_that_is_not_a_mapping_is_refused() {
+    let yaml = concat!(
+        "modules:\n",         // 1
+        "  - module: demo\n", // 2
+        "  - demo\n",         // 3
+    );
+    assert_error(
+        &error_of(yaml),
+        (3, 5),
+        Some((1, "?")),
+        "",
+        "expected a mapping with a `module:` key",
+    );
+    let yaml = concat!(
+        "modules:\n",    // 1
+        "  - name: x\n", // 2
+    );
+    assert_error(
+        &error_of(yaml),
+        (2, 5),
+        Some((0, "x")),
+        "",
+        "missing key `module` (the module to load)",
+    );
+    let yaml = concat!(
+        "modules:\n", // 1
+        "  a: 1\n",   // 2
+    );
+    assert_error(
+        &error_of(yaml),
+        (1, 1),
+        None,
+        "modules",
+        "invalid type: map, expected a sequence",
+    );
+}
+
+#[test]
+fn a_module_key_that_is_not_a_string_is_refused() {
+    let yaml = concat!(
+        "modules:\n",         // 1
+        "  - module: demo\n", // 2
+        "    name: first\n",  // 3
+        "  - module: 5\n",    // 4
+    );
+    assert_error(
+        &error_of(yaml),
+        (4, 5),
+        Some((1, "?")),
+        "module",
+        "expected a string",
+    );
+    let yaml = concat!(
+        "modules:\n",           // 1
+        "  - config: {}\n",     // 2
+        "    module: [demo]\n", // 3
+    );
+    assert_error(
+        &error_of(yaml),
+        (3, 5),
+        Some((0, "?")),
+        "module",
+        "expected a string",
+    );
+}
+
+#[test]
+fn max_in_flight_zero_is_refused() {
+    let yaml = concat!(
+        "modules:\n",             // 1
+        "  - module: demo\n",     // 2
+        "    max_in_flight: 0\n", // 3
+    );
+    assert_error(
+        &error_of(yaml),
+        (3, 5),
+        Some((0, "demo")),
+        "max_in_flight",
+        "must be at least 1",
+    );
+    let yaml = concat!(
+        "defaults:\n",          // 1
+        "  timeout: 1s\n",      // 2
+        "  max_in_flight: 0\n", // 3
+    );
+    assert_error(
+        &error_of(yaml),
+        (3, 3),
+        None,
+        "defaults.max_in_flight",
+        "must be at least 1",
+    );
+}
+
+// ----- top-level settings ------------------------------------------------------------------
+
+#[test]
+fn a_yaml_syntax_error_has_a_line_and_column() {
+    let yaml = concat!(
+        "listen: 127.0.0.1:0\n", // 1
+        "modules:\n",            // 2
+        "  - module: demo\n",    // 3
+        "   bad: indent\n",      // 4
+    );
+    let err = error_of(yaml);
+    assert_eq!(err.file, "test.yaml");
+    let position = err.position.expect("a syntax error has a position");
+    assert_eq!(position.line, 4, "{err}");
+    assert!(position.column >= 1, "{err}");
+    assert_eq!(err.module, None);
+    assert_eq!(err.key, "");
+    assert!(err.message.starts_with("invalid YAML: "), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("test.yaml:4:{}: invalid YAML: ", position.column)),
+        "{err}"
+    );
+
+    let yaml = concat!(
+        "listen: [127.0.0.1, 2\n", // 1
+        "modules: []\n",           // 2
+    );
+    let err = error_of(yaml);
+    assert_eq!(err.position.map(|p| p.line), Some(2), "{err}");
+    assert!(err.message.starts_with("invalid YAML: "), "{err}");
+
+    // A duplicate key is refused where the second one is.
+    let yaml = concat!(
+        "modules:\n",         // 1
+        "  - module: demo\n", // 2
+        "    timeout: 5s\n",  // 3
+        "    timeout: 6s\n",  // 4
+    );
+    let err = error_of(yaml);
+    assert_eq!(err.position, Some(Position { line: 4, column: 5 }), "{err}");
+    assert!(err.message.starts_with("invalid YAML: "), "{err}");
+    assert!(err.message.contains("duplicate"), "{err}");
+}
+
+#[test]
+fn a_config_that_is_not_a_mapping_is_refused() {
+    let err = error_of("- module: demo\n");
+    assert_eq!(err.file, "test.yaml");
+    assert_eq!(err.module, None);
+    assert_eq!(
+        err.message,
+        "the config must be a mapping with a `modules:` list"
+    );
+    assert!(
+        err.to_string()
+            .ends_with(": the config must be a mapping with a `modules:` list"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_auth_token_file_that_does_not_exist_is_refused() {
+    let missing = TempFile::unused_path("no-such-token");
+    let missing = missing.display().to_string();
+    let yaml = format!(
+        concat!(
+            "listen: 127.0.0.1:0\n", // 1
+            "auth_token_file: {}\n", // 2
+            "modules: []\n",         // 3
+        ),
+        missing
+    );
+    let err = error_of(&yaml);
+    assert_eq!(err.position, Some(Position { line: 2, column: 1 }), "{err}");
+    assert_eq!(err.module, None);
+    assert_eq!(err.key, "auth_token_file");
+    let prefix = format!("cannot read {missing}: ");
+    assert!(err.message.starts_with(&prefix), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("test.yaml:2:1: key `auth_token_file`: {prefix}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn auth_token_rules() {
+    let token = TempFile::new("token", "  file-secret \n");
+    let cfg = load(&format!("auth_token_file: {}\n", token.path_str()));
+    assert_eq!(cfg.auth_token.as_deref(), Some("file-secret"));
+
+    let cfg = load("auth_token: s3cret\n");
+    assert_eq!(cfg.auth_token.as_deref(), Some("s3cret"));
+
+    let yaml = format!(
+        concat!(
+            "auth_token: s3cret\n",  // 1
+            "auth_token_file: {}\n", // 2
+        ),
+        token.path_str()
+    );
+    assert_error(
+        &error_of(&yaml),
+        (2, 1),
+        None,
+        "auth_token_file",
+        "set auth_token or auth_token_file, not both",
+    );
+
+    let empty = TempFile::new("empty-token", "\n");
+    let yaml = format!(
+        concat!(
+            "listen: 127.0.0.1:0\n", // 1
+            "auth_token_file: {}\n", // 2
+        ),
+        empty.path_str()
+    );
+    let err = error_of(&yaml);
+    assert_eq!(err.key, "auth_token", "{err}");
+    assert_eq!(err.message, "the auth token is empty", "{err}");
+}
+
+#[test]
+fn other_top_level_values_are_checked() {
+    let yaml = concat!(
+        "listen: 127.0.0.1:0\n",  // 1
+        "max_body_size: 1 GiB\n", // 2
+    );
+    assert_error(
+        &error_of(yaml),
+        (2, 1),
+        None,
+        "max_body_size",
+        "size \"1 GiB\" has unknown unit \"GiB\": use B, KiB or MiB",
+    );
+    let yaml = concat!(
+        "deadline: 1s\n", // 1
+        "bus: nats\n",    // 2
+    );
+    assert_error(
+        &error_of(yaml),
+        (2, 1),
+        None,
+        "bus",
+        "unknown variant `nats`, expected `internal`",
+    );
+    let yaml = concat!(
+        "modules:\n",           // 1
+        "  - module: demo\n",   // 2
+        "    priority: high\n", // 3
+    );
+    assert_error(
+        &error_of(yaml),
+        (3, 5),
+        Some((0, "demo")),
+        "priority",
+        "invalid type: string \"high\", expected i32",
+    );
+}
+
+#[test]
+fn flow_style_and_json_configs_point_at_the_key_on_its_line() {
+    // JSON is YAML: everything is on line 1, and the column finds the key.
+    let yaml = r#"{"modules": [{"module": "demo", "timeout": "fast"}]}"#;
+    let err = error_of(yaml);
+    let column = yaml.find("\"timeout\"").unwrap() as u32 + 1;
+    assert_error(
+        &err,
+        (1, column),
+        Some((0, "demo")),
+        "timeout",
+        "duration \"fast\" does not start with a number",
+    );
+}
+
+#[test]
+fn a_missing_config_file_names_the_file() {
+    let path = TempFile::unused_path("missing.yaml");
+    let err = match config::load_file(&path, &glia_tests::registry()) {
+        Ok(_) => panic!("a missing file loaded"),
+        Err(e) => e,
+    };
+    let file = path.display().to_string();
+    assert_eq!(err.file, file);
+    assert_eq!(err.position, None);
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{file}: cannot read the config file: ")),
+        "{err}"
+    );
+}
+
+#[test]
+fn errors_in_a_file_name_that_file() {
+    let file = TempFile::new(
+        "bad.yaml",
+        concat!(
+            "modules:\n",         // 1
+            "  - module: demo\n", // 2
+            "    bogus: 1\n",     // 3
+        ),
+    );
+    let err = match config::load_file(file.path(), &glia_tests::registry()) {
+        Ok(_) => panic!("a bad file loaded"),
+        Err(e) => e,
+    };
+    assert!(
+        err.to_string().starts_with(&format!(
+            "{}:3:5: modules[0] (demo): key `bogus`: unknown field `bogus`",
+            file.path_str()
+        )),
+        "{err}"
+    );
+}
+
+// ----- valid configs -----------------------------------------------------------------------
+
+const EXAMPLE_MODULES: [&str; 6] = [
+    "demo",
+    "list_spam_checker",
+    "user_restrictions",
+    "message_policy",
+    "custom_presence_router",
+    "account_expiry",
+];
+
+fn check_example(cfg: &GliaConfig) {
+    let names: Vec<&str> = cfg.modules.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, EXAMPLE_MODULES);
+    assert_eq!(cfg.listen, "127.0.0.1:8787");
+    assert_eq!(cfg.auth_token, None);
+    assert_eq!(cfg.max_body_size, 1 << 20);
+    assert_eq!(cfg.bus, BusKind::Internal);
+    assert_eq!(cfg.deadline, Duration::from_secs(10));
+    for (index, m) in cfg.modules.iter().enumerate() {
+        assert_eq!(m.index, index);
+        assert_eq!(m.module, m.name);
+        assert_eq!(m.priority, 0);
+        assert_eq!(m.max_in_flight, 1024);
+    }
+    assert_eq!(
+        module(cfg, "list_spam_checker").timeout,
+        Duration::from_millis(250)
+    );
+    assert_eq!(module(cfg, "demo").timeout, Duration::from_secs(5));
+    let policy = &module(cfg, "message_policy").failure_policy;
+    assert_eq!(
+        policy.for_callback(Callback::CheckEventForSpam),
+        FailurePolicy::Allow
+    );
+    assert_eq!(
+        policy.for_callback(Callback::UserMayInvite),
+        FailurePolicy::Error
+    );
+}
+
+#[test]
+fn the_embedded_example_loads() {
+    let cfg = config::load_str(
+        config::EMBEDDED_CONFIG,
+        config::EMBEDDED_NAME,
+        &glia_modules::builtin_registry(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.source, config::EMBEDDED_NAME);
+    check_example(&cfg);
+}
+
+#[test]
+fn the_example_file_on_disk_loads_and_is_the_embedded_one() {
+    let path = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/glia.example.yaml"
+    ));
+    let cfg = config::load_file(path, &glia_modules::builtin_registry())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.source, path.display().to_string());
+    check_example(&cfg);
+    assert_eq!(
+        std::fs::read_to_string(path).unwrap(),
+        config::EMBEDDED_CONFIG
+    );
+}
+
+#[test]
+fn an_empty_config_loads_with_the_defaults() {
+    for yaml in ["", "modules:\n", "modules: []\n", "{}"] {
+        let cfg = load(yaml);
+        assert!(cfg.modules.is_empty(), "{yaml:?}");
+        assert_eq!(cfg.listen, DEFAULT_LISTEN);
+        assert_eq!(cfg.auth_token, None);
+        assert_eq!(cfg.max_body_size, DEFAULT_MAX_BODY_SIZE);
+        assert_eq!(cfg.bus, BusKind::Internal);
+        assert_eq!(cfg.deadline, DEFAULT_DEADLINE);
+        assert_eq!(cfg.source, "test.yaml");
+    }
+}
+
+#[test]
+fn top_level_settings_are_read() {
+    let cfg = load(concat!(
+        "listen: 0.0.0.0:9000\n",
+        "max_body_size: 64KiB\n",
+        "deadline: 1.5s\n",
+        "bus: internal\n",
+        "modules: []\n",
+    ));
+    assert_eq!(cfg.listen, "0.0.0.0:9000");
+    assert_eq!(cfg.max_body_size, 65536);
+    assert_eq!(cfg.deadline, Duration::from_millis(1500));
+    assert_eq!(load("max_body_size: 100\n").max_body_size, 100);
+    assert_eq!(load("max_body_size: 2MiB\n").max_body_size, 2 << 20);
+}
+
+#[test]
+fn module_entries_inherit_defaults_unless_they_set_their_own() {
+    let cfg = load(concat!(
+        "defaults:\n",
+        "  timeout: 2s\n",
+        "  max_in_flight: 7\n",
+        "  failure_policy:\n",
+        "    default: deny\n",
+        "    user_may_invite: allow\n",
+        "modules:\n",
+        "  - module: demo\n",
+        "    name: inherits\n",
+        "  - module: demo\n",
+        "    name: overrides\n",
+        "    priority: 3\n",
+        "    timeout: 250ms\n",
+        "    max_in_flight: 2\n",
+        "    failure_policy: error\n",
+        "  - module: demo\n",
+        "    name: partial\n",
+        "    priority: -1\n",
+        "    failure_policy:\n",
+        "      check_event_for_spam: allow\n",
+    ));
+
+    let m = module(&cfg, "inherits");
+    assert_eq!(m.priority, 0);
+    assert_eq!(m.timeout, Duration::from_secs(2));
+    assert_eq!(m.max_in_flight, 7);
+    let p = &m.failure_policy;
+    assert_eq!(
+        p.for_callback(Callback::UserMayInvite),
+        FailurePolicy::Allow
+    );
+    assert_eq!(p.for_callback(Callback::OnCreateRoom), FailurePolicy::Deny);
+    assert_eq!(
+        p.for_callback(Callback::CheckEventForSpam),
+        FailurePolicy::Deny
+    );
+    assert_eq!(
+        p.for_callback(Callback::GetUsersForStates),
+        FailurePolicy::Deny
+    );
+
+    // Its own settings win; its own `default` covers every callback, including those the
+    // defaults set one by one.
+    let m = module(&cfg, "overrides");
+    assert_eq!(m.priority, 3);
+    assert_eq!(m.timeout, Duration::from_millis(250));
+    assert_eq!(m.max_in_flight, 2);
+    for &callback in Callback::ALL {
+        assert_eq!(
+            m.failure_policy.for_callback(callback),
+            FailurePolicy::Error,
+            "{callback}"
+        );
+    }
+
+    // Per-callback settings of its own, the rest inherited.
+    let m = module(&cfg, "partial");
+    assert_eq!(m.priority, -1);
+    assert_eq!(m.timeout, Duration::from_secs(2));
+    assert_eq!(m.max_in_flight, 7);
+    let p = &m.failure_policy;
+    assert_eq!(
+        p.for_callback(Callback::CheckEventForSpam),
+        FailurePolicy::Allow
+    );
+    assert_eq!(
+        p.for_callback(Callback::UserMayInvite),
+        FailurePolicy::Allow
+    );
+    assert_eq!(
+        p.for_callback(Callback::UserMayCreateRoom),
+        FailurePolicy::Deny
+    );
+}
+
+#[test]
+fn without_defaults_modules_get_the_builtin_settings_and_synapse_policies() {
+    let cfg = load(concat!(
+        "modules:\n",
+        "  - module: demo\n",
+        "  - module: scripted\n",
+        "    failure_policy:\n",
+        "      default: allow\n",
+        "      on_create_room: error\n",
+    ));
+    let m = module(&cfg, "demo");
+    assert_eq!(m.priority, 0);
+    assert_eq!(m.timeout, DEFAULT_TIMEOUT);
+    assert_eq!(m.max_in_flight, DEFAULT_MAX_IN_FLIGHT);
+    let p = &m.failure_policy;
+    // Synapse: spam checkers propagate, on_create_room denies, presence routers and auth
+    // checkers log and continue.
+    assert_eq!(
+        p.for_callback(Callback::UserMayInvite),
+        FailurePolicy::Error
+    );
+    assert_eq!(
+        p.for_callback(Callback::CheckEventForSpam),
+        FailurePolicy::Error
+    );
+    assert_eq!(p.for_callback(Callback::OnCreateRoom), FailurePolicy::Deny);
+    assert_eq!(
+        p.for_callback(Callback::GetUsersForStates),
+        FailurePolicy::Allow
+    );
+    assert_eq!(p.for_callback(Callback::CheckAuth), FailurePolicy::Allow);
+
+    let p = &module(&cfg, "scripted").failure_policy;
+    assert_eq!(
+        p.for_callback(Callback::UserMayInvite),
+        FailurePolicy::Allow
+    );
+    assert_eq!(p.for_callback(Callback::OnCreateRoom), FailurePolicy::Error);
+}
+
+#[test]
+fn a_single_policy_applies_to_every_callback() {
+    let cfg = load(concat!(
+        "defaults:\n",
+        "  failure_policy: allow\n",
+        "modules:\n",
+        "  - module: demo\n",
+    ));
+    for &callback in Callback::ALL {
+        assert_eq!(
+            module(&cfg, "demo").failure_policy.for_callback(callback),
+            FailurePolicy::Allow,
+            "{callback}"
+        );
+    }
+}
