@@ -5,6 +5,62 @@
 //! handle, mirroring Synapse's `register_spam_checker_callbacks(...)` and friends. Each
 //! module instance lives on its own actor thread, so handlers and their futures need not be
 //! `Send`.
+//!
+//! The README's example, compiled and run here:
+//!
+//! ```
+//! use glia_module_api::schema::{requests::UserMayInvite, SpamAnswer};
+//! use glia_module_api::{from_config, ConfigError, Handler, Module, ModuleApi, ModuleError,
+//!     SpamCheckerCallbacks};
+//! use serde::Deserialize;
+//!
+//! /// Refuses invites from one server.
+//! pub struct NoInvitesFrom;
+//!
+//! #[derive(Clone, Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! pub struct Config { server: String }
+//!
+//! impl Module for NoInvitesFrom {
+//!     const NAME: &'static str = "no_invites_from";
+//!     type Config = Config;
+//!
+//!     fn parse_config(config: &serde_json::Value) -> Result<Config, ConfigError> {
+//!         from_config(config)
+//!     }
+//!
+//!     fn new(config: Config, api: &mut ModuleApi) -> Result<Self, ModuleError> {
+//!         let suffix = format!(":{}", config.server);
+//!         api.register_spam_checker_callbacks(SpamCheckerCallbacks {
+//!             user_may_invite: Some(Handler::sync(move |req: &UserMayInvite| {
+//!                 Ok(if req.inviter.ends_with(&suffix) {
+//!                     SpamAnswer::code("M_FORBIDDEN")
+//!                 } else {
+//!                     SpamAnswer::NOT_SPAM
+//!                 })
+//!             })),
+//!             ..Default::default()
+//!         });
+//!         Ok(NoInvitesFrom)
+//!     }
+//! }
+//!
+//! let config = NoInvitesFrom::parse_config(&serde_json::json!({"server": "spam.example"})).unwrap();
+//! let mut api = ModuleApi::new("no_invites_from");
+//! NoInvitesFrom::new(config, &mut api).unwrap();
+//! let registered = api.into_registrations();
+//! let (callback, handler) = &registered.callbacks[0];
+//! assert_eq!(callback.name(), "user_may_invite");
+//! let request = glia_module_api::schema::CallbackRequest::UserMayInvite(UserMayInvite {
+//!     inviter: "@bot:spam.example".into(),
+//!     invitee: "@alice:example.com".into(),
+//!     room_id: "!room:example.com".into(),
+//! });
+//! let answer = futures::executor::block_on(handler.call(&request)).unwrap();
+//! assert_eq!(answer, glia_module_api::schema::ModuleAnswer::UserMayInvite(SpamAnswer::code("M_FORBIDDEN")));
+//! let bad = NoInvitesFrom::parse_config(&serde_json::json!({"servr": "x"})).err().unwrap();
+//! assert!(bad.message.contains("unknown field `servr`"));
+//! ```
 
 pub mod config_error;
 pub mod error;
