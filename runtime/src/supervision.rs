@@ -90,8 +90,8 @@ impl RawRestartPolicy {
 
 /// Akka's `calculateDelay`: `min(max, min * 2^restarts) * (1 + rnd * random_factor)`, with
 /// `restarts` counted from 0 for the first restart of a burst (a burst ends when an instance
-/// runs for `backoff_min` without crashing, as Akka's `resetBackoffAfter`); jitter is applied
-/// after the cap.
+/// answers an invocation or runs for `backoff_min` without crashing, after Akka's
+/// `resetBackoffAfter`); jitter is applied after the cap.
 pub fn backoff_delay(policy: &RestartPolicy, restarts: u32, rnd: f64) -> Duration {
     let base = if restarts >= 30 {
         policy.backoff_max

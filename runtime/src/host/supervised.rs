@@ -72,10 +72,12 @@ pub struct Core {
     life: Life,
     generation: u64,
     window: IntensityWindow,
-    /// Restarts in a row, each instance having crashed sooner than `backoff_min` after it
-    /// started (Akka's `resetBackoffAfter`): the exponent of the next backoff.
+    /// Restarts in a row, each instance having crashed before it answered anything and sooner
+    /// than `backoff_min` after it started: the exponent of the next backoff.
     consecutive: u32,
     running_since: Instant,
+    /// Whether the current instance has answered an invocation without crashing.
+    served: bool,
     stash: VecDeque<Stashed>,
     flights: HashMap<u64, Flight>,
     next_flight: u64,
@@ -176,6 +178,7 @@ impl Supervised {
             window: IntensityWindow::default(),
             consecutive: 0,
             running_since: Instant::now(),
+            served: false,
             stash: VecDeque::new(),
             flights: HashMap::new(),
             next_flight: 0,
@@ -205,6 +208,7 @@ impl Supervised {
         let mut core = self.0.borrow_mut();
         core.generation += 1;
         core.running_since = Instant::now();
+        core.served = false;
         core.life = Life::Running(instance);
         core.status.set_state(ModuleState::Running);
         if core.expected.is_none() {
@@ -316,7 +320,13 @@ impl Supervised {
                     reason: panic_message(payload.as_ref()),
                 }),
             };
-            this.0.borrow_mut().flights.remove(&id);
+            {
+                let mut core = this.0.borrow_mut();
+                core.flights.remove(&id);
+                if result.is_ok() && core.generation == generation {
+                    core.served = true;
+                }
+            }
             if let Err(InvocationError::Crashed { reason }) = &result {
                 if reason != WATCHDOG_ABORT {
                     status.record_crashed_invocation();
@@ -359,7 +369,12 @@ impl Supervised {
         let now = Instant::now();
         let policy = core.policy;
         if core.window.allow_restart(&policy, now) {
-            if now.saturating_duration_since(core.running_since) >= policy.backoff_min {
+            // A burst of restarts ends once an instance has worked: it answered an invocation,
+            // or ran for backoff_min (Akka's resetBackoffAfter). A module that crashes on
+            // some requests is not in a crash loop; one that crashes on every request is.
+            if core.served
+                || now.saturating_duration_since(core.running_since) >= policy.backoff_min
+            {
                 core.consecutive = 0;
             }
             let delay = backoff_delay(&policy, core.consecutive, fastrand::f64());
