@@ -149,7 +149,7 @@ fn serve_with_a_bad_config_exits_with_the_error() {
     let err = stderr(&out);
     assert!(
         err.contains(&format!(
-            "error: {}:3:5: modules[0] (demo): key `max_in_flight`: must be at least 1",
+            "error: {}:3:5: modules[0] (demo): key `max_in_flight`: must be between 1 and 1048576",
             file.path()
         )),
         "{err}"

@@ -533,7 +533,7 @@ fn max_in_flight_zero_is_refused() {
         (3, 5),
         Some((0, "demo")),
         "max_in_flight",
-        "must be at least 1",
+        "must be between 1 and 1048576",
     );
     let yaml = concat!(
         "defaults:\n",          // 1
@@ -545,7 +545,7 @@ fn max_in_flight_zero_is_refused() {
         (3, 3),
         None,
         "defaults.max_in_flight",
-        "must be at least 1",
+        "must be between 1 and 1048576",
     );
 }
 

@@ -862,3 +862,82 @@ impl IsAllow for glia_bus_schema::DispatchReply {
         )
     }
 }
+
+// ----- Review follow-ups: deny where there is nothing to deny, SynapseError pass-through ----
+
+#[actix_rt::test]
+async fn deny_fails_the_request_where_the_callback_has_no_deny_answer() {
+    // An auth checker that times out under `deny` must not answer "no user" (Synapse would
+    // then try its own password database): the request fails instead.
+    let g = start(json!([
+        {"module": "scripted", "name": "dn-auth", "timeout": "20ms", "failure_policy": "deny",
+         "config": {"auth_checkers": {"m.login.password": {"fields": ["password"], "hang": true}},
+                    "answers": {"get_interested_users": {"hang": true}, "on_legacy_renew": {"hang": true}}}},
+    ]))
+    .await;
+    let auth =
+        json!({"username": "u", "login_type": "m.login.password", "login_dict": {"password": "p"}});
+    assert_eq!(
+        g.dispatch_json("check_auth", auth).await["decision"],
+        "error"
+    );
+    assert_eq!(
+        g.dispatch_json("get_interested_users", json!({"user_id": "@a:hs"}))
+            .await["decision"],
+        "error"
+    );
+    assert_eq!(
+        g.dispatch_json("on_legacy_renew", json!({"renewal_token": "t"}))
+            .await["decision"],
+        "error"
+    );
+}
+
+#[actix_rt::test]
+async fn synapse_errors_pass_through_only_where_synapse_lets_them() {
+    let raise = json!({"fail": {"message": "x", "synapse_error": {"status": 403, "errcode": "M_FORBIDDEN", "error": "no"}}});
+    let g = start(json!([scripted(
+        "se",
+        json!({"is_3pid_allowed": raise, "user_may_invite": raise})
+    )]))
+    .await;
+    let tpid = g
+        .dispatch_json(
+            "is_3pid_allowed",
+            json!({"medium": "email", "address": "a@b.c"}),
+        )
+        .await;
+    assert_eq!(
+        (tpid["status"].clone(), tpid["errcode"].clone()),
+        (json!(500), json!("M_UNKNOWN")),
+        "{tpid}"
+    );
+    let spam = to_json(g.dispatch(invite()).await);
+    assert_eq!(
+        (spam["status"].clone(), spam["errcode"].clone()),
+        (json!(403), json!("M_FORBIDDEN")),
+        "{spam}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_federated_invite_without_an_invitee_is_refused() {
+    let g = start(json!([scripted(
+        "fi",
+        json!({"federated_user_may_invite": {"answer": "NOT_SPAM"}})
+    )]))
+    .await;
+    let request = CallbackRequest::from_args(
+        "federated_user_may_invite".parse().unwrap(),
+        json!({"event": event("@remote:other")}),
+    )
+    .unwrap();
+    let err = g
+        .glia
+        .coordinator()
+        .dispatch(request, g.glia.coordinator().new_meta())
+        .await
+        .unwrap_err();
+    assert_eq!((err.status, err.errcode), (400, "M_BAD_JSON"));
+    assert!(err.error.contains("event.state_key"), "{}", err.error);
+}

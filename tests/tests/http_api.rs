@@ -445,5 +445,16 @@ async fn x_request_id_is_echoed_or_generated() {
     .await;
     let id = reply.header("x-request-id").expect("a generated id");
     assert!(!id.is_empty() && id != long, "{id}");
+
+    // Errors carry it too, so a refused request can be found in the logs.
+    let reply = send(
+        "POST",
+        &url,
+        &[json_type, ("x-request-id", "req-bad")],
+        Some(b"{"),
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert_eq!(reply.header("x-request-id"), Some("req-bad"));
     g.stop().await;
 }

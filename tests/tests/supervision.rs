@@ -317,3 +317,24 @@ async fn chaos_ten_thousand_requests_ten_percent_panicking() {
         assert_eq!(m.crashes, m.restarts, "{report}");
     }
 }
+
+#[actix_rt::test]
+async fn hangs_left_on_a_replaced_instance_are_aborted_too() {
+    let g = crashy_glia(
+        "sv8",
+        json!({"timeout": "20ms", "failure_policy": "allow", "restart": {"watchdog": "200ms", "backoff_min": "1ms"}}),
+    )
+    .await;
+    decision(g.dispatch(invite("@hang:hs")).await);
+    // A crash replaces the instance while the hang is still running on the old one.
+    decision(g.dispatch(invite("@panic:hs")).await);
+    let status = g.glia.status_of("sv8").unwrap();
+    until(|| status.restarts() == 1).await;
+    // The old instance's hang holds a permit and counts as in flight until the watchdog.
+    until(|| status.in_flight() == 0).await;
+    assert_eq!(
+        status.crashes(),
+        1,
+        "an old instance's hang does not restart the new one"
+    );
+}

@@ -81,7 +81,9 @@ pub fn parse_byte_size(text: &str) -> Result<usize, String> {
             ))
         }
     };
-    Ok(value * factor)
+    value
+        .checked_mul(factor)
+        .ok_or_else(|| format!("size {text:?} is too large"))
 }
 
 /// A config byte size (a number of bytes, or a string with a unit).

@@ -29,6 +29,9 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 /// How long in-flight requests may take to finish after a shutdown signal, unless configured.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// The largest `max_in_flight` accepted (each in-flight invocation holds a mailbox slot).
+pub const MAX_IN_FLIGHT_LIMIT: usize = 1 << 20;
+const IN_FLIGHT_RANGE: &str = "must be between 1 and 1048576";
 /// The largest request body the HTTP API accepts unless configured.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 1 << 20;
 
@@ -364,11 +367,11 @@ impl<'a> Loader<'a> {
         };
         let default_timeout = raw.defaults.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0);
         let default_in_flight = raw.defaults.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
-        if default_in_flight == 0 {
+        if !(1..=MAX_IN_FLIGHT_LIMIT).contains(&default_in_flight) {
             return Err(self.error(
                 &root_path.clone().key("defaults").key("max_in_flight"),
                 None,
-                "must be at least 1",
+                IN_FLIGHT_RANGE,
             ));
         }
 
@@ -457,12 +460,8 @@ impl<'a> Loader<'a> {
                 None => default_policy.clone(),
             };
             let max_in_flight = raw_module.max_in_flight.unwrap_or(default_in_flight);
-            if max_in_flight == 0 {
-                return Err(self.error(
-                    &at.clone().key("max_in_flight"),
-                    label,
-                    "must be at least 1",
-                ));
+            if !(1..=MAX_IN_FLIGHT_LIMIT).contains(&max_in_flight) {
+                return Err(self.error(&at.clone().key("max_in_flight"), label, IN_FLIGHT_RANGE));
             }
             let restart = match &raw_module.restart {
                 Some(r) => r.apply(default_restart).map_err(|(key, m)| {

@@ -171,9 +171,16 @@ impl Coordinator {
             }
             Q::FederatedUserMayInvite(ref args) => {
                 // spec §3.1: FD over federated_user_may_invite, then user_may_invite's own chain.
+                let Some(invitee) = args.event.state_key.clone() else {
+                    return Err(DispatchError {
+                        status: 400,
+                        errcode: glia_bus_schema::errcodes::M_BAD_JSON,
+                        error: "field `event.state_key`: an invite event names its invitee in state_key".into(),
+                    });
+                };
                 let then = UserMayInvite {
                     inviter: args.event.sender.clone(),
-                    invitee: args.event.state_key.clone().unwrap_or_default(),
+                    invitee,
                     room_id: args.event.room_id.clone(),
                 };
                 let first =
@@ -610,7 +617,7 @@ async fn auth_first_non_none<R: CallbackArgs<Answer = glia_bus_schema::AuthAnswe
         plan,
         request,
         |answer, _| answer.map(|a| Some(a.user_id)),
-        |_, _| Some(None),
+        |_, _| None,
     )
     .await;
     match walk {
@@ -643,7 +650,7 @@ async fn name_first_non_none<R: CallbackArgs<Answer = NameAnswer>>(
                 None
             }
         },
-        |_, _| Some(None),
+        |_, _| None,
     )
     .await;
     match walk {
@@ -744,7 +751,7 @@ async fn on_create_room(
                 _ => refused(entry),
             }),
             crate::policy::FailurePolicy::Error => {
-                Some(Decision::Error(reducers::failure(entry, error)))
+                Some(Decision::Error(reducers::failure(callback, entry, error)))
             }
         },
     )

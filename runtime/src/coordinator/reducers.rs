@@ -7,7 +7,7 @@ use crate::bus::{Bus, InvocationMeta, Target};
 use crate::policy::FailurePolicy;
 use futures::stream::{FuturesOrdered, StreamExt};
 use glia_bus_schema::errcodes::M_UNKNOWN;
-use glia_bus_schema::{CallbackArgs, CallbackRequest, Failure, InvocationError};
+use glia_bus_schema::{Callback, CallbackArgs, CallbackRequest, Failure, InvocationError};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
@@ -76,12 +76,12 @@ pub fn invoke_entry(
 
 /// The failure the caller sees when `entry` failed under policy `error` (or `deny` where a
 /// deny has no meaning): a module's own `SynapseError` as is, anything else a 500.
-pub fn failure(entry: &PlanEntry, error: &InvocationError) -> Failure {
+pub fn failure(callback: Callback, entry: &PlanEntry, error: &InvocationError) -> Failure {
     match error {
         InvocationError::Failed {
             synapse_error: Some(e),
             ..
-        } => Failure {
+        } if super::rules::synapse_error_passes(callback) => Failure {
             status: e.status,
             errcode: e.errcode.clone(),
             error: e.error.clone(),
@@ -109,13 +109,14 @@ fn log_failure<R: CallbackArgs>(entry: &PlanEntry, error: &InvocationError) {
 
 /// The engine under FirstDeny, FirstNonNone, Union and SingleSlot: invoke every entry at
 /// once, then judge the answers in plan order. `on_deny` says what a failure under policy
-/// `deny` means for this callback.
+/// `deny` means for this callback; `None` where the callback has nothing to deny, in which
+/// case `deny` fails the request as `error` does (it must not quietly allow).
 pub async fn ordered_walk<R, V>(
     ctx: &DispatchCtx<'_>,
     plan: &Plan,
     request: Arc<CallbackRequest>,
     mut judge: impl FnMut(R::Answer, &PlanEntry) -> Step<V>,
-    mut on_deny: impl FnMut(&InvocationError, &PlanEntry) -> Step<V>,
+    mut on_deny: impl FnMut(&InvocationError, &PlanEntry) -> Option<Step<V>>,
 ) -> Walk<V>
 where
     R: CallbackArgs,
@@ -141,8 +142,13 @@ where
                 log_failure::<R>(entry, &error);
                 match entry.policy {
                     FailurePolicy::Allow => Step::Continue,
-                    FailurePolicy::Deny => on_deny(&error, entry),
-                    FailurePolicy::Error => return Walk::Failed(failure(entry, &error)),
+                    FailurePolicy::Deny => match on_deny(&error, entry) {
+                        Some(step) => step,
+                        None => return Walk::Failed(failure(R::CALLBACK, entry, &error)),
+                    },
+                    FailurePolicy::Error => {
+                        return Walk::Failed(failure(R::CALLBACK, entry, &error))
+                    }
                 }
             }
         };
@@ -159,12 +165,17 @@ pub async fn first_deny<R: CallbackArgs, V>(
     plan: &Plan,
     request: Arc<CallbackRequest>,
     judge: impl FnMut(R::Answer, &PlanEntry) -> Step<V>,
-    policy_deny: impl FnMut(&InvocationError, &PlanEntry) -> Step<V>,
+    mut policy_deny: impl FnMut(&InvocationError, &PlanEntry) -> Step<V>,
 ) -> Walk<V> {
-    ordered_walk::<R, V>(ctx, plan, request, judge, policy_deny).await
+    ordered_walk::<R, V>(ctx, plan, request, judge, |e, entry| {
+        Some(policy_deny(e, entry))
+    })
+    .await
 }
 
-/// FirstNonNone: the first meaningful answer in plan order decides.
+/// FirstNonNone: the first meaningful answer in plan order decides. `policy_deny` is the
+/// answer a failure under policy `deny` stands for, or `None` if there is none (the request
+/// then fails).
 pub async fn first_non_none<R: CallbackArgs, V>(
     ctx: &DispatchCtx<'_>,
     plan: &Plan,
@@ -179,20 +190,21 @@ pub async fn first_non_none<R: CallbackArgs, V>(
         plan,
         request,
         |answer, entry| select(answer, entry).map_or(Step::Continue, Step::Stop),
-        |error, entry| policy_deny(error, entry).map_or(Step::Continue, Step::Stop),
+        |error, entry| policy_deny(error, entry).map(Step::Stop),
     )
     .await
 }
 
 /// Union: every answer is merged by `merge`; `merge` returning `Stop` short-circuits (the
-/// presence router's `"ALL"`). Failures are skipped unless their policy is `error`.
+/// presence router's `"ALL"`). Failures are skipped under policy `allow`; a merge has nothing
+/// to deny, so `deny` fails the request as `error` does.
 pub async fn union<R: CallbackArgs, V>(
     ctx: &DispatchCtx<'_>,
     plan: &Plan,
     request: Arc<CallbackRequest>,
     merge: impl FnMut(R::Answer, &PlanEntry) -> Step<V>,
 ) -> Walk<V> {
-    ordered_walk::<R, V>(ctx, plan, request, merge, |_, _| Step::Continue).await
+    ordered_walk::<R, V>(ctx, plan, request, merge, |_, _| None).await
 }
 
 /// SingleSlot: at most one module holds the callback (refused at start-up otherwise); its
@@ -211,7 +223,7 @@ pub async fn single_slot<R: CallbackArgs>(
         plan,
         request,
         |answer, _| Step::Stop(answer),
-        |_, _| Step::Continue,
+        |_, _| None,
     )
     .await
 }
@@ -243,7 +255,7 @@ pub async fn run_all<R: CallbackArgs>(
         if let Err(error) = result {
             log_failure::<R>(entry, &error);
             // A notification has nothing to deny: `deny` fails the request like `error`.
-            return Err(failure(entry, &error));
+            return Err(failure(R::CALLBACK, entry, &error));
         }
     }
     Ok(())

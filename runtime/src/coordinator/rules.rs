@@ -61,6 +61,19 @@ pub fn reducer(callback: Callback) -> Reducer {
     }
 }
 
+/// Whether a `SynapseError` a module raises reaches the client as is. Synapse lets it
+/// propagate from the spam checkers, `check_event_allowed` and account validity, but turns
+/// every exception from the registration-name callbacks and `is_3pid_allowed` into a plain
+/// 500 (spec §1.6).
+pub fn synapse_error_passes(callback: Callback) -> bool {
+    !matches!(
+        callback,
+        Callback::GetUsernameForRegistration
+            | Callback::GetDisplaynameForRegistration
+            | Callback::Is3pidAllowed
+    )
+}
+
 /// The errcode and message Synapse's client sees when `callback` denies without saying more.
 pub fn deny_default(callback: Callback) -> (&'static str, &'static str) {
     use Callback::*;

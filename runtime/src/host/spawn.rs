@@ -33,9 +33,10 @@ pub struct ModuleInstance {
 }
 
 impl ModuleInstance {
-    /// Stops the module and then its thread.
+    /// Stops the module and then its thread. A module whose thread is blocked (it never
+    /// yields) cannot take the message; after a second the thread is told to stop anyway.
     pub async fn stop(self) {
-        let _ = self.addr.send(Stop).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.addr.send(Stop)).await;
         self.arbiter.stop();
     }
 }

@@ -1,6 +1,7 @@
 //! What can be seen of a module from outside its thread: state, restarts, crashes, in-flight.
 
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -53,7 +54,7 @@ pub struct ModuleStatus {
     crashed_invocations: AtomicU64,
     in_flight: AtomicUsize,
     last_crash: Mutex<Option<CrashInfo>>,
-    recoveries: Mutex<Vec<Duration>>,
+    recoveries: Mutex<VecDeque<Duration>>,
 }
 
 /// Recovery times kept for statistics (the most recent ones).
@@ -68,7 +69,7 @@ impl Default for ModuleStatus {
             crashed_invocations: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             last_crash: Mutex::new(None),
-            recoveries: Mutex::new(Vec::new()),
+            recoveries: Mutex::new(VecDeque::new()),
         }
     }
 }
@@ -117,12 +118,14 @@ impl ModuleStatus {
             .clone()
     }
 
-    /// Time from each crash to the module serving again, oldest first.
+    /// Time from each crash to the module serving again (the most recent ones), oldest first.
     pub fn recoveries(&self) -> Vec<Duration> {
         self.recoveries
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .iter()
+            .copied()
+            .collect()
     }
 
     pub(crate) fn record_crash(&self, reason: &str) {
@@ -140,9 +143,10 @@ impl ModuleStatus {
         self.restarts.fetch_add(1, Ordering::Relaxed);
         if let Some(d) = recovery {
             let mut r = self.recoveries.lock().unwrap_or_else(|e| e.into_inner());
-            if r.len() < RECOVERIES_KEPT {
-                r.push(d);
+            if r.len() == RECOVERIES_KEPT {
+                r.pop_front();
             }
+            r.push_back(d);
         }
     }
 

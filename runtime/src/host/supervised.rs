@@ -150,6 +150,14 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
         .unwrap_or_else(|| "panic with a non-string payload".to_owned())
 }
 
+/// Drops a replaced instance with no borrow of the supervisor held, so the module's own
+/// `Drop` can neither re-enter the supervisor nor, by panicking, leave it half-updated.
+fn discard(life: Life) {
+    if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(move || drop(life))) {
+        tracing::error!(panic = %panic_message(payload.as_ref()), "a module instance panicked while being dropped");
+    }
+}
+
 /// Why an invocation's future ended without its own result.
 const WATCHDOG_ABORT: &str = "hung past the watchdog; the module was restarted";
 
@@ -263,7 +271,7 @@ impl Supervised {
             }
             Life::Failed => {
                 let reason = format!(
-                    "module {} has failed (past its restart intensity)",
+                    "module {} is failed (restarts exhausted or its constructor fails); a probe restart follows its cool-down",
                     core.name
                 );
                 return futures::future::ready(Err(InvocationError::Unavailable { reason }))
@@ -360,8 +368,9 @@ impl Supervised {
         core.status.record_crash(reason);
         core.crashed_at = Some(Instant::now());
         // The old instance goes; invocations still running on it finish on their own.
-        core.life = Life::Restarting;
+        let old = std::mem::replace(&mut core.life, Life::Restarting);
         self.after_failure(core);
+        discard(old);
     }
 
     /// Decides between a backoff restart and the failed state, once the instance is gone.
@@ -499,24 +508,28 @@ impl Supervised {
     fn check_hangs(&self, watchdog: Duration) {
         let core = self.0.borrow();
         let generation = core.generation;
-        let hung: Vec<u64> = core
+        // Hung invocations of an instance already replaced are aborted too (they hold
+        // permits); only a hang of the current instance restarts the module.
+        let hung: Vec<(u64, u64)> = core
             .flights
             .iter()
-            .filter(|(_, f)| f.generation == generation && f.started.elapsed() >= watchdog)
-            .map(|(id, _)| *id)
+            .filter(|(_, f)| f.started.elapsed() >= watchdog)
+            .map(|(id, f)| (*id, f.generation))
             .collect();
         if hung.is_empty() {
             return;
         }
         drop(core);
-        let reason = format!(
-            "{} invocation(s) hung past the watchdog of {} ms",
-            hung.len(),
-            watchdog.as_millis()
-        );
-        self.crash(generation, &reason);
+        let current = hung.iter().filter(|(_, g)| *g == generation).count();
+        if current > 0 {
+            let reason = format!(
+                "{current} invocation(s) hung past the watchdog of {} ms",
+                watchdog.as_millis()
+            );
+            self.crash(generation, &reason);
+        }
         let mut core = self.0.borrow_mut();
-        for id in hung {
+        for (id, _) in hung {
             if let Some(flight) = core.flights.remove(&id) {
                 flight.abort.abort();
             }
@@ -526,10 +539,11 @@ impl Supervised {
     /// Stops the module: nothing new runs; stashed invocations are answered `Unavailable`.
     pub fn stop(&self) {
         let mut core = self.0.borrow_mut();
-        core.life = Life::Stopped;
+        let old = std::mem::replace(&mut core.life, Life::Stopped);
         core.status.set_state(ModuleState::Stopped);
         let stashed: Vec<Stashed> = core.stash.drain(..).collect();
         drop(core);
+        discard(old);
         for s in stashed {
             let _ = s.reply.send(Err(InvocationError::Unavailable {
                 reason: "the module stopped".into(),

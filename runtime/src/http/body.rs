@@ -21,7 +21,8 @@ pub async fn read_limited(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    // Content-Length is the client's claim: reserve no more than a small buffer up front.
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit).min(64 * 1024));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
             MatrixError::new(

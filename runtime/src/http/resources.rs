@@ -38,12 +38,25 @@ pub async fn serve(
         .glia
         .addr(route.module)
         .ok_or_else(|| MatrixError::new(503, M_UNKNOWN, "module unavailable"))?;
-    let response = addr
-        .send(WebCall {
-            slot: route.slot,
-            request,
-        })
+    // A web resource answers within its module's timeout, like its callbacks.
+    let module = &state.glia.config().modules[route.module];
+    let call = addr.send(WebCall {
+        slot: route.slot,
+        request,
+    });
+    let response = tokio::time::timeout(module.timeout, call)
         .await
+        .map_err(|_| {
+            MatrixError::new(
+                504,
+                M_UNKNOWN,
+                format!(
+                    "module {} did not answer within {} ms",
+                    module.name,
+                    module.timeout.as_millis()
+                ),
+            )
+        })?
         .map_err(|e| MatrixError::new(503, M_UNKNOWN, format!("module unavailable: {e}")))?;
     let status = actix_web::http::StatusCode::from_u16(response.status)
         .map_err(|_| MatrixError::new(500, M_UNKNOWN, "module answered an invalid HTTP status"))?;
