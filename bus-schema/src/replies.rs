@@ -74,6 +74,7 @@ pub struct Failure {
 /// A reply that is either the callback's own value or a failure (`{"decision": "error", ...}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
+#[schemars(rename = "Outcome_for_{T}")]
 pub enum Outcome<T> {
     /// The failure, tagged `"decision": "error"` so it is told apart from values.
     Failed(FailedOutcome),
@@ -167,6 +168,7 @@ pub struct NameReply {
 /// A single-slot callback's reply: the one registered module's value, or `null` when no module
 /// registered it (Synapse then uses its built-in behaviour).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "SlotReply_for_{T}")]
 pub struct SlotReply<T> {
     /// The module's value.
     pub value: Option<T>,
