@@ -18,8 +18,10 @@ pub struct Event {
     /// The event id; absent only for events not yet hashed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,
-    /// The room the event belongs to.
-    pub room_id: String,
+    /// The room the event belongs to; absent from the PDU of a room-version-12 create event
+    /// (its room id is derived from its event id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_id: Option<String>,
     /// The full user id of the sender.
     pub sender: String,
     /// The event type, such as `m.room.message`.

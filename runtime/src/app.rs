@@ -103,8 +103,20 @@ pub struct ModuleInfo {
     pub callbacks: Vec<String>,
     /// Login types of its auth checkers.
     pub login_types: Vec<String>,
+    /// Its auth checkers: login type and the fields a login dict must carry, as Synapse's
+    /// `auth_checkers` keys them.
+    pub auth_checkers: Vec<AuthCheckerInfo>,
     /// Web resource paths it serves (after the first-wins rule).
     pub web_resources: Vec<String>,
+}
+
+/// An auth checker as `/_glia/v1/modules` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthCheckerInfo {
+    /// The login type.
+    pub login_type: String,
+    /// The fields it needs.
+    pub fields: Vec<String>,
 }
 
 /// Path prefixes a module may not claim: Synapse's own APIs and glia's.
@@ -367,6 +379,14 @@ impl Glia {
                         .map(|c| c.name().to_owned())
                         .collect(),
                     login_types,
+                    auth_checkers: summary
+                        .auth_checkers
+                        .iter()
+                        .map(|(login_type, fields)| AuthCheckerInfo {
+                            login_type: login_type.clone(),
+                            fields: fields.clone(),
+                        })
+                        .collect(),
                     web_resources: web.paths_of(module.index),
                 }
             })

@@ -181,7 +181,7 @@ impl Coordinator {
                 let then = UserMayInvite {
                     inviter: args.event.sender.clone(),
                     invitee,
-                    room_id: args.event.room_id.clone(),
+                    room_id: args.event.room_id.clone().unwrap_or_default(),
                 };
                 let first =
                     spam_first_deny(&ctx, callback, callback, plan, Arc::new(request)).await;

@@ -1,0 +1,286 @@
+"""`GliaBridge`: the Synapse module.
+
+At construction it asks glia which callbacks, login types and web resources its modules use
+(`GET /_glia/v1/modules`, a short blocking request), registers the selected callbacks with
+Synapse, and a proxy for every web resource. Every callback goes through one generic path,
+`GliaBridge.forward`: arguments encoded by name (`convert`), POSTed to glia (`client`), the
+reply read by the callback's reply kind (`replies`), and any failure resolved by the
+callback's failure mode (`config.BridgeConfig.fails_open`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from synapse.module_api.errors import ConfigError
+
+from glia_synapse.catalogue import CALLBACKS, CHECK_AUTH, REGISTER_METHODS, CallbackSpec
+from glia_synapse.client import GliaClient, fetch_modules_blocking
+from glia_synapse.config import AUTO, BridgeConfig, parse_config
+from glia_synapse.convert import encode_args
+from glia_synapse.errors import GliaCallbackFailed, GliaFailure
+from glia_synapse.replies import check_error
+from glia_synapse.tracing import new_request_id
+from glia_synapse.web import GliaWebProxy
+
+logger = logging.getLogger(__name__)
+
+Callback = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What glia's modules use, from `GET /_glia/v1/modules`."""
+
+    #: Callbacks at least one module registered.
+    callbacks: frozenset[str] = frozenset()
+    #: Web resource paths, in glia's config order.
+    web_paths: tuple[str, ...] = ()
+    #: Login type to its fields (None when glia does not say).
+    login_types: Mapping[str, tuple[str, ...] | None] = field(default_factory=dict)
+
+    @classmethod
+    def from_reply(cls, reply: Mapping[str, Any]) -> Discovery:
+        """Reads glia's module listing."""
+        modules = [m for m in reply.get("modules") or () if isinstance(m, Mapping)]
+        callbacks = set(reply.get("plans") or {})
+        paths: list[str] = []
+        login_types: dict[str, tuple[str, ...] | None] = {}
+        for module in modules:
+            callbacks.update(module.get("callbacks") or ())
+            paths.extend(p for p in module.get("web_resources") or () if p not in paths)
+            for login_type in module.get("login_types") or ():
+                login_types.setdefault(login_type, None)
+            for checker in module.get("auth_checkers") or ():  # {login_type, fields}, if glia lists them
+                if isinstance(checker, Mapping) and isinstance(checker.get("login_type"), str):
+                    login_types[checker["login_type"]] = tuple(checker.get("fields") or ())
+        return cls(frozenset(callbacks), tuple(paths), login_types)
+
+
+def select_callbacks(config: BridgeConfig, discovery: Discovery | None) -> list[CallbackSpec]:
+    """The callbacks to register (auth checkers aside).
+
+    `auto`: those glia's modules use, or, when glia could not be asked, every callback but
+    the legacy account-validity slots. `all`: every callback but those slots. A list: exactly
+    the listed callbacks.
+    """
+    if isinstance(config.callbacks, tuple):
+        return [spec for spec in CALLBACKS if spec.name in config.callbacks]
+    if config.callbacks == AUTO and discovery is not None:
+        return [spec for spec in CALLBACKS if spec.name in discovery.callbacks]
+    return [spec for spec in CALLBACKS if not spec.takes_over_endpoint]
+
+
+def select_login_types(
+    config: BridgeConfig, discovery: Discovery | None
+) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """The auth checkers to register (login type to fields), and the login types glia
+    serves whose fields are unknown (not listed in `login_types`)."""
+    if isinstance(config.callbacks, tuple) and CHECK_AUTH.name not in config.callbacks:
+        return {}, []
+    checkers = dict(config.login_types)
+    unknown = []
+    for login_type, fields in (discovery.login_types if discovery else {}).items():
+        if login_type in checkers:
+            continue
+        if fields is None:
+            unknown.append(login_type)
+        else:
+            checkers[login_type] = fields
+    return checkers, unknown
+
+
+class FailureLog:
+    """Logs glia failures without flooding the log: the first failure of each callback,
+    then at most one line every `interval` seconds with the count in between."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self._interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def failed(self, callback: str, failure: GliaFailure, request_id: str, outcome: str) -> None:
+        """Records one failure."""
+        now = time.monotonic()
+        if now - self._last.get(callback, -self._interval) < self._interval:
+            self._suppressed[callback] = self._suppressed.get(callback, 0) + 1
+            return
+        self._last[callback] = now
+        more = self._suppressed.pop(callback, 0)
+        logger.warning(
+            "glia could not decide %s (%s): %s; %s%s",
+            callback,
+            request_id,
+            failure,
+            outcome,
+            f" ({more} more failures of {callback} since the last report)" if more else "",
+        )
+
+
+class GliaBridge:
+    """A Synapse module that hands every module callback to glia."""
+
+    parse_config = staticmethod(parse_config)
+
+    def __init__(self, config: BridgeConfig, api: Any) -> None:
+        self._config = config
+        self._api = api
+        self._client = GliaClient(api.http_client, config.glia_url, config.auth_token)
+        self._failures = FailureLog()
+        self._login_types: set[str] = set()
+        self._web_paths: tuple[str, ...] = ()
+        discovery = self._discover_at_startup()
+        specs = select_callbacks(config, discovery)
+        self._register_callbacks(specs)
+        self._register_auth_checkers(discovery)
+        web_paths = self._register_web_resources(discovery)
+        logger.info(
+            "glia bridge -> %s: %d callbacks (%s; fail open: %s), login types %s, web resources %s",
+            config.glia_url,
+            len(specs),
+            ", ".join(s.name for s in specs) or "none",
+            ", ".join(s.name for s in specs if config.fails_open(s.name)) or "none",
+            sorted(self._login_types) or "none",
+            list(web_paths) or "none",
+        )
+        if discovery is None:
+            api.run_as_background_process("glia_bridge_discovery", self._discover_later)
+
+    # -- the generic forwarding path -------------------------------------------------
+
+    async def forward(self, spec: CallbackSpec, args: Mapping[str, Any]) -> Any:
+        """Asks glia to decide one callback invocation; returns what Synapse expects."""
+        request_id = new_request_id()
+        started = time.perf_counter()
+        try:
+            body = self._encode(spec, args)
+            reply = await self._client.call(spec.name, body, request_id, self._config.timeout_for(spec.name))
+            result = spec.reply.decode(check_error(reply), args)
+        except GliaFailure as failure:
+            return self._resolve_failure(spec, failure, request_id)
+        if logger.isEnabledFor(logging.DEBUG):
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            logger.debug("glia decided %s (%s) in %.2f ms: %s", spec.name, request_id, elapsed_ms, reply)
+        return result
+
+    @staticmethod
+    def _encode(spec: CallbackSpec, args: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            return encode_args(spec.params, args, spec.skip)
+        except Exception as e:
+            raise GliaFailure(f"cannot encode the arguments: {type(e).__name__}: {e}", kind="bad_request") from e
+
+    def _resolve_failure(self, spec: CallbackSpec, failure: GliaFailure, request_id: str) -> Any:
+        if self._config.fails_open(spec.name):
+            self._failures.failed(spec.name, failure, request_id, "failing open")
+            return spec.reply.fail_open()
+        self._failures.failed(spec.name, failure, request_id, "failing closed")
+        raise GliaCallbackFailed(f"glia could not decide {spec.name}: {failure}") from failure
+
+    def make_callback(self, spec: CallbackSpec) -> Callback:
+        """Synapse's callback for `spec`: an async function with Synapse's parameters (Synapse
+        counts them for `user_may_create_room` and `check_username_for_spam`)."""
+        signature = inspect.Signature(
+            [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in spec.params]
+        )
+
+        async def callback(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            return await self.forward(spec, bound.arguments)
+
+        callback.__signature__ = signature  # type: ignore[attr-defined]
+        callback.__name__ = spec.name
+        callback.__qualname__ = f"{type(self).__name__}.{spec.name}"
+        return callback
+
+    # -- start-up ---------------------------------------------------------------------
+
+    def _discover_at_startup(self) -> Discovery | None:
+        try:
+            reply = fetch_modules_blocking(self._config.glia_url, self._config.auth_token, self._config.startup_timeout)
+        except GliaFailure as e:
+            logger.warning(
+                "glia at %s is not reachable at start-up (%s); registering the default callbacks and "
+                "the configured web_resource_paths, and retrying in the background",
+                self._config.glia_url,
+                e,
+            )
+            return None
+        return Discovery.from_reply(reply)
+
+    def _register_callbacks(self, specs: Iterable[CallbackSpec]) -> None:
+        by_category: dict[str, dict[str, Callback]] = {}
+        for spec in specs:
+            by_category.setdefault(spec.category, {})[spec.name] = self.make_callback(spec)
+        for category, callbacks in by_category.items():
+            try:
+                getattr(self._api, REGISTER_METHODS[category])(**callbacks)
+            except ConfigError as e:
+                # Password auth callbacks are refused when Synapse delegates auth (MAS). Only
+                # an explicit `callbacks` list makes that fatal.
+                if isinstance(self._config.callbacks, tuple):
+                    raise
+                logger.warning("Synapse refused the %s callbacks (%s); not forwarding them", category, e.msg)
+
+    def _register_auth_checkers(self, discovery: Discovery | None) -> None:
+        checkers, unknown = select_login_types(self._config, discovery)
+        for login_type in unknown:
+            if login_type not in self._login_types:
+                logger.warning(
+                    "glia serves login type %r but does not say its fields; list them under the "
+                    "bridge's login_types to register it",
+                    login_type,
+                )
+        new = {t: f for t, f in checkers.items() if t not in self._login_types}
+        if not new:
+            return
+        check_auth = self.make_callback(CHECK_AUTH)
+        try:
+            self._api.register_password_auth_provider_callbacks(
+                auth_checkers={(login_type, fields): check_auth for login_type, fields in new.items()}
+            )
+        except ConfigError as e:  # auth delegated to MAS: see `_register_callbacks`
+            if isinstance(self._config.callbacks, tuple):
+                raise
+            logger.warning("Synapse refused the auth checkers for %s (%s)", sorted(new), e.msg)
+            return
+        self._login_types.update(new)
+
+    def _register_web_resources(self, discovery: Discovery | None) -> tuple[str, ...]:
+        if not self._config.web_resources:
+            return ()
+        paths = discovery.web_paths if discovery is not None else self._config.web_resource_paths
+        for path in paths:
+            self._api.register_web_resource(path, GliaWebProxy(self._client, self._config.default_timeout))
+        self._web_paths = paths
+        return paths
+
+    async def _discover_later(self) -> None:
+        """Retries discovery until glia answers, then registers the login types it serves
+        and reports what only a Synapse restart can pick up (web resources)."""
+        while True:
+            await self._api.sleep(self._config.discovery_retry_interval)
+            try:
+                reply = await self._client.get_modules(self._config.startup_timeout)
+            except GliaFailure as e:
+                logger.info("glia still unreachable: %s", e)
+                continue
+            self._apply_late_discovery(Discovery.from_reply(reply))
+            return
+
+    def _apply_late_discovery(self, discovery: Discovery) -> None:
+        self._register_auth_checkers(discovery)
+        missing = [p for p in discovery.web_paths if p not in self._web_paths]
+        if self._config.web_resources and missing:
+            logger.warning(
+                "glia is reachable now; its web resources %s were not registered at start-up: "
+                "restart Synapse (or list them under web_resource_paths) to serve them",
+                missing,
+            )
+        else:
+            logger.info("glia is reachable now")

@@ -1,0 +1,144 @@
+"""Synapse's callback arguments as the JSON glia expects (bus-schema/schema/glia-bus-v1.json).
+
+Every callback argument is converted by the encoder registered for its *name* in
+`ENCODERS`: Synapse uses each argument name with one type throughout its module API
+(`event` is always an `EventBase`, `state_events` always a `StateMap[EventBase]`, ...).
+Arguments without an encoder are plain JSON values and go through `plain`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+JsonDict = dict[str, Any]
+
+#: Keys the bridge adds to an event's PDU dict when Synapse's dict lacks them (the event id
+#: of room versions 3 and later, the room id of a room version 12 create event). They are
+#: removed again from a replacement event handed back to Synapse.
+ADDED_EVENT_KEYS = ("event_id", "room_id")
+
+
+def plain(value: Any) -> Any:
+    """A JSON-ready copy of `value`: mappings become dicts, sets, tuples and other
+    iterables become lists, everything else is returned as is."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (str, bytes, int, float, bool)) or value is None:
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    if isinstance(value, Iterable):
+        return [plain(v) for v in value]
+    return value
+
+
+def encode_event(event: Any) -> JsonDict:
+    """An `EventBase` as its PDU dict (`get_dict()`), with `event_id` and `room_id` filled
+    in when the dict lacks them."""
+    pdu: JsonDict = plain(event.get_dict())
+    for key in ADDED_EVENT_KEYS:
+        if pdu.get(key) is None:
+            value = getattr(event, key, None)
+            if value is not None:
+                pdu[key] = value
+    return pdu
+
+
+def encode_state_map(state: Mapping[Any, Any] | None) -> list[JsonDict]:
+    """A `StateMap[EventBase]` as the list of its events (each event's own `type` and
+    `state_key` are its key)."""
+    return [encode_event(event) for event in (state or {}).values()]
+
+
+def encode_room_alias(alias: Any) -> str:
+    """A `RoomAlias` as `#localpart:domain`."""
+    return alias if isinstance(alias, str) else alias.to_string()
+
+
+def encode_requester(requester: Any) -> JsonDict:
+    """A `Requester` as glia's `Requester` object."""
+    return {
+        "user_id": requester.user.to_string(),
+        "access_token_id": requester.access_token_id,
+        "is_guest": bool(requester.is_guest),
+        "scope": sorted(requester.scope or ()),
+        "shadow_banned": bool(requester.shadow_banned),
+        "device_id": requester.device_id,
+        "app_service_id": getattr(requester, "app_service_id", None),
+        "authenticated_entity": requester.authenticated_entity,
+    }
+
+
+def encode_file_info(info: Any) -> JsonDict:
+    """A media `FileInfo` (with its `ThumbnailInfo`, if any)."""
+    thumbnail = info.thumbnail
+    return {
+        "server_name": info.server_name,
+        "file_id": info.file_id,
+        "url_cache": bool(info.url_cache),
+        "thumbnail": None
+        if thumbnail is None
+        else {
+            "width": thumbnail.width,
+            "height": thumbnail.height,
+            "method": thumbnail.method,
+            "type": thumbnail.type,
+            "length": thumbnail.length,
+        },
+    }
+
+
+def encode_request_info(pairs: Iterable[tuple[str | None, str]] | None) -> list[JsonDict]:
+    """`(user_agent, ip)` pairs as `{"user_agent", "ip"}` objects."""
+    return [{"user_agent": agent, "ip": ip} for agent, ip in (pairs or ())]
+
+
+def encode_presence_state(state: Any) -> JsonDict:
+    """A `UserPresenceState` as a dict (its `as_dict()`)."""
+    encoded: JsonDict = plain(state.as_dict())
+    return encoded
+
+
+def encode_presence_states(states: Iterable[Any]) -> list[JsonDict]:
+    """Presence states as a list of dicts."""
+    return [encode_presence_state(state) for state in states]
+
+
+def encode_profile(profile: Any) -> JsonDict:
+    """A `ProfileInfo` (attributes) or a profile dict as `{"display_name", "avatar_url"}`."""
+    if isinstance(profile, Mapping):
+        return {"display_name": profile.get("display_name"), "avatar_url": profile.get("avatar_url")}
+    return {"display_name": profile.display_name, "avatar_url": profile.avatar_url}
+
+
+def encode_legacy_admin_request(request: Any) -> JsonDict:
+    """The JSON body of the request to the legacy account-validity admin endpoint."""
+    content = request.content
+    content.seek(0)
+    raw = content.read()
+    content.seek(0)
+    body = json.loads(raw or b"{}")
+    if not isinstance(body, dict):
+        raise ValueError("the account validity admin request body is not a JSON object")
+    return body
+
+
+#: Encoders by Synapse argument name; everything else goes through `plain`.
+ENCODERS: dict[str, Callable[[Any], Any]] = {
+    "event": encode_event,
+    "state_events": encode_state_map,
+    "room_alias": encode_room_alias,
+    "requester": encode_requester,
+    "file_info": encode_file_info,
+    "request_info": encode_request_info,
+    "state_updates": encode_presence_states,
+    "new_profile": encode_profile,
+    "request": encode_legacy_admin_request,
+}
+
+
+def encode_args(names: Iterable[str], args: Mapping[str, Any], skip: Iterable[str] = ()) -> JsonDict:
+    """The request body for glia: each argument in `names` (except `skip`) through its
+    encoder."""
+    skipped = set(skip)
+    return {name: ENCODERS.get(name, plain)(args[name]) for name in names if name not in skipped and name in args}

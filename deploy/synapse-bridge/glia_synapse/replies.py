@@ -1,0 +1,287 @@
+"""glia's replies as the values Synapse expects from each kind of callback.
+
+A *reply kind* turns glia's JSON reply into what Synapse's callback contract asks for
+(`NOT_SPAM`, `(Codes, dict)`, `(bool, replacement)`, a `RegistrationBehaviour`, ...) and
+knows the callback's "no opinion" value, used when the callback fails open.
+
+`{"decision": "error"}` replies are handled here too, once for every kind (`check_error`): a
+4xx status is a module's own `SynapseError` and is raised to Synapse as is, exactly as
+Synapse passes a module's `SynapseError` through; anything else is a `GliaFailure`, which
+the bridge resolves by the callback's failure mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from synapse.api.presence import UserPresenceState
+from synapse.module_api import NOT_SPAM, PRESENCE_ALL_USERS
+from synapse.module_api.errors import Codes, SynapseError
+from synapse.spam_checker_api import RegistrationBehaviour
+
+from glia_synapse.convert import ADDED_EVENT_KEYS, encode_event, encode_presence_state
+from glia_synapse.errors import GliaFailure
+
+JsonDict = dict[str, Any]
+
+
+@lru_cache(maxsize=256)
+def errcode(code: str) -> Codes:
+    """`code` as a `synapse.api.errors.Codes` value.
+
+    Synapse accepts a spam checker's deny only as a `Codes` instance (or a `(Codes, dict)`
+    pair): a plain string is "an invalid value" for the `user_may_*` checks (logged, then
+    `M_FORBIDDEN`) and an error *message* for `check_event_for_spam`. Known codes are the enum's
+    own members; any other errcode (e.g. a module's `ORG_EXAMPLE_SPAM`) becomes a `Codes`
+    instance carrying that string, which Synapse handles like a member and serialises as the
+    string itself.
+    """
+    try:
+        return Codes(code)
+    except ValueError:
+        foreign = str.__new__(Codes, code)
+        foreign._name_ = code
+        foreign._value_ = code
+        return foreign
+
+
+def check_error(reply: Any) -> JsonDict:
+    """`reply` if it is a JSON object that is not `{"decision": "error"}`.
+
+    Raises the module's `SynapseError` for a 4xx error reply, and `GliaFailure` for a 5xx
+    error reply or a reply that is not an object.
+    """
+    if not isinstance(reply, dict):
+        raise GliaFailure(f"glia answered {type(reply).__name__}, not a JSON object", kind="bad_reply")
+    if reply.get("decision") != "error":
+        return reply
+    status = reply.get("status")
+    message = f"{reply.get('error', 'error')} (module {reply.get('module')}, {reply.get('errcode')})"
+    if isinstance(status, int) and 400 <= status < 500:
+        raise SynapseError(status, str(reply.get("error", "")), str(reply.get("errcode", Codes.UNKNOWN)))
+    raise GliaFailure(f"glia answered an error: {message}", kind="error_reply")
+
+
+def decision(reply: JsonDict) -> str:
+    """The `decision` of a yes/no reply: `allow` or `deny`."""
+    value = reply.get("decision")
+    if value not in ("allow", "deny"):
+        raise GliaFailure(f"glia answered an unknown decision {value!r}", kind="bad_reply")
+    return str(value)
+
+
+def field(reply: JsonDict, name: str, *types: type) -> Any:
+    """`reply[name]`, checked to be one of `types` (`type(None)` allows null or absent)."""
+    value = reply.get(name)
+    if not isinstance(value, types):
+        raise GliaFailure(f"glia's reply has a bad `{name}`: {value!r}", kind="bad_reply")
+    return value
+
+
+class ReplyKind:
+    """How one kind of callback reads glia's reply."""
+
+    #: The value returned to Synapse when the callback fails open ("no opinion").
+    open_value: Any = None
+
+    def decode(self, reply: JsonDict, args: Mapping[str, Any]) -> Any:
+        """The value for Synapse, from an already error-checked reply and the call's
+        Synapse arguments (by name)."""
+        raise NotImplementedError
+
+    def fail_open(self) -> Any:
+        """The "no opinion" value (a fresh copy where it is mutable)."""
+        return self.open_value
+
+
+@dataclass(frozen=True)
+class Spam(ReplyKind):
+    """Spam checks: allow is `NOT_SPAM` (the very object: Synapse compares by identity);
+    deny is `(Codes(errcode), fields)`, or the bare code where Synapse accepts only that
+    (`user_may_send_state_event`)."""
+
+    with_fields: bool = True
+    open_value: Any = NOT_SPAM
+
+    def decode(self, reply: JsonDict, args: Mapping[str, Any]) -> Any:
+        if decision(reply) == "allow":
+            return NOT_SPAM
+        code = errcode(str(reply.get("errcode") or Codes.FORBIDDEN))
+        if not self.with_fields:
+            return code
+        fields = reply.get("fields")
+        return code, dict(fields) if isinstance(fields, dict) else {}
+
+
+@dataclass(frozen=True)
+class Truthy(ReplyKind):
+    """`should_drop_federated_event`, `check_username_for_spam`: deny is `True` (drop the
+    event, hide the user), allow `False`."""
+
+    open_value: Any = False
+
+    def decode(self, reply: JsonDict, args: Mapping[str, Any]) -> Any:
+        return decision(reply) == "deny"
+
+
+@dataclass(frozen=True)
+class YesNo(ReplyKind):
+    """Third-party rules checks and `is_3pid_allowed`: allow is `True`, deny `False`."""
+
+    open_value: Any = True
+
+    def decode(self, reply: JsonDict, args: Mapping[str, Any]) -> Any:
+        return decision(reply) == "allow"
+
+
+@dataclass(frozen=True)
+class EventAllowed(ReplyKind):
+    """`check_event_allowed`: `(True, replacement | None)` or `(False, None)`."""
+
+    open_value: Any = (True, None)
+
+    def decode(self, reply: JsonDict, args: Mapping[str, Any]) -> Any:
+        if decision(reply) == "deny":
+            return False, None
+        replacement = field(reply, "replacement", dict, type(None))
+        if replacement is None:
+            return True, None
+        return True, strip_added_keys(replacement, args["event"])
+
+
+def strip_added_keys(replacement: JsonDict, event: Any) -> JsonDict:
+    """The replacement without the keys the bridge added to the original event's dict (a
+    replacement carrying, say, the `room_id` of a room version 12 create event would be
+    refused by Synapse as "changing" it)."""
+    original = event.get_dict()
+    added = encode_event(event)
+    return {
+        key: value
+        for key, value in replacement.items()
+        if not (key in ADDED_EVENT_KEYS and key not in original and value == added.get(key))
+    }
+
+
+@dataclass(frozen=True)
+class CreateRoom(ReplyKind):
+    """`on_create_room`: allow applies glia's edits to Synapse's live `request_content`
+    dict (Synapse uses the edited dict); deny raises the `SynapseError` Synapse shows."""
+
+    def decode(self, reply: JsonDict, args: Mapping[str, Any]) -> Any:
+        if decision(reply) == "deny":
+            fields = reply.get("fields")
+            raise SynapseError(
+                int(reply.get("status") or 403),
+                str(reply.get("error", "Room creation forbidden with these parameters")),
+                errcode(str(reply.get("errcode") or Codes.UNKNOWN)),
+                dict(fields) if isinstance(fields, dict) else None,
+            )
+        edited = field(reply, "request_content", dict, type(None))
+        live = args["request_content"]
+        if edited is not None and edited != live:
+            live.clear()
+            live.update(edited)
+        return None
+
+
+@dataclass(frozen=True)
+class Notify(ReplyKind):
+    """Notifications (`on_new_event`, `on_user_registration`, ...): nothing to return."""
+
+    def decode(self, reply: JsonDict, args: Mapping[str, Any]) -> Any:
+        return None
+
+
+@dataclass(frozen=True)
+class Registration(ReplyKind):
+    """`check_registration_for_spam`: a `RegistrationBehaviour`."""
+
+    open_value: Any = RegistrationBehaviour.ALLOW
+
+    def decode(self, reply: JsonDict, args: Mapping[str, Any]) -> Any:
+        try:
+            return RegistrationBehaviour(field(reply, "behaviour", str))
+        except ValueError as e:
+            raise GliaFailure(f"glia answered an unknown behaviour: {e}", kind="bad_reply") from e
+
+
+@dataclass(frozen=True)
+class Value(ReplyKind):
+    """A reply carrying one value under `key` (`expired`, `user_id`, `name`, ...), `None`
+    meaning "no opinion"; `wrap` turns a non-null value into what Synapse expects."""
+
+    key: str = "value"
+    types: tuple[type, ...] = (str,)
+    wrap: Any = None
+    required: bool = False
+
+    def decode(self, reply: JsonDict, args: Mapping[str, Any]) -> Any:
+        value = field(reply, self.key, *self.types, type(None))
+        if value is None:
+            if self.required:
+                raise GliaFailure(f"glia answered no `{self.key}` (no module holds it)", kind="bad_reply")
+            return None
+        return self.wrap(value) if self.wrap else value
+
+
+def auth_result(user_id: str) -> tuple[str, None]:
+    """An auth checker's success: `(user_id, no post-login callback)`."""
+    return user_id, None
+
+
+def legacy_renew(value: JsonDict) -> tuple[bool, bool, int]:
+    """`on_legacy_renew`'s `(valid, stale, expiry_ts)`."""
+    return bool(value["valid"]), bool(value["stale"]), int(value["expiry_ts"])
+
+
+@dataclass(frozen=True)
+class UsersForStates(ReplyKind):
+    """`get_users_for_states`: `{user_id: set(UserPresenceState)}`, reusing Synapse's own
+    state objects where glia returns one of them unchanged."""
+
+    def fail_open(self) -> Any:
+        return {}
+
+    def decode(self, reply: JsonDict, args: Mapping[str, Any]) -> Any:
+        users = field(reply, "users", dict)
+        originals = {_presence_key(encode_presence_state(s)): s for s in args.get("state_updates", ())}
+        return {
+            user_id: {originals.get(_presence_key(s)) or _presence_state(s) for s in states}
+            for user_id, states in users.items()
+        }
+
+
+def _presence_key(state: JsonDict) -> tuple[Any, ...]:
+    return tuple(sorted((k, v) for k, v in state.items()))
+
+
+def _presence_state(state: JsonDict) -> UserPresenceState:
+    """A `UserPresenceState` from glia's JSON (its defaults for missing fields)."""
+    return UserPresenceState(
+        user_id=state["user_id"],
+        state=state["state"],
+        last_active_ts=state.get("last_active_ts", 0),
+        last_federation_update_ts=state.get("last_federation_update_ts", 0),
+        last_user_sync_ts=state.get("last_user_sync_ts", 0),
+        status_msg=state.get("status_msg"),
+        currently_active=state.get("currently_active", False),
+    )
+
+
+@dataclass(frozen=True)
+class InterestedUsers(ReplyKind):
+    """`get_interested_users`: a set of user ids, or `PRESENCE_ALL_USERS`."""
+
+    def fail_open(self) -> Any:
+        return set()
+
+    def decode(self, reply: JsonDict, args: Mapping[str, Any]) -> Any:
+        users = field(reply, "users", list, str)
+        if users == PRESENCE_ALL_USERS:
+            return PRESENCE_ALL_USERS
+        if isinstance(users, str):
+            raise GliaFailure(f"glia answered users {users!r}", kind="bad_reply")
+        return set(users)

@@ -1,0 +1,152 @@
+"""Added latency per message send: Synapse with the glia bridge (glia running the seed
+modules) against the same Synapse with no modules, measured in one run.
+
+Not part of the test run. Usage (from the repository root, after tests/e2e/setup.sh):
+
+    GLIA_BIN=target/release/glia tests/e2e/.venv/bin/python tests/e2e/bench_send.py --sends 200
+
+Three Synapses run side by side (same version and config, SQLite): `none` (no modules),
+`glia` (the bridge; glia with the e2e seed modules, including event_censorer and its censor
+service) and `glia-no-censor` (the same without event_censorer, so no extra HTTP hop per
+event). Each user sends `--sends` messages with `PUT /rooms/{id}/send` over a kept-alive
+connection, the three interleaved round by round so machine load drifts hit all alike,
+after `--warmup` unmeasured sends each. With `--breakdown` the bridge logs at DEBUG (which
+costs a little) and the median time of each forwarded callback is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import (
+    CensorService,
+    Client,
+    Glia,
+    Synapse,
+    bridge_module,
+    free_port,
+    glia_binary,
+    glia_config,
+)
+
+
+class Sender:
+    """One user sending messages into their own room over one kept-alive connection."""
+
+    def __init__(self, name: str, client: Client) -> None:
+        self.name = name
+        self.client = client
+        created = client.create_room()
+        assert created.status == 200, created
+        self.room_id = created.body["room_id"]
+        host = client.base_url.split("://", 1)[1]
+        self.conn = http.client.HTTPConnection(host, timeout=30)
+        self.samples_ms: list[float] = []
+
+    def send(self, record: bool = True) -> None:
+        """One `PUT /send`, timed from request to full response."""
+        body = json.dumps({"msgtype": "m.text", "body": "benchmark message"})
+        headers = {"Authorization": f"Bearer {self.client.token}", "Content-Type": "application/json"}
+        started = time.perf_counter()
+        self.conn.request("PUT", self.client.send_path(self.room_id), body=body, headers=headers)
+        response = self.conn.getresponse()
+        payload = response.read()
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status != 200:
+            raise RuntimeError(f"{self.name}: send answered {response.status} {payload!r}")
+        if record:
+            self.samples_ms.append(elapsed)
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    """The `fraction` quantile (nearest rank)."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
+
+
+@contextmanager
+def servers(workdir: Path, bridge_log_level: str) -> Iterator[dict[str, Synapse]]:
+    """The three Synapses (and the glias and censor behind two of them)."""
+    with ExitStack() as stack:
+        censor = CensorService().start()
+        stack.callback(censor.stop)
+        synapses: dict[str, list[dict[str, Any]]] = {"none": []}
+        for name, with_censor in (("glia", True), ("glia-no-censor", False)):
+            port = free_port()
+            glia_dir = workdir / f"glia-{name}"
+            glia_dir.mkdir()
+            glia = Glia.start(glia_binary(), glia_dir, glia_config(port, censor.url, censor=with_censor), port)
+            stack.callback(glia.stop)
+            synapses[name] = [bridge_module(glia.url, timeout=10)]
+        running = {}
+        for name, modules in synapses.items():
+            synapse = Synapse.start(workdir / f"synapse-{name}", modules, bridge_log_level=bridge_log_level)
+            stack.callback(synapse.stop)
+            running[name] = synapse
+        yield running
+
+
+def report(senders: list[Sender]) -> None:
+    """Median, p90 and mean per setup, and the latency added over `none`."""
+    base = senders[0]
+    print(f"{'setup':<16}{'n':>5}{'median ms':>11}{'p90 ms':>9}{'mean ms':>9}{'added median':>14}{'added p90':>11}")
+    base_median, base_p90 = statistics.median(base.samples_ms), percentile(base.samples_ms, 0.9)
+    for sender in senders:
+        samples = sender.samples_ms
+        median, p90 = statistics.median(samples), percentile(samples, 0.9)
+        added = "" if sender is base else f"{median - base_median:>+14.2f}{p90 - base_p90:>+11.2f}"
+        print(f"{sender.name:<16}{len(samples):>5}{median:>11.2f}{p90:>9.2f}{statistics.mean(samples):>9.2f}{added}")
+
+
+DECIDED = re.compile(r"glia decided (\w+) \(\S+\) in ([0-9.]+) ms")
+
+
+def breakdown(running: dict[str, Synapse]) -> None:
+    """Median milliseconds per forwarded callback, from the bridge's DEBUG log."""
+    for name, synapse in running.items():
+        times: dict[str, list[float]] = {}
+        for callback, ms in DECIDED.findall(synapse.log()):
+            times.setdefault(callback, []).append(float(ms))
+        if times:
+            medians = ", ".join(f"{cb} {statistics.median(v):.2f} ms (n={len(v)})" for cb, v in sorted(times.items()))
+            print(f"{name}: per callback, median: {medians}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sends", type=int, default=200, help="measured sends per setup (default 200)")
+    parser.add_argument("--warmup", type=int, default=20, help="unmeasured sends per setup first (default 20)")
+    parser.add_argument("--breakdown", action="store_true", help="also time each forwarded callback")
+    args = parser.parse_args()
+    print(f"glia binary: {glia_binary()}")
+    level = "DEBUG" if args.breakdown else "INFO"
+    with tempfile.TemporaryDirectory(prefix="glia-bench-") as tmp, servers(Path(tmp), level) as running:
+        senders = [
+            Sender(name, synapse.register(f"bench_{name.replace('-', '_')}")) for name, synapse in running.items()
+        ]
+        for sender in senders:
+            for _ in range(args.warmup):
+                sender.send(record=False)
+        for _ in range(args.sends):
+            for sender in senders:
+                sender.send()
+        report(senders)
+        if args.breakdown:
+            breakdown(running)
+
+
+if __name__ == "__main__":
+    main()

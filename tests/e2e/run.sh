@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The end-to-end tests: a real Synapse with the glia bridge, glia with the seed modules.
+# Needs a built glia (`cargo build -p glia-runtime --bin glia`; or GLIA_BIN=/path/to/glia),
+# Python 3.10+ and PyPI access the first time (setup.sh creates tests/e2e/.venv).
+# Extra arguments go to pytest (e.g. `-k web_resources`, `-x`).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+
+"$here/setup.sh"
+export GLIA_BIN="${GLIA_BIN:-$root/target/debug/glia}"
+if [ ! -x "$GLIA_BIN" ]; then
+    echo "error: no glia binary at $GLIA_BIN; run \`cargo build -p glia-runtime --bin glia\` first" >&2
+    exit 1
+fi
+cd "$here"
+exec "$here/.venv/bin/python" -m pytest "$@"

@@ -1,0 +1,311 @@
+"""The bridge's pieces without a homeserver: config, argument encoding, reply mapping,
+failure modes, discovery and trace headers. Fast; part of the same pytest run."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from synapse.api.presence import UserPresenceState
+from synapse.module_api import NOT_SPAM, PRESENCE_ALL_USERS
+from synapse.module_api.errors import Codes, ConfigError, SynapseError
+from synapse.spam_checker_api import RegistrationBehaviour
+
+from glia_synapse.bridge import Discovery, GliaBridge, select_callbacks, select_login_types
+from glia_synapse.catalogue import BY_NAME, CALLBACKS
+from glia_synapse.client import GliaClient
+from glia_synapse.config import parse_config
+from glia_synapse.convert import encode_args
+from glia_synapse.errors import GliaCallbackFailed, GliaFailure
+from glia_synapse.replies import check_error, errcode
+from glia_synapse.tracing import traceparent_from_ids
+
+UNUSED_URL = "http://127.0.0.1:9"  # discard port: connection refused at once
+
+
+# -- config -------------------------------------------------------------------------------
+
+
+def test_config_defaults_and_per_callback_overrides() -> None:
+    config = parse_config(
+        {
+            "glia_url": "http://glia:8787/",
+            "timeout": {"default": 3, "check_event_for_spam": 0.5},
+            "fail_open": {"user_may_invite": True, "check_event_for_spam": False},
+        }
+    )
+    assert config.glia_url == "http://glia:8787"
+    assert (config.timeout_for("check_event_for_spam"), config.timeout_for("user_may_invite")) == (0.5, 3.0)
+    assert config.fails_open("user_may_invite") and not config.fails_open("check_event_for_spam")
+    assert config.fails_open("is_user_expired") and not config.fails_open("user_may_create_room")
+    everything_open = parse_config({"glia_url": "http://g", "fail_open": True})
+    assert everything_open.fails_open("user_may_create_room")
+    assert not everything_open.fails_open("on_legacy_renew")  # no neutral value: always closed
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        ({}, ("glia_url",)),
+        ({"glia_url": "ftp://x"}, ("glia_url",)),
+        ({"glia_url": "http://g", "nope": 1}, ("nope",)),
+        ({"glia_url": "http://g", "callbacks": ["user_may_invite", "bogus"]}, ("callbacks", "1")),
+        ({"glia_url": "http://g", "callbacks": ["get_users_for_states"]}, ("callbacks",)),
+        ({"glia_url": "http://g", "timeout": 0}, ("timeout",)),
+        ({"glia_url": "http://g", "fail_open": {"user_may_invite": "yes"}}, ("fail_open", "user_may_invite")),
+        ({"glia_url": "http://g", "auth_token": "a", "auth_token_path": "/x"}, ("auth_token_path",)),
+        ({"glia_url": "http://g", "auth_token_path": "/nonexistent/token"}, ("auth_token_path",)),
+        ({"glia_url": "http://g", "web_resource_paths": ["/_matrix/client/x"]}, ("web_resource_paths", "0")),
+    ],
+)
+def test_config_errors_name_the_key(raw: dict[str, Any], path: tuple[str, ...]) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config(raw)
+    assert tuple(error.value.path or ()) == path
+
+
+def test_auth_token_path_is_read(tmp_path: Any) -> None:
+    (tmp_path / "token").write_text("s3cret\n")
+    assert parse_config({"glia_url": "http://g", "auth_token_path": str(tmp_path / "token")}).auth_token == "s3cret"
+
+
+# -- arguments ----------------------------------------------------------------------------
+
+
+@dataclass
+class FakeEvent:
+    """Enough of Synapse's event: a v12 create event's dict has no room or event id."""
+
+    pdu: dict[str, Any]
+    event_id: str = "$ev"
+    room_id: str = "!room"
+
+    def get_dict(self) -> dict[str, Any]:
+        return dict(self.pdu)
+
+
+def test_events_and_state_are_encoded_as_pdu_dicts() -> None:
+    create = FakeEvent({"type": "m.room.create", "sender": "@a:hs", "content": {}, "state_key": ""})
+    message = FakeEvent({"type": "m.room.message", "sender": "@a:hs", "room_id": "!r", "content": {"body": "x"}})
+    body = encode_args(("event", "state_events"), {"event": message, "state_events": {("m.room.create", ""): create}})
+    assert body["event"] == {**message.pdu, "event_id": "$ev"}
+    assert body["state_events"] == [{**create.pdu, "event_id": "$ev", "room_id": "!room"}]
+
+
+def test_file_wrapper_is_not_sent() -> None:
+    spec = BY_NAME["check_media_file_for_spam"]
+
+    @dataclass
+    class Info:
+        server_name: str | None = None
+        file_id: str = "abc"
+        url_cache: bool = False
+        thumbnail: Any = None
+
+    body = encode_args(spec.params, {"file_wrapper": object(), "file_info": Info()}, spec.skip)
+    assert body == {"file_info": {"server_name": None, "file_id": "abc", "url_cache": False, "thumbnail": None}}
+
+
+# -- replies ------------------------------------------------------------------------------
+
+
+def decode(callback: str, reply: dict[str, Any], args: dict[str, Any] | None = None) -> Any:
+    return BY_NAME[callback].reply.decode(check_error(reply), args or {})
+
+
+def test_spam_replies() -> None:
+    assert decode("user_may_invite", {"decision": "allow"}) is NOT_SPAM  # Synapse tests identity
+    code, fields = decode("check_event_for_spam", {"decision": "deny", "errcode": "M_FORBIDDEN", "fields": {"a": 1}})
+    assert code is Codes.FORBIDDEN and fields == {"a": 1}
+    assert decode("user_may_send_state_event", {"decision": "deny", "errcode": "M_LIMIT_EXCEEDED"}) is (
+        Codes.LIMIT_EXCEEDED
+    )
+
+
+def test_errcodes_outside_synapses_enum_are_still_codes() -> None:
+    foreign = errcode("ORG_EXAMPLE_SPAM")
+    assert isinstance(foreign, Codes) and foreign == "ORG_EXAMPLE_SPAM"
+    error = SynapseError(403, "no", foreign, {"x": 1})
+    from synapse.util.json import json_encoder
+
+    assert json_encoder.encode(error.error_dict(None)) == '{"error":"no","errcode":"ORG_EXAMPLE_SPAM","x":1}'
+
+
+def test_yes_no_truthy_and_value_replies() -> None:
+    assert decode("check_can_shutdown_room", {"decision": "deny", "errcode": "M_FORBIDDEN"}) is False
+    assert decode("should_drop_federated_event", {"decision": "deny", "errcode": "M_FORBIDDEN"}) is True
+    assert decode("check_registration_for_spam", {"behaviour": "shadow_ban"}) is RegistrationBehaviour.SHADOW_BAN
+    assert decode("is_user_expired", {"expired": None}) is None
+    assert decode("check_auth", {"user_id": "@u:hs"}) == ("@u:hs", None)
+    assert decode("on_legacy_renew", {"value": {"valid": True, "stale": False, "expiry_ts": 5}}) == (True, False, 5)
+    with pytest.raises(GliaFailure):
+        decode("on_legacy_admin_request", {"value": None})
+    assert decode("get_interested_users", {"users": "ALL"}) == PRESENCE_ALL_USERS
+    assert decode("get_interested_users", {"users": ["@b:hs"]}) == {"@b:hs"}
+
+
+def test_presence_replies_reuse_synapses_state_objects() -> None:
+    mine = UserPresenceState.default("@bob:hs")
+    users = decode(
+        "get_users_for_states",
+        {"users": {"@alice:hs": [mine.as_dict(), {"user_id": "@carol:hs", "state": "online"}]}},
+        {"state_updates": [mine]},
+    )
+    assert any(state is mine for state in users["@alice:hs"])
+    assert {s.user_id for s in users["@alice:hs"]} == {"@bob:hs", "@carol:hs"}
+
+
+def test_check_event_allowed_replacement_drops_the_keys_the_bridge_added() -> None:
+    create = FakeEvent({"type": "m.room.create", "sender": "@a:hs", "content": {}, "state_key": ""})
+    replacement = {**create.pdu, "content": {"x": 1}, "event_id": "$ev", "room_id": "!room"}
+    assert decode("check_event_allowed", {"decision": "allow", "replacement": replacement}, {"event": create}) == (
+        True,
+        {**create.pdu, "content": {"x": 1}},
+    )
+    assert decode("check_event_allowed", {"decision": "deny", "errcode": "M_FORBIDDEN"}) == (False, None)
+
+
+def test_on_create_room_edits_the_live_request_and_denies_by_raising() -> None:
+    live = {"name": "old", "preset": "private_chat"}
+    assert (
+        decode("on_create_room", {"decision": "allow", "request_content": {"name": "new"}}, {"request_content": live})
+        is None
+    )
+    assert live == {"name": "new"}
+    with pytest.raises(SynapseError) as error:
+        decode("on_create_room", {"decision": "deny", "errcode": "M_BAD_JSON", "error": "no", "status": 400})
+    assert (error.value.code, error.value.errcode) == (400, "M_BAD_JSON")
+
+
+def test_error_replies_raise_a_modules_own_error_and_fail_on_5xx() -> None:
+    with pytest.raises(SynapseError) as error:
+        check_error({"decision": "error", "status": 429, "errcode": "M_LIMIT_EXCEEDED", "error": "slow", "module": "m"})
+    assert (error.value.code, error.value.errcode) == (429, "M_LIMIT_EXCEEDED")
+    with pytest.raises(GliaFailure):
+        check_error({"decision": "error", "status": 500, "errcode": "M_UNKNOWN", "error": "timeout", "module": "m"})
+    with pytest.raises(GliaFailure):
+        decode("user_may_invite", {"decision": "maybe"})
+
+
+# -- the bridge -----------------------------------------------------------------------------
+
+
+@dataclass
+class FakeApi:
+    """Records what the bridge registers."""
+
+    registered: dict[str, dict[str, Any]] = field(default_factory=dict)
+    web: list[str] = field(default_factory=list)
+    background: list[str] = field(default_factory=list)
+    http_client: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("register_") and name.endswith("_callbacks"):
+            return lambda **callbacks: self.registered.setdefault(name, {}).update(callbacks)
+        raise AttributeError(name)
+
+    def register_web_resource(self, path: str, resource: Any) -> None:
+        self.web.append(path)
+
+    def run_as_background_process(self, desc: str, func: Any) -> None:
+        self.background.append(desc)
+
+
+class FakeClient:
+    """Answers every call with `reply`, or raises it."""
+
+    def __init__(self, reply: Any) -> None:
+        self.reply = reply
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def call(self, callback: str, body: dict[str, Any], request_id: str, timeout: float) -> Any:
+        self.calls.append((callback, body))
+        if isinstance(self.reply, Exception):
+            raise self.reply
+        return self.reply
+
+
+def bridge(reply: Any = None, **config: Any) -> tuple[GliaBridge, FakeApi]:
+    api = FakeApi()
+    made = GliaBridge(parse_config({"glia_url": UNUSED_URL, "startup_timeout": 0.5, **config}), api)
+    made._client = FakeClient(reply)  # type: ignore[assignment]
+    return made, api
+
+
+def test_glia_unreachable_at_startup_registers_the_defaults_and_retries() -> None:
+    _, api = bridge(web_resource_paths=["/_synapse/client/demo/hello"])
+    spam = api.registered["register_spam_checker_callbacks"]
+    assert "check_event_for_spam" in spam and "on_legacy_renew" not in api.registered.get(
+        "register_account_validity_callbacks", {}
+    )
+    assert api.web == ["/_synapse/client/demo/hello"]
+    assert api.background == ["glia_bridge_discovery"]
+
+
+def test_callbacks_have_synapses_parameters() -> None:
+    _, api = bridge()
+    spam = api.registered["register_spam_checker_callbacks"]
+    assert list(inspect.signature(spam["user_may_create_room"]).parameters) == ["user_id", "room_config"]
+    assert len(inspect.signature(spam["check_username_for_spam"]).parameters) == 2
+    assert spam["user_may_invite"].__qualname__ == "GliaBridge.user_may_invite"
+
+
+def test_a_failure_resolves_by_the_callbacks_failure_mode() -> None:
+    _, api = bridge(GliaFailure("down", kind="unreachable"), fail_open={"user_may_join_room": True})
+    spam = api.registered["register_spam_checker_callbacks"]
+    assert asyncio.run(spam["check_event_for_spam"](FakeEvent({"type": "t", "sender": "@a:hs"}))) is NOT_SPAM
+    assert asyncio.run(spam["user_may_join_room"]("@a:hs", "!r", False)) is NOT_SPAM
+    with pytest.raises(GliaCallbackFailed):
+        asyncio.run(spam["user_may_create_room"]("@a:hs", {}))
+    rules = api.registered["register_third_party_rules_callbacks"]
+    assert asyncio.run(rules["check_event_allowed"](FakeEvent({"type": "t", "sender": "@a:hs"}), {})) == (True, None)
+
+
+def test_a_callback_forwards_its_arguments_by_synapse_name() -> None:
+    made, api = bridge({"decision": "deny", "errcode": "M_FORBIDDEN", "fields": {}, "module": "m"})
+    invite = api.registered["register_spam_checker_callbacks"]["user_may_invite"]
+    assert asyncio.run(invite("@a:hs", "@b:hs", "!r")) == (Codes.FORBIDDEN, {})
+    assert made._client.calls == [("user_may_invite", {"inviter": "@a:hs", "invitee": "@b:hs", "room_id": "!r"})]
+
+
+def test_discovery_selects_callbacks_login_types_and_web_resources() -> None:
+    discovery = Discovery.from_reply(
+        {
+            "modules": [
+                {"callbacks": ["user_may_invite"], "web_resources": ["/_synapse/client/a"], "login_types": ["x.t"]},
+                {"callbacks": ["check_auth"], "auth_checkers": [{"login_type": "y.t", "fields": ["f"]}]},
+            ],
+            "plans": {"user_may_invite": {}},
+        }
+    )
+    auto = parse_config({"glia_url": "http://g"})
+    assert [s.name for s in select_callbacks(auto, discovery)] == ["user_may_invite"]
+    assert len(select_callbacks(parse_config({"glia_url": "http://g", "callbacks": "all"}), discovery)) == len(
+        [s for s in CALLBACKS if not s.takes_over_endpoint]
+    )
+    assert discovery.web_paths == ("/_synapse/client/a",)
+    configured = parse_config({"glia_url": "http://g", "login_types": {"x.t": ["token"]}})
+    assert select_login_types(configured, discovery) == ({"x.t": ("token",), "y.t": ("f",)}, [])
+    assert select_login_types(auto, discovery) == ({"y.t": ("f",)}, ["x.t"])
+
+
+# -- headers --------------------------------------------------------------------------------
+
+
+def test_requests_carry_the_token_and_request_id() -> None:
+    headers = GliaClient(None, "http://g", "tok")._headers("PUT-1.ab1")
+    assert headers[b"Authorization"] == [b"Bearer tok"] and headers[b"X-Request-Id"] == [b"PUT-1.ab1"]
+
+
+def test_a_jaeger_span_context_becomes_a_w3c_traceparent() -> None:
+    @dataclass
+    class JaegerContext:
+        trace_id: int = 0x4BF92F3577B34DA6A3CE929D0E0E4736
+        span_id: int = 0x00F067AA0BA902B7
+        flags: int = 1
+
+    assert traceparent_from_ids(JaegerContext()) == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert traceparent_from_ids(object()) is None
