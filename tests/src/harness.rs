@@ -41,7 +41,12 @@ impl TestGlia {
     /// Starts glia from `yaml`.
     pub async fn try_start(yaml: &str) -> Result<TestGlia, StartError> {
         let config = Self::config(yaml).unwrap_or_else(|e| panic!("bad test config: {e}"));
-        let glia = Arc::new(Glia::start(config).await?);
+        Ok(Self::serve(Arc::new(Glia::start(config).await?)))
+    }
+
+    /// Serves a started `glia` over HTTP the way `glia serve` does (one worker, no signal
+    /// handling), on a free loopback port.
+    pub fn serve(glia: Arc<Glia>) -> TestGlia {
         let data = http::state(glia.clone());
         let server =
             HttpServer::new(move || App::new().app_data(data.clone()).configure(http::configure))
@@ -53,11 +58,11 @@ impl TestGlia {
         let server = server.run();
         let handle = server.handle();
         actix_rt::spawn(server);
-        Ok(TestGlia {
+        TestGlia {
             glia,
             base_url: format!("http://127.0.0.1:{port}"),
             server: handle,
-        })
+        }
     }
 
     /// Dispatches through the coordinator (no HTTP).

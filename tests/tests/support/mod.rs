@@ -4,8 +4,7 @@
 
 #![allow(dead_code)]
 
-use actix_web::{App, HttpServer};
-use glia_runtime::{http, Glia};
+use glia_runtime::Glia;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -146,26 +145,16 @@ pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Optio
 pub struct Served {
     /// `http://127.0.0.1:PORT`.
     pub base_url: String,
-    handle: actix_web::dev::ServerHandle,
+    inner: glia_tests::TestGlia,
 }
 
 impl Served {
-    /// Serves `glia` the way `glia serve` does (one worker, no signal handling).
+    /// Serves `glia` the way `glia serve` does (see `TestGlia::serve`).
     pub fn start(glia: Arc<Glia>) -> Served {
-        let data = http::state(glia);
-        let server =
-            HttpServer::new(move || App::new().app_data(data.clone()).configure(http::configure))
-                .workers(1)
-                .disable_signals()
-                .bind("127.0.0.1:0")
-                .expect("bind a loopback port");
-        let port = server.addrs()[0].port();
-        let server = server.run();
-        let handle = server.handle();
-        actix_rt::spawn(server);
+        let served = glia_tests::TestGlia::serve(glia);
         Served {
-            base_url: format!("http://127.0.0.1:{port}"),
-            handle,
+            base_url: served.base_url.clone(),
+            inner: served,
         }
     }
 
@@ -176,6 +165,6 @@ impl Served {
 
     /// Stops the server.
     pub async fn stop(self) {
-        self.handle.stop(false).await;
+        self.inner.stop().await;
     }
 }
