@@ -15,9 +15,9 @@ use glia_bus_schema::errcodes::M_MISSING_PARAM;
 use glia_bus_schema::requests::*;
 use glia_bus_schema::{
     AuthReply, Callback, CallbackArgs, CallbackRequest, CheckAnswer, Decision, DispatchReply,
-    ExpiryReply, Failure, InterestedUsers, InterestedUsersReply, InvocationError, JsonObject,
-    NameAnswer, NameReply, OnCreateRoomAnswer, Outcome, RegistrationBehaviour, RegistrationReply,
-    SlotReply, SpamAnswer, TruthyAnswer, UserPresenceState, UsersForStatesReply,
+    ExpiryReply, InterestedUsers, InterestedUsersReply, InvocationError, JsonObject, NameAnswer,
+    NameReply, OnCreateRoomAnswer, Outcome, RegistrationBehaviour, RegistrationReply, SlotReply,
+    SpamAnswer, TruthyAnswer, UserPresenceState, UsersForStatesReply,
 };
 use reducers::{chain, first_deny, first_non_none, run_all, single_slot, union};
 use rules::spam_verdict;
@@ -768,7 +768,3 @@ async fn on_create_room(
         Err(decision) => decision,
     }
 }
-
-/// Keeps `Failure` in scope for the reducers' signatures in docs.
-#[allow(dead_code)]
-fn _failure_type(_: Failure) {}
