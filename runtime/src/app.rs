@@ -12,6 +12,7 @@ use actix::Addr;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -229,9 +230,10 @@ impl Topology {
 pub struct Glia {
     coordinator: Arc<Coordinator>,
     topology: Arc<Topology>,
-    addrs: Vec<Addr<ModuleActor>>,
+    bus: Arc<InProcessBus>,
     statuses: Vec<Arc<ModuleStatus>>,
-    instances: Mutex<Vec<ModuleInstance>>,
+    instances: Arc<Mutex<Vec<ModuleInstance>>>,
+    stopping: Arc<AtomicBool>,
     config: GliaConfig,
 }
 
@@ -254,7 +256,8 @@ impl Glia {
                     topology.register(index, summary);
                 }
             });
-            let instance = match spawn_module(module, on_registered).await {
+            let status = Arc::new(ModuleStatus::default());
+            let instance = match spawn_module(module, status, on_registered).await {
                 Ok(instance) => instance,
                 Err(e) => {
                     for started in instances.drain(..).rev() {
@@ -281,14 +284,14 @@ impl Glia {
             }
         };
         topology.web.store(Arc::new(web));
-        let bus = InProcessBus::new(
+        let bus = Arc::new(InProcessBus::new(
             config
                 .modules
                 .iter()
                 .zip(&instances)
                 .map(|(m, i)| (i.addr.clone(), m.max_in_flight)),
-        );
-        let coordinator = Arc::new(Coordinator::new(plans, Arc::new(bus), config.deadline));
+        ));
+        let coordinator = Arc::new(Coordinator::new(plans, bus.clone(), config.deadline));
         let _ = topology.coordinator.set(coordinator.clone());
         // A module whose probe succeeded while the plans were being built registered too early
         // to be planned: plan once more with everything known now.
@@ -299,14 +302,76 @@ impl Glia {
                 topology.web.store(Arc::new(web));
             }
         }
-        Ok(Glia {
+        let glia = Glia {
             coordinator,
-            addrs: instances.iter().map(|i| i.addr.clone()).collect(),
+            bus,
             statuses: instances.iter().map(|i| i.status.clone()).collect(),
-            instances: Mutex::new(instances),
+            instances: Arc::new(Mutex::new(instances)),
+            stopping: Arc::new(AtomicBool::new(false)),
             topology,
             config,
-        })
+        };
+        glia.watch_threads();
+        Ok(glia)
+    }
+
+    /// A module's watchdog runs on the module's own thread, so it cannot see that thread
+    /// blocked (a handler that never yields). This task, on glia's own thread, watches each
+    /// module's heartbeat; a module silent for twice its watchdog (once would mistake a busy
+    /// machine for a blocked thread) gets a new thread and a fresh instance, and the blocked
+    /// one is abandoned (told to stop when it unblocks).
+    /// Invocations queued on it resolve by their callers' timeouts.
+    fn watch_threads(&self) {
+        let Some(period) = self.config.modules.iter().map(|m| m.restart.watchdog).min() else {
+            return;
+        };
+        let (modules, statuses) = (self.config.modules.clone(), self.statuses.clone());
+        let (bus, instances, stopping) = (
+            self.bus.clone(),
+            self.instances.clone(),
+            self.stopping.clone(),
+        );
+        actix_rt::spawn(async move {
+            let mut tick = actix_rt::time::interval((period / 4).max(Duration::from_millis(1)));
+            while !stopping.load(Ordering::Acquire) {
+                tick.tick().await;
+                for (index, (module, status)) in modules.iter().zip(&statuses).enumerate() {
+                    let silent = status.since_heartbeat();
+                    if silent < module.restart.watchdog * 2
+                        || status.state() == ModuleState::Stopped
+                    {
+                        continue;
+                    }
+                    let reason = format!(
+                        "its thread has been blocked for {} ms (twice the watchdog of {} ms)",
+                        silent.as_millis(),
+                        module.restart.watchdog.as_millis()
+                    );
+                    tracing::error!(module = %module.name, %reason, "module thread blocked; starting a new one");
+                    status.record_crash(&reason);
+                    status.beat();
+                    let since = std::time::Instant::now();
+                    match spawn_module(module, status.clone(), Arc::new(|_| {})).await {
+                        Ok(fresh) => {
+                            bus.replace(index, fresh.addr.clone(), module.max_in_flight);
+                            status.record_restart(Some(since.elapsed()));
+                            let old = {
+                                let mut all = instances.lock().unwrap_or_else(|e| e.into_inner());
+                                all.get_mut(index)
+                                    .map(|slot| std::mem::replace(slot, fresh))
+                            };
+                            // The blocked thread exits once it unblocks, if it ever does.
+                            if let Some(old) = old {
+                                old.arbiter.stop();
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(module = %module.name, error = %e, "cannot replace the blocked module")
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// The coordinator.
@@ -400,12 +465,12 @@ impl Glia {
 
     /// The actor of the module at `index` (config order).
     pub fn addr(&self, index: usize) -> Option<Addr<ModuleActor>> {
-        self.addrs.get(index).cloned()
+        self.bus.addr(index)
     }
 
     /// Waits until every module has started the invocations sent to it so far.
     pub async fn flush(&self) {
-        for addr in &self.addrs {
+        for addr in self.bus.addrs() {
             let _ = addr.send(crate::host::Flush).await;
         }
     }
@@ -438,6 +503,7 @@ impl Glia {
     /// rest resolve through their failure policies; then modules stop in reverse config order.
     /// The caller stops taking new requests first.
     pub async fn shutdown(&self, grace: Duration) {
+        self.stopping.store(true, Ordering::Release);
         self.coordinator.drain_after(grace).await;
         let instances: Vec<ModuleInstance> =
             std::mem::take(&mut *self.instances.lock().unwrap_or_else(|e| e.into_inner()));

@@ -2,7 +2,7 @@
 //!
 //! `user_may_invite` answers by inviter: `@panic:hs` panics at once, `@panic-later:hs` panics
 //! once the gate `<key>-gate` opens, `@fatal:hs` reports a fatal error, `@hang:hs` never
-//! answers; anyone else is denied with errcode `M_INSTANCE_<n>`, `n` counting the instances
+//! answers, `@block:hs` blocks the module's thread for 1.5 s; anyone else is denied with errcode `M_INSTANCE_<n>`, `n` counting the instances
 //! built under `key`, so a test sees which instance answered. The constructor fails while
 //! fewer than `fail_first_builds` builds were attempted. Dropped instances are recorded.
 
@@ -101,6 +101,11 @@ impl Module for Crashy {
                         async { Err(ModuleError::fatal("crashy: fatal on request")) }.boxed_local()
                     }
                     "@hang:hs" => futures::future::pending().boxed_local(),
+                    "@block:hs" => {
+                        // Blocks the module's thread: no await, so its own watchdog cannot run.
+                        std::thread::sleep(std::time::Duration::from_millis(1500));
+                        async { Ok(SpamAnswer::NOT_SPAM) }.boxed_local()
+                    }
                     _ => async move { Ok(SpamAnswer::code(format!("M_INSTANCE_{instance}"))) }
                         .boxed_local(),
                 }

@@ -338,3 +338,25 @@ async fn hangs_left_on_a_replaced_instance_are_aborted_too() {
         "an old instance's hang does not restart the new one"
     );
 }
+
+#[actix_rt::test]
+async fn a_module_whose_thread_blocks_gets_a_new_thread() {
+    let g = crashy_glia(
+        "sv9",
+        json!({"timeout": "100ms", "failure_policy": "allow", "restart": {"watchdog": "300ms"}}),
+    )
+    .await;
+    // The blocked invocation is answered by the caller's timeout...
+    assert_eq!(
+        decision(g.dispatch(invite("@block:hs")).await),
+        json!({"decision": "allow"})
+    );
+    // ...and the blocked thread is replaced while it is still blocked.
+    let status = g.glia.status_of("sv9").unwrap();
+    until(|| status.restarts() == 1).await;
+    assert!(status.last_crash().unwrap().reason.contains("blocked"));
+    assert_eq!(
+        decision(g.dispatch(invite("@a:hs")).await)["errcode"],
+        "M_INSTANCE_2"
+    );
+}

@@ -3,6 +3,7 @@
 use super::{Bus, InvocationMeta, InvokeFuture, Target};
 use crate::host::{Invoke, ModuleActor};
 use actix::Addr;
+use arc_swap::ArcSwap;
 use futures::channel::oneshot;
 use futures::FutureExt;
 use glia_bus_schema::{CallbackRequest, InvocationError};
@@ -14,9 +15,18 @@ struct Route {
     permits: Arc<Semaphore>,
 }
 
+impl Route {
+    fn new(addr: Addr<ModuleActor>, max_in_flight: usize) -> Arc<Route> {
+        Arc::new(Route {
+            addr,
+            permits: Arc::new(Semaphore::new(max_in_flight)),
+        })
+    }
+}
+
 /// Delivers invocations to module actors in this process.
 pub struct InProcessBus {
-    routes: Vec<Route>,
+    routes: Vec<ArcSwap<Route>>,
 }
 
 impl InProcessBus {
@@ -25,12 +35,27 @@ impl InProcessBus {
         InProcessBus {
             routes: modules
                 .into_iter()
-                .map(|(addr, max_in_flight)| Route {
-                    addr,
-                    permits: Arc::new(Semaphore::new(max_in_flight)),
-                })
+                .map(|(addr, max_in_flight)| ArcSwap::new(Route::new(addr, max_in_flight)))
                 .collect(),
         }
+    }
+
+    /// Sends the module at `index` to a new actor, with fresh permits: the old actor's
+    /// thread is blocked, and so are the permits its queued invocations hold.
+    pub fn replace(&self, index: usize, addr: Addr<ModuleActor>, max_in_flight: usize) {
+        if let Some(route) = self.routes.get(index) {
+            route.store(Route::new(addr, max_in_flight));
+        }
+    }
+
+    /// The actor of the module at `index`.
+    pub fn addr(&self, index: usize) -> Option<Addr<ModuleActor>> {
+        self.routes.get(index).map(|r| r.load().addr.clone())
+    }
+
+    /// Every module's actor, in config order.
+    pub fn addrs(&self) -> Vec<Addr<ModuleActor>> {
+        self.routes.iter().map(|r| r.load().addr.clone()).collect()
     }
 }
 
@@ -41,7 +66,7 @@ impl Bus for InProcessBus {
         request: Arc<CallbackRequest>,
         _meta: &InvocationMeta,
     ) -> InvokeFuture {
-        let Some(route) = self.routes.get(target.module) else {
+        let Some(route) = self.routes.get(target.module).map(ArcSwap::load) else {
             return futures::future::ready(Err(InvocationError::Unavailable {
                 reason: format!("no module at index {}", target.module),
             }))

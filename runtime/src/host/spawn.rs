@@ -58,6 +58,7 @@ pub struct SpawnError {
 /// and `on_registered` is called when a probe restart first builds it.
 pub async fn spawn_module(
     config: &ModuleConfig,
+    status: Arc<ModuleStatus>,
     on_registered: OnRegistered,
 ) -> Result<ModuleInstance, SpawnError> {
     let arbiter = Arbiter::new();
@@ -67,7 +68,6 @@ pub async fn spawn_module(
     let name: Arc<str> = config.name.as_str().into();
     let mailbox = config.max_in_flight;
     let policy = config.restart;
-    let status = Arc::new(ModuleStatus::default());
     let actor_status = status.clone();
     let spawned = arbiter.spawn(async move {
         let (module, result) = Supervised::start(

@@ -4,7 +4,7 @@ use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A module's life-cycle state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -55,6 +55,15 @@ pub struct ModuleStatus {
     in_flight: AtomicUsize,
     last_crash: Mutex<Option<CrashInfo>>,
     recoveries: Mutex<VecDeque<Duration>>,
+    /// When the module's thread last showed it is alive, in ms since `EPOCH`.
+    heartbeat_ms: AtomicU64,
+}
+
+/// The reference point of heartbeats.
+static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+fn now_ms() -> u64 {
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 /// Recovery times kept for statistics (the most recent ones).
@@ -70,6 +79,7 @@ impl Default for ModuleStatus {
             in_flight: AtomicUsize::new(0),
             last_crash: Mutex::new(None),
             recoveries: Mutex::new(VecDeque::new()),
+            heartbeat_ms: AtomicU64::new(now_ms()),
         }
     }
 }
@@ -148,6 +158,16 @@ impl ModuleStatus {
             }
             r.push_back(d);
         }
+    }
+
+    /// Records that the module's thread is alive (its watchdog tick ran).
+    pub(crate) fn beat(&self) {
+        self.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// How long since the module's thread last showed it is alive.
+    pub fn since_heartbeat(&self) -> Duration {
+        Duration::from_millis(now_ms().saturating_sub(self.heartbeat_ms.load(Ordering::Relaxed)))
     }
 
     pub(crate) fn enter(&self) {

@@ -500,6 +500,8 @@ impl Supervised {
                 if matches!(this.0.borrow().life, Life::Stopped) {
                     return;
                 }
+                // Seen from outside: a thread that stops beating is blocked (see app.rs).
+                this.0.borrow().status.beat();
                 this.check_hangs(period);
             }
         });
