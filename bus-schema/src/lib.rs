@@ -13,6 +13,7 @@ pub mod replies;
 pub mod requests;
 pub mod schema;
 pub mod shapes;
+pub mod subjects;
 
 pub use answers::*;
 pub use callbacks::{

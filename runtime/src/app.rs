@@ -1,8 +1,8 @@
 //! Starting glia from a config: supervised modules, plans, web resources, the coordinator;
 //! and stopping it.
 
-use crate::bus::InProcessBus;
-use crate::config::{BusKind, GliaConfig, ModuleConfig};
+use crate::bus::{InProcessBus, NatsBus, RoutedBus};
+use crate::config::{BusConfig, GliaConfig, ModuleConfig, Placement};
 use crate::coordinator::{reducer, Coordinator, PlanError, Plans};
 use crate::host::{
     spawn_module, ModuleActor, ModuleInstance, ModuleState, ModuleStatus, RegistrationSummary,
@@ -19,6 +19,9 @@ use std::time::Duration;
 /// Why glia could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The bus could not be reached.
+    #[error("{0}")]
+    Bus(String),
     /// A required module's constructor failed.
     #[error("cannot start {0}")]
     Spawn(#[from] SpawnError),
@@ -232,42 +235,115 @@ pub struct Glia {
     topology: Arc<Topology>,
     bus: Arc<InProcessBus>,
     statuses: Vec<Arc<ModuleStatus>>,
-    instances: Arc<Mutex<Vec<ModuleInstance>>>,
+    instances: Arc<Mutex<Vec<Option<ModuleInstance>>>>,
     stopping: Arc<AtomicBool>,
+    nats: Option<async_nats::Client>,
+    ingress: Mutex<Option<actix_rt::task::JoinHandle<()>>>,
     config: GliaConfig,
+}
+
+/// How often a remote module that has not described itself is asked again.
+const REMOTE_RETRY: Duration = Duration::from_secs(2);
+
+/// Asks the workers of remote module `name` what it registered, and plans it if they answer.
+async fn describe_remote(
+    client: &async_nats::Client,
+    topology: &Topology,
+    index: usize,
+    name: &str,
+    status: &ModuleStatus,
+) {
+    match crate::bus::nats::describe(client, name, Duration::from_secs(2)).await {
+        Ok(description) => {
+            let summary = RegistrationSummary {
+                callbacks: description.callbacks,
+                auth_checkers: description
+                    .auth_checkers
+                    .into_iter()
+                    .map(|a| (a.login_type, a.fields))
+                    .collect(),
+                // Web resources are not served over NATS (yet).
+                web_resources: Vec::new(),
+            };
+            topology.register(index, summary);
+            status.set_state(ModuleState::Running);
+            tracing::info!(module = %name, "remote module described itself");
+        }
+        Err(reason) => {
+            if status.state() != ModuleState::Failed {
+                tracing::warn!(module = %name, %reason, "remote module not available; its callbacks are not planned until it is");
+            }
+            status.set_state(ModuleState::Failed);
+        }
+    }
 }
 
 impl Glia {
     /// Builds every module (each on its own thread, under its supervisor), then the plans and
     /// the coordinator. Must run inside an actix system.
     pub async fn start(config: GliaConfig) -> Result<Glia, StartError> {
-        let BusKind::Internal = config.bus;
+        let nats = match &config.bus {
+            BusConfig::Nats(settings) => Some(
+                crate::bus::nats::connect(settings)
+                    .await
+                    .map_err(StartError::Bus)?,
+            ),
+            BusConfig::Internal => None,
+        };
         let topology = Arc::new(Topology {
             configs: config.modules.clone(),
             summaries: Mutex::new(vec![None; config.modules.len()]),
             web: ArcSwap::from_pointee(WebRoutes::default()),
             coordinator: OnceLock::new(),
         });
-        let mut instances: Vec<ModuleInstance> = Vec::with_capacity(config.modules.len());
+        let mut instances: Vec<Option<ModuleInstance>> = Vec::with_capacity(config.modules.len());
+        let mut statuses = Vec::with_capacity(config.modules.len());
         for (index, module) in config.modules.iter().enumerate() {
+            let status = Arc::new(ModuleStatus::default());
+            statuses.push(status.clone());
+            if module.placement == Placement::Nats {
+                instances.push(None);
+                continue;
+            }
             let weak = Arc::downgrade(&topology);
             let on_registered = Arc::new(move |summary| {
                 if let Some(topology) = weak.upgrade() {
                     topology.register(index, summary);
                 }
             });
-            let status = Arc::new(ModuleStatus::default());
             let instance = match spawn_module(module, status, on_registered).await {
                 Ok(instance) => instance,
                 Err(e) => {
-                    for started in instances.drain(..).rev() {
+                    for started in instances.drain(..).rev().flatten() {
                         started.stop().await;
                     }
                     return Err(e.into());
                 }
             };
             tracing::info!(module = %module.name, state = ?instance.status.state(), "module started");
-            instances.push(instance);
+            instances.push(Some(instance));
+        }
+        // Modules served over NATS: ask their workers what they registered.
+        if let Some(client) = &nats {
+            for (index, module) in config.modules.iter().enumerate() {
+                match (&module.placement, &module.callbacks) {
+                    (Placement::Nats, Some(declared)) => {
+                        topology.register(
+                            index,
+                            RegistrationSummary {
+                                callbacks: declared.clone(),
+                                ..RegistrationSummary::default()
+                            },
+                        );
+                        statuses[index].set_state(ModuleState::Running);
+                    }
+                    (Placement::Nats, None) => {
+                        describe_remote(client, &topology, index, &module.name, &statuses[index])
+                            .await;
+                    }
+                    _ => {}
+                }
+            }
         }
 
         let derived = {
@@ -277,7 +353,7 @@ impl Glia {
         let (plans, web) = match derived {
             Ok(derived) => derived,
             Err(e) => {
-                for started in instances.into_iter().rev() {
+                for started in instances.into_iter().rev().flatten() {
                     started.stop().await;
                 }
                 return Err(e);
@@ -289,9 +365,19 @@ impl Glia {
                 .modules
                 .iter()
                 .zip(&instances)
-                .map(|(m, i)| (i.addr.clone(), m.max_in_flight)),
+                .map(|(m, i)| i.as_ref().map(|i| (i.addr.clone(), m.max_in_flight))),
         ));
-        let coordinator = Arc::new(Coordinator::new(plans, bus.clone(), config.deadline));
+        let nats_bus = nats.clone().map(|client| {
+            let names = config
+                .modules
+                .iter()
+                .map(|m| Arc::<str>::from(m.name.as_str()))
+                .collect();
+            Arc::new(NatsBus::new(client, names))
+        });
+        let placements = config.modules.iter().map(|m| m.placement).collect();
+        let routed = RoutedBus::new(bus.clone(), nats_bus, placements);
+        let coordinator = Arc::new(Coordinator::new(plans, Arc::new(routed), config.deadline));
         let _ = topology.coordinator.set(coordinator.clone());
         // A module whose probe succeeded while the plans were being built registered too early
         // to be planned: plan once more with everything known now.
@@ -305,14 +391,66 @@ impl Glia {
         let glia = Glia {
             coordinator,
             bus,
-            statuses: instances.iter().map(|i| i.status.clone()).collect(),
+            statuses,
             instances: Arc::new(Mutex::new(instances)),
             stopping: Arc::new(AtomicBool::new(false)),
+            ingress: Mutex::new(None),
+            nats,
             topology,
             config,
         };
         glia.watch_threads();
+        glia.watch_remote_modules();
+        glia.serve_nats_callbacks();
         Ok(glia)
+    }
+
+    /// Keeps asking for the description of remote modules that have not given one (no worker
+    /// was up yet), and plans them when they do.
+    fn watch_remote_modules(&self) {
+        let Some(client) = self.nats.clone() else {
+            return;
+        };
+        let pending: Vec<(usize, String, Arc<ModuleStatus>)> = self
+            .config
+            .modules
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.placement == Placement::Nats && m.callbacks.is_none())
+            .map(|(i, m)| (i, m.name.clone(), self.statuses[i].clone()))
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        let (topology, stopping) = (self.topology.clone(), self.stopping.clone());
+        actix_rt::spawn(async move {
+            while !stopping.load(Ordering::Acquire) {
+                actix_rt::time::sleep(REMOTE_RETRY).await;
+                for (index, name, status) in &pending {
+                    if status.state() != ModuleState::Running {
+                        describe_remote(&client, &topology, *index, name, status).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// On the NATS bus, homeservers may call the coordinator there too: a request on
+    /// `glia.v1.callbacks.<callback>` (queue group `glia.v1.coordinator`) is answered as
+    /// `POST /_glia/v1/callbacks/<callback>` is.
+    fn serve_nats_callbacks(&self) {
+        let Some(client) = self.nats.clone() else {
+            return;
+        };
+        let handle = actix_rt::spawn(crate::bus::ingress::serve(client, self.coordinator.clone()));
+        *self.ingress.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+    }
+
+    /// Whether the NATS connection is up (`None` on the internal bus).
+    pub fn bus_connected(&self) -> Option<bool> {
+        self.nats
+            .as_ref()
+            .map(|c| c.connection_state() == async_nats::connection::State::Connected)
     }
 
     /// A module's watchdog runs on the module's own thread, so it cannot see that thread
@@ -337,7 +475,8 @@ impl Glia {
                 tick.tick().await;
                 for (index, (module, status)) in modules.iter().zip(&statuses).enumerate() {
                     let silent = status.since_heartbeat();
-                    if silent < module.restart.watchdog * 2
+                    if module.placement != Placement::Local
+                        || silent < module.restart.watchdog * 2
                         || status.state() == ModuleState::Stopped
                     {
                         continue;
@@ -357,8 +496,7 @@ impl Glia {
                             status.record_restart(Some(since.elapsed()));
                             let old = {
                                 let mut all = instances.lock().unwrap_or_else(|e| e.into_inner());
-                                all.get_mut(index)
-                                    .map(|slot| std::mem::replace(slot, fresh))
+                                all.get_mut(index).and_then(|slot| slot.replace(fresh))
                             };
                             // The blocked thread exits once it unblocks, if it ever does.
                             if let Some(old) = old {
@@ -504,11 +642,22 @@ impl Glia {
     /// The caller stops taking new requests first.
     pub async fn shutdown(&self, grace: Duration) {
         self.stopping.store(true, Ordering::Release);
+        if let Some(ingress) = self
+            .ingress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            ingress.abort();
+        }
         self.coordinator.drain_after(grace).await;
-        let instances: Vec<ModuleInstance> =
+        let instances: Vec<Option<ModuleInstance>> =
             std::mem::take(&mut *self.instances.lock().unwrap_or_else(|e| e.into_inner()));
-        for instance in instances.into_iter().rev() {
+        for instance in instances.into_iter().rev().flatten() {
             instance.stop().await;
+        }
+        if let Some(client) = &self.nats {
+            let _ = client.flush().await;
         }
     }
 }

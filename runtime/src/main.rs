@@ -29,6 +29,13 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Host the config's `placement: nats` modules and serve them over NATS (one queue group
+    /// per module, so several workers share a module's load).
+    Worker {
+        /// The config file (the same one `glia serve` uses).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Validate a config file without starting anything; exits non-zero on an error.
     CheckConfig {
         /// The config file.
@@ -106,6 +113,22 @@ fn main() -> ExitCode {
             };
             glia_modules::chaos::quiet_planned_panics();
             actix_web::rt::System::new().block_on(run_chaos(options, baseline))
+        }
+        Command::Worker { config } => {
+            let cfg = match load(Some(&config)) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match actix_web::rt::System::new().block_on(run_worker(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Serve { config, listen } => {
             let mut cfg = match load(config.as_ref()) {
@@ -221,4 +244,15 @@ async fn run_chaos(options: chaos::ChaosOptions, baseline: bool) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+async fn run_worker(cfg: GliaConfig) -> Result<(), String> {
+    let grace = cfg.shutdown_grace;
+    let worker = glia_runtime::worker::Worker::start(&cfg).await?;
+    tracing::info!(modules = ?worker.modules(), "glia worker serving over NATS");
+    let signal = shutdown_signal().await;
+    tracing::info!(%signal, "draining: no new invocations; in-flight ones finish");
+    worker.shutdown(grace).await;
+    tracing::info!("glia worker stopped");
+    Ok(())
 }

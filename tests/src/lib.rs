@@ -4,6 +4,7 @@
 
 pub mod crashy;
 pub mod harness;
+pub mod nats;
 pub mod probes;
 pub mod scripted;
 

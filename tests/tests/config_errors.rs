@@ -9,7 +9,7 @@ mod support;
 
 use glia_bus_schema::Callback;
 use glia_runtime::config::{
-    self, BusKind, ConfigFileError, GliaConfig, ModuleConfig, Position, DEFAULT_DEADLINE,
+    self, BusConfig, ConfigFileError, GliaConfig, ModuleConfig, Position, DEFAULT_DEADLINE,
     DEFAULT_LISTEN, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT,
 };
 use glia_runtime::policy::FailurePolicy;
@@ -694,8 +694,36 @@ fn other_top_level_values_are_checked() {
         (2, 1),
         None,
         "bus",
-        "unknown variant `nats`, expected `internal`",
+        "the NATS bus needs a url: `bus: {type: nats, url: \"nats://127.0.0.1:4222\"}`",
     );
+    let yaml = "bus: {type: nats, url: \"nats://x:1\", tokn: a}\n";
+    let err = error_of(yaml);
+    assert!(err.message.contains("unknown field `tokn`"), "{err}");
+    let yaml = concat!(
+        "bus: {type: nats, url: \"nats://x:1\"}\n", // 1
+        "modules:\n",                               // 2
+        "  - module: demo\n",                       // 3
+        "    name: a.b\n",                          // 4
+        "    placement: nats\n",                    // 5
+    );
+    let err = error_of(yaml);
+    assert_eq!(
+        (err.key.as_str(), err.position.map(|p| p.line)),
+        ("placement", Some(5)),
+        "{err}"
+    );
+    assert!(err.message.contains("NATS subject token"), "{err}");
+    let yaml = concat!(
+        "modules:\n",            // 1
+        "  - module: demo\n",    // 2
+        "    placement: nats\n", // 3
+    );
+    assert!(error_of(yaml).message.contains("needs the NATS bus"));
+    let yaml = concat!(
+        "modules:\n",           // 1
+        "  - module: remote\n", // 2
+    );
+    assert!(error_of(yaml).message.contains("give it `placement: nats`"));
     let yaml = concat!(
         "modules:\n",           // 1
         "  - module: demo\n",   // 2
@@ -782,7 +810,7 @@ fn check_example(cfg: &GliaConfig) {
     assert_eq!(cfg.listen, "127.0.0.1:8787");
     assert_eq!(cfg.auth_token, None);
     assert_eq!(cfg.max_body_size, 1 << 20);
-    assert_eq!(cfg.bus, BusKind::Internal);
+    assert_eq!(cfg.bus, BusConfig::Internal);
     assert_eq!(cfg.deadline, Duration::from_secs(10));
     for (index, m) in cfg.modules.iter().enumerate() {
         assert_eq!(m.index, index);
@@ -842,7 +870,7 @@ fn an_empty_config_loads_with_the_defaults() {
         assert_eq!(cfg.listen, DEFAULT_LISTEN);
         assert_eq!(cfg.auth_token, None);
         assert_eq!(cfg.max_body_size, DEFAULT_MAX_BODY_SIZE);
-        assert_eq!(cfg.bus, BusKind::Internal);
+        assert_eq!(cfg.bus, BusConfig::Internal);
         assert_eq!(cfg.deadline, DEFAULT_DEADLINE);
         assert_eq!(cfg.source, "test.yaml");
     }

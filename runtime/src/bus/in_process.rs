@@ -26,16 +26,19 @@ impl Route {
 
 /// Delivers invocations to module actors in this process.
 pub struct InProcessBus {
-    routes: Vec<ArcSwap<Route>>,
+    routes: Vec<Option<ArcSwap<Route>>>,
 }
 
 impl InProcessBus {
-    /// A bus to these actors, in config order, each with its in-flight bound.
-    pub fn new(modules: impl IntoIterator<Item = (Addr<ModuleActor>, usize)>) -> Self {
+    /// A bus to these actors, in config order, each with its in-flight bound (`None` for a
+    /// module that does not run in this process).
+    pub fn new(modules: impl IntoIterator<Item = Option<(Addr<ModuleActor>, usize)>>) -> Self {
         InProcessBus {
             routes: modules
                 .into_iter()
-                .map(|(addr, max_in_flight)| ArcSwap::new(Route::new(addr, max_in_flight)))
+                .map(|m| {
+                    m.map(|(addr, max_in_flight)| ArcSwap::new(Route::new(addr, max_in_flight)))
+                })
                 .collect(),
         }
     }
@@ -43,19 +46,26 @@ impl InProcessBus {
     /// Sends the module at `index` to a new actor, with fresh permits: the old actor's
     /// thread is blocked, and so are the permits its queued invocations hold.
     pub fn replace(&self, index: usize, addr: Addr<ModuleActor>, max_in_flight: usize) {
-        if let Some(route) = self.routes.get(index) {
+        if let Some(Some(route)) = self.routes.get(index) {
             route.store(Route::new(addr, max_in_flight));
         }
     }
 
     /// The actor of the module at `index`.
     pub fn addr(&self, index: usize) -> Option<Addr<ModuleActor>> {
-        self.routes.get(index).map(|r| r.load().addr.clone())
+        self.routes
+            .get(index)?
+            .as_ref()
+            .map(|r| r.load().addr.clone())
     }
 
     /// Every module's actor, in config order.
     pub fn addrs(&self) -> Vec<Addr<ModuleActor>> {
-        self.routes.iter().map(|r| r.load().addr.clone()).collect()
+        self.routes
+            .iter()
+            .flatten()
+            .map(|r| r.load().addr.clone())
+            .collect()
     }
 }
 
@@ -66,7 +76,12 @@ impl Bus for InProcessBus {
         request: Arc<CallbackRequest>,
         _meta: &InvocationMeta,
     ) -> InvokeFuture {
-        let Some(route) = self.routes.get(target.module).map(ArcSwap::load) else {
+        let Some(route) = self
+            .routes
+            .get(target.module)
+            .and_then(Option::as_ref)
+            .map(ArcSwap::load)
+        else {
             return futures::future::ready(Err(InvocationError::Unavailable {
                 reason: format!("no module at index {}", target.module),
             }))

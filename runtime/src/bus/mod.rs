@@ -1,8 +1,13 @@
 //! The bus: how the coordinator reaches a module, wherever it runs.
 
 mod in_process;
+pub mod ingress;
+pub mod nats;
+mod routed;
 
 pub use in_process::InProcessBus;
+pub use nats::NatsBus;
+pub use routed::RoutedBus;
 
 use crate::host::Slot;
 use futures::future::BoxFuture;

@@ -52,7 +52,7 @@ pub struct GliaConfig {
     /// The largest request body accepted.
     pub max_body_size: usize,
     /// Which bus carries invocations.
-    pub bus: BusKind,
+    pub bus: BusConfig,
     /// The whole-request deadline.
     pub deadline: Duration,
     /// After a shutdown signal, in-flight requests get this long before they are resolved
@@ -62,13 +62,127 @@ pub struct GliaConfig {
     pub modules: Vec<ModuleConfig>,
 }
 
-/// Which bus carries invocations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BusKind {
+/// Which bus carries invocations: `bus: internal` (the default), or
+/// `bus: {type: nats, url: ..., ...}`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BusConfig {
     /// In-process actor addresses: no broker needed.
     Internal,
+    /// NATS: modules with `placement: nats` are reached over it, and homeservers may call
+    /// the coordinator over it.
+    Nats(Box<NatsConfig>),
 }
+
+/// How to reach NATS.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// `nats://host:port` (or `tls://`).
+    pub url: String,
+    /// Token authentication.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// User and password authentication (both).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// See `user`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// NKey authentication: the seed.
+    #[serde(default)]
+    pub nkey_seed: Option<String>,
+    /// A `.creds` file (JWT and NKey).
+    #[serde(default)]
+    pub credentials_file: Option<std::path::PathBuf>,
+    /// TLS settings.
+    #[serde(default)]
+    pub tls: Option<NatsTls>,
+    /// How long connecting may take.
+    #[serde(default)]
+    pub connect_timeout: Option<ConfigDuration>,
+}
+
+/// TLS to NATS.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsTls {
+    /// Require TLS even if the server does not ask for it.
+    #[serde(default)]
+    pub required: bool,
+    /// A CA certificate (PEM) to trust.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// A client certificate (PEM), with `key_file`.
+    #[serde(default)]
+    pub cert_file: Option<std::path::PathBuf>,
+    /// The client certificate's key (PEM).
+    #[serde(default)]
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+impl<'de> Deserialize<'de> for BusConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = Value::deserialize(d)?;
+        let kind = match &value {
+            Value::String(s) => s.clone(),
+            Value::Object(map) => match map.get("type") {
+                Some(Value::String(s)) => s.clone(),
+                _ => {
+                    return Err(D::Error::custom(
+                        "a bus mapping needs `type: internal` or `type: nats`",
+                    ))
+                }
+            },
+            _ => {
+                return Err(D::Error::custom(
+                    "expected `internal` or a mapping such as `{type: nats, url: ...}`",
+                ))
+            }
+        };
+        match (kind.as_str(), value) {
+            ("internal", Value::String(_)) => Ok(BusConfig::Internal),
+            ("internal", Value::Object(map)) if map.len() == 1 => Ok(BusConfig::Internal),
+            ("internal", _) => Err(D::Error::custom("the internal bus takes no settings")),
+            ("nats", Value::Object(mut map)) => {
+                map.remove("type");
+                serde_path_to_error::deserialize(Value::Object(map))
+                    .map(|c| BusConfig::Nats(Box::new(c)))
+                    .map_err(|e| {
+                        let path = e.path().to_string();
+                        D::Error::custom(format!(
+                            "NATS settings{}: {}",
+                            if path == "." {
+                                String::new()
+                            } else {
+                                format!(" at `{path}`")
+                            },
+                            e.into_inner()
+                        ))
+                    })
+            }
+            ("nats", _) => Err(D::Error::custom(
+                "the NATS bus needs a url: `bus: {type: nats, url: \"nats://127.0.0.1:4222\"}`",
+            )),
+            (other, _) => Err(D::Error::custom(format!(
+                "unknown bus {other:?}; use internal or nats"
+            ))),
+        }
+    }
+}
+
+/// Where a module runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// In this process, as a supervised actor.
+    Local,
+    /// In a worker process (`glia worker`) or another program, reached over NATS.
+    Nats,
+}
+
+/// The `module:` name of a module another process serves over NATS (in any language).
+pub const REMOTE_MODULE: &str = "remote";
 
 /// One entry of `modules:`, checked.
 #[derive(Clone)]
@@ -95,6 +209,10 @@ pub struct ModuleConfig {
     pub restart: RestartPolicy,
     /// Whether glia refuses to start when the module's constructor fails.
     pub required: bool,
+    /// Where it runs.
+    pub placement: Placement,
+    /// For a module on NATS: the callbacks it serves, planned without asking its workers.
+    pub callbacks: Option<Vec<Callback>>,
 }
 
 impl fmt::Debug for ModuleConfig {
@@ -195,7 +313,7 @@ struct RawConfig {
     auth_token: Option<String>,
     auth_token_file: Option<String>,
     max_body_size: Option<ByteSize>,
-    bus: Option<BusKind>,
+    bus: Option<BusConfig>,
     deadline: Option<ConfigDuration>,
     shutdown_grace: Option<ConfigDuration>,
     #[serde(default)]
@@ -216,13 +334,7 @@ struct RawModule {
     restart: Option<RawRestartPolicy>,
     required: Option<bool>,
     placement: Option<Placement>,
-}
-
-/// Where a module runs. Only in this process for now; the NATS bus adds remote placement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Placement {
-    Local,
+    callbacks: Option<Vec<String>>,
 }
 
 /// Reads and checks a config file.
@@ -408,7 +520,13 @@ impl<'a> Loader<'a> {
                 return Err(self.error(&at.clone().key("module"), label, "expected a string"));
             }
             let raw_module: RawModule = self.decode(entry, &at, label.clone())?;
-            let factory = registry.get(&raw_module.module).ok_or_else(|| {
+            let remote = raw_module.module == REMOTE_MODULE;
+            let factory = if remote {
+                Some(remote_factory())
+            } else {
+                registry.get(&raw_module.module)
+            };
+            let factory = factory.ok_or_else(|| {
                 self.error(
                     &at.clone().key("module"),
                     label.clone(),
@@ -469,7 +587,50 @@ impl<'a> Loader<'a> {
                 })?,
                 None => default_restart,
             };
-            let _ = raw_module.placement;
+            let placement = raw_module.placement.unwrap_or(Placement::Local);
+            if placement == Placement::Nats {
+                let key = at.clone().key("placement");
+                if !matches!(raw.bus, Some(BusConfig::Nats(_))) {
+                    return Err(self.error(
+                        &key,
+                        label,
+                        "placement: nats needs the NATS bus (`bus: {type: nats, url: ...}`)",
+                    ));
+                }
+                if !glia_bus_schema::subjects::valid_module_token(&name) {
+                    return Err(self.error(&key, label, format!("the name {name:?} cannot be a NATS subject token: use letters, digits, `_` and `-`")));
+                }
+            } else if raw_module.callbacks.is_some() {
+                return Err(self.error(
+                    &at.clone().key("callbacks"),
+                    label,
+                    "`callbacks:` lists what a module on NATS serves; a local module registers its own",
+                ));
+            } else if remote {
+                return Err(self.error(
+                    &at.clone().key("module"),
+                    label,
+                    "module `remote` stands for a module another process serves over NATS; give it `placement: nats`",
+                ));
+            }
+            let callbacks = match &raw_module.callbacks {
+                None => None,
+                Some(names) => Some(
+                    names
+                        .iter()
+                        .enumerate()
+                        .map(|(i, name)| {
+                            name.parse::<Callback>().map_err(|_| {
+                                self.error(
+                                    &at.clone().key("callbacks").index(i),
+                                    label.clone(),
+                                    format!("unknown callback {name:?}"),
+                                )
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+            };
             modules.push(ModuleConfig {
                 index,
                 name,
@@ -482,6 +643,8 @@ impl<'a> Loader<'a> {
                 max_in_flight,
                 restart,
                 required: raw_module.required.unwrap_or(default_required),
+                placement,
+                callbacks,
             });
         }
 
@@ -490,7 +653,7 @@ impl<'a> Loader<'a> {
             listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
             auth_token,
             max_body_size: raw.max_body_size.map_or(DEFAULT_MAX_BODY_SIZE, |b| b.0),
-            bus: raw.bus.unwrap_or(BusKind::Internal),
+            bus: raw.bus.clone().unwrap_or(BusConfig::Internal),
             deadline: raw.deadline.map_or(DEFAULT_DEADLINE, |d| d.0),
             shutdown_grace: raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
             modules,
@@ -526,4 +689,33 @@ impl<'a> Loader<'a> {
         }
         Ok(table)
     }
+}
+
+/// The factory behind `module: remote`: it parses an empty config and cannot be built here.
+fn remote_factory() -> Arc<dyn ModuleFactory> {
+    struct Remote;
+    impl glia_module_api::Module for Remote {
+        const NAME: &'static str = REMOTE_MODULE;
+        type Config = ();
+        fn parse_config(config: &Value) -> Result<(), glia_module_api::ConfigError> {
+            match config {
+                Value::Object(m) if m.is_empty() => Ok(()),
+                _ => Err(glia_module_api::ConfigError::new(
+                    "a remote module's settings belong to the program that serves it",
+                )),
+            }
+        }
+        fn new(
+            _: (),
+            _: &mut glia_module_api::ModuleApi,
+        ) -> Result<Self, glia_module_api::ModuleError> {
+            Err(glia_module_api::ModuleError::failed(
+                "module `remote` is served by another program over NATS; it cannot run here",
+            ))
+        }
+    }
+    ModuleRegistry::new()
+        .with::<Remote>()
+        .get(REMOTE_MODULE)
+        .expect("just registered")
 }

@@ -8,10 +8,17 @@ use actix_web::{web, HttpResponse};
 /// module is failed, `"ok"` otherwise.
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let failed = state.glia.failed_modules();
+    let bus = match state.glia.bus_connected() {
+        None => "internal",
+        Some(true) => "connected",
+        Some(false) => "disconnected",
+    };
+    let degraded = !failed.is_empty() || bus == "disconnected";
     HttpResponse::Ok().json(serde_json::json!({
-        "status": if failed.is_empty() { "ok" } else { "degraded" },
+        "status": if degraded { "degraded" } else { "ok" },
         "modules": state.glia.config().modules.len(),
         "failed": failed,
+        "bus": bus,
     }))
 }
 

@@ -1,0 +1,105 @@
+//! The NATS side of the contract: subjects, queue groups and headers (docs/PROTOCOL.md).
+
+use crate::callbacks::Callback;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Prefix of every module subject.
+pub const MODULE_PREFIX: &str = "glia.v1.module";
+/// Prefix of the coordinator's callback subjects.
+pub const CALLBACK_PREFIX: &str = "glia.v1.callbacks";
+/// What coordinators subscribe to for homeserver requests.
+pub const CALLBACKS_WILDCARD: &str = "glia.v1.callbacks.*";
+/// The queue group coordinators share.
+pub const COORDINATOR_QUEUE_GROUP: &str = "glia.v1.coordinator";
+/// The last token of a module's describe subject.
+pub const DESCRIBE: &str = "describe";
+
+/// Header names.
+pub mod headers {
+    /// The request id.
+    pub const REQUEST_ID: &str = "Glia-Request-Id";
+    /// Milliseconds since the Unix epoch after which nobody waits for the answer.
+    pub const DEADLINE: &str = "Glia-Deadline";
+    /// W3C trace context.
+    pub const TRACEPARENT: &str = "traceparent";
+}
+
+/// Whether `name` can be a module's subject token: letters, digits, `_` and `-`.
+pub fn valid_module_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// `glia.v1.module.<module>.<callback>`.
+pub fn module_subject(module: &str, callback: Callback) -> String {
+    format!("{MODULE_PREFIX}.{module}.{}", callback.name())
+}
+
+/// `glia.v1.module.<module>.describe`.
+pub fn describe_subject(module: &str) -> String {
+    format!("{MODULE_PREFIX}.{module}.{DESCRIBE}")
+}
+
+/// `glia.v1.module.<module>.>`: everything a worker hosting `module` answers.
+pub fn module_wildcard(module: &str) -> String {
+    format!("{MODULE_PREFIX}.{module}.>")
+}
+
+/// `glia.v1.module.<module>`: the queue group of a module's workers.
+pub fn module_queue_group(module: &str) -> String {
+    format!("{MODULE_PREFIX}.{module}")
+}
+
+/// `glia.v1.callbacks.<callback>`.
+pub fn callback_subject(callback: Callback) -> String {
+    format!("{CALLBACK_PREFIX}.{}", callback.name())
+}
+
+/// What a module registered, as a worker describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Description {
+    /// Callbacks, in registration order (`c<n>` slots).
+    pub callbacks: Vec<Callback>,
+    /// Auth checkers, in registration order (`a<n>` slots).
+    #[serde(default)]
+    pub auth_checkers: Vec<AuthCheckerDescription>,
+    /// Web resource paths (not served over NATS yet; listed for information).
+    #[serde(default)]
+    pub web_resources: Vec<String>,
+}
+
+/// One auth checker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AuthCheckerDescription {
+    /// The login type.
+    pub login_type: String,
+    /// The fields the login dict must carry.
+    pub fields: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects() {
+        assert_eq!(
+            module_subject("m-1", Callback::UserMayInvite),
+            "glia.v1.module.m-1.user_may_invite"
+        );
+        assert_eq!(describe_subject("m"), "glia.v1.module.m.describe");
+        assert_eq!(module_wildcard("m"), "glia.v1.module.m.>");
+        assert_eq!(module_queue_group("m"), "glia.v1.module.m");
+        assert_eq!(
+            callback_subject(Callback::IsUserExpired),
+            "glia.v1.callbacks.is_user_expired"
+        );
+        assert!(valid_module_token("py_blocklist-2"));
+        for bad in ["", "a.b", "a*", "a>", "a b"] {
+            assert!(!valid_module_token(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The NATS bus: invocations as request-reply on `glia.v1.module.<module>.<callback>`, served
+//! by a queue group of workers per module (docs/PROTOCOL.md).
+
+use super::{Bus, InvocationMeta, InvokeFuture, Target};
+use crate::config::NatsConfig;
+use async_nats::header::HeaderMap;
+use async_nats::{Client, RequestErrorKind};
+use futures::FutureExt;
+use glia_bus_schema::subjects::{self, headers, Description};
+use glia_bus_schema::{CallbackRequest, InvocationError, InvocationReply, InvocationResult};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Connects to NATS as the config says (auth, TLS); reconnects by itself afterwards.
+pub async fn connect(config: &NatsConfig) -> Result<Client, String> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name("glia")
+        .connection_timeout(
+            config
+                .connect_timeout
+                .map_or(Duration::from_secs(5), |d| d.0),
+        );
+    if let Some(token) = &config.token {
+        options = options.token(token.clone());
+    }
+    match (&config.user, &config.password) {
+        (Some(user), Some(password)) => {
+            options = options.user_and_password(user.clone(), password.clone())
+        }
+        (None, None) => {}
+        _ => return Err("NATS user and password go together".into()),
+    }
+    if let Some(seed) = &config.nkey_seed {
+        options = options.nkey(seed.clone());
+    }
+    if let Some(path) = &config.credentials_file {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|e| format!("cannot read NATS credentials {}: {e}", path.display()))?;
+    }
+    if let Some(tls) = &config.tls {
+        options = options.require_tls(tls.required);
+        if let Some(ca) = &tls.ca_file {
+            options = options.add_root_certificates(ca.clone());
+        }
+        match (&tls.cert_file, &tls.key_file) {
+            (Some(cert), Some(key)) => {
+                options = options.add_client_certificate(cert.clone(), key.clone())
+            }
+            (None, None) => {}
+            _ => return Err("a NATS client certificate needs both cert_file and key_file".into()),
+        }
+    }
+    options
+        .connect(config.url.as_str())
+        .await
+        .map_err(|e| format!("cannot connect to NATS at {}: {e}", config.url))
+}
+
+/// Milliseconds since the Unix epoch at `deadline`.
+pub fn deadline_ms(deadline: Instant) -> u64 {
+    let left = deadline.saturating_duration_since(Instant::now());
+    (SystemTime::now() + left)
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The time left before a `Glia-Deadline`, or `None` if it has passed.
+pub fn time_left(deadline_ms: u64) -> Option<Duration> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_millis() as u64;
+    (deadline_ms > now).then(|| Duration::from_millis(deadline_ms - now))
+}
+
+/// An `Invocation` serialised without cloning the shared request.
+#[derive(Serialize)]
+struct InvocationRef<'a> {
+    request_id: &'a str,
+    deadline_ms: u64,
+    #[serde(flatten)]
+    request: &'a CallbackRequest,
+}
+
+/// Reaches modules served over NATS.
+pub struct NatsBus {
+    client: Client,
+    names: Vec<Arc<str>>,
+}
+
+impl NatsBus {
+    /// A bus over `client` to the modules named `names` (by config index).
+    pub fn new(client: Client, names: Vec<Arc<str>>) -> Self {
+        NatsBus { client, names }
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// Asks the workers of `module` what it registered.
+pub async fn describe(
+    client: &Client,
+    module: &str,
+    timeout: Duration,
+) -> Result<Description, String> {
+    let request = async_nats::Request::new().timeout(Some(timeout));
+    let reply = client
+        .send_request(subjects::describe_subject(module), request)
+        .await
+        .map_err(|e| match e.kind() {
+            RequestErrorKind::NoResponders => format!("no worker serves module {module}"),
+            RequestErrorKind::TimedOut => {
+                format!("module {module} did not describe itself in time")
+            }
+            _ => format!("cannot describe module {module}: {e}"),
+        })?;
+    serde_json::from_slice(&reply.payload)
+        .map_err(|e| format!("module {module} sent a bad description: {e}"))
+}
+
+impl Bus for NatsBus {
+    fn invoke(
+        &self,
+        target: Target,
+        request: Arc<CallbackRequest>,
+        meta: &InvocationMeta,
+    ) -> InvokeFuture {
+        let Some(name) = self.names.get(target.module).cloned() else {
+            return futures::future::ready(Err(InvocationError::Unavailable {
+                reason: format!("no module at index {}", target.module),
+            }))
+            .boxed();
+        };
+        let callback = request.callback();
+        let deadline_ms = deadline_ms(meta.deadline);
+        let body = serde_json::to_vec(&InvocationRef {
+            request_id: &meta.request_id,
+            deadline_ms,
+            request: &request,
+        });
+        let mut headers = HeaderMap::new();
+        headers.insert(headers::REQUEST_ID, &*meta.request_id);
+        headers.insert(headers::DEADLINE, deadline_ms.to_string().as_str());
+        let client = self.client.clone();
+        async move {
+            let body = body.map_err(|e| InvocationError::Unavailable {
+                reason: format!("cannot encode the invocation: {e}"),
+            })?;
+            // The coordinator applies timeouts and deadlines; the client must not.
+            let nats_request = async_nats::Request::new()
+                .payload(body.into())
+                .headers(headers)
+                .timeout(None);
+            let reply = client
+                .send_request(subjects::module_subject(&name, callback), nats_request)
+                .await
+                .map_err(|e| InvocationError::Unavailable {
+                    reason: match e.kind() {
+                        RequestErrorKind::NoResponders => {
+                            format!("no worker serves module {name} (no responders)")
+                        }
+                        _ => format!("NATS: {e}"),
+                    },
+                })?;
+            let reply: InvocationReply = serde_json::from_slice(&reply.payload).map_err(|e| {
+                InvocationError::InvalidAnswer {
+                    detail: format!("not an invocation reply: {e}"),
+                }
+            })?;
+            match reply.result {
+                InvocationResult::Answer(answer) if answer.callback() == callback => Ok(answer),
+                InvocationResult::Answer(answer) => Err(InvocationError::InvalidAnswer {
+                    detail: format!("answered {} instead of {callback}", answer.callback()),
+                }),
+                InvocationResult::Error(e) => Err(e),
+            }
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines() {
+        assert!(time_left(deadline_ms(Instant::now() + Duration::from_secs(5))).is_some());
+        assert_eq!(time_left(1), None);
+    }
+}

@@ -1,0 +1,359 @@
+//! The NATS bus against a real nats-server: modules served by in-process workers
+//! (`glia_runtime::worker::Worker`, as `glia worker` runs it), the ordering and policies of the
+//! conformance suite over NATS, no responders, expired deadlines, malformed payloads, a rogue
+//! responder, homeservers calling the coordinator over NATS, workers scaling down, and the
+//! server restarting under load.
+
+use futures::StreamExt;
+use glia_bus_schema::requests::UserMayInvite;
+use glia_bus_schema::subjects;
+use glia_bus_schema::{CallbackRequest, DispatchReply};
+use glia_runtime::worker::Worker;
+use glia_tests::nats::NatsServer;
+use glia_tests::probes::{answered, open_gate, until};
+use glia_tests::TestGlia;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn invite(inviter: &str) -> CallbackRequest {
+    CallbackRequest::UserMayInvite(UserMayInvite {
+        inviter: inviter.into(),
+        invitee: "@b:hs".into(),
+        room_id: "!r:hs".into(),
+    })
+}
+
+fn decision(reply: DispatchReply) -> Value {
+    match reply {
+        DispatchReply::UserMayInvite(d) => serde_json::to_value(d).unwrap(),
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
+/// A config on the NATS bus at `url` with these module entries.
+fn config(url: &str, modules: Value) -> String {
+    json!({"bus": {"type": "nats", "url": url}, "deadline": "30s", "modules": modules}).to_string()
+}
+
+/// A scripted module placed on NATS.
+fn remote_scripted(name: &str, answers: Value) -> Value {
+    json!({"module": "scripted", "name": name, "placement": "nats", "timeout": "1h",
+           "config": {"probe": name, "answers": answers}})
+}
+
+/// Starts a worker for the config's NATS modules, then the coordinator.
+async fn start(yaml: &str) -> (Worker, Arc<TestGlia>) {
+    let worker = Worker::start(&TestGlia::config(yaml).unwrap())
+        .await
+        .expect("the worker starts");
+    let glia = Arc::new(TestGlia::start(yaml).await);
+    (worker, glia)
+}
+
+#[actix_rt::test]
+async fn ordering_over_nats_matches_the_in_process_bus() {
+    let nats = NatsServer::start();
+    let yaml = config(
+        &nats.url(),
+        json!([
+            remote_scripted(
+                "n1",
+                json!({"user_may_invite": {"answer": {"errcode": "M_ONE"}, "gate": "n1-gate"}})
+            ),
+            remote_scripted(
+                "n2",
+                json!({"user_may_invite": {"answer": {"errcode": "M_TWO"}}})
+            ),
+            remote_scripted(
+                "n3",
+                json!({"user_may_invite": {"answer": "NOT_SPAM", "gate": "n3-never"}})
+            ),
+        ]),
+    );
+    let (worker, g) = start(&yaml).await;
+    // Module 2 denies at once, but module 1 has not answered: nothing is decided yet.
+    let g2 = g.clone();
+    let pending = actix_rt::spawn(async move { g2.dispatch(invite("@a:hs")).await });
+    until(|| answered("n2") == 1).await;
+    actix_rt::task::yield_now().await;
+    assert!(!pending.is_finished());
+    // Module 1's deny decides, without waiting for module 3.
+    open_gate("n1-gate", 1);
+    let reply = decision(pending.await.unwrap());
+    assert_eq!(
+        (reply["errcode"].clone(), reply["module"].clone()),
+        (json!("M_ONE"), json!("n1"))
+    );
+    assert_eq!(answered("n3"), 0);
+    worker.shutdown(Duration::from_millis(10)).await;
+}
+
+#[actix_rt::test]
+async fn answers_map_and_failures_resolve_through_policies_over_nats() {
+    let nats = NatsServer::start();
+    let yaml = config(
+        &nats.url(),
+        json!([
+            remote_scripted("map", json!({"user_may_invite": {"answer": null}})),
+            {"module": "scripted", "name": "slow", "placement": "nats", "timeout": "30ms", "failure_policy": "allow",
+             "config": {"answers": {"check_event_for_spam": {"hang": true}, "user_may_invite": {"hang": true}}}},
+        ]),
+    );
+    let (worker, g) = start(&yaml).await;
+    // None denies user_may_invite, over NATS as in process.
+    let reply = decision(g.dispatch(invite("@a:hs")).await);
+    assert_eq!(
+        (reply["errcode"].clone(), reply["module"].clone()),
+        (json!("M_FORBIDDEN"), json!("map"))
+    );
+    // A hang times out and its policy (allow) lets the event through.
+    let event = json!({"event": {"room_id": "!r:hs", "sender": "@u:hs", "type": "m.room.message", "content": {"body": "x"}}});
+    assert_eq!(
+        g.dispatch_json("check_event_for_spam", event).await,
+        json!({"decision": "allow"})
+    );
+    worker.shutdown(Duration::from_millis(10)).await;
+}
+
+#[actix_rt::test]
+async fn no_responders_is_unavailable_at_once_not_a_timeout() {
+    let nats = NatsServer::start();
+    let yaml = config(
+        &nats.url(),
+        json!([
+            {"module": "remote", "name": "ghost", "placement": "nats", "timeout": "1h",
+             "callbacks": ["user_may_invite", "is_user_expired"]},
+        ]),
+    );
+    let g = TestGlia::start(&yaml).await;
+    // The module's timeout is an hour: only no-responders can answer this quickly.
+    let reply = decision(g.dispatch(invite("@a:hs")).await);
+    assert_eq!(reply["decision"], "error");
+    assert!(
+        reply["error"].as_str().unwrap().contains("no responders"),
+        "{reply}"
+    );
+    let (_, health) = g.get("/health", None).await;
+    assert_eq!(health["bus"], "connected");
+}
+
+#[actix_rt::test]
+async fn workers_drop_expired_work_and_answer_malformed_payloads_with_errors() {
+    let nats = NatsServer::start();
+    let yaml = config(
+        &nats.url(),
+        json!([remote_scripted(
+            "w1",
+            json!({"user_may_invite": {"answer": "NOT_SPAM"}})
+        )]),
+    );
+    let worker = Worker::start(&TestGlia::config(&yaml).unwrap())
+        .await
+        .unwrap();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let subject = subjects::module_subject("w1", glia_bus_schema::Callback::UserMayInvite);
+    let body = json!({"request_id": "r1", "deadline_ms": 1, "callback": "user_may_invite",
+                      "args": {"inviter": "@a:hs", "invitee": "@b:hs", "room_id": "!r:hs"}})
+    .to_string();
+
+    // Past its deadline: dropped, no answer.
+    let mut expired = async_nats::HeaderMap::new();
+    expired.insert(subjects::headers::DEADLINE, "1");
+    let request = async_nats::Request::new()
+        .payload(body.clone().into())
+        .headers(expired)
+        .timeout(Some(Duration::from_millis(300)));
+    let err = client
+        .send_request(subject.clone(), request)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), async_nats::RequestErrorKind::TimedOut);
+
+    // Malformed: a typed error, and the worker keeps serving.
+    let reply = client
+        .request(subject.clone(), "not json".into())
+        .await
+        .unwrap();
+    let reply: Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(reply["result"]["error"]["kind"], "failed", "{reply}");
+    assert!(
+        reply["result"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("malformed"),
+        "{reply}"
+    );
+    let reply = client.request(subject.clone(), body.into()).await.unwrap();
+    let reply: Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(
+        reply["result"]["answer"],
+        json!({"callback": "user_may_invite", "answer": "NOT_SPAM"})
+    );
+
+    // Describe.
+    let reply = client
+        .request(subjects::describe_subject("w1"), "".into())
+        .await
+        .unwrap();
+    let description: Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(description["callbacks"], json!(["user_may_invite"]));
+    worker.shutdown(Duration::from_millis(10)).await;
+}
+
+#[actix_rt::test]
+async fn a_rogue_responder_is_an_invalid_answer() {
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut rogue = client
+        .queue_subscribe(
+            subjects::module_wildcard("rogue"),
+            subjects::module_queue_group("rogue"),
+        )
+        .await
+        .unwrap();
+    let responder = client.clone();
+    actix_rt::spawn(async move {
+        while let Some(message) = rogue.next().await {
+            if let Some(reply) = message.reply {
+                let _ = responder
+                    .publish(reply, "{\"surprise\": true}".into())
+                    .await;
+            }
+        }
+    });
+    let yaml = config(
+        &nats.url(),
+        json!([{"module": "remote", "name": "rogue", "placement": "nats", "timeout": "5s", "callbacks": ["user_may_invite"]}]),
+    );
+    let g = TestGlia::start(&yaml).await;
+    let reply = decision(g.dispatch(invite("@a:hs")).await);
+    assert_eq!(reply["decision"], "error");
+    assert!(
+        reply["error"].as_str().unwrap().contains("invalid answer"),
+        "{reply}"
+    );
+}
+
+#[actix_rt::test]
+async fn homeservers_can_call_the_coordinator_over_nats() {
+    let nats = NatsServer::start();
+    let yaml = config(&nats.url(), json!([{"module": "demo"}]));
+    let _g = TestGlia::start(&yaml).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let subject = subjects::callback_subject(glia_bus_schema::Callback::UserMayCreateRoom);
+    let ask = |user: &str| json!({"user_id": user, "room_config": {}}).to_string();
+    // The coordinator may still be subscribing: retry no-responders briefly.
+    let mut reply = None;
+    for _ in 0..100 {
+        match client
+            .request(subject.clone(), ask("@evilguy:example.com").into())
+            .await
+        {
+            Ok(r) => {
+                reply = Some(r);
+                break;
+            }
+            Err(_) => actix_rt::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let reply: Value =
+        serde_json::from_slice(&reply.expect("the coordinator answers").payload).unwrap();
+    assert_eq!(
+        (reply["decision"].clone(), reply["module"].clone()),
+        (json!("deny"), json!("demo"))
+    );
+    let reply = client
+        .request(subject.clone(), ask("@alice:example.com").into())
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&reply.payload).unwrap(),
+        json!({"decision": "allow"})
+    );
+    let reply = client.request(subject, "{".into()).await.unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&reply.payload).unwrap()["errcode"],
+        "M_NOT_JSON"
+    );
+}
+
+#[actix_rt::test]
+async fn three_workers_share_a_module_and_one_scales_down_mid_load() {
+    let nats = NatsServer::start();
+    let yaml = config(
+        &nats.url(),
+        json!([remote_scripted(
+            "shared",
+            json!({"user_may_invite": {"answer": "NOT_SPAM", "delay_ms": 1}})
+        )]),
+    );
+    let loaded = TestGlia::config(&yaml).unwrap();
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        workers.push(Worker::start(&loaded).await.unwrap());
+    }
+    let g = Arc::new(TestGlia::start(&yaml).await);
+    let g2 = g.clone();
+    let load = actix_rt::spawn(async move {
+        futures::stream::iter(0..300)
+            .map(|i| {
+                let g = g2.clone();
+                async move { decision(g.dispatch(invite(&format!("@u{i}:hs"))).await) }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await
+    });
+    until(|| answered("shared") >= 100).await;
+    // Scaling down drains: that worker stops taking work and finishes what it has.
+    workers
+        .pop()
+        .unwrap()
+        .shutdown(Duration::from_secs(5))
+        .await;
+    let replies = load.await.unwrap();
+    assert_eq!(replies.len(), 300);
+    assert!(
+        replies.iter().all(|r| r == &json!({"decision": "allow"})),
+        "{replies:?}"
+    );
+    for w in workers {
+        w.shutdown(Duration::from_millis(10)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_nats_restart_resolves_through_policies_then_service_resumes() {
+    let mut nats = NatsServer::start();
+    let yaml = config(
+        &nats.url(),
+        json!([{"module": "scripted", "name": "rs", "placement": "nats", "timeout": "200ms", "failure_policy": "deny",
+                "config": {"answers": {"user_may_invite": {"answer": "NOT_SPAM"}}}}]),
+    );
+    let (worker, g) = start(&yaml).await;
+    assert_eq!(
+        decision(g.dispatch(invite("@a:hs")).await),
+        json!({"decision": "allow"})
+    );
+    nats.stop();
+    until(|| g.glia.bus_connected() == Some(false)).await;
+    assert_eq!(g.get("/health", None).await.1["status"], "degraded");
+    // During the outage: the policy, within the module's timeout.
+    let reply = decision(g.dispatch(invite("@a:hs")).await);
+    assert_eq!(reply["errcode"], "M_FORBIDDEN", "{reply}");
+    nats.restart();
+    until(|| g.glia.bus_connected() == Some(true)).await;
+    // The worker resubscribes on its own; once it has, answers are normal again.
+    let mut back = false;
+    for _ in 0..200 {
+        if decision(g.dispatch(invite("@a:hs")).await) == json!({"decision": "allow"}) {
+            back = true;
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(back, "service did not resume after the restart");
+    assert_eq!(g.get("/health", None).await.1["status"], "ok");
+    worker.shutdown(Duration::from_millis(10)).await;
+}
