@@ -1,0 +1,126 @@
+//! Dispatch over NATS against a raw async-nats request-reply round trip, in one run, for 1
+//! and 3 workers: latency percentiles (sequential) and throughput (64 in flight).
+//!
+//! Run: `cargo bench -p glia-tests --bench nats` (needs nats-server). Under `cargo test` it
+//! runs a few requests of each case only, as a smoke test.
+
+use futures::StreamExt;
+use glia_bus_schema::requests::UserMayInvite;
+use glia_bus_schema::CallbackRequest;
+use glia_runtime::worker::Worker;
+use glia_runtime::Glia;
+use glia_tests::nats::NatsServer;
+use glia_tests::TestGlia;
+use serde_json::json;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Requests in flight in the throughput runs.
+const IN_FLIGHT: usize = 64;
+
+/// The `q`-quantile of sorted latencies.
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// Runs `one` `n` times in a row and `n` times `IN_FLIGHT` at a time; prints a row.
+async fn measure<F, Fut>(label: &str, n: usize, one: F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut latencies = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        one(i).await;
+        latencies.push(t.elapsed());
+    }
+    latencies.sort_unstable();
+    let t = Instant::now();
+    futures::stream::iter(0..n)
+        .map(&one)
+        .buffer_unordered(IN_FLIGHT)
+        .collect::<Vec<()>>()
+        .await;
+    let throughput = n as f64 / t.elapsed().as_secs_f64();
+    println!(
+        "{label:<34} p50 {:>8.1} µs   p99 {:>8.1} µs   {:>8.0} req/s ({IN_FLIGHT} in flight)",
+        quantile(&latencies, 0.5).as_secs_f64() * 1e6,
+        quantile(&latencies, 0.99).as_secs_f64() * 1e6,
+        throughput
+    );
+}
+
+fn invite(i: usize) -> CallbackRequest {
+    CallbackRequest::UserMayInvite(UserMayInvite {
+        inviter: format!("@u{i}:hs"),
+        invitee: "@b:hs".into(),
+        room_id: "!r:hs".into(),
+    })
+}
+
+fn main() {
+    let n = if std::env::args().any(|a| a == "--bench") {
+        5_000
+    } else {
+        20
+    };
+    let nats = NatsServer::start();
+    let system = actix_rt::System::new();
+    system.block_on(async {
+        // The floor: a raw request-reply to a responder that echoes.
+        let client = async_nats::connect(nats.url()).await.expect("connect");
+        let mut echo = client
+            .queue_subscribe("bench.echo", "bench".into())
+            .await
+            .unwrap();
+        let responder = client.clone();
+        actix_rt::spawn(async move {
+            while let Some(m) = echo.next().await {
+                if let Some(reply) = m.reply {
+                    let _ = responder.publish(reply, m.payload).await;
+                }
+            }
+        });
+        let payload = serde_json::to_vec(
+            &json!({"inviter": "@u:hs", "invitee": "@b:hs", "room_id": "!r:hs"}),
+        )
+        .unwrap();
+        measure("raw async-nats request-reply", n, |_| {
+            let (client, payload) = (client.clone(), payload.clone());
+            async move {
+                client
+                    .request("bench.echo", payload.into())
+                    .await
+                    .expect("echo");
+            }
+        })
+        .await;
+
+        let yaml = json!({"bus": {"type": "nats", "url": nats.url()}, "modules": [
+            {"module": "scripted", "name": "bench", "placement": "nats",
+             "config": {"answers": {"user_may_invite": {"answer": "NOT_SPAM"}}}}
+        ]})
+        .to_string();
+        let config = TestGlia::config(&yaml).unwrap();
+        let mut workers = vec![Worker::start(&config).await.unwrap()];
+        let glia = Arc::new(Glia::start(config.clone()).await.unwrap());
+        for count in [1, 3] {
+            while workers.len() < count {
+                workers.push(Worker::start(&config).await.unwrap());
+            }
+            measure(&format!("glia dispatch, {count} worker(s)"), n, |i| {
+                let glia = glia.clone();
+                async move {
+                    let c = glia.coordinator();
+                    c.dispatch(invite(i), c.new_meta()).await.expect("dispatch");
+                }
+            })
+            .await;
+        }
+        for w in workers {
+            w.shutdown(Duration::from_millis(10)).await;
+        }
+    });
+}
