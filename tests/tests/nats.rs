@@ -357,3 +357,32 @@ async fn a_nats_restart_resolves_through_policies_then_service_resumes() {
     assert_eq!(g.get("/health", None).await.1["status"], "ok");
     worker.shutdown(Duration::from_millis(10)).await;
 }
+
+#[actix_rt::test]
+async fn an_oversized_invocation_is_refused_clearly_and_nothing_crashes() {
+    let nats = NatsServer::start();
+    let yaml = config(
+        &nats.url(),
+        json!([remote_scripted(
+            "big",
+            json!({"user_may_create_room": {"answer": "NOT_SPAM"}, "user_may_invite": {"answer": "NOT_SPAM"}})
+        )]),
+    );
+    let (worker, g) = start(&yaml).await;
+    // nats-server's default max_payload is 1 MiB; glia's HTTP limit is separate.
+    let huge = "x".repeat(2 << 20);
+    let reply = g
+        .dispatch_json(
+            "user_may_create_room",
+            json!({"user_id": "@a:hs", "room_config": {"name": huge}}),
+        )
+        .await;
+    assert_eq!(reply["decision"], "error", "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("NATS"), "{reply}");
+    // The connection and the worker are fine afterwards.
+    assert_eq!(
+        decision(g.dispatch(invite("@a:hs")).await),
+        json!({"decision": "allow"})
+    );
+    worker.shutdown(Duration::from_millis(10)).await;
+}
