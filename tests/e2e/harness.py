@@ -1,9 +1,9 @@
 """Processes and a Matrix client for the end-to-end tests (and the send benchmark).
 
 Everything runs on 127.0.0.1 on free ports: glia (the binary from `GLIA_BIN`), a censor
-service for `event_censorer`, and a real Synapse (SQLite, one client listener) that loads the
-glia bridge from `modules:`. The client speaks the client-server API with the standard
-library only.
+service for `event_censorer`, a real Synapse (SQLite, one client listener) that loads the
+glia bridge from `modules:`, and nats-server for the NATS bus. The client speaks the
+client-server API with the standard library only.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import hmac
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -224,6 +225,66 @@ class Glia:
         )
         if not self.process.running():
             raise RuntimeError(f"glia exited at start-up\n{self.process.tail()}")
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+# -- NATS ---------------------------------------------------------------------------------
+
+
+def nats_server_binary() -> str:
+    """nats-server from PATH (or /usr/sbin, where Debian installs it); fails if it is missing."""
+    found = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin:/usr/local/sbin")
+    if found is None:
+        raise RuntimeError(
+            "nats-server not found on PATH: install it with `apt-get install nats-server` "
+            "(Debian/Ubuntu; 2.9 or later) or from https://github.com/nats-io/nats-server/releases"
+        )
+    return found
+
+
+@dataclass
+class NatsServer:
+    """A running nats-server on loopback, with its monitoring endpoint."""
+
+    process: Process
+    url: str
+    monitoring_url: str
+
+    @classmethod
+    def start(cls, workdir: Path) -> NatsServer:
+        """Starts nats-server on ports it picks itself (`-p -1`, so no race for a free port) and
+        waits until it has written them to its ports file."""
+        process = Process(
+            "nats-server",
+            [nats_server_binary(), "-a", "127.0.0.1", "-p", "-1", "-m", "-1", "--ports_file_dir", str(workdir)],
+            workdir / "nats-server.log",
+        ).start()
+        assert process.popen is not None
+        ports_file = workdir / f"nats-server_{process.popen.pid}.ports"
+        ports: dict[str, list[str]] = {}
+
+        def ready() -> bool:
+            nonlocal ports
+            if not process.running():
+                return True
+            try:
+                ports = json.loads(ports_file.read_text())
+            except (OSError, ValueError):  # not written yet, or half written
+                return False
+            return bool(ports.get("nats") and ports.get("monitoring"))
+
+        wait_until(ready, 10, "nats-server start-up", process.tail)
+        if not process.running():
+            raise RuntimeError(f"nats-server exited at start-up\n{process.tail()}")
+        return cls(process, ports["nats"][0], ports["monitoring"][0])
+
+    def subscriptions(self) -> list[dict[str, Any]]:
+        """The server's client subscriptions (`/subsz`): each one's `subject` and `qgroup`."""
+        status, _, body = http_request("GET", f"{self.monitoring_url}/subsz?subs=1&limit=10000")
+        assert status == 200, body
+        return [s for s in json.loads(body).get("subscriptions_list", []) if not s["subject"].startswith("$SYS.")]
 
     def stop(self) -> None:
         self.process.stop()

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The end-to-end tests: a real Synapse with the glia bridge, glia with the seed modules.
+# The end-to-end tests: a real Synapse with the glia bridge, glia with the seed modules, and
+# the example Python module served over NATS (needs nats-server: `apt-get install nats-server`).
 # Needs a built glia (`cargo build -p glia-runtime --bin glia`; or GLIA_BIN=/path/to/glia),
 # Python 3.10+ and PyPI access the first time (setup.sh creates tests/e2e/.venv).
 # Extra arguments go to pytest (e.g. `-k web_resources`, `-x`).

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates (or refreshes) the end-to-end test venv at tests/e2e/.venv: matrix-synapse, pytest,
-# and the glia bridge from deploy/synapse-bridge in editable mode. Idempotent: when everything
+# nats-py (for the example NATS module and its test), and the glia bridge from
+# deploy/synapse-bridge in editable mode. Idempotent: when everything
 # is already installed it only checks, in about a second.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -15,7 +16,7 @@ installed() {
     "$venv/bin/python" - "$synapse_version" "$bridge" <<'PY' 2>/dev/null
 import os, sys
 from importlib.metadata import version
-import pytest, synapse, glia_synapse  # noqa: F401
+import nats, pytest, synapse, glia_synapse  # noqa: F401
 want_version, bridge = sys.argv[1], os.path.realpath(sys.argv[2])
 assert version("matrix-synapse") == want_version, version("matrix-synapse")
 assert os.path.realpath(glia_synapse.__file__).startswith(bridge + os.sep), glia_synapse.__file__
@@ -23,7 +24,7 @@ PY
 }
 
 if installed; then
-    echo "e2e venv ready: $venv (matrix-synapse $synapse_version, pytest, glia_synapse)"
+    echo "e2e venv ready: $venv (matrix-synapse $synapse_version, pytest, nats-py, glia_synapse)"
     exit 0
 fi
 
@@ -34,6 +35,6 @@ fi
 echo "creating the e2e venv at $venv (matrix-synapse $synapse_version; needs PyPI access, ~30 s)"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    "matrix-synapse==$synapse_version" "pytest>=7" -e "$bridge"
+    "matrix-synapse==$synapse_version" "pytest>=7" "nats-py>=2.6" -e "$bridge"
 installed || { echo "error: the e2e venv at $venv is still incomplete after pip install" >&2; exit 1; }
 echo "e2e venv ready: $venv"
