@@ -213,6 +213,7 @@ async fn handle(client: &Client, hosted: &Hosted, message: Message) {
             let meta = InvocationMeta {
                 request_id: request_id.as_str().into(),
                 deadline: Instant::now() + budget,
+                traceparent: header(headers::TRACEPARENT).map(Into::into),
             };
             let call = hosted.bus.invoke(
                 Target {

@@ -2,16 +2,77 @@
 //! orders and speeds, priorities, invalid answers, chaining, union, timeouts and failure
 //! policies. Ordering is proved with gates (a module cannot answer until the test opens its
 //! gate), never with timing.
+//!
+//! The same suite runs over the NATS bus with `GLIA_TEST_BUS=nats` (tests/run-all does): then
+//! every module is placed on NATS and served by an in-process worker, against a real
+//! nats-server.
 
 use glia_bus_schema::requests::*;
 use glia_bus_schema::{CallbackRequest, Decision, Event};
+use glia_runtime::worker::Worker;
+use glia_runtime::StartError;
+use glia_tests::nats::NatsServer;
 use glia_tests::probes::{answered, last_args, open_gate, started, until};
 use glia_tests::TestGlia;
 use serde_json::{json, Value};
 
 /// A config (JSON is YAML) with these module entries.
-fn config(modules: Value) -> String {
-    json!({ "modules": modules }).to_string()
+fn config(modules: Value) -> Value {
+    json!({ "modules": modules })
+}
+
+/// glia for one test, on the bus `GLIA_TEST_BUS` names (`internal` unless it says `nats`).
+struct Launched {
+    inner: TestGlia,
+    _worker: Option<Worker>,
+    _nats: Option<NatsServer>,
+}
+
+impl std::ops::Deref for Launched {
+    type Target = TestGlia;
+    fn deref(&self) -> &TestGlia {
+        &self.inner
+    }
+}
+
+/// Starts glia from `config`; over NATS, every module is placed on NATS and served by a
+/// worker started first (so the coordinator finds it when it asks).
+async fn try_launch(mut config: Value) -> Result<Launched, StartError> {
+    if std::env::var("GLIA_TEST_BUS").as_deref() != Ok("nats") {
+        let inner = TestGlia::try_start(&config.to_string()).await?;
+        return Ok(Launched {
+            inner,
+            _worker: None,
+            _nats: None,
+        });
+    }
+    let nats = NatsServer::start();
+    config["bus"] = json!({"type": "nats", "url": nats.url()});
+    for module in config["modules"].as_array_mut().into_iter().flatten() {
+        module["placement"] = json!("nats");
+    }
+    let yaml = config.to_string();
+    let hosts_any = config["modules"].as_array().is_some_and(|m| !m.is_empty());
+    let worker = match hosts_any {
+        true => Some(
+            Worker::start(&TestGlia::config(&yaml).expect("a valid test config"))
+                .await
+                .expect("the worker starts"),
+        ),
+        false => None,
+    };
+    let inner = TestGlia::try_start(&yaml).await?;
+    Ok(Launched {
+        inner,
+        _worker: worker,
+        _nats: Some(nats),
+    })
+}
+
+async fn launch(config: Value) -> Launched {
+    try_launch(config)
+        .await
+        .unwrap_or_else(|e| panic!("glia did not start: {e}"))
 }
 
 /// A scripted module entry.
@@ -19,8 +80,8 @@ fn scripted(name: &str, answers: Value) -> Value {
     json!({ "module": "scripted", "name": name, "config": { "probe": name, "answers": answers } })
 }
 
-async fn start(modules: Value) -> TestGlia {
-    TestGlia::start(&config(modules)).await
+async fn start(modules: Value) -> Launched {
+    launch(config(modules)).await
 }
 
 fn invite() -> CallbackRequest {
@@ -503,7 +564,7 @@ async fn auth_checkers_by_login_type_see_exactly_their_fields() {
 
 #[actix_rt::test]
 async fn one_login_type_with_two_field_lists_is_refused_at_start() {
-    let err = TestGlia::try_start(&config(json!([
+    let err = try_launch(config(json!([
         {"module": "scripted", "name": "af-m1", "config": {"auth_checkers": {"t": {"fields": ["a"], "answer": null}}}},
         {"module": "scripted", "name": "af-m2", "config": {"auth_checkers": {"t": {"fields": ["b"], "answer": null}}}},
     ])))
@@ -633,7 +694,7 @@ async fn single_slot_callbacks() {
         json!({"value": null})
     );
 
-    let err = TestGlia::try_start(&config(json!([
+    let err = try_launch(config(json!([
         scripted("ss2-m1", json!({"on_legacy_renew": {"answer": renew}})),
         scripted("ss2-m2", json!({"on_legacy_renew": {"answer": renew}})),
     ])))
@@ -766,12 +827,9 @@ async fn a_timeout_resolves_through_each_failure_policy() {
 
 #[actix_rt::test]
 async fn the_request_deadline_bounds_every_module() {
-    let g = TestGlia::start(
-        &json!({"deadline": "30ms", "modules": [
-            {"module": "scripted", "name": "dl", "timeout": "1h", "config": {"answers": {"user_may_invite": {"hang": true}}}}
-        ]})
-        .to_string(),
-    )
+    let g = launch(json!({"deadline": "30ms", "modules": [
+        {"module": "scripted", "name": "dl", "timeout": "1h", "config": {"answers": {"user_may_invite": {"hang": true}}}}
+    ]}))
     .await;
     let reply = to_json(g.dispatch(invite()).await);
     assert_eq!(reply["decision"], "error");

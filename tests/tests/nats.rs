@@ -386,3 +386,57 @@ async fn an_oversized_invocation_is_refused_clearly_and_nothing_crashes() {
     );
     worker.shutdown(Duration::from_millis(10)).await;
 }
+
+#[actix_rt::test]
+async fn invocations_carry_the_request_id_deadline_and_trace_context_in_headers() {
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut module = client
+        .queue_subscribe(
+            subjects::module_wildcard("hdr"),
+            subjects::module_queue_group("hdr"),
+        )
+        .await
+        .unwrap();
+    let (seen_tx, seen_rx) = futures::channel::oneshot::channel();
+    let responder = client.clone();
+    actix_rt::spawn(async move {
+        let message = module.next().await.expect("an invocation");
+        let headers = message.headers.clone().expect("headers");
+        let get = |name: &str| headers.get(name).map(|v| v.as_str().to_owned());
+        let seen = (
+            get("Glia-Request-Id"),
+            get("Glia-Deadline"),
+            get("traceparent"),
+        );
+        let body: Value = serde_json::from_slice(&message.payload).unwrap();
+        let reply = json!({"request_id": body["request_id"], "result": {"answer": {"callback": "user_may_invite", "answer": "NOT_SPAM"}}});
+        responder
+            .publish(message.reply.unwrap(), reply.to_string().into())
+            .await
+            .unwrap();
+        let _ = seen_tx.send(seen);
+    });
+    let yaml = config(
+        &nats.url(),
+        json!([{"module": "remote", "name": "hdr", "placement": "nats", "timeout": "5s", "callbacks": ["user_may_invite"]}]),
+    );
+    let g = TestGlia::start(&yaml).await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let meta = glia_runtime::bus::InvocationMeta {
+        request_id: "req-42".into(),
+        deadline: std::time::Instant::now() + Duration::from_secs(5),
+        traceparent: Some(traceparent.into()),
+    };
+    let reply = g
+        .glia
+        .coordinator()
+        .dispatch(invite("@a:hs"), meta)
+        .await
+        .unwrap();
+    assert_eq!(decision(reply), json!({"decision": "allow"}));
+    let (request_id, deadline, trace) = seen_rx.await.unwrap();
+    assert_eq!(request_id.as_deref(), Some("req-42"));
+    assert!(deadline.unwrap().parse::<u64>().unwrap() > 1_700_000_000_000);
+    assert_eq!(trace.as_deref(), Some(traceparent));
+}

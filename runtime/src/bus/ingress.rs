@@ -74,6 +74,11 @@ async fn answer(coordinator: &Coordinator, message: &Message) -> Vec<u8> {
     let meta = InvocationMeta {
         request_id,
         deadline: Instant::now() + coordinator.deadline(),
+        traceparent: message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(headers::TRACEPARENT))
+            .map(|v| Arc::<str>::from(v.as_str())),
     };
     match coordinator.dispatch(request, meta).await {
         Ok(reply) => serde_json::to_vec(&reply).unwrap_or_default(),

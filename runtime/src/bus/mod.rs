@@ -34,6 +34,8 @@ pub struct InvocationMeta {
     pub request_id: Arc<str>,
     /// After this no one waits for the answer.
     pub deadline: Instant,
+    /// The caller's W3C `traceparent`, passed on to remote modules as it came.
+    pub traceparent: Option<Arc<str>>,
 }
 
 /// Carries invocations to modules. The coordinator applies timeouts and failure policies;

@@ -147,6 +147,9 @@ impl Bus for NatsBus {
         let mut headers = HeaderMap::new();
         headers.insert(headers::REQUEST_ID, &*meta.request_id);
         headers.insert(headers::DEADLINE, deadline_ms.to_string().as_str());
+        if let Some(traceparent) = &meta.traceparent {
+            headers.insert(headers::TRACEPARENT, &**traceparent);
+        }
         let client = self.client.clone();
         async move {
             let body = body.map_err(|e| InvocationError::Unavailable {

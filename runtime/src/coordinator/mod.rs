@@ -124,6 +124,7 @@ impl Coordinator {
         InvocationMeta {
             request_id: self.next_request_id(),
             deadline: Instant::now() + self.deadline,
+            traceparent: None,
         }
     }
 

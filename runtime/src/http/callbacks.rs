@@ -69,6 +69,12 @@ async fn answer(
     let meta = InvocationMeta {
         request_id,
         deadline: Instant::now() + coordinator.deadline(),
+        traceparent: req
+            .headers()
+            .get(glia_bus_schema::subjects::headers::TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 128)
+            .map(Into::into),
     };
     Ok(coordinator.dispatch(request, meta).await?)
 }
