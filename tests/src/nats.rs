@@ -10,6 +10,7 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    args: Vec<String>,
 }
 
 fn binary() -> PathBuf {
@@ -44,6 +45,11 @@ fn free_port() -> u16 {
 impl NatsServer {
     /// Starts a server on a free port and waits until it accepts connections.
     pub fn start() -> NatsServer {
+        Self::start_with(&[])
+    }
+
+    /// The same, with extra nats-server arguments (`--auth TOKEN`, ...).
+    pub fn start_with(args: &[&str]) -> NatsServer {
         let dir =
             std::env::temp_dir().join(format!("glia-nats-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).expect("a temp dir");
@@ -51,6 +57,7 @@ impl NatsServer {
             child: None,
             port: free_port(),
             dir,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         server.restart();
         server
@@ -75,6 +82,7 @@ impl NatsServer {
         let child = Command::new(binary())
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-l"])
             .arg(self.dir.join("nats.log"))
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

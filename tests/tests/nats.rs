@@ -440,3 +440,124 @@ async fn invocations_carry_the_request_id_deadline_and_trace_context_in_headers(
     assert!(deadline.unwrap().parse::<u64>().unwrap() > 1_700_000_000_000);
     assert_eq!(trace.as_deref(), Some(traceparent));
 }
+
+#[actix_rt::test]
+async fn token_authentication_is_configurable() {
+    let nats = NatsServer::start_with(&["--auth", "s3cret"]);
+    let with = |token: Option<&str>| {
+        let mut bus = json!({"type": "nats", "url": nats.url(), "connect_timeout": "2s"});
+        if let Some(t) = token {
+            bus["token"] = json!(t);
+        }
+        json!({"bus": bus, "modules": [{"module": "remote", "name": "ghost", "placement": "nats",
+                                         "callbacks": ["user_may_invite"]}]})
+        .to_string()
+    };
+    let g = TestGlia::start(&with(Some("s3cret"))).await;
+    assert_eq!(g.glia.bus_connected(), Some(true));
+    let refused = TestGlia::try_start(&with(Some("wrong")))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        refused.to_string().contains("cannot connect to NATS"),
+        "{refused}"
+    );
+}
+
+/// The `glia` binary, built by `cargo build -p glia-runtime --bin glia` (tests/run-all does).
+fn glia_binary() -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/glia");
+    assert!(
+        path.exists(),
+        "no glia binary at {}: run `cargo build -p glia-runtime --bin glia`",
+        path.display()
+    );
+    path
+}
+
+#[actix_rt::test]
+async fn a_worker_process_killed_mid_load_leaves_no_request_unanswered() {
+    let nats = NatsServer::start();
+    let yaml = json!({"bus": {"type": "nats", "url": nats.url()}, "deadline": "10s", "modules": [
+        {"module": "demo", "placement": "nats", "timeout": "500ms", "failure_policy": "allow",
+         "callbacks": ["user_may_create_room"]}
+    ]})
+    .to_string();
+    let file = std::env::temp_dir().join(format!("glia-kill-{}.yaml", std::process::id()));
+    std::fs::write(&file, &yaml).unwrap();
+    let spawn = || {
+        std::process::Command::new(glia_binary())
+            .args(["worker", "--config"])
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("glia worker starts")
+    };
+    let (mut doomed, mut survivor) = (spawn(), spawn());
+    let g = Arc::new(TestGlia::start(&yaml).await);
+    let ask = |i: usize| {
+        let user = if i.is_multiple_of(5) {
+            "@evilguy:example.com".to_owned()
+        } else {
+            format!("@u{i}:example.com")
+        };
+        CallbackRequest::UserMayCreateRoom(glia_bus_schema::requests::UserMayCreateRoom {
+            user_id: user,
+            room_config: Default::default(),
+        })
+    };
+    // Wait until the workers answer.
+    let mut ready = false;
+    for _ in 0..200 {
+        if let DispatchReply::UserMayCreateRoom(d) = g.dispatch(ask(1)).await {
+            if serde_json::to_value(d).unwrap() == json!({"decision": "allow"}) {
+                ready = true;
+                break;
+            }
+        }
+        actix_rt::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(ready, "the workers never answered");
+    let g2 = g.clone();
+    let load = actix_rt::spawn(async move {
+        futures::stream::iter(0..400)
+            .map(|i| {
+                let g = g2.clone();
+                async move {
+                    let t = std::time::Instant::now();
+                    let DispatchReply::UserMayCreateRoom(d) = g.dispatch(ask(i)).await else {
+                        panic!("wrong reply")
+                    };
+                    (i, serde_json::to_value(d).unwrap(), t.elapsed())
+                }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await
+    });
+    actix_rt::time::sleep(Duration::from_millis(50)).await;
+    doomed.kill().unwrap();
+    let replies = load.await.unwrap();
+    let _ = doomed.wait();
+    assert_eq!(replies.len(), 400, "every request is answered");
+    for (i, reply, took) in &replies {
+        // Answered by a worker (demo's decision) or, for what the killed worker held, by the
+        // timeout and the failure policy (allow); never later than the deadline.
+        let evil = i.is_multiple_of(5);
+        let by_demo = if evil {
+            reply["decision"] == "deny" && reply["module"] == "demo"
+        } else {
+            reply == &json!({"decision": "allow"})
+        };
+        assert!(
+            by_demo || reply == &json!({"decision": "allow"}),
+            "request {i}: {reply}"
+        );
+        assert!(*took < Duration::from_secs(10), "request {i} took {took:?}");
+    }
+    survivor.kill().unwrap();
+    let _ = survivor.wait();
+    let _ = std::fs::remove_file(&file);
+}
