@@ -477,7 +477,7 @@ fn glia_binary() -> std::path::PathBuf {
 }
 
 #[actix_rt::test]
-async fn a_worker_process_killed_mid_load_leaves_no_request_unanswered() {
+async fn one_of_three_worker_processes_killed_mid_load_leaves_no_request_unanswered() {
     let nats = NatsServer::start();
     let yaml = json!({"bus": {"type": "nats", "url": nats.url()}, "deadline": "10s", "modules": [
         {"module": "demo", "placement": "nats", "timeout": "500ms", "failure_policy": "allow",
@@ -495,7 +495,8 @@ async fn a_worker_process_killed_mid_load_leaves_no_request_unanswered() {
             .spawn()
             .expect("glia worker starts")
     };
-    let (mut doomed, mut survivor) = (spawn(), spawn());
+    // Three workers serve the module; one is killed mid-load.
+    let (mut doomed, survivors) = (spawn(), [spawn(), spawn()]);
     let g = Arc::new(TestGlia::start(&yaml).await);
     let ask = |i: usize| {
         let user = if i.is_multiple_of(5) {
@@ -557,7 +558,9 @@ async fn a_worker_process_killed_mid_load_leaves_no_request_unanswered() {
         );
         assert!(*took < Duration::from_secs(10), "request {i} took {took:?}");
     }
-    survivor.kill().unwrap();
-    let _ = survivor.wait();
+    for mut survivor in survivors {
+        survivor.kill().unwrap();
+        let _ = survivor.wait();
+    }
     let _ = std::fs::remove_file(&file);
 }
