@@ -69,12 +69,18 @@ enum Command {
     },
 }
 
-fn load(path: Option<&PathBuf>) -> Result<GliaConfig, config::ConfigFileError> {
+fn load(path: Option<&PathBuf>) -> Result<GliaConfig, String> {
     let registry = glia_modules::builtin_registry();
     match path {
         Some(p) => config::load_file(p, &registry),
         None => config::load_str(config::EMBEDDED_CONFIG, config::EMBEDDED_NAME, &registry),
     }
+    .map_err(|e| e.to_string())
+}
+
+/// Runs `future` in an actix system.
+fn run<F: std::future::Future<Output = Result<(), String>>>(future: F) -> Result<(), String> {
+    actix_web::rt::System::new().block_on(future)
 }
 
 fn main() -> ExitCode {
@@ -82,17 +88,10 @@ fn main() -> ExitCode {
     // A chaos run crashes modules by the thousand on purpose: its report says what matters.
     let quiet = matches!(cli.command, Command::Chaos { .. });
     logging::init_with_default(cli.log_json, if quiet { "off" } else { "info" });
-    match cli.command {
-        Command::CheckConfig { file } => match load(Some(&file)) {
-            Ok(cfg) => {
-                println!("{}: OK ({} modules)", file.display(), cfg.modules.len());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
+    let outcome = match cli.command {
+        Command::CheckConfig { file } => load(Some(&file)).map(|cfg| {
+            println!("{}: OK ({} modules)", file.display(), cfg.modules.len());
+        }),
         Command::Chaos {
             requests,
             concurrency,
@@ -112,42 +111,21 @@ fn main() -> ExitCode {
                 ..chaos::ChaosOptions::default()
             };
             glia_modules::chaos::quiet_planned_panics();
-            actix_web::rt::System::new().block_on(run_chaos(options, baseline))
+            return actix_web::rt::System::new().block_on(run_chaos(options, baseline));
         }
-        Command::Worker { config } => {
-            let cfg = match load(Some(&config)) {
-                Ok(cfg) => cfg,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match actix_web::rt::System::new().block_on(run_worker(cfg)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::Serve { config, listen } => {
-            let mut cfg = match load(config.as_ref()) {
-                Ok(cfg) => cfg,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
+        Command::Worker { config } => load(Some(&config)).and_then(|cfg| run(run_worker(cfg))),
+        Command::Serve { config, listen } => load(config.as_ref()).and_then(|mut cfg| {
             if let Some(listen) = listen {
                 cfg.listen = listen;
             }
-            match actix_web::rt::System::new().block_on(serve(cfg)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            run(serve(cfg))
+        }),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -228,19 +228,25 @@ fn wait_for(running: &mut Running, port: u16, path: &str) -> (u16, String) {
     panic!("glia did not answer {path} on port {port}");
 }
 
-#[test]
-fn serve_without_a_config_runs_the_embedded_example() {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
+/// Starts `glia serve` with these arguments, its log captured.
+fn serve(args: &[&str]) -> Running {
     let child = Command::new(GLIA)
-        .args(["serve", "--listen", &listen])
+        .arg("serve")
+        .args(args)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start glia serve");
-    let mut running = Running(Some(child));
+    Running(Some(child))
+}
+
+#[test]
+fn serve_without_a_config_runs_the_embedded_example() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut running = serve(&["--listen", &listen]);
 
     let (status, body) = wait_for(&mut running, port, "/health");
     assert_eq!(status, 200, "{body}");
@@ -270,15 +276,7 @@ fn serve_with_a_config_file_uses_it() {
     );
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let child = Command::new(GLIA)
-        .args(["serve", "-c", file.path(), "--listen", &listen])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start glia serve");
-    let mut running = Running(Some(child));
+    let mut running = serve(&["-c", file.path(), "--listen", &listen]);
 
     let (status, body) = wait_for(&mut running, port, "/health");
     assert_eq!(status, 200, "{body}");
@@ -294,15 +292,7 @@ fn serve_with_a_config_file_uses_it() {
 fn serve_on_a_port_in_use_fails() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     let listen = taken.local_addr().unwrap().to_string();
-    let child = Command::new(GLIA)
-        .args(["serve", "--listen", &listen])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start glia serve");
-    let mut running = Running(Some(child));
+    let mut running = serve(&["--listen", &listen]);
     // Bounded: were it to serve anyway, it would never exit on its own.
     let mut exited = None;
     for _ in 0..400 {
