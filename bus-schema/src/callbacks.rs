@@ -217,6 +217,11 @@ macro_rules! callbacks {
             pub fn callback(&self) -> Callback {
                 match self { $(DispatchReply::$variant(_) => Callback::$variant),* }
             }
+
+            /// What the reply amounts to, for logs, metrics and traces.
+            pub fn summary(&self) -> crate::replies::ReplySummary<'_> {
+                match self { $(DispatchReply::$variant(r) => crate::replies::Summarize::summary(r)),* }
+            }
         }
 
         $(

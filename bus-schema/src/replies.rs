@@ -176,3 +176,156 @@ pub struct SlotReply<T> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,
 }
+
+/// What a reply amounts to, whatever its callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    /// The operation goes ahead (yes/no callbacks, notifications).
+    Allow,
+    /// The operation is refused (or, for registration, shadow-banned).
+    Deny,
+    /// Synapse would fail the request.
+    Error,
+    /// A module supplied a value (a user id, a name, presence targets, an expiry).
+    Value,
+    /// No module had an opinion: Synapse falls back to its own behaviour.
+    Empty,
+}
+
+impl ReplyKind {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplyKind::Allow => "allow",
+            ReplyKind::Deny => "deny",
+            ReplyKind::Error => "error",
+            ReplyKind::Value => "value",
+            ReplyKind::Empty => "none",
+        }
+    }
+}
+
+/// A reply reduced to its kind and who decided it, without its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplySummary<'a> {
+    /// What it amounts to.
+    pub kind: ReplyKind,
+    /// The errcode of a deny or an error.
+    pub errcode: Option<&'a str>,
+    /// The HTTP status of an error, or of a deny with a status of its own.
+    pub status: Option<u16>,
+    /// The module whose answer (or failure) made the reply.
+    pub module: Option<&'a str>,
+}
+
+impl<'a> ReplySummary<'a> {
+    fn of(kind: ReplyKind, module: Option<&'a str>) -> Self {
+        ReplySummary {
+            kind,
+            errcode: None,
+            status: None,
+            module,
+        }
+    }
+}
+
+/// Reduces a reply type to a [`ReplySummary`].
+pub trait Summarize {
+    /// The summary.
+    fn summary(&self) -> ReplySummary<'_>;
+}
+
+impl Summarize for Decision {
+    fn summary(&self) -> ReplySummary<'_> {
+        match self {
+            Decision::Allow { module, .. } => ReplySummary::of(ReplyKind::Allow, module.as_deref()),
+            Decision::Deny {
+                errcode,
+                module,
+                status,
+                ..
+            } => ReplySummary {
+                kind: ReplyKind::Deny,
+                errcode: Some(errcode),
+                status: *status,
+                module: Some(module),
+            },
+            Decision::Error(f) => f.summary(),
+        }
+    }
+}
+
+impl Summarize for Failure {
+    fn summary(&self) -> ReplySummary<'_> {
+        ReplySummary {
+            kind: ReplyKind::Error,
+            errcode: Some(&self.errcode),
+            status: Some(self.status),
+            module: Some(&self.module),
+        }
+    }
+}
+
+impl<T: Summarize> Summarize for Outcome<T> {
+    fn summary(&self) -> ReplySummary<'_> {
+        match self {
+            Outcome::Failed(f) => f.failure.summary(),
+            Outcome::Value(v) => v.summary(),
+        }
+    }
+}
+
+impl Summarize for RegistrationReply {
+    fn summary(&self) -> ReplySummary<'_> {
+        let kind = match self.behaviour {
+            RegistrationBehaviour::Allow => ReplyKind::Allow,
+            RegistrationBehaviour::ShadowBan | RegistrationBehaviour::Deny => ReplyKind::Deny,
+        };
+        ReplySummary::of(kind, self.module.as_deref())
+    }
+}
+
+fn value_or_empty<'a, T>(value: &Option<T>, module: &'a Option<String>) -> ReplySummary<'a> {
+    let kind = if value.is_some() {
+        ReplyKind::Value
+    } else {
+        ReplyKind::Empty
+    };
+    ReplySummary::of(kind, module.as_deref())
+}
+
+impl Summarize for ExpiryReply {
+    fn summary(&self) -> ReplySummary<'_> {
+        value_or_empty(&self.expired, &self.module)
+    }
+}
+
+impl Summarize for AuthReply {
+    fn summary(&self) -> ReplySummary<'_> {
+        value_or_empty(&self.user_id, &self.module)
+    }
+}
+
+impl Summarize for NameReply {
+    fn summary(&self) -> ReplySummary<'_> {
+        value_or_empty(&self.name, &self.module)
+    }
+}
+
+impl<T> Summarize for SlotReply<T> {
+    fn summary(&self) -> ReplySummary<'_> {
+        value_or_empty(&self.value, &self.module)
+    }
+}
+
+impl Summarize for UsersForStatesReply {
+    fn summary(&self) -> ReplySummary<'_> {
+        ReplySummary::of(ReplyKind::Value, None)
+    }
+}
+
+impl Summarize for InterestedUsersReply {
+    fn summary(&self) -> ReplySummary<'_> {
+        ReplySummary::of(ReplyKind::Value, None)
+    }
+}

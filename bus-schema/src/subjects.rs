@@ -21,8 +21,13 @@ pub mod headers {
     pub const REQUEST_ID: &str = "Glia-Request-Id";
     /// Milliseconds since the Unix epoch after which nobody waits for the answer.
     pub const DEADLINE: &str = "Glia-Deadline";
-    /// W3C trace context.
+    /// W3C trace context: the sender's span.
     pub const TRACEPARENT: &str = "traceparent";
+    /// W3C trace context: vendor state, passed on as it came.
+    pub const TRACESTATE: &str = "tracestate";
+    /// On a coordinator's reply (HTTP or NATS): the id of the decision's record in the
+    /// decision log and of its dispatch span (`glia.decision_id`).
+    pub const DECISION_ID: &str = "Glia-Decision-Id";
 }
 
 /// Whether `name` can be a module's subject token: letters, digits, `_` and `-`.

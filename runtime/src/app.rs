@@ -8,6 +8,7 @@ use crate::host::{
     spawn_module, ModuleActor, ModuleInstance, ModuleState, ModuleStatus, RegistrationSummary,
     SpawnError,
 };
+use crate::telemetry::{ModuleGauge, Role, Telemetry};
 use actix::Addr;
 use arc_swap::ArcSwap;
 use serde::Serialize;
@@ -28,6 +29,9 @@ pub enum StartError {
     /// Two modules hold a single slot, or clash on a login type.
     #[error("{0}")]
     Plan(#[from] PlanError),
+    /// Telemetry cannot start as configured.
+    #[error("{0}")]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
     /// A web resource path glia refuses.
     #[error("modules[{index}] ({name}): web resource {path:?}: {reason}")]
     WebPath {
@@ -239,7 +243,16 @@ pub struct Glia {
     stopping: Arc<AtomicBool>,
     nats: Option<async_nats::Client>,
     ingress: Mutex<Option<actix_rt::task::JoinHandle<()>>>,
+    telemetry: Arc<Telemetry>,
     config: GliaConfig,
+}
+
+/// Start-up choices that are not in the config file.
+#[derive(Default)]
+pub struct StartOptions {
+    /// Spans go to this provider instead of the exporter the config names (tests bring
+    /// an in-memory exporter this way).
+    pub tracer_provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 }
 
 /// How often a remote module that has not described itself is asked again.
@@ -282,6 +295,11 @@ impl Glia {
     /// Builds every module (each on its own thread, under its supervisor), then the plans and
     /// the coordinator. Must run inside an actix system.
     pub async fn start(config: GliaConfig) -> Result<Glia, StartError> {
+        Glia::start_with(config, StartOptions::default()).await
+    }
+
+    /// [`Glia::start`] with choices the config file does not make.
+    pub async fn start_with(config: GliaConfig, options: StartOptions) -> Result<Glia, StartError> {
         let nats = match &config.bus {
             BusConfig::Nats(settings) => Some(
                 crate::bus::nats::connect(settings)
@@ -296,11 +314,32 @@ impl Glia {
             web: ArcSwap::from_pointee(WebRoutes::default()),
             coordinator: OnceLock::new(),
         });
+        let statuses: Vec<Arc<ModuleStatus>> = config
+            .modules
+            .iter()
+            .map(|_| Arc::new(ModuleStatus::default()))
+            .collect();
+        let gauges = config
+            .modules
+            .iter()
+            .zip(&statuses)
+            .filter(|(m, _)| m.placement == Placement::Local)
+            .map(|(m, status)| ModuleGauge {
+                name: m.name.as_str().into(),
+                status: status.clone(),
+            })
+            .collect();
+        let telemetry = Arc::new(Telemetry::start(
+            &config.telemetry,
+            Role::Coordinator,
+            config.modules.len(),
+            gauges,
+            nats.clone(),
+            options.tracer_provider,
+        )?);
         let mut instances: Vec<Option<ModuleInstance>> = Vec::with_capacity(config.modules.len());
-        let mut statuses = Vec::with_capacity(config.modules.len());
         for (index, module) in config.modules.iter().enumerate() {
-            let status = Arc::new(ModuleStatus::default());
-            statuses.push(status.clone());
+            let status = statuses[index].clone();
             if module.placement == Placement::Nats {
                 instances.push(None);
                 continue;
@@ -377,7 +416,10 @@ impl Glia {
         });
         let placements = config.modules.iter().map(|m| m.placement).collect();
         let routed = RoutedBus::new(bus.clone(), nats_bus, placements);
-        let coordinator = Arc::new(Coordinator::new(plans, Arc::new(routed), config.deadline));
+        let coordinator = Arc::new(
+            Coordinator::new(plans, Arc::new(routed), config.deadline)
+                .with_telemetry(telemetry.clone()),
+        );
         let _ = topology.coordinator.set(coordinator.clone());
         // A module whose probe succeeded while the plans were being built registered too early
         // to be planned: plan once more with everything known now.
@@ -397,6 +439,7 @@ impl Glia {
             ingress: Mutex::new(None),
             nats,
             topology,
+            telemetry,
             config,
         };
         glia.watch_threads();
@@ -656,8 +699,14 @@ impl Glia {
         for instance in instances.into_iter().rev().flatten() {
             instance.stop().await;
         }
+        self.telemetry.shutdown().await;
         if let Some(client) = &self.nats {
             let _ = client.flush().await;
         }
+    }
+
+    /// Spans, metrics and the decision log.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
     }
 }

@@ -14,6 +14,7 @@ pub mod http;
 pub mod logging;
 pub mod policy;
 pub mod supervision;
+pub mod telemetry;
 pub mod worker;
 
 pub use app::{Glia, StartError};

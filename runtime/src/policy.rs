@@ -18,13 +18,20 @@ pub enum FailurePolicy {
     Error,
 }
 
-impl fmt::Display for FailurePolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl FailurePolicy {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
             FailurePolicy::Allow => "allow",
             FailurePolicy::Deny => "deny",
             FailurePolicy::Error => "error",
-        })
+        }
+    }
+}
+
+impl fmt::Display for FailurePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

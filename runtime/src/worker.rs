@@ -6,6 +6,7 @@ use crate::bus::nats::{connect, time_left};
 use crate::bus::{Bus, InProcessBus, InvocationMeta, Target};
 use crate::config::{BusConfig, GliaConfig, ModuleConfig, Placement, REMOTE_MODULE};
 use crate::host::{spawn_module, ModuleInstance, ModuleStatus, RegistrationSummary, Slot};
+use crate::telemetry::{propagation, ModuleGauge, Role, Telemetry, WorkerSpan};
 use async_nats::{Client, Message, Subscriber};
 use futures::StreamExt;
 use glia_bus_schema::subjects::{self, headers, AuthCheckerDescription, Description};
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 /// A running worker.
 pub struct Worker {
     client: Client,
+    telemetry: Arc<Telemetry>,
     instances: Vec<ModuleInstance>,
     serving: Vec<actix_rt::task::JoinHandle<()>>,
     stop: watch::Sender<bool>,
@@ -53,12 +55,39 @@ impl Worker {
             );
         }
         let client = connect(settings).await?;
+        let statuses: Vec<Arc<ModuleStatus>> = hosted
+            .iter()
+            .map(|_| Arc::new(ModuleStatus::default()))
+            .collect();
+        let gauges = hosted
+            .iter()
+            .zip(&statuses)
+            .map(|(m, status)| ModuleGauge {
+                name: m.name.as_str().into(),
+                status: status.clone(),
+            })
+            .collect();
+        // Decisions are the coordinator's to record; a worker only traces.
+        let telemetry_config = crate::config::TelemetryConfig {
+            decision_log: Default::default(),
+            ..config.telemetry.clone()
+        };
+        let telemetry = Arc::new(
+            Telemetry::start(
+                &telemetry_config,
+                Role::Worker,
+                hosted.len(),
+                gauges,
+                Some(client.clone()),
+                None,
+            )
+            .map_err(|e| e.to_string())?,
+        );
         let mut instances = Vec::new();
-        for module in &hosted {
-            let instance =
-                spawn_module(module, Arc::new(ModuleStatus::default()), Arc::new(|_| {}))
-                    .await
-                    .map_err(|e| e.to_string())?;
+        for (module, status) in hosted.iter().zip(&statuses) {
+            let instance = spawn_module(module, status.clone(), Arc::new(|_| {}))
+                .await
+                .map_err(|e| e.to_string())?;
             instances.push(instance);
         }
         let bus = Arc::new(InProcessBus::new(
@@ -88,6 +117,7 @@ impl Worker {
                 client.clone(),
                 subscription,
                 hosted,
+                telemetry.clone(),
                 stopped.clone(),
                 in_flight.clone(),
             )));
@@ -95,6 +125,7 @@ impl Worker {
         }
         Ok(Worker {
             client,
+            telemetry,
             instances,
             serving,
             stop,
@@ -124,6 +155,7 @@ impl Worker {
         for instance in self.instances.into_iter().rev() {
             instance.stop().await;
         }
+        self.telemetry.shutdown().await;
     }
 }
 
@@ -144,6 +176,7 @@ async fn serve(
     client: Client,
     mut subscription: Subscriber,
     hosted: Arc<Hosted>,
+    telemetry: Arc<Telemetry>,
     mut stop: watch::Receiver<bool>,
     in_flight: Arc<AtomicUsize>,
 ) {
@@ -166,14 +199,15 @@ async fn serve(
         };
         in_flight.fetch_add(1, Ordering::AcqRel);
         let (client, hosted, in_flight) = (client.clone(), hosted.clone(), in_flight.clone());
+        let telemetry = telemetry.clone();
         actix_rt::spawn(async move {
-            handle(&client, &hosted, message).await;
+            handle(&client, &hosted, &telemetry, message).await;
             in_flight.fetch_sub(1, Ordering::AcqRel);
         });
     }
 }
 
-async fn handle(client: &Client, hosted: &Hosted, message: Message) {
+async fn handle(client: &Client, hosted: &Hosted, telemetry: &Telemetry, message: Message) {
     let Some(reply_to) = message.reply.clone() else {
         return;
     };
@@ -206,14 +240,27 @@ async fn handle(client: &Client, hosted: &Hosted, message: Message) {
         None => None,
     };
     let request_id = header(headers::REQUEST_ID).unwrap_or_default();
+    let parent = propagation::extract(
+        header(headers::TRACEPARENT).as_deref(),
+        header(headers::TRACESTATE).as_deref(),
+    );
+    let span = WorkerSpan::start(
+        telemetry,
+        &hosted.name,
+        &message.subject,
+        suffix.parse().ok(),
+        &request_id,
+        parent,
+    );
     let result = match invocation(hosted, suffix, &message) {
         Err(e) => InvocationResult::Error(e),
         Ok((request, slot)) => {
             let budget = left.unwrap_or(Duration::from_secs(60));
             let meta = InvocationMeta {
                 request_id: request_id.as_str().into(),
+                decision_id: Arc::from(""),
                 deadline: Instant::now() + budget,
-                traceparent: header(headers::TRACEPARENT).map(Into::into),
+                trace: span.context().clone(),
             };
             let call = hosted.bus.invoke(
                 Target {
@@ -232,6 +279,10 @@ async fn handle(client: &Client, hosted: &Hosted, message: Message) {
             }
         }
     };
+    span.finish(match &result {
+        InvocationResult::Error(e) => Some(e),
+        InvocationResult::Answer(_) => None,
+    });
     let reply = InvocationReply { request_id, result };
     let body = serde_json::to_vec(&reply).unwrap_or_default();
     if let Err(e) = client.publish(reply_to, body.into()).await {

@@ -423,17 +423,13 @@ async fn invocations_carry_the_request_id_deadline_and_trace_context_in_headers(
     );
     let g = TestGlia::start(&yaml).await;
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let meta = glia_runtime::bus::InvocationMeta {
-        request_id: "req-42".into(),
-        deadline: std::time::Instant::now() + Duration::from_secs(5),
-        traceparent: Some(traceparent.into()),
-    };
-    let reply = g
-        .glia
-        .coordinator()
-        .dispatch(invite("@a:hs"), meta)
-        .await
-        .unwrap();
+    // With span export off, the caller's context is passed on as it came.
+    let coordinator = g.glia.coordinator();
+    let meta = coordinator.meta(
+        Some("req-42".into()),
+        glia_runtime::telemetry::propagation::extract(Some(traceparent), None),
+    );
+    let reply = coordinator.dispatch(invite("@a:hs"), meta).await.unwrap();
     assert_eq!(decision(reply), json!({"decision": "allow"}));
     let (request_id, deadline, trace) = seen_rx.await.unwrap();
     assert_eq!(request_id.as_deref(), Some("req-42"));

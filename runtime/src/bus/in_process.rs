@@ -74,7 +74,7 @@ impl Bus for InProcessBus {
         &self,
         target: Target,
         request: Arc<CallbackRequest>,
-        _meta: &InvocationMeta,
+        meta: &InvocationMeta,
     ) -> InvokeFuture {
         let Some(route) = self
             .routes
@@ -88,6 +88,7 @@ impl Bus for InProcessBus {
             .boxed();
         };
         let addr = route.addr.clone();
+        let trace = meta.trace.clone();
         let send = move |permit| {
             let (reply, answer) = oneshot::channel();
             // The permit bounds what is queued or running, so the mailbox cannot grow
@@ -96,6 +97,7 @@ impl Bus for InProcessBus {
                 slot: target.slot,
                 request,
                 permit: Some(permit),
+                trace,
                 reply,
             });
             async move {

@@ -1,8 +1,8 @@
 //! Homeservers calling the coordinator over NATS: `glia.v1.callbacks.<callback>` requests
 //! answered as the HTTP API answers them.
 
-use crate::bus::InvocationMeta;
 use crate::coordinator::Coordinator;
+use crate::telemetry::propagation;
 use async_nats::{Client, Message};
 use futures::StreamExt;
 use glia_bus_schema::errcodes::{M_BAD_JSON, M_NOT_FOUND, M_NOT_JSON};
@@ -11,7 +11,6 @@ use glia_bus_schema::subjects::{
 };
 use glia_bus_schema::{ArgsError, Callback, CallbackRequest};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Subscribes in the coordinators' queue group and answers until the task is aborted.
 pub async fn serve(client: Client, coordinator: Arc<Coordinator>) {
@@ -31,8 +30,15 @@ pub async fn serve(client: Client, coordinator: Arc<Coordinator>) {
             let Some(reply) = message.reply.clone() else {
                 return;
             };
-            let body = answer(&coordinator, &message).await;
-            if let Err(e) = client.publish(reply, body.into()).await {
+            let (body, decision_id) = answer(&coordinator, &message).await;
+            let mut reply_headers = async_nats::HeaderMap::new();
+            if let Some(id) = &decision_id {
+                reply_headers.insert(headers::DECISION_ID, &**id);
+            }
+            if let Err(e) = client
+                .publish_with_headers(reply, reply_headers, body.into())
+                .await
+            {
                 tracing::warn!(error = %e, "cannot answer a callback request over NATS");
             }
         });
@@ -44,44 +50,45 @@ fn error(errcode: &str, error: String) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-async fn answer(coordinator: &Coordinator, message: &Message) -> Vec<u8> {
+/// The reply body, and the decision id when the request was dispatched.
+async fn answer(coordinator: &Coordinator, message: &Message) -> (Vec<u8>, Option<Arc<str>>) {
     let name = message
         .subject
         .strip_prefix(CALLBACK_PREFIX)
         .and_then(|s| s.strip_prefix('.'))
         .unwrap_or_default();
     let Ok(callback) = name.parse::<Callback>() else {
-        return error(M_NOT_FOUND, format!("Unknown callback {name:?}"));
+        return (
+            error(M_NOT_FOUND, format!("Unknown callback {name:?}")),
+            None,
+        );
     };
     let request = match CallbackRequest::from_json_slice(callback, &message.payload) {
         Ok(r) => r,
-        Err(ArgsError::NotJson(m)) => return error(M_NOT_JSON, format!("Content not JSON: {m}")),
+        Err(ArgsError::NotJson(m)) => {
+            return (error(M_NOT_JSON, format!("Content not JSON: {m}")), None)
+        }
         Err(bad) => {
-            return error(
-                M_BAD_JSON,
-                format!("Invalid arguments for {callback}: {bad}"),
-            )
+            let message = format!("Invalid arguments for {callback}: {bad}");
+            return (error(M_BAD_JSON, message), None);
         }
     };
-    let request_id = message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(headers::REQUEST_ID))
-        .map(|v| v.as_str())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map(Arc::<str>::from)
-        .unwrap_or_else(|| coordinator.next_request_id());
-    let meta = InvocationMeta {
-        request_id,
-        deadline: Instant::now() + coordinator.deadline(),
-        traceparent: message
+    let header = |name: &str| {
+        message
             .headers
             .as_ref()
-            .and_then(|h| h.get(headers::TRACEPARENT))
-            .map(|v| Arc::<str>::from(v.as_str())),
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str())
     };
-    match coordinator.dispatch(request, meta).await {
+    let request_id = header(headers::REQUEST_ID)
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(Arc::<str>::from);
+    let trace = propagation::extract(header(headers::TRACEPARENT), header(headers::TRACESTATE));
+    let meta = coordinator.meta(request_id, trace);
+    let decision_id = meta.decision_id.clone();
+    let body = match coordinator.dispatch(request, meta).await {
         Ok(reply) => serde_json::to_vec(&reply).unwrap_or_default(),
         Err(e) => error(e.errcode, e.error),
-    }
+    };
+    (body, Some(decision_id))
 }

@@ -32,10 +32,22 @@ pub struct Target {
 pub struct InvocationMeta {
     /// The dispatch's request id.
     pub request_id: Arc<str>,
+    /// The dispatch's decision id (its record in the decision log, returned to the caller).
+    pub decision_id: Arc<str>,
     /// After this no one waits for the answer.
     pub deadline: Instant,
-    /// The caller's W3C `traceparent`, passed on to remote modules as it came.
-    pub traceparent: Option<Arc<str>>,
+    /// The trace context: the caller's on the way into the coordinator, the invocation
+    /// span's on the way to a module (sent to remote modules as `traceparent`).
+    pub trace: opentelemetry::Context,
+}
+
+/// How an invocation travels, for its span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// To an actor in this process.
+    InProcess,
+    /// Over NATS to a worker.
+    Nats,
 }
 
 /// Carries invocations to modules. The coordinator applies timeouts and failure policies;
@@ -48,4 +60,9 @@ pub trait Bus: Send + Sync {
         request: Arc<CallbackRequest>,
         meta: &InvocationMeta,
     ) -> InvokeFuture;
+
+    /// How invocations to `target` travel.
+    fn route(&self, _target: Target) -> Route {
+        Route::InProcess
+    }
 }

@@ -1,7 +1,7 @@
 //! The NATS bus: invocations as request-reply on `glia.v1.module.<module>.<callback>`, served
 //! by a queue group of workers per module (docs/PROTOCOL.md).
 
-use super::{Bus, InvocationMeta, InvokeFuture, Target};
+use super::{Bus, InvocationMeta, InvokeFuture, Route, Target};
 use crate::config::NatsConfig;
 use async_nats::header::HeaderMap;
 use async_nats::{Client, RequestErrorKind};
@@ -147,8 +147,12 @@ impl Bus for NatsBus {
         let mut headers = HeaderMap::new();
         headers.insert(headers::REQUEST_ID, &*meta.request_id);
         headers.insert(headers::DEADLINE, deadline_ms.to_string().as_str());
-        if let Some(traceparent) = &meta.traceparent {
-            headers.insert(headers::TRACEPARENT, &**traceparent);
+        let trace = crate::telemetry::propagation::inject(&meta.trace);
+        if let Some(traceparent) = &trace.traceparent {
+            headers.insert(headers::TRACEPARENT, traceparent.as_str());
+        }
+        if let Some(tracestate) = &trace.tracestate {
+            headers.insert(headers::TRACESTATE, tracestate.as_str());
         }
         let client = self.client.clone();
         async move {
@@ -185,6 +189,10 @@ impl Bus for NatsBus {
             }
         }
         .boxed()
+    }
+
+    fn route(&self, _target: Target) -> Route {
+        Route::Nats
     }
 }
 

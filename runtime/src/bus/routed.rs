@@ -1,6 +1,6 @@
 //! Routes each module's invocations to the bus it is placed on.
 
-use super::{Bus, InProcessBus, InvocationMeta, InvokeFuture, NatsBus, Target};
+use super::{Bus, InProcessBus, InvocationMeta, InvokeFuture, NatsBus, Route, Target};
 use crate::config::Placement;
 use glia_bus_schema::CallbackRequest;
 use std::sync::Arc;
@@ -37,6 +37,13 @@ impl Bus for RoutedBus {
         match (self.placements.get(target.module), &self.nats) {
             (Some(Placement::Nats), Some(nats)) => nats.invoke(target, request, meta),
             _ => self.local.invoke(target, request, meta),
+        }
+    }
+
+    fn route(&self, target: Target) -> Route {
+        match (self.placements.get(target.module), &self.nats) {
+            (Some(Placement::Nats), Some(_)) => Route::Nats,
+            _ => Route::InProcess,
         }
     }
 }

@@ -3,9 +3,11 @@
 
 mod duration;
 mod locate;
+pub mod telemetry;
 
 pub use duration::{parse_byte_size, parse_duration, ByteSize, ConfigDuration};
 pub use locate::{Locations, Position};
+pub use telemetry::TelemetryConfig;
 
 use crate::policy::{FailurePolicy, PolicyTable};
 use crate::supervision::{RawRestartPolicy, RestartPolicy};
@@ -60,6 +62,8 @@ pub struct GliaConfig {
     pub shutdown_grace: Duration,
     /// The modules, in config order.
     pub modules: Vec<ModuleConfig>,
+    /// Traces, metrics and the decision log.
+    pub telemetry: TelemetryConfig,
 }
 
 /// Which bus carries invocations: `bus: internal` (the default), or
@@ -318,6 +322,7 @@ struct RawConfig {
     shutdown_grace: Option<ConfigDuration>,
     #[serde(default)]
     defaults: RawDefaults,
+    telemetry: Option<TelemetryConfig>,
     modules: Option<Vec<Value>>,
 }
 
@@ -648,6 +653,16 @@ impl<'a> Loader<'a> {
             });
         }
 
+        let telemetry = raw.telemetry.clone().unwrap_or_default();
+        telemetry
+            .check(matches!(raw.bus, Some(BusConfig::Nats(_))))
+            .map_err(|(keys, message)| {
+                let at = keys
+                    .iter()
+                    .fold(root_path.clone().key("telemetry"), |at, k| at.key(*k));
+                self.error(&at, None, message)
+            })?;
+
         Ok(GliaConfig {
             source: self.file.to_owned(),
             listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
@@ -657,6 +672,7 @@ impl<'a> Loader<'a> {
             deadline: raw.deadline.map_or(DEFAULT_DEADLINE, |d| d.0),
             shutdown_grace: raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
             modules,
+            telemetry,
         })
     }
 

@@ -6,10 +6,11 @@ pub mod reducers;
 pub mod rules;
 
 pub use plan::{Plan, PlanEntry, PlanError, Plans};
-pub use reducers::{DispatchCtx, Step, Walk};
+pub use reducers::{DispatchCtx, Step, Verdict, Walk};
 pub use rules::{reducer, Deny, Reducer};
 
 use crate::bus::{Bus, InvocationMeta};
+use crate::telemetry::{DispatchTrace, Role, Telemetry};
 use arc_swap::ArcSwap;
 use glia_bus_schema::errcodes::M_MISSING_PARAM;
 use glia_bus_schema::requests::*;
@@ -50,6 +51,8 @@ pub struct Coordinator {
     drained: watch::Sender<bool>,
     /// Dispatches in progress, so shutdown knows when they are done.
     active: AtomicUsize,
+    /// Spans, metrics and decision records.
+    telemetry: Arc<Telemetry>,
 }
 
 /// Counts a dispatch as active until it is dropped (finished or cancelled).
@@ -76,7 +79,19 @@ impl Coordinator {
             id_prefix: format!("{:x}", started & 0xffff_ffff_ffff),
             drained: watch::channel(false).0,
             active: AtomicUsize::new(0),
+            telemetry: Arc::new(Telemetry::disabled(Role::Coordinator)),
         }
+    }
+
+    /// Reports dispatches to `telemetry` (by default nothing is recorded).
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// The telemetry dispatches report to.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
     }
 
     /// The plans in force.
@@ -119,12 +134,28 @@ impl Coordinator {
         format!("{}-{n:x}", self.id_prefix).into()
     }
 
+    /// A fresh decision id: 128 random bits in hex, unique across coordinators.
+    pub fn next_decision_id(&self) -> Arc<str> {
+        format!("{:032x}", fastrand::u128(..)).into()
+    }
+
     /// Metadata for a new request with the default deadline.
     pub fn new_meta(&self) -> InvocationMeta {
+        self.meta(None, opentelemetry::Context::new())
+    }
+
+    /// Metadata for a request with the caller's request id (or a fresh one) and trace
+    /// context, and the default deadline.
+    pub fn meta(
+        &self,
+        request_id: Option<Arc<str>>,
+        trace: opentelemetry::Context,
+    ) -> InvocationMeta {
         InvocationMeta {
-            request_id: self.next_request_id(),
+            request_id: request_id.unwrap_or_else(|| self.next_request_id()),
+            decision_id: self.next_decision_id(),
             deadline: Instant::now() + self.deadline,
-            traceparent: None,
+            trace,
         }
     }
 
@@ -138,7 +169,8 @@ impl Coordinator {
         })
     }
 
-    /// Dispatches one callback and returns what Synapse would do.
+    /// Dispatches one callback and returns what Synapse would do. The dispatch is traced
+    /// (a child of `meta.trace`), counted and recorded under `meta.decision_id`.
     pub async fn dispatch(
         &self,
         request: CallbackRequest,
@@ -146,12 +178,28 @@ impl Coordinator {
     ) -> Result<DispatchReply, DispatchError> {
         self.active.fetch_add(1, Ordering::AcqRel);
         let _active = ActiveGuard(&self.active);
-        let plans = self.plans.load_full();
+        let trace = DispatchTrace::begin(&self.telemetry, request.callback(), &meta, &request);
         let ctx = DispatchCtx {
             bus: self.bus.as_ref(),
-            meta,
+            meta: InvocationMeta {
+                trace: trace.context().clone(),
+                ..meta
+            },
             drained: self.drained.subscribe(),
+            trace: &trace,
         };
+        let result = self.decide(&ctx, request).await;
+        drop(ctx);
+        trace.finish(&result);
+        result
+    }
+
+    async fn decide(
+        &self,
+        ctx: &DispatchCtx<'_>,
+        request: CallbackRequest,
+    ) -> Result<DispatchReply, DispatchError> {
+        let plans = self.plans.load_full();
         let callback = request.callback();
         let plan = plans.get(callback);
         use CallbackRequest as Q;
@@ -167,7 +215,7 @@ impl Coordinator {
             | Q::CheckMediaFileForSpam(_)
             | Q::CheckLoginForSpam(_) => {
                 let decision =
-                    spam_first_deny(&ctx, callback, callback, plan, Arc::new(request)).await;
+                    spam_first_deny(ctx, callback, callback, plan, Arc::new(request)).await;
                 reply_decision(callback, decision)
             }
             Q::FederatedUserMayInvite(ref args) => {
@@ -184,12 +232,11 @@ impl Coordinator {
                     invitee,
                     room_id: args.event.room_id.clone().unwrap_or_default(),
                 };
-                let first =
-                    spam_first_deny(&ctx, callback, callback, plan, Arc::new(request)).await;
+                let first = spam_first_deny(ctx, callback, callback, plan, Arc::new(request)).await;
                 let decision = if first.is_allow() {
                     let plan = plans.get(Callback::UserMayInvite);
                     spam_first_deny(
-                        &ctx,
+                        ctx,
                         callback,
                         Callback::UserMayInvite,
                         plan,
@@ -202,14 +249,14 @@ impl Coordinator {
                 DispatchReply::FederatedUserMayInvite(decision)
             }
             Q::ShouldDropFederatedEvent(_) => DispatchReply::ShouldDropFederatedEvent(
-                truthy_first_deny::<ShouldDropFederatedEvent>(&ctx, plan, Arc::new(request)).await,
+                truthy_first_deny::<ShouldDropFederatedEvent>(ctx, plan, Arc::new(request)).await,
             ),
             Q::CheckUsernameForSpam(_) => DispatchReply::CheckUsernameForSpam(
-                truthy_first_deny::<CheckUsernameForSpam>(&ctx, plan, Arc::new(request)).await,
+                truthy_first_deny::<CheckUsernameForSpam>(ctx, plan, Arc::new(request)).await,
             ),
             Q::CheckRegistrationForSpam(_) => {
                 let walk = first_deny::<CheckRegistrationForSpam, RegistrationBehaviour>(
-                    &ctx,
+                    ctx,
                     plan,
                     Arc::new(request),
                     |b, _| {
@@ -235,30 +282,38 @@ impl Coordinator {
                 })
             }
             Q::CheckEventAllowed(_) => {
-                enum Verdict {
+                enum EventVerdict {
                     Deny(Deny),
                     Replace(JsonObject),
                 }
-                let walk = first_deny::<CheckEventAllowed, Verdict>(
-                    &ctx,
+                impl Verdict for EventVerdict {
+                    fn verdict(&self) -> (crate::telemetry::Outcome, Option<&str>) {
+                        match self {
+                            EventVerdict::Deny(d) => d.verdict(),
+                            EventVerdict::Replace(_) => (crate::telemetry::Outcome::Answer, None),
+                        }
+                    }
+                }
+                let walk = first_deny::<CheckEventAllowed, EventVerdict>(
+                    ctx,
                     plan,
                     Arc::new(request),
                     |answer, _| match answer {
                         a if a.allowed == Some(false) => {
-                            Step::Stop(Verdict::Deny(Deny::default_for(callback)))
+                            Step::Stop(EventVerdict::Deny(Deny::default_for(callback)))
                         }
                         glia_bus_schema::CheckEventAllowedAnswer {
                             replacement: Some(event),
                             ..
-                        } => Step::Stop(Verdict::Replace(event)),
+                        } => Step::Stop(EventVerdict::Replace(event)),
                         _ => Step::Continue,
                     },
-                    |error, _| Step::Stop(Verdict::Deny(policy_deny(callback, error))),
+                    |error, _| Step::Stop(EventVerdict::Deny(policy_deny(callback, error))),
                 )
                 .await;
                 DispatchReply::CheckEventAllowed(match walk {
-                    Walk::Stopped(Verdict::Deny(d), module) => deny_decision(d, &module),
-                    Walk::Stopped(Verdict::Replace(event), module) => Decision::Allow {
+                    Walk::Stopped(EventVerdict::Deny(d), module) => deny_decision(d, &module),
+                    Walk::Stopped(EventVerdict::Replace(event), module) => Decision::Allow {
                         replacement: Some(event),
                         request_content: None,
                         module: Some(module.to_string()),
@@ -268,58 +323,58 @@ impl Coordinator {
                 })
             }
             Q::OnCreateRoom(_) => {
-                DispatchReply::OnCreateRoom(on_create_room(&ctx, plan, Arc::new(request)).await)
+                DispatchReply::OnCreateRoom(on_create_room(ctx, plan, Arc::new(request)).await)
             }
             Q::CheckThreepidCanBeInvited(_) => DispatchReply::CheckThreepidCanBeInvited(
-                check_first_deny::<CheckThreepidCanBeInvited>(&ctx, plan, Arc::new(request)).await,
+                check_first_deny::<CheckThreepidCanBeInvited>(ctx, plan, Arc::new(request)).await,
             ),
             Q::CheckVisibilityCanBeModified(_) => DispatchReply::CheckVisibilityCanBeModified(
-                check_first_deny::<CheckVisibilityCanBeModified>(&ctx, plan, Arc::new(request))
+                check_first_deny::<CheckVisibilityCanBeModified>(ctx, plan, Arc::new(request))
                     .await,
             ),
             Q::CheckCanShutdownRoom(_) => DispatchReply::CheckCanShutdownRoom(
-                check_first_deny::<CheckCanShutdownRoom>(&ctx, plan, Arc::new(request)).await,
+                check_first_deny::<CheckCanShutdownRoom>(ctx, plan, Arc::new(request)).await,
             ),
             Q::CheckCanDeactivateUser(_) => DispatchReply::CheckCanDeactivateUser(
-                check_first_deny::<CheckCanDeactivateUser>(&ctx, plan, Arc::new(request)).await,
+                check_first_deny::<CheckCanDeactivateUser>(ctx, plan, Arc::new(request)).await,
             ),
             Q::Is3pidAllowed(_) => DispatchReply::Is3pidAllowed(
-                check_first_deny::<Is3pidAllowed>(&ctx, plan, Arc::new(request)).await,
+                check_first_deny::<Is3pidAllowed>(ctx, plan, Arc::new(request)).await,
             ),
             Q::OnNewEvent(_) => {
-                DispatchReply::OnNewEvent(notify::<OnNewEvent>(&ctx, plan, request).await)
+                DispatchReply::OnNewEvent(notify::<OnNewEvent>(ctx, plan, request).await)
             }
             Q::OnProfileUpdate(_) => {
-                DispatchReply::OnProfileUpdate(notify::<OnProfileUpdate>(&ctx, plan, request).await)
+                DispatchReply::OnProfileUpdate(notify::<OnProfileUpdate>(ctx, plan, request).await)
             }
             Q::OnUserDeactivationStatusChanged(_) => {
                 DispatchReply::OnUserDeactivationStatusChanged(
-                    notify::<OnUserDeactivationStatusChanged>(&ctx, plan, request).await,
+                    notify::<OnUserDeactivationStatusChanged>(ctx, plan, request).await,
                 )
             }
             Q::OnThreepidBind(_) => {
-                DispatchReply::OnThreepidBind(notify::<OnThreepidBind>(&ctx, plan, request).await)
+                DispatchReply::OnThreepidBind(notify::<OnThreepidBind>(ctx, plan, request).await)
             }
             Q::OnAddUserThirdPartyIdentifier(_) => DispatchReply::OnAddUserThirdPartyIdentifier(
-                notify::<OnAddUserThirdPartyIdentifier>(&ctx, plan, request).await,
+                notify::<OnAddUserThirdPartyIdentifier>(ctx, plan, request).await,
             ),
             Q::OnRemoveUserThirdPartyIdentifier(_) => {
                 DispatchReply::OnRemoveUserThirdPartyIdentifier(
-                    notify::<OnRemoveUserThirdPartyIdentifier>(&ctx, plan, request).await,
+                    notify::<OnRemoveUserThirdPartyIdentifier>(ctx, plan, request).await,
                 )
             }
             Q::OnUserRegistration(_) => DispatchReply::OnUserRegistration(
-                notify::<OnUserRegistration>(&ctx, plan, request).await,
+                notify::<OnUserRegistration>(ctx, plan, request).await,
             ),
             Q::OnUserLogin(_) => {
-                DispatchReply::OnUserLogin(notify::<OnUserLogin>(&ctx, plan, request).await)
+                DispatchReply::OnUserLogin(notify::<OnUserLogin>(ctx, plan, request).await)
             }
             Q::OnLoggedOut(_) => {
-                DispatchReply::OnLoggedOut(notify::<OnLoggedOut>(&ctx, plan, request).await)
+                DispatchReply::OnLoggedOut(notify::<OnLoggedOut>(ctx, plan, request).await)
             }
             Q::IsUserExpired(_) => {
                 let walk = first_non_none::<IsUserExpired, bool>(
-                    &ctx,
+                    ctx,
                     plan,
                     Arc::new(request),
                     |a, _| a,
@@ -341,7 +396,7 @@ impl Coordinator {
             Q::GetUsersForStates(_) => {
                 let mut users: BTreeMap<String, Vec<UserPresenceState>> = BTreeMap::new();
                 let walk =
-                    union::<GetUsersForStates, ()>(&ctx, plan, Arc::new(request), |answer, _| {
+                    union::<GetUsersForStates, ()>(ctx, plan, Arc::new(request), |answer, _| {
                         for (user, states) in answer {
                             let merged = users.entry(user).or_default();
                             for state in states {
@@ -361,7 +416,7 @@ impl Coordinator {
             Q::GetInterestedUsers(_) => {
                 let mut users = BTreeSet::new();
                 let walk =
-                    union::<GetInterestedUsers, ()>(&ctx, plan, Arc::new(request), |answer, _| {
+                    union::<GetInterestedUsers, ()>(ctx, plan, Arc::new(request), |answer, _| {
                         match answer {
                             InterestedUsers::All(_) => Step::Stop(()),
                             InterestedUsers::Users(more) => {
@@ -414,7 +469,7 @@ impl Coordinator {
                 let request = CheckAuth { login_dict, ..args };
                 DispatchReply::CheckAuth(
                     auth_first_non_none::<CheckAuth>(
-                        &ctx,
+                        ctx,
                         &auth.plan,
                         Arc::new(request.into_request()),
                     )
@@ -422,27 +477,27 @@ impl Coordinator {
                 )
             }
             Q::Check3pidAuth(_) => DispatchReply::Check3pidAuth(
-                auth_first_non_none::<Check3pidAuth>(&ctx, plan, Arc::new(request)).await,
+                auth_first_non_none::<Check3pidAuth>(ctx, plan, Arc::new(request)).await,
             ),
             Q::GetUsernameForRegistration(_) => DispatchReply::GetUsernameForRegistration(
-                name_first_non_none::<GetUsernameForRegistration>(&ctx, plan, Arc::new(request))
+                name_first_non_none::<GetUsernameForRegistration>(ctx, plan, Arc::new(request))
                     .await,
             ),
             Q::GetDisplaynameForRegistration(_) => DispatchReply::GetDisplaynameForRegistration(
-                name_first_non_none::<GetDisplaynameForRegistration>(&ctx, plan, Arc::new(request))
+                name_first_non_none::<GetDisplaynameForRegistration>(ctx, plan, Arc::new(request))
                     .await,
             ),
             Q::OnLegacySendMail(_) => DispatchReply::OnLegacySendMail(
-                match single_slot::<OnLegacySendMail>(&ctx, plan, Arc::new(request)).await {
+                match single_slot::<OnLegacySendMail>(ctx, plan, Arc::new(request)).await {
                     Walk::Failed(f) => Decision::Error(f),
                     _ => Decision::ALLOW,
                 },
             ),
             Q::OnLegacyRenew(_) => DispatchReply::OnLegacyRenew(slot_reply(
-                single_slot::<OnLegacyRenew>(&ctx, plan, Arc::new(request)).await,
+                single_slot::<OnLegacyRenew>(ctx, plan, Arc::new(request)).await,
             )),
             Q::OnLegacyAdminRequest(_) => DispatchReply::OnLegacyAdminRequest(slot_reply(
-                single_slot::<OnLegacyAdminRequest>(&ctx, plan, Arc::new(request)).await,
+                single_slot::<OnLegacyAdminRequest>(ctx, plan, Arc::new(request)).await,
             )),
         })
     }

@@ -3,23 +3,81 @@
 //! evaluation and is returned as soon as it is decided.
 
 use super::plan::{Plan, PlanEntry};
+use super::rules::Deny;
 use crate::bus::{Bus, InvocationMeta, Target};
 use crate::policy::FailurePolicy;
+use crate::telemetry::{DispatchTrace, InvocationSpan, Outcome};
 use futures::stream::{FuturesOrdered, StreamExt};
 use glia_bus_schema::errcodes::M_UNKNOWN;
-use glia_bus_schema::{Callback, CallbackArgs, CallbackRequest, Failure, InvocationError};
+use glia_bus_schema::{
+    Callback, CallbackArgs, CallbackRequest, Decision, Failure, InvocationError, ModuleAnswer,
+    RegistrationBehaviour,
+};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What one dispatch needs from its surroundings.
 pub struct DispatchCtx<'a> {
     /// The bus to the modules.
     pub bus: &'a dyn Bus,
-    /// Request id and deadline.
+    /// Request id, decision id, deadline and the dispatch's trace context.
     pub meta: InvocationMeta,
     /// Becomes true when shutdown's grace period is over.
     pub drained: tokio::sync::watch::Receiver<bool>,
+    /// The dispatch's span, metrics and decision record.
+    pub trace: &'a DispatchTrace,
+}
+
+/// One invocation's result, how long it took, and its span (still open until judged).
+pub struct Invoked {
+    /// The answer or why there is none.
+    pub result: Result<ModuleAnswer, InvocationError>,
+    /// From sending to the answer.
+    pub latency: Duration,
+    /// Its span.
+    pub span: InvocationSpan,
+}
+
+/// What a reducer's deciding value says about the module that gave it, for traces,
+/// metrics and the decision log.
+pub trait Verdict {
+    /// The outcome and, for a deny, its errcode.
+    fn verdict(&self) -> (Outcome, Option<&str>);
+}
+
+impl Verdict for Deny {
+    fn verdict(&self) -> (Outcome, Option<&str>) {
+        (Outcome::Deny, Some(&self.errcode))
+    }
+}
+
+impl Verdict for RegistrationBehaviour {
+    fn verdict(&self) -> (Outcome, Option<&str>) {
+        match self {
+            RegistrationBehaviour::Allow => (Outcome::Allow, None),
+            _ => (Outcome::Deny, None),
+        }
+    }
+}
+
+impl Verdict for Decision {
+    fn verdict(&self) -> (Outcome, Option<&str>) {
+        match self {
+            Decision::Allow { .. } => (Outcome::Allow, None),
+            Decision::Deny { errcode, .. } => (Outcome::Deny, Some(errcode)),
+            Decision::Error(f) => (Outcome::Failed, Some(&f.errcode)),
+        }
+    }
+}
+
+/// A value a module supplied (a user id, a name, an expiry, "ALL").
+pub struct Answered<T>(pub T);
+
+impl<T> Verdict for Answered<T> {
+    fn verdict(&self) -> (Outcome, Option<&str>) {
+        (Outcome::Answer, None)
+    }
 }
 
 /// What a reducer makes of one module's answer.
@@ -40,26 +98,37 @@ pub enum Walk<V> {
     Failed(Failure),
 }
 
-/// Invokes one plan entry under its timeout and the request's deadline.
+/// Invokes one plan entry under its timeout and the request's deadline, in a span of its
+/// own whose context travels with the invocation.
 pub fn invoke_entry(
     ctx: &DispatchCtx<'_>,
     entry: &PlanEntry,
     request: Arc<CallbackRequest>,
-) -> impl Future<Output = Result<glia_bus_schema::ModuleAnswer, InvocationError>> + Send + 'static {
+) -> impl Future<Output = Invoked> + Send + 'static {
+    let started = Instant::now();
     let budget = entry
         .timeout
-        .min(ctx.meta.deadline.saturating_duration_since(Instant::now()));
-    let call = ctx.bus.invoke(
-        Target {
-            module: entry.module,
-            slot: entry.slot,
-        },
-        request,
-        &ctx.meta,
-    );
+        .min(ctx.meta.deadline.saturating_duration_since(started));
+    let target = Target {
+        module: entry.module,
+        slot: entry.slot,
+    };
+    let span = ctx
+        .trace
+        .invocation(entry, request.callback(), ctx.bus.route(target));
+    let call = match span.context() {
+        Some(cx) => {
+            let meta = InvocationMeta {
+                trace: cx.clone(),
+                ..ctx.meta.clone()
+            };
+            ctx.bus.invoke(target, request, &meta)
+        }
+        None => ctx.bus.invoke(target, request, &ctx.meta),
+    };
     let mut drained = ctx.drained.clone();
     async move {
-        tokio::select! {
+        let result = tokio::select! {
             biased;
             result = tokio::time::timeout(budget, call) => match result {
                 Ok(result) => result,
@@ -70,8 +139,32 @@ pub fn invoke_entry(
             _ = drained.wait_for(|done| *done) => Err(InvocationError::Unavailable {
                 reason: "glia is shutting down".into(),
             }),
+        };
+        Invoked {
+            result,
+            latency: started.elapsed(),
+            span,
         }
     }
+}
+
+/// The answer as JSON for the decision record, if it wants content.
+fn answer_json(ctx: &DispatchCtx<'_>, invoked: &Invoked) -> Option<serde_json::Value> {
+    match &invoked.result {
+        Ok(answer) if ctx.trace.wants_content() => serde_json::to_value(answer).ok(),
+        _ => None,
+    }
+}
+
+/// Unwraps the answer for `R`, or says it answered another callback.
+fn typed<R: CallbackArgs>(
+    result: Result<ModuleAnswer, InvocationError>,
+) -> Result<R::Answer, InvocationError> {
+    result.and_then(|answer| {
+        R::unwrap_answer(answer).map_err(|other| InvocationError::InvalidAnswer {
+            detail: format!("answered {} instead of {}", other.callback(), R::CALLBACK),
+        })
+    })
 }
 
 /// The failure the caller sees when `entry` failed under policy `error` (or `deny` where a
@@ -111,10 +204,14 @@ fn log_failure<R: CallbackArgs>(entry: &PlanEntry, error: &InvocationError) {
 /// once, then judge the answers in plan order. `on_deny` says what a failure under policy
 /// `deny` means for this callback; `None` where the callback has nothing to deny, in which
 /// case `deny` fails the request as `error` does (it must not quietly allow).
-pub async fn ordered_walk<R, V>(
+///
+/// `continued` is what an answer that decides nothing means for the module (allow for a
+/// FirstDeny, none for a FirstNonNone); a deciding answer says for itself ([`Verdict`]).
+pub async fn ordered_walk<R, V: Verdict>(
     ctx: &DispatchCtx<'_>,
     plan: &Plan,
     request: Arc<CallbackRequest>,
+    continued: Outcome,
     mut judge: impl FnMut(R::Answer, &PlanEntry) -> Step<V>,
     mut on_deny: impl FnMut(&InvocationError, &PlanEntry) -> Option<Step<V>>,
 ) -> Walk<V>
@@ -127,47 +224,78 @@ where
         .map(|entry| invoke_entry(ctx, entry, request.clone()))
         .collect();
     drop(request);
-    for entry in &plan.entries {
-        let Some(result) = answers.next().await else {
+    for (i, entry) in plan.entries.iter().enumerate() {
+        let Some(invoked) = answers.next().await else {
             break;
         };
-        let typed = result.and_then(|answer| {
-            R::unwrap_answer(answer).map_err(|other| InvocationError::InvalidAnswer {
-                detail: format!("answered {} instead of {}", other.callback(), R::CALLBACK),
-            })
-        });
-        let step = match typed {
-            Ok(answer) => judge(answer, entry),
+        let answer = answer_json(ctx, &invoked);
+        let Invoked {
+            result,
+            latency,
+            span,
+        } = invoked;
+        let walk = match typed::<R>(result) {
+            Ok(answer_value) => {
+                let step = judge(answer_value, entry);
+                let (outcome, errcode) = match &step {
+                    Step::Continue => (continued, None),
+                    Step::Stop(v) => v.verdict(),
+                };
+                ctx.trace.judged(
+                    entry,
+                    R::CALLBACK,
+                    span,
+                    outcome,
+                    errcode,
+                    latency,
+                    None,
+                    answer,
+                );
+                match step {
+                    Step::Continue => None,
+                    Step::Stop(value) => Some(Walk::Stopped(value, entry.name.clone())),
+                }
+            }
             Err(error) => {
                 log_failure::<R>(entry, &error);
+                ctx.trace.judged(
+                    entry,
+                    R::CALLBACK,
+                    span,
+                    Outcome::of_error(&error),
+                    None,
+                    latency,
+                    Some((&error, entry.policy)),
+                    answer,
+                );
                 match entry.policy {
-                    FailurePolicy::Allow => Step::Continue,
+                    FailurePolicy::Allow => None,
                     FailurePolicy::Deny => match on_deny(&error, entry) {
-                        Some(step) => step,
-                        None => return Walk::Failed(failure(R::CALLBACK, entry, &error)),
+                        Some(Step::Continue) => None,
+                        Some(Step::Stop(value)) => Some(Walk::Stopped(value, entry.name.clone())),
+                        None => Some(Walk::Failed(failure(R::CALLBACK, entry, &error))),
                     },
-                    FailurePolicy::Error => {
-                        return Walk::Failed(failure(R::CALLBACK, entry, &error))
-                    }
+                    FailurePolicy::Error => Some(Walk::Failed(failure(R::CALLBACK, entry, &error))),
                 }
             }
         };
-        if let Step::Stop(value) = step {
-            return Walk::Stopped(value, entry.name.clone());
+        if let Some(walk) = walk {
+            ctx.trace.skipped(&plan.entries[i + 1..], R::CALLBACK);
+            return walk;
         }
     }
     Walk::Exhausted
 }
 
 /// FirstDeny: the first deny in plan order decides; if none, allow.
-pub async fn first_deny<R: CallbackArgs, V>(
+pub async fn first_deny<R: CallbackArgs, V: Verdict>(
     ctx: &DispatchCtx<'_>,
     plan: &Plan,
     request: Arc<CallbackRequest>,
     judge: impl FnMut(R::Answer, &PlanEntry) -> Step<V>,
     mut policy_deny: impl FnMut(&InvocationError, &PlanEntry) -> Step<V>,
 ) -> Walk<V> {
-    ordered_walk::<R, V>(ctx, plan, request, judge, |e, entry| {
+    ordered_walk::<R, V>(ctx, plan, request, Outcome::Allow, judge, |e, entry| {
         Some(policy_deny(e, entry))
     })
     .await
@@ -185,14 +313,24 @@ pub async fn first_non_none<R: CallbackArgs, V>(
 ) -> Walk<V> {
     let mut select = select;
     let mut policy_deny = policy_deny;
-    ordered_walk::<R, V>(
+    let walk = ordered_walk::<R, Answered<V>>(
         ctx,
         plan,
         request,
-        |answer, entry| select(answer, entry).map_or(Step::Continue, Step::Stop),
-        |error, entry| policy_deny(error, entry).map(Step::Stop),
+        Outcome::None,
+        |answer, entry| select(answer, entry).map_or(Step::Continue, |v| Step::Stop(Answered(v))),
+        |error, entry| policy_deny(error, entry).map(|v| Step::Stop(Answered(v))),
     )
-    .await
+    .await;
+    unanswered(walk)
+}
+
+fn unanswered<V>(walk: Walk<Answered<V>>) -> Walk<V> {
+    match walk {
+        Walk::Stopped(Answered(v), module) => Walk::Stopped(v, module),
+        Walk::Exhausted => Walk::Exhausted,
+        Walk::Failed(f) => Walk::Failed(f),
+    }
 }
 
 /// Union: every answer is merged by `merge`; `merge` returning `Stop` short-circuits (the
@@ -202,9 +340,21 @@ pub async fn union<R: CallbackArgs, V>(
     ctx: &DispatchCtx<'_>,
     plan: &Plan,
     request: Arc<CallbackRequest>,
-    merge: impl FnMut(R::Answer, &PlanEntry) -> Step<V>,
+    mut merge: impl FnMut(R::Answer, &PlanEntry) -> Step<V>,
 ) -> Walk<V> {
-    ordered_walk::<R, V>(ctx, plan, request, merge, |_, _| None).await
+    let walk = ordered_walk::<R, Answered<V>>(
+        ctx,
+        plan,
+        request,
+        Outcome::Answer,
+        |answer, entry| match merge(answer, entry) {
+            Step::Continue => Step::Continue,
+            Step::Stop(v) => Step::Stop(Answered(v)),
+        },
+        |_, _| None,
+    )
+    .await;
+    unanswered(walk)
 }
 
 /// SingleSlot: at most one module holds the callback (refused at start-up otherwise); its
@@ -218,14 +368,16 @@ pub async fn single_slot<R: CallbackArgs>(
         plan.entries.len() <= 1,
         "single-slot plans are checked at start-up"
     );
-    ordered_walk::<R, R::Answer>(
+    let walk = ordered_walk::<R, Answered<R::Answer>>(
         ctx,
         plan,
         request,
-        |answer, _| Step::Stop(answer),
+        Outcome::Answer,
+        |answer, _| Step::Stop(Answered(answer)),
         |_, _| None,
     )
-    .await
+    .await;
+    unanswered(walk)
 }
 
 /// RunAll: every module is told. Modules whose failure would be ignored (policy `allow`)
@@ -240,30 +392,86 @@ pub async fn run_all<R: CallbackArgs>(
     for entry in &plan.entries {
         let call = invoke_entry(ctx, entry, request.clone());
         if entry.policy == FailurePolicy::Allow {
+            ctx.trace.background(entry);
             let entry = entry.clone();
+            let telemetry = ctx.trace.telemetry().clone();
             tokio::spawn(async move {
-                if let Err(error) = call.await {
-                    log_failure::<R>(&entry, &error);
-                }
+                let Invoked {
+                    result,
+                    latency,
+                    span,
+                } = call.await;
+                let (outcome, failure) = match &result {
+                    Ok(_) => (Outcome::Allow, None),
+                    Err(error) => {
+                        log_failure::<R>(&entry, error);
+                        (Outcome::of_error(error), Some((error, entry.policy)))
+                    }
+                };
+                telemetry.finish_invocation(
+                    &entry,
+                    R::CALLBACK,
+                    span,
+                    outcome,
+                    None,
+                    latency,
+                    failure,
+                );
             });
         } else {
             awaited.push_back(async move { (entry, call.await) });
         }
     }
     drop(request);
-    while let Some((entry, result)) = awaited.next().await {
+    let mut position = 0;
+    while let Some((entry, invoked)) = awaited.next().await {
+        position += 1;
+        let answer = answer_json(ctx, &invoked);
+        let Invoked {
+            result,
+            latency,
+            span,
+        } = invoked;
         if let Err(error) = result {
             log_failure::<R>(entry, &error);
+            ctx.trace.judged(
+                entry,
+                R::CALLBACK,
+                span,
+                Outcome::of_error(&error),
+                None,
+                latency,
+                Some((&error, entry.policy)),
+                answer,
+            );
+            let rest: Vec<PlanEntry> = plan
+                .entries
+                .iter()
+                .filter(|e| e.policy != FailurePolicy::Allow)
+                .skip(position)
+                .cloned()
+                .collect();
+            ctx.trace.skipped(&rest, R::CALLBACK);
             // A notification has nothing to deny: `deny` fails the request like `error`.
             return Err(failure(R::CALLBACK, entry, &error));
         }
+        ctx.trace.judged(
+            entry,
+            R::CALLBACK,
+            span,
+            Outcome::Allow,
+            None,
+            latency,
+            None,
+            answer,
+        );
     }
     Ok(())
 }
 
 /// Chain: modules run one after another; `step` turns each answer into the next request
 /// (`Continue`) or a final result (`Stop`); failures go through `on_failure`.
-pub async fn chain<R: CallbackArgs, V>(
+pub async fn chain<R: CallbackArgs, V: Verdict>(
     ctx: &DispatchCtx<'_>,
     plan: &Plan,
     mut request: Arc<CallbackRequest>,
@@ -274,22 +482,63 @@ pub async fn chain<R: CallbackArgs, V>(
     ) -> Result<Arc<CallbackRequest>, V>,
     mut on_failure: impl FnMut(&InvocationError, &PlanEntry) -> Option<V>,
 ) -> Result<Arc<CallbackRequest>, V> {
-    for entry in &plan.entries {
-        let result = invoke_entry(ctx, entry, request.clone())
-            .await
-            .and_then(|answer| {
-                R::unwrap_answer(answer).map_err(|other| InvocationError::InvalidAnswer {
-                    detail: format!("answered {} instead of {}", other.callback(), R::CALLBACK),
-                })
-            });
-        match result {
-            Ok(answer) => request = step(answer, entry, &request)?,
+    for (i, entry) in plan.entries.iter().enumerate() {
+        let invoked = invoke_entry(ctx, entry, request.clone()).await;
+        let answer = answer_json(ctx, &invoked);
+        let Invoked {
+            result,
+            latency,
+            span,
+        } = invoked;
+        let stopped = match typed::<R>(result) {
+            Ok(answer_value) => match step(answer_value, entry, &request) {
+                Ok(next) => {
+                    ctx.trace.judged(
+                        entry,
+                        R::CALLBACK,
+                        span,
+                        Outcome::Allow,
+                        None,
+                        latency,
+                        None,
+                        answer,
+                    );
+                    request = next;
+                    None
+                }
+                Err(v) => {
+                    let (outcome, errcode) = v.verdict();
+                    ctx.trace.judged(
+                        entry,
+                        R::CALLBACK,
+                        span,
+                        outcome,
+                        errcode,
+                        latency,
+                        None,
+                        answer,
+                    );
+                    Some(v)
+                }
+            },
             Err(error) => {
                 log_failure::<R>(entry, &error);
-                if let Some(v) = on_failure(&error, entry) {
-                    return Err(v);
-                }
+                ctx.trace.judged(
+                    entry,
+                    R::CALLBACK,
+                    span,
+                    Outcome::of_error(&error),
+                    None,
+                    latency,
+                    Some((&error, entry.policy)),
+                    answer,
+                );
+                on_failure(&error, entry)
             }
+        };
+        if let Some(v) = stopped {
+            ctx.trace.skipped(&plan.entries[i + 1..], R::CALLBACK);
+            return Err(v);
         }
     }
     Ok(request)

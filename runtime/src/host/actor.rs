@@ -30,6 +30,8 @@ pub struct Invoke {
     pub request: Arc<CallbackRequest>,
     /// Held until the handler finishes.
     pub permit: Option<OwnedSemaphorePermit>,
+    /// The invocation's trace context (crash and restart events go on its span).
+    pub trace: opentelemetry::Context,
     /// Where the answer goes.
     pub reply: oneshot::Sender<Result<ModuleAnswer, InvocationError>>,
 }
@@ -84,7 +86,9 @@ impl Handler<Invoke> for ModuleActor {
     type Result = ();
 
     fn handle(&mut self, msg: Invoke, _: &mut Self::Context) {
-        let answer = self.module.invoke(msg.slot, msg.request, msg.permit);
+        let answer = self
+            .module
+            .invoke(msg.slot, msg.request, msg.permit, msg.trace);
         actix_rt::spawn(async move {
             let _ = msg.reply.send(answer.await);
         });

@@ -24,6 +24,26 @@ pub enum ModuleState {
 }
 
 impl ModuleState {
+    /// Every state, for gauges that show one of them as 1.
+    pub const ALL: [ModuleState; 5] = [
+        ModuleState::Starting,
+        ModuleState::Running,
+        ModuleState::Restarting,
+        ModuleState::Failed,
+        ModuleState::Stopped,
+    ];
+
+    /// The snake_case name, as in the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModuleState::Starting => "starting",
+            ModuleState::Running => "running",
+            ModuleState::Restarting => "restarting",
+            ModuleState::Failed => "failed",
+            ModuleState::Stopped => "stopped",
+        }
+    }
+
     fn from_u8(v: u8) -> Self {
         match v {
             0 => ModuleState::Starting,

@@ -51,7 +51,30 @@ struct Stashed {
     slot: Slot,
     request: Arc<CallbackRequest>,
     permit: Option<OwnedSemaphorePermit>,
+    trace: opentelemetry::Context,
     reply: oneshot::Sender<Result<ModuleAnswer, InvocationError>>,
+}
+
+/// What the supervisor does after a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// A fresh instance is built after this backoff.
+    Restart(Duration),
+    /// Past the restart intensity: failed until a probe restart.
+    Failed,
+}
+
+/// Adds an event to the span in `trace`, if it is recording (a crash seen from the trace).
+fn trace_event(
+    trace: &opentelemetry::Context,
+    name: &'static str,
+    attributes: Vec<opentelemetry::KeyValue>,
+) {
+    use opentelemetry::trace::TraceContextExt;
+    let span = trace.span();
+    if span.is_recording() {
+        span.add_event(name, attributes);
+    }
 }
 
 struct Flight {
@@ -230,11 +253,13 @@ impl Supervised {
 
     /// Runs one invocation: on the instance if it is running, from the stash once it is
     /// rebuilt if it is restarting, or not at all (an `Unavailable` error) if it failed.
+    /// A crash and what the supervisor does about it become events on `trace`'s span.
     pub fn invoke(
         &self,
         slot: Slot,
         request: Arc<CallbackRequest>,
         permit: Option<OwnedSemaphorePermit>,
+        trace: opentelemetry::Context,
     ) -> LocalBoxFuture<'static, Result<ModuleAnswer, InvocationError>> {
         let mut core = self.0.borrow_mut();
         let handler = match &core.life {
@@ -252,10 +277,12 @@ impl Supervised {
                         .boxed_local();
                 }
                 let (reply, answer) = oneshot::channel();
+                trace_event(&trace, "stashed", vec![]);
                 core.stash.push_back(Stashed {
                     slot,
                     request,
                     permit,
+                    trace,
                     reply,
                 });
                 return async move {
@@ -338,7 +365,27 @@ impl Supervised {
             if let Err(InvocationError::Crashed { reason }) = &result {
                 if reason != WATCHDOG_ABORT {
                     status.record_crashed_invocation();
-                    this.crash(generation, reason);
+                    let recovery = this.crash(generation, reason);
+                    trace_event(
+                        &trace,
+                        "crash",
+                        vec![opentelemetry::KeyValue::new(
+                            "exception.message",
+                            reason.clone(),
+                        )],
+                    );
+                    match recovery {
+                        Some(Recovery::Restart(delay)) => trace_event(
+                            &trace,
+                            "restart",
+                            vec![opentelemetry::KeyValue::new(
+                                "glia.restart.delay_ms",
+                                delay.as_millis() as i64,
+                            )],
+                        ),
+                        Some(Recovery::Failed) => trace_event(&trace, "failed", vec![]),
+                        None => {}
+                    }
                 }
             }
             // Counted as finished only once its consequences (a crash) are recorded.
@@ -358,23 +405,25 @@ impl Supervised {
     }
 
     /// The instance of `generation` crashed: restart it after a backoff, or mark the module
-    /// failed past its intensity. A crash of an instance already replaced is ignored.
-    pub fn crash(&self, generation: u64, reason: &str) {
+    /// failed past its intensity. A crash of an instance already replaced is ignored
+    /// (`None`).
+    pub fn crash(&self, generation: u64, reason: &str) -> Option<Recovery> {
         let mut core = self.0.borrow_mut();
         if generation != core.generation || !matches!(core.life, Life::Running(_)) {
-            return;
+            return None;
         }
         tracing::error!(module = %core.name, %reason, "module crashed");
         core.status.record_crash(reason);
         core.crashed_at = Some(Instant::now());
         // The old instance goes; invocations still running on it finish on their own.
         let old = std::mem::replace(&mut core.life, Life::Restarting);
-        self.after_failure(core);
+        let recovery = self.after_failure(core);
         discard(old);
+        Some(recovery)
     }
 
     /// Decides between a backoff restart and the failed state, once the instance is gone.
-    fn after_failure(&self, mut core: std::cell::RefMut<'_, Core>) {
+    fn after_failure(&self, mut core: std::cell::RefMut<'_, Core>) -> Recovery {
         let now = Instant::now();
         let policy = core.policy;
         if core.window.allow_restart(&policy, now) {
@@ -393,6 +442,7 @@ impl Supervised {
             tracing::info!(module = %core.name, delay_ms = delay.as_millis() as u64, "restarting module");
             drop(core);
             self.schedule_rebuild(delay);
+            Recovery::Restart(delay)
         } else {
             tracing::error!(
                 module = %core.name,
@@ -412,6 +462,7 @@ impl Supervised {
                 }));
             }
             self.schedule_rebuild(policy.cooldown);
+            Recovery::Failed
         }
     }
 
@@ -470,7 +521,7 @@ impl Supervised {
                     drop(core);
                     self.schedule_rebuild(cooldown);
                 } else {
-                    self.after_failure(core);
+                    let _ = self.after_failure(core);
                 }
             }
         }
@@ -479,7 +530,7 @@ impl Supervised {
     fn deliver_stash(&self) {
         let stashed: Vec<Stashed> = self.0.borrow_mut().stash.drain(..).collect();
         for s in stashed {
-            let answer = self.invoke(s.slot, s.request, s.permit);
+            let answer = self.invoke(s.slot, s.request, s.permit, s.trace);
             actix_rt::spawn(async move {
                 let _ = s.reply.send(answer.await);
             });

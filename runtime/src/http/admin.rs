@@ -1,8 +1,10 @@
-//! `GET /health` and `GET /_glia/v1/modules`.
+//! `GET /health`, `GET /_glia/v1/modules` and `GET /metrics`.
 
 use super::auth::Authorized;
+use super::errors::MatrixError;
 use super::AppState;
 use actix_web::{web, HttpResponse};
+use glia_bus_schema::errcodes::M_NOT_FOUND;
 
 /// Liveness: 200 while glia serves; `"status": "degraded"` (with the failed modules) when a
 /// module is failed, `"ok"` otherwise.
@@ -28,4 +30,19 @@ pub async fn modules(_auth: Authorized, state: web::Data<AppState>) -> HttpRespo
         "modules": state.glia.modules(),
         "plans": state.glia.plan_listing(),
     }))
+}
+
+/// Prometheus metrics in the text exposition format. Like `/health` it needs no token: it
+/// carries counts by module, callback and outcome, no user data.
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, MatrixError> {
+    let metrics = state.glia.telemetry().metrics().ok_or_else(|| {
+        MatrixError::new(
+            404,
+            M_NOT_FOUND,
+            "metrics are off (telemetry.metrics.enabled: false)",
+        )
+    })?;
+    Ok(HttpResponse::Ok()
+        .content_type(prometheus::TEXT_FORMAT)
+        .body(metrics.render()))
 }

@@ -4,17 +4,20 @@ use super::auth::Authorized;
 use super::body::{declared_length, read_limited};
 use super::errors::MatrixError;
 use super::AppState;
-use crate::bus::InvocationMeta;
+use crate::telemetry::propagation;
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use glia_bus_schema::errcodes::{M_BAD_JSON, M_NOT_FOUND, M_NOT_JSON};
+use glia_bus_schema::subjects::headers::{DECISION_ID, TRACEPARENT, TRACESTATE};
 use glia_bus_schema::{ArgsError, Callback, CallbackRequest};
-use std::time::Instant;
+use std::sync::Arc;
 
 /// Header carrying the request id, in and out.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// Decodes the arguments, dispatches, and answers the callback's reply type; every answer,
-/// errors included, carries the request id.
+/// Decodes the arguments, dispatches (continuing the caller's `traceparent`), and answers
+/// the callback's reply type; every answer, errors included, carries the request id, and
+/// every dispatched one its decision id.
 pub async fn dispatch(
     _auth: Authorized,
     req: HttpRequest,
@@ -23,39 +26,54 @@ pub async fn dispatch(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let coordinator = state.glia.coordinator();
-    let request_id: std::sync::Arc<str> = req
+    let request_id: Arc<str> = req
         .headers()
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(Into::into)
         .unwrap_or_else(|| coordinator.next_request_id());
-    let mut response =
-        match answer(&req, path.into_inner(), payload, &state, request_id.clone()).await {
-            Ok(reply) => HttpResponse::Ok().json(reply),
-            Err(e) => actix_web::ResponseError::error_response(&e),
-        };
-    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(
-            actix_web::http::header::HeaderName::from_static(REQUEST_ID_HEADER),
-            value,
-        );
+    let mut decision_id = None;
+    let result = match decode(&req, path.into_inner(), payload, &state).await {
+        Ok(request) => {
+            let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+            let trace = propagation::extract(header(TRACEPARENT), header(TRACESTATE));
+            let meta = coordinator.meta(Some(request_id.clone()), trace);
+            decision_id = Some(meta.decision_id.clone());
+            coordinator
+                .dispatch(request, meta)
+                .await
+                .map_err(MatrixError::from)
+        }
+        Err(e) => Err(e),
+    };
+    let mut response = match result {
+        Ok(reply) => HttpResponse::Ok().json(reply),
+        Err(e) => actix_web::ResponseError::error_response(&e),
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+    }
+    if let (Some(id), Ok(name)) = (decision_id, HeaderName::from_bytes(DECISION_ID.as_bytes())) {
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            headers.insert(name, value);
+        }
     }
     response
 }
 
-async fn answer(
+async fn decode(
     req: &HttpRequest,
     name: String,
     payload: web::Payload,
     state: &AppState,
-    request_id: std::sync::Arc<str>,
-) -> Result<glia_bus_schema::DispatchReply, MatrixError> {
+) -> Result<CallbackRequest, MatrixError> {
     let callback: Callback = name
         .parse()
         .map_err(|_| MatrixError::new(404, M_NOT_FOUND, format!("Unknown callback {name:?}")))?;
     let body = read_limited(payload, declared_length(req), state.max_body_size).await?;
-    let request = CallbackRequest::from_json_slice(callback, &body).map_err(|e| match e {
+    CallbackRequest::from_json_slice(callback, &body).map_err(|e| match e {
         ArgsError::NotJson(m) => {
             MatrixError::new(400, M_NOT_JSON, format!("Content not JSON: {m}"))
         }
@@ -64,17 +82,5 @@ async fn answer(
             M_BAD_JSON,
             format!("Invalid arguments for {callback}: {bad}"),
         ),
-    })?;
-    let coordinator = state.glia.coordinator();
-    let meta = InvocationMeta {
-        request_id,
-        deadline: Instant::now() + coordinator.deadline(),
-        traceparent: req
-            .headers()
-            .get(glia_bus_schema::subjects::headers::TRACEPARENT)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| v.len() <= 128)
-            .map(Into::into),
-    };
-    Ok(coordinator.dispatch(request, meta).await?)
+    })
 }

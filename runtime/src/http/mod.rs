@@ -28,6 +28,7 @@ pub struct AppState {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(admin::health))
         .route("/_glia/v1/modules", web::get().to(admin::modules))
+        .route("/metrics", web::get().to(admin::metrics))
         .route(
             "/_glia/v1/callbacks/{callback}",
             web::post().to(callbacks::dispatch),

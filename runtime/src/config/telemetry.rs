@@ -1,0 +1,208 @@
+//! The `telemetry:` section: OTLP trace export, Prometheus metrics and the decision log.
+//! Unset trace settings fall back to the standard `OTEL_*` environment variables (resolved
+//! in `telemetry::export`), so the file wins where both speak.
+
+use super::ConfigDuration;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// The NATS subject decision records go to unless `decision_log.subject` says otherwise.
+pub const DEFAULT_DECISION_SUBJECT: &str = "glia.v1.decisions";
+/// Decision records that may wait for the writer before new ones are dropped (and counted).
+pub const DEFAULT_DECISION_BUFFER: usize = 10_000;
+
+/// Everything under `telemetry:`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The base of `service.name`; each process appends its role (`-coordinator`, `-worker`).
+    #[serde(default)]
+    pub service_name: Option<String>,
+    /// Span export.
+    #[serde(default)]
+    pub traces: TracesConfig,
+    /// The Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// One record per decision.
+    #[serde(default)]
+    pub decision_log: DecisionLogConfig,
+}
+
+/// `telemetry.traces`: where spans go.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracesConfig {
+    /// `otlp` or `none`; unset: `OTEL_TRACES_EXPORTER`, else `otlp` if an OTLP endpoint
+    /// variable is set, else `none`.
+    #[serde(default)]
+    pub exporter: Option<TraceExporter>,
+    /// `grpc` or `http/protobuf`; unset: `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL`, else
+    /// `http/protobuf` (the OTLP specification's default).
+    #[serde(default)]
+    pub protocol: Option<OtlpProtocol>,
+    /// The collector's URL; unset: `OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT`, else localhost's
+    /// standard port for the protocol.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The share of new traces recorded (0 to 1); a caller's sampling decision is kept.
+    #[serde(default)]
+    pub sample_ratio: Option<f64>,
+    /// How long one export may take.
+    #[serde(default)]
+    pub timeout: Option<ConfigDuration>,
+}
+
+/// Which span exporter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceExporter {
+    /// OTLP to a collector.
+    Otlp,
+    /// No export: spans are not even recorded (the context is still passed on).
+    None,
+}
+
+/// The OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OtlpProtocol {
+    /// OTLP/gRPC, port 4317 by convention.
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies, port 4318 by convention.
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+impl OtlpProtocol {
+    /// Reads the `OTEL_EXPORTER_OTLP_PROTOCOL` spelling.
+    pub fn parse(text: &str) -> Option<OtlpProtocol> {
+        match text.trim() {
+            "grpc" => Some(OtlpProtocol::Grpc),
+            "http/protobuf" => Some(OtlpProtocol::HttpProtobuf),
+            _ => None,
+        }
+    }
+}
+
+/// `telemetry.metrics`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` (on by default).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { enabled: true }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `telemetry.decision_log`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionLogConfig {
+    /// Where records go.
+    #[serde(default)]
+    pub output: DecisionOutput,
+    /// The file, for `output: file` (appended to, one JSON object per line).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// The subject, for `output: nats`.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Put the callback's arguments, the modules' answers and the reply's texts in records.
+    /// Off by default: they carry message content, user ids and other personal data.
+    #[serde(default)]
+    pub include_content: bool,
+    /// Records waiting for the writer before new ones are dropped (and counted in
+    /// `glia_decision_log_dropped_total`), so a slow disk never slows decisions.
+    #[serde(default)]
+    pub buffer: Option<usize>,
+}
+
+impl Default for DecisionLogConfig {
+    fn default() -> Self {
+        DecisionLogConfig {
+            output: DecisionOutput::None,
+            path: None,
+            subject: None,
+            include_content: false,
+            buffer: None,
+        }
+    }
+}
+
+/// Where decision records are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecisionOutput {
+    /// Not written.
+    #[default]
+    None,
+    /// Standard output, one JSON object per line (logs go to standard error).
+    Stdout,
+    /// Appended to `path`.
+    File,
+    /// Published on `subject` over the NATS bus's connection.
+    Nats,
+}
+
+impl TelemetryConfig {
+    /// Checks what serde cannot: returns the offending key (under `telemetry`) and why.
+    pub fn check(&self, nats_bus: bool) -> Result<(), (&'static [&'static str], String)> {
+        if let Some(ratio) = self.traces.sample_ratio {
+            if !(0.0..=1.0).contains(&ratio) {
+                return Err((
+                    &["traces", "sample_ratio"],
+                    "must be between 0 and 1".into(),
+                ));
+            }
+        }
+        if let Some(endpoint) = &self.traces.endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err((
+                    &["traces", "endpoint"],
+                    format!("{endpoint:?} is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        if let Some(name) = &self.service_name {
+            if name.trim().is_empty() {
+                return Err((&["service_name"], "must not be empty".into()));
+            }
+        }
+        let log = &self.decision_log;
+        if log.buffer == Some(0) {
+            return Err((&["decision_log", "buffer"], "must be at least 1".into()));
+        }
+        match log.output {
+            DecisionOutput::File if log.path.is_none() => Err((
+                &["decision_log", "path"],
+                "output: file needs a `path:`".into(),
+            )),
+            DecisionOutput::Nats if !nats_bus => Err((
+                &["decision_log", "output"],
+                "output: nats needs the NATS bus (`bus: {type: nats, url: ...}`)".into(),
+            )),
+            DecisionOutput::Nats
+                if log
+                    .subject
+                    .as_deref()
+                    .is_some_and(|s| s.is_empty() || s.contains([' ', '*', '>'])) =>
+            {
+                Err((
+                    &["decision_log", "subject"],
+                    "must be a plain NATS subject (no spaces or wildcards)".into(),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}

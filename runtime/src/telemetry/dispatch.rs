@@ -1,0 +1,449 @@
+//! One dispatch as telemetry sees it: its span, a child span per module invocation, the
+//! metrics they move and the decision record they make; and a worker's span per invocation.
+
+use super::decision_log::{DecisionRecord, ModuleRecord, ResultRecord};
+use super::outcome::{Outcome, ReplyResult};
+use super::propagation;
+use super::Telemetry;
+use crate::bus::{InvocationMeta, Route};
+use crate::coordinator::{DispatchError, PlanEntry};
+use crate::policy::FailurePolicy;
+use glia_bus_schema::subjects;
+use glia_bus_schema::{Callback, CallbackRequest, DispatchReply, InvocationError};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
+use opentelemetry::{Context, KeyValue};
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A module invocation's span (when spans are recorded). Dropped without
+/// [`InvocationSpan::finish`], the invocation was not waited for: it ends as `skipped`.
+pub struct InvocationSpan {
+    span: Option<(Context, SystemTime)>,
+}
+
+impl InvocationSpan {
+    /// No span (export off).
+    pub const NONE: InvocationSpan = InvocationSpan { span: None };
+
+    /// The context to send with the invocation, when there is a span.
+    pub fn context(&self) -> Option<&Context> {
+        self.span.as_ref().map(|(cx, _)| cx)
+    }
+
+    fn finish(
+        mut self,
+        outcome: Outcome,
+        errcode: Option<&str>,
+        latency: Duration,
+        failure: Option<(&InvocationError, FailurePolicy)>,
+    ) {
+        let Some((cx, started)) = self.span.take() else {
+            return;
+        };
+        let span = cx.span();
+        span.set_attribute(KeyValue::new("glia.outcome", outcome.as_str()));
+        span.set_attribute(KeyValue::new("glia.latency_ms", ms(latency)));
+        if let Some(errcode) = errcode {
+            span.set_attribute(KeyValue::new("glia.errcode", errcode.to_owned()));
+        }
+        if let Some((error, policy)) = failure {
+            span.set_status(Status::error(error.to_string()));
+            span.add_event(
+                "policy",
+                vec![
+                    KeyValue::new("glia.policy", policy.to_string()),
+                    KeyValue::new("glia.outcome", outcome.as_str()),
+                    KeyValue::new("exception.message", error.to_string()),
+                ],
+            );
+        }
+        span.end_with_timestamp(started + latency);
+    }
+}
+
+impl Drop for InvocationSpan {
+    fn drop(&mut self) {
+        if let Some((cx, _)) = self.span.take() {
+            let span = cx.span();
+            span.set_attribute(KeyValue::new("glia.outcome", Outcome::Skipped.as_str()));
+            span.end();
+        }
+    }
+}
+
+impl Telemetry {
+    /// Ends an invocation's span and counts it (the part shared by judged invocations and
+    /// notifications left to finish in the background).
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish_invocation(
+        &self,
+        entry: &PlanEntry,
+        callback: Callback,
+        span: InvocationSpan,
+        outcome: Outcome,
+        errcode: Option<&str>,
+        latency: Duration,
+        failure: Option<(&InvocationError, FailurePolicy)>,
+    ) {
+        span.finish(outcome, errcode, latency, failure);
+        if let Some(m) = &self.metrics {
+            m.invocation(entry.module, &entry.name, callback, outcome, Some(latency));
+        }
+    }
+}
+
+/// One dispatch's span, metrics and decision record.
+pub struct DispatchTrace {
+    telemetry: Arc<Telemetry>,
+    callback: Callback,
+    request_id: Arc<str>,
+    decision_id: Arc<str>,
+    started: Instant,
+    wall: SystemTime,
+    /// The dispatch span's context, or the caller's when no spans are recorded.
+    cx: Context,
+    recording: bool,
+    /// Each module's part, kept only for the decision log.
+    records: Option<Mutex<Vec<ModuleRecord>>>,
+    input: Option<Value>,
+    content: bool,
+    finished: bool,
+}
+
+impl DispatchTrace {
+    /// Opens the dispatch span (a child of the caller's context in `meta`).
+    pub fn begin(
+        telemetry: &Arc<Telemetry>,
+        callback: Callback,
+        meta: &InvocationMeta,
+        request: &CallbackRequest,
+    ) -> DispatchTrace {
+        let (cx, recording) = match telemetry.tracer() {
+            Some(tracer) => {
+                let span = tracer
+                    .span_builder(format!("dispatch {callback}"))
+                    .with_kind(SpanKind::Server)
+                    .with_attributes([
+                        KeyValue::new("glia.callback", callback.name()),
+                        KeyValue::new("glia.request_id", meta.request_id.to_string()),
+                        KeyValue::new("glia.decision_id", meta.decision_id.to_string()),
+                    ])
+                    .start_with_context(tracer, &meta.trace);
+                (meta.trace.with_span(span), true)
+            }
+            None => (meta.trace.clone(), false),
+        };
+        let content = telemetry.decisions().is_some_and(|d| d.include_content());
+        if let Some(m) = telemetry.metrics() {
+            m.dispatch_active(1);
+        }
+        DispatchTrace {
+            telemetry: telemetry.clone(),
+            callback,
+            request_id: meta.request_id.clone(),
+            decision_id: meta.decision_id.clone(),
+            started: Instant::now(),
+            wall: SystemTime::now(),
+            cx,
+            recording,
+            records: telemetry.decisions().map(|_| Mutex::new(Vec::new())),
+            input: content
+                .then(|| serde_json::to_value(request).ok())
+                .flatten(),
+            content,
+            finished: false,
+        }
+    }
+
+    /// The telemetry it reports to.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    /// Whether module answers should be kept (as JSON) for the decision record.
+    pub fn wants_content(&self) -> bool {
+        self.content
+    }
+
+    /// Opens the span of `entry`'s invocation, a child of the dispatch span; `route` says
+    /// how it travels (a NATS invocation follows the messaging conventions).
+    pub fn invocation(
+        &self,
+        entry: &PlanEntry,
+        callback: Callback,
+        route: Route,
+    ) -> InvocationSpan {
+        let Some(tracer) = self.telemetry.tracer().filter(|_| self.recording) else {
+            return InvocationSpan::NONE;
+        };
+        let mut attributes = vec![
+            KeyValue::new("glia.module", entry.name.to_string()),
+            KeyValue::new("glia.callback", callback.name()),
+        ];
+        let builder = match route {
+            Route::InProcess => tracer
+                .span_builder(format!("invoke {}", entry.name))
+                .with_kind(SpanKind::Internal),
+            Route::Nats => {
+                let destination = subjects::module_queue_group(&entry.name);
+                attributes.extend([
+                    KeyValue::new("messaging.system", "nats"),
+                    KeyValue::new("messaging.operation.name", "send"),
+                    KeyValue::new("messaging.operation.type", "send"),
+                    KeyValue::new(
+                        "messaging.destination.name",
+                        subjects::module_subject(&entry.name, callback),
+                    ),
+                    KeyValue::new(
+                        "messaging.destination.template",
+                        format!("{destination}.{{callback}}"),
+                    ),
+                    KeyValue::new(
+                        "messaging.message.conversation_id",
+                        self.request_id.to_string(),
+                    ),
+                ]);
+                tracer
+                    .span_builder(format!("send {destination}"))
+                    .with_kind(SpanKind::Producer)
+            }
+        };
+        let span = builder
+            .with_attributes(attributes)
+            .start_with_context(tracer, &self.cx);
+        InvocationSpan {
+            span: Some((self.cx.with_span(span), SystemTime::now())),
+        }
+    }
+
+    /// The context an invocation carries when it has no span of its own.
+    pub fn context(&self) -> &Context {
+        &self.cx
+    }
+
+    /// Records how `entry`'s answer (or failure) was judged.
+    #[allow(clippy::too_many_arguments)]
+    pub fn judged(
+        &self,
+        entry: &PlanEntry,
+        callback: Callback,
+        span: InvocationSpan,
+        outcome: Outcome,
+        errcode: Option<&str>,
+        latency: Duration,
+        failure: Option<(&InvocationError, FailurePolicy)>,
+        answer: Option<Value>,
+    ) {
+        self.telemetry
+            .finish_invocation(entry, callback, span, outcome, errcode, latency, failure);
+        self.record(ModuleRecord {
+            module: entry.name.to_string(),
+            outcome: outcome.as_str(),
+            errcode: errcode.map(str::to_owned),
+            latency_ms: Some(ms(latency)),
+            policy: failure.map(|(_, p)| p.as_str()),
+            answer,
+            error: failure.filter(|_| self.content).map(|(e, _)| e.to_string()),
+        });
+    }
+
+    /// Records modules whose answers were not waited for.
+    pub fn skipped(&self, entries: &[PlanEntry], callback: Callback) {
+        for entry in entries {
+            if let Some(m) = self.telemetry.metrics() {
+                m.invocation(entry.module, &entry.name, callback, Outcome::Skipped, None);
+            }
+            self.record(ModuleRecord {
+                module: entry.name.to_string(),
+                outcome: Outcome::Skipped.as_str(),
+                errcode: None,
+                latency_ms: None,
+                policy: None,
+                answer: None,
+                error: None,
+            });
+        }
+    }
+
+    /// Records a notification left to finish in the background.
+    pub fn background(&self, entry: &PlanEntry) {
+        self.record(ModuleRecord {
+            module: entry.name.to_string(),
+            outcome: Outcome::Background.as_str(),
+            errcode: None,
+            latency_ms: None,
+            policy: None,
+            answer: None,
+            error: None,
+        });
+    }
+
+    fn record(&self, record: ModuleRecord) {
+        if let Some(records) = &self.records {
+            records
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(record);
+        }
+    }
+
+    /// Ends the dispatch span, counts the decision and writes its record.
+    pub fn finish(mut self, result: &Result<DispatchReply, DispatchError>) {
+        self.finished = true;
+        let duration = self.started.elapsed();
+        let (decision, errcode, status, winner) = match result {
+            Ok(reply) => {
+                let s = reply.summary();
+                (ReplyResult::from(s.kind), s.errcode, s.status, s.module)
+            }
+            Err(e) => (ReplyResult::Rejected, Some(e.errcode), Some(e.status), None),
+        };
+        if let Some(m) = self.telemetry.metrics() {
+            m.decision(self.callback, decision, duration);
+            m.dispatch_active(-1);
+        }
+        if self.recording {
+            let span = self.cx.span();
+            span.set_attribute(KeyValue::new("glia.result", decision.as_str()));
+            span.set_attribute(KeyValue::new("glia.duration_ms", ms(duration)));
+            if let Some(errcode) = errcode {
+                span.set_attribute(KeyValue::new("glia.errcode", errcode.to_owned()));
+            }
+            if let Some(status) = status {
+                span.set_attribute(KeyValue::new("glia.status", i64::from(status)));
+            }
+            if let Some(winner) = winner {
+                span.set_attribute(KeyValue::new("glia.winner", winner.to_owned()));
+            }
+            if matches!(decision, ReplyResult::Error) {
+                span.set_status(Status::error(errcode.unwrap_or_default().to_owned()));
+            }
+            span.end();
+        }
+        let Some(log) = self.telemetry.decisions() else {
+            return;
+        };
+        let modules = self
+            .records
+            .take()
+            .map(|r| r.into_inner().unwrap_or_else(|e| e.into_inner()))
+            .unwrap_or_default();
+        let record = DecisionRecord {
+            decision_id: self.decision_id.to_string(),
+            time: humantime::format_rfc3339_micros(self.wall).to_string(),
+            callback: self.callback.name(),
+            request_id: self.request_id.to_string(),
+            trace_id: propagation::trace_id(&self.cx),
+            duration_ms: ms(duration),
+            modules,
+            winner: winner.map(str::to_owned),
+            result: ResultRecord {
+                decision: decision.as_str(),
+                errcode: errcode.map(str::to_owned),
+                status,
+                reply: match result {
+                    Ok(reply) if self.content => serde_json::to_value(reply).ok(),
+                    Err(e) if self.content => {
+                        Some(serde_json::json!({"errcode": e.errcode, "error": e.error}))
+                    }
+                    _ => None,
+                },
+            },
+            input: self.input.take(),
+        };
+        if !log.write(record) {
+            if let Some(m) = self.telemetry.metrics() {
+                m.decision_dropped();
+            }
+        }
+    }
+}
+
+impl Drop for DispatchTrace {
+    /// A dispatch abandoned by its caller (a dropped connection) still closes its books.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if let Some(m) = self.telemetry.metrics() {
+            m.dispatch_active(-1);
+        }
+        if self.recording {
+            let span = self.cx.span();
+            span.set_attribute(KeyValue::new("glia.result", "cancelled"));
+            span.end();
+        }
+    }
+}
+
+/// A worker's span for one invocation it serves: a CONSUMER `process` span, child of the
+/// coordinator's invocation span named in the message's `traceparent`.
+pub struct WorkerSpan {
+    cx: Context,
+    recording: bool,
+}
+
+impl WorkerSpan {
+    /// Opens the span, or passes the sender's context on if spans are not recorded.
+    pub fn start(
+        telemetry: &Telemetry,
+        module: &str,
+        subject: &str,
+        callback: Option<Callback>,
+        request_id: &str,
+        parent: Context,
+    ) -> WorkerSpan {
+        let Some(tracer) = telemetry.tracer() else {
+            return WorkerSpan {
+                cx: parent,
+                recording: false,
+            };
+        };
+        let group = subjects::module_queue_group(module);
+        let mut attributes = vec![
+            KeyValue::new("messaging.system", "nats"),
+            KeyValue::new("messaging.operation.name", "process"),
+            KeyValue::new("messaging.operation.type", "process"),
+            KeyValue::new("messaging.destination.name", subject.to_owned()),
+            KeyValue::new("messaging.consumer.group.name", group.clone()),
+            KeyValue::new("messaging.message.conversation_id", request_id.to_owned()),
+            KeyValue::new("glia.module", module.to_owned()),
+        ];
+        if let Some(callback) = callback {
+            attributes.push(KeyValue::new("glia.callback", callback.name()));
+        }
+        let span = tracer
+            .span_builder(format!("process {group}"))
+            .with_kind(SpanKind::Consumer)
+            .with_attributes(attributes)
+            .start_with_context(tracer, &parent);
+        WorkerSpan {
+            cx: parent.with_span(span),
+            recording: true,
+        }
+    }
+
+    /// The context the module's invocation carries (restart events land on this span).
+    pub fn context(&self) -> &Context {
+        &self.cx
+    }
+
+    /// Ends the span with the invocation's outcome.
+    pub fn finish(self, error: Option<&InvocationError>) {
+        if !self.recording {
+            return;
+        }
+        let span = self.cx.span();
+        let outcome = error.map_or(Outcome::Answer, Outcome::of_error);
+        span.set_attribute(KeyValue::new("glia.outcome", outcome.as_str()));
+        if let Some(error) = error {
+            span.set_status(Status::error(error.to_string()));
+        }
+        span.end();
+    }
+}

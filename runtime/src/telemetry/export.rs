@@ -1,0 +1,295 @@
+//! Where spans go: the `telemetry.traces` settings merged with the standard `OTEL_*`
+//! environment variables, and the OTLP tracer provider built from them.
+
+use super::{Role, TelemetryError};
+use crate::config::telemetry::{OtlpProtocol, TraceExporter, TracesConfig};
+use opentelemetry::KeyValue;
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::Resource;
+use std::time::Duration;
+
+/// How long one export may take unless configured (the OTLP specification's default).
+pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The resolved export settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportSettings {
+    /// The transport.
+    pub protocol: OtlpProtocol,
+    /// The full URL spans are sent to.
+    pub endpoint: String,
+    /// How long one export may take.
+    pub timeout: Duration,
+    /// `Some(ratio)` to sample new traces; `None` keeps the SDK's default (which reads
+    /// `OTEL_TRACES_SAMPLER`).
+    pub sample_ratio: Option<f64>,
+}
+
+/// Merges the file's settings with the environment (`env` reads a variable): the file wins,
+/// then the signal-specific variable, then the general one, then the default. `None` means
+/// spans are not exported.
+pub fn resolve(
+    config: &TracesConfig,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<ExportSettings>, TelemetryError> {
+    let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let enabled = match config.exporter {
+        Some(TraceExporter::Otlp) => true,
+        Some(TraceExporter::None) => false,
+        None if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim() == "true") => false,
+        None => match var("OTEL_TRACES_EXPORTER").as_deref().map(str::trim) {
+            Some("otlp") => true,
+            Some("none") => false,
+            Some(other) => {
+                return Err(TelemetryError::Setting(format!(
+                    "OTEL_TRACES_EXPORTER={other:?}: glia exports spans with \"otlp\" or not at all (\"none\")"
+                )))
+            }
+            None => {
+                var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some()
+                    || var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+            }
+        },
+    };
+    if !enabled {
+        return Ok(None);
+    }
+    let protocol = match config.protocol {
+        Some(p) => p,
+        None => match var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            .map(|v| ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", v))
+            .or_else(|| {
+                var("OTEL_EXPORTER_OTLP_PROTOCOL").map(|v| ("OTEL_EXPORTER_OTLP_PROTOCOL", v))
+            }) {
+            Some((name, value)) => OtlpProtocol::parse(&value).ok_or_else(|| {
+                TelemetryError::Setting(format!(
+                    "{name}={value:?}: glia speaks \"grpc\" and \"http/protobuf\""
+                ))
+            })?,
+            None => OtlpProtocol::HttpProtobuf,
+        },
+    };
+    let signal_path = |base: &str| match protocol {
+        OtlpProtocol::Grpc => base.to_owned(),
+        // A base URL (no path) gets the traces path, as the specification says for
+        // OTEL_EXPORTER_OTLP_ENDPOINT; a URL with a path is used as it is.
+        OtlpProtocol::HttpProtobuf => {
+            let rest = base.split_once("://").map_or(base, |(_, rest)| rest);
+            match rest.find('/') {
+                Some(i) if &rest[i..] != "/" => base.to_owned(),
+                _ => format!("{}/v1/traces", base.trim_end_matches('/')),
+            }
+        }
+    };
+    let endpoint = match (&config.endpoint, var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) {
+        (Some(url), _) => signal_path(url),
+        (None, Some(url)) => url,
+        (None, None) => match var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            Some(url) => signal_path(&url),
+            None => match protocol {
+                OtlpProtocol::Grpc => "http://localhost:4317".to_owned(),
+                OtlpProtocol::HttpProtobuf => "http://localhost:4318/v1/traces".to_owned(),
+            },
+        },
+    };
+    let timeout = match config.timeout {
+        Some(d) => d.0,
+        None => match var("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
+            .or_else(|| var("OTEL_EXPORTER_OTLP_TIMEOUT"))
+        {
+            Some(ms) => Duration::from_millis(ms.trim().parse().map_err(|_| {
+                TelemetryError::Setting(format!(
+                    "OTEL_EXPORTER_OTLP_TIMEOUT={ms:?} is not a number of milliseconds"
+                ))
+            })?),
+            None => DEFAULT_EXPORT_TIMEOUT,
+        },
+    };
+    Ok(Some(ExportSettings {
+        protocol,
+        endpoint,
+        timeout,
+        sample_ratio: config.sample_ratio,
+    }))
+}
+
+/// `service.name`: the file's base name plus the role, else `OTEL_SERVICE_NAME` as it is,
+/// else `glia-<role>`.
+pub fn service_name(
+    configured: Option<&str>,
+    role: Role,
+    env: impl Fn(&str) -> Option<String>,
+) -> String {
+    match configured {
+        Some(base) => format!("{base}-{}", role.as_str()),
+        None => env("OTEL_SERVICE_NAME")
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| format!("glia-{}", role.as_str())),
+    }
+}
+
+/// Builds a tracer provider exporting in batches through OTLP. Call it on a thread with
+/// the export runtime entered and no other runtime (the tonic channel spawns its tasks on
+/// the entered runtime; reqwest's blocking client must not be built inside async code).
+pub fn provider(
+    settings: &ExportSettings,
+    service_name: String,
+    role: Role,
+) -> Result<SdkTracerProvider, TelemetryError> {
+    let built = match settings.protocol {
+        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(settings.endpoint.clone())
+            .with_timeout(settings.timeout)
+            .build(),
+        OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(settings.endpoint.clone())
+            .with_timeout(settings.timeout)
+            .build(),
+    };
+    let exporter = built.map_err(|e| {
+        TelemetryError::Setting(format!(
+            "cannot build the OTLP exporter for {}: {e}",
+            settings.endpoint
+        ))
+    })?;
+    let resource = Resource::builder()
+        .with_service_name(service_name)
+        .with_attribute(KeyValue::new("glia.role", role.as_str()))
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build();
+    let mut builder = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource);
+    if let Some(ratio) = settings.sample_ratio {
+        builder = builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            ratio,
+        ))));
+    }
+    Ok(builder.build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigDuration;
+    use std::collections::HashMap;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    fn otlp() -> TracesConfig {
+        TracesConfig {
+            exporter: Some(TraceExporter::Otlp),
+            ..TracesConfig::default()
+        }
+    }
+
+    #[test]
+    fn off_unless_asked() {
+        assert_eq!(resolve(&TracesConfig::default(), env(&[])).unwrap(), None);
+        let none = TracesConfig {
+            exporter: Some(TraceExporter::None),
+            ..TracesConfig::default()
+        };
+        let endpoint = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")];
+        assert_eq!(resolve(&none, env(&endpoint)).unwrap(), None);
+        assert!(resolve(&TracesConfig::default(), env(&endpoint))
+            .unwrap()
+            .is_some());
+        let disabled = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ];
+        assert_eq!(
+            resolve(&TracesConfig::default(), env(&disabled)).unwrap(),
+            None
+        );
+        assert!(resolve(
+            &TracesConfig::default(),
+            env(&[("OTEL_TRACES_EXPORTER", "zipkin")])
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn defaults_follow_the_specification() {
+        let s = resolve(&otlp(), env(&[])).unwrap().unwrap();
+        assert_eq!(s.protocol, OtlpProtocol::HttpProtobuf);
+        assert_eq!(s.endpoint, "http://localhost:4318/v1/traces");
+        assert_eq!(s.timeout, DEFAULT_EXPORT_TIMEOUT);
+        let grpc = [("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")];
+        let s = resolve(&otlp(), env(&grpc)).unwrap().unwrap();
+        assert_eq!(
+            (s.protocol, s.endpoint.as_str()),
+            (OtlpProtocol::Grpc, "http://localhost:4317")
+        );
+    }
+
+    #[test]
+    fn the_file_wins_then_the_signal_variable_then_the_general_one() {
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://general:4318"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+        ];
+        let s = resolve(&otlp(), env(&vars)).unwrap().unwrap();
+        assert_eq!(s.endpoint, "http://general:4318/v1/traces");
+        assert_eq!(s.timeout, Duration::from_millis(2500));
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://general:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://signal:4318/custom",
+            ),
+        ];
+        let s = resolve(&otlp(), env(&vars)).unwrap().unwrap();
+        assert_eq!(s.endpoint, "http://signal:4318/custom");
+        let file = TracesConfig {
+            endpoint: Some("http://file:4318/".into()),
+            protocol: Some(OtlpProtocol::HttpProtobuf),
+            timeout: Some(ConfigDuration(Duration::from_secs(1))),
+            ..otlp()
+        };
+        let s = resolve(&file, env(&vars)).unwrap().unwrap();
+        assert_eq!(s.endpoint, "http://file:4318/v1/traces");
+        assert_eq!(s.timeout, Duration::from_secs(1));
+        let grpc = TracesConfig {
+            endpoint: Some("http://file:4317".into()),
+            protocol: Some(OtlpProtocol::Grpc),
+            ..otlp()
+        };
+        let s = resolve(&grpc, env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "bogus")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.endpoint, "http://file:4317");
+        assert!(resolve(&otlp(), env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "bogus")])).is_err());
+    }
+
+    #[test]
+    fn service_names_carry_the_role() {
+        assert_eq!(
+            service_name(None, Role::Coordinator, env(&[])),
+            "glia-coordinator"
+        );
+        assert_eq!(
+            service_name(
+                Some("hs1"),
+                Role::Worker,
+                env(&[("OTEL_SERVICE_NAME", "x")])
+            ),
+            "hs1-worker"
+        );
+        assert_eq!(
+            service_name(None, Role::Worker, env(&[("OTEL_SERVICE_NAME", "x")])),
+            "x"
+        );
+    }
+}

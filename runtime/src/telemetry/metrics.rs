@@ -1,0 +1,267 @@
+//! Prometheus metrics. Counters on the dispatch path are resolved once per (module,
+//! callback) and cached, so recording is a few atomic adds, not a label lookup.
+
+use super::outcome::{Outcome, ReplyResult};
+use crate::host::{ModuleState, ModuleStatus};
+use glia_bus_schema::Callback;
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// Latency buckets in seconds: 50 µs (an in-process answer) to 10 s (the default deadline).
+const BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+];
+
+/// The counters and histogram of one module's part in one callback.
+struct EntryMetrics {
+    outcomes: Vec<IntCounter>,
+    latency: Histogram,
+}
+
+/// The counters and histogram of one callback's dispatches.
+struct CallbackMetrics {
+    results: Vec<IntCounter>,
+    latency: Histogram,
+}
+
+/// A module as the scrape sees it.
+pub struct ModuleGauge {
+    /// Its name.
+    pub name: Arc<str>,
+    /// Its supervisor's counters.
+    pub status: Arc<ModuleStatus>,
+}
+
+/// Every metric glia serves at `/metrics`.
+pub struct Metrics {
+    registry: Registry,
+    invocations: IntCounterVec,
+    invocation_latency: HistogramVec,
+    decisions: IntCounterVec,
+    dispatch_latency: HistogramVec,
+    restarts: IntCounterVec,
+    crashes: IntCounterVec,
+    in_flight: IntGaugeVec,
+    state: IntGaugeVec,
+    bus_errors: IntCounterVec,
+    decision_log_dropped: IntCounter,
+    active_dispatches: IntGauge,
+    entries: Vec<Vec<OnceLock<EntryMetrics>>>,
+    callbacks: Vec<OnceLock<CallbackMetrics>>,
+    modules: Vec<ModuleGauge>,
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("metric names are valid")
+}
+
+fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("metric names are valid")
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("metric names are valid")
+}
+
+impl Metrics {
+    /// Metrics for `modules` modules (by config index); `gauges` are those whose
+    /// supervisors run in this process.
+    pub fn new(modules: usize, gauges: Vec<ModuleGauge>) -> Metrics {
+        let registry = Registry::new();
+        let m = Metrics {
+            invocations: counter(
+                "glia_invocations_total",
+                "Module invocations by module, callback and outcome.",
+                &["module", "callback", "outcome"],
+            ),
+            invocation_latency: histogram(
+                "glia_invocation_duration_seconds",
+                "Time from sending an invocation to its answer (or failure), per module and callback.",
+                &["module", "callback"],
+            ),
+            decisions: counter(
+                "glia_decisions_total",
+                "Dispatches by callback and result.",
+                &["callback", "result"],
+            ),
+            dispatch_latency: histogram(
+                "glia_dispatch_duration_seconds",
+                "Time to reach a decision, per callback.",
+                &["callback"],
+            ),
+            restarts: counter(
+                "glia_module_restarts_total",
+                "Module restarts by its supervisor.",
+                &["module"],
+            ),
+            crashes: counter(
+                "glia_module_crashes_total",
+                "Module crashes (panics, fatal errors, hangs past the watchdog).",
+                &["module"],
+            ),
+            in_flight: gauge(
+                "glia_module_in_flight",
+                "Invocations queued or running in a module hosted by this process.",
+                &["module"],
+            ),
+            state: gauge(
+                "glia_module_state",
+                "1 for the state a module hosted by this process is in.",
+                &["module", "state"],
+            ),
+            bus_errors: counter(
+                "glia_bus_errors_total",
+                "Invocations the bus could not deliver or whose reply it could not read.",
+                &["module", "error"],
+            ),
+            decision_log_dropped: IntCounter::new(
+                "glia_decision_log_dropped_total",
+                "Decision records dropped because the writer fell behind.",
+            )
+            .expect("metric names are valid"),
+            active_dispatches: IntGauge::new(
+                "glia_dispatches_in_flight",
+                "Dispatches waiting for module answers.",
+            )
+            .expect("metric names are valid"),
+            entries: (0..modules)
+                .map(|_| (0..Callback::ALL.len()).map(|_| OnceLock::new()).collect())
+                .collect(),
+            callbacks: (0..Callback::ALL.len()).map(|_| OnceLock::new()).collect(),
+            modules: gauges,
+            registry,
+        };
+        for c in [
+            &m.invocations,
+            &m.decisions,
+            &m.restarts,
+            &m.crashes,
+            &m.bus_errors,
+        ] {
+            m.registry.register(Box::new(c.clone())).expect("unique");
+        }
+        for h in [&m.invocation_latency, &m.dispatch_latency] {
+            m.registry.register(Box::new(h.clone())).expect("unique");
+        }
+        for g in [&m.in_flight, &m.state] {
+            m.registry.register(Box::new(g.clone())).expect("unique");
+        }
+        m.registry
+            .register(Box::new(m.decision_log_dropped.clone()))
+            .expect("unique");
+        m.registry
+            .register(Box::new(m.active_dispatches.clone()))
+            .expect("unique");
+        m
+    }
+
+    fn entry(&self, module: usize, name: &str, callback: Callback) -> Option<&EntryMetrics> {
+        let slot = self.entries.get(module)?.get(callback.index())?;
+        Some(slot.get_or_init(|| {
+            EntryMetrics {
+                outcomes: Outcome::ALL
+                    .iter()
+                    .map(|o| {
+                        self.invocations
+                            .with_label_values(&[name, callback.name(), o.as_str()])
+                    })
+                    .collect(),
+                latency: self
+                    .invocation_latency
+                    .with_label_values(&[name, callback.name()]),
+            }
+        }))
+    }
+
+    /// Counts one invocation of module `module` (config index) named `name`.
+    pub fn invocation(
+        &self,
+        module: usize,
+        name: &str,
+        callback: Callback,
+        outcome: Outcome,
+        latency: Option<Duration>,
+    ) {
+        match self.entry(module, name, callback) {
+            Some(e) => {
+                e.outcomes[outcome as usize].inc();
+                if let Some(latency) = latency {
+                    e.latency.observe(latency.as_secs_f64());
+                }
+            }
+            // A module index outside the config (cannot happen): the slow path still counts.
+            None => self
+                .invocations
+                .with_label_values(&[name, callback.name(), outcome.as_str()])
+                .inc(),
+        }
+        if outcome == Outcome::Unavailable || outcome == Outcome::Invalid {
+            self.bus_errors
+                .with_label_values(&[name, outcome.as_str()])
+                .inc();
+        }
+    }
+
+    /// Counts one decision.
+    pub fn decision(&self, callback: Callback, result: ReplyResult, latency: Duration) {
+        let c = self.callbacks[callback.index()].get_or_init(|| CallbackMetrics {
+            results: ReplyResult::ALL
+                .iter()
+                .map(|r| {
+                    self.decisions
+                        .with_label_values(&[callback.name(), r.as_str()])
+                })
+                .collect(),
+            latency: self.dispatch_latency.with_label_values(&[callback.name()]),
+        });
+        c.results[result as usize].inc();
+        c.latency.observe(latency.as_secs_f64());
+    }
+
+    /// A dispatch started (`+1`) or finished (`-1`).
+    pub fn dispatch_active(&self, delta: i64) {
+        self.active_dispatches.add(delta);
+    }
+
+    /// A decision record the writer could not take.
+    pub fn decision_dropped(&self) {
+        self.decision_log_dropped.inc();
+    }
+
+    /// The text exposition format (version 0.0.4), with module gauges read now.
+    pub fn render(&self) -> String {
+        for m in &self.modules {
+            let name = &*m.name;
+            let catch_up = |c: &IntCounterVec, now: u64| {
+                let counter = c.with_label_values(&[name]);
+                let seen = counter.get();
+                if now > seen {
+                    counter.inc_by(now - seen);
+                }
+            };
+            catch_up(&self.restarts, m.status.restarts());
+            catch_up(&self.crashes, m.status.crashes());
+            self.in_flight
+                .with_label_values(&[name])
+                .set(m.status.in_flight() as i64);
+            let current = m.status.state();
+            for state in ModuleState::ALL {
+                self.state
+                    .with_label_values(&[name, state.as_str()])
+                    .set(i64::from(state == current));
+            }
+        }
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# cannot encode metrics: {e}\n"))
+    }
+}

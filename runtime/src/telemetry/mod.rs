@@ -1,0 +1,221 @@
+//! Traces, metrics and the decision log: everything glia tells about its decisions.
+//!
+//! One [`Telemetry`] per process. The coordinator opens a [`DispatchTrace`] per dispatch
+//! (a span, its invocation spans, metrics and a decision record); workers open a span per
+//! invocation they serve (`worker_span`). Spans are made with the OpenTelemetry API
+//! directly rather than through `tracing`, so the context travels explicitly with each
+//! invocation across actor threads and NATS, and costs nothing when export is off.
+
+pub mod decision_log;
+mod dispatch;
+pub mod export;
+pub mod metrics;
+pub mod outcome;
+pub mod propagation;
+
+pub use decision_log::{DecisionLog, DecisionRecord};
+pub use dispatch::{DispatchTrace, InvocationSpan, WorkerSpan};
+pub use metrics::{Metrics, ModuleGauge};
+pub use outcome::{Outcome, ReplyResult};
+
+use crate::config::TelemetryConfig;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+
+/// A telemetry setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TelemetryError {
+    /// A setting (from the file or the environment) is wrong.
+    #[error("telemetry: {0}")]
+    Setting(String),
+}
+
+/// Which kind of glia process this is; it names the service in traces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `glia serve`: the coordinator.
+    Coordinator,
+    /// `glia worker`: hosts modules on NATS.
+    Worker,
+}
+
+impl Role {
+    /// `coordinator` or `worker`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Coordinator => "coordinator",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+/// The tracer, the metrics and the decision log of one process.
+pub struct Telemetry {
+    tracer: Option<SdkTracer>,
+    provider: Option<SdkTracerProvider>,
+    export_runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
+    metrics: Option<Metrics>,
+    decisions: Option<DecisionLog>,
+    role: Role,
+}
+
+/// What [`Telemetry::assemble`] puts together.
+#[derive(Default)]
+pub struct TelemetryParts {
+    /// Spans go to this provider's exporter (`None`: no spans are recorded).
+    pub provider: Option<SdkTracerProvider>,
+    /// Served at `/metrics` (`None`: not collected).
+    pub metrics: Option<Metrics>,
+    /// Where decision records go.
+    pub decisions: Option<DecisionLog>,
+}
+
+impl Telemetry {
+    /// Nothing recorded: what a library user gets by default.
+    pub fn disabled(role: Role) -> Telemetry {
+        Telemetry::assemble(role, TelemetryParts::default())
+    }
+
+    /// Telemetry from ready parts (tests bring an in-memory span exporter this way).
+    pub fn assemble(role: Role, parts: TelemetryParts) -> Telemetry {
+        Telemetry {
+            tracer: parts.provider.as_ref().map(|p| p.tracer("glia")),
+            provider: parts.provider,
+            export_runtime: std::sync::Mutex::new(None),
+            metrics: parts.metrics,
+            decisions: parts.decisions,
+            role,
+        }
+    }
+
+    /// Builds what `config` (and the `OTEL_*` environment) asks for. `modules` counts the
+    /// config's modules and `gauges` are those whose supervisors this process runs, for the
+    /// metrics; `nats` is the bus's connection, for a decision log on NATS; `provider`, if
+    /// given, replaces the configured exporter. Call within a tokio runtime.
+    pub fn start(
+        config: &TelemetryConfig,
+        role: Role,
+        modules: usize,
+        gauges: Vec<ModuleGauge>,
+        nats: Option<async_nats::Client>,
+        provider: Option<SdkTracerProvider>,
+    ) -> Result<Telemetry, TelemetryError> {
+        let env = |name: &str| std::env::var(name).ok();
+        let given = provider.is_some();
+        let mut telemetry = Telemetry::assemble(
+            role,
+            TelemetryParts {
+                provider,
+                metrics: config
+                    .metrics
+                    .enabled
+                    .then(|| Metrics::new(modules, gauges)),
+                decisions: DecisionLog::start(&config.decision_log, nats)?,
+            },
+        );
+        if given {
+            return Ok(telemetry);
+        }
+        if let Some(settings) = export::resolve(&config.traces, env)? {
+            let name = export::service_name(config.service_name.as_deref(), role, env);
+            // The exporter gets a runtime of its own: the tonic channel's tasks must keep
+            // running while the process's own runtime is busy or shutting down, and reqwest's
+            // blocking client must not be built inside async code.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("glia-otlp")
+                .enable_all()
+                .build()
+                .map_err(|e| TelemetryError::Setting(format!("cannot start the exporter: {e}")))?;
+            let handle = runtime.handle().clone();
+            let provider = std::thread::spawn(move || {
+                let _entered = handle.enter();
+                export::provider(&settings, name, role).map(|p| (p, settings))
+            })
+            .join()
+            .map_err(|_| {
+                TelemetryError::Setting("the exporter panicked while starting".into())
+            })??;
+            tracing::info!(
+                endpoint = %provider.1.endpoint,
+                protocol = ?provider.1.protocol,
+                role = role.as_str(),
+                "exporting spans over OTLP"
+            );
+            telemetry.tracer = Some(provider.0.tracer("glia"));
+            telemetry.provider = Some(provider.0);
+            telemetry.export_runtime = std::sync::Mutex::new(Some(runtime));
+        }
+        Ok(telemetry)
+    }
+
+    /// The process's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The tracer, when spans are recorded.
+    pub fn tracer(&self) -> Option<&SdkTracer> {
+        self.tracer.as_ref()
+    }
+
+    /// The metrics, when collected.
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.as_ref()
+    }
+
+    /// The decision log, when written.
+    pub fn decisions(&self) -> Option<&DecisionLog> {
+        self.decisions.as_ref()
+    }
+
+    /// Exports the spans still buffered (tests read them right after).
+    pub async fn flush(&self) {
+        if let Some(provider) = self.provider.clone() {
+            let _ = tokio::task::spawn_blocking(move || provider.force_flush()).await;
+        }
+    }
+
+    /// Flushes spans and decision records, then stops the exporter and the writer. Spans
+    /// still open (a dispatch that never finished) are lost; finished ones are not.
+    pub async fn shutdown(&self) {
+        if let Some(log) = &self.decisions {
+            log.close().await;
+        }
+        if let Some(provider) = self.provider.clone() {
+            let runtime = self
+                .export_runtime
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Err(e) = provider.force_flush() {
+                    tracing::warn!(error = %e, "cannot flush spans");
+                }
+                let _ = provider.shutdown();
+                if let Some(runtime) = runtime {
+                    runtime.shutdown_background();
+                }
+            })
+            .await;
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    /// Without [`Telemetry::shutdown`] (a failed start): the provider goes first, while its
+    /// runtime still runs, and the runtime is then left to stop in the background (dropping
+    /// it outright panics inside async code).
+    fn drop(&mut self) {
+        self.tracer = None;
+        self.provider = None;
+        if let Some(runtime) = self
+            .export_runtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            runtime.shutdown_background();
+        }
+    }
+}
