@@ -4,6 +4,7 @@ use crate::scripted::Scripted;
 use actix_web::{App, HttpServer};
 use glia_bus_schema::{CallbackArgs, CallbackRequest, DispatchReply};
 use glia_module_api::ModuleRegistry;
+use glia_runtime::app::StartOptions;
 use glia_runtime::config::{load_str, ConfigFileError};
 use glia_runtime::{http, Glia, StartError};
 use serde_json::Value;
@@ -40,8 +41,15 @@ impl TestGlia {
 
     /// Starts glia from `yaml`.
     pub async fn try_start(yaml: &str) -> Result<TestGlia, StartError> {
+        Self::try_start_with(yaml, StartOptions::default()).await
+    }
+
+    /// Starts glia from `yaml` with start-up options (an in-memory span exporter).
+    pub async fn try_start_with(yaml: &str, options: StartOptions) -> Result<TestGlia, StartError> {
         let config = Self::config(yaml).unwrap_or_else(|e| panic!("bad test config: {e}"));
-        Ok(Self::serve(Arc::new(Glia::start(config).await?)))
+        Ok(Self::serve(Arc::new(
+            Glia::start_with(config, options).await?,
+        )))
     }
 
     /// Serves a started `glia` over HTTP the way `glia serve` does (one worker, no signal

@@ -151,7 +151,9 @@ pub fn invoke_entry(
 /// The answer as JSON for the decision record, if it wants content.
 fn answer_json(ctx: &DispatchCtx<'_>, invoked: &Invoked) -> Option<serde_json::Value> {
     match &invoked.result {
-        Ok(answer) if ctx.trace.wants_content() => serde_json::to_value(answer).ok(),
+        Ok(answer) if ctx.trace.wants_content() => serde_json::to_value(answer)
+            .ok()
+            .and_then(|mut tagged| tagged.get_mut("answer").map(serde_json::Value::take)),
         _ => None,
     }
 }

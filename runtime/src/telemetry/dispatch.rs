@@ -152,9 +152,11 @@ impl DispatchTrace {
             cx,
             recording,
             records: telemetry.decisions().map(|_| Mutex::new(Vec::new())),
+            // The callback's name is in the record already: keep just the arguments.
             input: content
                 .then(|| serde_json::to_value(request).ok())
-                .flatten(),
+                .flatten()
+                .and_then(|mut tagged| tagged.get_mut("args").map(Value::take)),
             content,
             finished: false,
         }
