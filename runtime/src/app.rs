@@ -701,7 +701,7 @@ impl Glia {
         }
         self.telemetry.shutdown().await;
         if let Some(client) = &self.nats {
-            let _ = client.flush().await;
+            crate::bus::nats::flush(client).await;
         }
     }
 

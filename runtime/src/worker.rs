@@ -151,7 +151,7 @@ impl Worker {
         while self.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < until {
             actix_rt::time::sleep(Duration::from_millis(5)).await;
         }
-        let _ = self.client.flush().await;
+        crate::bus::nats::flush(&self.client).await;
         for instance in self.instances.into_iter().rev() {
             instance.stop().await;
         }

@@ -13,25 +13,40 @@
 //!   `Arbiter` (one module hop's physical floor), and the same to 5 actors on 5 arbiters at
 //!   once (the floor of a 5-module fan-out). glia's overhead is the ratio to these.
 //! - `throughput/*`: 64 dispatches in flight (`join_all`), reported per element.
+//! - `telemetry/*`: the throughput case for `user_may_invite` under four telemetry setups,
+//!   for 1 and 5 modules: `off` (no metrics, no spans), `metrics` (the default: metrics, no
+//!   spans), `export` (metrics, and every dispatch a new sampled trace exported in batches
+//!   over OTLP/gRPC to a real receiver, `glia_tests::otlp::OtlpReceiver`) and `export+log`
+//!   (that plus a decision log to a file). Each case gets its own glia (and receiver, and
+//!   log file), started just before it and shut down (spans flushed) right after it, so no
+//!   case's background export runs during another's. After each case one line on stderr
+//!   says how many spans and decision records were made and how many arrived (the batch
+//!   processor drops spans rather than block when export falls behind), the peak RSS and
+//!   the CPU each thread used. The receiver runs in this process, on the same cores: its
+//!   decoding and storing is part of what `export` costs here, as a collector elsewhere's
+//!   would not be, and it keeps every span until its case ends (~2 GB RSS at the most).
 //!
 //! Dispatch is async and actix needs a `System`: everything runs on one `actix_rt::System`
 //! via `iter_custom` and `SystemRunner::block_on`. Modules are built once, outside the timed
 //! loops; each timed iteration clones a prebuilt request (dispatch takes it by value) and
 //! takes a fresh request id and deadline, as every caller of the coordinator does.
 //!
-//! Run: `cargo bench -p glia-tests --bench dispatch`.
+//! Run: `cargo bench -p glia-tests --bench dispatch` (`-- telemetry` for that group alone).
 
 use actix::{Actor, Addr, Context, Handler, Message};
 use actix_rt::{Arbiter, System, SystemRunner};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use futures::future::join_all;
-use glia_bus_schema::requests::{CheckEventForSpam, UserMayCreateRoom};
+use glia_bus_schema::requests::{CheckEventForSpam, UserMayCreateRoom, UserMayInvite};
 use glia_bus_schema::{CallbackRequest, DispatchReply, Event};
 use glia_runtime::Glia;
+use glia_tests::otlp::OtlpReceiver;
 use glia_tests::TestGlia;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::hint::black_box;
+use std::io::Read;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// A benchmark group measuring wall time.
@@ -104,7 +119,9 @@ fn create_room_request() -> CallbackRequest {
 /// Whether a reply is an allow of one of the benchmarked callbacks.
 fn is_allow(reply: &DispatchReply) -> bool {
     match reply {
-        DispatchReply::CheckEventForSpam(d) | DispatchReply::UserMayCreateRoom(d) => d.is_allow(),
+        DispatchReply::CheckEventForSpam(d)
+        | DispatchReply::UserMayCreateRoom(d)
+        | DispatchReply::UserMayInvite(d) => d.is_allow(),
         _ => false,
     }
 }
@@ -235,6 +252,272 @@ fn throughput(
     });
 }
 
+/// The telemetry setups compared in the `telemetry` group.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    /// No metrics, no spans.
+    Off,
+    /// The default: metrics, no spans.
+    Metrics,
+    /// Metrics, and spans exported over OTLP/gRPC in batches.
+    Export,
+    /// As `Export`, plus a decision log to a file.
+    ExportLog,
+}
+
+impl Setup {
+    const ALL: [Setup; 4] = [Setup::Off, Setup::Metrics, Setup::Export, Setup::ExportLog];
+
+    fn name(self) -> &'static str {
+        match self {
+            Setup::Off => "off",
+            Setup::Metrics => "metrics",
+            Setup::Export => "export",
+            Setup::ExportLog => "export+log",
+        }
+    }
+
+    fn exports(self) -> bool {
+        matches!(self, Setup::Export | Setup::ExportLog)
+    }
+}
+
+/// A glia under one telemetry setup, with the receiver and the log file it writes to.
+struct Instrumented {
+    glia: Glia,
+    receiver: Option<OtlpReceiver>,
+    log: Option<PathBuf>,
+}
+
+/// Starts glia with `n` scripted modules allowing `user_may_invite`, under `setup`.
+fn start_instrumented(system: &SystemRunner, setup: Setup, n: usize) -> Instrumented {
+    let receiver = setup
+        .exports()
+        .then(|| OtlpReceiver::start().expect("the OTLP receiver starts"));
+    let log = (setup == Setup::ExportLog).then(|| {
+        let path = std::env::temp_dir().join(format!(
+            "glia-bench-decisions-{}-{n}.jsonl",
+            std::process::id()
+        ));
+        // The log is appended to: start from nothing.
+        let _ = std::fs::remove_file(&path);
+        path
+    });
+    // `metrics` is the default config: no `telemetry:` section at all.
+    let mut telemetry = serde_json::Map::new();
+    if setup == Setup::Off {
+        telemetry.insert("metrics".into(), json!({ "enabled": false }));
+    }
+    if let Some(receiver) = &receiver {
+        let traces = json!({
+            "exporter": "otlp",
+            "protocol": "grpc",
+            "endpoint": receiver.grpc_endpoint(),
+        });
+        telemetry.insert("traces".into(), traces);
+    }
+    if let Some(path) = &log {
+        let decision_log = json!({ "output": "file", "path": path });
+        telemetry.insert("decision_log".into(), decision_log);
+    }
+    let modules: Vec<_> = (0..n)
+        .map(|i| {
+            json!({
+                "module": "scripted",
+                "name": format!("bench-m{i}"),
+                "config": { "answers": { "user_may_invite": { "answer": "NOT_SPAM" } } },
+            })
+        })
+        .collect();
+    let mut yaml = json!({ "modules": modules });
+    if !telemetry.is_empty() {
+        yaml["telemetry"] = Value::Object(telemetry);
+    }
+    let config = TestGlia::config(&yaml.to_string()).expect("bench config loads");
+    let glia = system.block_on(Glia::start(config)).expect("glia starts");
+    // What each setup is meant to record (an `OTEL_*` variable could otherwise change it).
+    let telemetry = glia.telemetry();
+    assert_eq!(telemetry.metrics().is_some(), setup != Setup::Off);
+    assert_eq!(telemetry.tracer().is_some(), setup.exports());
+    assert_eq!(telemetry.decisions().is_some(), setup == Setup::ExportLog);
+    Instrumented {
+        glia,
+        receiver,
+        log,
+    }
+}
+
+/// A `user_may_invite` request.
+fn invite_request() -> CallbackRequest {
+    CallbackRequest::UserMayInvite(UserMayInvite {
+        inviter: "@alice:example.com".into(),
+        invitee: "@bob:example.org".into(),
+        room_id: "!OGEhHVWSdvArJzumhm:matrix.org".into(),
+    })
+}
+
+/// Lines in the file at `path`, read in chunks (it may be large).
+fn count_lines(path: &PathBuf) -> u64 {
+    let mut file = std::fs::File::open(path).expect("the decision log exists");
+    let mut buf = vec![0u8; 1 << 20];
+    let mut lines = 0;
+    loop {
+        let read = file.read(&mut buf).expect("the decision log reads");
+        if read == 0 {
+            return lines;
+        }
+        lines += buf[..read].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+}
+
+/// A counter's value in the Prometheus text `metrics` (0 when absent).
+fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// This process's peak resident set (`VmHWM`), as Linux reports it.
+fn peak_rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().to_owned()))
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+/// CPU time (user + system, in clock ticks) of each of this process's threads, by thread
+/// id, with the thread's name.
+fn thread_cpu() -> std::collections::HashMap<u64, (String, u64)> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Ok(tid) = task.file_name().to_string_lossy().parse::<u64>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ...`: the name may hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        // Fields 14 and 15 of stat(5), utime and stime, are the 12th and 13th after the name.
+        out.insert(
+            tid,
+            (stat[open + 1..close].to_owned(), ticks(11) + ticks(12)),
+        );
+    }
+    out
+}
+
+/// CPU seconds used since `before` (a [`thread_cpu`]), by thread name, the busiest first;
+/// names under 0.05 s left out. Assumes Linux's usual 100 clock ticks a second.
+fn cpu_since(before: &std::collections::HashMap<u64, (String, u64)>) -> String {
+    let mut by_name = std::collections::BTreeMap::<String, u64>::new();
+    for (tid, (name, ticks)) in thread_cpu() {
+        let earlier = before.get(&tid).map_or(0, |(_, t)| *t);
+        *by_name.entry(name).or_default() += ticks.saturating_sub(earlier);
+    }
+    let mut busiest: Vec<_> = by_name.into_iter().filter(|(_, t)| *t >= 5).collect();
+    busiest.sort_by_key(|(_, ticks)| std::cmp::Reverse(*ticks));
+    let parts: Vec<String> = busiest
+        .iter()
+        .map(|(name, ticks)| format!("{name}={:.1}s", *ticks as f64 / 100.0))
+        .collect();
+    if parts.is_empty() {
+        return "under 0.05 s each".into();
+    }
+    parts.join(", ")
+}
+
+/// Shuts `glia` down (flushing spans and the decision log) and says on stderr what arrived
+/// of what `dispatched` dispatches to `n` modules made.
+fn finish_instrumented(
+    system: &SystemRunner,
+    id: &str,
+    n: usize,
+    dispatched: u64,
+    run: Instrumented,
+    cpu: &str,
+) {
+    let Instrumented {
+        glia,
+        receiver,
+        log,
+    } = run;
+    let dropped_decisions = glia
+        .telemetry()
+        .metrics()
+        .map(|m| counter(&m.render(), "glia_decision_log_dropped_total"));
+    system.block_on(glia.shutdown(Duration::from_secs(1)));
+    drop(glia);
+    let mut report = format!("telemetry/{id}: {dispatched} dispatches");
+    if let Some(receiver) = receiver {
+        let made = dispatched * (n as u64 + 1);
+        let received = receiver.spans().len() as u64;
+        let rejected = receiver.rejected();
+        assert!(
+            rejected.is_empty(),
+            "the receiver refused exports: {rejected:?}"
+        );
+        assert!(received > 0, "no spans reached the receiver");
+        report.push_str(&format!(
+            "; spans: {made} made, {received} received ({:.1}%)",
+            received as f64 * 100.0 / made as f64
+        ));
+    }
+    if let Some(path) = log {
+        let lines = count_lines(&path);
+        let _ = std::fs::remove_file(&path);
+        report.push_str(&format!(
+            "; decision records: {lines} written, {} dropped",
+            dropped_decisions.unwrap_or(0)
+        ));
+    }
+    eprintln!("{report}; peak RSS {}; CPU by thread: {cpu}", peak_rss());
+}
+
+/// 64 `user_may_invite` dispatches in flight under each telemetry setup, 1 and 5 modules.
+/// Each case has a glia of its own, started before it and shut down after it.
+fn telemetry(group: &mut Group<'_>, system: &SystemRunner) {
+    group.throughput(Throughput::Elements(IN_FLIGHT as u64));
+    let request = invite_request();
+    for n in MODULE_COUNTS {
+        for setup in Setup::ALL {
+            let before = thread_cpu();
+            let run = start_instrumented(system, setup, n);
+            let glia = &run.glia;
+            assert_allows(system, glia, &request);
+            let mut dispatched = 1;
+            let id = format!("user_may_invite/{n}_modules/{}", setup.name());
+            group.bench_function(&id, |b| {
+                b.iter_custom(|iters| {
+                    dispatched += iters * IN_FLIGHT as u64;
+                    time_sequential(system, iters, || {
+                        join_all((0..IN_FLIGHT).map(|_| dispatch(glia, &request)))
+                    })
+                });
+            });
+            let cpu = cpu_since(&before);
+            finish_instrumented(system, &id, n, dispatched, run, &cpu);
+        }
+    }
+}
+
 /// Builds the system, the glias and the echo actors once, then runs every group.
 fn dispatch_benches(c: &mut Criterion) {
     let system = System::new();
@@ -252,6 +535,9 @@ fn dispatch_benches(c: &mut Criterion) {
     group.finish();
     let mut group = c.benchmark_group("throughput");
     throughput(&mut group, &system, &glias, &echoes[0]);
+    group.finish();
+    let mut group = c.benchmark_group("telemetry");
+    telemetry(&mut group, &system);
     group.finish();
 
     // The glias' modules stop when they are dropped; the echo arbiters are stopped here.

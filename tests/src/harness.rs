@@ -133,3 +133,14 @@ impl TestGlia {
         self.server.stop(false).await;
     }
 }
+
+/// The `glia` binary, built by `cargo build -p glia-runtime --bin glia` (tests/run-all does).
+pub fn glia_binary() -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/glia");
+    assert!(
+        path.exists(),
+        "no glia binary at {}: run `cargo build -p glia-runtime --bin glia`",
+        path.display()
+    );
+    path
+}

@@ -5,6 +5,7 @@
 pub mod crashy;
 pub mod harness;
 pub mod nats;
+pub mod otlp;
 pub mod probes;
 pub mod scripted;
 

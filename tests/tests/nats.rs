@@ -9,6 +9,7 @@ use glia_bus_schema::requests::UserMayInvite;
 use glia_bus_schema::subjects;
 use glia_bus_schema::{CallbackRequest, DispatchReply};
 use glia_runtime::worker::Worker;
+use glia_tests::harness::glia_binary;
 use glia_tests::nats::NatsServer;
 use glia_tests::probes::{answered, open_gate, until};
 use glia_tests::TestGlia;
@@ -459,17 +460,6 @@ async fn token_authentication_is_configurable() {
         refused.to_string().contains("cannot connect to NATS"),
         "{refused}"
     );
-}
-
-/// The `glia` binary, built by `cargo build -p glia-runtime --bin glia` (tests/run-all does).
-fn glia_binary() -> std::path::PathBuf {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/glia");
-    assert!(
-        path.exists(),
-        "no glia binary at {}: run `cargo build -p glia-runtime --bin glia`",
-        path.display()
-    );
-    path
 }
 
 #[actix_rt::test]

@@ -59,6 +59,20 @@ pub async fn connect(config: &NatsConfig) -> Result<Client, String> {
         .map_err(|e| format!("cannot connect to NATS at {}: {e}", config.url))
 }
 
+/// How long shutdown waits for NATS to take what is buffered: a flush waits for the server,
+/// and with the server gone it would wait forever.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Sends what is buffered, unless NATS cannot take it within [`FLUSH_TIMEOUT`].
+pub async fn flush(client: &Client) {
+    if tokio::time::timeout(FLUSH_TIMEOUT, client.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("NATS did not take the last messages in time (is it down?)");
+    }
+}
+
 /// Milliseconds since the Unix epoch at `deadline`.
 pub fn deadline_ms(deadline: Instant) -> u64 {
     let left = deadline.saturating_duration_since(Instant::now());

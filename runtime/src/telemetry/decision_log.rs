@@ -215,5 +215,5 @@ async fn publish(
             tracing::warn!(error = %e, %subject, "cannot publish a decision record");
         }
     }
-    let _ = client.flush().await;
+    crate::bus::nats::flush(&client).await;
 }

@@ -1,0 +1,293 @@
+//! Traces across processes, through a real OTLP receiver (gRPC and HTTP): the coordinator's
+//! invocation span parents the `glia worker` process's span over NATS, and a homeserver's
+//! `traceparent` continues into both.
+
+use glia_tests::harness::{glia_binary, TestGlia};
+use glia_tests::nats::NatsServer;
+use glia_tests::otlp::{OtlpReceiver, ReceivedSpan};
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+const CALLER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+const CALLER_SPAN: &str = "b7ad6b7169203331";
+
+fn traceparent() -> String {
+    format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01")
+}
+
+fn write_config(name: &str, config: &Value) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("glia-otlp-{}-{name}.yaml", std::process::id()));
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+/// A glia process, killed if the test ends without [`terminate`] (a failed assertion).
+struct Process(Option<Child>);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts `glia <args>` with extra environment variables.
+fn glia(args: &[&str], env: &[(&str, &str)]) -> Process {
+    let mut command = Command::new(glia_binary());
+    command
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    Process(Some(command.spawn().expect("glia starts")))
+}
+
+/// SIGTERM, then wait: glia drains and flushes its spans on the way out.
+fn terminate(mut process: Process) {
+    let mut child = process.0.take().expect("running");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("glia exits");
+    assert!(status.success(), "glia exited with {status}");
+}
+
+async fn post(url: &str, body: Value, traceparent: &str) -> (u16, Value, Option<String>) {
+    try_post(url, body, traceparent)
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"))
+}
+
+async fn try_post(
+    url: &str,
+    body: Value,
+    traceparent: &str,
+) -> Result<(u16, Value, Option<String>), String> {
+    let mut resp = awc::Client::default()
+        .post(url)
+        .insert_header(("content-type", "application/json"))
+        .insert_header(("traceparent", traceparent))
+        .send_body(body.to_string())
+        .await
+        .map_err(|e| e.to_string())?;
+    let bytes = resp.body().await.map_err(|e| e.to_string())?;
+    let decision = resp
+        .headers()
+        .get("glia-decision-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok((
+        resp.status().as_u16(),
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        decision,
+    ))
+}
+
+/// Asks until the module answers for itself (glia listens, its worker is up), in another
+/// trace so these tries stay out of the trace under test.
+async fn until_served(url: &str) {
+    for _ in 0..400 {
+        let tp = "00-11111111111111111111111111111111-2222222222222222-00";
+        if let Ok((200, body, _)) = try_post(url, evil_room(), tp).await {
+            if body["decision"] == "deny" {
+                return;
+            }
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the worker never answered");
+}
+
+fn evil_room() -> Value {
+    json!({"user_id": "@evilguy:example.com", "room_config": {}})
+}
+
+fn one<'a>(
+    spans: &'a [ReceivedSpan],
+    what: &str,
+    pred: impl Fn(&ReceivedSpan) -> bool,
+) -> &'a ReceivedSpan {
+    let found: Vec<&ReceivedSpan> = spans.iter().filter(|s| pred(s)).collect();
+    assert_eq!(found.len(), 1, "one {what} in {spans:#?}");
+    found[0]
+}
+
+/// Checks the tree caller → dispatch → send → process across the two services.
+fn check_tree(spans: &[ReceivedSpan], coordinator: &str, worker: &str, decision_id: &str) {
+    let ours: Vec<ReceivedSpan> = spans
+        .iter()
+        .filter(|s| s.trace_id == CALLER_TRACE)
+        .cloned()
+        .collect();
+    let dispatch = one(&ours, "dispatch span", |s| {
+        s.name == "dispatch user_may_create_room"
+    });
+    assert_eq!(dispatch.service_name, coordinator);
+    assert_eq!(dispatch.kind, "server");
+    assert_eq!(dispatch.parent_span_id.as_deref(), Some(CALLER_SPAN));
+    assert_eq!(dispatch.attribute("glia.result"), Some("deny"));
+    assert_eq!(dispatch.attribute("glia.winner"), Some("demo"));
+    assert_eq!(dispatch.attribute("glia.decision_id"), Some(decision_id));
+
+    let send = one(&ours, "send span", |s| s.name == "send glia.v1.module.demo");
+    assert_eq!(send.service_name, coordinator);
+    assert_eq!(send.kind, "producer");
+    assert_eq!(
+        send.parent_span_id.as_deref(),
+        Some(dispatch.span_id.as_str())
+    );
+    assert_eq!(send.attribute("messaging.system"), Some("nats"));
+    assert_eq!(
+        send.attribute("messaging.destination.name"),
+        Some("glia.v1.module.demo.user_may_create_room")
+    );
+    assert_eq!(send.attribute("glia.outcome"), Some("deny"));
+
+    let process = one(&ours, "process span", |s| {
+        s.name == "process glia.v1.module.demo"
+    });
+    assert_eq!(
+        process.service_name, worker,
+        "the worker's span comes from the worker"
+    );
+    assert_eq!(process.kind, "consumer");
+    assert_eq!(
+        process.parent_span_id.as_deref(),
+        Some(send.span_id.as_str()),
+        "the worker's span is a child of the coordinator's invocation span"
+    );
+    assert_eq!(process.attribute("messaging.system"), Some("nats"));
+    assert_eq!(
+        process.attribute("messaging.consumer.group.name"),
+        Some("glia.v1.module.demo")
+    );
+    assert_eq!(
+        process.attribute("glia.callback"),
+        Some("user_may_create_room")
+    );
+    assert_eq!(process.attribute("glia.outcome"), Some("answer"));
+    for span in spans {
+        assert!(
+            !span.name.contains("_INBOX"),
+            "an inbox in a span name: {span:?}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn coordinator_and_worker_process_spans_share_one_trace_over_grpc() {
+    let nats = NatsServer::start();
+    let receiver = OtlpReceiver::start().expect("the OTLP receiver starts");
+    let config = json!({
+        "bus": {"type": "nats", "url": nats.url()},
+        "telemetry": {"traces": {"exporter": "otlp", "protocol": "grpc", "endpoint": receiver.grpc_endpoint()}},
+        "modules": [{"module": "demo", "placement": "nats", "timeout": "5s", "callbacks": ["user_may_create_room"]}]
+    });
+    let file = write_config("grpc", &config);
+    // Exported every 50 ms, so the spans arrive while the worker runs.
+    let worker = glia(
+        &["worker", "--config", file.to_str().unwrap()],
+        &[("OTEL_BSP_SCHEDULE_DELAY", "50")],
+    );
+    let g = TestGlia::start(&config.to_string()).await;
+    let url = format!("{}/_glia/v1/callbacks/user_may_create_room", g.base_url);
+    until_served(&url).await;
+    let (status, body, decision_id) = post(&url, evil_room(), &traceparent()).await;
+    assert_eq!(
+        (status, body["module"].as_str()),
+        (200, Some("demo")),
+        "{body}"
+    );
+    let decision_id = decision_id.expect("the decision id comes back");
+    g.glia.telemetry().flush().await;
+    let spans = receiver
+        .wait_for_spans(
+            |spans| {
+                let ours = spans.iter().filter(|s| s.trace_id == CALLER_TRACE);
+                ours.clone().any(|s| s.service_name == "glia-worker")
+                    && ours.clone().any(|s| s.name.starts_with("dispatch"))
+                    && ours.filter(|s| s.name.starts_with("send")).count() == 1
+            },
+            WAIT,
+        )
+        .await;
+    assert!(spans.iter().all(|s| s.protocol == "grpc"));
+    check_tree(&spans, "glia-coordinator", "glia-worker", &decision_id);
+    terminate(worker);
+    g.glia.shutdown(Duration::from_secs(1)).await;
+}
+
+#[actix_rt::test]
+async fn two_glia_processes_export_over_http_and_flush_on_shutdown() {
+    let nats = NatsServer::start();
+    let receiver = OtlpReceiver::start().expect("the OTLP receiver starts");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Configured by the standard variables alone; the service names come from the file.
+    let config = json!({
+        "bus": {"type": "nats", "url": nats.url()},
+        "telemetry": {"service_name": "hs1"},
+        "modules": [{"module": "demo", "placement": "nats", "timeout": "5s", "callbacks": ["user_may_create_room"]}]
+    });
+    let file = write_config("http", &config);
+    let endpoint = receiver.http_endpoint();
+    // Batches would wait ten minutes: only the flush at shutdown can deliver them.
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+    ];
+    let worker = glia(&["worker", "--config", file.to_str().unwrap()], &env);
+    let listen = format!("127.0.0.1:{port}");
+    let serve = glia(
+        &[
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            &listen,
+        ],
+        &env,
+    );
+    let url = format!("http://{listen}/_glia/v1/callbacks/user_may_create_room");
+    until_served(&url).await;
+    let (status, body, decision_id) = post(&url, evil_room(), &traceparent()).await;
+    assert_eq!(
+        (status, body["module"].as_str()),
+        (200, Some("demo")),
+        "{body}"
+    );
+    assert!(
+        receiver.spans().iter().all(|s| s.trace_id != CALLER_TRACE),
+        "nothing is exported before shutdown"
+    );
+    terminate(serve);
+    terminate(worker);
+    let spans = receiver
+        .wait_for_spans(
+            |spans| {
+                let ours = spans.iter().filter(|s| s.trace_id == CALLER_TRACE);
+                ours.clone().any(|s| s.service_name == "hs1-worker")
+                    && ours.clone().any(|s| s.service_name == "hs1-coordinator")
+            },
+            WAIT,
+        )
+        .await;
+    assert!(spans.iter().all(|s| s.protocol == "http"));
+    check_tree(
+        &spans,
+        "hs1-coordinator",
+        "hs1-worker",
+        &decision_id.expect("the decision id comes back"),
+    );
+    assert!(receiver.rejected().is_empty(), "{:?}", receiver.rejected());
+}
