@@ -739,6 +739,101 @@ fn other_top_level_values_are_checked() {
 }
 
 #[test]
+fn telemetry_settings_are_checked() {
+    let yaml = concat!(
+        "telemetry:\n",           // 1
+        "  traces:\n",            // 2
+        "    exporter: zipkin\n", // 3
+    );
+    let err = error_of(yaml);
+    assert_eq!(
+        (err.key.as_str(), err.position),
+        (
+            "telemetry.traces.exporter",
+            Some(Position { line: 3, column: 5 })
+        ),
+        "{err}"
+    );
+    assert!(err.message.contains("unknown variant `zipkin`"), "{err}");
+    let yaml = concat!(
+        "telemetry:\n",              // 1
+        "  traces:\n",               // 2
+        "    protocol: http/json\n", // 3
+    );
+    let err = error_of(yaml);
+    assert_eq!(err.key, "telemetry.traces.protocol", "{err}");
+    assert!(err.message.contains("`grpc`"), "{err}");
+    let yaml = concat!(
+        "telemetry:\n",          // 1
+        "  traces:\n",           // 2
+        "    sample_ratio: 2\n", // 3
+    );
+    assert_error(
+        &error_of(yaml),
+        (3, 5),
+        None,
+        "telemetry.traces.sample_ratio",
+        "must be between 0 and 1",
+    );
+    let yaml = concat!(
+        "telemetry:\n",                   // 1
+        "  traces:\n",                    // 2
+        "    endpoint: collector:4317\n", // 3
+    );
+    assert_error(
+        &error_of(yaml),
+        (3, 5),
+        None,
+        "telemetry.traces.endpoint",
+        "\"collector:4317\" is not an http:// or https:// URL",
+    );
+    let yaml = concat!(
+        "telemetry:\n",       // 1
+        "  decision_log:\n",  // 2
+        "    output: file\n", // 3
+    );
+    assert_error(
+        &error_of(yaml),
+        (2, 3),
+        None,
+        "telemetry.decision_log.path",
+        "output: file needs a `path:`",
+    );
+    let yaml = concat!(
+        "telemetry:\n",       // 1
+        "  decision_log:\n",  // 2
+        "    output: nats\n", // 3
+    );
+    assert_error(
+        &error_of(yaml),
+        (3, 5),
+        None,
+        "telemetry.decision_log.output",
+        "output: nats needs the NATS bus (`bus: {type: nats, url: ...}`)",
+    );
+    let yaml = concat!(
+        "telemetry:\n",              // 1
+        "  metrics: {enable: no}\n", // 2
+    );
+    let err = error_of(yaml);
+    assert!(err.message.contains("unknown field `enable`"), "{err}");
+    assert_eq!(err.position.map(|p| p.line), Some(2), "{err}");
+    let cfg = load(concat!(
+        "telemetry:\n",                                              // 1
+        "  service_name: hs1\n",                                     // 2
+        "  metrics: {enabled: false}\n",                             // 3
+        "  decision_log: {output: stdout, include_content: true}\n", // 4
+    ));
+    assert_eq!(cfg.telemetry.service_name.as_deref(), Some("hs1"));
+    assert!(!cfg.telemetry.metrics.enabled);
+    assert!(cfg.telemetry.decision_log.include_content);
+    assert!(
+        load("modules: []\n").telemetry.metrics.enabled,
+        "metrics are on by default"
+    );
+}
+
+#[test]
 fn flow_style_and_json_configs_point_at_the_key_on_its_line() {
     // JSON is YAML: everything is on line 1, and the column finds the key.
     let yaml = r#"{"modules": [{"module": "demo", "timeout": "fast"}]}"#;

@@ -239,9 +239,15 @@ async fn a_rogue_responder_is_an_invalid_answer() {
 #[actix_rt::test]
 async fn homeservers_can_call_the_coordinator_over_nats() {
     let nats = NatsServer::start();
-    let yaml = config(&nats.url(), json!([{"module": "demo"}]));
-    let _g = TestGlia::start(&yaml).await;
+    // Decisions are published on NATS too, and their ids come back with the replies.
+    let yaml = json!({"bus": {"type": "nats", "url": nats.url()},
+        "telemetry": {"decision_log": {"output": "nats", "subject": "test.decisions"}},
+        "modules": [{"module": "demo"}]})
+    .to_string();
     let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut decisions = client.subscribe("test.decisions").await.unwrap();
+    client.flush().await.unwrap();
+    let _g = TestGlia::start(&yaml).await;
     let subject = subjects::callback_subject(glia_bus_schema::Callback::UserMayCreateRoom);
     let ask = |user: &str| json!({"user_id": user, "room_config": {}}).to_string();
     // The coordinator may still be subscribing: retry no-responders briefly.
@@ -258,11 +264,33 @@ async fn homeservers_can_call_the_coordinator_over_nats() {
             Err(_) => actix_rt::time::sleep(Duration::from_millis(20)).await,
         }
     }
-    let reply: Value =
-        serde_json::from_slice(&reply.expect("the coordinator answers").payload).unwrap();
+    let reply = reply.expect("the coordinator answers");
+    let decision_id = reply
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(subjects::headers::DECISION_ID))
+        .expect("a decision id header")
+        .to_string();
+    let reply: Value = serde_json::from_slice(&reply.payload).unwrap();
     assert_eq!(
         (reply["decision"].clone(), reply["module"].clone()),
         (json!("deny"), json!("demo"))
+    );
+    let record: Value = serde_json::from_slice(
+        &tokio::time::timeout(Duration::from_secs(30), decisions.next())
+            .await
+            .expect("a decision record is published")
+            .unwrap()
+            .payload,
+    )
+    .unwrap();
+    assert_eq!(record["decision_id"], decision_id.as_str());
+    assert_eq!(record["callback"], "user_may_create_room");
+    assert_eq!(record["result"]["decision"], "deny");
+    assert_eq!(record["winner"], "demo");
+    assert!(
+        record.get("input").is_none(),
+        "content is left out: {record}"
     );
     let reply = client
         .request(subject.clone(), ask("@alice:example.com").into())
