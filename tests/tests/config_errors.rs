@@ -918,6 +918,13 @@ fn check_example(cfg: &GliaConfig) {
         Duration::from_millis(250)
     );
     assert_eq!(module(cfg, "demo").timeout, Duration::from_secs(5));
+    // Metrics on, nothing exported or logged unless the environment asks for spans.
+    assert!(cfg.telemetry.metrics.enabled);
+    assert_eq!(cfg.telemetry.traces.exporter, None);
+    assert_eq!(
+        cfg.telemetry.decision_log.output,
+        glia_runtime::config::telemetry::DecisionOutput::None
+    );
     let policy = &module(cfg, "message_policy").failure_policy;
     assert_eq!(
         policy.for_callback(Callback::CheckEventForSpam),

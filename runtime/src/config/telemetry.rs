@@ -19,13 +19,13 @@ pub struct TelemetryConfig {
     #[serde(default)]
     pub service_name: Option<String>,
     /// Span export.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub traces: TracesConfig,
     /// The Prometheus endpoint.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub metrics: MetricsConfig,
     /// One record per decision.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub decision_log: DecisionLogConfig,
 }
 
@@ -98,6 +98,15 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig { enabled: true }
     }
+}
+
+/// A section left empty (`traces:` with only comments under it) means its defaults.
+fn null_is_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
 }
 
 fn yes() -> bool {
