@@ -35,6 +35,9 @@ enum Command {
         /// The config file (the same one `glia serve` uses).
         #[arg(long, short)]
         config: PathBuf,
+        /// HOST:PORT to serve Prometheus metrics on (`GET /metrics`); none if unset.
+        #[arg(long)]
+        metrics_listen: Option<String>,
     },
     /// Validate a config file without starting anything; exits non-zero on an error.
     CheckConfig {
@@ -113,7 +116,10 @@ fn main() -> ExitCode {
             glia_modules::chaos::quiet_planned_panics();
             return actix_web::rt::System::new().block_on(run_chaos(options, baseline));
         }
-        Command::Worker { config } => load(Some(&config)).and_then(|cfg| run(run_worker(cfg))),
+        Command::Worker {
+            config,
+            metrics_listen,
+        } => load(Some(&config)).and_then(|cfg| run(run_worker(cfg, metrics_listen))),
         Command::Serve { config, listen } => load(config.as_ref()).and_then(|mut cfg| {
             if let Some(listen) = listen {
                 cfg.listen = listen;
@@ -224,12 +230,26 @@ async fn run_chaos(options: chaos::ChaosOptions, baseline: bool) -> ExitCode {
     }
 }
 
-async fn run_worker(cfg: GliaConfig) -> Result<(), String> {
+async fn run_worker(cfg: GliaConfig, metrics_listen: Option<String>) -> Result<(), String> {
     let grace = cfg.shutdown_grace;
     let worker = glia_runtime::worker::Worker::start(&cfg).await?;
     tracing::info!(modules = ?worker.modules(), "glia worker serving over NATS");
+    let metrics = match &metrics_listen {
+        Some(listen) => {
+            let server = glia_runtime::http::serve_metrics(worker.telemetry().clone(), listen)
+                .map_err(|e| format!("cannot serve metrics on {listen}: {e}"))?;
+            let handle = server.handle();
+            actix_rt::spawn(server);
+            tracing::info!(%listen, "serving GET /metrics");
+            Some(handle)
+        }
+        None => None,
+    };
     let signal = shutdown_signal().await;
     tracing::info!(%signal, "draining: no new invocations; in-flight ones finish");
+    if let Some(server) = metrics {
+        server.stop(true).await;
+    }
     worker.shutdown(grace).await;
     tracing::info!("glia worker stopped");
     Ok(())

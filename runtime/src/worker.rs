@@ -6,7 +6,7 @@ use crate::bus::nats::{connect, time_left};
 use crate::bus::{Bus, InProcessBus, InvocationMeta, Target};
 use crate::config::{BusConfig, GliaConfig, ModuleConfig, Placement, REMOTE_MODULE};
 use crate::host::{spawn_module, ModuleInstance, ModuleStatus, RegistrationSummary, Slot};
-use crate::telemetry::{propagation, ModuleGauge, Role, Telemetry, WorkerSpan};
+use crate::telemetry::{propagation, ModuleGauge, Outcome, Role, Telemetry, WorkerSpan};
 use async_nats::{Client, Message, Subscriber};
 use futures::StreamExt;
 use glia_bus_schema::subjects::{self, headers, AuthCheckerDescription, Description};
@@ -134,6 +134,11 @@ impl Worker {
         })
     }
 
+    /// Its spans and metrics.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
     /// The names of the hosted modules.
     pub fn modules(&self) -> &[String] {
         &self.names
@@ -240,6 +245,7 @@ async fn handle(client: &Client, hosted: &Hosted, telemetry: &Telemetry, message
         None => None,
     };
     let request_id = header(headers::REQUEST_ID).unwrap_or_default();
+    let started = Instant::now();
     let parent = propagation::extract(
         header(headers::TRACEPARENT).as_deref(),
         header(headers::TRACESTATE).as_deref(),
@@ -279,10 +285,21 @@ async fn handle(client: &Client, hosted: &Hosted, telemetry: &Telemetry, message
             }
         }
     };
-    span.finish(match &result {
+    let error = match &result {
         InvocationResult::Error(e) => Some(e),
         InvocationResult::Answer(_) => None,
-    });
+    };
+    if let (Some(metrics), Ok(callback)) = (telemetry.metrics(), suffix.parse()) {
+        let outcome = error.map_or(Outcome::Answer, Outcome::of_error);
+        metrics.invocation(
+            hosted.index,
+            &hosted.name,
+            callback,
+            outcome,
+            Some(started.elapsed()),
+        );
+    }
+    span.finish(error);
     let reply = InvocationReply { request_id, result };
     let body = serde_json::to_vec(&reply).unwrap_or_default();
     if let Err(e) = client.publish(reply_to, body.into()).await {

@@ -13,6 +13,14 @@ const WAIT: Duration = Duration::from_secs(60);
 const CALLER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const CALLER_SPAN: &str = "b7ad6b7169203331";
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn traceparent() -> String {
     format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01")
 }
@@ -190,9 +198,16 @@ async fn coordinator_and_worker_process_spans_share_one_trace_over_grpc() {
         "modules": [{"module": "demo", "placement": "nats", "timeout": "5s", "callbacks": ["user_may_create_room"]}]
     });
     let file = write_config("grpc", &config);
+    let metrics = format!("127.0.0.1:{}", free_port());
     // Exported every 50 ms, so the spans arrive while the worker runs.
     let worker = glia(
-        &["worker", "--config", file.to_str().unwrap()],
+        &[
+            "worker",
+            "--config",
+            file.to_str().unwrap(),
+            "--metrics-listen",
+            &metrics,
+        ],
         &[("OTEL_BSP_SCHEDULE_DELAY", "50")],
     );
     let g = TestGlia::start(&config.to_string()).await;
@@ -219,6 +234,53 @@ async fn coordinator_and_worker_process_spans_share_one_trace_over_grpc() {
         .await;
     assert!(spans.iter().all(|s| s.protocol == "grpc"));
     check_tree(&spans, "glia-coordinator", "glia-worker", &decision_id);
+
+    // The worker serves its own metrics: what it invoked and its module's state.
+    let mut resp = awc::Client::default()
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await
+        .expect("the worker serves /metrics");
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = String::from_utf8(resp.body().await.unwrap().to_vec()).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.get(k).is_some_and(|l| l == *v))
+            })
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+                _ => panic!("{name} is not a counter or gauge"),
+            })
+    };
+    let answered = value(
+        "glia_invocations_total",
+        &[
+            ("module", "demo"),
+            ("callback", "user_may_create_room"),
+            ("outcome", "answer"),
+        ],
+    );
+    assert!(answered >= Some(2.0), "{answered:?}\n{text}");
+    assert_eq!(
+        value(
+            "glia_module_state",
+            &[("module", "demo"), ("state", "running")]
+        ),
+        Some(1.0)
+    );
+    let resp = awc::Client::default()
+        .get(format!("http://{metrics}/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
     terminate(worker);
     g.glia.shutdown(Duration::from_secs(1)).await;
 }
@@ -227,11 +289,7 @@ async fn coordinator_and_worker_process_spans_share_one_trace_over_grpc() {
 async fn two_glia_processes_export_over_http_and_flush_on_shutdown() {
     let nats = NatsServer::start();
     let receiver = OtlpReceiver::start().expect("the OTLP receiver starts");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     // Configured by the standard variables alone; the service names come from the file.
     let config = json!({
         "bus": {"type": "nats", "url": nats.url()},

@@ -3,6 +3,7 @@
 use super::auth::Authorized;
 use super::errors::MatrixError;
 use super::AppState;
+use crate::telemetry::Telemetry;
 use actix_web::{web, HttpResponse};
 use glia_bus_schema::errcodes::M_NOT_FOUND;
 
@@ -35,7 +36,12 @@ pub async fn modules(_auth: Authorized, state: web::Data<AppState>) -> HttpRespo
 /// Prometheus metrics in the text exposition format. Like `/health` it needs no token: it
 /// carries counts by module, callback and outcome, no user data.
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, MatrixError> {
-    let metrics = state.glia.telemetry().metrics().ok_or_else(|| {
+    metrics_of(state.glia.telemetry())
+}
+
+/// The metrics of `telemetry` as a response, or 404 when they are off.
+pub fn metrics_of(telemetry: &Telemetry) -> Result<HttpResponse, MatrixError> {
+    let metrics = telemetry.metrics().ok_or_else(|| {
         MatrixError::new(
             404,
             M_NOT_FOUND,

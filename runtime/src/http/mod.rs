@@ -11,7 +11,7 @@ mod resources;
 pub use errors::MatrixError;
 
 use crate::app::Glia;
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App, HttpResponse, HttpServer};
 use std::sync::Arc;
 
 /// What every handler can reach.
@@ -48,6 +48,37 @@ pub fn state(glia: Arc<Glia>) -> web::Data<AppState> {
         max_body_size: config.max_body_size,
         glia,
     })
+}
+
+/// Serves only `GET /metrics` for `telemetry` on `listen` (what `glia worker` exposes).
+pub fn serve_metrics(
+    telemetry: Arc<crate::telemetry::Telemetry>,
+    listen: &str,
+) -> std::io::Result<actix_web::dev::Server> {
+    let telemetry = web::Data::from(telemetry);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(telemetry.clone())
+            .route(
+                "/metrics",
+                web::get().to(|t: web::Data<crate::telemetry::Telemetry>| async move {
+                    admin::metrics_of(&t)
+                }),
+            )
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, _>(MatrixError::new(
+                    404,
+                    glia_bus_schema::errcodes::M_NOT_FOUND,
+                    "Not found",
+                ))
+            }))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind(listen)?
+    .run();
+    Ok(server)
 }
 
 /// Binds the HTTP server to `listen` and returns it, ready to be awaited. It does not handle
