@@ -127,3 +127,31 @@ def glia_stopped(world: World) -> Iterator[None]:
         yield
     finally:
         world.glia.restart()
+
+
+def glia_metrics(world: World) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """glia's /metrics, parsed by the Prometheus client library's own text parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, headers, raw = http_request("GET", world.glia.url + "/metrics")
+    assert status == 200, raw
+    assert headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(raw.decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def test_glias_metrics_count_the_decisions_synapse_asked_for(world: World) -> None:
+    key = ("glia_decisions_total", (("callback", "check_event_for_spam"), ("result", "deny")))
+    before = glia_metrics(world).get(key, 0.0)
+    world.expect(world.spammer.send_text(world.room_id, "more spam"), 403, "M_FORBIDDEN")
+    after = glia_metrics(world)
+    assert after.get(key, 0.0) >= before + 1
+    invocations = (
+        "glia_invocations_total",
+        (("callback", "check_event_for_spam"), ("module", "list_spam_checker"), ("outcome", "deny")),
+    )
+    assert after.get(invocations, 0.0) >= 1
+    assert after[("glia_module_state", (("module", "demo"), ("state", "running")))] == 1.0
