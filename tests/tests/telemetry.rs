@@ -27,6 +27,18 @@ fn in_memory() -> (InMemorySpanExporter, SdkTracerProvider) {
     (exporter, provider)
 }
 
+/// Starts glia from `yaml` with its spans going to `provider`.
+async fn start_traced(yaml: &str, provider: SdkTracerProvider) -> TestGlia {
+    TestGlia::try_start_with(
+        yaml,
+        StartOptions {
+            tracer_provider: Some(provider),
+        },
+    )
+    .await
+    .expect("glia starts")
+}
+
 fn scripted(name: &str, script: Value, extra: Value) -> Value {
     let mut module = json!({"module": "scripted", "name": name, "config": {"answers": {"user_may_invite": script}}});
     for (k, v) in extra.as_object().unwrap() {
@@ -84,14 +96,7 @@ async fn the_span_tree_of_a_dispatch_shows_each_modules_part() {
         ),
     ]);
     let yaml = json!({"modules": modules}).to_string();
-    let g = TestGlia::try_start_with(
-        &yaml,
-        StartOptions {
-            tracer_provider: Some(provider),
-        },
-    )
-    .await
-    .expect("glia starts");
+    let g = start_traced(&yaml, provider).await;
 
     // The homeserver's span continues into glia's.
     let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -212,14 +217,7 @@ async fn without_a_caller_trace_a_dispatch_starts_one_and_chains_are_traced() {
         {"module": "scripted", "name": "c3", "config": {"answers": {"on_create_room": {"append_to": "chain"}}}},
     ]})
     .to_string();
-    let g = TestGlia::try_start_with(
-        &yaml,
-        StartOptions {
-            tracer_provider: Some(provider),
-        },
-    )
-    .await
-    .expect("glia starts");
+    let g = start_traced(&yaml, provider).await;
     let reply = g
         .dispatch_json(
             "on_create_room",
@@ -581,14 +579,7 @@ async fn the_decision_log_carries_content_when_the_config_opts_in() {
         ]
     })
     .to_string();
-    let g = TestGlia::try_start_with(
-        &yaml,
-        StartOptions {
-            tracer_provider: Some(provider),
-        },
-    )
-    .await
-    .expect("glia starts");
+    let g = start_traced(&yaml, provider).await;
     let (status, _, _) = post(
         &g,
         "check_event_for_spam",

@@ -6,7 +6,7 @@ use super::plan::{Plan, PlanEntry};
 use super::rules::Deny;
 use crate::bus::{Bus, InvocationMeta, Target};
 use crate::policy::FailurePolicy;
-use crate::telemetry::{DispatchTrace, InvocationSpan, Outcome};
+use crate::telemetry::{DispatchTrace, InvocationSpan, Judgement, Outcome};
 use futures::stream::{FuturesOrdered, StreamExt};
 use glia_bus_schema::errcodes::M_UNKNOWN;
 use glia_bus_schema::{
@@ -148,25 +148,76 @@ pub fn invoke_entry(
     }
 }
 
-/// The answer as JSON for the decision record, if it wants content.
-fn answer_json(ctx: &DispatchCtx<'_>, invoked: &Invoked) -> Option<serde_json::Value> {
-    match &invoked.result {
-        Ok(answer) if ctx.trace.wants_content() => serde_json::to_value(answer)
-            .ok()
-            .and_then(|mut tagged| tagged.get_mut("answer").map(serde_json::Value::take)),
-        _ => None,
+/// What is left of an invocation once its result is taken: the means to record how the
+/// result was judged.
+struct Taken {
+    span: InvocationSpan,
+    latency: Duration,
+    answer: Option<serde_json::Value>,
+}
+
+impl Invoked {
+    /// Splits off the result (typed for `R`); the answer is kept as JSON if the decision
+    /// record wants content.
+    fn take<R: CallbackArgs>(
+        self,
+        ctx: &DispatchCtx<'_>,
+    ) -> (Result<R::Answer, InvocationError>, Taken) {
+        let answer = match &self.result {
+            Ok(answer) if ctx.trace.wants_content() => serde_json::to_value(answer)
+                .ok()
+                .and_then(|mut tagged| tagged.get_mut("answer").map(serde_json::Value::take)),
+            _ => None,
+        };
+        let taken = Taken {
+            span: self.span,
+            latency: self.latency,
+            answer,
+        };
+        let typed = self.result.and_then(|answer| {
+            R::unwrap_answer(answer).map_err(|other| InvocationError::InvalidAnswer {
+                detail: format!("answered {} instead of {}", other.callback(), R::CALLBACK),
+            })
+        });
+        (typed, taken)
     }
 }
 
-/// Unwraps the answer for `R`, or says it answered another callback.
-fn typed<R: CallbackArgs>(
-    result: Result<ModuleAnswer, InvocationError>,
-) -> Result<R::Answer, InvocationError> {
-    result.and_then(|answer| {
-        R::unwrap_answer(answer).map_err(|other| InvocationError::InvalidAnswer {
-            detail: format!("answered {} instead of {}", other.callback(), R::CALLBACK),
-        })
-    })
+impl Taken {
+    /// Records an answer judged as `outcome` (with a deny's errcode).
+    fn answered<R: CallbackArgs>(
+        self,
+        ctx: &DispatchCtx<'_>,
+        entry: &PlanEntry,
+        (outcome, errcode): (Outcome, Option<&str>),
+    ) {
+        let judgement = Judgement {
+            outcome,
+            errcode,
+            latency: self.latency,
+            failure: None,
+        };
+        ctx.trace
+            .judged(entry, R::CALLBACK, self.span, judgement, self.answer);
+    }
+
+    /// Logs and records a failure, which `entry`'s failure policy resolves.
+    fn failed<R: CallbackArgs>(
+        self,
+        ctx: &DispatchCtx<'_>,
+        entry: &PlanEntry,
+        error: &InvocationError,
+    ) {
+        log_failure::<R>(entry, error);
+        let judgement = Judgement {
+            outcome: Outcome::of_error(error),
+            errcode: None,
+            latency: self.latency,
+            failure: Some((error, entry.policy)),
+        };
+        ctx.trace
+            .judged(entry, R::CALLBACK, self.span, judgement, self.answer);
+    }
 }
 
 /// The failure the caller sees when `entry` failed under policy `error` (or `deny` where a
@@ -230,46 +281,22 @@ where
         let Some(invoked) = answers.next().await else {
             break;
         };
-        let answer = answer_json(ctx, &invoked);
-        let Invoked {
-            result,
-            latency,
-            span,
-        } = invoked;
-        let walk = match typed::<R>(result) {
-            Ok(answer_value) => {
-                let step = judge(answer_value, entry);
-                let (outcome, errcode) = match &step {
+        let (result, taken) = invoked.take::<R>(ctx);
+        let walk = match result {
+            Ok(answer) => {
+                let step = judge(answer, entry);
+                let verdict = match &step {
                     Step::Continue => (continued, None),
                     Step::Stop(v) => v.verdict(),
                 };
-                ctx.trace.judged(
-                    entry,
-                    R::CALLBACK,
-                    span,
-                    outcome,
-                    errcode,
-                    latency,
-                    None,
-                    answer,
-                );
+                taken.answered::<R>(ctx, entry, verdict);
                 match step {
                     Step::Continue => None,
                     Step::Stop(value) => Some(Walk::Stopped(value, entry.name.clone())),
                 }
             }
             Err(error) => {
-                log_failure::<R>(entry, &error);
-                ctx.trace.judged(
-                    entry,
-                    R::CALLBACK,
-                    span,
-                    Outcome::of_error(&error),
-                    None,
-                    latency,
-                    Some((&error, entry.policy)),
-                    answer,
-                );
+                taken.failed::<R>(ctx, entry, &error);
                 match entry.policy {
                     FailurePolicy::Allow => None,
                     FailurePolicy::Deny => match on_deny(&error, entry) {
@@ -410,15 +437,13 @@ pub async fn run_all<R: CallbackArgs>(
                         (Outcome::of_error(error), Some((error, entry.policy)))
                     }
                 };
-                telemetry.finish_invocation(
-                    &entry,
-                    R::CALLBACK,
-                    span,
+                let judgement = Judgement {
                     outcome,
-                    None,
+                    errcode: None,
                     latency,
                     failure,
-                );
+                };
+                telemetry.finish_invocation(&entry, R::CALLBACK, span, &judgement);
             });
         } else {
             awaited.push_back(async move { (entry, call.await) });
@@ -428,24 +453,9 @@ pub async fn run_all<R: CallbackArgs>(
     let mut position = 0;
     while let Some((entry, invoked)) = awaited.next().await {
         position += 1;
-        let answer = answer_json(ctx, &invoked);
-        let Invoked {
-            result,
-            latency,
-            span,
-        } = invoked;
+        let (result, taken) = invoked.take::<R>(ctx);
         if let Err(error) = result {
-            log_failure::<R>(entry, &error);
-            ctx.trace.judged(
-                entry,
-                R::CALLBACK,
-                span,
-                Outcome::of_error(&error),
-                None,
-                latency,
-                Some((&error, entry.policy)),
-                answer,
-            );
+            taken.failed::<R>(ctx, entry, &error);
             let rest: Vec<PlanEntry> = plan
                 .entries
                 .iter()
@@ -457,16 +467,7 @@ pub async fn run_all<R: CallbackArgs>(
             // A notification has nothing to deny: `deny` fails the request like `error`.
             return Err(failure(R::CALLBACK, entry, &error));
         }
-        ctx.trace.judged(
-            entry,
-            R::CALLBACK,
-            span,
-            Outcome::Allow,
-            None,
-            latency,
-            None,
-            answer,
-        );
+        taken.answered::<R>(ctx, entry, (Outcome::Allow, None));
     }
     Ok(())
 }
@@ -486,55 +487,21 @@ pub async fn chain<R: CallbackArgs, V: Verdict>(
 ) -> Result<Arc<CallbackRequest>, V> {
     for (i, entry) in plan.entries.iter().enumerate() {
         let invoked = invoke_entry(ctx, entry, request.clone()).await;
-        let answer = answer_json(ctx, &invoked);
-        let Invoked {
-            result,
-            latency,
-            span,
-        } = invoked;
-        let stopped = match typed::<R>(result) {
-            Ok(answer_value) => match step(answer_value, entry, &request) {
+        let (result, taken) = invoked.take::<R>(ctx);
+        let stopped = match result {
+            Ok(answer) => match step(answer, entry, &request) {
                 Ok(next) => {
-                    ctx.trace.judged(
-                        entry,
-                        R::CALLBACK,
-                        span,
-                        Outcome::Allow,
-                        None,
-                        latency,
-                        None,
-                        answer,
-                    );
+                    taken.answered::<R>(ctx, entry, (Outcome::Allow, None));
                     request = next;
                     None
                 }
                 Err(v) => {
-                    let (outcome, errcode) = v.verdict();
-                    ctx.trace.judged(
-                        entry,
-                        R::CALLBACK,
-                        span,
-                        outcome,
-                        errcode,
-                        latency,
-                        None,
-                        answer,
-                    );
+                    taken.answered::<R>(ctx, entry, v.verdict());
                     Some(v)
                 }
             },
             Err(error) => {
-                log_failure::<R>(entry, &error);
-                ctx.trace.judged(
-                    entry,
-                    R::CALLBACK,
-                    span,
-                    Outcome::of_error(&error),
-                    None,
-                    latency,
-                    Some((&error, entry.policy)),
-                    answer,
-                );
+                taken.failed::<R>(ctx, entry, &error);
                 on_failure(&error, entry)
             }
         };

@@ -20,6 +20,19 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// How one invocation ended, as traces, metrics and the decision log record it.
+#[derive(Debug, Clone, Copy)]
+pub struct Judgement<'a> {
+    /// What became of it.
+    pub outcome: Outcome,
+    /// A deny's errcode.
+    pub errcode: Option<&'a str>,
+    /// From sending to the answer or failure.
+    pub latency: Duration,
+    /// The failure and the policy that resolved it.
+    pub failure: Option<(&'a InvocationError, FailurePolicy)>,
+}
+
 /// A module invocation's span (when spans are recorded). Dropped without
 /// [`InvocationSpan::finish`], the invocation was not waited for: it ends as `skipped`.
 pub struct InvocationSpan {
@@ -35,16 +48,16 @@ impl InvocationSpan {
         self.span.as_ref().map(|(cx, _)| cx)
     }
 
-    fn finish(
-        mut self,
-        outcome: Outcome,
-        errcode: Option<&str>,
-        latency: Duration,
-        failure: Option<(&InvocationError, FailurePolicy)>,
-    ) {
+    fn finish(mut self, judgement: &Judgement<'_>) {
         let Some((cx, started)) = self.span.take() else {
             return;
         };
+        let Judgement {
+            outcome,
+            errcode,
+            latency,
+            failure,
+        } = *judgement;
         let span = cx.span();
         span.set_attribute(KeyValue::new("glia.outcome", outcome.as_str()));
         span.set_attribute(KeyValue::new("glia.latency_ms", ms(latency)));
@@ -79,20 +92,22 @@ impl Drop for InvocationSpan {
 impl Telemetry {
     /// Ends an invocation's span and counts it (the part shared by judged invocations and
     /// notifications left to finish in the background).
-    #[allow(clippy::too_many_arguments)]
     pub fn finish_invocation(
         &self,
         entry: &PlanEntry,
         callback: Callback,
         span: InvocationSpan,
-        outcome: Outcome,
-        errcode: Option<&str>,
-        latency: Duration,
-        failure: Option<(&InvocationError, FailurePolicy)>,
+        judgement: &Judgement<'_>,
     ) {
-        span.finish(outcome, errcode, latency, failure);
+        span.finish(judgement);
         if let Some(m) = &self.metrics {
-            m.invocation(entry.module, &entry.name, callback, outcome, Some(latency));
+            m.invocation(
+                entry.module,
+                &entry.name,
+                callback,
+                judgement.outcome,
+                Some(judgement.latency),
+            );
         }
     }
 }
@@ -228,21 +243,24 @@ impl DispatchTrace {
         &self.cx
     }
 
-    /// Records how `entry`'s answer (or failure) was judged.
-    #[allow(clippy::too_many_arguments)]
+    /// Records how `entry`'s answer (or failure) was judged; `answer` is the answer as JSON
+    /// when the decision record carries content.
     pub fn judged(
         &self,
         entry: &PlanEntry,
         callback: Callback,
         span: InvocationSpan,
-        outcome: Outcome,
-        errcode: Option<&str>,
-        latency: Duration,
-        failure: Option<(&InvocationError, FailurePolicy)>,
+        judgement: Judgement<'_>,
         answer: Option<Value>,
     ) {
         self.telemetry
-            .finish_invocation(entry, callback, span, outcome, errcode, latency, failure);
+            .finish_invocation(entry, callback, span, &judgement);
+        let Judgement {
+            outcome,
+            errcode,
+            latency,
+            failure,
+        } = judgement;
         self.record(ModuleRecord {
             module: entry.name.to_string(),
             outcome: outcome.as_str(),

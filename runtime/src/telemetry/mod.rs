@@ -14,7 +14,7 @@ pub mod outcome;
 pub mod propagation;
 
 pub use decision_log::{DecisionLog, DecisionRecord};
-pub use dispatch::{DispatchTrace, InvocationSpan, WorkerSpan};
+pub use dispatch::{DispatchTrace, InvocationSpan, Judgement, WorkerSpan};
 pub use metrics::{Metrics, ModuleGauge};
 pub use outcome::{Outcome, ReplyResult};
 
