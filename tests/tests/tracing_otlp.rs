@@ -48,7 +48,7 @@ fn glia(args: &[&str], env: &[(&str, &str)]) -> Process {
     let mut command = Command::new(glia_binary());
     command
         .args(args)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     for (k, v) in env {
         command.env(k, v);
@@ -56,14 +56,20 @@ fn glia(args: &[&str], env: &[(&str, &str)]) -> Process {
     Process(Some(command.spawn().expect("glia starts")))
 }
 
-/// SIGTERM, then wait: glia drains and flushes its spans on the way out.
-fn terminate(mut process: Process) {
-    let mut child = process.0.take().expect("running");
+/// SIGTERM, then wait: glia drains and flushes its spans (and decision records) on the way
+/// out. Returns what it wrote on standard output.
+fn terminate(mut process: Process) -> String {
+    let child = process.0.take().expect("running");
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
-    let status = child.wait().expect("glia exits");
-    assert!(status.success(), "glia exited with {status}");
+    let output = child.wait_with_output().expect("glia exits");
+    assert!(
+        output.status.success(),
+        "glia exited with {}",
+        output.status
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
 }
 
 async fn post(url: &str, body: Value, traceparent: &str) -> (u16, Value, Option<String>) {
@@ -293,7 +299,7 @@ async fn two_glia_processes_export_over_http_and_flush_on_shutdown() {
     // Configured by the standard variables alone; the service names come from the file.
     let config = json!({
         "bus": {"type": "nats", "url": nats.url()},
-        "telemetry": {"service_name": "hs1"},
+        "telemetry": {"service_name": "hs1", "decision_log": {"output": "stdout"}},
         "modules": [{"module": "demo", "placement": "nats", "timeout": "5s", "callbacks": ["user_may_create_room"]}]
     });
     let file = write_config("http", &config);
@@ -328,8 +334,8 @@ async fn two_glia_processes_export_over_http_and_flush_on_shutdown() {
         receiver.spans().iter().all(|s| s.trace_id != CALLER_TRACE),
         "nothing is exported before shutdown"
     );
-    terminate(serve);
-    terminate(worker);
+    let records = terminate(serve);
+    assert_eq!(terminate(worker), "", "a worker writes no decision records");
     let spans = receiver
         .wait_for_spans(
             |spans| {
@@ -341,11 +347,19 @@ async fn two_glia_processes_export_over_http_and_flush_on_shutdown() {
         )
         .await;
     assert!(spans.iter().all(|s| s.protocol == "http"));
-    check_tree(
-        &spans,
-        "hs1-coordinator",
-        "hs1-worker",
-        &decision_id.expect("the decision id comes back"),
-    );
+    let decision_id = decision_id.expect("the decision id comes back");
+    check_tree(&spans, "hs1-coordinator", "hs1-worker", &decision_id);
+    // The decision log on standard output: one JSON record per line, ours among them.
+    let records: Vec<Value> = records
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON record per line"))
+        .collect();
+    let ours: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["decision_id"] == decision_id.as_str())
+        .collect();
+    assert_eq!(ours.len(), 1, "{records:?}");
+    assert_eq!(ours[0]["trace_id"], CALLER_TRACE);
+    assert_eq!(ours[0]["winner"], "demo");
     assert!(receiver.rejected().is_empty(), "{:?}", receiver.rejected());
 }
