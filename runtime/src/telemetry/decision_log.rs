@@ -114,7 +114,7 @@ impl DecisionLog {
                     .open(path)
                     .map_err(|e| {
                         TelemetryError::Setting(format!(
-                            "cannot open the decision log {}: {e}",
+                            "key `telemetry.decision_log.path`: cannot open the decision log {}: {e}",
                             path.display()
                         ))
                     })?;
