@@ -1,12 +1,15 @@
 //! Telemetry in one process: the span tree of a dispatch (in-memory exporter), Prometheus
 //! metrics at /metrics, and the decision log.
 
+mod support;
+
 use glia_runtime::app::StartOptions;
 use glia_tests::harness::TestGlia;
 use opentelemetry::trace::{SpanId, SpanKind, Status};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use serde_json::{json, Value};
 use std::time::Duration;
+use support::TempFile;
 
 fn attr(span: &SpanData, key: &str) -> Option<String> {
     span.attributes
@@ -456,14 +459,6 @@ fn counter_of(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &s
     }
 }
 
-fn temp_path(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("glia-telemetry-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    let _ = std::fs::remove_file(&path);
-    path
-}
-
 /// Waits until the log holds `n` lines (the writer runs off the dispatch path).
 async fn records(path: &std::path::Path, n: usize) -> Vec<Value> {
     for _ in 0..600 {
@@ -485,7 +480,7 @@ async fn records(path: &std::path::Path, n: usize) -> Vec<Value> {
 
 #[actix_rt::test]
 async fn the_decision_log_has_one_record_per_request_with_content_left_out() {
-    let path = temp_path("redacted.jsonl");
+    let path = TempFile::unused_path("redacted.jsonl");
     let yaml = json!({
         "telemetry": {"decision_log": {"output": "file", "path": path}},
         "modules": [
@@ -570,7 +565,7 @@ async fn the_decision_log_has_one_record_per_request_with_content_left_out() {
 
 #[actix_rt::test]
 async fn the_decision_log_carries_content_when_the_config_opts_in() {
-    let path = temp_path("content.jsonl");
+    let path = TempFile::unused_path("content.jsonl");
     let (_exporter, provider) = in_memory();
     let yaml = json!({
         "telemetry": {"decision_log": {"output": "file", "path": path, "include_content": true}},

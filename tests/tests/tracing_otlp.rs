@@ -2,33 +2,22 @@
 //! invocation span parents the `glia worker` process's span over NATS, and a homeserver's
 //! `traceparent` continues into both.
 
+mod support;
+
 use glia_tests::harness::{glia_binary, TestGlia};
-use glia_tests::nats::NatsServer;
+use glia_tests::nats::{free_port, NatsServer};
 use glia_tests::otlp::{OtlpReceiver, ReceivedSpan};
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use support::TempFile;
 
 const WAIT: Duration = Duration::from_secs(60);
 const CALLER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const CALLER_SPAN: &str = "b7ad6b7169203331";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn traceparent() -> String {
     format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01")
-}
-
-fn write_config(name: &str, config: &Value) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("glia-otlp-{}-{name}.yaml", std::process::id()));
-    std::fs::write(&path, config.to_string()).unwrap();
-    path
 }
 
 /// A glia process, killed if the test ends without [`terminate`] (a failed assertion).
@@ -203,14 +192,14 @@ async fn coordinator_and_worker_process_spans_share_one_trace_over_grpc() {
         "telemetry": {"traces": {"exporter": "otlp", "protocol": "grpc", "endpoint": receiver.grpc_endpoint()}},
         "modules": [{"module": "demo", "placement": "nats", "timeout": "5s", "callbacks": ["user_may_create_room"]}]
     });
-    let file = write_config("grpc", &config);
+    let file = TempFile::new("otlp-grpc.yaml", &config.to_string());
     let metrics = format!("127.0.0.1:{}", free_port());
     // Exported every 50 ms, so the spans arrive while the worker runs.
     let worker = glia(
         &[
             "worker",
             "--config",
-            file.to_str().unwrap(),
+            file.path().to_str().unwrap(),
             "--metrics-listen",
             &metrics,
         ],
@@ -302,7 +291,7 @@ async fn two_glia_processes_export_over_http_and_flush_on_shutdown() {
         "telemetry": {"service_name": "hs1", "decision_log": {"output": "stdout"}},
         "modules": [{"module": "demo", "placement": "nats", "timeout": "5s", "callbacks": ["user_may_create_room"]}]
     });
-    let file = write_config("http", &config);
+    let file = TempFile::new("otlp-http.yaml", &config.to_string());
     let endpoint = receiver.http_endpoint();
     // Batches would wait ten minutes: only the flush at shutdown can deliver them.
     let env = [
@@ -310,13 +299,13 @@ async fn two_glia_processes_export_over_http_and_flush_on_shutdown() {
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
         ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
     ];
-    let worker = glia(&["worker", "--config", file.to_str().unwrap()], &env);
+    let worker = glia(&["worker", "--config", file.path().to_str().unwrap()], &env);
     let listen = format!("127.0.0.1:{port}");
     let serve = glia(
         &[
             "serve",
             "--config",
-            file.to_str().unwrap(),
+            file.path().to_str().unwrap(),
             "--listen",
             &listen,
         ],

@@ -115,7 +115,7 @@ pub fn invoke_entry(
     };
     let span = ctx
         .trace
-        .invocation(entry, request.callback(), ctx.bus.route(target));
+        .invocation(entry, request.callback(), || ctx.bus.route(target));
     let call = match span.context() {
         Some(cx) => {
             let meta = InvocationMeta {

@@ -8,12 +8,14 @@ use crate::telemetry::propagation;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use glia_bus_schema::errcodes::{M_BAD_JSON, M_NOT_FOUND, M_NOT_JSON};
-use glia_bus_schema::subjects::headers::{DECISION_ID, TRACEPARENT, TRACESTATE};
+use glia_bus_schema::subjects::headers::{TRACEPARENT, TRACESTATE};
 use glia_bus_schema::{ArgsError, Callback, CallbackRequest};
 use std::sync::Arc;
 
 /// Header carrying the request id, in and out.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// `Glia-Decision-Id` as HTTP spells header names (lower case), so it needs no parsing.
+const DECISION_ID_HEADER: &str = "glia-decision-id";
 
 /// Decodes the arguments, dispatches (continuing the caller's `traceparent`), and answers
 /// the callback's reply type; every answer, errors included, carries the request id, and
@@ -55,10 +57,8 @@ pub async fn dispatch(
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
     }
-    if let (Some(id), Ok(name)) = (decision_id, HeaderName::from_bytes(DECISION_ID.as_bytes())) {
-        if let Ok(value) = HeaderValue::from_str(&id) {
-            headers.insert(name, value);
-        }
+    if let Some(value) = decision_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        headers.insert(HeaderName::from_static(DECISION_ID_HEADER), value);
     }
     response
 }
@@ -83,4 +83,13 @@ async fn decode(
             format!("Invalid arguments for {callback}: {bad}"),
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_decision_id_header_is_the_bus_schemas() {
+        assert!(super::DECISION_ID_HEADER
+            .eq_ignore_ascii_case(glia_bus_schema::subjects::headers::DECISION_ID));
+    }
 }

@@ -120,9 +120,9 @@ pub struct DispatchTrace {
     decision_id: Arc<str>,
     started: Instant,
     wall: SystemTime,
-    /// The dispatch span's context, or the caller's when no spans are recorded.
+    /// The dispatch span's context (when this process has a tracer, the span is its own),
+    /// or the caller's when no spans are made.
     cx: Context,
-    recording: bool,
     /// Each module's part, kept only for the decision log.
     records: Option<Mutex<Vec<ModuleRecord>>>,
     input: Option<Value>,
@@ -138,7 +138,7 @@ impl DispatchTrace {
         meta: &InvocationMeta,
         request: &CallbackRequest,
     ) -> DispatchTrace {
-        let (cx, recording) = match telemetry.tracer() {
+        let cx = match telemetry.tracer() {
             Some(tracer) => {
                 let span = tracer
                     .span_builder(format!("dispatch {callback}"))
@@ -149,9 +149,9 @@ impl DispatchTrace {
                         KeyValue::new("glia.decision_id", meta.decision_id.to_string()),
                     ])
                     .start_with_context(tracer, &meta.trace);
-                (meta.trace.with_span(span), true)
+                meta.trace.with_span(span)
             }
-            None => (meta.trace.clone(), false),
+            None => meta.trace.clone(),
         };
         let content = telemetry.decisions().is_some_and(|d| d.include_content());
         if let Some(m) = telemetry.metrics() {
@@ -165,7 +165,6 @@ impl DispatchTrace {
             started: Instant::now(),
             wall: SystemTime::now(),
             cx,
-            recording,
             records: telemetry.decisions().map(|_| Mutex::new(Vec::new())),
             // The callback's name is in the record already: keep just the arguments.
             input: content
@@ -187,22 +186,28 @@ impl DispatchTrace {
         self.content
     }
 
+    /// Whether the dispatch span in `cx` is this dispatch's own (spans are made).
+    fn owns_span(&self) -> bool {
+        self.telemetry.tracer().is_some()
+    }
+
     /// Opens the span of `entry`'s invocation, a child of the dispatch span; `route` says
-    /// how it travels (a NATS invocation follows the messaging conventions).
+    /// how it travels (a NATS invocation follows the messaging conventions), asked only when
+    /// spans are made.
     pub fn invocation(
         &self,
         entry: &PlanEntry,
         callback: Callback,
-        route: Route,
+        route: impl FnOnce() -> Route,
     ) -> InvocationSpan {
-        let Some(tracer) = self.telemetry.tracer().filter(|_| self.recording) else {
+        let Some(tracer) = self.telemetry.tracer() else {
             return InvocationSpan::NONE;
         };
         let mut attributes = vec![
             KeyValue::new("glia.module", entry.name.to_string()),
             KeyValue::new("glia.callback", callback.name()),
         ];
-        let builder = match route {
+        let builder = match route() {
             Route::InProcess => tracer
                 .span_builder(format!("invoke {}", entry.name))
                 .with_kind(SpanKind::Internal),
@@ -327,7 +332,7 @@ impl DispatchTrace {
             m.decision(self.callback, decision, duration);
             m.dispatch_active(-1);
         }
-        if self.recording {
+        if self.owns_span() {
             let span = self.cx.span();
             span.set_attribute(KeyValue::new("glia.result", decision.as_str()));
             span.set_attribute(KeyValue::new("glia.duration_ms", ms(duration)));
@@ -393,7 +398,7 @@ impl Drop for DispatchTrace {
         if let Some(m) = self.telemetry.metrics() {
             m.dispatch_active(-1);
         }
-        if self.recording {
+        if self.owns_span() {
             let span = self.cx.span();
             span.set_attribute(KeyValue::new("glia.result", "cancelled"));
             span.end();
