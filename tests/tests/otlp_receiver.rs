@@ -34,6 +34,17 @@ fn build_exporter(
     exporter
 }
 
+/// A gRPC exporter to `receiver`, with no endpoint variable in the way.
+fn grpc_exporter(receiver: &OtlpReceiver) -> SpanExporter {
+    build_exporter(None, || {
+        SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(receiver.grpc_endpoint())
+            .build()
+            .expect("gRPC exporter")
+    })
+}
+
 fn provider(exporter: SpanExporter, service: &str) -> SdkTracerProvider {
     SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
@@ -146,13 +157,7 @@ async fn flush(provider: SdkTracerProvider) {
 async fn grpc_export_arrives() {
     let receiver = OtlpReceiver::start().expect("receiver started");
     // tonic's channel needs the runtime it is built in.
-    let exporter = build_exporter(None, || {
-        SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(receiver.grpc_endpoint())
-            .build()
-            .expect("gRPC exporter")
-    });
+    let exporter = grpc_exporter(&receiver);
     let provider = provider(exporter, "otlp-grpc");
     emit(&provider);
     flush(provider).await;
@@ -325,13 +330,7 @@ async fn json_and_bad_requests_over_http() {
 #[tokio::test]
 async fn drop_with_a_connected_exporter() {
     let receiver = OtlpReceiver::start().expect("receiver started");
-    let exporter = build_exporter(None, || {
-        SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(receiver.grpc_endpoint())
-            .build()
-            .expect("gRPC exporter")
-    });
+    let exporter = grpc_exporter(&receiver);
     let provider = provider(exporter, "otlp-grpc-open");
     emit(&provider);
     let flushing = provider.clone();
@@ -359,13 +358,7 @@ async fn drop_with_a_connected_exporter() {
 #[should_panic(expected = "did not get the expected spans within 100ms; it got 2:")]
 async fn wait_for_spans_panics_listing_the_spans() {
     let receiver = OtlpReceiver::start().expect("receiver started");
-    let exporter = build_exporter(None, || {
-        SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(receiver.grpc_endpoint())
-            .build()
-            .expect("gRPC exporter")
-    });
+    let exporter = grpc_exporter(&receiver);
     let provider = provider(exporter, "otlp-timeout");
     emit(&provider);
     flush(provider).await;
