@@ -6,6 +6,7 @@ pub mod crashy;
 pub mod harness;
 pub mod nats;
 pub mod otlp;
+pub mod pki;
 pub mod probes;
 pub mod scripted;
 

@@ -1,6 +1,6 @@
 //! A real OpenTelemetry trace receiver for tests: OTLP/gRPC (tonic) and OTLP/HTTP
 //! (`POST /v1/traces`, protobuf or JSON, on actix-web) on loopback ports, recording every span
-//! it is sent. It runs on a thread and tokio runtime of its own, so it works the same under
+//! it is sent; in plain text, or over TLS (optionally requiring client certificates). It runs on a thread and tokio runtime of its own, so it works the same under
 //! `#[tokio::test]`, `#[actix_rt::test]` or no runtime at all, and stops when dropped.
 
 use actix_web::http::header::{CONTENT_ENCODING, CONTENT_TYPE};
@@ -127,11 +127,24 @@ impl Shared {
     }
 }
 
+/// The receiver's TLS mode: both endpoints serve only TLS.
+#[derive(Clone, Debug)]
+pub struct ReceiverTls {
+    /// The receiver's certificate chain, PEM.
+    pub cert_pem: String,
+    /// Its private key, PEM.
+    pub key_pem: String,
+    /// When set, clients must present a certificate signed by this CA (mutual TLS).
+    pub client_ca_pem: Option<String>,
+}
+
 /// A running OTLP trace receiver; dropping it stops both servers.
 pub struct OtlpReceiver {
     shared: Arc<Shared>,
     grpc: SocketAddr,
     http: SocketAddr,
+    /// "http" or "https".
+    scheme: &'static str,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -139,6 +152,16 @@ pub struct OtlpReceiver {
 impl OtlpReceiver {
     /// Binds both endpoints on free loopback ports and starts serving; needs no runtime.
     pub fn start() -> io::Result<OtlpReceiver> {
+        Self::start_with(None)
+    }
+
+    /// [`OtlpReceiver::start`], serving only TLS on both endpoints.
+    pub fn start_tls(tls: ReceiverTls) -> io::Result<OtlpReceiver> {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<ReceiverTls>) -> io::Result<OtlpReceiver> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let grpc_listener = TcpListener::bind("127.0.0.1:0")?;
         let http_listener = TcpListener::bind("127.0.0.1:0")?;
         grpc_listener.set_nonblocking(true)?;
@@ -152,7 +175,7 @@ impl OtlpReceiver {
             .name("otlp-receiver".into())
             .spawn({
                 let shared = shared.clone();
-                move || serve(shared, grpc_listener, http_listener, ready_tx, stop_rx)
+                move || serve(shared, grpc_listener, http_listener, tls, ready_tx, stop_rx)
             })?;
         let ready = ready_rx
             .recv()
@@ -165,24 +188,26 @@ impl OtlpReceiver {
             shared,
             grpc,
             http,
+            scheme,
             stop: Some(stop_tx),
             thread: Some(thread),
         })
     }
 
-    /// The OTLP/gRPC endpoint, `http://127.0.0.1:PORT`.
+    /// The OTLP/gRPC endpoint, `http://127.0.0.1:PORT` (`https://` in TLS mode).
     pub fn grpc_endpoint(&self) -> String {
-        format!("http://{}", self.grpc)
+        format!("{}://{}", self.scheme, self.grpc)
     }
 
-    /// The OTLP/HTTP base URL, `http://127.0.0.1:PORT`; traces go to `POST {base}/v1/traces`.
+    /// The OTLP/HTTP base URL, `http://127.0.0.1:PORT` (`https://` in TLS mode); traces go to
+    /// `POST {base}/v1/traces`.
     pub fn http_endpoint(&self) -> String {
-        format!("http://{}", self.http)
+        format!("{}://{}", self.scheme, self.http)
     }
 
-    /// The OTLP/HTTP traces URL, `http://127.0.0.1:PORT/v1/traces`.
+    /// The OTLP/HTTP traces URL, `http://127.0.0.1:PORT/v1/traces` (`https://` in TLS mode).
     pub fn http_traces_url(&self) -> String {
-        format!("http://{}/v1/traces", self.http)
+        format!("{}/v1/traces", self.http_endpoint())
     }
 
     /// Every span received so far, in arrival order.
@@ -278,6 +303,7 @@ fn serve(
     shared: Arc<Shared>,
     grpc_listener: TcpListener,
     http_listener: TcpListener,
+    tls: Option<ReceiverTls>,
     ready: std::sync::mpsc::Sender<io::Result<()>>,
     stop: oneshot::Receiver<()>,
 ) {
@@ -304,7 +330,17 @@ fn serve(
         let service = TraceServiceServer::new(GrpcTraces(shared.clone()))
             .accept_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size(MAX_REQUEST);
-        let grpc = tokio::spawn(tonic::transport::Server::builder().serve_with_incoming(
+        let mut grpc_server = tonic::transport::Server::builder();
+        if let Some(tls) = &tls {
+            grpc_server = match grpc_server.tls_config(grpc_tls(tls)) {
+                Ok(server) => server,
+                Err(e) => {
+                    let _ = ready.send(Err(io::Error::other(e)));
+                    return;
+                }
+            };
+        }
+        let grpc = tokio::spawn(grpc_server.serve_with_incoming(
             service,
             tonic::transport::server::TcpIncoming::from(grpc_listener),
         ));
@@ -319,8 +355,13 @@ fn serve(
         })
         .workers(1)
         .disable_signals()
-        .shutdown_timeout(1)
-        .listen(http_listener);
+        .shutdown_timeout(1);
+        let http = match &tls {
+            None => http.listen(http_listener),
+            Some(tls) => {
+                http_tls(tls).and_then(|config| http.listen_rustls_0_23(http_listener, config))
+            }
+        };
         let http = match http {
             Ok(server) => server.run(),
             Err(e) => {
@@ -344,6 +385,53 @@ fn serve(
     });
     // Returns as soon as the workers have dropped their tasks, which they do at once.
     runtime.shutdown_timeout(Duration::from_secs(5));
+}
+
+/// The gRPC endpoint's TLS settings.
+fn grpc_tls(tls: &ReceiverTls) -> tonic::transport::ServerTlsConfig {
+    let config = tonic::transport::ServerTlsConfig::new().identity(
+        tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
+    );
+    match &tls.client_ca_pem {
+        Some(ca) => config.client_ca_root(tonic::transport::Certificate::from_pem(ca)),
+        None => config,
+    }
+}
+
+/// The HTTP endpoint's TLS settings (rustls on ring, as tonic's).
+fn http_tls(tls: &ReceiverTls) -> io::Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid = |e: &dyn fmt::Display| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs = CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes()).map_err(|e| invalid(&e))?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(&e))?;
+    let builder = match &tls.client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                roots
+                    .add(cert.map_err(|e| invalid(&e))?)
+                    .map_err(|e| invalid(&e))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| invalid(&e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    builder
+        .with_single_cert(certs, key)
+        .map_err(|e| invalid(&e))
 }
 
 /// `opentelemetry.proto.collector.trace.v1.TraceService`.

@@ -788,6 +788,18 @@ fn telemetry_settings_are_checked() {
         "\"collector:4317\" is not an http:// or https:// URL",
     );
     let yaml = concat!(
+        "telemetry:\n",                        // 1
+        "  traces:\n",                         // 2
+        "    client_key: /etc/glia/key.pem\n", // 3
+    );
+    assert_error(
+        &error_of(yaml),
+        (3, 5),
+        None,
+        "telemetry.traces.client_key",
+        "needs `client_certificate:` (the key's certificate) beside it",
+    );
+    let yaml = concat!(
         "telemetry:\n",       // 1
         "  decision_log:\n",  // 2
         "    output: file\n", // 3

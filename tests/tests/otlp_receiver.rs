@@ -24,6 +24,9 @@ fn build_exporter(
     build: impl FnOnce() -> SpanExporter,
 ) -> SpanExporter {
     let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    // The workspace builds reqwest without a crypto provider of its own (glia hands it a
+    // rustls config); the exporter's default client takes the process-wide one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     const VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
     match env_endpoint {
         Some(endpoint) => std::env::set_var(VAR, endpoint),

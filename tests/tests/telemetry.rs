@@ -123,7 +123,7 @@ async fn the_span_tree_of_a_dispatch_shows_each_modules_part() {
         .to_owned();
     assert_eq!(decision_id.len(), 32, "{decision_id}");
 
-    g.glia.telemetry().flush().await;
+    g.glia.telemetry().flush().await.expect("spans exported");
     let spans = exporter.get_finished_spans().unwrap();
     let dispatch: Vec<&SpanData> = spans
         .iter()
@@ -228,7 +228,7 @@ async fn without_a_caller_trace_a_dispatch_starts_one_and_chains_are_traced() {
         )
         .await;
     assert_eq!(reply["decision"], "deny", "{reply}");
-    g.glia.telemetry().flush().await;
+    g.glia.telemetry().flush().await.expect("spans exported");
     let spans = exporter.get_finished_spans().unwrap();
     let dispatch = spans
         .iter()

@@ -1,12 +1,14 @@
 //! Traces across processes, through a real OTLP receiver (gRPC and HTTP): the coordinator's
 //! invocation span parents the `glia worker` process's span over NATS, and a homeserver's
-//! `traceparent` continues into both.
+//! `traceparent` continues into both. Export over TLS, with client certificates, to a
+//! collector that speaks nothing else.
 
 mod support;
 
 use glia_tests::harness::{glia_binary, TestGlia};
 use glia_tests::nats::{free_port, NatsServer};
-use glia_tests::otlp::{OtlpReceiver, ReceivedSpan};
+use glia_tests::otlp::{OtlpReceiver, ReceivedSpan, ReceiverTls};
+use glia_tests::pki::TestPki;
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -32,13 +34,19 @@ impl Drop for Process {
     }
 }
 
-/// Starts `glia <args>` with extra environment variables.
+/// Starts `glia <args>` with extra environment variables; its log goes to the test's.
 fn glia(args: &[&str], env: &[(&str, &str)]) -> Process {
+    spawn_glia(args, env, Stdio::inherit())
+}
+
+/// [`glia`], keeping its log for [`terminate_with_log`].
+fn glia_logged(args: &[&str], env: &[(&str, &str)]) -> Process {
+    spawn_glia(args, env, Stdio::piped())
+}
+
+fn spawn_glia(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Process {
     let mut command = Command::new(glia_binary());
-    command
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    command.args(args).stdout(Stdio::piped()).stderr(stderr);
     for (k, v) in env {
         command.env(k, v);
     }
@@ -47,7 +55,12 @@ fn glia(args: &[&str], env: &[(&str, &str)]) -> Process {
 
 /// SIGTERM, then wait: glia drains and flushes its spans (and decision records) on the way
 /// out. Returns what it wrote on standard output.
-fn terminate(mut process: Process) -> String {
+fn terminate(process: Process) -> String {
+    terminate_with_log(process).0
+}
+
+/// [`terminate`], returning standard output and the log (empty unless [`glia_logged`]).
+fn terminate_with_log(mut process: Process) -> (String, String) {
     let child = process.0.take().expect("running");
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -58,7 +71,10 @@ fn terminate(mut process: Process) -> String {
         "glia exited with {}",
         output.status
     );
-    String::from_utf8(output.stdout).expect("UTF-8 output")
+    (
+        String::from_utf8(output.stdout).expect("UTF-8 output"),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 async fn post(url: &str, body: Value, traceparent: &str) -> (u16, Value, Option<String>) {
@@ -215,7 +231,7 @@ async fn coordinator_and_worker_process_spans_share_one_trace_over_grpc() {
         "{body}"
     );
     let decision_id = decision_id.expect("the decision id comes back");
-    g.glia.telemetry().flush().await;
+    g.glia.telemetry().flush().await.expect("spans exported");
     let spans = receiver
         .wait_for_spans(
             |spans| {
@@ -351,4 +367,219 @@ async fn two_glia_processes_export_over_http_and_flush_on_shutdown() {
     assert_eq!(ours[0]["trace_id"], CALLER_TRACE);
     assert_eq!(ours[0]["winner"], "demo");
     assert!(receiver.rejected().is_empty(), "{:?}", receiver.rejected());
+}
+
+/// A collector that speaks only TLS, with `pki`'s server certificate; with `client_ca`, it
+/// also wants a client certificate signed by that CA.
+fn tls_receiver(pki: &TestPki, client_ca: Option<&str>) -> OtlpReceiver {
+    OtlpReceiver::start_tls(ReceiverTls {
+        cert_pem: pki.server.cert_pem.clone(),
+        key_pem: pki.server.key_pem.clone(),
+        client_ca_pem: client_ca.map(str::to_owned),
+    })
+    .expect("the OTLP receiver starts")
+}
+
+/// What glia is given for TLS, as files: the CA it trusts, its certificate and key.
+struct TlsFiles {
+    ca: TempFile,
+    cert: TempFile,
+    key: TempFile,
+}
+
+impl TlsFiles {
+    fn new(trusted_ca_pem: &str, pki: &TestPki) -> TlsFiles {
+        TlsFiles {
+            ca: TempFile::new("ca.pem", trusted_ca_pem),
+            cert: TempFile::new("client.pem", &pki.client.cert_pem),
+            key: TempFile::new("client.key", &pki.client.key_pem),
+        }
+    }
+
+    /// The standard variables naming these files, with an endpoint and protocol.
+    fn env<'a>(&'a self, endpoint: &'a str, protocol: &'a str) -> Vec<(&'a str, String)> {
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.to_owned()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", self.ca.path_str()),
+            (
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                self.cert.path_str(),
+            ),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", self.key.path_str()),
+        ]
+    }
+}
+
+fn demo_modules() -> Value {
+    json!([{"module": "demo"}])
+}
+
+/// Starts `glia serve` on the internal bus with `env`, once it answers.
+async fn serve_demo(config: &TempFile, env: &[(&str, String)], logged: bool) -> (Process, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let args = [
+        "serve",
+        "--config",
+        config.path().to_str().unwrap(),
+        "--listen",
+        &listen,
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let process = if logged {
+        glia_logged(&args, &env)
+    } else {
+        glia(&args, &env)
+    };
+    let url = format!("http://{listen}/_glia/v1/callbacks/user_may_create_room");
+    until_served(&url).await;
+    (process, url)
+}
+
+fn is_our_dispatch(span: &ReceivedSpan, protocol: &str) -> bool {
+    span.protocol == protocol && span.trace_id == CALLER_TRACE && span.name.starts_with("dispatch")
+}
+
+#[actix_rt::test]
+async fn spans_reach_a_collector_over_mutual_tls_by_grpc_and_by_http() {
+    let pki = TestPki::new();
+    let receiver = tls_receiver(&pki, Some(&pki.ca_pem));
+    let files = TlsFiles::new(&pki.ca_pem, &pki);
+
+    // gRPC, configured in the file, from a coordinator in this process.
+    let config = json!({
+        "telemetry": {"traces": {
+            "exporter": "otlp",
+            "protocol": "grpc",
+            "endpoint": receiver.grpc_endpoint(),
+            "certificate": files.ca.path_str(),
+            "client_certificate": files.cert.path_str(),
+            "client_key": files.key.path_str(),
+        }},
+        "modules": demo_modules(),
+    });
+    let g = TestGlia::start(&config.to_string()).await;
+    let url = format!("{}/_glia/v1/callbacks/user_may_create_room", g.base_url);
+    let (status, body, _) = post(&url, evil_room(), &traceparent()).await;
+    assert_eq!(
+        (status, body["decision"].as_str()),
+        (200, Some("deny")),
+        "{body}"
+    );
+    g.glia
+        .telemetry()
+        .flush()
+        .await
+        .expect("the collector takes the spans over TLS");
+    receiver
+        .wait_for_spans(|s| s.iter().any(|s| is_our_dispatch(s, "grpc")), WAIT)
+        .await;
+    g.glia.shutdown(Duration::from_secs(1)).await;
+
+    // HTTP, configured by the standard variables, from a `glia serve` process.
+    let config = TempFile::new(
+        "otlp-tls.yaml",
+        &json!({"modules": demo_modules()}).to_string(),
+    );
+    let endpoint = receiver.http_endpoint();
+    let (serve, url) = serve_demo(&config, &files.env(&endpoint, "http/protobuf"), false).await;
+    let (status, _, _) = post(&url, evil_room(), &traceparent()).await;
+    assert_eq!(status, 200);
+    terminate(serve);
+    receiver
+        .wait_for_spans(|s| s.iter().any(|s| is_our_dispatch(s, "http")), WAIT)
+        .await;
+    assert!(receiver.rejected().is_empty(), "{:?}", receiver.rejected());
+}
+
+/// glia checks whom it sends spans to: a collector whose certificate comes from a CA glia was
+/// not told to trust gets nothing, and glia's log says the spans could not be delivered.
+#[actix_rt::test]
+async fn a_collector_glia_does_not_trust_gets_no_spans() {
+    let pki = TestPki::new();
+    let stranger = TestPki::new();
+    let receiver = tls_receiver(&pki, None);
+    let files = TlsFiles::new(&stranger.ca_pem, &stranger);
+    let config = TempFile::new(
+        "otlp-untrusted.yaml",
+        &json!({"modules": demo_modules()}).to_string(),
+    );
+    for (protocol, endpoint) in [
+        ("grpc", receiver.grpc_endpoint()),
+        ("http/protobuf", receiver.http_endpoint()),
+    ] {
+        let mut env = files.env(&endpoint, protocol);
+        // Only the flush at shutdown exports, so its failure is the one logged.
+        env.push(("OTEL_BSP_SCHEDULE_DELAY", "600000".into()));
+        let (serve, url) = serve_demo(&config, &env, true).await;
+        let (status, _, _) = post(&url, evil_room(), &traceparent()).await;
+        assert_eq!(status, 200);
+        let (_, log) = terminate_with_log(serve);
+        assert!(
+            log.contains("cannot flush spans"),
+            "{protocol}: no export failure in the log:\n{log}"
+        );
+    }
+    assert_eq!(receiver.spans(), Vec::new());
+}
+
+/// TLS files are read when glia starts: a missing or wrong one stops the start, naming the
+/// setting and the file.
+#[actix_rt::test]
+async fn unreadable_tls_files_fail_the_start_naming_the_setting() {
+    let pki = TestPki::new();
+    let cert = TempFile::new("client.pem", &pki.client.cert_pem);
+    let missing = TempFile::unused_path("missing.pem");
+    let start_error = |traces: Value| async move {
+        let config = json!({"telemetry": {"traces": traces}, "modules": demo_modules()});
+        match TestGlia::try_start(&config.to_string()).await {
+            Ok(_) => panic!("glia started with {traces}"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let https = json!({"exporter": "otlp", "endpoint": "https://127.0.0.1:1"});
+    let with = |extra: Value| {
+        let mut traces = https.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            traces[k] = v.clone();
+        }
+        traces
+    };
+    let error = start_error(with(json!({"certificate": missing}))).await;
+    assert!(
+        error.contains("key `telemetry.traces.certificate`: cannot read")
+            && error.contains(&missing.display().to_string()),
+        "{error}"
+    );
+    // A key where the certificate belongs, and a certificate where the key does.
+    let key = TempFile::new("client.key", &pki.client.key_pem);
+    let error = start_error(with(json!({"certificate": key.path_str()}))).await;
+    assert!(error.contains("no PEM certificate in it"), "{error}");
+    let error = start_error(with(json!({
+        "client_certificate": cert.path_str(),
+        "client_key": cert.path_str(),
+    })))
+    .await;
+    assert!(
+        error.contains("key `telemetry.traces.client_key`") && error.contains("no PEM private key"),
+        "{error}"
+    );
+    // Another client's key: not the certificate's.
+    let other = TestPki::new();
+    let other_key = TempFile::new("other.key", &other.client.key_pem);
+    let error = start_error(with(json!({
+        "client_certificate": cert.path_str(),
+        "client_key": other_key.path_str(),
+    })))
+    .await;
+    assert!(
+        error.contains("not a usable certificate and key"),
+        "{error}"
+    );
+    // A plain endpoint uses no TLS, so its files are not read.
+    let plain =
+        json!({"exporter": "otlp", "endpoint": "http://127.0.0.1:1", "certificate": missing});
+    let config = json!({"telemetry": {"traces": plain}, "modules": demo_modules()});
+    let g = TestGlia::start(&config.to_string()).await;
+    g.glia.shutdown(Duration::from_secs(1)).await;
 }

@@ -51,6 +51,18 @@ pub struct TracesConfig {
     /// How long one export may take.
     #[serde(default)]
     pub timeout: Option<ConfigDuration>,
+    /// A PEM file of CA certificates to trust, besides the system's, for an `https://`
+    /// endpoint; unset: `OTEL_EXPORTER_OTLP_(TRACES_)CERTIFICATE`.
+    #[serde(default)]
+    pub certificate: Option<PathBuf>,
+    /// A PEM certificate chain glia presents to the collector (mutual TLS); unset:
+    /// `OTEL_EXPORTER_OTLP_(TRACES_)CLIENT_CERTIFICATE`.
+    #[serde(default)]
+    pub client_certificate: Option<PathBuf>,
+    /// The PEM private key of `client_certificate`; unset:
+    /// `OTEL_EXPORTER_OTLP_(TRACES_)CLIENT_KEY`.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
 }
 
 /// Which span exporter.
@@ -181,6 +193,21 @@ impl TelemetryConfig {
                     format!("{endpoint:?} is not an http:// or https:// URL"),
                 ));
             }
+        }
+        match (&self.traces.client_certificate, &self.traces.client_key) {
+            (Some(_), None) => {
+                return Err((
+                    &["traces", "client_certificate"],
+                    "needs `client_key:` (the certificate's private key) beside it".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err((
+                    &["traces", "client_key"],
+                    "needs `client_certificate:` (the key's certificate) beside it".into(),
+                ))
+            }
+            _ => {}
         }
         if let Some(name) = &self.service_name {
             if name.trim().is_empty() {

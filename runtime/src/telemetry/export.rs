@@ -1,10 +1,11 @@
 //! Where spans go: the `telemetry.traces` settings merged with the standard `OTEL_*`
 //! environment variables, and the OTLP tracer provider built from them.
 
+use super::tls::{PemFile, TlsFiles, TlsMaterial};
 use super::{Role, TelemetryError};
 use crate::config::telemetry::{OtlpProtocol, TraceExporter, TracesConfig};
 use opentelemetry::KeyValue;
-use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use std::time::Duration;
@@ -24,6 +25,8 @@ pub struct ExportSettings {
     /// `Some(ratio)` to sample new traces; `None` keeps the SDK's default (which reads
     /// `OTEL_TRACES_SAMPLER`).
     pub sample_ratio: Option<f64>,
+    /// The TLS files, for an `https://` endpoint.
+    pub tls: TlsFiles,
 }
 
 /// Merges the file's settings with the environment (`env` reads a variable): the file wins,
@@ -106,12 +109,66 @@ pub fn resolve(
             None => DEFAULT_EXPORT_TIMEOUT,
         },
     };
+    // Each file: the config key, else the signal's variable, else the general one.
+    let pem = |configured: &Option<std::path::PathBuf>, key: &str, suffix: &str| {
+        if let Some(path) = configured {
+            return Some(PemFile {
+                path: path.clone(),
+                origin: format!("key `telemetry.traces.{key}`"),
+            });
+        }
+        [
+            format!("OTEL_EXPORTER_OTLP_TRACES_{suffix}"),
+            format!("OTEL_EXPORTER_OTLP_{suffix}"),
+        ]
+        .into_iter()
+        .find_map(|name| {
+            var(&name).map(|path| PemFile {
+                path: path.trim().into(),
+                origin: name,
+            })
+        })
+    };
+    let tls = TlsFiles {
+        certificate: pem(&config.certificate, "certificate", "CERTIFICATE"),
+        client_certificate: pem(
+            &config.client_certificate,
+            "client_certificate",
+            "CLIENT_CERTIFICATE",
+        ),
+        client_key: pem(&config.client_key, "client_key", "CLIENT_KEY"),
+    };
     Ok(Some(ExportSettings {
         protocol,
         endpoint,
         timeout,
         sample_ratio: config.sample_ratio,
+        tls,
     }))
+}
+
+/// The blocking HTTP client spans go through, speaking TLS as `tls` says (else trusting the
+/// system's roots). Always glia's own: reqwest is built without a crypto provider, so a
+/// client it configured itself would need a process-wide default installed. Built on a thread
+/// of its own, as the exporter builds its default one: reqwest's blocking client must not be
+/// made in async code.
+fn http_client(
+    tls: Option<&TlsMaterial>,
+    timeout: Duration,
+) -> Result<reqwest::blocking::Client, TelemetryError> {
+    let config = match tls {
+        Some(tls) => tls.rustls()?,
+        None => TlsMaterial::load(&TlsFiles::default())?.rustls()?,
+    };
+    std::thread::spawn(move || {
+        reqwest::blocking::Client::builder()
+            .use_preconfigured_tls(config)
+            .timeout(timeout)
+            .build()
+    })
+    .join()
+    .map_err(|_| TelemetryError::Setting("building the HTTPS client panicked".into()))?
+    .map_err(|e| TelemetryError::Setting(format!("cannot build the HTTPS client: {e}")))
 }
 
 /// `service.name`: the file's base name plus the role, else `OTEL_SERVICE_NAME` as it is,
@@ -137,17 +194,36 @@ pub fn provider(
     service_name: String,
     role: Role,
 ) -> Result<SdkTracerProvider, TelemetryError> {
+    // TLS only where the URL asks for it; files named for a plain endpoint are ignored (the
+    // OTEL_* variables may be set for every service on a host), with a warning.
+    let tls = if settings.endpoint.starts_with("https://") {
+        Some(TlsMaterial::load(&settings.tls)?)
+    } else {
+        if settings.tls.any() {
+            tracing::warn!(
+                endpoint = %settings.endpoint,
+                "TLS files are set but the OTLP endpoint is not https://; they are not used"
+            );
+        }
+        None
+    };
     let built = match settings.protocol {
-        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(settings.endpoint.clone())
-            .with_timeout(settings.timeout)
-            .build(),
+        OtlpProtocol::Grpc => {
+            let builder = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(settings.endpoint.clone())
+                .with_timeout(settings.timeout);
+            match &tls {
+                Some(tls) => builder.with_tls_config(tls.tonic()).build(),
+                None => builder.build(),
+            }
+        }
         OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary)
             .with_endpoint(settings.endpoint.clone())
             .with_timeout(settings.timeout)
+            .with_http_client(http_client(tls.as_ref(), settings.timeout)?)
             .build(),
     };
     let exporter = built.map_err(|e| {
@@ -271,6 +347,48 @@ mod tests {
             .unwrap();
         assert_eq!(s.endpoint, "http://file:4317");
         assert!(resolve(&otlp(), env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "bogus")])).is_err());
+    }
+
+    #[test]
+    fn tls_files_come_from_the_file_then_the_signal_variable_then_the_general_one() {
+        let s = resolve(&otlp(), env(&[])).unwrap().unwrap();
+        assert_eq!(s.tls, TlsFiles::default());
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/general/ca.pem"),
+            ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "/signal/ca.pem"),
+            (
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                " /general/client.pem ",
+            ),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/general/client.key"),
+        ];
+        let s = resolve(&otlp(), env(&vars)).unwrap().unwrap();
+        let file = |path: &str, origin: &str| {
+            Some(PemFile {
+                path: path.into(),
+                origin: origin.into(),
+            })
+        };
+        assert_eq!(
+            s.tls,
+            TlsFiles {
+                certificate: file("/signal/ca.pem", "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE"),
+                client_certificate: file(
+                    "/general/client.pem",
+                    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"
+                ),
+                client_key: file("/general/client.key", "OTEL_EXPORTER_OTLP_CLIENT_KEY"),
+            }
+        );
+        let configured = TracesConfig {
+            client_key: Some("/file/client.key".into()),
+            ..otlp()
+        };
+        let s = resolve(&configured, env(&vars)).unwrap().unwrap();
+        assert_eq!(
+            s.tls.client_key,
+            file("/file/client.key", "key `telemetry.traces.client_key`")
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod export;
 pub mod metrics;
 pub mod outcome;
 pub mod propagation;
+pub mod tls;
 
 pub use decision_log::{DecisionLog, DecisionRecord};
 pub use dispatch::{DispatchTrace, InvocationSpan, Judgement, WorkerSpan};
@@ -28,6 +29,9 @@ pub enum TelemetryError {
     /// A setting (from the file or the environment) is wrong.
     #[error("telemetry: {0}")]
     Setting(String),
+    /// Spans could not be delivered to the collector.
+    #[error("telemetry: cannot export spans: {0}")]
+    Export(String),
 }
 
 /// Which kind of glia process this is; it names the service in traces.
@@ -128,14 +132,24 @@ impl Telemetry {
                 .build()
                 .map_err(|e| TelemetryError::Setting(format!("cannot start the exporter: {e}")))?;
             let handle = runtime.handle().clone();
-            let provider = std::thread::spawn(move || {
+            let built = std::thread::spawn(move || {
                 let _entered = handle.enter();
                 export::provider(&settings, name, role).map(|p| (p, settings))
             })
             .join()
-            .map_err(|_| {
-                TelemetryError::Setting("the exporter panicked while starting".into())
-            })??;
+            .unwrap_or_else(|_| {
+                Err(TelemetryError::Setting(
+                    "the exporter panicked while starting".into(),
+                ))
+            });
+            let provider = match built {
+                Ok(provider) => provider,
+                Err(e) => {
+                    // Dropping a runtime blocks, which async code (our caller) must not do.
+                    runtime.shutdown_background();
+                    return Err(e);
+                }
+            };
             tracing::info!(
                 endpoint = %provider.1.endpoint,
                 protocol = ?provider.1.protocol,
@@ -169,11 +183,16 @@ impl Telemetry {
         self.decisions.as_ref()
     }
 
-    /// Exports the spans still buffered (tests read them right after).
-    pub async fn flush(&self) {
-        if let Some(provider) = self.provider.clone() {
-            let _ = tokio::task::spawn_blocking(move || provider.force_flush()).await;
-        }
+    /// Exports the spans still buffered now, and says whether the collector took them (tests
+    /// read them right after).
+    pub async fn flush(&self) -> Result<(), TelemetryError> {
+        let Some(provider) = self.provider.clone() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || provider.force_flush())
+            .await
+            .map_err(|e| TelemetryError::Export(e.to_string()))?
+            .map_err(|e| TelemetryError::Export(e.to_string()))
     }
 
     /// Flushes spans and decision records, then stops the exporter and the writer. Spans
