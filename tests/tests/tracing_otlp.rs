@@ -583,3 +583,77 @@ async fn unreadable_tls_files_fail_the_start_naming_the_setting() {
     let g = TestGlia::start(&config.to_string()).await;
     g.glia.shutdown(Duration::from_secs(1)).await;
 }
+
+/// A module's failure is logged with the dispatch's request id, decision id and trace id, so
+/// a log search leads to the trace and to the decision record.
+#[actix_rt::test]
+async fn a_module_failure_is_logged_with_the_dispatch_ids() {
+    // Every invocation panics; user_may_invite's failure policy (error) makes the crash an
+    // error reply.
+    let config = TempFile::new(
+        "log-ids.yaml",
+        &json!({"modules": [{"module": "chaos", "config": {"callbacks": {
+            "user_may_invite": {"answer": "NOT_SPAM", "panic": 1.0}
+        }}}]})
+        .to_string(),
+    );
+    let listen = format!("127.0.0.1:{}", free_port());
+    let serve = glia_logged(
+        &[
+            "--log-json",
+            "serve",
+            "--config",
+            config.path().to_str().unwrap(),
+            "--listen",
+            &listen,
+        ],
+        &[],
+    );
+    let client = awc::Client::default();
+    let mut started = false;
+    for _ in 0..400 {
+        if let Ok(resp) = client.get(format!("http://{listen}/health")).send().await {
+            started = resp.status().is_success();
+            if started {
+                break;
+            }
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(started, "glia serve never answered /health");
+    let mut resp = client
+        .post(format!(
+            "http://{listen}/_glia/v1/callbacks/user_may_invite"
+        ))
+        .insert_header(("content-type", "application/json"))
+        .insert_header(("traceparent", traceparent()))
+        .insert_header(("x-request-id", "req-log-ids"))
+        .send_body(json!({"inviter": "@a:hs", "invitee": "@b:hs", "room_id": "!r:hs"}).to_string())
+        .await
+        .expect("glia answers");
+    let body: Value = serde_json::from_slice(&resp.body().await.unwrap()).unwrap();
+    assert_eq!(
+        (resp.status().as_u16(), body["decision"].as_str()),
+        (200, Some("error")),
+        "{body}"
+    );
+    let decision_id = resp
+        .headers()
+        .get("glia-decision-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("the decision id comes back")
+        .to_owned();
+    let (_, log) = terminate_with_log(serve);
+    let failures: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == "module failed; its failure policy decides")
+        .collect();
+    assert_eq!(failures.len(), 1, "{log}");
+    let fields = &failures[0]["fields"];
+    assert_eq!(fields["module"], "chaos", "{fields}");
+    assert_eq!(fields["outcome"], "crashed", "{fields}");
+    assert_eq!(fields["request_id"], "req-log-ids", "{fields}");
+    assert_eq!(fields["decision_id"], decision_id.as_str(), "{fields}");
+    assert_eq!(fields["trace_id"], CALLER_TRACE, "{fields}");
+}

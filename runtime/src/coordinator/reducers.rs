@@ -6,7 +6,7 @@ use super::plan::{Plan, PlanEntry};
 use super::rules::Deny;
 use crate::bus::{Bus, InvocationMeta, Target};
 use crate::policy::FailurePolicy;
-use crate::telemetry::{DispatchTrace, InvocationSpan, Judgement, Outcome};
+use crate::telemetry::{DispatchTrace, InvocationSpan, Judgement, LogIds, Outcome};
 use futures::stream::{FuturesOrdered, StreamExt};
 use glia_bus_schema::errcodes::M_UNKNOWN;
 use glia_bus_schema::{
@@ -208,7 +208,7 @@ impl Taken {
         entry: &PlanEntry,
         error: &InvocationError,
     ) {
-        log_failure::<R>(entry, error);
+        log_failure::<R>(&ctx.trace.log_ids(), entry, error);
         let judgement = Judgement {
             outcome: Outcome::of_error(error),
             errcode: None,
@@ -242,10 +242,13 @@ pub fn failure(callback: Callback, entry: &PlanEntry, error: &InvocationError) -
     }
 }
 
-fn log_failure<R: CallbackArgs>(entry: &PlanEntry, error: &InvocationError) {
+fn log_failure<R: CallbackArgs>(ids: &LogIds, entry: &PlanEntry, error: &InvocationError) {
     tracing::warn!(
         module = %entry.name,
         callback = %R::CALLBACK,
+        request_id = ids.request_id(),
+        decision_id = ids.decision_id(),
+        trace_id = ids.trace_id(),
         error = %error,
         outcome = %error.kind(),
         policy = %entry.policy,
@@ -424,6 +427,7 @@ pub async fn run_all<R: CallbackArgs>(
             ctx.trace.background(entry);
             let entry = entry.clone();
             let telemetry = ctx.trace.telemetry().clone();
+            let ids = ctx.trace.log_ids();
             tokio::spawn(async move {
                 let Invoked {
                     result,
@@ -433,7 +437,7 @@ pub async fn run_all<R: CallbackArgs>(
                 let (outcome, failure) = match &result {
                     Ok(_) => (Outcome::Allow, None),
                     Err(error) => {
-                        log_failure::<R>(&entry, error);
+                        log_failure::<R>(&ids, &entry, error);
                         (Outcome::of_error(error), Some((error, entry.policy)))
                     }
                 };

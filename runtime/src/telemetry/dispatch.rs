@@ -112,6 +112,31 @@ impl Telemetry {
     }
 }
 
+/// What ties a log line to its dispatch: the request id, the decision id and the trace.
+#[derive(Clone)]
+pub struct LogIds {
+    request_id: Arc<str>,
+    decision_id: Arc<str>,
+    cx: Context,
+}
+
+impl LogIds {
+    /// The request id.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// The decision id (the record in the decision log, the `Glia-Decision-Id` header).
+    pub fn decision_id(&self) -> &str {
+        &self.decision_id
+    }
+
+    /// The trace id, when the dispatch has a trace (its own span, or the caller's).
+    pub fn trace_id(&self) -> Option<String> {
+        propagation::trace_id(&self.cx)
+    }
+}
+
 /// One dispatch's span, metrics and decision record.
 pub struct DispatchTrace {
     telemetry: Arc<Telemetry>,
@@ -173,6 +198,15 @@ impl DispatchTrace {
                 .and_then(|mut tagged| tagged.get_mut("args").map(Value::take)),
             content,
             finished: false,
+        }
+    }
+
+    /// The ids log lines about this dispatch carry.
+    pub fn log_ids(&self) -> LogIds {
+        LogIds {
+            request_id: self.request_id.clone(),
+            decision_id: self.decision_id.clone(),
+            cx: self.cx.clone(),
         }
     }
 
