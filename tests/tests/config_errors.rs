@@ -790,14 +790,15 @@ fn telemetry_settings_are_checked() {
     let yaml = concat!(
         "telemetry:\n",                        // 1
         "  traces:\n",                         // 2
-        "    client_key: /etc/glia/key.pem\n", // 3
+        "    tls:\n",                          // 3
+        "      key_file: /etc/glia/key.pem\n", // 4
     );
     assert_error(
         &error_of(yaml),
-        (3, 5),
+        (4, 7),
         None,
-        "telemetry.traces.client_key",
-        "needs `client_certificate:` (the key's certificate) beside it",
+        "telemetry.traces.tls.key_file",
+        "needs `cert_file:` (the key's certificate) beside it",
     );
     let yaml = concat!(
         "telemetry:\n",       // 1

@@ -51,18 +51,26 @@ pub struct TracesConfig {
     /// How long one export may take.
     #[serde(default)]
     pub timeout: Option<ConfigDuration>,
-    /// A PEM file of CA certificates to trust, besides the system's, for an `https://`
-    /// endpoint; unset: `OTEL_EXPORTER_OTLP_(TRACES_)CERTIFICATE`.
+    /// TLS files for an `https://` endpoint (as `bus.tls` names them for NATS).
+    #[serde(default, deserialize_with = "null_is_default")]
+    pub tls: OtlpTlsConfig,
+}
+
+/// `telemetry.traces.tls`: each file unset falls back to its `OTEL_*` variable.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpTlsConfig {
+    /// The CA certificates (PEM) to trust instead of the system's; unset:
+    /// `OTEL_EXPORTER_OTLP_(TRACES_)CERTIFICATE`.
     #[serde(default)]
-    pub certificate: Option<PathBuf>,
-    /// A PEM certificate chain glia presents to the collector (mutual TLS); unset:
+    pub ca_file: Option<PathBuf>,
+    /// The certificate chain (PEM) glia presents to the collector (mutual TLS); unset:
     /// `OTEL_EXPORTER_OTLP_(TRACES_)CLIENT_CERTIFICATE`.
     #[serde(default)]
-    pub client_certificate: Option<PathBuf>,
-    /// The PEM private key of `client_certificate`; unset:
-    /// `OTEL_EXPORTER_OTLP_(TRACES_)CLIENT_KEY`.
+    pub cert_file: Option<PathBuf>,
+    /// The private key (PEM) of `cert_file`; unset: `OTEL_EXPORTER_OTLP_(TRACES_)CLIENT_KEY`.
     #[serde(default)]
-    pub client_key: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 /// Which span exporter.
@@ -194,17 +202,17 @@ impl TelemetryConfig {
                 ));
             }
         }
-        match (&self.traces.client_certificate, &self.traces.client_key) {
+        match (&self.traces.tls.cert_file, &self.traces.tls.key_file) {
             (Some(_), None) => {
                 return Err((
-                    &["traces", "client_certificate"],
-                    "needs `client_key:` (the certificate's private key) beside it".into(),
+                    &["traces", "tls", "cert_file"],
+                    "needs `key_file:` (the certificate's private key) beside it".into(),
                 ))
             }
             (None, Some(_)) => {
                 return Err((
-                    &["traces", "client_key"],
-                    "needs `client_certificate:` (the key's certificate) beside it".into(),
+                    &["traces", "tls", "key_file"],
+                    "needs `cert_file:` (the key's certificate) beside it".into(),
                 ))
             }
             _ => {}

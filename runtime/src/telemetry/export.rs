@@ -85,10 +85,23 @@ pub fn resolve(
             }
         }
     };
-    let endpoint = match (&config.endpoint, var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) {
+    // The file's URL was checked with the config; a variable's is checked here, since the
+    // scheme decides whether TLS is used.
+    let url_var = |name: &'static str| -> Result<Option<String>, TelemetryError> {
+        match var(name) {
+            Some(url) if scheme(&url).is_none() => Err(TelemetryError::Setting(format!(
+                "{name}={url:?} is not an http:// or https:// URL"
+            ))),
+            other => Ok(other.map(|url| url.trim().to_owned())),
+        }
+    };
+    let endpoint = match (
+        &config.endpoint,
+        url_var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")?,
+    ) {
         (Some(url), _) => signal_path(url),
         (None, Some(url)) => url,
-        (None, None) => match var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        (None, None) => match url_var("OTEL_EXPORTER_OTLP_ENDPOINT")? {
             Some(url) => signal_path(&url),
             None => match protocol {
                 OtlpProtocol::Grpc => "http://localhost:4317".to_owned(),
@@ -114,7 +127,7 @@ pub fn resolve(
         if let Some(path) = configured {
             return Some(PemFile {
                 path: path.clone(),
-                origin: format!("key `telemetry.traces.{key}`"),
+                origin: format!("key `telemetry.traces.tls.{key}`"),
             });
         }
         [
@@ -130,13 +143,9 @@ pub fn resolve(
         })
     };
     let tls = TlsFiles {
-        certificate: pem(&config.certificate, "certificate", "CERTIFICATE"),
-        client_certificate: pem(
-            &config.client_certificate,
-            "client_certificate",
-            "CLIENT_CERTIFICATE",
-        ),
-        client_key: pem(&config.client_key, "client_key", "CLIENT_KEY"),
+        ca: pem(&config.tls.ca_file, "ca_file", "CERTIFICATE"),
+        cert: pem(&config.tls.cert_file, "cert_file", "CLIENT_CERTIFICATE"),
+        key: pem(&config.tls.key_file, "key_file", "CLIENT_KEY"),
     };
     Ok(Some(ExportSettings {
         protocol,
@@ -147,6 +156,16 @@ pub fn resolve(
     }))
 }
 
+/// Whether `url` is `http` or `https` (`Some(true)`), in any case; `None` for anything else.
+fn scheme(url: &str) -> Option<bool> {
+    let (scheme, _) = url.trim().split_once("://")?;
+    match scheme.to_ascii_lowercase().as_str() {
+        "http" => Some(false),
+        "https" => Some(true),
+        _ => None,
+    }
+}
+
 /// The blocking HTTP client spans go through, speaking TLS as `tls` says (else trusting the
 /// system's roots). Always glia's own: reqwest is built without a crypto provider, so a
 /// client it configured itself would need a process-wide default installed. Built on a thread
@@ -154,21 +173,59 @@ pub fn resolve(
 /// made in async code.
 fn http_client(
     tls: Option<&TlsMaterial>,
+    endpoint: &str,
     timeout: Duration,
-) -> Result<reqwest::blocking::Client, TelemetryError> {
+) -> Result<ExplainedClient, TelemetryError> {
     let config = match tls {
-        Some(tls) => tls.rustls()?,
-        None => TlsMaterial::load(&TlsFiles::default())?.rustls()?,
+        Some(tls) => tls.rustls(),
+        None => super::tls::plain_rustls(),
     };
-    std::thread::spawn(move || {
+    let client = std::thread::spawn(move || {
         reqwest::blocking::Client::builder()
-            .use_preconfigured_tls(config)
+            .tls_backend_preconfigured(config)
             .timeout(timeout)
             .build()
     })
     .join()
-    .map_err(|_| TelemetryError::Setting("building the HTTPS client panicked".into()))?
-    .map_err(|e| TelemetryError::Setting(format!("cannot build the HTTPS client: {e}")))
+    .map_err(|_| TelemetryError::Setting("building the HTTP client panicked".into()))?
+    .map_err(|e| TelemetryError::Setting(format!("cannot build the HTTP client: {e}")))?;
+    Ok(ExplainedClient {
+        client,
+        endpoint: endpoint.to_owned(),
+    })
+}
+
+/// The HTTP exporter's client, which logs why a request failed: the exporter itself reports
+/// only "network error", hiding a refused connection, a timeout or a certificate the
+/// collector's CA did not sign.
+#[derive(Debug)]
+struct ExplainedClient {
+    client: reqwest::blocking::Client,
+    endpoint: String,
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for ExplainedClient {
+    async fn send_bytes(
+        &self,
+        request: opentelemetry_http::Request<opentelemetry_http::Bytes>,
+    ) -> Result<
+        opentelemetry_http::Response<opentelemetry_http::Bytes>,
+        opentelemetry_http::HttpError,
+    > {
+        let result = self.client.send_bytes(request).await;
+        if let Err(e) = &result {
+            let mut why = e.to_string();
+            let mut source = e.source();
+            while let Some(cause) = source {
+                why.push_str(": ");
+                why.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            tracing::warn!(endpoint = %self.endpoint, error = %why, "cannot send spans to the OTLP collector");
+        }
+        result
+    }
 }
 
 /// `service.name`: the file's base name plus the role, else `OTEL_SERVICE_NAME` as it is,
@@ -196,7 +253,7 @@ pub fn provider(
 ) -> Result<SdkTracerProvider, TelemetryError> {
     // TLS only where the URL asks for it; files named for a plain endpoint are ignored (the
     // OTEL_* variables may be set for every service on a host), with a warning.
-    let tls = if settings.endpoint.starts_with("https://") {
+    let tls = if scheme(&settings.endpoint) == Some(true) {
         Some(TlsMaterial::load(&settings.tls)?)
     } else {
         if settings.tls.any() {
@@ -223,7 +280,11 @@ pub fn provider(
             .with_protocol(Protocol::HttpBinary)
             .with_endpoint(settings.endpoint.clone())
             .with_timeout(settings.timeout)
-            .with_http_client(http_client(tls.as_ref(), settings.timeout)?)
+            .with_http_client(http_client(
+                tls.as_ref(),
+                &settings.endpoint,
+                settings.timeout,
+            )?)
             .build(),
     };
     let exporter = built.map_err(|e| {
@@ -372,23 +433,47 @@ mod tests {
         assert_eq!(
             s.tls,
             TlsFiles {
-                certificate: file("/signal/ca.pem", "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE"),
-                client_certificate: file(
+                ca: file("/signal/ca.pem", "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE"),
+                cert: file(
                     "/general/client.pem",
                     "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"
                 ),
-                client_key: file("/general/client.key", "OTEL_EXPORTER_OTLP_CLIENT_KEY"),
+                key: file("/general/client.key", "OTEL_EXPORTER_OTLP_CLIENT_KEY"),
             }
         );
         let configured = TracesConfig {
-            client_key: Some("/file/client.key".into()),
+            tls: crate::config::telemetry::OtlpTlsConfig {
+                key_file: Some("/file/client.key".into()),
+                ..Default::default()
+            },
             ..otlp()
         };
         let s = resolve(&configured, env(&vars)).unwrap().unwrap();
         assert_eq!(
-            s.tls.client_key,
-            file("/file/client.key", "key `telemetry.traces.client_key`")
+            s.tls.key,
+            file("/file/client.key", "key `telemetry.traces.tls.key_file`")
         );
+    }
+
+    #[test]
+    fn an_endpoint_variable_must_be_an_http_url_in_any_case() {
+        for bad in ["collector:4317", "grpc://collector:4317"] {
+            let error = resolve(&otlp(), env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{error}");
+        }
+        let s = resolve(
+            &otlp(),
+            env(&[(
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "HTTPS://c:4318/v1/traces",
+            )]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(scheme(&s.endpoint), Some(true));
+        assert_eq!(scheme("http://c"), Some(false));
     }
 
     #[test]

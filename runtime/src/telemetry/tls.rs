@@ -2,7 +2,9 @@
 //! checked when glia starts (so a wrong path fails the start, naming the setting, instead of
 //! every export failing quietly), then handed to tonic (gRPC) or to reqwest (HTTP).
 //!
-//! Both trust the system's roots plus the configured CA; rustls runs on ring.
+//! A configured CA file is the whole trust store, as `OTEL_EXPORTER_OTLP_CERTIFICATE` is in
+//! the other OpenTelemetry SDKs; without one, the system's CA certificates are trusted.
+//! rustls runs on ring.
 
 use super::TelemetryError;
 use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig, Identity};
@@ -12,7 +14,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// A PEM file and where it was named (`key \`telemetry.traces.certificate\`` or an `OTEL_*`
+/// A PEM file and where it was named (`key \`telemetry.traces.tls.ca_file\`` or an `OTEL_*`
 /// variable), so an error about it points at the setting to fix.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PemFile {
@@ -25,132 +27,173 @@ pub struct PemFile {
 /// The TLS files the traces settings name; all optional.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TlsFiles {
-    /// Certificates of CAs to trust besides the system's.
-    pub certificate: Option<PemFile>,
+    /// The CA certificates to trust (instead of the system's).
+    pub ca: Option<PemFile>,
     /// The certificate chain glia presents (mutual TLS).
-    pub client_certificate: Option<PemFile>,
-    /// The private key of `client_certificate`.
-    pub client_key: Option<PemFile>,
+    pub cert: Option<PemFile>,
+    /// The private key of `cert`.
+    pub key: Option<PemFile>,
 }
 
 impl TlsFiles {
     /// Whether any file is named.
     pub fn any(&self) -> bool {
-        self.certificate.is_some() || self.client_certificate.is_some() || self.client_key.is_some()
+        self.ca.is_some() || self.cert.is_some() || self.key.is_some()
     }
 }
 
-/// The files' contents, read and parsed.
+/// The files' contents, read and checked, and the rustls config made from them.
 pub struct TlsMaterial {
-    ca: Option<Pem<Vec<CertificateDer<'static>>>>,
-    identity: Option<ClientIdentity>,
-}
-
-/// A file's bytes (tonic wants PEM) with what rustls wants parsed from them.
-struct Pem<T> {
-    text: Vec<u8>,
-    parsed: T,
-}
-
-struct ClientIdentity {
-    chain: Pem<Vec<CertificateDer<'static>>>,
-    key: Pem<PrivateKeyDer<'static>>,
-    /// Both files' settings, for errors about the pair.
-    origin: String,
+    /// The CA file's text (tonic parses PEM itself); `None` trusts the system's roots.
+    ca_pem: Option<Vec<u8>>,
+    /// The client certificate's and key's texts.
+    identity_pem: Option<(Vec<u8>, Vec<u8>)>,
+    rustls: rustls::ClientConfig,
 }
 
 impl TlsMaterial {
-    /// Reads and checks the files: each must hold what its setting says; a client certificate
-    /// needs its key and a key its certificate.
+    /// Reads and checks the files: each must hold what its setting says, a client
+    /// certificate needs its key (and the key must be the certificate's), and without a CA
+    /// file the system must have CA certificates.
     pub fn load(files: &TlsFiles) -> Result<TlsMaterial, TelemetryError> {
-        let ca = files.certificate.as_ref().map(certificates).transpose()?;
-        let identity = match (&files.client_certificate, &files.client_key) {
+        let identity = match (&files.cert, &files.key) {
             (None, None) => None,
-            (Some(chain), Some(key)) => Some(ClientIdentity {
-                chain: certificates(chain)?,
-                key: private_key(key)?,
-                origin: format!("{} and {}", chain.origin, key.origin),
-            }),
+            (Some(cert), Some(key)) => Some((cert, key, certificates(cert)?, private_key(key)?)),
             (Some(only), None) | (None, Some(only)) => {
+                let (has, lacks) = if files.cert.is_some() {
+                    ("a client certificate", "its key")
+                } else {
+                    ("a client key", "its certificate")
+                };
+                // The other half's setting: the same spelling with the other name.
+                let other = [
+                    ("cert_file", "key_file"),
+                    ("CLIENT_CERTIFICATE", "CLIENT_KEY"),
+                ]
+                .iter()
+                .find_map(|(a, b)| {
+                    if only.origin.contains(a) {
+                        Some(only.origin.replace(a, b))
+                    } else if only.origin.contains(b) {
+                        Some(only.origin.replace(b, a))
+                    } else {
+                        None
+                    }
+                })
+                .unwrap_or_default();
                 return Err(TelemetryError::Setting(format!(
-                    "{}: a client certificate and its key go together; set both \
-                     (`telemetry.traces.client_certificate` and `client_key`, or \
-                     OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY)",
+                    "{}: {has} needs {lacks}; set {other} too",
                     only.origin
-                )))
+                )));
             }
         };
-        let material = TlsMaterial { ca, identity };
-        // rustls checks that the key signs for the certificate; doing it now fails the start
-        // rather than every export.
-        material.rustls()?;
-        Ok(material)
+        let (ca_pem, roots) = match &files.ca {
+            Some(file) => {
+                let (text, certs) = certificates(file)?;
+                let mut roots = RootCertStore::empty();
+                for cert in certs {
+                    roots
+                        .add(cert)
+                        .map_err(|e| bad_pem(file, &format!("not a usable CA certificate: {e}")))?;
+                }
+                (Some(text), roots)
+            }
+            None => {
+                let roots = system_roots();
+                if roots.is_empty() {
+                    return Err(TelemetryError::Setting(
+                        "the system has no CA certificates to check the OTLP collector's with \
+                         (see SSL_CERT_FILE, SSL_CERT_DIR); name the collector's CA with \
+                         `telemetry.traces.tls.ca_file` or OTEL_EXPORTER_OTLP_CERTIFICATE"
+                            .into(),
+                    ));
+                }
+                (None, roots)
+            }
+        };
+        let builder = client_config_builder().with_root_certificates(roots);
+        let (rustls, identity_pem) = match identity {
+            None => (builder.with_no_client_auth(), None),
+            Some((cert, key, (cert_pem, chain), (key_pem, private))) => {
+                // rustls checks that the key is the certificate's.
+                let config = builder.with_client_auth_cert(chain, private).map_err(|e| {
+                    TelemetryError::Setting(format!(
+                        "{} ({}) and {} ({}): not a certificate and its key: {e}",
+                        cert.origin,
+                        cert.path.display(),
+                        key.origin,
+                        key.path.display()
+                    ))
+                })?;
+                (config, Some((cert_pem, key_pem)))
+            }
+        };
+        Ok(TlsMaterial {
+            ca_pem,
+            identity_pem,
+            rustls,
+        })
     }
 
     /// The gRPC channel's TLS settings.
     pub fn tonic(&self) -> ClientTlsConfig {
-        let mut config = ClientTlsConfig::new().with_native_roots();
-        if let Some(ca) = &self.ca {
-            config = config.ca_certificate(Certificate::from_pem(&ca.text));
+        let config = match &self.ca_pem {
+            Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)),
+            None => ClientTlsConfig::new().with_native_roots(),
+        };
+        match &self.identity_pem {
+            Some((cert, key)) => config.identity(Identity::from_pem(cert, key)),
+            None => config,
         }
-        if let Some(id) = &self.identity {
-            config = config.identity(Identity::from_pem(&id.chain.text, &id.key.text));
-        }
-        config
     }
 
     /// The HTTP client's TLS settings.
-    pub fn rustls(&self) -> Result<rustls::ClientConfig, TelemetryError> {
-        let mut roots = RootCertStore::empty();
-        // Unreadable entries of the system store are skipped, as every client does.
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        if let Some(ca) = &self.ca {
-            for cert in &ca.parsed {
-                roots.add(cert.clone()).map_err(|e| {
-                    TelemetryError::Setting(format!("cannot trust the CA certificate: {e}"))
-                })?;
-            }
-        }
-        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TelemetryError::Setting(format!("TLS: {e}")))?
-        .with_root_certificates(roots);
-        match &self.identity {
-            None => Ok(builder.with_no_client_auth()),
-            Some(id) => builder
-                .with_client_auth_cert(id.chain.parsed.clone(), id.key.parsed.clone_key())
-                .map_err(|e| {
-                    TelemetryError::Setting(format!(
-                        "{}: not a usable certificate and key: {e}",
-                        id.origin
-                    ))
-                }),
-        }
+    pub fn rustls(&self) -> rustls::ClientConfig {
+        self.rustls.clone()
     }
+}
+
+/// The TLS settings of an HTTP client for a plain `http://` endpoint, which never needs them
+/// unless redirected: the system's roots, however many there are.
+pub fn plain_rustls() -> rustls::ClientConfig {
+    client_config_builder()
+        .with_root_certificates(system_roots())
+        .with_no_client_auth()
+}
+
+fn client_config_builder() -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier> {
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports TLS 1.2 and 1.3")
+}
+
+/// The system's CA certificates; unreadable entries are skipped, as every client does.
+fn system_roots() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    roots
 }
 
 /// Reads `file`, which must hold at least one PEM certificate.
-fn certificates(file: &PemFile) -> Result<Pem<Vec<CertificateDer<'static>>>, TelemetryError> {
+fn certificates(file: &PemFile) -> Result<(Vec<u8>, Vec<CertificateDer<'static>>), TelemetryError> {
     let text = read(file)?;
-    let parsed = CertificateDer::pem_slice_iter(&text)
+    let certs = CertificateDer::pem_slice_iter(&text)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad_pem(file, &e.to_string()))?;
-    if parsed.is_empty() {
+    if certs.is_empty() {
         return Err(bad_pem(file, "no PEM certificate in it"));
     }
-    Ok(Pem { text, parsed })
+    Ok((text, certs))
 }
 
 /// Reads `file`, which must hold a PEM private key.
-fn private_key(file: &PemFile) -> Result<Pem<PrivateKeyDer<'static>>, TelemetryError> {
+fn private_key(file: &PemFile) -> Result<(Vec<u8>, PrivateKeyDer<'static>), TelemetryError> {
     let text = read(file)?;
-    let parsed = PrivateKeyDer::from_pem_slice(&text).map_err(|e| match e {
+    let key = PrivateKeyDer::from_pem_slice(&text).map_err(|e| match e {
         rustls_pki_types::pem::Error::NoItemsFound => bad_pem(file, "no PEM private key in it"),
         e => bad_pem(file, &e.to_string()),
     })?;
-    Ok(Pem { text, parsed })
+    Ok((text, key))
 }
 
 fn read(file: &PemFile) -> Result<Vec<u8>, TelemetryError> {
@@ -165,4 +208,59 @@ fn read(file: &PemFile) -> Result<Vec<u8>, TelemetryError> {
 
 fn bad_pem(file: &PemFile, why: &str) -> TelemetryError {
     TelemetryError::Setting(format!("{}: {}: {why}", file.origin, file.path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(origin: &str) -> Option<PemFile> {
+        Some(PemFile {
+            path: "/nonexistent/glia-test.pem".into(),
+            origin: origin.into(),
+        })
+    }
+
+    fn error(files: TlsFiles) -> String {
+        match TlsMaterial::load(&files) {
+            Ok(_) => panic!("loaded {files:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn half_a_client_identity_names_the_missing_half() {
+        let e = error(TlsFiles {
+            cert: named("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE"),
+            ..TlsFiles::default()
+        });
+        assert!(
+            e.contains(
+                "a client certificate needs its key; set OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY"
+            ),
+            "{e}"
+        );
+        let e = error(TlsFiles {
+            key: named("key `telemetry.traces.tls.key_file`"),
+            ..TlsFiles::default()
+        });
+        assert!(
+            e.contains(
+                "a client key needs its certificate; set key `telemetry.traces.tls.cert_file`"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_file_is_named_with_its_setting() {
+        let e = error(TlsFiles {
+            ca: named("OTEL_EXPORTER_OTLP_CERTIFICATE"),
+            ..TlsFiles::default()
+        });
+        assert!(
+            e.contains("OTEL_EXPORTER_OTLP_CERTIFICATE: cannot read /nonexistent/glia-test.pem"),
+            "{e}"
+        );
+    }
 }
