@@ -202,17 +202,22 @@ async fn workers_drop_expired_work_and_answer_malformed_payloads_with_errors() {
     worker.shutdown(Duration::from_millis(10)).await;
 }
 
+/// Subscribes to module `name`'s invocations as its workers do, to play the module by hand.
+async fn subscribe_as_module(client: &async_nats::Client, name: &str) -> async_nats::Subscriber {
+    client
+        .queue_subscribe(
+            subjects::module_wildcard(name),
+            subjects::module_queue_group(name),
+        )
+        .await
+        .unwrap()
+}
+
 #[actix_rt::test]
 async fn a_rogue_responder_is_an_invalid_answer() {
     let nats = NatsServer::start();
     let client = async_nats::connect(nats.url()).await.unwrap();
-    let mut rogue = client
-        .queue_subscribe(
-            subjects::module_wildcard("rogue"),
-            subjects::module_queue_group("rogue"),
-        )
-        .await
-        .unwrap();
+    let mut rogue = subscribe_as_module(&client, "rogue").await;
     let responder = client.clone();
     actix_rt::spawn(async move {
         while let Some(message) = rogue.next().await {
@@ -420,13 +425,7 @@ async fn an_oversized_invocation_is_refused_clearly_and_nothing_crashes() {
 async fn invocations_carry_the_request_id_deadline_and_trace_context_in_headers() {
     let nats = NatsServer::start();
     let client = async_nats::connect(nats.url()).await.unwrap();
-    let mut module = client
-        .queue_subscribe(
-            subjects::module_wildcard("hdr"),
-            subjects::module_queue_group("hdr"),
-        )
-        .await
-        .unwrap();
+    let mut module = subscribe_as_module(&client, "hdr").await;
     let (seen_tx, seen_rx) = futures::channel::oneshot::channel();
     let responder = client.clone();
     actix_rt::spawn(async move {

@@ -37,6 +37,22 @@ fn build_exporter(
     exporter
 }
 
+/// An HTTP/protobuf exporter to `endpoint` given in code, or, with `None`, to
+/// `env_endpoint` through `OTEL_EXPORTER_OTLP_ENDPOINT`.
+fn http_exporter(endpoint: Option<String>, env_endpoint: Option<&str>) -> SpanExporter {
+    build_exporter(env_endpoint, || {
+        let builder = SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary);
+        match endpoint {
+            Some(endpoint) => builder.with_endpoint(endpoint),
+            None => builder,
+        }
+        .build()
+        .expect("HTTP exporter")
+    })
+}
+
 /// A gRPC exporter to `receiver`, with no endpoint variable in the way.
 fn grpc_exporter(receiver: &OtlpReceiver) -> SpanExporter {
     build_exporter(None, || {
@@ -173,14 +189,7 @@ async fn grpc_export_arrives() {
 #[test]
 fn http_protobuf_export_to_the_full_traces_url_arrives() {
     let receiver = OtlpReceiver::start().expect("receiver started");
-    let exporter = build_exporter(None, || {
-        SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(receiver.http_traces_url())
-            .build()
-            .expect("HTTP exporter")
-    });
+    let exporter = http_exporter(Some(receiver.http_traces_url()), None);
     let provider = provider(exporter, "otlp-http");
     emit(&provider);
     provider.force_flush().expect("flushed");
@@ -194,13 +203,7 @@ fn http_protobuf_export_to_the_full_traces_url_arrives() {
 #[tokio::test]
 async fn http_protobuf_export_to_the_base_url_from_the_environment_arrives() {
     let receiver = OtlpReceiver::start().expect("receiver started");
-    let exporter = build_exporter(Some(&receiver.http_endpoint()), || {
-        SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .build()
-            .expect("HTTP exporter")
-    });
+    let exporter = http_exporter(None, Some(&receiver.http_endpoint()));
     let provider = provider(exporter, "otlp-http-env");
     emit(&provider);
     flush(provider).await;
@@ -216,14 +219,7 @@ async fn http_protobuf_export_to_the_base_url_from_the_environment_arrives() {
 #[tokio::test]
 async fn http_endpoint_given_in_code_is_the_full_url() {
     let receiver = OtlpReceiver::start().expect("receiver started");
-    let exporter = build_exporter(None, || {
-        SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(receiver.http_endpoint())
-            .build()
-            .expect("HTTP exporter")
-    });
+    let exporter = http_exporter(Some(receiver.http_endpoint()), None);
     let provider = provider(exporter, "otlp-http-base");
     emit(&provider);
     tokio::task::spawn_blocking(move || {

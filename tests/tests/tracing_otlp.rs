@@ -53,6 +53,31 @@ fn spawn_glia(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Process {
     Process(Some(command.spawn().expect("glia starts")))
 }
 
+/// Starts `glia serve` on `config` at a free loopback port, with `extra` arguments and `env`
+/// (its log kept when `logged`); returns it and the address it listens on.
+fn serve_glia(
+    config: &TempFile,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    logged: bool,
+) -> (Process, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut args = vec![
+        "serve",
+        "--config",
+        config.path().to_str().unwrap(),
+        "--listen",
+        &listen,
+    ];
+    args.extend_from_slice(extra);
+    let process = if logged {
+        glia_logged(&args, env)
+    } else {
+        glia(&args, env)
+    };
+    (process, listen)
+}
+
 /// SIGTERM, then wait: glia drains and flushes its spans (and decision records) on the way
 /// out. Returns what it wrote on standard output.
 fn terminate(process: Process) -> String {
@@ -301,7 +326,6 @@ async fn coordinator_and_worker_process_spans_share_one_trace_over_grpc() {
 async fn two_glia_processes_export_over_http_and_flush_on_shutdown() {
     let nats = NatsServer::start();
     let receiver = OtlpReceiver::start().expect("the OTLP receiver starts");
-    let port = free_port();
     // Configured by the standard variables alone; the service names come from the file.
     let config = json!({
         "bus": {"type": "nats", "url": nats.url()},
@@ -317,17 +341,7 @@ async fn two_glia_processes_export_over_http_and_flush_on_shutdown() {
         ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
     ];
     let worker = glia(&["worker", "--config", file.path().to_str().unwrap()], &env);
-    let listen = format!("127.0.0.1:{port}");
-    let serve = glia(
-        &[
-            "serve",
-            "--config",
-            file.path().to_str().unwrap(),
-            "--listen",
-            &listen,
-        ],
-        &env,
-    );
+    let (serve, listen) = serve_glia(&file, &[], &env, false);
     let url = format!("http://{listen}/_glia/v1/callbacks/user_may_create_room");
     until_served(&url).await;
     let (status, body, decision_id) = post(&url, evil_room(), &traceparent()).await;
@@ -418,20 +432,8 @@ fn demo_modules() -> Value {
 
 /// Starts `glia serve` on the internal bus with `env`, once it answers.
 async fn serve_demo(config: &TempFile, env: &[(&str, String)], logged: bool) -> (Process, String) {
-    let listen = format!("127.0.0.1:{}", free_port());
-    let args = [
-        "serve",
-        "--config",
-        config.path().to_str().unwrap(),
-        "--listen",
-        &listen,
-    ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let process = if logged {
-        glia_logged(&args, &env)
-    } else {
-        glia(&args, &env)
-    };
+    let (process, listen) = serve_glia(config, &[], &env, logged);
     let url = format!("http://{listen}/_glia/v1/callbacks/user_may_create_room");
     until_served(&url).await;
     (process, url)
@@ -603,18 +605,7 @@ async fn a_module_failure_is_logged_with_the_dispatch_ids() {
         }}}]})
         .to_string(),
     );
-    let listen = format!("127.0.0.1:{}", free_port());
-    let serve = glia_logged(
-        &[
-            "--log-json",
-            "serve",
-            "--config",
-            config.path().to_str().unwrap(),
-            "--listen",
-            &listen,
-        ],
-        &[],
-    );
+    let (serve, listen) = serve_glia(&config, &["--log-json"], &[], true);
     let client = awc::Client::default();
     let mut started = false;
     for _ in 0..400 {
