@@ -123,7 +123,7 @@ impl Worker {
             )));
             tracing::info!(module = %module.name, queue_group = %subjects::module_queue_group(&module.name), "serving over NATS");
         }
-        Ok(Worker {
+        let worker = Worker {
             client,
             telemetry,
             instances,
@@ -131,7 +131,27 @@ impl Worker {
             stop,
             in_flight,
             names: hosted.iter().map(|m| m.name.clone()).collect(),
-        })
+        };
+        worker.confirm_subscribed().await;
+        Ok(worker)
+    }
+
+    /// Waits until the server has taken this worker's subscriptions, so that `start`
+    /// returning means reachable. Subscribing only queues the request: a coordinator asking
+    /// right after could find no responders and leave the module unplanned until it asks
+    /// again. The server reads a connection's messages in order, so an answer to a request
+    /// sent after the subscriptions (from this worker or another of the queue group) means
+    /// they are in place. A NATS user allowed to answer but not to ask gets no answer; that
+    /// only costs the wait, so it is a warning.
+    async fn confirm_subscribed(&self) {
+        for name in &self.names {
+            if let Err(reason) =
+                crate::bus::nats::describe(&self.client, name, Duration::from_secs(2)).await
+            {
+                tracing::warn!(module = %name, %reason, subject = %subjects::describe_subject(name),
+                    "could not confirm the subscription by asking this subject (a NATS user that may not publish there cannot); serving anyway");
+            }
+        }
     }
 
     /// Its spans and metrics.

@@ -4,6 +4,8 @@
 //! responder, homeservers calling the coordinator over NATS, workers scaling down, and the
 //! server restarting under load.
 
+mod support;
+
 use futures::StreamExt;
 use glia_bus_schema::requests::UserMayInvite;
 use glia_bus_schema::subjects;
@@ -114,6 +116,58 @@ async fn answers_map_and_failures_resolve_through_policies_over_nats() {
         g.dispatch_json("check_event_for_spam", event).await,
         json!({"decision": "allow"})
     );
+    worker.shutdown(Duration::from_millis(10)).await;
+}
+
+#[actix_rt::test]
+async fn a_started_worker_is_reachable_at_once() {
+    // A coordinator starting right after a worker asks it to describe its module; were the
+    // worker's subscription not in place yet, the module would go unplanned.
+    let nats = NatsServer::start();
+    let yaml = config(
+        &nats.url(),
+        json!([remote_scripted(
+            "ready",
+            json!({"user_may_invite": {"answer": "NOT_SPAM"}})
+        )]),
+    );
+    let loaded = TestGlia::config(&yaml).unwrap();
+    let other = async_nats::connect(nats.url()).await.unwrap();
+    for _ in 0..20 {
+        let worker = Worker::start(&loaded).await.unwrap();
+        let reply = other
+            .request(subjects::describe_subject("ready"), "".into())
+            .await;
+        assert!(reply.is_ok(), "{reply:?}");
+        worker.shutdown(Duration::from_millis(10)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_worker_whose_nats_user_may_only_answer_still_serves() {
+    // The least a worker needs: take its module's subjects and publish replies. It cannot
+    // ask itself to confirm its subscription; that must not stop it.
+    let permissions = support::TempFile::new(
+        "nats-permissions.conf",
+        r#"authorization { users = [
+             {user: worker, password: w, permissions: {publish: ["_INBOX.>"], subscribe: ["glia.v1.module.>"]}}
+             {user: coordinator, password: c}
+           ] }"#,
+    );
+    let nats = NatsServer::start_with(&["-c", &permissions.path_str()]);
+    let with = |user: &str, password: &str| {
+        json!({"bus": {"type": "nats", "url": nats.url(), "user": user, "password": password},
+               "modules": [{"module": "scripted", "name": "strict", "placement": "nats", "timeout": "5s",
+                            "config": {"answers": {"user_may_invite": {"answer": {"errcode": "M_LIMIT_EXCEEDED"}}}}}]})
+        .to_string()
+    };
+    let worker = Worker::start(&TestGlia::config(&with("worker", "w")).unwrap())
+        .await
+        .expect("the worker starts");
+    let g = TestGlia::start(&with("coordinator", "c")).await;
+    // The module's own answer, so it was described, planned and invoked.
+    let reply = decision(g.dispatch(invite("@a:hs")).await);
+    assert_eq!(reply["errcode"], "M_LIMIT_EXCEEDED", "{reply}");
     worker.shutdown(Duration::from_millis(10)).await;
 }
 
@@ -313,48 +367,53 @@ async fn homeservers_can_call_the_coordinator_over_nats() {
 }
 
 #[actix_rt::test]
-async fn three_workers_share_a_module_and_one_scales_down_mid_load() {
+async fn workers_scaling_down_mid_load_lose_no_invocation() {
     let nats = NatsServer::start();
+    // A lost invocation would end in this timeout, as an error reply.
     let yaml = config(
         &nats.url(),
-        json!([remote_scripted(
-            "shared",
-            json!({"user_may_invite": {"answer": "NOT_SPAM", "delay_ms": 1}})
-        )]),
+        json!([{"module": "scripted", "name": "shared", "placement": "nats", "timeout": "5s",
+                "config": {"probe": "shared", "answers": {"user_may_invite": {"answer": "NOT_SPAM", "delay_ms": 1}}}}]),
     );
     let loaded = TestGlia::config(&yaml).unwrap();
-    let mut workers = Vec::new();
-    for _ in 0..3 {
-        workers.push(Worker::start(&loaded).await.unwrap());
-    }
+    let steady = Worker::start(&loaded).await.unwrap();
     let g = Arc::new(TestGlia::start(&yaml).await);
-    let g2 = g.clone();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (g2, stop2) = (g.clone(), stop.clone());
     let load = actix_rt::spawn(async move {
-        futures::stream::iter(0..300)
+        futures::stream::iter(0..)
+            .take_while(|_| {
+                futures::future::ready(!stop2.load(std::sync::atomic::Ordering::Relaxed))
+            })
             .map(|i| {
                 let g = g2.clone();
                 async move { decision(g.dispatch(invite(&format!("@u{i}:hs"))).await) }
             })
-            .buffer_unordered(16)
+            .buffer_unordered(32)
             .collect::<Vec<_>>()
             .await
     });
-    until(|| answered("shared") >= 100).await;
-    // Scaling down drains: that worker stops taking work and finishes what it has.
-    workers
-        .pop()
-        .unwrap()
-        .shutdown(Duration::from_secs(5))
-        .await;
-    let replies = load.await.unwrap();
-    assert_eq!(replies.len(), 300);
-    assert!(
-        replies.iter().all(|r| r == &json!({"decision": "allow"})),
-        "{replies:?}"
-    );
-    for w in workers {
-        w.shutdown(Duration::from_millis(10)).await;
+    // Each round a worker joins, takes part of the load, and is scaled down while invocations
+    // are on their way to it: draining must let it answer every one it was given.
+    for _ in 0..8 {
+        let joining = Worker::start(&loaded).await.unwrap();
+        let seen = answered("shared");
+        until(|| answered("shared") >= seen + 150).await;
+        joining.shutdown(Duration::from_secs(5)).await;
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let replies = load.await.unwrap();
+    let wrong: Vec<_> = replies
+        .iter()
+        .filter(|r| *r != &json!({"decision": "allow"}))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} invocations failed: {wrong:?}",
+        wrong.len(),
+        replies.len()
+    );
+    steady.shutdown(Duration::from_millis(10)).await;
 }
 
 #[actix_rt::test]
