@@ -92,8 +92,14 @@ fn main() -> ExitCode {
     let quiet = matches!(cli.command, Command::Chaos { .. });
     logging::init_with_default(cli.log_json, if quiet { "off" } else { "info" });
     let outcome = match cli.command {
-        Command::CheckConfig { file } => load(Some(&file)).map(|cfg| {
+        Command::CheckConfig { file } => load(Some(&file)).and_then(|cfg| {
+            // The files the config names are read as `glia serve` reads them at start.
+            glia_runtime::telemetry::export::check(&cfg.telemetry.traces, |name| {
+                std::env::var(name).ok()
+            })
+            .map_err(|e| format!("{}: {e}", file.display()))?;
             println!("{}: OK ({} modules)", file.display(), cfg.modules.len());
+            Ok(())
         }),
         Command::Chaos {
             requests,

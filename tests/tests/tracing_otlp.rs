@@ -584,12 +584,39 @@ async fn unreadable_tls_files_fail_the_start_naming_the_setting() {
     })))
     .await;
     assert!(error.contains("not a certificate and its key"), "{error}");
+    // `glia check-config` reads them too, and names the config file.
+    let config = TempFile::new(
+        "otlp-missing-ca.yaml",
+        &json!({"telemetry": {"traces": with(json!({"ca_file": missing}))}, "modules": demo_modules()})
+            .to_string(),
+    );
+    let output = check_config(&config, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "check-config passed: {stderr}");
+    assert!(
+        stderr.contains(&config.path_str())
+            && stderr.contains("key `telemetry.traces.tls.ca_file`: cannot read")
+            && stderr.contains(&missing.display().to_string()),
+        "{stderr}"
+    );
     // A plain endpoint uses no TLS, so its files are not read.
     let plain =
         json!({"exporter": "otlp", "endpoint": "http://127.0.0.1:1", "tls": {"ca_file": missing}});
     let config = json!({"telemetry": {"traces": plain}, "modules": demo_modules()});
+    let file = TempFile::new("otlp-plain.yaml", &config.to_string());
+    let output = check_config(&file, &[]);
+    assert!(output.status.success(), "{output:?}");
     let g = TestGlia::start(&config.to_string()).await;
     g.glia.shutdown(Duration::from_secs(1)).await;
+}
+
+/// `glia check-config FILE` with these extra environment variables.
+fn check_config(config: &TempFile, env: &[(&str, String)]) -> std::process::Output {
+    Command::new(glia_binary())
+        .args(["check-config", &config.path_str()])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("glia runs")
 }
 
 /// A module's failure is logged with the dispatch's request id, decision id and trace id, so
@@ -663,23 +690,25 @@ fn https_without_a_ca_file_needs_the_systems_certificates() {
         "otlp-no-roots.yaml",
         &json!({"modules": demo_modules()}).to_string(),
     );
-    let output = Command::new(glia_binary())
-        .args(["check-config", config.path().to_str().unwrap()])
-        .output()
-        .expect("glia runs");
+    let output = check_config(&config, &[]);
     assert!(output.status.success(), "the config itself is fine");
+    let mut env = no_system_roots().to_vec();
+    env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:1".into()));
     let output = Command::new(glia_binary())
         .args(["serve", "--config", config.path().to_str().unwrap()])
         .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:1")
-        .envs(no_system_roots())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("glia runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "glia started: {stderr}");
-    assert!(
-        stderr.contains("the system has no CA certificates")
-            && stderr.contains("OTEL_EXPORTER_OTLP_CERTIFICATE"),
-        "{stderr}"
-    );
+    // check-config, in the same environment, says the same.
+    let checked = check_config(&config, &env);
+    for (what, output) in [("serve", &output), ("check-config", &checked)] {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{what} passed: {stderr}");
+        assert!(
+            stderr.contains("the system has no CA certificates")
+                && stderr.contains("OTEL_EXPORTER_OTLP_CERTIFICATE"),
+            "{what}: {stderr}"
+        );
+    }
 }

@@ -243,6 +243,21 @@ pub fn service_name(
     }
 }
 
+/// What `glia check-config` can check beyond the file: the export settings as the
+/// environment completes them, and the TLS files an `https://` endpoint would use, read and
+/// checked as [`provider`] reads them at start.
+pub fn check(
+    config: &TracesConfig,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(), TelemetryError> {
+    match resolve(config, env)? {
+        Some(settings) if scheme(&settings.endpoint) == Some(true) => {
+            TlsMaterial::load(&settings.tls).map(drop)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Builds a tracer provider exporting in batches through OTLP. Call it on a thread with
 /// the export runtime entered and no other runtime (the tonic channel spawns its tasks on
 /// the entered runtime; reqwest's blocking client must not be built inside async code).
