@@ -137,7 +137,8 @@ impl Worker {
     }
 
     /// Waits until the server has taken this worker's subscriptions, so that `start`
-    /// returning means reachable. Subscribing only queues the request: a coordinator asking
+    /// returning means reachable (through that server; the other servers of a cluster learn
+    /// of them a moment later). Subscribing only queues the request: a coordinator asking
     /// right after could find no responders and leave the module unplanned until it asks
     /// again. The server reads a connection's messages in order, so an answer to a request
     /// sent after the subscriptions (from this worker or another of the queue group) means
@@ -149,7 +150,7 @@ impl Worker {
                 crate::bus::nats::describe(&self.client, name, Duration::from_secs(2)).await
             {
                 tracing::warn!(module = %name, %reason, subject = %subjects::describe_subject(name),
-                    "could not confirm the subscription by asking this subject (a NATS user that may not publish there cannot); serving anyway");
+                    "could not confirm the subscription by asking this subject: a NATS user that may not publish there, or may not subscribe to the module's subjects, gets no answer; serving anyway");
             }
         }
     }
@@ -171,8 +172,15 @@ impl Worker {
         self.stop.send_replace(true);
         let until = Instant::now() + grace;
         // Draining ends each subscription once the invocations already routed here are taken;
-        // a lost connection could keep that from happening, so it is bounded too.
-        let _ = tokio::time::timeout(grace, futures::future::join_all(self.serving)).await;
+        // a lost connection could keep that from happening, so it is bounded too. Past the
+        // grace, nothing more is taken: the modules are about to stop.
+        let aborts: Vec<_> = self.serving.iter().map(|s| s.abort_handle()).collect();
+        if tokio::time::timeout(grace, futures::future::join_all(self.serving))
+            .await
+            .is_err()
+        {
+            aborts.iter().for_each(|a| a.abort());
+        }
         while self.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < until {
             actix_rt::time::sleep(Duration::from_millis(5)).await;
         }

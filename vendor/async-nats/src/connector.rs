@@ -712,27 +712,42 @@ impl Connector {
             .easy_write_and_flush([ClientOp::Connect(connect_info), ClientOp::Ping].iter())
             .await?;
 
-        match connection.read_op().await? {
-            Some(ServerOp::Error(err)) => match err {
-                ServerError::AuthorizationViolation => {
-                    tracing::error!(error = %err, "authorization violation");
-                    Err(ConnectError::with_source(
-                        crate::ConnectErrorKind::AuthorizationViolation,
-                        err,
-                    ))
+        // glia patch: wait for this PING's own PONG. The server may PING first (its first
+        // ping timer runs from the accept) or send INFO; taking any first message as the
+        // answer left the PONG to the connection handler, one ahead of its PING count, which
+        // the drain fences rely on (see lib.rs).
+        loop {
+            match connection.read_op().await? {
+                Some(ServerOp::Pong) => return Ok((*info, connection)),
+                Some(ServerOp::Ping) => {
+                    connection
+                        .easy_write_and_flush([ClientOp::Pong].iter())
+                        .await?;
                 }
-                err => {
-                    tracing::error!(error = %err, "server error during connection");
-                    Err(ConnectError::with_source(crate::ConnectErrorKind::Io, err))
+                Some(ServerOp::Error(err)) => {
+                    return match err {
+                        ServerError::AuthorizationViolation => {
+                            tracing::error!(error = %err, "authorization violation");
+                            Err(ConnectError::with_source(
+                                crate::ConnectErrorKind::AuthorizationViolation,
+                                err,
+                            ))
+                        }
+                        err => {
+                            tracing::error!(error = %err, "server error during connection");
+                            Err(ConnectError::with_source(crate::ConnectErrorKind::Io, err))
+                        }
+                    }
                 }
-            },
-            Some(_) => Ok((*info, connection)),
-            None => {
-                tracing::error!("connection closed unexpectedly");
-                Err(ConnectError::with_source(
-                    crate::ConnectErrorKind::Io,
-                    "broken pipe",
-                ))
+                // INFO, +OK; no message can come before a subscription.
+                Some(_) => {}
+                None => {
+                    tracing::error!("connection closed unexpectedly");
+                    return Err(ConnectError::with_source(
+                        crate::ConnectErrorKind::Io,
+                        "broken pipe",
+                    ));
+                }
             }
         }
     }

@@ -699,6 +699,12 @@ impl ConnectionHandler {
             match process.await {
                 ExitReason::Disconnected(err) => {
                     debug!(error = ?err, "disconnected");
+                    // glia patch: a draining connection that drops is done, not reconnected
+                    // (it used to close before a disconnect could happen).
+                    if self.is_draining {
+                        self.connector.events_tx.try_send(Event::Closed).ok();
+                        break;
+                    }
                     if self.handle_disconnect().await.is_err() {
                         break;
                     };
