@@ -94,7 +94,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::CheckConfig { file } => load(Some(&file)).and_then(|cfg| {
             // The files the config names are read as `glia serve` reads them at start.
-            glia_runtime::telemetry::export::check(&cfg.telemetry.traces, |name| {
+            glia_runtime::telemetry::Telemetry::check(&cfg.telemetry, |name| {
                 std::env::var(name).ok()
             })
             .map_err(|e| format!("{}: {e}", file.display()))?;

@@ -596,3 +596,36 @@ async fn the_decision_log_carries_content_when_the_config_opts_in() {
     assert_eq!(record["trace_id"].as_str().map(str::len), Some(32));
     g.stop().await;
 }
+
+/// `glia check-config` looks at the decision log's file as `glia serve` would open it, without
+/// creating it: a missing directory is an error naming the key and the path.
+#[test]
+fn check_config_finds_a_decision_log_that_cannot_be_opened() {
+    let check = |path: &std::path::Path| {
+        let config = TempFile::new(
+            "decision-log-check.yaml",
+            &json!({"telemetry": {"decision_log": {"output": "file", "path": path}},
+                    "modules": [{"module": "demo"}]})
+            .to_string(),
+        );
+        std::process::Command::new(glia_tests::harness::glia_binary())
+            .args(["check-config", &config.path_str()])
+            .output()
+            .expect("glia runs")
+    };
+    let nowhere = TempFile::unused_path("no-such-dir").join("decisions.jsonl");
+    let output = check(&nowhere);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "check-config passed: {stderr}");
+    assert!(
+        stderr.contains("key `telemetry.decision_log.path`")
+            && stderr.contains(&nowhere.display().to_string())
+            && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+    // A new file in a directory that exists is fine, and checking does not create it.
+    let new = TempFile::unused_path("decisions.jsonl");
+    let output = check(&new);
+    assert!(output.status.success(), "{output:?}");
+    assert!(!new.exists(), "check-config created {}", new.display());
+}

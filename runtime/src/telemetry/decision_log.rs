@@ -93,6 +93,41 @@ enum Writer {
     Task(tokio::task::JoinHandle<()>),
 }
 
+/// The error for a decision log file that cannot be opened.
+fn cannot_open(path: &std::path::Path, e: impl std::fmt::Display) -> TelemetryError {
+    TelemetryError::Setting(format!(
+        "key `telemetry.decision_log.path`: cannot open the decision log {}: {e}",
+        path.display()
+    ))
+}
+
+/// What `glia check-config` can check of an `output: file` log without creating it: an
+/// existing file must open for appending, a new one needs its directory.
+pub fn check_path(config: &DecisionLogConfig) -> Result<(), TelemetryError> {
+    let (DecisionOutput::File, Some(path)) = (&config.output, &config.path) else {
+        return Ok(());
+    };
+    if path.exists() {
+        return std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| cannot_open(path, e));
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(cannot_open(
+            path,
+            format_args!("the directory {} does not exist", dir.display()),
+        ))
+    }
+}
+
 impl DecisionLog {
     /// Starts the writer the config asks for; `None` for `output: none`. `nats` is the bus's
     /// connection (required for `output: nats`). Call within a tokio runtime.
@@ -112,12 +147,7 @@ impl DecisionLog {
                     .create(true)
                     .append(true)
                     .open(path)
-                    .map_err(|e| {
-                        TelemetryError::Setting(format!(
-                            "key `telemetry.decision_log.path`: cannot open the decision log {}: {e}",
-                            path.display()
-                        ))
-                    })?;
+                    .map_err(|e| cannot_open(path, e))?;
                 Writer::Thread(lines(receiver, Box::new(file)))
             }
             DecisionOutput::Nats => {

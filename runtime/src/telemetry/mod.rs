@@ -92,6 +92,17 @@ impl Telemetry {
         }
     }
 
+    /// What `glia check-config` checks beyond the file itself, without starting anything:
+    /// the OTLP TLS files (as the environment completes the settings) and the decision log's
+    /// file, each as `start` would open it.
+    pub fn check(
+        config: &TelemetryConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), TelemetryError> {
+        export::check(&config.traces, env)?;
+        decision_log::check_path(&config.decision_log)
+    }
+
     /// Builds what `config` (and the `OTEL_*` environment) asks for. `modules` counts the
     /// config's modules and `gauges` are those whose supervisors this process runs, for the
     /// metrics; `nats` is the bus's connection, for a decision log on NATS; `provider`, if
