@@ -147,10 +147,10 @@ async fn serve(cfg: GliaConfig) -> Result<(), String> {
     let source = cfg.source.clone();
     let grace = cfg.shutdown_grace;
     let glia = Arc::new(Glia::start(cfg).await.map_err(|e| e.to_string())?);
-    let server = http::serve(glia.clone(), &listen)
+    let http::Bound { server, urls } = http::serve(glia.clone(), &listen)
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let handle = server.handle();
-    tracing::info!(%listen, config = %source, modules = glia.config().modules.len(), "glia serving on http://{listen}");
+    tracing::info!(%listen, config = %source, modules = glia.config().modules.len(), "glia serving on {urls}");
     let mut running = server;
     tokio::select! {
         result = &mut running => return result.map_err(|e| e.to_string()),
@@ -242,11 +242,12 @@ async fn run_worker(cfg: GliaConfig, metrics_listen: Option<String>) -> Result<(
     tracing::info!(modules = ?worker.modules(), "glia worker serving over NATS");
     let metrics = match &metrics_listen {
         Some(listen) => {
-            let server = glia_runtime::http::serve_metrics(worker.telemetry().clone(), listen)
-                .map_err(|e| format!("cannot serve metrics on {listen}: {e}"))?;
+            let glia_runtime::http::Bound { server, urls } =
+                glia_runtime::http::serve_metrics(worker.telemetry().clone(), listen)
+                    .map_err(|e| format!("cannot serve metrics on {listen}: {e}"))?;
             let handle = server.handle();
             actix_rt::spawn(server);
-            tracing::info!(%listen, "serving GET /metrics");
+            tracing::info!(%listen, "serving GET /metrics on {urls}");
             Some(handle)
         }
         None => None,

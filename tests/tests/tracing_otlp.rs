@@ -6,11 +6,13 @@
 mod support;
 
 use glia_tests::harness::{glia_binary, TestGlia};
-use glia_tests::nats::{free_port, NatsServer};
+use glia_tests::nats::NatsServer;
 use glia_tests::otlp::{OtlpReceiver, ReceivedSpan, ReceiverTls};
 use glia_tests::pki::TestPki;
 use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::TempFile;
 
@@ -22,12 +24,49 @@ fn traceparent() -> String {
     format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01")
 }
 
-/// A glia process, killed if the test ends without [`terminate`] (a failed assertion).
-struct Process(Option<Child>);
+/// A glia process, killed if the test ends without [`terminate`] (a failed assertion). Its
+/// log is read as it comes: kept for [`terminate_with_log`] and [`Process::listening`], and
+/// passed on to the test's output unless only kept.
+struct Process {
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Process {
+    /// Where it listens, once its log says `"<announcement> http://ADDR"` (glia is started
+    /// with port 0, so the system picks a free port and nothing can take it in between).
+    async fn listening(&mut self, announcement: &str) -> String {
+        let marker = format!("{announcement} http://");
+        for _ in 0..1200 {
+            {
+                let log = self.log.lock().unwrap();
+                if let Some(at) = log.find(&marker) {
+                    let rest = &log[at + marker.len()..];
+                    let end = rest
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || ".:[]".contains(c)))
+                        .unwrap_or(rest.len());
+                    return rest[..end].to_owned();
+                }
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            assert!(
+                exited.is_none(),
+                "glia exited ({exited:?}) before it listened:\n{}",
+                self.log.lock().unwrap()
+            );
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("glia never said {marker:?}");
+    }
+}
 
 impl Drop for Process {
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
+        if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -36,45 +75,66 @@ impl Drop for Process {
 
 /// Starts `glia <args>` with extra environment variables; its log goes to the test's.
 fn glia(args: &[&str], env: &[(&str, &str)]) -> Process {
-    spawn_glia(args, env, Stdio::inherit())
+    spawn_glia(args, env, true)
 }
 
-/// [`glia`], keeping its log for [`terminate_with_log`].
+/// [`glia`], keeping its log for [`terminate_with_log`] only.
 fn glia_logged(args: &[&str], env: &[(&str, &str)]) -> Process {
-    spawn_glia(args, env, Stdio::piped())
+    spawn_glia(args, env, false)
 }
 
-fn spawn_glia(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Process {
+fn spawn_glia(args: &[&str], env: &[(&str, &str)], pass_log_on: bool) -> Process {
     let mut command = Command::new(glia_binary());
-    command.args(args).stdout(Stdio::piped()).stderr(stderr);
+    command
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         command.env(k, v);
     }
-    Process(Some(command.spawn().expect("glia starts")))
+    let mut child = command.spawn().expect("glia starts");
+    let stderr = child.stderr.take().expect("piped");
+    let log = Arc::new(Mutex::new(String::new()));
+    let kept = log.clone();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if pass_log_on {
+                eprintln!("{line}");
+            }
+            let mut kept = kept.lock().unwrap();
+            kept.push_str(&line);
+            kept.push('\n');
+        }
+    });
+    Process {
+        child: Some(child),
+        log,
+        reader: Some(reader),
+    }
 }
 
-/// Starts `glia serve` on `config` at a free loopback port, with `extra` arguments and `env`
-/// (its log kept when `logged`); returns it and the address it listens on.
-fn serve_glia(
+/// Starts `glia serve` on `config` at a port the system picks, with `extra` arguments and
+/// `env` (its log kept only when `logged`); returns it, once listening, and its address.
+async fn serve_glia(
     config: &TempFile,
     extra: &[&str],
     env: &[(&str, &str)],
     logged: bool,
 ) -> (Process, String) {
-    let listen = format!("127.0.0.1:{}", free_port());
     let mut args = vec![
         "serve",
         "--config",
         config.path().to_str().unwrap(),
         "--listen",
-        &listen,
+        "127.0.0.1:0",
     ];
     args.extend_from_slice(extra);
-    let process = if logged {
+    let mut process = if logged {
         glia_logged(&args, env)
     } else {
         glia(&args, env)
     };
+    let listen = process.listening("glia serving on").await;
     (process, listen)
 }
 
@@ -84,9 +144,9 @@ fn terminate(process: Process) -> String {
     terminate_with_log(process).0
 }
 
-/// [`terminate`], returning standard output and the log (empty unless [`glia_logged`]).
+/// [`terminate`], returning standard output and the log.
 fn terminate_with_log(mut process: Process) -> (String, String) {
-    let child = process.0.take().expect("running");
+    let child = process.child.take().expect("running");
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -96,10 +156,12 @@ fn terminate_with_log(mut process: Process) -> (String, String) {
         "glia exited with {}",
         output.status
     );
-    (
-        String::from_utf8(output.stdout).expect("UTF-8 output"),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    // The log ends with the process; the reader has it all once it is done.
+    if let Some(reader) = process.reader.take() {
+        let _ = reader.join();
+    }
+    let log = std::mem::take(&mut *process.log.lock().unwrap());
+    (String::from_utf8(output.stdout).expect("UTF-8 output"), log)
 }
 
 async fn post(url: &str, body: Value, traceparent: &str) -> (u16, Value, Option<String>) {
@@ -234,18 +296,18 @@ async fn coordinator_and_worker_process_spans_share_one_trace_over_grpc() {
         "modules": [{"module": "demo", "placement": "nats", "timeout": "5s", "callbacks": ["user_may_create_room"]}]
     });
     let file = TempFile::new("otlp-grpc.yaml", &config.to_string());
-    let metrics = format!("127.0.0.1:{}", free_port());
     // Exported every 50 ms, so the spans arrive while the worker runs.
-    let worker = glia(
+    let mut worker = glia(
         &[
             "worker",
             "--config",
             file.path().to_str().unwrap(),
             "--metrics-listen",
-            &metrics,
+            "127.0.0.1:0",
         ],
         &[("OTEL_BSP_SCHEDULE_DELAY", "50")],
     );
+    let metrics = worker.listening("serving GET /metrics on").await;
     let g = TestGlia::start(&config.to_string()).await;
     let url = format!("{}/_glia/v1/callbacks/user_may_create_room", g.base_url);
     until_served(&url).await;
@@ -341,7 +403,7 @@ async fn two_glia_processes_export_over_http_and_flush_on_shutdown() {
         ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
     ];
     let worker = glia(&["worker", "--config", file.path().to_str().unwrap()], &env);
-    let (serve, listen) = serve_glia(&file, &[], &env, false);
+    let (serve, listen) = serve_glia(&file, &[], &env, false).await;
     let url = format!("http://{listen}/_glia/v1/callbacks/user_may_create_room");
     until_served(&url).await;
     let (status, body, decision_id) = post(&url, evil_room(), &traceparent()).await;
@@ -433,7 +495,7 @@ fn demo_modules() -> Value {
 /// Starts `glia serve` on the internal bus with `env`, once it answers.
 async fn serve_demo(config: &TempFile, env: &[(&str, String)], logged: bool) -> (Process, String) {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (process, listen) = serve_glia(config, &[], &env, logged);
+    let (process, listen) = serve_glia(config, &[], &env, logged).await;
     let url = format!("http://{listen}/_glia/v1/callbacks/user_may_create_room");
     until_served(&url).await;
     (process, url)
@@ -632,7 +694,7 @@ async fn a_module_failure_is_logged_with_the_dispatch_ids() {
         }}}]})
         .to_string(),
     );
-    let (serve, listen) = serve_glia(&config, &["--log-json"], &[], true);
+    let (serve, listen) = serve_glia(&config, &["--log-json"], &[], true).await;
     let client = awc::Client::default();
     let mut started = false;
     for _ in 0..400 {
@@ -696,7 +758,7 @@ fn https_without_a_ca_file_needs_the_systems_certificates() {
     env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:1".into()));
     let output = Command::new(glia_binary())
         .args(["serve", "--config", config.path().to_str().unwrap()])
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--listen", "127.0.0.1:0"])
         .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("glia runs");

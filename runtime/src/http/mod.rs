@@ -54,7 +54,7 @@ pub fn state(glia: Arc<Glia>) -> web::Data<AppState> {
 pub fn serve_metrics(
     telemetry: Arc<crate::telemetry::Telemetry>,
     listen: &str,
-) -> std::io::Result<actix_web::dev::Server> {
+) -> std::io::Result<Bound> {
     let telemetry = web::Data::from(telemetry);
     let server = HttpServer::new(move || {
         App::new()
@@ -76,14 +76,17 @@ pub fn serve_metrics(
     .workers(1)
     .disable_signals()
     .shutdown_timeout(1)
-    .bind(listen)?
-    .run();
-    Ok(server)
+    .bind(listen)?;
+    let urls = urls(&server.addrs());
+    Ok(Bound {
+        server: server.run(),
+        urls,
+    })
 }
 
 /// Binds the HTTP server to `listen` and returns it, ready to be awaited. It does not handle
 /// signals itself: the caller stops it (see `glia serve`), so shutdown can drain the modules.
-pub fn serve(glia: Arc<Glia>, listen: &str) -> std::io::Result<actix_web::dev::Server> {
+pub fn serve(glia: Arc<Glia>, listen: &str) -> std::io::Result<Bound> {
     // In-flight requests answer within the grace period (then through their failure
     // policies); the server waits a little longer than that before it gives up on them.
     let timeout = glia.config().shutdown_grace.as_secs() + 5;
@@ -91,7 +94,27 @@ pub fn serve(glia: Arc<Glia>, listen: &str) -> std::io::Result<actix_web::dev::S
     let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(configure))
         .disable_signals()
         .shutdown_timeout(timeout)
-        .bind(listen)?
-        .run();
-    Ok(server)
+        .bind(listen)?;
+    let urls = urls(&server.addrs());
+    Ok(Bound {
+        server: server.run(),
+        urls,
+    })
+}
+
+/// A bound server, running, and where it listens: with port 0 in `listen` the system picks
+/// the port, so the log must say which.
+pub struct Bound {
+    /// The server, to be awaited.
+    pub server: actix_web::dev::Server,
+    /// The addresses it listens on, as `http://host:port`, comma-separated.
+    pub urls: String,
+}
+
+fn urls(addrs: &[std::net::SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(|a| format!("http://{a}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
