@@ -145,14 +145,15 @@ impl Worker {
     /// they are in place. A NATS user allowed to answer but not to ask gets no answer; that
     /// only costs the wait, so it is a warning.
     async fn confirm_subscribed(&self) {
-        for name in &self.names {
+        let asked = self.names.iter().map(|name| async move {
             if let Err(reason) =
                 crate::bus::nats::describe(&self.client, name, Duration::from_secs(2)).await
             {
                 tracing::warn!(module = %name, %reason, subject = %subjects::describe_subject(name),
                     "could not confirm the subscription by asking this subject: a NATS user that may not publish there, or may not subscribe to the module's subjects, gets no answer; serving anyway");
             }
-        }
+        });
+        futures::future::join_all(asked).await;
     }
 
     /// Its spans and metrics.

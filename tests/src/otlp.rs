@@ -1,7 +1,8 @@
 //! A real OpenTelemetry trace receiver for tests: OTLP/gRPC (tonic) and OTLP/HTTP
 //! (`POST /v1/traces`, protobuf or JSON, on actix-web) on loopback ports, recording every span
-//! it is sent; in plain text, or over TLS (optionally requiring client certificates). It runs on a thread and tokio runtime of its own, so it works the same under
-//! `#[tokio::test]`, `#[actix_rt::test]` or no runtime at all, and stops when dropped.
+//! it is sent; in plain text, or over TLS (optionally requiring client certificates). It runs
+//! on a thread and tokio runtime of its own, so it works the same under `#[tokio::test]`,
+//! `#[actix_rt::test]` or no runtime at all, and stops when dropped.
 
 use actix_web::http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};

@@ -183,6 +183,17 @@ pub enum DecisionOutput {
     Nats,
 }
 
+/// Whether an OTLP endpoint URL is `https` (`Some(true)`) or `http` (`Some(false)`), its
+/// scheme in any case; `None` for anything else. The scheme decides whether TLS is used.
+pub fn endpoint_is_https(url: &str) -> Option<bool> {
+    let (scheme, _) = url.trim().split_once("://")?;
+    match scheme.to_ascii_lowercase().as_str() {
+        "http" => Some(false),
+        "https" => Some(true),
+        _ => None,
+    }
+}
+
 impl TelemetryConfig {
     /// Checks what serde cannot: returns the offending key (under `telemetry`) and why.
     pub fn check(&self, nats_bus: bool) -> Result<(), (&'static [&'static str], String)> {
@@ -195,7 +206,7 @@ impl TelemetryConfig {
             }
         }
         if let Some(endpoint) = &self.traces.endpoint {
-            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            if endpoint_is_https(endpoint).is_none() {
                 return Err((
                     &["traces", "endpoint"],
                     format!("{endpoint:?} is not an http:// or https:// URL"),

@@ -3,7 +3,7 @@
 
 use super::tls::{PemFile, TlsFiles, TlsMaterial};
 use super::{Role, TelemetryError};
-use crate::config::telemetry::{OtlpProtocol, TraceExporter, TracesConfig};
+use crate::config::telemetry::{endpoint_is_https, OtlpProtocol, TraceExporter, TracesConfig};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
@@ -89,9 +89,9 @@ pub fn resolve(
     // scheme decides whether TLS is used.
     let url_var = |name: &'static str| -> Result<Option<String>, TelemetryError> {
         match var(name) {
-            Some(url) if scheme(&url).is_none() => Err(TelemetryError::Setting(format!(
-                "{name}={url:?} is not an http:// or https:// URL"
-            ))),
+            Some(url) if endpoint_is_https(&url).is_none() => Err(TelemetryError::Setting(
+                format!("{name}={url:?} is not an http:// or https:// URL"),
+            )),
             other => Ok(other.map(|url| url.trim().to_owned())),
         }
     };
@@ -156,13 +156,21 @@ pub fn resolve(
     }))
 }
 
-/// Whether `url` is `http` or `https` (`Some(true)`), in any case; `None` for anything else.
-fn scheme(url: &str) -> Option<bool> {
-    let (scheme, _) = url.trim().split_once("://")?;
-    match scheme.to_ascii_lowercase().as_str() {
-        "http" => Some(false),
-        "https" => Some(true),
-        _ => None,
+impl ExportSettings {
+    /// The TLS material an `https://` endpoint uses, read and checked; `None` for `http://`,
+    /// whose TLS files are ignored (the OTEL_* variables may be set for every service on a
+    /// host), with a warning.
+    pub fn tls_material(&self) -> Result<Option<TlsMaterial>, TelemetryError> {
+        if endpoint_is_https(&self.endpoint) == Some(true) {
+            return TlsMaterial::load(&self.tls).map(Some);
+        }
+        if self.tls.any() {
+            tracing::warn!(
+                endpoint = %self.endpoint,
+                "TLS files are set but the OTLP endpoint is not https://; they are not used"
+            );
+        }
+        Ok(None)
     }
 }
 
@@ -251,10 +259,8 @@ pub fn check(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<(), TelemetryError> {
     match resolve(config, env)? {
-        Some(settings) if scheme(&settings.endpoint) == Some(true) => {
-            TlsMaterial::load(&settings.tls).map(drop)
-        }
-        _ => Ok(()),
+        Some(settings) => settings.tls_material().map(drop),
+        None => Ok(()),
     }
 }
 
@@ -266,19 +272,7 @@ pub fn provider(
     service_name: String,
     role: Role,
 ) -> Result<SdkTracerProvider, TelemetryError> {
-    // TLS only where the URL asks for it; files named for a plain endpoint are ignored (the
-    // OTEL_* variables may be set for every service on a host), with a warning.
-    let tls = if scheme(&settings.endpoint) == Some(true) {
-        Some(TlsMaterial::load(&settings.tls)?)
-    } else {
-        if settings.tls.any() {
-            tracing::warn!(
-                endpoint = %settings.endpoint,
-                "TLS files are set but the OTLP endpoint is not https://; they are not used"
-            );
-        }
-        None
-    };
+    let tls = settings.tls_material()?;
     let built = match settings.protocol {
         OtlpProtocol::Grpc => {
             let builder = opentelemetry_otlp::SpanExporter::builder()
@@ -487,8 +481,8 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        assert_eq!(scheme(&s.endpoint), Some(true));
-        assert_eq!(scheme("http://c"), Some(false));
+        assert_eq!(endpoint_is_https(&s.endpoint), Some(true));
+        assert_eq!(endpoint_is_https("http://c"), Some(false));
     }
 
     #[test]
