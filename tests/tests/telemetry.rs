@@ -216,7 +216,7 @@ async fn without_a_caller_trace_a_dispatch_starts_one_and_chains_are_traced() {
     let (exporter, provider) = in_memory();
     let yaml = json!({"modules": [
         {"module": "scripted", "name": "c1", "config": {"answers": {"on_create_room": {"append_to": "chain"}}}},
-        {"module": "scripted", "name": "c2", "config": {"answers": {"on_create_room": {"answer": false}}}},
+        {"module": "scripted", "name": "c2", "config": {"answers": {"on_create_room": {"answer": {"deny": {"error": "no"}}}}}},
         {"module": "scripted", "name": "c3", "config": {"answers": {"on_create_room": {"append_to": "chain"}}}},
     ]})
     .to_string();

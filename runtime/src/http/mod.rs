@@ -7,6 +7,7 @@ mod body;
 mod callbacks;
 mod errors;
 mod resources;
+pub mod routes;
 
 pub use errors::MatrixError;
 

@@ -313,13 +313,22 @@ impl DispatchTrace {
 
     /// Records modules whose answers were not waited for.
     pub fn skipped(&self, entries: &[PlanEntry], callback: Callback) {
+        self.unanswered(entries, callback, Outcome::Skipped);
+    }
+
+    /// Records sequential modules that were not invoked because an earlier module decided.
+    pub fn not_asked(&self, entries: &[PlanEntry], callback: Callback) {
+        self.unanswered(entries, callback, Outcome::NotAsked);
+    }
+
+    fn unanswered(&self, entries: &[PlanEntry], callback: Callback, outcome: Outcome) {
         for entry in entries {
             if let Some(m) = self.telemetry.metrics() {
-                m.invocation(entry.module, &entry.name, callback, Outcome::Skipped, None);
+                m.invocation(entry.module, &entry.name, callback, outcome, None);
             }
             self.record(ModuleRecord {
                 module: entry.name.to_string(),
-                outcome: Outcome::Skipped.as_str(),
+                outcome: outcome.as_str(),
                 errcode: None,
                 latency_ms: None,
                 policy: None,
