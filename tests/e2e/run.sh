@@ -14,5 +14,8 @@ if [ ! -x "$GLIA_BIN" ]; then
     echo "error: no glia binary at $GLIA_BIN; run \`cargo build -p glia-runtime --bin glia\` first" >&2
     exit 1
 fi
+# The Python code is linted as the Rust is: the bridge, the example module, these tests.
+"$here/.venv/bin/ruff" check "$root/deploy/synapse-bridge" "$root/deploy/examples" "$here"
+"$here/.venv/bin/ruff" format --check "$root/deploy/synapse-bridge" "$root/deploy/examples" "$here"
 cd "$here"
 exec "$here/.venv/bin/python" -m pytest "$@"
