@@ -320,11 +320,15 @@ async fn answer_of<F: Future<Output = (usize, Invoked)>>(
     }
 }
 
-/// Records the entries after a decision: those started and not waited for as skipped, the
-/// sequential ones never started as not asked.
-fn unwaited(ctx: &DispatchCtx<'_>, rest: &[PlanEntry], callback: Callback) {
+/// Records the entries left after a decision: those started and not waited for as skipped,
+/// the sequential ones never started as not asked.
+fn unwaited<'e>(
+    ctx: &DispatchCtx<'_>,
+    rest: impl IntoIterator<Item = &'e PlanEntry>,
+    callback: Callback,
+) {
     let (asked, not_asked): (Vec<PlanEntry>, Vec<PlanEntry>) = rest
-        .iter()
+        .into_iter()
         .cloned()
         .partition(|e| e.invoke == Invoke::Parallel);
     ctx.trace.skipped(&asked, callback);
@@ -526,19 +530,11 @@ pub async fn run_all<R: CallbackArgs>(
         let (result, taken) = invoked.take::<R>(ctx);
         if let Err(error) = result {
             taken.failed::<R>(ctx, entry, &error);
-            let rest = &plan.entries[i + 1..];
-            let (started, unstarted): (Vec<PlanEntry>, Vec<PlanEntry>) = rest
+            // Parallel notifications in the background end by themselves.
+            let rest = plan.entries[i + 1..]
                 .iter()
-                .cloned()
-                .partition(|e| e.invoke == Invoke::Parallel);
-            ctx.trace.skipped(
-                &started
-                    .into_iter()
-                    .filter(|e| awaited(e))
-                    .collect::<Vec<_>>(),
-                R::CALLBACK,
-            );
-            ctx.trace.not_asked(&unstarted, R::CALLBACK);
+                .filter(|e| awaited(e) || e.invoke == Invoke::Sequential);
+            unwaited(ctx, rest, R::CALLBACK);
             // A notification has nothing to deny: `deny` fails the request like `error`.
             return Err(failure(R::CALLBACK, entry, &error));
         }
@@ -621,4 +617,37 @@ pub async fn chain<R: CallbackArgs, V: Verdict>(
         }
     }
     Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glia_bus_schema::SynapseError;
+
+    #[test]
+    fn a_synapse_error_that_is_not_an_error_status_is_screened_as_invalid() {
+        let refusal = |status| {
+            Ok(ModuleAnswer::OnCreateRoom(OnCreateRoomAnswer::Deny {
+                deny: SynapseError::new(status, "M_FORBIDDEN", "no"),
+            }))
+        };
+        let raised = |status| {
+            Err(InvocationError::Failed {
+                message: "no".into(),
+                synapse_error: Some(SynapseError::new(status, "M_FORBIDDEN", "no")),
+            })
+        };
+        for status in [200, 302, 399, 600] {
+            for result in [refusal(status), raised(status)] {
+                assert!(
+                    matches!(screen(result), Err(InvocationError::InvalidAnswer { .. })),
+                    "{status}"
+                );
+            }
+        }
+        for status in [400, 429, 503, 599] {
+            assert_eq!(screen(refusal(status)), refusal(status));
+            assert_eq!(screen(raised(status)), raised(status));
+        }
+    }
 }
