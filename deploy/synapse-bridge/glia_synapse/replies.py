@@ -69,7 +69,8 @@ def check_error(reply: Any) -> JsonDict:
         raise SynapseError(
             status, str(reply.get("error", "")), errcode(str(reply.get("errcode") or Codes.UNKNOWN)), dict(fields)
         )
-    raise GliaModuleFailed(f"glia: module {reply.get('module')} failed: {reply.get('error')} ({reply.get('errcode')})")
+    # glia's message already names the module and what it did ("module m failed: ...").
+    raise GliaModuleFailed(str(reply.get("error") or "a module failed"))
 
 
 def decision(reply: JsonDict) -> str:
