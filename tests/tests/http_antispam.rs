@@ -300,11 +300,16 @@ async fn ingress_decisions_are_recorded_under_their_own_route() {
         )],
     )
     .await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace}-00f067aa0ba902b7-01");
     let reply = ingress(
         &g,
         "user_may_invite",
         &invite("@a:hs"),
-        &[("x-request-id", "req-antispam")],
+        &[
+            ("x-request-id", "req-antispam"),
+            ("traceparent", &traceparent),
+        ],
     )
     .await;
     assert_eq!(reply.status, 200);
@@ -321,6 +326,7 @@ async fn ingress_decisions_are_recorded_under_their_own_route() {
     assert_eq!(log[0]["route"], "http_antispam");
     assert_eq!(log[0]["request_id"], "req-antispam");
     assert_eq!(log[0]["decision_id"], decision_id);
+    assert_eq!(log[0]["trace_id"], trace, "the caller's trace continues");
     assert_eq!(log[0]["modules"][0]["module"], "gate");
     assert_eq!(log[1]["route"], "http");
     g.stop().await;
