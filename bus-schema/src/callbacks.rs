@@ -80,20 +80,27 @@ pub enum ArgsError {
 
 fn decode_args<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ArgsError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ArgsError::NotJson(inner.to_string())
-        } else {
-            ArgsError::BadField {
-                path: if path == "." { String::new() } else { path },
-                message: inner.to_string(),
-            }
-        }
-    })?;
+    let value = serde_path_to_error::deserialize(&mut de).map_err(args_error)?;
     de.end().map_err(|e| ArgsError::NotJson(e.to_string()))?;
     Ok(value)
+}
+
+fn decode_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ArgsError> {
+    serde_path_to_error::deserialize(value).map_err(args_error)
+}
+
+/// A syntax error is `NotJson`; anything else names the field it is about.
+fn args_error(e: serde_path_to_error::Error<serde_json::Error>) -> ArgsError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    if inner.is_syntax() || inner.is_eof() {
+        ArgsError::NotJson(inner.to_string())
+    } else {
+        ArgsError::BadField {
+            path: if path == "." { String::new() } else { path },
+            message: inner.to_string(),
+        }
+    }
 }
 
 macro_rules! callbacks {
@@ -176,6 +183,13 @@ macro_rules! callbacks {
                 })
             }
 
+            /// Decodes a callback's arguments from a JSON value; the error names the bad field.
+            pub fn from_json_value(callback: Callback, args: serde_json::Value) -> Result<Self, ArgsError> {
+                Ok(match callback {
+                    $(Callback::$variant => CallbackRequest::$variant(decode_value(args)?),)*
+                })
+            }
+
             /// The arguments alone, as JSON.
             pub fn args_json(&self) -> serde_json::Value {
                 match self {
@@ -236,6 +250,11 @@ macro_rules! callbacks {
             /// What the reply amounts to, for logs, metrics and traces.
             pub fn summary(&self) -> crate::replies::ReplySummary<'_> {
                 match self { $(DispatchReply::$variant(r) => crate::replies::Summarize::summary(r)),* }
+            }
+
+            /// The decision, for callbacks whose reply is a [`crate::replies::Decision`].
+            pub fn decision(&self) -> Option<&crate::replies::Decision> {
+                match self { $(DispatchReply::$variant(r) => crate::replies::Summarize::decision(r)),* }
             }
         }
 

@@ -274,9 +274,19 @@ impl<'a> ReplySummary<'a> {
 pub trait Summarize {
     /// The summary.
     fn summary(&self) -> ReplySummary<'_>;
+
+    /// The reply itself when it is a [`Decision`] (yes/no callbacks), for callers that speak
+    /// only decisions (synapse-http-antispam's ingress).
+    fn decision(&self) -> Option<&Decision> {
+        None
+    }
 }
 
 impl Summarize for Decision {
+    fn decision(&self) -> Option<&Decision> {
+        Some(self)
+    }
+
     fn summary(&self) -> ReplySummary<'_> {
         match self {
             Decision::Allow { module, .. } => ReplySummary::of(ReplyKind::Allow, module.as_deref()),

@@ -1,7 +1,9 @@
 //! Shared pieces for glia's black-box tests and benchmarks: a scripted module whose answers,
 //! delays, failures and gates come from its config, probes that record what modules saw,
-//! and a harness that starts glia (with its HTTP server) from a YAML string.
+//! a harness that starts glia (with its HTTP server) from a YAML string, and fakes of the
+//! synapse-http-antispam servers Draupnir and Meowlnir.
 
+pub mod antispam_fakes;
 pub mod crashy;
 pub mod harness;
 pub mod nats;

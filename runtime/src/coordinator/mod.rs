@@ -12,7 +12,7 @@ pub use reducers::{DispatchCtx, Step, Verdict, Walk};
 pub use rules::{reducer, rules, Deny, Reducer, Rules};
 
 use crate::bus::{Bus, InvocationMeta};
-use crate::telemetry::{DispatchTrace, Role, Telemetry};
+use crate::telemetry::{DispatchTrace, Ingress, Role, Telemetry};
 use arc_swap::ArcSwap;
 use glia_bus_schema::errcodes::M_MISSING_PARAM;
 use glia_bus_schema::requests::CheckAuth;
@@ -173,9 +173,21 @@ impl Coordinator {
         request: CallbackRequest,
         meta: InvocationMeta,
     ) -> Result<DispatchReply, DispatchError> {
+        self.dispatch_via(request, meta, None).await
+    }
+
+    /// [`Coordinator::dispatch`] of a request that came in by `route`, which its span and
+    /// decision record name.
+    pub async fn dispatch_via(
+        &self,
+        request: CallbackRequest,
+        meta: InvocationMeta,
+        route: Option<Ingress>,
+    ) -> Result<DispatchReply, DispatchError> {
         self.active.fetch_add(1, Ordering::AcqRel);
         let _active = ActiveGuard(&self.active);
-        let trace = DispatchTrace::begin(&self.telemetry, request.callback(), &meta, &request);
+        let trace =
+            DispatchTrace::begin(&self.telemetry, request.callback(), &meta, &request, route);
         let ctx = DispatchCtx {
             bus: self.bus.as_ref(),
             meta: InvocationMeta {

@@ -1,11 +1,13 @@
 //! The HTTP API (actix-web): one endpoint per callback, health and module listings, and the
-//! modules' web resources, all answering errors as Matrix JSON.
+//! modules' web resources, all answering errors as Matrix JSON; and the ingress for
+//! synapse-http-antispam, which answers in that module's terms.
 
 mod admin;
 mod auth;
 mod body;
 mod callbacks;
 mod errors;
+mod http_antispam;
 mod resources;
 pub mod routes;
 
@@ -37,6 +39,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/_glia/v1/callbacks/{callback}",
             web::route().to(errors::method_not_allowed),
+        )
+        .route(
+            "/_glia/v1/http-antispam/{callback}",
+            web::post().to(http_antispam::serve),
+        )
+        .route(
+            "/_glia/v1/http-antispam/{callback}",
+            web::route().to(http_antispam::method_not_allowed),
         )
         .default_service(web::to(resources::serve));
 }

@@ -24,6 +24,9 @@ pub struct DecisionRecord {
     pub callback: &'static str,
     /// The request id (`X-Request-Id` / `Glia-Request-Id`).
     pub request_id: String,
+    /// How the request came in (`http`, `http_antispam`, `nats`); absent for a library call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<&'static str>,
     /// The dispatch span's trace, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,

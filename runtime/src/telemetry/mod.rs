@@ -15,7 +15,7 @@ pub mod propagation;
 pub mod tls;
 
 pub use decision_log::{DecisionLog, DecisionRecord};
-pub use dispatch::{DispatchTrace, InvocationSpan, Judgement, LogIds, WorkerSpan};
+pub use dispatch::{DispatchTrace, Ingress, InvocationSpan, Judgement, LogIds, WorkerSpan};
 pub use metrics::{Metrics, ModuleGauge};
 pub use outcome::{Outcome, ReplyResult};
 
