@@ -684,6 +684,7 @@ impl Glia {
     /// rest resolve through their failure policies; then modules stop in reverse config order.
     /// The caller stops taking new requests first.
     pub async fn shutdown(&self, grace: Duration) {
+        let until = std::time::Instant::now() + grace;
         self.stopping.store(true, Ordering::Release);
         if let Some(ingress) = self
             .ingress
@@ -699,9 +700,9 @@ impl Glia {
         for instance in instances.into_iter().rev().flatten() {
             instance.stop().await;
         }
-        self.telemetry.shutdown().await;
+        self.telemetry.shutdown(until).await;
         if let Some(client) = &self.nats {
-            crate::bus::nats::flush(client).await;
+            crate::bus::nats::flush(client, until).await;
         }
     }
 

@@ -185,11 +185,11 @@ impl Worker {
         while self.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < until {
             actix_rt::time::sleep(Duration::from_millis(5)).await;
         }
-        crate::bus::nats::flush(&self.client).await;
+        crate::bus::nats::flush(&self.client, until).await;
         for instance in self.instances.into_iter().rev() {
             instance.stop().await;
         }
-        self.telemetry.shutdown().await;
+        self.telemetry.shutdown(until).await;
     }
 }
 
