@@ -1,6 +1,7 @@
 //! The NATS bus: invocations as request-reply on `glia.v1.module.<module>.<callback>`, served
 //! by a queue group of workers per module (docs/PROTOCOL.md).
 
+use super::roster::Roster;
 use super::{Bus, InvocationMeta, InvokeFuture, Route, Target};
 use crate::config::NatsConfig;
 use async_nats::header::HeaderMap;
@@ -101,16 +102,27 @@ struct InvocationRef<'a> {
     request: &'a CallbackRequest,
 }
 
-/// Reaches modules served over NATS.
+/// Reaches modules served over NATS: on an announced worker's own subjects when one is live
+/// (see `roster.rs`), else through the module's queue group.
 pub struct NatsBus {
     client: Client,
     names: Vec<Arc<str>>,
+    roster: Arc<Roster>,
+    listening: tokio::task::AbortHandle,
 }
 
 impl NatsBus {
-    /// A bus over `client` to the modules named `names` (by config index).
+    /// A bus over `client` to the modules named `names` (by config index); listens to the
+    /// workers' announcements. Call within a tokio runtime.
     pub fn new(client: Client, names: Vec<Arc<str>>) -> Self {
-        NatsBus { client, names }
+        let roster = Arc::new(Roster::new(&names));
+        let listening = tokio::spawn(roster.clone().listen(client.clone())).abort_handle();
+        NatsBus {
+            client,
+            names,
+            roster,
+            listening,
+        }
     }
 
     /// The client.
@@ -138,6 +150,40 @@ pub async fn describe(
         })?;
     serde_json::from_slice(&reply.payload)
         .map_err(|e| format!("module {module} sent a bad description: {e}"))
+}
+
+impl Drop for NatsBus {
+    fn drop(&mut self) {
+        self.listening.abort();
+    }
+}
+
+/// A worker's reply, checked: an `InvocationReply` to this invocation (its `request_id`)
+/// and this callback, else an invalid answer.
+fn judge(
+    payload: &[u8],
+    callback: glia_bus_schema::Callback,
+    request_id: &str,
+) -> Result<glia_bus_schema::ModuleAnswer, InvocationError> {
+    let reply: InvocationReply =
+        serde_json::from_slice(payload).map_err(|e| InvocationError::InvalidAnswer {
+            detail: format!("not an invocation reply: {e}"),
+        })?;
+    if reply.request_id != request_id {
+        return Err(InvocationError::InvalidAnswer {
+            detail: format!(
+                "a reply to request {:?}, not to this invocation ({request_id:?})",
+                reply.request_id
+            ),
+        });
+    }
+    match reply.result {
+        InvocationResult::Answer(answer) if answer.callback() == callback => Ok(answer),
+        InvocationResult::Answer(answer) => Err(InvocationError::InvalidAnswer {
+            detail: format!("answered {} instead of {callback}", answer.callback()),
+        }),
+        InvocationResult::Error(e) => Err(e),
+    }
 }
 
 impl Bus for NatsBus {
@@ -170,39 +216,52 @@ impl Bus for NatsBus {
         if let Some(tracestate) = &trace.tracestate {
             headers.insert(headers::TRACESTATE, tracestate.as_str());
         }
-        let client = self.client.clone();
+        let (client, roster) = (self.client.clone(), self.roster.clone());
+        let request_id = meta.request_id.clone();
+        let worker = roster.pick(target.module);
         async move {
-            let body = body.map_err(|e| InvocationError::Unavailable {
-                reason: format!("cannot encode the invocation: {e}"),
-            })?;
-            // The coordinator applies timeouts and deadlines; the client must not.
-            let nats_request = async_nats::Request::new()
-                .payload(body.into())
-                .headers(headers)
-                .timeout(None);
-            let reply = client
-                .send_request(subjects::module_subject(&name, callback), nats_request)
-                .await
+            let body: bytes::Bytes = body
                 .map_err(|e| InvocationError::Unavailable {
-                    reason: match e.kind() {
-                        RequestErrorKind::NoResponders => {
-                            format!("no worker serves module {name} (no responders)")
+                    reason: format!("cannot encode the invocation: {e}"),
+                })?
+                .into();
+            let send = |subject: String| {
+                // The coordinator applies timeouts and deadlines; the client must not.
+                let request = async_nats::Request::new()
+                    .payload(body.clone())
+                    .headers(headers.clone())
+                    .timeout(None);
+                client.send_request(subject, request)
+            };
+            let queue_group = || subjects::module_subject(&name, callback);
+            let sent = match &worker {
+                Some(worker) => {
+                    let direct = format!("{}.{}", worker.member().prefix, callback.name());
+                    match send(direct).await {
+                        // Nobody took it, so nothing ran: the worker left or lost its
+                        // connection. Its queue group has the others.
+                        Err(e) if e.kind() == RequestErrorKind::NoResponders => {
+                            roster.gone(target.module, worker.member());
+                            send(queue_group()).await
                         }
-                        _ => format!("NATS: {e}"),
-                    },
-                })?;
-            let reply: InvocationReply = serde_json::from_slice(&reply.payload).map_err(|e| {
-                InvocationError::InvalidAnswer {
-                    detail: format!("not an invocation reply: {e}"),
+                        other => other,
+                    }
                 }
+                None => send(queue_group()).await,
+            };
+            let reply = sent.map_err(|e| InvocationError::Unavailable {
+                reason: match e.kind() {
+                    RequestErrorKind::NoResponders => {
+                        format!("no worker serves module {name} (no responders)")
+                    }
+                    _ => format!("NATS: {e}"),
+                },
             })?;
-            match reply.result {
-                InvocationResult::Answer(answer) if answer.callback() == callback => Ok(answer),
-                InvocationResult::Answer(answer) => Err(InvocationError::InvalidAnswer {
-                    detail: format!("answered {} instead of {callback}", answer.callback()),
-                }),
-                InvocationResult::Error(e) => Err(e),
+            let answer = judge(&reply.payload, callback, &request_id);
+            if let (Err(InvocationError::Unavailable { .. }), Some(worker)) = (&answer, &worker) {
+                roster.refused(worker.member());
             }
+            answer
         }
         .boxed()
     }
