@@ -266,7 +266,12 @@ async fn describe_remote(
     name: &str,
     status: &ModuleStatus,
 ) {
-    match crate::bus::nats::describe(client, name, Duration::from_secs(2)).await {
+    let described = if client.connection_state() == async_nats::connection::State::Connected {
+        crate::bus::nats::describe(client, name, Duration::from_secs(2)).await
+    } else {
+        Err("NATS is not connected".to_owned())
+    };
+    match described {
         Ok(description) => {
             let summary = RegistrationSummary {
                 callbacks: description.callbacks,
@@ -302,7 +307,7 @@ impl Glia {
     pub async fn start_with(config: GliaConfig, options: StartOptions) -> Result<Glia, StartError> {
         let nats = match &config.bus {
             BusConfig::Nats(settings) => Some(
-                crate::bus::nats::connect(settings)
+                crate::bus::nats::connect(settings, "coordinator")
                     .await
                     .map_err(StartError::Bus)?,
             ),

@@ -813,3 +813,50 @@ async fn until_async<F: std::future::Future<Output = bool>>(mut cond: impl FnMut
         actix_rt::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+#[actix_rt::test]
+async fn glia_starts_with_a_cluster_whose_first_server_is_down_and_waits_when_none_is_up() {
+    let mut nats = NatsServer::start();
+    let down = format!("nats://127.0.0.1:{}", glia_tests::nats::free_port());
+    let yaml = |url: Value| {
+        json!({"bus": {"type": "nats", "url": url}, "deadline": "30s", "modules": [
+            remote_scripted("up", json!({"user_may_invite": {"answer": {"errcode": "M_UP"}}}))
+        ]})
+        .to_string()
+    };
+    // The first server of the list is down; the worker is given the list as one string.
+    let listed = yaml(json!([down, nats.url()]));
+    let worker =
+        Worker::start(&TestGlia::config(&yaml(json!(format!("{down},{}", nats.url())))).unwrap())
+            .await
+            .expect("the worker starts");
+    let g = TestGlia::start(&listed).await;
+    assert_eq!(g.glia.bus_connected(), Some(true));
+    assert_eq!(
+        decision(g.dispatch(invite("@a:hs")).await)["errcode"],
+        "M_UP"
+    );
+    worker.shutdown(Duration::from_millis(10)).await;
+    g.stop().await;
+
+    // None is up: glia starts anyway, says so, and connects once one is.
+    nats.stop();
+    let g = TestGlia::start(&listed).await;
+    let (_, health) = g.get("/health", None).await;
+    assert_eq!(
+        (health["status"].as_str(), health["bus"].as_str()),
+        (Some("degraded"), Some("disconnected")),
+        "{health}"
+    );
+    // Its remote module cannot describe itself yet, so it is not planned.
+    assert_eq!(health["failed"], json!(["up"]), "{health}");
+    nats.restart();
+    until(|| g.glia.bus_connected() == Some(true)).await;
+    let worker = Worker::start(&TestGlia::config(&listed).unwrap())
+        .await
+        .expect("the worker starts");
+    until_async(|| async { decision(g.dispatch(invite("@a:hs")).await)["errcode"] == "M_UP" })
+        .await;
+    assert_eq!(g.get("/health", None).await.1["status"], "ok");
+    worker.shutdown(Duration::from_millis(10)).await;
+}

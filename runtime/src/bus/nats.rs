@@ -5,7 +5,7 @@ use super::roster::Roster;
 use super::{Bus, InvocationMeta, InvokeFuture, Route, Target};
 use crate::config::NatsConfig;
 use async_nats::header::HeaderMap;
-use async_nats::{Client, RequestErrorKind};
+use async_nats::{Client, ConnectErrorKind, RequestErrorKind};
 use futures::FutureExt;
 use glia_bus_schema::subjects::{self, headers, Description};
 use glia_bus_schema::{CallbackRequest, InvocationError, InvocationReply, InvocationResult};
@@ -13,10 +13,43 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Connects to NATS as the config says (auth, TLS); reconnects by itself afterwards.
-pub async fn connect(config: &NatsConfig) -> Result<Client, String> {
+/// Connects to NATS as the config says (auth, TLS), to any server of `bus.url`; reconnects
+/// by itself afterwards. `role` names the connection (`glia coordinator (pid N)`), which
+/// the server's monitoring shows. When no server is reachable (refused, timed out, no such
+/// host) it connects in the background and keeps trying, so glia starts and `/health` says
+/// `disconnected` meanwhile; settings the server refuses (auth, TLS) stop the start.
+pub async fn connect(config: &NatsConfig, role: &str) -> Result<Client, String> {
+    let servers = config
+        .url
+        .server_addrs()
+        .map_err(|(_, e)| format!("bad NATS server URL: {e}"))?;
+    let name = format!("glia {role} (pid {})", std::process::id());
+    let refused =
+        |e: async_nats::ConnectError| format!("cannot connect to NATS at {}: {e}", config.url);
+    match options(config, &name).await?.connect(servers.clone()).await {
+        Ok(client) => Ok(client),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ConnectErrorKind::Io | ConnectErrorKind::TimedOut | ConnectErrorKind::Dns
+            ) =>
+        {
+            tracing::warn!(servers = %config.url, error = %e, "no NATS server reachable; starting anyway and connecting in the background");
+            options(config, &name)
+                .await?
+                .retry_on_initial_connect()
+                .connect(servers)
+                .await
+                .map_err(refused)
+        }
+        Err(e) => Err(refused(e)),
+    }
+}
+
+/// The connection options the config asks for.
+async fn options(config: &NatsConfig, name: &str) -> Result<async_nats::ConnectOptions, String> {
     let mut options = async_nats::ConnectOptions::new()
-        .name("glia")
+        .name(name)
         .connection_timeout(
             config
                 .connect_timeout
@@ -54,10 +87,19 @@ pub async fn connect(config: &NatsConfig) -> Result<Client, String> {
             _ => return Err("a NATS client certificate needs both cert_file and key_file".into()),
         }
     }
-    options
-        .connect(config.url.as_str())
-        .await
-        .map_err(|e| format!("cannot connect to NATS at {}: {e}", config.url))
+    Ok(options)
+}
+
+/// Waits until the client is connected, saying so once if it is not yet.
+pub async fn wait_connected(client: &Client) {
+    let mut said = false;
+    while client.connection_state() != async_nats::connection::State::Connected {
+        if !said {
+            tracing::warn!("waiting for a NATS server to be reachable");
+            said = true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// How long shutdown waits for NATS to take what is buffered: a flush waits for the server,

@@ -57,7 +57,7 @@ impl Worker {
                 "no module to host: a worker hosts the modules with `placement: nats`".into(),
             );
         }
-        let client = crate::bus::nats::connect(settings).await?;
+        let client = crate::bus::nats::connect(settings, "worker").await?;
         let statuses: Vec<Arc<ModuleStatus>> = hosted
             .iter()
             .map(|_| Arc::new(ModuleStatus::default()))
@@ -216,8 +216,9 @@ impl Worker {
 /// reads a connection's messages in order, so an answer to a request sent after the
 /// subscriptions (from this worker or another of the queue group) means they are in place.
 /// A NATS user allowed to answer but not to ask gets no answer; that only costs the wait, so
-/// it is a warning.
+/// it is a warning. With no server reachable yet, it first waits for one.
 async fn confirm_subscribed(client: &Client, names: &[String]) {
+    crate::bus::nats::wait_connected(client).await;
     let asked = names.iter().map(|name| async move {
         if let Err(reason) =
             crate::bus::nats::describe(client, name, Duration::from_secs(2)).await
