@@ -37,9 +37,14 @@ pub(super) struct Hosted {
 }
 
 impl Hosted {
-    /// Admission control over `max_in_flight` running and `stash` waiting invocations.
+    /// Admission control over `max_in_flight` running and `stash` waiting invocations (at
+    /// most what a semaphore can count: a huge configured stash must not panic the worker).
     pub fn admission(max_in_flight: usize, stash: usize) -> Arc<Semaphore> {
-        Arc::new(Semaphore::new(max_in_flight.saturating_add(stash)))
+        Arc::new(Semaphore::new(
+            max_in_flight
+                .saturating_add(stash)
+                .min(Semaphore::MAX_PERMITS),
+        ))
     }
 }
 
@@ -285,4 +290,18 @@ fn handler_slot(description: &Description, request: &CallbackRequest) -> Option<
         .iter()
         .position(|c| *c == request.callback())
         .map(Slot::Callback)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_counts_running_and_waiting_and_never_overflows() {
+        assert_eq!(Hosted::admission(2, 3).available_permits(), 5);
+        assert_eq!(
+            Hosted::admission(1 << 20, usize::MAX).available_permits(),
+            Semaphore::MAX_PERMITS
+        );
+    }
 }
