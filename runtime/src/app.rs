@@ -305,13 +305,14 @@ impl Glia {
 
     /// [`Glia::start`] with choices the config file does not make.
     pub async fn start_with(config: GliaConfig, options: StartOptions) -> Result<Glia, StartError> {
-        let nats = match &config.bus {
-            BusConfig::Nats(settings) => Some(
-                crate::bus::nats::connect(settings, "coordinator")
+        let (nats, refusals) = match &config.bus {
+            BusConfig::Nats(settings) => {
+                let (client, refusals) = crate::bus::nats::connect(settings, "coordinator")
                     .await
-                    .map_err(StartError::Bus)?,
-            ),
-            BusConfig::Internal => None,
+                    .map_err(StartError::Bus)?;
+                (Some(client), refusals)
+            }
+            BusConfig::Internal => (None, Arc::default()),
         };
         let topology = Arc::new(Topology {
             configs: config.modules.clone(),
@@ -417,7 +418,7 @@ impl Glia {
                 .iter()
                 .map(|m| Arc::<str>::from(m.name.as_str()))
                 .collect();
-            Arc::new(NatsBus::new(client, names))
+            Arc::new(NatsBus::new(client, names, refusals))
         });
         let placements = config.modules.iter().map(|m| m.placement).collect();
         let routed = RoutedBus::new(bus.clone(), nats_bus, placements);

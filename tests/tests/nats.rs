@@ -860,3 +860,36 @@ async fn glia_starts_with_a_cluster_whose_first_server_is_down_and_waits_when_no
     assert_eq!(g.get("/health", None).await.1["status"], "ok");
     worker.shutdown(Duration::from_millis(10)).await;
 }
+
+#[actix_rt::test]
+async fn permissions_without_the_workers_own_subjects_keep_the_queue_groups() {
+    // Permissions written before workers announced themselves: the coordinator may not
+    // publish to a worker's own subjects. Invocations keep going to the queue group.
+    let permissions = support::TempFile::new(
+        "nats-permissions-old.conf",
+        r#"authorization { users = [
+             {user: worker, password: w, permissions: {publish: ["_INBOX.>", "glia.v1.workers.>"], subscribe: ["glia.v1.module.>", "glia.v1.worker.>"]}}
+             {user: coordinator, password: c, permissions: {publish: ["glia.v1.module.>"], subscribe: ["_INBOX.>", "glia.v1.workers.*", "glia.v1.callbacks.*"]}}
+           ] }"#,
+    );
+    let nats = NatsServer::start_with(&["-c", &permissions.path_str()]);
+    let with = |user: &str, password: &str| {
+        json!({"bus": {"type": "nats", "url": nats.url(), "user": user, "password": password},
+               "modules": [{"module": "scripted", "name": "old", "placement": "nats", "timeout": "1s",
+                            "failure_policy": "allow", "callbacks": ["user_may_invite"],
+                            "config": {"answers": {"user_may_invite": {"answer": {"errcode": "M_OLD"}}}}}]})
+        .to_string()
+    };
+    let worker = Worker::start(&TestGlia::config(&with("worker", "w")).unwrap())
+        .await
+        .expect("the worker starts");
+    let g = TestGlia::start(&with("coordinator", "c")).await;
+    // The worker announces itself every 100 ms; the coordinator hears it (give it a few
+    // announcements) but may not use its subjects. Not one invocation may be lost on them.
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..20 {
+        let reply = decision(g.dispatch(invite("@a:hs")).await);
+        assert_eq!(reply["errcode"], "M_OLD", "{reply}");
+    }
+    worker.shutdown(Duration::from_millis(10)).await;
+}

@@ -3,6 +3,7 @@
 mod in_process;
 pub mod ingress;
 pub mod nats;
+pub mod refusals;
 pub mod roster;
 mod routed;
 

@@ -1,6 +1,7 @@
 //! The NATS bus: invocations as request-reply on `glia.v1.module.<module>.<callback>`, served
 //! by a queue group of workers per module (docs/PROTOCOL.md).
 
+use super::refusals::Refusals;
 use super::roster::Roster;
 use super::{Bus, InvocationMeta, InvokeFuture, Route, Target};
 use crate::config::NatsConfig;
@@ -17,8 +18,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// by itself afterwards. `role` names the connection (`glia coordinator (pid N)`), which
 /// the server's monitoring shows. When no server is reachable (refused, timed out, no such
 /// host) it connects in the background and keeps trying, so glia starts and `/health` says
-/// `disconnected` meanwhile; settings the server refuses (auth, TLS) stop the start.
-pub async fn connect(config: &NatsConfig, role: &str) -> Result<Client, String> {
+/// `disconnected` meanwhile; settings the server refuses (auth, TLS) stop the start. The
+/// refusals returned tell which optional routes the server's permissions rule out.
+pub async fn connect(config: &NatsConfig, role: &str) -> Result<(Client, Arc<Refusals>), String> {
     let servers = config
         .url
         .server_addrs()
@@ -26,7 +28,12 @@ pub async fn connect(config: &NatsConfig, role: &str) -> Result<Client, String> 
     let name = format!("glia {role} (pid {})", std::process::id());
     let refused =
         |e: async_nats::ConnectError| format!("cannot connect to NATS at {}: {e}", config.url);
-    match options(config, &name).await?.connect(servers.clone()).await {
+    let refusals = Arc::new(Refusals::default());
+    let client = match options(config, &name, &refusals)
+        .await?
+        .connect(servers.clone())
+        .await
+    {
         Ok(client) => Ok(client),
         Err(e)
             if matches!(
@@ -35,7 +42,7 @@ pub async fn connect(config: &NatsConfig, role: &str) -> Result<Client, String> 
             ) =>
         {
             tracing::warn!(servers = %config.url, error = %e, "no NATS server reachable; starting anyway and connecting in the background");
-            options(config, &name)
+            options(config, &name, &refusals)
                 .await?
                 .retry_on_initial_connect()
                 .connect(servers)
@@ -43,13 +50,23 @@ pub async fn connect(config: &NatsConfig, role: &str) -> Result<Client, String> 
                 .map_err(refused)
         }
         Err(e) => Err(refused(e)),
-    }
+    }?;
+    Ok((client, refusals))
 }
 
-/// The connection options the config asks for.
-async fn options(config: &NatsConfig, name: &str) -> Result<async_nats::ConnectOptions, String> {
+/// The connection options the config asks for, its events told to `refusals`.
+async fn options(
+    config: &NatsConfig,
+    name: &str,
+    refusals: &Arc<Refusals>,
+) -> Result<async_nats::ConnectOptions, String> {
+    let refusals = refusals.clone();
     let mut options = async_nats::ConnectOptions::new()
         .name(name)
+        .event_callback(move |event| {
+            refusals.heard(&event);
+            async {}
+        })
         .connection_timeout(
             config
                 .connect_timeout
@@ -150,19 +167,22 @@ pub struct NatsBus {
     client: Client,
     names: Vec<Arc<str>>,
     roster: Arc<Roster>,
+    refusals: Arc<Refusals>,
     listening: tokio::task::AbortHandle,
 }
 
 impl NatsBus {
     /// A bus over `client` to the modules named `names` (by config index); listens to the
-    /// workers' announcements. Call within a tokio runtime.
-    pub fn new(client: Client, names: Vec<Arc<str>>) -> Self {
+    /// workers' announcements, and routes to them unless the server refuses (`refusals`).
+    /// Call within a tokio runtime.
+    pub fn new(client: Client, names: Vec<Arc<str>>, refusals: Arc<Refusals>) -> Self {
         let roster = Arc::new(Roster::new(&names));
         let listening = tokio::spawn(roster.clone().listen(client.clone())).abort_handle();
         NatsBus {
             client,
             names,
             roster,
+            refusals,
             listening,
         }
     }
@@ -260,7 +280,10 @@ impl Bus for NatsBus {
         }
         let (client, roster) = (self.client.clone(), self.roster.clone());
         let request_id = meta.request_id.clone();
-        let worker = roster.pick(target.module);
+        let worker = match self.refusals.direct_refused() {
+            true => None,
+            false => roster.pick(target.module),
+        };
         async move {
             let body: bytes::Bytes = body
                 .map_err(|e| InvocationError::Unavailable {

@@ -191,8 +191,13 @@ impl Roster {
         member.refused_until_ms.store(until, Ordering::Release);
     }
 
-    /// Listens to announcements on `client` until the task is aborted.
+    /// Listens to announcements on `client` until the task is aborted. First it publishes
+    /// once to a worker subject nobody serves: a server whose permissions refuse them says
+    /// so (see `refusals.rs`) before any announcement arrives, so no invocation is sent
+    /// where it cannot go.
     pub async fn listen(self: Arc<Self>, client: Client) {
+        let probe = format!("{}.probe", subjects::WORKER_PREFIX);
+        let _ = client.publish(probe, bytes::Bytes::new()).await;
         let mut announcements = match client.subscribe(subjects::ANNOUNCE_WILDCARD).await {
             Ok(s) => s,
             Err(e) => {

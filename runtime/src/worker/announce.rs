@@ -3,8 +3,10 @@
 //! lately, so a worker that stops announcing — stopped, paused, cut off — stops getting
 //! work within a few intervals, although NATS still counts it in the queue group.
 
+use crate::bus::refusals::Refusals;
 use async_nats::Client;
 use glia_bus_schema::subjects::{self, Announcement};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -13,9 +15,11 @@ use tokio::sync::watch;
 pub const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Announces `worker` for `modules` until `stop` is set, then announces it is leaving, so
-/// coordinators route nothing more to it while it drains.
+/// coordinators route nothing more to it while it drains. Stops at once, for good, if the
+/// server refuses the announcements (`refusals`): coordinators never heard of it then.
 pub(super) async fn announce(
     client: Client,
+    refusals: Arc<Refusals>,
     worker: String,
     modules: Vec<String>,
     mut stop: watch::Receiver<bool>,
@@ -32,6 +36,9 @@ pub(super) async fn announce(
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => break,
+        }
+        if refusals.announcing_refused() {
+            return;
         }
         for module in &modules {
             // While disconnected the client buffers; stale announcements do no harm.

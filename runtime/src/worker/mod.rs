@@ -57,7 +57,7 @@ impl Worker {
                 "no module to host: a worker hosts the modules with `placement: nats`".into(),
             );
         }
-        let client = crate::bus::nats::connect(settings, "worker").await?;
+        let (client, refusals) = crate::bus::nats::connect(settings, "worker").await?;
         let statuses: Vec<Arc<ModuleStatus>> = hosted
             .iter()
             .map(|_| Arc::new(ModuleStatus::default()))
@@ -149,6 +149,7 @@ impl Worker {
         // Announced only once reachable: a coordinator routes to it as soon as it hears.
         let announcing = actix_rt::spawn(announce::announce(
             client,
+            refusals,
             id.clone(),
             names.clone(),
             stopped,
