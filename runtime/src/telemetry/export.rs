@@ -1,7 +1,7 @@
 //! Where spans go: the `telemetry.traces` settings merged with the standard `OTEL_*`
 //! environment variables, and the OTLP tracer provider built from them.
 
-use super::span_drops::{BackoffExporter, BoundedProcessor, SpanDrops};
+use super::span_drops::{BackoffExporter, BoundedProcessor, ExportGate, SpanDrops};
 use super::tls::{PemFile, TlsFiles, TlsMaterial};
 use super::{Role, TelemetryError};
 use crate::config::telemetry::{endpoint_is_https, OtlpProtocol, TraceExporter, TracesConfig};
@@ -12,7 +12,6 @@ use opentelemetry_sdk::trace::{
     OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT,
 };
 use opentelemetry_sdk::Resource;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -322,13 +321,8 @@ pub fn provider(
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT);
-    let queued = Arc::new(AtomicUsize::new(0));
-    let exporter = BackoffExporter::new(
-        exporter,
-        drops.clone(),
-        queued.clone(),
-        settings.endpoint.clone(),
-    );
+    let gate = ExportGate::new(drops, capacity);
+    let exporter = BackoffExporter::new(exporter, gate.clone(), settings.endpoint.clone());
     let batches = BatchSpanProcessor::builder(exporter)
         .with_batch_config(
             BatchConfigBuilder::default()
@@ -337,7 +331,7 @@ pub fn provider(
         )
         .build();
     let mut builder = SdkTracerProvider::builder()
-        .with_span_processor(BoundedProcessor::new(batches, queued, capacity, drops))
+        .with_span_processor(BoundedProcessor::new(batches, gate))
         .with_resource(resource);
     if let Some(ratio) = settings.sample_ratio {
         builder = builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(

@@ -1,18 +1,19 @@
 //! Spans that never reach the collector, counted (`glia_spans_dropped_total{reason}`), and
-//! an exporter that backs off while the collector is down.
+//! export that backs off while the collector is down.
 //!
 //! Without these, a collector that refuses or never answers cost every batch an export
-//! attempt (encoding it, connecting, logging the failure: ~13% of throughput on 2 cores)
-//! and dropped nearly every span with one log line to show for it. Now a failed export
-//! starts a backoff during which batches are dropped at once, without encoding or
-//! connecting, and every span lost — queue full, export failed, dropped while backing off —
-//! is counted.
+//! attempt (encoding it, connecting, the exporter's own retries, logging the failure) and
+//! dropped nearly every span with one log line to show for it. Now a failed export closes
+//! a gate for a backoff: spans that end meanwhile are dropped (and counted) where they end,
+//! without crossing to the export thread, and the next try comes after 1 s, 2 s, ... up to
+//! 30 s. Every span lost — queue full, export failed, dropped while backing off — is
+//! counted.
 
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter, SpanProcessor};
 use opentelemetry_sdk::Resource;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The first pause after a failed export; it doubles with each failure in a row.
@@ -67,44 +68,76 @@ impl SpanDrops {
     }
 }
 
-/// Where a backing-off exporter stands.
-#[derive(Debug, Default)]
-struct Backoff {
-    failures: u32,
-    retry_at: Option<Instant>,
+/// What the bounded processor and the backing-off exporter share: the spans waiting for
+/// export, and until when export is off after failures.
+#[derive(Debug)]
+pub struct ExportGate {
+    drops: Arc<SpanDrops>,
+    capacity: usize,
+    queued: AtomicUsize,
+    epoch: Instant,
+    closed_until_ms: AtomicU64,
+    failures: AtomicU32,
 }
 
-/// Wraps the OTLP exporter: after a failed export it drops batches without trying until a
-/// backoff (`BACKOFF_MIN` doubling to `BACKOFF_MAX`) has passed, and counts what it drops.
+impl ExportGate {
+    /// A gate counting into `drops`, for a queue of `capacity` spans.
+    pub fn new(drops: Arc<SpanDrops>, capacity: usize) -> Arc<ExportGate> {
+        Arc::new(ExportGate {
+            drops,
+            capacity,
+            queued: AtomicUsize::new(0),
+            epoch: Instant::now(),
+            closed_until_ms: AtomicU64::new(0),
+            failures: AtomicU32::new(0),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Whether spans go to the exporter now (not backing off).
+    fn open(&self) -> bool {
+        self.now_ms() >= self.closed_until_ms.load(Ordering::Acquire)
+    }
+
+    /// An export failed: no export for the next backoff, which it returns.
+    fn failed(&self) -> (u32, Duration) {
+        let failures = self
+            .failures
+            .fetch_add(1, Ordering::AcqRel)
+            .saturating_add(1);
+        let pause = backoff(failures);
+        self.closed_until_ms
+            .store(self.now_ms() + pause.as_millis() as u64, Ordering::Release);
+        (failures, pause)
+    }
+
+    /// An export succeeded; whether the collector had been failing.
+    fn succeeded(&self) -> bool {
+        self.failures.swap(0, Ordering::AcqRel) > 0
+    }
+}
+
+/// Wraps the OTLP exporter: after a failed export it closes the gate for a backoff
+/// (`BACKOFF_MIN` doubling to `BACKOFF_MAX`), drops what was queued meanwhile without
+/// trying, and counts what it drops.
 #[derive(Debug)]
 pub struct BackoffExporter<E> {
     inner: E,
-    drops: Arc<SpanDrops>,
-    queued: Arc<AtomicUsize>,
-    state: Mutex<Backoff>,
+    gate: Arc<ExportGate>,
     endpoint: String,
 }
 
 impl<E> BackoffExporter<E> {
-    /// `inner`, counting into `drops`; `queued` is the bounded processor's count, released
-    /// as batches leave the queue.
-    pub fn new(
-        inner: E,
-        drops: Arc<SpanDrops>,
-        queued: Arc<AtomicUsize>,
-        endpoint: String,
-    ) -> Self {
+    /// `inner` behind `gate`; `endpoint` names the collector in the log.
+    pub fn new(inner: E, gate: Arc<ExportGate>, endpoint: String) -> Self {
         BackoffExporter {
             inner,
-            drops,
-            queued,
-            state: Mutex::new(Backoff::default()),
+            gate,
             endpoint,
         }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, Backoff> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -118,27 +151,21 @@ pub fn backoff(failures: u32) -> Duration {
 impl<E: SpanExporter> SpanExporter for BackoffExporter<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let n = batch.len();
-        self.queued.fetch_sub(n, Ordering::AcqRel);
-        let waiting = self.state().retry_at.is_some_and(|at| Instant::now() < at);
-        if waiting {
-            self.drops.add(DropReason::CollectorDown, n);
+        self.gate.queued.fetch_sub(n, Ordering::AcqRel);
+        if !self.gate.open() {
+            self.gate.drops.add(DropReason::CollectorDown, n);
             return Ok(());
         }
-        let result = self.inner.export(batch).await;
-        let mut state = self.state();
-        match &result {
+        match self.inner.export(batch).await {
             Ok(()) => {
-                if state.failures > 0 {
+                if self.gate.succeeded() {
                     tracing::info!(endpoint = %self.endpoint, "the OTLP collector takes spans again");
                 }
-                *state = Backoff::default();
             }
             Err(e) => {
-                self.drops.add(DropReason::ExportFailed, n);
-                state.failures = state.failures.saturating_add(1);
-                let pause = backoff(state.failures);
-                state.retry_at = Some(Instant::now() + pause);
-                tracing::warn!(endpoint = %self.endpoint, error = %e, failures = state.failures,
+                self.gate.drops.add(DropReason::ExportFailed, n);
+                let (failures, pause) = self.gate.failed();
+                tracing::warn!(endpoint = %self.endpoint, error = %e, failures,
                     pause_ms = pause.as_millis() as u64,
                     "cannot export spans; dropping them (counted in glia_spans_dropped_total) until the next try");
             }
@@ -161,26 +188,20 @@ impl<E: SpanExporter> SpanExporter for BackoffExporter<E> {
     }
 }
 
-/// Wraps the batch processor: counts the spans waiting for export, and drops (and counts)
-/// a span itself when `capacity` are waiting, so the batch processor's queue never fills
-/// (its own drops are only logged, not counted where glia can read them).
+/// Wraps the batch processor: a span that ends while the gate is closed (backing off) is
+/// dropped and counted here, at once, without crossing to the export thread; one that ends
+/// when `capacity` spans are waiting is dropped and counted too, so the batch processor's
+/// queue never fills (its own drops are only logged, not counted where glia can read them).
 #[derive(Debug)]
 pub struct BoundedProcessor<P> {
     inner: P,
-    queued: Arc<AtomicUsize>,
-    capacity: usize,
-    drops: Arc<SpanDrops>,
+    gate: Arc<ExportGate>,
 }
 
 impl<P> BoundedProcessor<P> {
-    /// `inner`, whose queue holds `capacity` spans; `queued` is shared with the exporter.
-    pub fn new(inner: P, queued: Arc<AtomicUsize>, capacity: usize, drops: Arc<SpanDrops>) -> Self {
-        BoundedProcessor {
-            inner,
-            queued,
-            capacity,
-            drops,
-        }
+    /// `inner` behind `gate`, whose capacity is `inner`'s queue size.
+    pub fn new(inner: P, gate: Arc<ExportGate>) -> Self {
+        BoundedProcessor { inner, gate }
     }
 }
 
@@ -190,9 +211,14 @@ impl<P: SpanProcessor> SpanProcessor for BoundedProcessor<P> {
     }
 
     fn on_end(&self, span: SpanData) {
-        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            self.drops.add(DropReason::QueueFull, 1);
+        let gate = &self.gate;
+        if !gate.open() {
+            gate.drops.add(DropReason::CollectorDown, 1);
+            return;
+        }
+        if gate.queued.fetch_add(1, Ordering::AcqRel) >= gate.capacity {
+            gate.queued.fetch_sub(1, Ordering::AcqRel);
+            gate.drops.add(DropReason::QueueFull, 1);
             return;
         }
         self.inner.on_end(span);
@@ -251,31 +277,61 @@ mod tests {
     fn a_down_collector_is_tried_once_per_backoff_and_every_span_is_counted() {
         let collector = Arc::new(Collector::default());
         collector.down.store(true, Ordering::Relaxed);
-        let (drops, queued) = (
-            Arc::new(SpanDrops::default()),
-            Arc::new(AtomicUsize::new(30)),
-        );
-        let exporter = BackoffExporter::new(
-            To(collector.clone()),
-            drops.clone(),
-            queued.clone(),
-            "x".into(),
-        );
+        let drops = Arc::new(SpanDrops::default());
+        let gate = ExportGate::new(drops.clone(), 100);
+        let exporter = BackoffExporter::new(To(collector.clone()), gate.clone(), "x".into());
+        gate.queued.store(30, Ordering::Relaxed);
         for _ in 0..3 {
             futures::executor::block_on(exporter.export(vec![span(); 10])).unwrap();
         }
         assert_eq!(collector.attempts.load(Ordering::Relaxed), 1);
         assert_eq!(drops.get(DropReason::ExportFailed), 10);
         assert_eq!(drops.get(DropReason::CollectorDown), 20);
-        assert_eq!(queued.load(Ordering::Relaxed), 0);
+        assert_eq!(gate.queued.load(Ordering::Relaxed), 0);
+        assert!(!gate.open());
         // Back up after the pause: exported, and the backoff is over.
         collector.down.store(false, Ordering::Relaxed);
-        exporter.state().retry_at = Some(Instant::now());
-        queued.store(20, Ordering::Relaxed);
+        gate.closed_until_ms.store(0, Ordering::Relaxed);
+        gate.queued.store(20, Ordering::Relaxed);
         futures::executor::block_on(exporter.export(vec![span(); 10])).unwrap();
         futures::executor::block_on(exporter.export(vec![span(); 10])).unwrap();
         assert_eq!(collector.attempts.load(Ordering::Relaxed), 3);
         assert_eq!(drops.get(DropReason::CollectorDown), 20);
+        assert_eq!(gate.failures.load(Ordering::Relaxed), 0);
+    }
+
+    /// A processor that keeps what reaches it.
+    #[derive(Debug, Default)]
+    struct Kept(std::sync::Mutex<usize>);
+
+    impl SpanProcessor for Kept {
+        fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
+        fn on_end(&self, _: SpanData) {
+            *self.0.lock().unwrap() += 1;
+        }
+        fn force_flush(&self) -> OTelSdkResult {
+            Ok(())
+        }
+        fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn spans_past_the_queue_or_while_backing_off_are_dropped_where_they_end() {
+        let drops = Arc::new(SpanDrops::default());
+        let gate = ExportGate::new(drops.clone(), 3);
+        let processor = BoundedProcessor::new(Kept::default(), gate.clone());
+        for _ in 0..5 {
+            processor.on_end(span());
+        }
+        assert_eq!(*processor.inner.0.lock().unwrap(), 3);
+        assert_eq!(drops.get(DropReason::QueueFull), 2);
+        gate.queued.store(0, Ordering::Relaxed);
+        gate.failed();
+        processor.on_end(span());
+        assert_eq!(*processor.inner.0.lock().unwrap(), 3);
+        assert_eq!(drops.get(DropReason::CollectorDown), 1);
     }
 
     fn span() -> SpanData {
