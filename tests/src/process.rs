@@ -4,6 +4,7 @@
 
 use crate::harness::glia_binary;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,7 +23,17 @@ impl GliaProcess {
     /// Starts `glia <args>` with extra environment variables; its log goes on to standard
     /// error when `pass_log_on`.
     pub fn spawn(args: &[&str], env: &[(&str, &str)], pass_log_on: bool) -> GliaProcess {
-        let mut command = Command::new(glia_binary());
+        Self::spawn_binary(&glia_binary(), args, env, pass_log_on)
+    }
+
+    /// [`GliaProcess::spawn`] with another `glia` binary (a load run comparing builds).
+    pub fn spawn_binary(
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        pass_log_on: bool,
+    ) -> GliaProcess {
+        let mut command = Command::new(binary);
         command
             .args(args)
             .stdout(Stdio::piped())
@@ -55,7 +66,18 @@ impl GliaProcess {
     /// `glia serve --config FILE --listen 127.0.0.1:0 <extra>`, once it listens; returns it
     /// and its `host:port`.
     pub async fn serve(
-        config: &std::path::Path,
+        config: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        pass_log_on: bool,
+    ) -> (GliaProcess, String) {
+        Self::serve_binary(&glia_binary(), config, extra, env, pass_log_on).await
+    }
+
+    /// [`GliaProcess::serve`] with another `glia` binary.
+    pub async fn serve_binary(
+        binary: &Path,
+        config: &Path,
         extra: &[&str],
         env: &[(&str, &str)],
         pass_log_on: bool,
@@ -63,17 +85,13 @@ impl GliaProcess {
         let config = config.to_str().expect("a UTF-8 path");
         let mut args = vec!["serve", "--config", config, "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let mut process = GliaProcess::spawn(&args, env, pass_log_on);
+        let mut process = GliaProcess::spawn_binary(binary, &args, env, pass_log_on);
         let listen = process.listening("glia serving on").await;
         (process, listen)
     }
 
     /// `glia worker --config FILE`.
-    pub fn worker(
-        config: &std::path::Path,
-        env: &[(&str, &str)],
-        pass_log_on: bool,
-    ) -> GliaProcess {
+    pub fn worker(config: &Path, env: &[(&str, &str)], pass_log_on: bool) -> GliaProcess {
         let config = config.to_str().expect("a UTF-8 path");
         GliaProcess::spawn(&["worker", "--config", config], env, pass_log_on)
     }
