@@ -63,14 +63,15 @@ pub fn rate_per_window(
     width: Duration,
     count: impl Fn(&Sample) -> bool,
 ) -> Vec<f64> {
-    let windows =
-        (end.saturating_duration_since(start).as_secs_f64() / width.as_secs_f64()) as usize;
+    // In whole nanoseconds: 0.3 s / 0.1 s in floating point is 2.999...
+    let width_ns = width.as_nanos().max(1);
+    let windows = (end.saturating_duration_since(start).as_nanos() / width_ns) as usize;
     let mut counts = vec![0usize; windows];
     for s in samples.iter().filter(|s| count(s)) {
         if s.done < start {
             continue;
         }
-        let i = (s.done.duration_since(start).as_secs_f64() / width.as_secs_f64()) as usize;
+        let i = (s.done.duration_since(start).as_nanos() / width_ns) as usize;
         if let Some(c) = counts.get_mut(i) {
             *c += 1;
         }
