@@ -147,14 +147,17 @@ fn report(what: &str, records: &[Record], at: Instant, until: Instant) -> usize 
         .map(|r| (r.sent + r.took).duration_since(at))
         .max()
         .unwrap_or_default();
+    // The slowest answer by the module: how long a request waited while the clients failed
+    // over (the coordinator's NATS client holds what it sends until it reconnects).
     let slowest = records
         .iter()
         .filter(answered_in)
+        .filter(|r| r.by == By::Module)
         .map(|r| r.took)
         .max()
         .unwrap_or_default();
     eprintln!(
-        "{what}: {} requests sent; {} in flight then answered by the failure policy (the last {} ms after it); requests sent after it answered by the module again after {:.1} ms; slowest answer {} ms",
+        "{what}: {} requests sent; {} in flight then answered by the failure policy (the last {} ms after it); requests sent after it answered by the module again after {:.1} ms; slowest answer by the module {} ms",
         sent.len(),
         lost.len(),
         resolved.as_millis(),
