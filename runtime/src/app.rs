@@ -239,7 +239,12 @@ async fn describe_remote(
     name: &str,
     status: &ModuleStatus,
 ) -> Described {
-    match crate::bus::nats::describe(client, name, Duration::from_secs(2)).await {
+    let described = if client.connection_state() == async_nats::connection::State::Connected {
+        crate::bus::nats::describe(client, name, Duration::from_secs(2)).await
+    } else {
+        Err("NATS is not connected".to_owned())
+    };
+    match described {
         Ok(description) => {
             let summary = RegistrationSummary {
                 callbacks: description.callbacks,
@@ -282,13 +287,14 @@ impl Glia {
 
     /// [`Glia::start`] with choices the config file does not make.
     pub async fn start_with(config: GliaConfig, options: StartOptions) -> Result<Glia, StartError> {
-        let nats = match &config.bus {
-            BusConfig::Nats(settings) => Some(
-                crate::bus::nats::connect(settings)
+        let (nats, refusals) = match &config.bus {
+            BusConfig::Nats(settings) => {
+                let (client, refusals) = crate::bus::nats::connect(settings, "coordinator")
                     .await
-                    .map_err(StartError::Bus)?,
-            ),
-            BusConfig::Internal => None,
+                    .map_err(StartError::Bus)?;
+                (Some(client), refusals)
+            }
+            BusConfig::Internal => (None, Arc::default()),
         };
         let topology = Arc::new(Topology {
             configs: config.modules.clone(),
@@ -410,7 +416,7 @@ impl Glia {
                 .iter()
                 .map(|m| Arc::<str>::from(m.name.as_str()))
                 .collect();
-            Arc::new(NatsBus::new(client, names))
+            Arc::new(NatsBus::new(client, names, refusals))
         });
         let placements = config.modules.iter().map(|m| m.placement).collect();
         let routed = RoutedBus::new(bus.clone(), nats_bus, placements);
@@ -704,6 +710,7 @@ impl Glia {
     /// rest resolve through their failure policies; then modules stop in reverse config order.
     /// The caller stops taking new requests first.
     pub async fn shutdown(&self, grace: Duration) {
+        let until = std::time::Instant::now() + grace;
         self.stopping.store(true, Ordering::Release);
         if let Some(ingress) = self
             .ingress
@@ -719,9 +726,9 @@ impl Glia {
         for instance in instances.into_iter().rev().flatten() {
             instance.stop().await;
         }
-        self.telemetry.shutdown().await;
+        self.telemetry.shutdown(until).await;
         if let Some(client) = &self.nats {
-            crate::bus::nats::flush(client).await;
+            crate::bus::nats::flush(client, until).await;
         }
     }
 

@@ -6,10 +6,12 @@
 pub mod antispam_fakes;
 pub mod crashy;
 pub mod harness;
+pub mod load;
 pub mod nats;
 pub mod otlp;
 pub mod pki;
 pub mod probes;
+pub mod process;
 pub mod scripted;
 
 pub use harness::{registry, TestGlia};

@@ -1245,3 +1245,59 @@ fn a_callbacks_list_synapse_would_refuse_is_refused() {
         "presence router callbacks must register neither or both of get_users_for_states and get_interested_users",
     );
 }
+
+#[test]
+fn nats_servers_are_one_url_a_comma_separated_string_or_a_list() {
+    let urls = |bus: &str| match load(&format!("bus: {bus}\n")).bus {
+        BusConfig::Nats(nats) => nats.url.urls,
+        other => panic!("not NATS: {other:?}"),
+    };
+    assert_eq!(urls("{type: nats, url: \"nats://a:1\"}"), ["nats://a:1"]);
+    assert_eq!(
+        urls("{type: nats, url: \"nats://a:1, nats://b:2,tls://c:3\"}"),
+        ["nats://a:1", "nats://b:2", "tls://c:3"]
+    );
+    assert_eq!(
+        urls("{type: nats, url: [\"nats://a:1\", \"b:2\"]}"),
+        ["nats://a:1", "b:2"]
+    );
+    // The client's own parser checks each, at load: check-config refuses what serve would.
+    let yaml = concat!(
+        "bus:\n",                 // 1
+        "  type: nats\n",         // 2
+        "  url:\n",               // 3
+        "    - nats://a:4222\n",  // 4
+        "    - nats://b:99999\n", // 5
+    );
+    let err = error_of(yaml);
+    assert_eq!(
+        (err.key.as_str(), err.position.map(|p| (p.line, p.column))),
+        ("bus.url[1]", Some((5, 7))),
+        "{err}"
+    );
+    assert!(err.message.contains("\"nats://b:99999\""), "{err}");
+    let yaml = concat!(
+        "listen: 127.0.0.1:0\n",                                   // 1
+        "bus: {type: nats, url: \"nats://a:1,nats://b:99999\"}\n", // 2
+    );
+    let err = error_of(yaml);
+    assert_eq!(
+        (err.key.as_str(), err.position.map(|p| p.line)),
+        ("bus.url", Some(2)),
+        "{err}"
+    );
+    assert!(err.message.contains("\"nats://b:99999\""), "{err}");
+    for (bad, says) in [
+        ("[]", "no NATS server"),
+        ("\"nats://a:1,\"", "an empty NATS server URL"),
+        ("\"ws://a:1\"", "nats:// or tls://"),
+        (
+            "4222",
+            "expected a URL, a comma-separated list of URLs, or a YAML list",
+        ),
+    ] {
+        let err = error_of(&format!("bus: {{type: nats, url: {bad}}}\n"));
+        assert!(err.message.contains(says), "{bad}: {err}");
+        assert!(err.position.is_some(), "{bad}: {err}");
+    }
+}

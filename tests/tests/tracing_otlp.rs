@@ -9,10 +9,9 @@ use glia_tests::harness::{glia_binary, TestGlia};
 use glia_tests::nats::NatsServer;
 use glia_tests::otlp::{OtlpReceiver, ReceivedSpan, ReceiverTls};
 use glia_tests::pki::TestPki;
+use glia_tests::process::GliaProcess;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 use support::TempFile;
 
@@ -24,93 +23,11 @@ fn traceparent() -> String {
     format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01")
 }
 
-/// A glia process, killed if the test ends without [`terminate`] (a failed assertion). Its
-/// log is read as it comes: kept for [`terminate_with_log`] and [`Process::listening`], and
-/// passed on to the test's output unless only kept.
-struct Process {
-    child: Option<Child>,
-    log: Arc<Mutex<String>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Process {
-    /// Where it listens, once its log says `"<announcement> http://ADDR"` (glia is started
-    /// with port 0, so the system picks a free port and nothing can take it in between).
-    async fn listening(&mut self, announcement: &str) -> String {
-        let marker = format!("{announcement} http://");
-        for _ in 0..1200 {
-            {
-                let log = self.log.lock().unwrap();
-                if let Some(at) = log.find(&marker) {
-                    let rest = &log[at + marker.len()..];
-                    let end = rest
-                        .find(|c: char| !(c.is_ascii_alphanumeric() || ".:[]".contains(c)))
-                        .unwrap_or(rest.len());
-                    return rest[..end].to_owned();
-                }
-            }
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            assert!(
-                exited.is_none(),
-                "glia exited ({exited:?}) before it listened:\n{}",
-                self.log.lock().unwrap()
-            );
-            actix_rt::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("glia never said {marker:?}");
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+type Process = GliaProcess;
 
 /// Starts `glia <args>` with extra environment variables; its log goes to the test's.
 fn glia(args: &[&str], env: &[(&str, &str)]) -> Process {
-    spawn_glia(args, env, true)
-}
-
-/// [`glia`], keeping its log for [`terminate_with_log`] only.
-fn glia_logged(args: &[&str], env: &[(&str, &str)]) -> Process {
-    spawn_glia(args, env, false)
-}
-
-fn spawn_glia(args: &[&str], env: &[(&str, &str)], pass_log_on: bool) -> Process {
-    let mut command = Command::new(glia_binary());
-    command
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let mut child = command.spawn().expect("glia starts");
-    let stderr = child.stderr.take().expect("piped");
-    let log = Arc::new(Mutex::new(String::new()));
-    let kept = log.clone();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if pass_log_on {
-                eprintln!("{line}");
-            }
-            let mut kept = kept.lock().unwrap();
-            kept.push_str(&line);
-            kept.push('\n');
-        }
-    });
-    Process {
-        child: Some(child),
-        log,
-        reader: Some(reader),
-    }
+    GliaProcess::spawn(args, env, true)
 }
 
 /// Starts `glia serve` on `config` at a port the system picks, with `extra` arguments and
@@ -121,21 +38,7 @@ async fn serve_glia(
     env: &[(&str, &str)],
     logged: bool,
 ) -> (Process, String) {
-    let mut args = vec![
-        "serve",
-        "--config",
-        config.path().to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    let mut process = if logged {
-        glia_logged(&args, env)
-    } else {
-        glia(&args, env)
-    };
-    let listen = process.listening("glia serving on").await;
-    (process, listen)
+    GliaProcess::serve(config.path(), extra, env, !logged).await
 }
 
 /// SIGTERM, then wait: glia drains and flushes its spans (and decision records) on the way
@@ -145,23 +48,9 @@ fn terminate(process: Process) -> String {
 }
 
 /// [`terminate`], returning standard output and the log.
-fn terminate_with_log(mut process: Process) -> (String, String) {
-    let child = process.child.take().expect("running");
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let output = child.wait_with_output().expect("glia exits");
-    assert!(
-        output.status.success(),
-        "glia exited with {}",
-        output.status
-    );
-    // The log ends with the process; the reader has it all once it is done.
-    if let Some(reader) = process.reader.take() {
-        let _ = reader.join();
-    }
-    let log = std::mem::take(&mut *process.log.lock().unwrap());
-    (String::from_utf8(output.stdout).expect("UTF-8 output"), log)
+fn terminate_with_log(process: Process) -> (String, String) {
+    let (stdout, log, _) = process.terminate_with_log();
+    (stdout, log)
 }
 
 async fn post(url: &str, body: Value, traceparent: &str) -> (u16, Value, Option<String>) {
@@ -594,7 +483,7 @@ async fn a_collector_glia_does_not_trust_gets_no_spans() {
         assert_eq!(status, 200);
         let (_, log) = terminate_with_log(serve);
         assert!(
-            log.contains("cannot flush spans") && log.contains("invalid peer certificate"),
+            log.contains("cannot export spans") && log.contains("invalid peer certificate"),
             "{protocol}: no certificate error in the log:\n{log}"
         );
     }
@@ -762,5 +651,69 @@ fn https_without_a_ca_file_needs_the_systems_certificates() {
                 && stderr.contains("OTEL_EXPORTER_OTLP_CERTIFICATE"),
             "{what}: {stderr}"
         );
+    }
+}
+
+/// `glia_spans_dropped_total` summed over its reasons, from `GET /metrics` at `listen`.
+async fn spans_dropped(listen: &str) -> u64 {
+    let mut resp = awc::Client::default()
+        .get(format!("http://{listen}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics");
+    let text = String::from_utf8(resp.body().await.expect("a body").to_vec()).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("glia_spans_dropped_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[actix_rt::test]
+async fn a_dead_collector_holds_shutdown_no_longer_than_the_grace_and_lost_spans_are_counted() {
+    // One collector never answers (it takes connections and reads nothing), the other
+    // refuses them. The exporter would wait 30 s for each export.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = format!("http://{}", silent.local_addr().unwrap());
+    let refusing = format!("http://127.0.0.1:{}", glia_tests::nats::free_port());
+    for (endpoint, protocol) in [
+        (&silent, "grpc"),
+        (&refusing, "http/protobuf"),
+        (&silent, "http/protobuf"),
+    ] {
+        let config = TempFile::new(
+            "otlp-dead.yaml",
+            &json!({"shutdown_grace": "1s", "modules": demo_modules(),
+                    "telemetry": {"traces": {"exporter": "otlp", "protocol": protocol,
+                                             "endpoint": endpoint, "timeout": "30s"}}})
+            .to_string(),
+        );
+        let env = [
+            ("OTEL_BSP_SCHEDULE_DELAY", "20".to_owned()),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "64".to_owned()),
+        ];
+        let (serve, url) = serve_demo(&config, &env, true).await;
+        let listen = url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        // Requests keep being answered, and the spans lost are counted.
+        loop {
+            for _ in 0..50 {
+                let (status, body, _) = post(&url, evil_room(), &traceparent()).await;
+                assert_eq!((status, body["decision"].as_str()), (200, Some("deny")));
+            }
+            if spans_dropped(&listen).await > 0 {
+                break;
+            }
+        }
+        let (_, log, took) = serve.terminate_with_log();
+        // The grace is 1 s; the exporter alone would have held it for 30 s.
+        assert!(
+            took < Duration::from_secs(10),
+            "{protocol} to {endpoint}: SIGTERM took {took:?}:\n{log}"
+        );
+        eprintln!("{protocol} to a dead collector at {endpoint}: SIGTERM took {took:?}");
     }
 }

@@ -3,10 +3,12 @@
 
 mod duration;
 mod locate;
+mod nats_urls;
 pub mod telemetry;
 
 pub use duration::{parse_byte_size, parse_duration, ByteSize, ConfigDuration};
 pub use locate::{Locations, Position};
+pub use nats_urls::NatsUrls;
 pub use telemetry::TelemetryConfig;
 
 use crate::policy::{Builtin, FailurePolicy, Invoke, InvokeTable, PerCallback, PolicyTable};
@@ -82,8 +84,8 @@ pub enum BusConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
-    /// `nats://host:port` (or `tls://`).
-    pub url: String,
+    /// `nats://host:port` (or `tls://`), or a cluster's URLs: a list, or comma-separated.
+    pub url: NatsUrls,
     /// Token authentication.
     #[serde(default)]
     pub token: Option<String>,
@@ -470,6 +472,17 @@ impl<'a> Loader<'a> {
                 ))
             }
         };
+
+        if let Some(BusConfig::Nats(nats)) = &raw.bus {
+            nats.url.server_addrs().map_err(|(index, message)| {
+                let at = root_path.clone().key("bus").key("url");
+                let at = match index {
+                    Some(i) if nats.url.listed => at.index(i),
+                    _ => at,
+                };
+                self.error(&at, None, message)
+            })?;
+        }
 
         let auth_token = match (&raw.auth_token, &raw.auth_token_file) {
             (Some(_), Some(_)) => {

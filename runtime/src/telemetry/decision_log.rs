@@ -248,5 +248,6 @@ async fn publish(
             tracing::warn!(error = %e, %subject, "cannot publish a decision record");
         }
     }
-    crate::bus::nats::flush(&client).await;
+    let until = std::time::Instant::now() + crate::bus::nats::FLUSH_TIMEOUT;
+    crate::bus::nats::flush(&client, until).await;
 }
