@@ -35,15 +35,30 @@ def plain(value: Any) -> Any:
     return value
 
 
+#: Keys that are not part of the PDU: the event's room version and Synapse's internal metadata
+#: (`outlier`, `soft_failed`, `txn_id`, ...), sent so that a Python host can rebuild Synapse's
+#: own event object (`make_event_from_dict`). Never part of a replacement event.
+EVENT_META_KEYS = ("room_version", "internal_metadata")
+
+
 def encode_event(event: Any) -> JsonDict:
     """An `EventBase` as its PDU dict (`get_dict()`), with `event_id` and `room_id` filled
-    in when the dict lacks them."""
+    in when the dict lacks them, and its room version and internal metadata beside the PDU's
+    own keys (`EVENT_META_KEYS`)."""
     pdu: JsonDict = plain(event.get_dict())
     for key in ADDED_EVENT_KEYS:
         if pdu.get(key) is None:
             value = getattr(event, key, None)
             if value is not None:
                 pdu[key] = value
+    room_version = getattr(getattr(event, "room_version", None), "identifier", None)
+    if isinstance(room_version, str):
+        pdu["room_version"] = room_version
+    metadata = getattr(event, "internal_metadata", None)
+    if metadata is not None and hasattr(metadata, "get_dict"):
+        flags = plain(metadata.get_dict())
+        if flags:
+            pdu["internal_metadata"] = flags
     return pdu
 
 

@@ -24,7 +24,7 @@ from synapse.module_api import NOT_SPAM, PRESENCE_ALL_USERS, MediaUploadLimit, R
 from synapse.module_api.errors import Codes, SynapseError
 from synapse.spam_checker_api import RegistrationBehaviour
 
-from glia_synapse.convert import ADDED_EVENT_KEYS, encode_event, encode_presence_state
+from glia_synapse.convert import ADDED_EVENT_KEYS, EVENT_META_KEYS, encode_event, encode_presence_state
 from glia_synapse.errors import GliaFailure, GliaModuleFailed
 
 JsonDict = dict[str, Any]
@@ -166,13 +166,15 @@ class EventAllowed(ReplyKind):
 def strip_added_keys(replacement: JsonDict, event: Any) -> JsonDict:
     """The replacement without the keys the bridge added to the original event's dict (a
     replacement carrying, say, the `room_id` of a room version 12 create event would be
-    refused by Synapse as "changing" it)."""
+    refused by Synapse as "changing" it), nor the room version and internal metadata sent
+    beside the PDU."""
     original = event.get_dict()
     added = encode_event(event)
     return {
         key: value
         for key, value in replacement.items()
-        if not (key in ADDED_EVENT_KEYS and key not in original and value == added.get(key))
+        if key not in EVENT_META_KEYS
+        and not (key in ADDED_EVENT_KEYS and key not in original and value == added.get(key))
     }
 
 
@@ -295,7 +297,7 @@ class UsersForStates(ReplyKind):
         users = field(reply, "users", dict)
         originals = {_presence_key(encode_presence_state(s)): s for s in args.get("state_updates", ())}
         return {
-            user_id: {originals.get(_presence_key(s)) or _presence_state(s) for s in states}
+            user_id: {originals.get(_presence_key(s)) or presence_state(s) for s in states}
             for user_id, states in users.items()
         }
 
@@ -304,7 +306,7 @@ def _presence_key(state: JsonDict) -> tuple[Any, ...]:
     return tuple(sorted((k, v) for k, v in state.items()))
 
 
-def _presence_state(state: JsonDict) -> UserPresenceState:
+def presence_state(state: JsonDict) -> UserPresenceState:
     """A `UserPresenceState` from glia's JSON (its defaults for missing fields)."""
     return UserPresenceState(
         user_id=state["user_id"],

@@ -1,0 +1,5 @@
+"""`python -m glia_python_host`: see `cli`."""
+
+from glia_python_host.cli import main
+
+main()

@@ -1,0 +1,113 @@
+"""One hosted module: loaded as Synapse loads it, and serving glia's invocations.
+
+`HostedModule.invoke` takes a bus-schema `Invocation` and returns its `InvocationReply`: the
+arguments become Synapse's objects (`decode`), the module's function is called as Synapse
+calls it, under Twisted (`reactor.settle`), and its return value or exception becomes glia's
+answer (`answers`). Nothing the module does escapes as anything but a reply: a bad invocation
+is a `failed` error, as the bus protocol asks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from glia_python_host import answers, loader
+from glia_python_host.api import HostModuleApi
+from glia_python_host.decode import MalformedArguments, decode_args
+from glia_python_host.reactor import settle
+from glia_python_host.registry import Registry
+from glia_python_host.settings import HomeserverSettings
+from glia_synapse.catalogue import BY_NAME
+
+logger = logging.getLogger(__name__)
+
+#: Callbacks Synapse calls with fewer arguments when the module's function takes fewer
+#: (their older single-argument forms).
+_COUNTED = {"user_may_create_room": 1, "check_username_for_spam": 1}
+
+
+def reply(request_id: str, kind: str, value: Any, callback: str | None = None) -> dict[str, Any]:
+    """An `InvocationReply`: an answer to `callback`, or an error."""
+    if kind == "answer":
+        return {"request_id": request_id, "result": {"answer": {"callback": callback, "answer": value}}}
+    return {"request_id": request_id, "result": {"error": value}}
+
+
+def failed(request_id: str, message: str) -> dict[str, Any]:
+    """An `InvocationReply` carrying a `failed` error."""
+    return reply(request_id, "error", {"kind": "failed", "message": message})
+
+
+class HostedModule:
+    """A Synapse module, constructed with the host's `ModuleApi`."""
+
+    def __init__(self, module: str, config: Mapping[str, Any] | None, settings: HomeserverSettings) -> None:
+        """Loads and constructs the module; raises `loader.LoadError`."""
+        from twisted.internet import reactor
+
+        self.name = module
+        self.registry = Registry()
+        self.api = HostModuleApi(settings, self.registry, reactor)
+        cls, parsed = loader.parse(module, config)
+        self.instance = loader.construct(cls, parsed, self.api)
+
+    def describe(self) -> dict[str, Any]:
+        """The module's `Description`."""
+        return self.registry.describe()
+
+    async def invoke(self, invocation: Any, callback_hint: str | None = None) -> dict[str, Any]:
+        """Serves one `Invocation`; returns its `InvocationReply`."""
+        if not isinstance(invocation, Mapping):
+            return failed("", "malformed invocation: not a JSON object")
+        request_id = invocation.get("request_id")
+        request_id = request_id if isinstance(request_id, str) else ""
+        callback, args = invocation.get("callback"), invocation.get("args")
+        if callback_hint is not None and callback != callback_hint:
+            return failed(
+                request_id, f"malformed invocation: callback {callback!r} on the subject of {callback_hint!r}"
+            )
+        if not isinstance(callback, str) or callback not in BY_NAME or not isinstance(args, Mapping):
+            return failed(request_id, f"malformed invocation of {callback!r}")
+        function = self.registry.handler(callback, args)
+        if function is None:
+            return failed(request_id, f"the module does not serve {callback}")
+        try:
+            decoded, files = decode_args(BY_NAME[callback].params, args)
+        except MalformedArguments as e:
+            return failed(request_id, f"malformed invocation of {callback}: {e}")
+        try:
+            value = await settle(function(*self._positional(callback, function, decoded)))
+            if callback == "on_update":
+                value = await self._enter(value)
+            return reply(request_id, "answer", answers.answer(callback, value, decoded), callback)
+        except Exception as e:  # noqa: BLE001 - whatever the module raises is its answer
+            logger.info("%s raised %s: %s", callback, type(e).__name__, e)
+            kind, result = answers.failure(callback, e)
+            return reply(request_id, kind, result, callback)
+        finally:
+            for file in files:
+                file.close()
+
+    @staticmethod
+    async def _enter(manager: Any) -> Any:
+        """`on_update`'s answer: the value its async context manager yields (Synapse runs the
+        batch inside it; glia only wants the duration)."""
+        value = await settle(manager.__aenter__())
+        await settle(manager.__aexit__(None, None, None))
+        return value
+
+    @staticmethod
+    def _positional(callback: str, function: Any, args: Mapping[str, Any]) -> list[Any]:
+        """The arguments in Synapse's order, as many as Synapse passes this function."""
+        values = [args[name] for name in BY_NAME[callback].params if name in args]
+        fewer = _COUNTED.get(callback)
+        if fewer is not None:
+            try:
+                if len(inspect.signature(function).parameters) == fewer:
+                    return values[:fewer]
+            except (TypeError, ValueError):
+                pass
+        return values
