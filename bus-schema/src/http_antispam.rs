@@ -160,8 +160,8 @@ pub fn body(request: &CallbackRequest) -> Option<Value> {
 pub fn client_event(event: &Event) -> Value {
     let mut value = serde_json::to_value(event).unwrap_or(Value::Null);
     if let Value::Object(fields) = &mut value {
-        for key in FEDERATION_KEYS {
-            fields.remove(key);
+        for key in FEDERATION_KEYS.iter().chain(&Event::META_KEYS) {
+            fields.remove(*key);
         }
     }
     value

@@ -16,6 +16,10 @@ pub fn contract_schema() -> Value {
     let reply = generator.subschema_for::<InvocationReply>();
     let description = generator.subschema_for::<crate::subjects::Description>();
     let announcement = generator.subschema_for::<crate::subjects::Announcement>();
+    let to_host = generator.subschema_for::<crate::host::ToHost>();
+    let from_host = generator.subschema_for::<crate::host::FromHost>();
+    let host_check = generator.subschema_for::<crate::host::HostCheck>();
+    let host_check_result = generator.subschema_for::<crate::host::HostCheckResult>();
     let mut callbacks = Map::new();
     callback_schemas(&mut generator, &mut callbacks);
     let defs = generator.take_definitions(true);
@@ -25,6 +29,7 @@ pub fn contract_schema() -> Value {
         "title": "glia bus contract v1",
         "description": "Envelopes on the bus, and for each Synapse module callback: its arguments (`request`), one module's answer (`answer`) and the coordinator's reply to the homeserver (`reply`).",
         "envelopes": { "invocation": invocation, "invocation_reply": reply, "description": description, "announcement": announcement },
+        "python_host": { "to_host": to_host, "from_host": from_host, "check": host_check, "check_result": host_check_result },
         "callbacks": callbacks,
         "$defs": defs,
     })

@@ -39,12 +39,26 @@ pub struct Event {
     /// Unsigned data; for `federated_user_may_invite` it carries `invite_room_state`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unsigned: Option<JsonObject>,
+    /// Not a PDU key: the version of the event's room (`"10"`), which the bridge sends so that
+    /// a Python host can rebuild Synapse's own event object (`make_event_from_dict`). Never
+    /// part of a replacement event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_version: Option<String>,
+    /// Not a PDU key: the flags of Synapse's internal metadata that are set (`outlier`,
+    /// `soft_failed`, `txn_id`, `token_id`, `device_id`, ...), which modules read from
+    /// `event.internal_metadata`. Never part of a replacement event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_metadata: Option<JsonObject>,
     /// Any other top-level PDU field, kept as is.
     #[serde(flatten)]
     pub extra: JsonObject,
 }
 
 impl Event {
+    /// The keys an event carries beside the PDU's own (`room_version`, `internal_metadata`):
+    /// never part of a replacement event, nor of what is sent on as the event itself.
+    pub const META_KEYS: [&'static str; 2] = ["room_version", "internal_metadata"];
+
     /// The server name part of the sender (`example.com` for `@alice:example.com`).
     pub fn sender_server(&self) -> Option<&str> {
         server_name(&self.sender)

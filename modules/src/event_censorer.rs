@@ -131,6 +131,9 @@ impl Censor {
             _ => return Err(fail("the event could not be serialised".into())),
         };
         replacement.insert("content".into(), Value::Object(content));
+        for key in Event::META_KEYS {
+            replacement.remove(key);
+        }
         tracing::debug!(event_id = ?event.event_id, "event_censorer replaced an event's content");
         Ok(CheckEventAllowedAnswer::replace(replacement))
     }

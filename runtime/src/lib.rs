@@ -13,6 +13,7 @@ pub mod host;
 pub mod http;
 pub mod logging;
 pub mod policy;
+pub mod python;
 pub mod supervision;
 pub mod telemetry;
 pub mod worker;

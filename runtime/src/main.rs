@@ -1,7 +1,7 @@
 //! The `glia` command: serve, or check a config.
 
 use clap::{Parser, Subcommand};
-use glia_runtime::config::{self, GliaConfig};
+use glia_runtime::config::{self, GliaConfig, Placement, PythonCheck};
 use glia_runtime::{chaos, http, logging, Glia};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,10 +72,12 @@ enum Command {
     },
 }
 
-fn load(path: Option<&PathBuf>) -> Result<GliaConfig, String> {
+/// Loads the config; `python` selects the Python modules whose configs a Python host checks
+/// (those this command runs, or all of them for `check-config`).
+fn load(path: Option<&PathBuf>, python: config::PythonCheck) -> Result<GliaConfig, String> {
     let registry = glia_modules::builtin_registry();
     match path {
-        Some(p) => config::load_file(p, &registry),
+        Some(p) => config::load_file_with(p, &registry, python),
         None => config::load_str(config::EMBEDDED_CONFIG, config::EMBEDDED_NAME, &registry),
     }
     .map_err(|e| e.to_string())
@@ -92,7 +94,7 @@ fn main() -> ExitCode {
     let quiet = matches!(cli.command, Command::Chaos { .. });
     logging::init_with_default(cli.log_json, if quiet { "off" } else { "info" });
     let outcome = match cli.command {
-        Command::CheckConfig { file } => load(Some(&file)).and_then(|cfg| {
+        Command::CheckConfig { file } => load(Some(&file), PythonCheck::All).and_then(|cfg| {
             // The files the config names are read as `glia serve` reads them at start.
             glia_runtime::telemetry::Telemetry::check(&cfg.telemetry, |name| {
                 std::env::var(name).ok()
@@ -125,13 +127,16 @@ fn main() -> ExitCode {
         Command::Worker {
             config,
             metrics_listen,
-        } => load(Some(&config)).and_then(|cfg| run(run_worker(cfg, metrics_listen))),
-        Command::Serve { config, listen } => load(config.as_ref()).and_then(|mut cfg| {
-            if let Some(listen) = listen {
-                cfg.listen = listen;
-            }
-            run(serve(cfg))
-        }),
+        } => load(Some(&config), PythonCheck::Placement(Placement::Nats))
+            .and_then(|cfg| run(run_worker(cfg, metrics_listen))),
+        Command::Serve { config, listen } => {
+            load(config.as_ref(), PythonCheck::Placement(Placement::Local)).and_then(|mut cfg| {
+                if let Some(listen) = listen {
+                    cfg.listen = listen;
+                }
+                run(serve(cfg))
+            })
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,6 +27,19 @@ pub trait Module: Sized + 'static {
 #[derive(Clone)]
 pub struct ParsedConfig(Arc<dyn Any + Send + Sync>);
 
+impl ParsedConfig {
+    /// Wraps a parsed config (for factories that are not a [`Module`] type, such as the
+    /// adapter that runs Python modules in a host process).
+    pub fn new<T: Send + Sync + 'static>(config: T) -> Self {
+        ParsedConfig(Arc::new(config))
+    }
+
+    /// The parsed config, if it is a `T`.
+    pub fn get<T: 'static>(&self) -> Option<&T> {
+        self.0.downcast_ref::<T>()
+    }
+}
+
 /// A module type, with its type erased so the registry can hold many.
 pub trait ModuleFactory: Send + Sync {
     /// The name used in `module:`.

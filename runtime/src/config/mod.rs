@@ -4,11 +4,13 @@
 mod duration;
 mod locate;
 mod nats_urls;
+pub mod python;
 pub mod telemetry;
 
 pub use duration::{parse_byte_size, parse_duration, ByteSize, ConfigDuration};
 pub use locate::{Locations, Position};
 pub use nats_urls::NatsUrls;
+pub use python::PythonConfig;
 pub use telemetry::TelemetryConfig;
 
 use crate::policy::{Builtin, FailurePolicy, Invoke, InvokeTable, PerCallback, PolicyTable};
@@ -342,6 +344,7 @@ struct RawConfig {
     #[serde(default)]
     defaults: RawDefaults,
     telemetry: Option<TelemetryConfig>,
+    python: Option<python::RawPythonConfig>,
     modules: Option<Vec<Value>>,
 }
 
@@ -362,8 +365,27 @@ struct RawModule {
     callbacks: Option<Vec<String>>,
 }
 
-/// Reads and checks a config file.
+/// Which Python modules' configs a load checks by running their `parse_config` in a Python
+/// host (which needs Python, and takes a few seconds): those this process will run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PythonCheck {
+    /// Every Python module (`glia check-config`).
+    All,
+    /// Those with this placement (`glia serve` runs the local ones, `glia worker` those on NATS).
+    Placement(Placement),
+}
+
+/// Reads and checks a config file (every Python module's config included).
 pub fn load_file(path: &Path, registry: &ModuleRegistry) -> Result<GliaConfig, ConfigFileError> {
+    load_file_with(path, registry, PythonCheck::All)
+}
+
+/// [`load_file`], checking the Python modules `check` selects.
+pub fn load_file_with(
+    path: &Path,
+    registry: &ModuleRegistry,
+    check: PythonCheck,
+) -> Result<GliaConfig, ConfigFileError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigFileError {
         file: file.clone(),
@@ -372,7 +394,7 @@ pub fn load_file(path: &Path, registry: &ModuleRegistry) -> Result<GliaConfig, C
         key: String::new(),
         message: format!("cannot read the config file: {e}"),
     })?;
-    load_str(&text, &file, registry)
+    Loader::new(&text, &file)?.load(registry, check)
 }
 
 /// Checks config text; `file` names it in errors.
@@ -381,7 +403,7 @@ pub fn load_str(
     file: &str,
     registry: &ModuleRegistry,
 ) -> Result<GliaConfig, ConfigFileError> {
-    Loader::new(text, file)?.load(registry)
+    Loader::new(text, file)?.load(registry, PythonCheck::All)
 }
 
 struct Loader<'a> {
@@ -450,7 +472,11 @@ impl<'a> Loader<'a> {
         })
     }
 
-    fn load(self, registry: &ModuleRegistry) -> Result<GliaConfig, ConfigFileError> {
+    fn load(
+        self,
+        registry: &ModuleRegistry,
+        python_check: PythonCheck,
+    ) -> Result<GliaConfig, ConfigFileError> {
         let root_path = ConfigPath::root();
         for (section, replacement) in LEGACY_SECTIONS {
             if self.root.get(section).is_some() {
@@ -554,6 +580,7 @@ impl<'a> Loader<'a> {
         let default_required = raw.defaults.required.unwrap_or(true);
 
         let mut modules: Vec<ModuleConfig> = Vec::new();
+        let mut python_settings: Option<Arc<PythonConfig>> = None;
         for (index, entry) in raw.modules.iter().flatten().enumerate() {
             let at = root_path.clone().key("modules").index(index);
             // Errors name the entry as the operator does: its `name:`, else its type.
@@ -577,6 +604,20 @@ impl<'a> Loader<'a> {
             let remote = raw_module.module == REMOTE_MODULE;
             let factory = if remote {
                 Some(remote_factory())
+            } else if python::is_python_module(&raw_module.module) {
+                let python = self.python_settings(&raw, &at, &label, &mut python_settings)?;
+                Some(crate::python::PythonFactory::shared(
+                    crate::python::PythonModuleConfig {
+                        name: raw_module
+                            .name
+                            .clone()
+                            .unwrap_or_else(|| raw_module.module.clone()),
+                        class: raw_module.module.clone(),
+                        config: Value::Null,
+                        timeout: raw_module.timeout.map_or(default_timeout, |d| d.0),
+                        python,
+                    },
+                ))
             } else {
                 registry.get(&raw_module.module)
             };
@@ -718,6 +759,10 @@ impl<'a> Loader<'a> {
             });
         }
 
+        if let Some(python) = &python_settings {
+            self.check_python_modules(&raw, &modules, python, python_check)?;
+        }
+
         let telemetry = raw.telemetry.clone().unwrap_or_default();
         telemetry
             .check(matches!(raw.bus, Some(BusConfig::Nats(_))))
@@ -739,6 +784,99 @@ impl<'a> Loader<'a> {
             modules,
             telemetry,
         })
+    }
+
+    /// The `python:` settings, checked once, for the first Python module that needs them.
+    fn python_settings(
+        &self,
+        raw: &RawConfig,
+        at: &ConfigPath,
+        label: &Option<(usize, String)>,
+        settings: &mut Option<Arc<PythonConfig>>,
+    ) -> Result<Arc<PythonConfig>, ConfigFileError> {
+        if let Some(settings) = settings {
+            return Ok(settings.clone());
+        }
+        let Some(section) = &raw.python else {
+            return Err(self.error(
+                &at.clone().key("module"),
+                label.clone(),
+                "a Python module (a dotted path to its class) needs glia's `python:` section, with at least `server_name` (see the README)",
+            ));
+        };
+        let checked = section.check().map_err(|(keys, message)| {
+            let at = keys
+                .iter()
+                .fold(ConfigPath::root().key("python"), |at, k| at.key(*k));
+            self.error(&at, None, message)
+        })?;
+        Ok(settings.insert(Arc::new(checked)).clone())
+    }
+
+    /// Runs the selected Python modules' `parse_config` in a host; the first refusal becomes
+    /// an error at the key it names, inside the module's entry.
+    fn check_python_modules(
+        &self,
+        raw: &RawConfig,
+        modules: &[ModuleConfig],
+        python: &PythonConfig,
+        check: PythonCheck,
+    ) -> Result<(), ConfigFileError> {
+        let entries = raw.modules.as_deref().unwrap_or_default();
+        let selected: Vec<_> = modules
+            .iter()
+            .filter(|m| m.factory.name() == crate::python::PYTHON_FACTORY)
+            .filter(|m| match check {
+                PythonCheck::All => true,
+                PythonCheck::Placement(p) => m.placement == p,
+            })
+            .map(|m| glia_bus_schema::host::HostCheckModule {
+                index: m.index,
+                module: m.module.clone(),
+                config: entries[m.index]
+                    .get("config")
+                    .filter(|c| !c.is_null())
+                    .cloned()
+                    .unwrap_or_else(|| Value::Object(Default::default())),
+            })
+            .collect();
+        if selected.is_empty() {
+            return Ok(());
+        }
+        let result = crate::python::check::run(&python.interpreter, selected).map_err(|e| {
+            self.error(
+                &ConfigPath::root().key("python").key("interpreter"),
+                None,
+                e.to_string(),
+            )
+        })?;
+        let Some(error) = result.errors.into_iter().next() else {
+            return Ok(());
+        };
+        let index = error.index.unwrap_or_default();
+        let module = modules.iter().find(|m| m.index == index);
+        let label = module.map(|m| (m.index, m.name.clone()));
+        let mut at = ConfigPath::root().key("modules").index(index);
+        let mut value = entries.get(index);
+        for segment in &error.error.path {
+            // The host's path is text; a list's index is digits.
+            value = match (value, segment.parse::<usize>()) {
+                (Some(Value::Array(items)), Ok(i)) => {
+                    at = at.index(i);
+                    items.get(i)
+                }
+                (value, _) => {
+                    at = at.key(segment.as_str());
+                    value.and_then(|v| v.get(segment.as_str()))
+                }
+            };
+        }
+        let class = module.map_or("?", |m| m.module.as_str());
+        Err(self.error(
+            &at,
+            label,
+            format!("bad config for module {class:?}: {}", error.error.message),
+        ))
     }
 
     fn per_callback<T: Builtin>(

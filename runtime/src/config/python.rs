@@ -1,0 +1,128 @@
+//! The `python:` section: how glia runs Python hosts for unmodified Synapse modules, and what
+//! those modules' `ModuleApi` says of the homeserver.
+//!
+//! ```yaml
+//! python:
+//!   interpreter: /opt/venvs/matrix-synapse/bin/python   # has glia-python-host installed
+//!   server_name: example.com
+//!   public_baseurl: https://matrix.example.com/
+//!   module_api: {url: "http://127.0.0.1:8788", secret_file: /etc/glia/module-api-secret}
+//!   startup_timeout: 60s
+//! ```
+
+use super::ConfigDuration;
+use glia_bus_schema::host::{HomeserverSettings, ModuleApiChannel};
+use serde::Deserialize;
+use std::time::Duration;
+
+/// The interpreter glia runs hosts with unless `python.interpreter` says otherwise.
+pub const DEFAULT_INTERPRETER: &str = "python3";
+/// How long a host may take to load its module unless configured (importing Synapse takes
+/// a few seconds on a slow machine).
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The `python:` section as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPythonConfig {
+    interpreter: Option<String>,
+    server_name: Option<String>,
+    public_baseurl: Option<String>,
+    worker_name: Option<String>,
+    email_app_name: Option<String>,
+    module_api: Option<RawModuleApi>,
+    startup_timeout: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModuleApi {
+    url: String,
+    secret: Option<String>,
+    secret_file: Option<String>,
+}
+
+/// How glia runs Python hosts (checked).
+#[derive(Debug, Clone)]
+pub struct PythonConfig {
+    /// The Python interpreter with `glia_python_host` installed.
+    pub interpreter: String,
+    /// What the hosted modules' `ModuleApi` says of the homeserver.
+    pub homeserver: HomeserverSettings,
+    /// How long a host may take to load its module.
+    pub startup_timeout: Duration,
+}
+
+impl RawPythonConfig {
+    /// The checked settings, or the key that is wrong and why.
+    pub(super) fn check(&self) -> Result<PythonConfig, (&'static [&'static str], String)> {
+        let server_name = match &self.server_name {
+            Some(name) if !name.is_empty() => name.clone(),
+            _ => return Err((&["server_name"], "required: the homeserver's server name (as in homeserver.yaml), which Python modules read from their ModuleApi".into())),
+        };
+        let module_api = match &self.module_api {
+            None => None,
+            Some(channel) => {
+                let secret = match (&channel.secret, &channel.secret_file) {
+                    (Some(_), Some(_)) => {
+                        return Err((
+                            &["module_api", "secret_file"],
+                            "set secret or secret_file, not both".into(),
+                        ))
+                    }
+                    (Some(secret), None) => secret.clone(),
+                    (None, Some(path)) => std::fs::read_to_string(path)
+                        .map_err(|e| {
+                            (
+                                &["module_api", "secret_file"][..],
+                                format!("cannot read {path}: {e}"),
+                            )
+                        })?
+                        .trim()
+                        .to_owned(),
+                    (None, None) => {
+                        return Err((
+                            &["module_api"],
+                            "needs secret or secret_file (the bridge's module_api secret)".into(),
+                        ))
+                    }
+                };
+                if secret.is_empty() {
+                    return Err((&["module_api", "secret"], "the secret is empty".into()));
+                }
+                if !(channel.url.starts_with("http://") || channel.url.starts_with("https://")) {
+                    return Err((
+                        &["module_api", "url"],
+                        format!("{:?} is not an http(s) URL", channel.url),
+                    ));
+                }
+                Some(ModuleApiChannel {
+                    url: channel.url.trim_end_matches('/').to_owned(),
+                    secret,
+                })
+            }
+        };
+        Ok(PythonConfig {
+            interpreter: self
+                .interpreter
+                .clone()
+                .unwrap_or_else(|| DEFAULT_INTERPRETER.to_owned()),
+            homeserver: HomeserverSettings {
+                server_name,
+                public_baseurl: self.public_baseurl.clone(),
+                worker_name: self.worker_name.clone(),
+                email_app_name: self.email_app_name.clone(),
+                module_api,
+            },
+            startup_timeout: self
+                .startup_timeout
+                .map_or(DEFAULT_STARTUP_TIMEOUT, |d| d.0),
+        })
+    }
+}
+
+/// Whether `module:` names a Python module's class (a dotted path, as in Synapse's
+/// `homeserver.yaml`) rather than one of glia's own modules, whose names have no dots.
+pub fn is_python_module(module: &str) -> bool {
+    module.contains('.')
+}

@@ -1,0 +1,243 @@
+//! Unmodified Synapse modules in Python, each in a host process glia supervises.
+//!
+//! A `modules:` entry whose `module:` is a dotted path (`ldap_auth_provider.LdapAuthProviderModule`)
+//! is a Python module. To the rest of glia it is a module like any other: its factory's `build`
+//! starts a host process (`python -m glia_python_host child`), which loads the module as Synapse
+//! does and says what it registered; `build` registers a handler per callback, auth checker and
+//! web resource that sends the invocation down the pipe and waits for the reply. So the module
+//! actor's supervisor supervises the host: a host that dies fails its invocations at once as
+//! crashes (the failure policy answers, and the module is rebuilt, which starts a new host,
+//! with the module's restart policy), one that hangs is caught by the timeouts and the
+//! watchdog, and dropping the instance kills the process.
+//!
+//! `check` runs the modules' `parse_config` in a host for the config loader, so a config error
+//! names the file, line, module and key.
+
+pub mod check;
+mod process;
+
+use crate::config::PythonConfig;
+use futures::FutureExt;
+use glia_bus_schema::host::{HostInvoke, HostStart, HostWebRequest, ToHost};
+use glia_bus_schema::{
+    Base64Bytes, CallbackRequest, Invocation, InvocationError, InvocationResult,
+};
+use glia_module_api::{
+    ConfigError, ErasedHandler, ModuleApi, ModuleError, ModuleFactory, ParsedConfig, WebHandler,
+    WebRequest, WebResponse,
+};
+use process::{HostProcess, Started};
+use serde_json::Value;
+use std::any::Any;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The `module:` name glia reports for Python modules' factory (their real type is the
+/// dotted path of their class).
+pub const PYTHON_FACTORY: &str = "python";
+
+/// A Python module's entry, as its host needs it.
+#[derive(Debug, Clone)]
+pub struct PythonModuleConfig {
+    /// The instance name.
+    pub name: String,
+    /// The class, as a dotted path.
+    pub class: String,
+    /// Its `config:` block.
+    pub config: Value,
+    /// The module's timeout: how long after an invocation starts nobody waits for it.
+    pub timeout: Duration,
+    /// How to run the host.
+    pub python: Arc<PythonConfig>,
+}
+
+/// The factory of one Python module entry (each entry has its own: the settings differ).
+pub struct PythonFactory {
+    entry: PythonModuleConfig,
+}
+
+impl PythonFactory {
+    /// The factory for `entry`, ready for a `ModuleConfig`.
+    pub fn shared(entry: PythonModuleConfig) -> Arc<dyn ModuleFactory> {
+        Arc::new(PythonFactory { entry })
+    }
+}
+
+impl ModuleFactory for PythonFactory {
+    fn name(&self) -> &'static str {
+        PYTHON_FACTORY
+    }
+
+    fn parse_config(&self, config: &Value) -> Result<ParsedConfig, ConfigError> {
+        // The module's own parse_config runs in a host (`check`); here the block is kept as
+        // is, to be handed to the host that runs the module.
+        let mut entry = self.entry.clone();
+        entry.config = config.clone();
+        Ok(ParsedConfig::new(entry))
+    }
+
+    fn build(
+        &self,
+        config: &ParsedConfig,
+        api: &mut ModuleApi,
+    ) -> Result<Box<dyn Any>, ModuleError> {
+        let entry = config.get::<PythonModuleConfig>().ok_or_else(|| {
+            ModuleError::fatal("a Python module was given another module's config")
+        })?;
+        build(entry, api).map(|instance| Box::new(instance) as Box<dyn Any>)
+    }
+}
+
+/// A running Python module: its host process, killed when the instance is dropped (a crash,
+/// a restart, shutdown).
+pub struct PythonInstance {
+    host: Arc<HostProcess>,
+}
+
+impl Drop for PythonInstance {
+    fn drop(&mut self) {
+        self.host.stop("its module instance was dropped");
+    }
+}
+
+fn build(entry: &PythonModuleConfig, api: &mut ModuleApi) -> Result<PythonInstance, ModuleError> {
+    let start = ToHost::Start(HostStart {
+        name: entry.name.clone(),
+        module: entry.class.clone(),
+        config: entry.config.clone(),
+        homeserver: entry.python.homeserver.clone(),
+    });
+    let (host, started) = HostProcess::spawn(
+        &entry.name,
+        &entry.python.interpreter,
+        &start,
+        entry.python.startup_timeout,
+    )
+    .map_err(ModuleError::failed)?;
+    let ready = match started {
+        Started::Ready(ready) => ready,
+        Started::Failed(error) => {
+            let at = error.path.join(".");
+            return Err(ModuleError::failed(format!(
+                "cannot load {}: {}{}",
+                entry.class,
+                if at.is_empty() {
+                    String::new()
+                } else {
+                    format!("{at}: ")
+                },
+                error.message
+            )));
+        }
+        Started::Exited(reason) => return Err(ModuleError::failed(reason)),
+    };
+    tracing::info!(module = %entry.name, class = %entry.class, pid = host.pid(), callbacks = ?ready.description.callbacks, "Python host ready");
+    let invoke = invoker(host.clone(), entry.timeout);
+    for callback in &ready.description.callbacks {
+        api.register_erased(*callback, invoke.clone())?;
+    }
+    for checker in &ready.description.auth_checkers {
+        api.register_erased_auth_checker(
+            &checker.login_type,
+            checker.fields.clone(),
+            invoke.clone(),
+        );
+    }
+    for path in &ready.description.web_resources {
+        let handler = web_handler(host.clone());
+        if ready.subtrees.contains(path) {
+            api.register_web_resource_tree(path, handler);
+        } else {
+            api.register_web_resource(path, handler);
+        }
+    }
+    Ok(PythonInstance { host })
+}
+
+/// The handler of every callback: the invocation goes down the pipe; the host's reply is the
+/// answer. A host that is gone is a crash, so the supervisor starts a new one.
+fn invoker(host: Arc<HostProcess>, timeout: Duration) -> ErasedHandler {
+    ErasedHandler::new(move |request: &CallbackRequest| {
+        let host = host.clone();
+        let request = request.clone();
+        async move {
+            let id = host.next_id();
+            let callback = request.callback();
+            let frame = ToHost::Invoke(HostInvoke {
+                id,
+                invocation: Invocation {
+                    request_id: format!("py-{id}"),
+                    deadline_ms: deadline_ms(timeout),
+                    request,
+                },
+            });
+            // The caller may stop waiting (its timeout): forget the frame then.
+            let forget = Forget { host: &host, id };
+            let reply = host.invoke(id, frame).await;
+            std::mem::forget(forget);
+            match reply {
+                Err(reason) => Err(InvocationError::Crashed { reason }),
+                Ok(reply) => match reply.result {
+                    InvocationResult::Answer(answer) if answer.callback() == callback => Ok(answer),
+                    InvocationResult::Answer(answer) => Err(InvocationError::InvalidAnswer {
+                        detail: format!("the host answered {} to {callback}", answer.callback()),
+                    }),
+                    InvocationResult::Error(error) => Err(error),
+                },
+            }
+        }
+        .boxed_local()
+    })
+}
+
+/// Forgets a frame whose invocation was dropped before its reply came.
+struct Forget<'a> {
+    host: &'a HostProcess,
+    id: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.host.forget(self.id);
+    }
+}
+
+fn deadline_ms(timeout: Duration) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    (now + timeout).as_millis() as u64
+}
+
+/// A web resource's handler: the request goes down the pipe, the module's response comes back
+/// (502 when the host is gone).
+fn web_handler(host: Arc<HostProcess>) -> WebHandler {
+    WebHandler::new(move |request: WebRequest| {
+        let host = host.clone();
+        async move {
+            let id = host.next_id();
+            let frame = ToHost::Web(HostWebRequest {
+                id,
+                method: request.method,
+                path: request.path,
+                query: request.query,
+                headers: request.headers,
+                body: Base64Bytes(request.body),
+            });
+            let forget = Forget { host: &host, id };
+            let response = host.web(id, frame).await;
+            std::mem::forget(forget);
+            match response {
+                Ok(response) => WebResponse {
+                    status: response.status,
+                    content_type: response.content_type,
+                    body: response.body.0,
+                },
+                Err(reason) => WebResponse::json(
+                    502,
+                    &serde_json::json!({"errcode": "M_UNKNOWN", "error": format!("the module's host is unavailable: {reason}")}),
+                ),
+            }
+        }
+    })
+}

@@ -1,0 +1,268 @@
+//! One Python host process (`python -m glia_python_host child`) and the pipe to it: frames out
+//! through a writer thread, frames in through a reader thread that hands each reply to the
+//! invocation waiting for it. When the process ends (it crashed, was killed, or was stopped),
+//! every invocation waiting on it fails at once, and so does every later one.
+
+use glia_bus_schema::host::{FromHost, HostLoadError, HostReady, HostWebResponse, ToHost};
+use glia_bus_schema::InvocationReply;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// What a waiting invocation or web request receives: the host's answer, or why there is none.
+type Answer<T> = Result<T, String>;
+
+enum Waiter {
+    Invoke(oneshot::Sender<Answer<InvocationReply>>),
+    Web(oneshot::Sender<Answer<HostWebResponse>>),
+}
+
+impl Waiter {
+    fn fail(self, reason: &str) {
+        match self {
+            Waiter::Invoke(tx) => drop(tx.send(Err(reason.to_owned()))),
+            Waiter::Web(tx) => drop(tx.send(Err(reason.to_owned()))),
+        }
+    }
+}
+
+/// The frames in flight, and why the process is gone once it is.
+#[derive(Default)]
+struct Pipe {
+    waiting: HashMap<u64, Waiter>,
+    gone: Option<String>,
+}
+
+/// How a host's start-up ended.
+pub enum Started {
+    /// The module is loaded.
+    Ready(HostReady),
+    /// The host could not load it.
+    Failed(HostLoadError),
+    /// The process ended, or said nothing readable, before either.
+    Exited(String),
+}
+
+/// A running host.
+pub struct HostProcess {
+    name: String,
+    child: Mutex<Child>,
+    frames: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    pipe: Arc<Mutex<Pipe>>,
+    next_id: AtomicU64,
+}
+
+impl HostProcess {
+    /// Starts `interpreter -m glia_python_host child`, writes `start`, and waits up to
+    /// `timeout` for the host to load the module.
+    pub fn spawn(
+        name: &str,
+        interpreter: &str,
+        start: &ToHost,
+        timeout: Duration,
+    ) -> Result<(Arc<HostProcess>, Started), String> {
+        let mut child = Command::new(interpreter)
+            .args(["-m", "glia_python_host", "child"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot run the Python host with {interpreter:?}: {e} (set python.interpreter to a Python with glia-python-host installed)"))?;
+        let (stdin, stdout) = match (child.stdin.take(), child.stdout.take()) {
+            (Some(stdin), Some(stdout)) => (stdin, stdout),
+            _ => return Err("the Python host's pipes could not be opened".into()),
+        };
+        let (frames, outgoing) = mpsc::channel::<Vec<u8>>();
+        std::thread::Builder::new()
+            .name(format!("glia-py-out-{name}"))
+            .spawn(move || write_frames(stdin, outgoing))
+            .map_err(|e| format!("cannot start the pipe's writer thread: {e}"))?;
+        let pipe = Arc::new(Mutex::new(Pipe::default()));
+        let (started_tx, started_rx) = mpsc::channel();
+        let reader_pipe = pipe.clone();
+        std::thread::Builder::new()
+            .name(format!("glia-py-in-{name}"))
+            .spawn(move || read_frames(stdout, reader_pipe, started_tx))
+            .map_err(|e| format!("cannot start the pipe's reader thread: {e}"))?;
+        let process = Arc::new(HostProcess {
+            name: name.to_owned(),
+            child: Mutex::new(child),
+            frames: Mutex::new(Some(frames)),
+            pipe,
+            next_id: AtomicU64::new(1),
+        });
+        process.send(start);
+        let started = match started_rx.recv_timeout(timeout) {
+            Ok(started) => started,
+            Err(_) => {
+                process.stop("it did not load the module in time");
+                Started::Exited(format!(
+                    "the Python host did not load the module within {} s (python.startup_timeout)",
+                    timeout.as_secs_f64()
+                ))
+            }
+        };
+        Ok((process, started))
+    }
+
+    fn send(&self, frame: &ToHost) {
+        let mut line = serde_json::to_vec(frame).unwrap_or_default();
+        line.push(b'\n');
+        if let Some(frames) = self
+            .frames
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            let _ = frames.send(line);
+        }
+    }
+
+    /// A fresh id for a frame.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends `frame` (whose id is `id`) and waits for its reply; fails at once when the host
+    /// is gone, and as soon as it goes.
+    pub async fn invoke(&self, id: u64, frame: ToHost) -> Answer<InvocationReply> {
+        let (tx, rx) = oneshot::channel();
+        self.wait_for(id, Waiter::Invoke(tx), &frame)?;
+        rx.await
+            .unwrap_or_else(|_| Err("the Python host's reader stopped".into()))
+    }
+
+    /// Sends a web frame and waits for its response.
+    pub async fn web(&self, id: u64, frame: ToHost) -> Answer<HostWebResponse> {
+        let (tx, rx) = oneshot::channel();
+        self.wait_for(id, Waiter::Web(tx), &frame)?;
+        rx.await
+            .unwrap_or_else(|_| Err("the Python host's reader stopped".into()))
+    }
+
+    fn wait_for(&self, id: u64, waiter: Waiter, frame: &ToHost) -> Result<(), String> {
+        {
+            let mut pipe = self.pipe.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(reason) = &pipe.gone {
+                return Err(reason.clone());
+            }
+            pipe.waiting.insert(id, waiter);
+        }
+        self.send(frame);
+        Ok(())
+    }
+
+    /// Forgets a frame nobody waits for any more (its caller timed out).
+    pub fn forget(&self, id: u64) {
+        self.pipe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .waiting
+            .remove(&id);
+    }
+
+    /// Kills the process (if it still runs); everything waiting on it fails with `why`.
+    pub fn stop(&self, why: &str) {
+        fail_all(&self.pipe, format!("the Python host was stopped: {why}"));
+        self.frames.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(None) = child.try_wait() {
+            tracing::info!(module = %self.name, pid = child.id(), %why, "stopping the Python host");
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+    }
+
+    /// The host's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap_or_else(|e| e.into_inner()).id()
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        self.stop("its module instance is gone");
+    }
+}
+
+fn fail_all(pipe: &Mutex<Pipe>, reason: String) {
+    let waiting: Vec<Waiter> = {
+        let mut pipe = pipe.lock().unwrap_or_else(|e| e.into_inner());
+        if pipe.gone.is_none() {
+            pipe.gone = Some(reason.clone());
+        }
+        pipe.waiting.drain().map(|(_, w)| w).collect()
+    };
+    for waiter in waiting {
+        waiter.fail(&reason);
+    }
+}
+
+fn write_frames(mut stdin: std::process::ChildStdin, outgoing: mpsc::Receiver<Vec<u8>>) {
+    // Ends when the process is stopped (the sender is dropped) or its stdin closes; dropping
+    // stdin tells the host to exit.
+    for line in outgoing {
+        if stdin.write_all(&line).and_then(|()| stdin.flush()).is_err() {
+            return;
+        }
+    }
+}
+
+fn read_frames(stdout: ChildStdout, pipe: Arc<Mutex<Pipe>>, started: mpsc::Sender<Started>) {
+    let mut started = Some(started);
+    let mut lines = BufReader::new(stdout).lines();
+    let end = loop {
+        let line = match lines.next() {
+            None => break "the Python host exited".to_owned(),
+            Some(Err(e)) => break format!("cannot read from the Python host: {e}"),
+            Some(Ok(line)) => line,
+        };
+        let frame: FromHost = match serde_json::from_str(&line) {
+            Ok(frame) => frame,
+            Err(e) => {
+                tracing::error!(error = %e, line = %line.chars().take(200).collect::<String>(), "the Python host wrote a frame glia cannot read");
+                continue;
+            }
+        };
+        match frame {
+            FromHost::Ready(ready) => {
+                if let Some(tx) = started.take() {
+                    let _ = tx.send(Started::Ready(ready));
+                }
+            }
+            FromHost::Failed(error) => {
+                if let Some(tx) = started.take() {
+                    let _ = tx.send(Started::Failed(error));
+                }
+            }
+            FromHost::Reply(reply) => {
+                let waiter = pipe
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .waiting
+                    .remove(&reply.id);
+                if let Some(Waiter::Invoke(tx)) = waiter {
+                    let _ = tx.send(Ok(reply.reply));
+                }
+            }
+            FromHost::WebReply(response) => {
+                let waiter = pipe
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .waiting
+                    .remove(&response.id);
+                if let Some(Waiter::Web(tx)) = waiter {
+                    let _ = tx.send(Ok(response));
+                }
+            }
+        }
+    };
+    if let Some(tx) = started.take() {
+        let _ = tx.send(Started::Exited(format!("{end} before loading the module")));
+    }
+    fail_all(&pipe, end);
+}
