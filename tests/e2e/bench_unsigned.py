@@ -11,8 +11,8 @@ room of 50 messages:
 - `none`: no modules;
 - `native`: a native module whose `add_field_to_unsigned` returns `{}` and does nothing else
   (`oracle/scripted_synapse.py:DoNothingUnsigned`);
-- `glia-python`: the bridge, glia on the NATS bus, and the scripted remote module in Python
-  answering `{}` (`oracle/scripted_remote.py`, empty script, no call records);
+- `glia-python`: the bridge and glia, with the very module of `native` in glia's Python host
+  (a child process, over its pipe);
 - `glia-rust`: the bridge and glia with the built-in `chaos` module answering `{}` for
   `add_field_to_unsigned`, in glia's own process (no NATS).
 
@@ -38,8 +38,9 @@ from urllib.parse import quote
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_send import Sender, breakdown, percentile
-from differential import glia_knows_the_modules, oracle_env, start_remote_modules
-from harness import GLIA_TOKEN, Client, Glia, NatsServer, Synapse, bridge_module, free_port, glia_binary, wait_until
+from differential import glia_knows_the_modules, oracle_env
+from harness import GLIA_TOKEN, Client, Glia, Synapse, bridge_module, free_port, glia_binary, wait_until
+from hosting import python_section
 
 MESSAGES = 50
 UNSIGNED = {"noop": ["add_field_to_unsigned"]}
@@ -70,33 +71,22 @@ class Reader(Sender):
             self.samples_ms.append(elapsed)
 
 
-def glia_config(port: int, modules: list[dict[str, Any]], bus: Any = "internal") -> dict[str, Any]:
-    return {"listen": f"127.0.0.1:{port}", "auth_token": GLIA_TOKEN, "bus": bus, "modules": modules}
+def glia_config(port: int, modules: list[dict[str, Any]], **more: Any) -> dict[str, Any]:
+    return {"listen": f"127.0.0.1:{port}", "auth_token": GLIA_TOKEN, "modules": modules, **more}
 
 
 @contextmanager
 def servers(workdir: Path, bridge_log_level: str) -> Iterator[dict[str, Synapse]]:
-    """The four Synapses, and glia, nats-server and the Python module behind two of them."""
+    """The four Synapses, and the two glias behind two of them."""
     with ExitStack() as stack:
-        nats_dir = workdir / "nats"
-        nats_dir.mkdir()
-        nats = NatsServer.start(nats_dir)
-        stack.callback(nats.stop)
-        script = workdir / "script.json"
-        script.write_text("{}")
-        remote = start_remote_modules(nats.url, script, None, workdir, UNSIGNED)
-        stack.callback(remote.stop)
-
         python_port, rust_port = free_port(), free_port()
+        do_nothing = {"module": "scripted_synapse.DoNothingUnsigned", "name": "noop", "config": {}}
         python = Glia.start(
             glia_binary(),
             _dir(workdir, "glia-python"),
-            glia_config(
-                python_port,
-                [{"module": "remote", "name": "noop", "placement": "nats"}],
-                {"type": "nats", "url": nats.url},
-            ),
+            glia_config(python_port, [do_nothing], python=python_section("localhost")),
             python_port,
+            env=oracle_env(),
         )
         stack.callback(python.stop)
         wait_until(lambda: glia_knows_the_modules(python, UNSIGNED), 20, "glia planning the Python module")

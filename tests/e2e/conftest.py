@@ -6,6 +6,7 @@ A missing prerequisite fails (never skips) with a message saying how to get it.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,12 @@ except ImportError as e:
         f"{e}: run the tests with tests/e2e/run.sh, which creates tests/e2e/.venv "
         "(matrix-synapse, pytest and the bridge) with tests/e2e/setup.sh"
     ) from e
+
+# The venv lives inside this git checkout, and Synapse appends the checkout's git branch to its
+# version when it finds one above its package (`1.163.2 (b=issue-13,1ddcc21)`), which modules
+# that parse `synapse.__version__` (matrix-synapse-ldap3) refuse. Stop git's search at the venv
+# for every process the tests start, as it would stop in a real deployment's.
+os.environ.setdefault("GIT_CEILING_DIRECTORIES", sys.prefix)
 
 from differential import Differential, start_differential
 from harness import (

@@ -3,9 +3,10 @@ Synapse and once through the bridge and glia, and a Matrix client compares what 
 
 - Synapse **native** loads the scripted modules s1, s2 (`oracle/scripted_synapse.py`) from
   `modules:`: Synapse itself is the oracle.
-- Synapse **glia** loads the bridge (`callbacks: auto`), which forwards to glia on the NATS
-  bus, where the same modules are `module: remote, placement: nats` entries served by
-  `oracle/scripted_remote.py`, plus glia's built-in `demo` module for its web resource.
+- Synapse **glia** loads the bridge (`callbacks: auto`), which forwards to glia, where the
+  very same module (`scripted_synapse.ScriptedModule`, unchanged, with the same `config:`) runs
+  in glia's Python hosts (`deploy/python-host/`), one child process per module, web resource
+  included.
 - Both read one script file (`Differential.script`), so a test sets a behaviour once; each
   side appends its calls to its own calls file.
 - Synapse **remote** (`Differential.remote`, started on first use) is a plain homeserver that
@@ -34,8 +35,6 @@ from harness import (
     RATE_UNLIMITED,
     Client,
     Glia,
-    NatsServer,
-    Process,
     Reply,
     Synapse,
     bridge_module,
@@ -44,11 +43,11 @@ from harness import (
     json_or_raw,
     wait_until,
 )
+from hosting import ORACLE, python_path_env, python_section
 
-ORACLE = Path(__file__).resolve().parent / "oracle"
 sys.path.insert(0, str(ORACLE))
 
-from scripted_common import read_calls  # noqa: E402 - the oracle's directory, added above
+from scripted_common import read_calls
 
 T = TypeVar("T")
 
@@ -97,7 +96,7 @@ MODULES: dict[str, tuple[str, ...]] = {"s1": S1_CALLBACKS, "s2": S2_CALLBACKS}
 S2_INVOKE = {"default": "sequential", "user_may_create_room": "parallel"}
 #: s2 is also an auth checker for this login type, with these fields.
 LOGIN_TYPE = ("org.example.scripted", ("token",))
-#: The docs' demo resource: natively s1 serves it, through glia the built-in `demo` module.
+#: The docs' demo resource, which s1 serves (through glia from its Python host).
 DEMO_PATH = "/_synapse/client/demo/hello"
 #: The invite ratelimit per issuer on both homeservers (the ratelimit override test lifts it).
 INVITES_PER_ISSUER = {"per_second": 0.001, "burst_count": 2}
@@ -248,6 +247,26 @@ class Both(Generic[T]):
         return self.native if side.label == "native" else self.glia
 
 
+def compare_sides(
+    native: Side,
+    via_glia: Side,
+    action: Callable[[Side], Reply],
+    ignore: Iterable[str] = (),
+    glia_log: Callable[[], str] = str,
+) -> Both[Reply]:
+    """Does one client action on the native side, then on the glia side, and asserts the
+    client saw the same thing (status; for errors errcode, message and every extra field but
+    the `ignore`d ones, which need only be present on both or on neither)."""
+    replies = Both(action(native), action(via_glia))
+    seen_natively, seen_via_glia = native.seen(replies.native, ignore), via_glia.seen(replies.glia, ignore)
+    if seen_natively != seen_via_glia:
+        raise AssertionError(
+            f"the client saw different things:\n  native: {seen_natively}\n  glia:   {seen_via_glia}\n"
+            f"{native.log_tail()}\n{via_glia.log_tail()}\n{glia_log()}"
+        )
+    return replies
+
+
 @dataclass
 class Differential:
     """The running comparison: Synapse native, Synapse with glia, and what they share."""
@@ -255,8 +274,6 @@ class Differential:
     native: Side
     glia_side: Side
     glia: Glia
-    nats: NatsServer
-    remote_modules: Process
     script_path: Path
     workdir: Path
     cert: tuple[Path, Path]
@@ -294,18 +311,8 @@ class Differential:
 
     def compare(self, action: Callable[[Side], Reply], ignore: Iterable[str] = ()) -> Both[Reply]:
         """Does one client action on both sides and asserts the client saw the same thing
-        (status; for errors errcode, message and every extra field but the `ignore`d ones,
-        which need only be present on both or on neither)."""
-        replies = self.on_both(action)
-        native = self.native.seen(replies.native, ignore)
-        via_glia = self.glia_side.seen(replies.glia, ignore)
-        if native != via_glia:
-            raise AssertionError(
-                f"the client saw different things:\n  native: {native}\n  glia:   {via_glia}\n"
-                f"{self.native.log_tail()}\n{self.glia_side.log_tail()}\n{self.glia.process.tail()}\n"
-                f"{self.remote_modules.tail()}"
-            )
-        return replies
+        (see `compare_sides`)."""
+        return compare_sides(self.native, self.glia_side, action, ignore, self.glia.process.tail)
 
     def same_calls(self, callback: str) -> list[str]:
         """Asserts both sides called the same modules for `callback`, in the same order;
@@ -346,8 +353,6 @@ class Differential:
         for side in (*self.sides, *([self._remote] if self._remote else [])):
             side.synapse.stop()
         self.glia.stop()
-        self.remote_modules.stop()
-        self.nats.stop()
 
 
 def start_side(
@@ -358,9 +363,11 @@ def start_side(
     env: Mapping[str, str] | None,
     calls_path: Path | None,
     invites_per_issuer: Mapping[str, float] = INVITES_PER_ISSUER,
+    ports: tuple[int, int] | None = None,
 ) -> Side:
-    """Starts one federating homeserver named `localhost:<federation port>`."""
-    client_port, federation_port = free_port(), free_port()
+    """Starts one federating homeserver named `localhost:<federation port>` (`ports`: its
+    client and federation ports, when its name must be known before it starts)."""
+    client_port, federation_port = ports or (free_port(), free_port())
     server_name = f"localhost:{federation_port}"
     overrides = federating_overrides(
         client_port,
@@ -391,44 +398,19 @@ def native_modules(script: Path, calls: Path) -> list[dict[str, Any]]:
     ]
 
 
-def glia_remote_config(port: int, nats_url: str) -> dict[str, Any]:
-    """glia on the NATS bus: the scripted modules served by `scripted_remote.py`, then the
-    built-in `demo` module (its web resource; it denies no one)."""
-    remote: list[dict[str, Any]] = [{"module": "remote", "name": name, "placement": "nats"} for name in MODULES]
-    remote[1]["invoke"] = S2_INVOKE
+def glia_hosted_config(port: int, server_name: str, script: Path, calls: Path) -> dict[str, Any]:
+    """glia running the scripted modules exactly as Synapse native is given them (the same
+    `modules:` entries, with a `name:`), each in a Python host it supervises."""
+    modules: list[dict[str, Any]] = [
+        {**entry, "name": entry["config"]["name"]} for entry in native_modules(script, calls)
+    ]
+    modules[1]["invoke"] = S2_INVOKE
     return {
         "listen": f"127.0.0.1:{port}",
         "auth_token": GLIA_TOKEN,
-        "bus": {"type": "nats", "url": nats_url},
-        "modules": [*remote, {"module": "demo", "config": {"denied_users": []}}],
+        "python": python_section(server_name),
+        "modules": modules,
     }
-
-
-def start_remote_modules(
-    nats_url: str,
-    script: Path,
-    calls: Path | None,
-    workdir: Path,
-    modules: Mapping[str, Iterable[str]] = MODULES,
-) -> Process:
-    """Starts `scripted_remote.py` serving `modules` (default s1 and s2), and waits until it
-    serves. Without `calls` it records nothing."""
-    argv = [sys.executable, str(ORACLE / "scripted_remote.py"), "--nats-url", nats_url, "--script", str(script)]
-    argv += ["--calls", str(calls)] if calls is not None else []
-    for name, callbacks in modules.items():
-        argv += ["--module", f"{name}={','.join(callbacks)}"]
-    if modules is MODULES:
-        argv += ["--login-type", f"s2:{LOGIN_TYPE[0]}={','.join(LOGIN_TYPE[1])}"]
-    process = Process("scripted remote modules", argv, workdir / "scripted_remote.log").start()
-    wait_until(
-        lambda: "serving scripted modules" in process.log_path.read_text() or not process.running(),
-        20,
-        "the scripted remote modules' start-up",
-        process.tail,
-    )
-    if not process.running():
-        raise RuntimeError(f"the scripted remote modules exited at start-up\n{process.tail()}")
-    return process
 
 
 def glia_knows_the_modules(glia: Glia, modules: Mapping[str, Iterable[str]] = MODULES) -> bool:
@@ -443,42 +425,44 @@ def glia_knows_the_modules(glia: Glia, modules: Mapping[str, Iterable[str]] = MO
 
 
 def oracle_env() -> dict[str, str]:
-    """This environment, with the oracle's directory on `PYTHONPATH` (for a Synapse that
-    loads the native scripted modules)."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ORACLE), os.environ.get("PYTHONPATH")]))}
+    """This environment, with the oracle's directory on `PYTHONPATH` (for a Synapse, or a
+    glia's Python hosts, loading the scripted modules)."""
+    return python_path_env(ORACLE)
 
 
 def start_differential(glia_bin: Path, workdir: Path) -> Differential:
-    """Starts nats-server, the remote modules, glia, and the two homeservers."""
+    """Starts glia with the hosted modules, and the two homeservers."""
     script = workdir / "script.json"
     script.write_text("{}")
     native_calls, glia_calls = workdir / "calls-native.jsonl", workdir / "calls-glia.jsonl"
     cert = write_self_signed_cert(workdir)
     started: list[Any] = []
     try:
-        nats_dir = workdir / "nats"
-        nats_dir.mkdir()
-        nats = NatsServer.start(nats_dir)
-        started.append(nats)
-        remote_modules = start_remote_modules(nats.url, script, glia_calls, workdir)
-        started.append(remote_modules)
+        glia_ports = free_port(), free_port()
         glia_port = free_port()
         glia_dir = workdir / "glia"
         glia_dir.mkdir()
-        glia = Glia.start(glia_bin, glia_dir, glia_remote_config(glia_port, nats.url), glia_port)
+        config = glia_hosted_config(glia_port, f"localhost:{glia_ports[1]}", script, glia_calls)
+        glia = Glia.start(glia_bin, glia_dir, config, glia_port, env=oracle_env())
         started.append(glia)
-        wait_until(lambda: glia_knows_the_modules(glia), 20, "glia planning the remote modules", glia.process.tail)
+        wait_until(lambda: glia_knows_the_modules(glia), 20, "glia planning the hosted modules", glia.process.tail)
         native_config = native_modules(script, native_calls)
         native = start_side("native", workdir / "native", cert, native_config, oracle_env(), native_calls)
         started.append(native.synapse)
         via_glia = start_side(
-            "glia", workdir / "glia-synapse", cert, [bridge_module(glia.url, timeout=10)], None, glia_calls
+            "glia",
+            workdir / "glia-synapse",
+            cert,
+            [bridge_module(glia.url, timeout=10)],
+            None,
+            glia_calls,
+            ports=glia_ports,
         )
     except BaseException:
         for process in reversed(started):
             process.stop()
         raise
-    return Differential(native, via_glia, glia, nats, remote_modules, script, workdir, cert)
+    return Differential(native, via_glia, glia, script, workdir, cert)
 
 
 # -- small client helpers ----------------------------------------------------------------------

@@ -208,15 +208,23 @@ class Glia:
         return f"http://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, binary: Path, workdir: Path, config: Mapping[str, Any], port: int) -> Glia:
-        """Writes the config, starts glia and waits for `/health`."""
+    def start(
+        cls,
+        binary: Path,
+        workdir: Path,
+        config: Mapping[str, Any],
+        port: int,
+        env: Mapping[str, str] | None = None,
+    ) -> Glia:
+        """Writes the config, starts glia and waits for `/health`. `env` is the process's
+        environment (default: this one's), which the Python hosts it starts inherit."""
         config_path = workdir / "glia.yaml"
         config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
         process = Process(
             "glia",
             [str(binary), "serve", "--config", str(config_path)],
             workdir / "glia.log",
-            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")},
+            env={**(env or os.environ), "RUST_LOG": os.environ.get("RUST_LOG", "info")},
         )
         glia = cls(process, port, config_path)
         glia.restart()
@@ -227,7 +235,7 @@ class Glia:
         self.process.start()
         wait_until(
             lambda: responds(f"{self.url}/health") or not self.process.running(),
-            30,
+            90,  # Python modules are loaded before glia serves: a few seconds each
             "glia start-up",
             self.process.tail,
         )

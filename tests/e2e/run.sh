@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The end-to-end tests: a real Synapse with the glia bridge, glia with the seed modules, the
-# example Python module served over NATS (needs nats-server: `apt-get install nats-server`), and
-# a Synapse with synapse-http-antispam pointed at glia, which asks fakes of Draupnir and Meowlnir.
+# example Python module served over NATS (needs nats-server: `apt-get install nats-server`),
+# a Synapse with synapse-http-antispam pointed at glia, which asks fakes of Draupnir and Meowlnir,
+# and real Synapse modules run natively and in glia's Python host (needs slapd and ldap-utils:
+# `apt-get install slapd ldap-utils`).
 # Needs a built glia (`cargo build -p glia-runtime --bin glia`; or GLIA_BIN=/path/to/glia) and
 # the fakes (`cargo build -p glia-tests --bin glia-antispam-fake`; tests/run-all builds both),
 # Python 3.10+ and PyPI access the first time (setup.sh creates tests/e2e/.venv).
@@ -16,8 +18,11 @@ if [ ! -x "$GLIA_BIN" ]; then
     echo "error: no glia binary at $GLIA_BIN; run \`cargo build -p glia-runtime --bin glia\` first" >&2
     exit 1
 fi
-# The Python code is linted as the Rust is: the bridge, the example module, these tests.
-"$here/.venv/bin/ruff" check "$root/deploy/synapse-bridge" "$root/deploy/examples" "$here"
-"$here/.venv/bin/ruff" format --check "$root/deploy/synapse-bridge" "$root/deploy/examples" "$here"
+# The Python code is linted as the Rust is: the bridge, the Python host, the example module, these tests.
+python_code=("$root/deploy/synapse-bridge" "$root/deploy/python-host" "$root/deploy/examples" "$here")
+"$here/.venv/bin/ruff" check "${python_code[@]}"
+"$here/.venv/bin/ruff" format --check "${python_code[@]}"
+# The Python host's own unit tests (no homeserver), then the end-to-end tests.
+"$here/.venv/bin/python" -m pytest -q -p no:cacheprovider "$root/deploy/python-host/tests"
 cd "$here"
 exec "$here/.venv/bin/python" -m pytest "$@"

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from glia_synapse.convert import EVENT_META_KEYS
+from glia_synapse.convert import EVENT_META_KEYS, METADATA_ATTRIBUTES
 
 JsonDict = dict[str, Any]
 
@@ -70,9 +70,13 @@ def decode_event(raw: Any) -> Any:
     if room_version.msc4291_room_ids_as_hashes and pdu.get("type") == "m.room.create":
         pdu.pop("room_id", None)  # derived from the create event's id in these versions
     try:
-        return make_event_from_dict(pdu, room_version, dict(metadata))
+        event = make_event_from_dict(pdu, room_version, dict(metadata))
     except Exception as e:
         raise MalformedArguments(f"not an event Synapse can build: {e}") from e
+    for name in METADATA_ATTRIBUTES:  # set after building, as Synapse sets them
+        if metadata.get(name) is not None:
+            setattr(event.internal_metadata, name, metadata[name])
+    return event
 
 
 def decode_state_map(raw: Any) -> dict[tuple[str, str], Any]:

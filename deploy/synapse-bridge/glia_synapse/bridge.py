@@ -20,6 +20,7 @@ from typing import Any
 
 from synapse.module_api.errors import ConfigError
 
+from glia_synapse import module_api_server
 from glia_synapse.catalogue import (
     BACKGROUND_CONTROLLER,
     BACKGROUND_UPDATES,
@@ -181,6 +182,18 @@ class GliaBridge:
         )
         if discovery is None:
             api.run_as_background_process("glia_bridge_discovery", self._discover_later)
+        self._module_api_port = self._serve_module_api()
+
+    def _serve_module_api(self) -> Any:
+        """Serves the `ModuleApi` to glia's Python hosts, when configured, from the main
+        process only (every worker runs the bridge; one listener is enough)."""
+        listener = self._config.module_api
+        if listener is None:
+            return None
+        if self._api.worker_name is not None:
+            logger.info("glia bridge: the ModuleApi channel is served by the main process, not this worker")
+            return None
+        return module_api_server.listen(self._api, listener.host, listener.port, listener.secret)
 
     # -- the generic forwarding path -------------------------------------------------
 

@@ -15,6 +15,9 @@ modules:
       media_bytes: 524288                  # bytes of a media file sent to check_media_file_for_spam
       startup_timeout: 2                   # seconds for the start-up discovery request
       discovery_retry_interval: 10         # seconds between retries while glia is down
+      module_api:                          # the ModuleApi for glia's Python hosts (optional)
+        listen: 127.0.0.1:8788             # host:port; loopback unless you need otherwise
+        secret_path: /etc/glia/module-api-secret   # or secret: "..."
 ```
 """
 
@@ -46,7 +49,18 @@ KNOWN_KEYS = {
     "media_bytes",
     "startup_timeout",
     "discovery_retry_interval",
+    "module_api",
 }
+MODULE_API_KEYS = {"listen", "secret", "secret_path"}
+
+
+@dataclass(frozen=True)
+class ModuleApiListener:
+    """Where the bridge serves the `ModuleApi` to glia's Python hosts, and their secret."""
+
+    host: str
+    port: int
+    secret: str
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,8 @@ class BridgeConfig:
     media_bytes: int = DEFAULT_MEDIA_BYTES
     startup_timeout: float = 2.0
     discovery_retry_interval: float = 10.0
+    #: The `ModuleApi` channel for glia's Python hosts (none: not served).
+    module_api: ModuleApiListener | None = None
 
     def timeout_for(self, callback: str) -> float:
         """Seconds the bridge waits for glia's answer to `callback`."""
@@ -112,6 +128,7 @@ def parse_config(raw: Any) -> BridgeConfig:
         discovery_retry_interval=_positive_number(
             raw.get("discovery_retry_interval", 10), ("discovery_retry_interval",)
         ),
+        module_api=_module_api(raw.get("module_api")),
     )
 
 
@@ -127,25 +144,51 @@ def _url(value: Any) -> str:
 
 
 def _token(raw: Mapping[str, Any]) -> str | None:
-    token, path = raw.get("auth_token"), raw.get("auth_token_path")
+    return _secret(raw, "auth_token", "auth_token_path", ())
+
+
+def _secret(raw: Mapping[str, Any], inline: str, file: str, at: tuple[str, ...]) -> str | None:
+    """A secret given inline (`inline`) or in a file (`file`), or None."""
+    token, path = raw.get(inline), raw.get(file)
     if token is not None and path is not None:
-        raise ConfigError("give auth_token or auth_token_path, not both", ("auth_token_path",))
+        raise ConfigError(f"give {inline} or {file}, not both", (*at, file))
     if token is not None:
         if not isinstance(token, str) or not token.strip():
-            raise ConfigError("expected a non-empty string", ("auth_token",))
+            raise ConfigError("expected a non-empty string", (*at, inline))
         return token.strip()
     if path is None:
         return None
     if not isinstance(path, str):
-        raise ConfigError("expected a file path", ("auth_token_path",))
+        raise ConfigError("expected a file path", (*at, file))
     try:
         with open(path, encoding="utf-8") as f:
             token = f.read().strip()
     except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}", ("auth_token_path",)) from e
+        raise ConfigError(f"cannot read {path}: {e.strerror}", (*at, file)) from e
     if not token:
-        raise ConfigError(f"{path} is empty", ("auth_token_path",))
+        raise ConfigError(f"{path} is empty", (*at, file))
     return token
+
+
+def _module_api(value: Any) -> ModuleApiListener | None:
+    if value is None:
+        return None
+    at = ("module_api",)
+    if not isinstance(value, Mapping):
+        raise ConfigError("expected a mapping: {listen, secret or secret_path}", at)
+    unknown = sorted(set(value) - MODULE_API_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"unknown key {unknown[0]!r}; known keys: {', '.join(sorted(MODULE_API_KEYS))}", (*at, unknown[0])
+        )
+    secret = _secret(value, "secret", "secret_path", at)
+    if secret is None:
+        raise ConfigError("give secret or secret_path: glia's python.module_api secret", at)
+    listen = _string(value.get("listen", "127.0.0.1:8788"), (*at, "listen"))
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{listen!r}: expected host:port", (*at, "listen"))
+    return ModuleApiListener(host.strip("[]"), int(port), secret)
 
 
 def _callbacks(value: Any) -> str | tuple[str, ...]:

@@ -40,6 +40,10 @@ def plain(value: Any) -> Any:
 #: own event object (`make_event_from_dict`). Never part of a replacement event.
 EVENT_META_KEYS = ("room_version", "internal_metadata")
 
+#: Internal metadata Synapse keeps outside the metadata's dict (`get_dict()` leaves them out:
+#: they live in columns of their own) and sets on the event object after building it.
+METADATA_ATTRIBUTES = ("outlier", "stream_ordering", "instance_name", "redacted_by")
+
 
 def encode_event(event: Any) -> JsonDict:
     """An `EventBase` as its PDU dict (`get_dict()`), with `event_id` and `room_id` filled
@@ -57,6 +61,10 @@ def encode_event(event: Any) -> JsonDict:
     metadata = getattr(event, "internal_metadata", None)
     if metadata is not None and hasattr(metadata, "get_dict"):
         flags = plain(metadata.get_dict())
+        for name in METADATA_ATTRIBUTES:
+            value = getattr(metadata, name, None)
+            if value:
+                flags[name] = value
         if flags:
             pdu["internal_metadata"] = flags
     return pdu

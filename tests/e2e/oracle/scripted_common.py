@@ -1,11 +1,11 @@
-"""What the scripted module does, shared by its two forms: the native Synapse module
-(`scripted_synapse.py`, loaded by a real Synapse from `modules:`) and the remote module
-glia reaches over NATS (`scripted_remote.py`).
+"""What the scripted module (`scripted_synapse.py`) does. One module, loaded twice: by a real
+Synapse from `modules:`, and unchanged by glia's Python host (`deploy/python-host/`), which
+turns its Python answers into glia's wire answers as it does for any Synapse module.
 
-Both read the same script file at every call, so a test changes a module's behaviour
-between two client actions without restarting anything, and both append one JSON line per
-call to a calls file, so a test can compare which modules Synapse and glia invoked, and
-with what.
+Both instances read the same script file at every call, so a test changes a module's
+behaviour between two client actions without restarting anything, and both append one JSON
+line per call to a calls file, so a test can compare which modules Synapse and glia invoked,
+and with what.
 
 The script is a JSON object: module name -> callback name -> action. No entry means the
 callback's neutral answer (`NOT_SPAM`, `None`, `True`, ... as Synapse's own default).
@@ -14,10 +14,8 @@ Actions:
 
 - `{"return": VALUE}`: answer VALUE (encoding below);
 - `{"raise": {"status": 429, "errcode": "M_LIMIT_EXCEEDED", "error": "...", "fields": {...}}}`:
-  raise `SynapseError(status, error, errcode, fields)`; over NATS a `failed` error carrying
-  `synapse_error`, or, with `"wire": "deny"` beside `raise`, `on_create_room`'s
-  `{"deny": SynapseError}` answer;
-- `{"raise": {"exception": "message"}}`: raise a plain exception (over NATS: `failed`);
+  raise `SynapseError(status, error, errcode, fields)`;
+- `{"raise": {"exception": "message"}}`: raise a plain exception;
 - `{"sleep": SECONDS, "then": ACTION}`: wait, then do ACTION;
 - `{"if": COND, "then": ACTION, "else": ACTION}`: COND is `{"arg": "dotted.path", "contains":
   "text"}` or `{"arg": ..., "equals": value}` on the call's argument view (see `view_args`;
@@ -25,22 +23,21 @@ Actions:
 
 Values (JSON cannot tell `Codes.FORBIDDEN` from a string, so most are tagged):
 
-| JSON | native (Synapse) value | wire answer (glia-bus-v1) |
-|---|---|---|
-| `"NOT_SPAM"`, `true`, `false`, `null`, numbers | the same | the same |
-| `{"codes": "M_X"}` | `Codes.X` | `{"errcode": "M_X"}` |
-| `{"codes": "M_X", "fields": {...}}` | `(Codes.X, {...})` | `{"errcode": "M_X", "fields": {...}}` |
-| `{"message": "text"}` | `"text"` (the deprecated spam message) | `{"message": "text"}` |
-| `{"string": "text"}` | `"text"` | `"text"` |
-| `{"dict": {...}}` | the dict | the object |
-| `{"event_allowed": [ok, replacement]}` | `(ok, replacement)` | `{"allowed": ok, "replacement": ...}` |
-| `{"replace_content": {...}}` | `(True, the event with this content)` | `{"allowed": true, "replacement": ...}` |
-| `{"upload_limits": [{max_bytes, time_period_ms, ...}]}` | `[MediaUploadLimit(...)]` | the list |
-| `{"ratelimit": {per_second, burst_count}}` | `RatelimitOverride(...)` | the object |
-| `{"registration": "allow" / "shadow_ban" / "deny"}` | `RegistrationBehaviour(...)` | the string |
-| `{"users": [...]}` / `{"users": "ALL"}` | a set of user ids / `"ALL"` | the list / `"ALL"` |
-| `{"auth": "@u:hs"}`, `{"auth": {"arg": "username"}}` | `(user id, None)` (the named argument) | `{"user_id": ...}` |
-| `{"request_content": {...}}` (on_create_room) | merged into the live request, `None` | `{"request_content": merged}` |
+| JSON | the module's (Synapse's) value |
+|---|---|
+| `"NOT_SPAM"`, `true`, `false`, `null`, numbers | the same (`"NOT_SPAM"` is the `NOT_SPAM` object) |
+| `{"codes": "M_X"}` | `Codes.X` |
+| `{"codes": "M_X", "fields": {...}}` | `(Codes.X, {...})` |
+| `{"message": "text"}`, `{"string": "text"}` | `"text"` (a string built at run time) |
+| `{"dict": {...}}` | the dict |
+| `{"event_allowed": [ok, replacement]}` | `(ok, replacement)` |
+| `{"replace_content": {...}}` | `(True, the event with this content)` |
+| `{"upload_limits": [{max_bytes, time_period_ms, ...}]}` | `[MediaUploadLimit(...)]` |
+| `{"ratelimit": {per_second, burst_count}}` | `RatelimitOverride(...)` |
+| `{"registration": "allow" / "shadow_ban" / "deny"}` | `RegistrationBehaviour(...)` |
+| `{"users": [...]}` / `{"users": "ALL"}` | a set of user ids / `"ALL"` |
+| `{"auth": "@u:hs"}`, `{"auth": {"arg": "username"}}` | `(user id, None)` (the named argument) |
+| `{"request_content": {...}}` (on_create_room) | merged into the live request, `None` |
 """
 
 from __future__ import annotations
@@ -162,8 +159,6 @@ class Raise:
     status: int | None = None
     errcode: str = "M_UNKNOWN"
     fields: Mapping[str, Any] | None = None
-    #: Over NATS, `on_create_room`'s `{"deny": ...}` answer rather than a `failed` error.
-    as_deny: bool = False
 
 
 def read_script(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -240,7 +235,6 @@ def resolve(action: Any, spec: Spec, view: Mapping[str, Any]) -> Step:
                     status=int(raised.get("status", 400)),
                     errcode=raised.get("errcode", "M_UNKNOWN"),
                     fields=raised.get("fields"),
-                    as_deny=action.get("wire") == "deny",
                 ),
             )
         else:
@@ -307,52 +301,6 @@ def read_calls(calls: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-# -- the wire (glia-bus-v1) ------------------------------------------------------------------
-
-
-def wire_answer(value: Any, spec: Spec, args: Mapping[str, Any]) -> Any:
-    """A value (JSON encoding) as the module's answer on the NATS bus."""
-    if not isinstance(value, Mapping):
-        return value
-    if "codes" in value:
-        answer: dict[str, Any] = {"errcode": value["codes"]}
-        if "fields" in value:
-            answer["fields"] = value["fields"]
-        return answer
-    if "message" in value:
-        return {"message": value["message"]} if spec.kind == "spam" else value["message"]
-    if "string" in value:
-        return value["string"]
-    if "dict" in value:
-        return value["dict"]
-    if "event_allowed" in value:
-        allowed, replacement = value["event_allowed"]
-        return {"allowed": allowed, "replacement": replacement}
-    if "replace_content" in value:
-        return {"allowed": True, "replacement": {**args["event"], "content": value["replace_content"]}}
-    if "upload_limits" in value:
-        return value["upload_limits"]
-    if "ratelimit" in value:
-        return value["ratelimit"]
-    if "registration" in value:
-        return value["registration"]
-    if "users" in value:
-        return value["users"]
-    if "auth" in value:
-        return {"user_id": auth_user(value["auth"], args)}
-    if "request_content" in value:
-        return {"request_content": {**(args.get("request_content") or {}), **value["request_content"]}}
-    raise ScriptError(f"unknown value {value!r}")
-
-
 def auth_user(spec: Any, args: Mapping[str, Any]) -> Any:
     """An `auth` value's user id: the string itself, or the named argument's value."""
     return args.get(spec["arg"]) if isinstance(spec, Mapping) else spec
-
-
-def wire_synapse_error(error: Raise) -> dict[str, Any]:
-    """A `SynapseError` as glia-bus-v1 spells it."""
-    out: dict[str, Any] = {"status": error.status, "errcode": error.errcode, "error": error.message}
-    if error.fields:
-        out["fields"] = dict(error.fields)
-    return out
