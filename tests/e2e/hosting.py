@@ -85,13 +85,16 @@ def start_standalone_host(config_path: Path, names: Iterable[str], log: Path, en
     return process
 
 
-def host_pids(glia_pid: int) -> list[int]:
-    """The Python host processes `glia serve` (pid `glia_pid`) started: its children."""
-    try:
-        children = Path(f"/proc/{glia_pid}/task/{glia_pid}/children").read_text().split()
-    except OSError:
-        return []
-    return [int(pid) for pid in children]
+def child_pids(pid: int) -> list[int]:
+    """The processes `pid` started (glia's Python hosts), whichever of its threads started
+    them (each module starts its host from its own thread)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return children
 
 
 # -- OpenLDAP -----------------------------------------------------------------------------------

@@ -872,11 +872,12 @@ impl<'a> Loader<'a> {
             };
         }
         let class = module.map_or("?", |m| m.module.as_str());
-        Err(self.error(
-            &at,
-            label,
-            format!("bad config for module {class:?}: {}", error.error.message),
-        ))
+        let message = if error.error.path.first().map(String::as_str) == Some("config") {
+            format!("bad config for module {class:?}: {}", error.error.message)
+        } else {
+            error.error.message // the class cannot be loaded: the message says so
+        };
+        Err(self.error(&at, label, message))
     }
 
     fn per_callback<T: Builtin>(

@@ -286,8 +286,10 @@ def shorten(value: Any) -> Any:
 
 
 def record_call(calls: str | os.PathLike[str], module: str, callback: str, view: Mapping[str, Any]) -> None:
-    """Appends one call to the calls file (one JSON object per line, written at once)."""
-    line = json.dumps({"module": module, "callback": callback, "args": shorten(view), "time": time.time()})
+    """Appends one call to the calls file (one JSON object per line, written at once), with
+    the process that served it (several Python hosts may serve one module)."""
+    record = {"module": module, "callback": callback, "args": shorten(view), "time": time.time(), "pid": os.getpid()}
+    line = json.dumps(record)
     with open(calls, "a") as f:
         f.write(line + "\n")
 

@@ -12,6 +12,7 @@ modules:
       callbacks: [check_event_for_spam, user_may_invite, on_update, ...]
       login_types: {org.example.scripted: [token]}      # auth checkers (check_auth)
       web_resources: [/_synapse/client/demo/hello]      # the docs' demo resource
+      load_delay: 2                   # seconds the constructor blocks, as a slow import does
 ```
 
 Each listed callback is registered with the `register_*_callbacks` method Synapse has for it
@@ -27,6 +28,7 @@ from __future__ import annotations
 import enum
 import inspect
 import json
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any
@@ -165,6 +167,7 @@ class ScriptedModule:
     """A Synapse module whose every callback does what a script file says."""
 
     def __init__(self, config: Mapping[str, Any], api: ModuleApi) -> None:
+        time.sleep(float(config.get("load_delay", 0)))
         self._api = api
         self._name: str = config["name"]
         self._script: str = config["script"]

@@ -1,0 +1,289 @@
+"""glia's Python host itself, with glia alone (no homeserver): `glia check-config` running the
+modules' `parse_config`; supervision of the host processes `glia serve` starts (a module that
+raises, one that hangs, a host killed while it runs and while it loads); and standalone hosts
+sharing a module's load over NATS.
+
+The module is the scripted oracle (`oracle/scripted_synapse.py`): its script makes it raise or
+hang, and each call it records names the host process that served it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness import GLIA_TOKEN, Glia, NatsServer, free_port, http_request, wait_until
+from hosting import ORACLE, child_pids, module_info, python_path_env, python_section, start_standalone_host
+
+sys.path.insert(0, str(ORACLE))
+
+from scripted_common import read_calls
+
+#: How long glia lets a whole request take (its `deadline`); every request must be answered
+#: by then, whatever the host does.
+DEADLINE_S = 5
+ROOM_CONFIG = {"user_id": "@alice:example.com", "room_config": {}}
+
+
+def scripted(name: str, workdir: Path, callbacks: list[str], **config: Any) -> dict[str, Any]:
+    """A `modules:` entry running the scripted module, with its script and calls in `workdir`."""
+    return {
+        "module": "scripted_synapse.ScriptedModule",
+        "name": name,
+        "config": {
+            "name": name,
+            "script": str(workdir / "script.json"),
+            "calls": str(workdir / "calls.jsonl"),
+            "callbacks": callbacks,
+            **config,
+        },
+    }
+
+
+def ask(glia: Glia, callback: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Asks glia to decide one callback; the answer must come by the request's deadline."""
+    status, _, raw = http_request(
+        "POST",
+        f"{glia.url}/_glia/v1/callbacks/{callback}",
+        body,
+        {"Authorization": f"Bearer {GLIA_TOKEN}"},
+        timeout=DEADLINE_S + 5,
+    )
+    assert status == 200, raw
+    return json.loads(raw)  # type: ignore[no-any-return]
+
+
+def write_script(workdir: Path, script: dict[str, Any]) -> None:
+    (workdir / "script.json").write_text(json.dumps(script))
+
+
+def served_by(workdir: Path) -> list[int]:
+    """The host process that served each call so far."""
+    return [call["pid"] for call in read_calls(workdir / "calls.jsonl")]
+
+
+# -- glia check-config ----------------------------------------------------------------------------
+
+
+def check_config(glia_bin: Path, path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(glia_bin), "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        env=env or python_path_env(ORACLE),
+        timeout=180,
+    )
+
+
+def test_check_config_runs_each_modules_parse_config_and_names_the_key(glia_bin: Path, tmp_path: Path) -> None:
+    config = tmp_path / "glia.yaml"
+    head = f"python:\n  interpreter: {sys.executable}\n  server_name: example.com\nmodules:\n"
+    config.write_text(
+        head
+        + "  - module: ldap_auth_provider.LdapAuthProviderModule\n"
+        + "    name: ldap\n"
+        + "    config:\n"
+        + "      enabled: true\n"
+        + "      uri: ldap://127.0.0.1:1\n"
+    )
+    done = check_config(glia_bin, config)
+    assert done.returncode != 0
+    assert done.stderr.strip() == (
+        f"error: {config}:7:5: modules[0] (ldap): key `config`: bad config for module "
+        '"ldap_auth_provider.LdapAuthProviderModule": Failed to parse config for module '
+        "'ldap_auth_provider.LdapAuthProviderModule': LDAP enabled but missing required config values: base, attributes"
+    ), done.stderr
+    config.write_text(head + "  - module: no_such_package.NoSuchModule\n")
+    done = check_config(glia_bin, config)
+    assert done.stderr.strip() == (
+        f"error: {config}:5:5: modules[0] (no_such_package.NoSuchModule): key `module`: cannot load "
+        "no_such_package.NoSuchModule: ModuleNotFoundError: No module named 'no_such_package'"
+    )
+    config.write_text(
+        head + "  - module: shared_secret_authenticator.SharedSecretAuthProvider\n    config: {shared_secret: s}\n"
+    )
+    done = check_config(glia_bin, config)
+    assert (done.returncode, done.stdout.strip()) == (0, f"{config}: OK (1 modules)"), done.stderr
+
+
+def test_check_config_says_what_a_python_module_needs(glia_bin: Path, tmp_path: Path) -> None:
+    config = tmp_path / "glia.yaml"
+    config.write_text("modules:\n  - module: shared_secret_authenticator.SharedSecretAuthProvider\n")
+    done = check_config(glia_bin, config)
+    assert "key `module`: a Python module (a dotted path to its class) needs glia's `python:` section" in done.stderr
+    config.write_text(
+        "python: {interpreter: /nonexistent/python, server_name: example.com}\n"
+        "modules:\n  - module: shared_secret_authenticator.SharedSecretAuthProvider\n"
+    )
+    done = check_config(glia_bin, config)
+    assert f'{config}:1:10: key `python.interpreter`: cannot run "/nonexistent/python"' in done.stderr, done.stderr
+    assert "glia-python-host" in done.stderr
+
+
+# -- supervision ------------------------------------------------------------------------------
+
+
+@dataclass
+class Supervised:
+    """glia with one hosted module, `sup`, on a short timeout and watchdog."""
+
+    glia: Glia
+    workdir: Path
+
+    def info(self) -> dict[str, Any]:
+        return module_info(self.glia.url, "sup")
+
+    def host_pid(self) -> int:
+        """The host that served the latest call."""
+        before = len(served_by(self.workdir))
+        ask(self.glia, "user_may_invite", {"inviter": "@a:x", "invitee": "@b:x", "room_id": "!r:x"})
+        pids = served_by(self.workdir)
+        assert len(pids) > before, self.glia.process.tail()
+        return pids[-1]
+
+    def running_again(self, restarts: int) -> None:
+        """Waits until the module has restarted `restarts` times in all and serves."""
+        wait_until(
+            lambda: self.info()["restarts"] >= restarts and self.info()["state"] == "running",
+            60,
+            f"{restarts} restarts of the hosted module",
+            lambda: f"{self.info()}\n{self.glia.process.tail()}",
+        )
+
+
+@pytest.fixture(scope="module")
+def supervised(glia_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervised]:
+    workdir = tmp_path_factory.mktemp("supervised")
+    write_script(workdir, {})
+    port = free_port()
+    entry = scripted("sup", workdir, ["user_may_create_room", "user_may_invite"], load_delay=1)
+    entry.update(
+        timeout="1s",
+        failure_policy="allow",
+        restart={"watchdog": "3s", "backoff_min": "10ms", "intensity": 50, "period": "1m"},
+    )
+    config = {
+        "listen": f"127.0.0.1:{port}",
+        "auth_token": GLIA_TOKEN,
+        "deadline": f"{DEADLINE_S}s",
+        "python": python_section("example.com"),
+        "modules": [entry],
+    }
+    glia = Glia.start(glia_bin, workdir, config, port, env=python_path_env(ORACLE))
+    yield Supervised(glia, workdir)
+    glia.stop()
+
+
+def test_a_module_that_raises_is_answered_by_its_failure_policy_and_not_restarted(supervised: Supervised) -> None:
+    write_script(supervised.workdir, {"sup": {"user_may_create_room": {"raise": {"exception": "broken"}}}})
+    try:
+        assert ask(supervised.glia, "user_may_create_room", ROOM_CONFIG)["decision"] == "allow"  # policy: allow
+    finally:
+        write_script(supervised.workdir, {})
+    # An exception is the module's answer, not a crash of its host.
+    assert (supervised.info()["crashes"], supervised.info()["restarts"]) == (0, 0)
+
+
+def test_a_hanging_module_is_cut_off_by_its_timeout_and_its_host_restarted_by_the_watchdog(
+    supervised: Supervised,
+) -> None:
+    before = supervised.host_pid()
+    restarts = supervised.info()["restarts"]
+    write_script(supervised.workdir, {"sup": {"user_may_create_room": {"sleep": 3600}}})
+    try:
+        assert ask(supervised.glia, "user_may_create_room", ROOM_CONFIG)["decision"] == "allow"
+    finally:
+        write_script(supervised.workdir, {})
+    supervised.running_again(restarts + 1)
+    assert supervised.host_pid() != before
+
+
+def test_a_killed_host_fails_its_invocations_through_the_policy_and_is_restarted(supervised: Supervised) -> None:
+    before = supervised.host_pid()
+    restarts = supervised.info()["restarts"]
+    os.kill(before, signal.SIGKILL)
+    # Whatever state the host is in, every request is answered by its deadline.
+    for _ in range(5):
+        assert ask(supervised.glia, "user_may_create_room", ROOM_CONFIG)["decision"] == "allow"
+    supervised.running_again(restarts + 1)
+    assert supervised.host_pid() != before
+    assert supervised.info()["crashes"] >= 1
+
+
+def test_a_host_killed_while_it_loads_the_module_is_started_again(supervised: Supervised) -> None:
+    before = supervised.host_pid()
+    restarts = supervised.info()["restarts"]
+    glia_pid = supervised.glia.process.popen.pid  # type: ignore[union-attr]
+    os.kill(before, signal.SIGKILL)
+    assert ask(supervised.glia, "user_may_create_room", ROOM_CONFIG)["decision"] == "allow"
+    # The next host is loading (the module's constructor takes a second): kill it then.
+    loading: list[int] = []
+
+    def a_new_host_is_loading() -> bool:
+        loading[:] = [pid for pid in child_pids(glia_pid) if pid != before]
+        return bool(loading)
+
+    wait_until(a_new_host_is_loading, 30, "a new host process", supervised.glia.process.tail)
+    os.kill(loading[0], signal.SIGKILL)
+    for _ in range(3):
+        assert ask(supervised.glia, "user_may_create_room", ROOM_CONFIG)["decision"] == "allow"
+    supervised.running_again(restarts + 1)
+    assert supervised.host_pid() not in (before, loading[0])
+
+
+# -- standalone hosts on NATS ------------------------------------------------------------------------
+
+
+def test_standalone_hosts_share_a_modules_load_over_nats_and_drain(glia_bin: Path, tmp_path: Path) -> None:
+    (tmp_path / "nats").mkdir()
+    nats = NatsServer.start(tmp_path / "nats")
+    write_script(tmp_path, {})
+    port = free_port()
+    entry = scripted("shared", tmp_path, ["user_may_invite"])
+    entry.update(placement="nats", failure_policy="deny", timeout="2s")
+    config = {
+        "listen": f"127.0.0.1:{port}",
+        "auth_token": GLIA_TOKEN,
+        "deadline": f"{DEADLINE_S}s",
+        "bus": {"type": "nats", "url": nats.url},
+        "python": python_section("example.com"),
+        "modules": [entry],
+    }
+    config_path = tmp_path / "glia.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    env = python_path_env(ORACLE)
+    hosts = [start_standalone_host(config_path, ["shared"], tmp_path / f"host-{i}.log", env) for i in range(2)]
+    glia = Glia.start(glia_bin, tmp_path, config, port, env=env)
+    invite = {"inviter": "@a:example.com", "invitee": "@b:example.com", "room_id": "!r:example.com"}
+    try:
+        wait_until(lambda: module_info(glia.url, "shared")["state"] == "running", 20, "glia planning the module")
+        for _ in range(40):
+            assert ask(glia, "user_may_invite", invite)["decision"] == "allow"
+        assert len(set(served_by(tmp_path))) == 2, "both hosts served invocations"
+        # One host drains on SIGTERM; the other serves everything.
+        hosts[0].signal(signal.SIGTERM)
+        assert hosts[0].popen is not None and hosts[0].popen.wait(30) == 0, hosts[0].tail()
+        assert "drained; bye" in hosts[0].log_path.read_text()
+        survivor = hosts[1].popen.pid  # type: ignore[union-attr]
+        before = len(served_by(tmp_path))
+        for _ in range(10):
+            assert ask(glia, "user_may_invite", invite)["decision"] == "allow"
+        assert set(served_by(tmp_path)[before:]) == {survivor}
+        # With no host left, the failure policy answers at once (no responders).
+        hosts[1].stop()
+        assert ask(glia, "user_may_invite", invite)["decision"] == "deny"
+    finally:
+        glia.stop()
+        for host in hosts:
+            host.stop()
+        nats.stop()
