@@ -1301,3 +1301,73 @@ fn nats_servers_are_one_url_a_comma_separated_string_or_a_list() {
         assert!(err.position.is_some(), "{bad}: {err}");
     }
 }
+
+#[test]
+fn a_python_module_needs_the_python_section() {
+    let yaml = concat!(
+        "modules:\n",                                  // 1
+        "  - module: ldap_auth_provider.LdapModule\n", // 2
+        "    name: ldap\n",                            // 3
+    );
+    assert_error(
+        &error_of(yaml),
+        (2, 5),
+        Some((0, "ldap")),
+        "module",
+        "a Python module (a dotted path to its class) needs glia's `python:` section, with at least `server_name` (see the README)",
+    );
+}
+
+#[test]
+fn the_python_section_is_checked_key_by_key() {
+    let yaml = concat!(
+        "python:\n",                                   // 1
+        "  interpreter: python3\n",                    // 2
+        "modules:\n",                                  // 3
+        "  - module: ldap_auth_provider.LdapModule\n", // 4
+    );
+    assert_error(
+        &error_of(yaml),
+        (1, 1),
+        None,
+        "python.server_name",
+        "required: the homeserver's server name (as in homeserver.yaml), which Python modules read from their ModuleApi",
+    );
+    let yaml = concat!(
+        "python:\n",                                                                    // 1
+        "  server_name: example.com\n",                                                 // 2
+        "  module_api: {url: \"http://127.0.0.1:8788\", secret: a, secret_file: /x}\n", // 3
+        "modules:\n",                                                                   // 4
+        "  - module: ldap_auth_provider.LdapModule\n",                                  // 5
+    );
+    assert_error(
+        &error_of(yaml),
+        (3, 57),
+        None,
+        "python.module_api.secret_file",
+        "set secret or secret_file, not both",
+    );
+    let yaml = concat!(
+        "python:\n",                    // 1
+        "  server_name: example.com\n", // 2
+        "  startup: 5s\n",              // 3
+    );
+    assert!(error_of(yaml).message.contains("unknown field `startup`"));
+}
+
+#[test]
+fn a_python_module_on_nats_needs_a_name_that_is_a_subject_token() {
+    let yaml = concat!(
+        "bus: {type: nats, url: \"nats://127.0.0.1:4222\"}\n", // 1
+        "python: {server_name: example.com}\n",                // 2
+        "modules:\n",                                          // 3
+        "  - module: ldap_auth_provider.LdapModule\n",         // 4
+        "    placement: nats\n",                               // 5
+    );
+    let err = error_of(yaml);
+    assert_eq!(err.key, "placement", "{err}");
+    assert!(
+        err.message.contains("cannot be a NATS subject token"),
+        "{err}"
+    );
+}

@@ -259,3 +259,18 @@ class DoNothingUnsigned:
     @staticmethod
     def parse_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
         return config
+
+
+class DoNothingSpamChecker:
+    """A native module whose `check_event_for_spam` answers `NOT_SPAM` and does nothing else
+    (bench_python_host.py: the same module in Synapse and in glia's Python host)."""
+
+    def __init__(self, config: Mapping[str, Any], api: ModuleApi) -> None:
+        async def not_spam(event: Any) -> str:
+            return NOT_SPAM
+
+        api.register_spam_checker_callbacks(check_event_for_spam=not_spam)
+
+    @staticmethod
+    def parse_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
+        return config
