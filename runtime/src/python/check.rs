@@ -32,8 +32,11 @@ pub fn run(
         .map_err(|e| CheckFailed(format!("cannot run {interpreter:?}: {e}; {hint}")))?;
     let request = serde_json::to_vec(&HostCheck { modules }).unwrap_or_default();
     if let Some(mut stdin) = child.stdin.take() {
-        // The host reads all of it before answering; a failed write shows as its exit.
-        let _ = stdin.write_all(&request);
+        // Written from a thread of its own, so a host writing much before it reads cannot
+        // block glia; a failed write shows as the host's exit.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&request);
+        });
     }
     let (mut stdout, mut stderr) = (child.stdout.take(), child.stderr.take());
     let (done, finished) = mpsc::channel();

@@ -72,22 +72,14 @@ impl HostProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| format!("cannot run the Python host with {interpreter:?}: {e} (set python.interpreter to a Python with glia-python-host installed)"))?;
-        let (stdin, stdout) = match (child.stdin.take(), child.stdout.take()) {
-            (Some(stdin), Some(stdout)) => (stdin, stdout),
-            _ => return Err("the Python host's pipes could not be opened".into()),
-        };
-        let (frames, outgoing) = mpsc::channel::<Vec<u8>>();
-        std::thread::Builder::new()
-            .name(format!("glia-py-out-{name}"))
-            .spawn(move || write_frames(stdin, outgoing))
-            .map_err(|e| format!("cannot start the pipe's writer thread: {e}"))?;
         let pipe = Arc::new(Mutex::new(Pipe::default()));
+        let (frames, outgoing) = mpsc::channel::<Vec<u8>>();
         let (started_tx, started_rx) = mpsc::channel();
-        let reader_pipe = pipe.clone();
-        std::thread::Builder::new()
-            .name(format!("glia-py-in-{name}"))
-            .spawn(move || read_frames(stdout, reader_pipe, started_tx))
-            .map_err(|e| format!("cannot start the pipe's reader thread: {e}"))?;
+        if let Err(e) = start_pipe_threads(name, &mut child, outgoing, pipe.clone(), started_tx) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
         let process = Arc::new(HostProcess {
             name: name.to_owned(),
             child: Mutex::new(child),
@@ -189,6 +181,62 @@ impl Drop for HostProcess {
     }
 }
 
+/// Starts the threads that write frames to the host's standard input and read its frames from
+/// its standard output.
+fn start_pipe_threads(
+    name: &str,
+    child: &mut Child,
+    outgoing: mpsc::Receiver<Vec<u8>>,
+    pipe: Arc<Mutex<Pipe>>,
+    started: mpsc::Sender<Started>,
+) -> Result<(), String> {
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err("the Python host's pipes could not be opened".into());
+    };
+    std::thread::Builder::new()
+        .name(format!("glia-py-out-{name}"))
+        .spawn(move || write_frames(stdin, outgoing))
+        .map_err(|e| format!("cannot start the pipe's writer thread: {e}"))?;
+    std::thread::Builder::new()
+        .name(format!("glia-py-in-{name}"))
+        .spawn(move || read_frames(stdout, pipe, started))
+        .map_err(|e| format!("cannot start the pipe's reader thread: {e}"))?;
+    Ok(())
+}
+
+/// A reply frame glia cannot read (an answer of the wrong shape for its callback) is that
+/// invocation's invalid answer, for its failure policy; the host keeps serving.
+fn reply_invalid(pipe: &Mutex<Pipe>, line: &str, error: &str) {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+        return;
+    };
+    let Some(id) = value
+        .pointer("/reply/id")
+        .and_then(serde_json::Value::as_u64)
+    else {
+        return;
+    };
+    let waiter = pipe
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .waiting
+        .remove(&id);
+    if let Some(Waiter::Invoke(tx)) = waiter {
+        let request_id = value
+            .pointer("/reply/reply/request_id")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        let _ = tx.send(Ok(InvocationReply {
+            request_id: request_id.to_owned(),
+            result: glia_bus_schema::InvocationResult::Error(
+                glia_bus_schema::InvocationError::InvalidAnswer {
+                    detail: format!("the module's answer is not one glia reads: {error}"),
+                },
+            ),
+        }));
+    }
+}
+
 fn fail_all(pipe: &Mutex<Pipe>, reason: String) {
     let waiting: Vec<Waiter> = {
         let mut pipe = pipe.lock().unwrap_or_else(|e| e.into_inner());
@@ -225,6 +273,7 @@ fn read_frames(stdout: ChildStdout, pipe: Arc<Mutex<Pipe>>, started: mpsc::Sende
             Ok(frame) => frame,
             Err(e) => {
                 tracing::error!(error = %e, line = %line.chars().take(200).collect::<String>(), "the Python host wrote a frame glia cannot read");
+                reply_invalid(&pipe, &line, &e.to_string());
                 continue;
             }
         };
