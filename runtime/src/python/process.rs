@@ -315,3 +315,175 @@ fn read_frames(stdout: ChildStdout, pipe: Arc<Mutex<Pipe>>, started: mpsc::Sende
     }
     fail_all(&pipe, end);
 }
+
+#[cfg(test)]
+mod tests {
+    //! The pipe against stand-in hosts: shell scripts speaking the frames (the real host is
+    //! tested end to end in tests/e2e).
+
+    use super::*;
+    use glia_bus_schema::host::HomeserverSettings;
+    use glia_bus_schema::{CallbackRequest, Invocation, InvocationResult};
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in host: `sh` running `script` whatever its arguments.
+    fn host(script: &str) -> (tempdir::Dir, String) {
+        let dir = tempdir::Dir::new();
+        let path = dir.0.join("host.sh");
+        let mut file = std::fs::File::create(&path).unwrap();
+        writeln!(file, "#!/bin/sh\n{script}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (dir, path.display().to_string())
+    }
+
+    mod tempdir {
+        /// A directory removed when dropped.
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Self {
+                let path = std::env::temp_dir().join(format!(
+                    "glia-py-test-{}-{}",
+                    std::process::id(),
+                    fastrand::u64(..)
+                ));
+                std::fs::create_dir_all(&path).unwrap();
+                Dir(path)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    fn start() -> ToHost {
+        ToHost::Start(glia_bus_schema::host::HostStart {
+            name: "m".into(),
+            module: "pkg.Module".into(),
+            config: serde_json::json!({}),
+            homeserver: HomeserverSettings {
+                server_name: "example.com".into(),
+                public_baseurl: None,
+                worker_name: None,
+                email_app_name: None,
+                module_api: None,
+            },
+        })
+    }
+
+    fn invoke(id: u64) -> ToHost {
+        let request: CallbackRequest = serde_json::from_value(serde_json::json!({
+            "callback": "user_may_invite",
+            "args": {"inviter": "@a:x", "invitee": "@b:x", "room_id": "!r:x"}
+        }))
+        .unwrap();
+        ToHost::Invoke(glia_bus_schema::host::HostInvoke {
+            id,
+            invocation: Invocation {
+                request_id: "r".into(),
+                deadline_ms: 0,
+                request,
+            },
+        })
+    }
+
+    const READY: &str =
+        r#"echo '{"ready":{"description":{"callbacks":["user_may_invite"]},"subtrees":[]}}'"#;
+
+    #[test]
+    fn replies_reach_their_invocation_and_a_dead_host_fails_the_rest() {
+        let (_dir, script) = host(&format!(
+            r#"read start
+{READY}
+while read line; do
+  id=$(echo "$line" | sed 's/.*"id":\([0-9]*\).*/\1/')
+  case "$line" in *inviter*) ;; *) continue;; esac
+  [ "$id" = 2 ] && exit 0
+  echo "{{\"reply\":{{\"id\":$id,\"reply\":{{\"request_id\":\"r\",\"result\":{{\"answer\":{{\"callback\":\"user_may_invite\",\"answer\":\"NOT_SPAM\"}}}}}}}}}}"
+done"#
+        ));
+        let (process, started) =
+            HostProcess::spawn("m", &script, &start(), Duration::from_secs(10)).unwrap();
+        assert!(matches!(started, Started::Ready(_)));
+        let id = process.next_id();
+        let reply = futures::executor::block_on(process.invoke(id, invoke(id))).unwrap();
+        assert!(
+            matches!(reply.result, InvocationResult::Answer(_)),
+            "{reply:?}"
+        );
+        // The host exits on the second invocation: it fails, and so does every later one.
+        let id = process.next_id();
+        let gone = futures::executor::block_on(process.invoke(id, invoke(id))).unwrap_err();
+        assert_eq!(gone, "the Python host exited");
+        let id = process.next_id();
+        assert!(futures::executor::block_on(process.invoke(id, invoke(id))).is_err());
+    }
+
+    #[test]
+    fn a_reply_glia_cannot_read_is_an_invalid_answer() {
+        let (_dir, script) = host(&format!(
+            r#"read start
+{READY}
+read line
+echo '{{"reply":{{"id":1,"reply":{{"request_id":"r","result":{{"answer":{{"callback":"no_such_callback","answer":1}}}}}}}}}}'
+sleep 5"#
+        ));
+        let (process, _) =
+            HostProcess::spawn("m", &script, &start(), Duration::from_secs(10)).unwrap();
+        let id = process.next_id();
+        let reply = futures::executor::block_on(process.invoke(id, invoke(id))).unwrap();
+        match reply.result {
+            InvocationResult::Error(glia_bus_schema::InvocationError::InvalidAnswer { detail }) => {
+                assert!(detail.contains("not one glia reads"), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_host_that_fails_or_exits_while_loading_says_so() {
+        let (_dir, script) = host(
+            r#"read start
+echo '{"failed":{"path":["config","uri"],"message":"bad uri"}}'"#,
+        );
+        let (_process, started) =
+            HostProcess::spawn("m", &script, &start(), Duration::from_secs(10)).unwrap();
+        match started {
+            Started::Failed(error) => assert_eq!(
+                (error.path, error.message),
+                (
+                    vec!["config".to_owned(), "uri".to_owned()],
+                    "bad uri".to_owned()
+                )
+            ),
+            _ => panic!("expected a load failure"),
+        }
+        let (_dir, script) = host("exit 3");
+        let (_process, started) =
+            HostProcess::spawn("m", &script, &start(), Duration::from_secs(10)).unwrap();
+        assert!(
+            matches!(&started, Started::Exited(reason) if reason == "the Python host exited before loading the module")
+        );
+        let (_dir, script) = host("sleep 30");
+        let (process, started) =
+            HostProcess::spawn("m", &script, &start(), Duration::from_millis(300)).unwrap();
+        assert!(
+            matches!(&started, Started::Exited(reason) if reason.contains("did not load the module within 0.3 s"))
+        );
+        // It was killed, not left to run.
+        assert!(process.child.lock().unwrap().try_wait().unwrap().is_some());
+    }
+
+    #[test]
+    fn an_interpreter_that_is_not_there_is_named() {
+        let error =
+            HostProcess::spawn("m", "/nonexistent/python", &start(), Duration::from_secs(1))
+                .err()
+                .unwrap();
+        assert!(
+            error.starts_with("cannot run the Python host with \"/nonexistent/python\""),
+            "{error}"
+        );
+    }
+}
