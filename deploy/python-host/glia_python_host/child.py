@@ -106,7 +106,6 @@ async def run() -> int:
     try:
         start = json.loads(line or b"null").get("start")
         settings = HomeserverSettings.from_json(start.get("homeserver") or {})
-        logging.getLogger().name = str(start.get("name") or "")
         module = HostedModule(start["module"], start.get("config"), settings)
     except LoadError as e:
         await out.send({"failed": e.to_json()})

@@ -14,6 +14,8 @@ import base64
 from collections.abc import Mapping
 from typing import Any
 
+from glia_python_host.reactor import settle
+
 #: How long one web request to the module may take before the host answers 504.
 WEB_TIMEOUT_S = 60.0
 
@@ -73,8 +75,6 @@ class WebServer:
     async def stop(self) -> None:
         """Stops listening."""
         if self._port is not None:
-            from glia_python_host.reactor import settle
-
             await settle(self._port.stopListening())
 
 
