@@ -63,12 +63,29 @@ pub enum ArgsError {
     },
 }
 
+/// How deep serde_json nests arrays and objects before it stops (its recursion limit).
+pub const MAX_DEPTH: usize = 128;
+
+/// Whether serde_json gave up because the input nests deeper than [`MAX_DEPTH`]. It files
+/// that under syntax errors and exposes no code for it, so its message is the only sign;
+/// `deep_nesting_is_bad_json_not_not_json` fails if a new serde_json words it otherwise.
+fn too_deep(e: &serde_json::Error) -> bool {
+    e.is_syntax() && e.to_string().starts_with("recursion limit exceeded")
+}
+
 fn decode_args<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ArgsError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
+        if too_deep(&inner) {
+            // Valid JSON can nest deeper than the decoder recurses: it is JSON, but not
+            // arguments glia takes.
+            ArgsError::BadField {
+                path: String::new(),
+                message: format!("nested more than {MAX_DEPTH} levels deep"),
+            }
+        } else if inner.is_syntax() || inner.is_eof() {
             ArgsError::NotJson(inner.to_string())
         } else {
             ArgsError::BadField {
