@@ -92,14 +92,10 @@ fn main() -> ExitCode {
     let quiet = matches!(cli.command, Command::Chaos { .. });
     logging::init_with_default(cli.log_json, if quiet { "off" } else { "info" });
     let outcome = match cli.command {
-        Command::CheckConfig { file } => load(Some(&file)).and_then(|cfg| {
-            // The files the config names are read as `glia serve` reads them at start.
-            glia_runtime::telemetry::Telemetry::check(&cfg.telemetry, |name| {
-                std::env::var(name).ok()
-            })
-            .map_err(|e| format!("{}: {e}", file.display()))?;
+        // Loading checks everything `serve` and `worker` check before they start, the files
+        // the config names included.
+        Command::CheckConfig { file } => load(Some(&file)).map(|cfg| {
             println!("{}: OK ({} modules)", file.display(), cfg.modules.len());
-            Ok(())
         }),
         Command::Chaos {
             requests,

@@ -2,6 +2,8 @@
 //! time so every error names the file, line, module and key.
 
 mod duration;
+mod external;
+pub mod files;
 mod locate;
 pub mod telemetry;
 
@@ -342,10 +344,10 @@ struct RawModule {
     callbacks: Option<Vec<String>>,
 }
 
-/// Reads and checks a config file.
+/// Reads and checks a config file, and what it names outside itself (see [`load_str`]).
 pub fn load_file(path: &Path, registry: &ModuleRegistry) -> Result<GliaConfig, ConfigFileError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigFileError {
+    let text = files::read_text(path, files::MAX_CONFIG_FILE).map_err(|e| ConfigFileError {
         file: file.clone(),
         position: None,
         module: None,
@@ -355,7 +357,10 @@ pub fn load_file(path: &Path, registry: &ModuleRegistry) -> Result<GliaConfig, C
     load_str(&text, &file, registry)
 }
 
-/// Checks config text; `file` names it in errors.
+/// Checks config text; `file` names it in errors. Besides the text, it checks what the
+/// config names outside itself as `glia serve` and `glia worker` will use it — files (TLS,
+/// credentials, the token, the decision log), the NATS seed, the open-file limit — so
+/// `glia check-config` and a start refuse the same configs, with the same errors.
 pub fn load_str(
     text: &str,
     file: &str,
@@ -384,11 +389,16 @@ impl<'a> Loader<'a> {
             Value::Null
         } else {
             serde_saphyr::from_str(text).map_err(|e| {
-                let position = e.location().map(|l| Position {
-                    line: l.line() as u32,
-                    column: l.column() as u32,
-                });
-                syntax(e.to_string(), position)
+                // An error serde-saphyr cannot place (a limit on the whole document, say) is
+                // the document's: it points where the document starts.
+                let position = e
+                    .location()
+                    .map(|l| Position {
+                        line: l.line() as u32,
+                        column: l.column() as u32,
+                    })
+                    .or_else(|| locations.find(&ConfigPath::root()));
+                syntax(yaml_message(&e), position)
             })?
         };
         Ok(Loader {
@@ -444,34 +454,7 @@ impl<'a> Loader<'a> {
             }
         };
 
-        let auth_token = match (&raw.auth_token, &raw.auth_token_file) {
-            (Some(_), Some(_)) => {
-                return Err(self.error(
-                    &root_path.clone().key("auth_token_file"),
-                    None,
-                    "set auth_token or auth_token_file, not both",
-                ))
-            }
-            (Some(t), None) => Some(t.clone()),
-            (None, Some(path)) => {
-                let token = std::fs::read_to_string(path).map_err(|e| {
-                    self.error(
-                        &root_path.clone().key("auth_token_file"),
-                        None,
-                        format!("cannot read {path}: {e}"),
-                    )
-                })?;
-                Some(token.trim().to_owned())
-            }
-            (None, None) => None,
-        };
-        if auth_token.as_deref() == Some("") {
-            return Err(self.error(
-                &root_path.clone().key("auth_token"),
-                None,
-                "the auth token is empty",
-            ));
-        }
+        let auth_token = self.auth_token(&raw)?;
 
         let default_policy = match &raw.defaults.failure_policy {
             Some(p) => self.policy_table(
@@ -663,7 +646,7 @@ impl<'a> Loader<'a> {
                 self.error(&at, None, message)
             })?;
 
-        Ok(GliaConfig {
+        let config = GliaConfig {
             source: self.file.to_owned(),
             listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
             auth_token,
@@ -673,7 +656,52 @@ impl<'a> Loader<'a> {
             shutdown_grace: raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
             modules,
             telemetry,
-        })
+        };
+        external::check(&config, |name| std::env::var(name).ok())
+            .map_err(|(at, message)| self.error(&at, None, message))?;
+        Ok(config)
+    }
+
+    /// The bearer token, from `auth_token` or the file `auth_token_file` names (a regular
+    /// file, read up to a cap). Errors name the key that was used.
+    fn auth_token(&self, raw: &RawConfig) -> Result<Option<String>, ConfigFileError> {
+        let (token, key) = match (&raw.auth_token, &raw.auth_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(self.error(
+                    &ConfigPath::root().key("auth_token_file"),
+                    None,
+                    "set auth_token or auth_token_file, not both",
+                ))
+            }
+            (Some(t), None) => (t.clone(), "auth_token"),
+            (None, Some(path)) => {
+                let token =
+                    files::read_text(Path::new(path), files::MAX_NAMED_FILE).map_err(|e| {
+                        self.error(
+                            &ConfigPath::root().key("auth_token_file"),
+                            None,
+                            format!("cannot read {path}: {e}"),
+                        )
+                    })?;
+                (token.trim().to_owned(), "auth_token_file")
+            }
+            (None, None) => return Ok(None),
+        };
+        let at = ConfigPath::root().key(key);
+        if token.is_empty() {
+            return Err(self.error(&at, None, "the auth token is empty"));
+        }
+        // Callers send it in an `Authorization` header, which carries visible ASCII only: any
+        // other token could never be presented.
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(self.error(
+                &at,
+                None,
+                "the auth token must be visible ASCII (no spaces, control characters or \
+                 non-ASCII letters): callers send it in an HTTP header",
+            ));
+        }
+        Ok(Some(token))
     }
 
     fn policy_table(
@@ -705,6 +733,23 @@ impl<'a> Loader<'a> {
         }
         Ok(table)
     }
+}
+
+/// A YAML error's message alone: the error names the file, line and column itself, and
+/// serde-saphyr's own rendering adds a source snippet headed `<input>` and the position again.
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    use serde_saphyr::MessageFormatter;
+    let mut inner = e;
+    while let serde_saphyr::Error::WithSnippet { error, .. }
+    | serde_saphyr::Error::AliasError { error, .. } = inner
+    {
+        inner = error;
+    }
+    // Rendered without the renderer, so control characters are escaped here.
+    serde_saphyr::UserMessageFormatter
+        .format_message(inner)
+        .escape_debug()
+        .to_string()
 }
 
 /// The factory behind `module: remote`: it parses an empty config and cannot be built here.
