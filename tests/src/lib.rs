@@ -1,6 +1,7 @@
 //! Shared pieces for glia's black-box tests and benchmarks: a scripted module whose answers,
 //! delays, failures and gates come from its config, probes that record what modules saw,
-//! and a harness that starts glia (with its HTTP server) from a YAML string.
+//! a harness that starts glia (with its HTTP server) from a YAML string, and `glia`
+//! processes started from the binary.
 
 pub mod crashy;
 pub mod harness;
@@ -8,6 +9,7 @@ pub mod nats;
 pub mod otlp;
 pub mod pki;
 pub mod probes;
+pub mod process;
 pub mod scripted;
 
 pub use harness::{registry, TestGlia};

@@ -967,6 +967,46 @@ fn errors_in_a_file_name_that_file() {
     );
 }
 
+/// The HTTP server's limits: positive timeouts, a connection cap of at least one that fits
+/// under the open-file limit.
+#[test]
+fn http_limits_are_checked() {
+    for key in ["body_timeout", "header_timeout"] {
+        let yaml = format!("listen: 127.0.0.1:0\n{key}: 0s\n");
+        assert_error(
+            &error_of(&yaml),
+            (2, 1),
+            None,
+            key,
+            "duration \"0s\" must be longer than 0",
+        );
+    }
+    assert_error(
+        &error_of("listen: 127.0.0.1:0\nmax_connections: 0\n"),
+        (2, 1),
+        None,
+        "max_connections",
+        "must be at least 1",
+    );
+    let err = error_of("listen: 127.0.0.1:0\nmax_connections: 4000000000\n");
+    assert_eq!(err.position, Some(Position { line: 2, column: 1 }), "{err}");
+    assert_eq!(err.key, "max_connections");
+    assert!(
+        err.message
+            .starts_with("4000000000 connections need 4000000256 open files")
+            && err.message.contains("open-file limit"),
+        "{err}"
+    );
+    let cfg = load("body_timeout: 250ms\nheader_timeout: 2s\nmax_connections: 64\n");
+    assert_eq!(cfg.body_timeout, Duration::from_millis(250));
+    assert_eq!(cfg.header_timeout, Duration::from_secs(2));
+    assert_eq!(cfg.max_connections, 64);
+    let cfg = load("");
+    assert_eq!(cfg.body_timeout, config::DEFAULT_BODY_TIMEOUT);
+    assert_eq!(cfg.header_timeout, config::DEFAULT_HEADER_TIMEOUT);
+    assert_eq!(cfg.max_connections, config::DEFAULT_MAX_CONNECTIONS);
+}
+
 /// The decision log's buffer is bounded (a huge one passed the check and panicked tokio at
 /// start), and its path must not be empty (it passed the check and failed at start).
 #[test]

@@ -9,10 +9,9 @@ use glia_tests::harness::{glia_binary, TestGlia};
 use glia_tests::nats::NatsServer;
 use glia_tests::otlp::{OtlpReceiver, ReceivedSpan, ReceiverTls};
 use glia_tests::pki::TestPki;
+use glia_tests::process::{glia, serve_glia, terminate, terminate_with_log, Process};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 use support::TempFile;
 
@@ -22,146 +21,6 @@ const CALLER_SPAN: &str = "b7ad6b7169203331";
 
 fn traceparent() -> String {
     format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01")
-}
-
-/// A glia process, killed if the test ends without [`terminate`] (a failed assertion). Its
-/// log is read as it comes: kept for [`terminate_with_log`] and [`Process::listening`], and
-/// passed on to the test's output unless only kept.
-struct Process {
-    child: Option<Child>,
-    log: Arc<Mutex<String>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Process {
-    /// Where it listens, once its log says `"<announcement> http://ADDR"` (glia is started
-    /// with port 0, so the system picks a free port and nothing can take it in between).
-    async fn listening(&mut self, announcement: &str) -> String {
-        let marker = format!("{announcement} http://");
-        for _ in 0..1200 {
-            {
-                let log = self.log.lock().unwrap();
-                if let Some(at) = log.find(&marker) {
-                    let rest = &log[at + marker.len()..];
-                    let end = rest
-                        .find(|c: char| !(c.is_ascii_alphanumeric() || ".:[]".contains(c)))
-                        .unwrap_or(rest.len());
-                    return rest[..end].to_owned();
-                }
-            }
-            let exited = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            assert!(
-                exited.is_none(),
-                "glia exited ({exited:?}) before it listened:\n{}",
-                self.log.lock().unwrap()
-            );
-            actix_rt::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("glia never said {marker:?}");
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Starts `glia <args>` with extra environment variables; its log goes to the test's.
-fn glia(args: &[&str], env: &[(&str, &str)]) -> Process {
-    spawn_glia(args, env, true)
-}
-
-/// [`glia`], keeping its log for [`terminate_with_log`] only.
-fn glia_logged(args: &[&str], env: &[(&str, &str)]) -> Process {
-    spawn_glia(args, env, false)
-}
-
-fn spawn_glia(args: &[&str], env: &[(&str, &str)], pass_log_on: bool) -> Process {
-    let mut command = Command::new(glia_binary());
-    command
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let mut child = command.spawn().expect("glia starts");
-    let stderr = child.stderr.take().expect("piped");
-    let log = Arc::new(Mutex::new(String::new()));
-    let kept = log.clone();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if pass_log_on {
-                eprintln!("{line}");
-            }
-            let mut kept = kept.lock().unwrap();
-            kept.push_str(&line);
-            kept.push('\n');
-        }
-    });
-    Process {
-        child: Some(child),
-        log,
-        reader: Some(reader),
-    }
-}
-
-/// Starts `glia serve` on `config` at a port the system picks, with `extra` arguments and
-/// `env` (its log kept only when `logged`); returns it, once listening, and its address.
-async fn serve_glia(
-    config: &TempFile,
-    extra: &[&str],
-    env: &[(&str, &str)],
-    logged: bool,
-) -> (Process, String) {
-    let mut args = vec![
-        "serve",
-        "--config",
-        config.path().to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    let mut process = if logged {
-        glia_logged(&args, env)
-    } else {
-        glia(&args, env)
-    };
-    let listen = process.listening("glia serving on").await;
-    (process, listen)
-}
-
-/// SIGTERM, then wait: glia drains and flushes its spans (and decision records) on the way
-/// out. Returns what it wrote on standard output.
-fn terminate(process: Process) -> String {
-    terminate_with_log(process).0
-}
-
-/// [`terminate`], returning standard output and the log.
-fn terminate_with_log(mut process: Process) -> (String, String) {
-    let child = process.child.take().expect("running");
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let output = child.wait_with_output().expect("glia exits");
-    assert!(
-        output.status.success(),
-        "glia exited with {}",
-        output.status
-    );
-    // The log ends with the process; the reader has it all once it is done.
-    if let Some(reader) = process.reader.take() {
-        let _ = reader.join();
-    }
-    let log = std::mem::take(&mut *process.log.lock().unwrap());
-    (String::from_utf8(output.stdout).expect("UTF-8 output"), log)
 }
 
 async fn post(url: &str, body: Value, traceparent: &str) -> (u16, Value, Option<String>) {

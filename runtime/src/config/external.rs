@@ -1,6 +1,7 @@
 //! What a config names outside itself, checked as `glia serve` and `glia worker` will use it:
-//! the NATS credentials (the NKey seed, the credentials file, the TLS files), and the
-//! telemetry's files (the OTLP TLS files, the decision log). Every load runs it, so `glia check-config` refuses exactly
+//! whether the connection cap fits under the open-file limit, the NATS credentials (the
+//! NKey seed, the credentials file, the TLS files), and the telemetry's files (the OTLP TLS
+//! files, the decision log). Every load runs it, so `glia check-config` refuses exactly
 //! the configs a start would refuse, and each error points at its key.
 
 use super::files::{self, MAX_NAMED_FILE};
@@ -18,6 +19,8 @@ pub(super) fn check(
     config: &GliaConfig,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<(), Fault> {
+    crate::http::check_max_connections(config.max_connections)
+        .map_err(|m| (ConfigPath::root().key("max_connections"), m))?;
     if let BusConfig::Nats(nats) = &config.bus {
         check_nats(nats)?;
     }

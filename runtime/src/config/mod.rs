@@ -38,6 +38,12 @@ pub const MAX_IN_FLIGHT_LIMIT: usize = 1 << 20;
 const IN_FLIGHT_RANGE: &str = "must be between 1 and 1048576";
 /// The largest request body the HTTP API accepts unless configured.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 1 << 20;
+/// How long a request's whole body may take to arrive unless configured.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request's head may take to arrive unless configured (actix-web's default).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP connections served at once unless configured.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
 
 /// The example config glia runs when no file is given.
 pub const EMBEDDED_CONFIG: &str = include_str!("../../../deploy/glia.example.yaml");
@@ -55,6 +61,13 @@ pub struct GliaConfig {
     pub auth_token: Option<String>,
     /// The largest request body accepted.
     pub max_body_size: usize,
+    /// How long a request's whole body may take to arrive, from its head.
+    pub body_timeout: Duration,
+    /// How long a request's head may take to arrive, from its first byte (or from the
+    /// connection's start, for its first request).
+    pub header_timeout: Duration,
+    /// HTTP connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
     /// Which bus carries invocations.
     pub bus: BusConfig,
     /// The whole-request deadline.
@@ -319,6 +332,9 @@ struct RawConfig {
     auth_token: Option<String>,
     auth_token_file: Option<String>,
     max_body_size: Option<ByteSize>,
+    body_timeout: Option<ConfigDuration>,
+    header_timeout: Option<ConfigDuration>,
+    max_connections: Option<usize>,
     bus: Option<BusConfig>,
     deadline: Option<ConfigDuration>,
     shutdown_grace: Option<ConfigDuration>,
@@ -455,6 +471,14 @@ impl<'a> Loader<'a> {
         };
 
         let auth_token = self.auth_token(&raw)?;
+        let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            return Err(self.error(
+                &root_path.clone().key("max_connections"),
+                None,
+                "must be at least 1",
+            ));
+        }
 
         let default_policy = match &raw.defaults.failure_policy {
             Some(p) => self.policy_table(
@@ -651,6 +675,10 @@ impl<'a> Loader<'a> {
             listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
             auth_token,
             max_body_size: raw.max_body_size.map_or(DEFAULT_MAX_BODY_SIZE, |b| b.0),
+            // Durations are longer than 0 (`ConfigDuration` refuses 0).
+            body_timeout: raw.body_timeout.map_or(DEFAULT_BODY_TIMEOUT, |d| d.0),
+            header_timeout: raw.header_timeout.map_or(DEFAULT_HEADER_TIMEOUT, |d| d.0),
+            max_connections,
             bus: raw.bus.clone().unwrap_or(BusConfig::Internal),
             deadline: raw.deadline.map_or(DEFAULT_DEADLINE, |d| d.0),
             shutdown_grace: raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
