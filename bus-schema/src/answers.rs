@@ -3,7 +3,9 @@
 //! These are *raw* answers: the coordinator maps them per callback (spec §3.1 and §3.2), so a
 //! module written in another language can answer exactly what its Python counterpart would.
 
-use crate::shapes::{JsonObject, RegistrationBehaviour, UserPresenceState};
+use crate::shapes::{
+    JsonObject, MediaUploadLimit, RatelimitOverride, RegistrationBehaviour, UserPresenceState,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -169,7 +171,10 @@ impl CheckEventAllowedAnswer {
 /// `on_create_room`'s answer: carry on (optionally with edited request content), or refuse.
 ///
 /// Wire forms: `{"request_content": {...}}`, `{}` or `null` to continue, `{"deny": {...}}`
-/// to refuse, or the legacy `false` (refuse) / `true` (continue). Anything else (a malformed
+/// to refuse (Synapse's module raising a `SynapseError`), or a bare boolean, which is ignored
+/// as Synapse ignores the return value of modules registered with
+/// `register_third_party_rules_callbacks` (a legacy `third_party_event_rules:` module's `False`
+/// is turned into a refusal by its adapter, which sends `deny`). Anything else (a malformed
 /// `deny` included) is not an answer, so the module's failure policy decides.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -181,8 +186,8 @@ pub enum OnCreateRoomAnswer {
     },
     /// Carry on; `request_content`, when present, replaces the request for later modules.
     Continue(RoomContent),
-    /// The 2021 legacy form: `false` refuses with 403 `M_UNKNOWN`.
-    Legacy(bool),
+    /// A return value Synapse ignores: carry on unchanged.
+    Bool(bool),
     /// Python's `None`: carry on unchanged.
     Unchanged,
 }
@@ -196,17 +201,71 @@ pub struct RoomContent {
     pub request_content: Option<JsonObject>,
 }
 
-/// An error a module raises to be sent to the client as is (Synapse's `SynapseError`).
+/// An error a module raises to be sent to the client as is (Synapse's `SynapseError`): any
+/// status from 400 to 599, its errcode, its message and its extra fields
+/// (`additional_fields`, e.g. `retry_after_ms`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SynapseError {
-    /// HTTP status.
-    #[serde(default = "default_forbidden_status")]
+    /// HTTP status, 400 to 599.
+    #[serde(
+        default = "default_forbidden_status",
+        deserialize_with = "error_status"
+    )]
+    #[schemars(range(min = 400, max = 599))]
     pub status: u16,
     /// Matrix errcode.
     #[serde(default = "default_unknown_errcode")]
     pub errcode: String,
     /// Human-readable message.
     pub error: String,
+    /// Extra fields merged into the client's error body.
+    #[serde(default, skip_serializing_if = "JsonObject::is_empty")]
+    pub fields: JsonObject,
+}
+
+impl SynapseError {
+    /// An error with this status, errcode and message, and no extra fields.
+    pub fn new(status: u16, errcode: impl Into<String>, error: impl Into<String>) -> Self {
+        SynapseError {
+            status,
+            errcode: errcode.into(),
+            error: error.into(),
+            fields: JsonObject::new(),
+        }
+    }
+
+    /// Adds extra fields to the client's error body.
+    pub fn with_fields(mut self, fields: JsonObject) -> Self {
+        self.fields = fields;
+        self
+    }
+
+    /// Why the error cannot be sent to a client as is, if it cannot: its status must be an
+    /// HTTP error status (a "refusal" answered 200 or 302 would look like success).
+    pub fn invalid(&self) -> Option<String> {
+        (!valid_error_status(self.status)).then(|| {
+            format!(
+                "a SynapseError's status must be 400 to 599, not {}",
+                self.status
+            )
+        })
+    }
+}
+
+/// Whether `status` is an HTTP error status a module's `SynapseError` may carry.
+pub fn valid_error_status(status: u16) -> bool {
+    (400..=599).contains(&status)
+}
+
+fn error_status<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let status = u16::deserialize(d)?;
+    if valid_error_status(status) {
+        Ok(status)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "a SynapseError's status must be 400 to 599, not {status}"
+        )))
+    }
 }
 
 fn default_forbidden_status() -> u16 {
@@ -282,3 +341,23 @@ pub struct LegacyRenewAnswer {
 
 /// `on_legacy_admin_request`: the new expiry, in milliseconds since the epoch.
 pub type LegacyAdminAnswer = i64;
+
+/// `get_media_config_for_user`: the whole `/media/config` body for this user; `null` or `{}`
+/// means no opinion (Synapse reads it by truthiness).
+pub type MediaConfigAnswer = Option<JsonObject>;
+
+/// `get_media_upload_limits_for_user`: the user's limits, replacing the configured ones (`[]`
+/// means none at all); `null` means no opinion.
+pub type UploadLimitsAnswer = Option<Vec<MediaUploadLimit>>;
+
+/// `get_ratelimit_override_for_user`: the override, or `null` for no opinion.
+pub type RatelimitAnswer = Option<RatelimitOverride>;
+
+/// `add_field_to_unsigned`: fields to add to the event's `unsigned` (Synapse's own keys win).
+pub type UnsignedAnswer = JsonObject;
+
+/// `on_update`: the target duration of the coming batch, in milliseconds.
+pub type UpdateDurationAnswer = u64;
+
+/// `default_batch_size` / `min_batch_size`: a number of rows.
+pub type BatchSizeAnswer = u64;

@@ -3,9 +3,6 @@
 //! Everything that lists callbacks (the `Callback` enum, the request and answer enums, the
 //! reply enum and the JSON Schema) is generated from the single table at the bottom.
 
-use crate::answers::*;
-use crate::replies::*;
-use crate::requests;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -27,6 +24,18 @@ pub enum Category {
     PresenceRouter,
     /// `register_password_auth_provider_callbacks`.
     PasswordAuthProvider,
+    /// `register_account_data_callbacks`.
+    AccountData,
+    /// `register_media_repository_callbacks`.
+    MediaRepository,
+    /// `register_ratelimit_callbacks`.
+    Ratelimit,
+    /// `register_add_extra_fields_to_unsigned_client_event_callbacks`.
+    UnsignedFields,
+    /// `register_background_update_controller_callbacks`.
+    BackgroundUpdates,
+    /// `register_federation_callbacks`.
+    Federation,
 }
 
 impl Category {
@@ -38,6 +47,12 @@ impl Category {
             Category::AccountValidity => "account_validity",
             Category::PresenceRouter => "presence_router",
             Category::PasswordAuthProvider => "password_auth_provider",
+            Category::AccountData => "account_data",
+            Category::MediaRepository => "media_repository",
+            Category::Ratelimit => "ratelimit",
+            Category::UnsignedFields => "add_extra_fields_to_unsigned_client_event",
+            Category::BackgroundUpdates => "background_update_controller",
+            Category::Federation => "federation",
         }
     }
 }
@@ -63,6 +78,17 @@ pub enum ArgsError {
     },
 }
 
+fn decode_args<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ArgsError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(args_error)?;
+    de.end().map_err(|e| ArgsError::NotJson(e.to_string()))?;
+    Ok(value)
+}
+
+fn decode_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ArgsError> {
+    serde_path_to_error::deserialize(value).map_err(args_error)
+}
+
 /// How deep serde_json nests arrays and objects before it stops (its recursion limit).
 pub const MAX_DEPTH: usize = 128;
 
@@ -73,29 +99,24 @@ fn too_deep(e: &serde_json::Error) -> bool {
     e.is_syntax() && e.to_string().starts_with("recursion limit exceeded")
 }
 
-fn decode_args<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ArgsError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if too_deep(&inner) {
-            // Valid JSON can nest deeper than the decoder recurses: it is JSON, but not
-            // arguments glia takes.
-            ArgsError::BadField {
-                path: String::new(),
-                message: format!("nested more than {MAX_DEPTH} levels deep"),
-            }
-        } else if inner.is_syntax() || inner.is_eof() {
-            ArgsError::NotJson(inner.to_string())
-        } else {
-            ArgsError::BadField {
-                path: if path == "." { String::new() } else { path },
-                message: inner.to_string(),
-            }
+/// A syntax error is `NotJson`; anything else names the field it is about. JSON nested too
+/// deep for the decoder is JSON all the same: a bad field.
+fn args_error(e: serde_path_to_error::Error<serde_json::Error>) -> ArgsError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    if too_deep(&inner) {
+        ArgsError::BadField {
+            path: String::new(),
+            message: format!("nested more than {MAX_DEPTH} levels deep"),
         }
-    })?;
-    de.end().map_err(|e| ArgsError::NotJson(e.to_string()))?;
-    Ok(value)
+    } else if inner.is_syntax() || inner.is_eof() {
+        ArgsError::NotJson(inner.to_string())
+    } else {
+        ArgsError::BadField {
+            path: if path == "." { String::new() } else { path },
+            message: inner.to_string(),
+        }
+    }
 }
 
 macro_rules! callbacks {
@@ -178,6 +199,13 @@ macro_rules! callbacks {
                 })
             }
 
+            /// Decodes a callback's arguments from a JSON value; the error names the bad field.
+            pub fn from_json_value(callback: Callback, args: serde_json::Value) -> Result<Self, ArgsError> {
+                Ok(match callback {
+                    $(Callback::$variant => CallbackRequest::$variant(decode_value(args)?),)*
+                })
+            }
+
             /// The arguments alone, as JSON.
             pub fn args_json(&self) -> serde_json::Value {
                 match self {
@@ -238,6 +266,11 @@ macro_rules! callbacks {
             /// What the reply amounts to, for logs, metrics and traces.
             pub fn summary(&self) -> crate::replies::ReplySummary<'_> {
                 match self { $(DispatchReply::$variant(r) => crate::replies::Summarize::summary(r)),* }
+            }
+
+            /// The decision, for callbacks whose reply is a [`crate::replies::Decision`].
+            pub fn decision(&self) -> Option<&crate::replies::Decision> {
+                match self { $(DispatchReply::$variant(r) => crate::replies::Summarize::decision(r)),* }
             }
         }
 
@@ -313,50 +346,79 @@ impl fmt::Display for Callback {
     }
 }
 
-callbacks! {
-    // Spam checker (spec §3.1).
-    CheckEventForSpam = "check_event_for_spam", SpamChecker, requests::CheckEventForSpam, SpamAnswer, Decision;
-    ShouldDropFederatedEvent = "should_drop_federated_event", SpamChecker, requests::ShouldDropFederatedEvent, TruthyAnswer, Decision;
-    UserMayJoinRoom = "user_may_join_room", SpamChecker, requests::UserMayJoinRoom, SpamAnswer, Decision;
-    UserMayInvite = "user_may_invite", SpamChecker, requests::UserMayInvite, SpamAnswer, Decision;
-    FederatedUserMayInvite = "federated_user_may_invite", SpamChecker, requests::FederatedUserMayInvite, SpamAnswer, Decision;
-    UserMaySend3pidInvite = "user_may_send_3pid_invite", SpamChecker, requests::UserMaySend3pidInvite, SpamAnswer, Decision;
-    UserMayCreateRoom = "user_may_create_room", SpamChecker, requests::UserMayCreateRoom, SpamAnswer, Decision;
-    UserMayCreateRoomAlias = "user_may_create_room_alias", SpamChecker, requests::UserMayCreateRoomAlias, SpamAnswer, Decision;
-    UserMayPublishRoom = "user_may_publish_room", SpamChecker, requests::UserMayPublishRoom, SpamAnswer, Decision;
-    UserMaySendStateEvent = "user_may_send_state_event", SpamChecker, requests::UserMaySendStateEvent, SpamAnswer, Decision;
-    CheckUsernameForSpam = "check_username_for_spam", SpamChecker, requests::CheckUsernameForSpam, TruthyAnswer, Decision;
-    CheckRegistrationForSpam = "check_registration_for_spam", SpamChecker, requests::CheckRegistrationForSpam, RegistrationAnswer, Outcome<RegistrationReply>;
-    CheckMediaFileForSpam = "check_media_file_for_spam", SpamChecker, requests::CheckMediaFileForSpam, SpamAnswer, Decision;
-    CheckLoginForSpam = "check_login_for_spam", SpamChecker, requests::CheckLoginForSpam, SpamAnswer, Decision;
-    // Third-party event rules (spec §3.2).
-    CheckEventAllowed = "check_event_allowed", ThirdPartyRules, requests::CheckEventAllowed, CheckEventAllowedAnswer, Decision;
-    OnCreateRoom = "on_create_room", ThirdPartyRules, requests::OnCreateRoom, OnCreateRoomAnswer, Decision;
-    CheckThreepidCanBeInvited = "check_threepid_can_be_invited", ThirdPartyRules, requests::CheckThreepidCanBeInvited, CheckAnswer, Decision;
-    CheckVisibilityCanBeModified = "check_visibility_can_be_modified", ThirdPartyRules, requests::CheckVisibilityCanBeModified, CheckAnswer, Decision;
-    OnNewEvent = "on_new_event", ThirdPartyRules, requests::OnNewEvent, Ignored, Decision;
-    CheckCanShutdownRoom = "check_can_shutdown_room", ThirdPartyRules, requests::CheckCanShutdownRoom, CheckAnswer, Decision;
-    CheckCanDeactivateUser = "check_can_deactivate_user", ThirdPartyRules, requests::CheckCanDeactivateUser, CheckAnswer, Decision;
-    OnProfileUpdate = "on_profile_update", ThirdPartyRules, requests::OnProfileUpdate, Ignored, Decision;
-    OnUserDeactivationStatusChanged = "on_user_deactivation_status_changed", ThirdPartyRules, requests::OnUserDeactivationStatusChanged, Ignored, Decision;
-    OnThreepidBind = "on_threepid_bind", ThirdPartyRules, requests::OnThreepidBind, Ignored, Decision;
-    OnAddUserThirdPartyIdentifier = "on_add_user_third_party_identifier", ThirdPartyRules, requests::OnAddUserThirdPartyIdentifier, Ignored, Decision;
-    OnRemoveUserThirdPartyIdentifier = "on_remove_user_third_party_identifier", ThirdPartyRules, requests::OnRemoveUserThirdPartyIdentifier, Ignored, Decision;
-    // Account validity (spec §3.3).
-    IsUserExpired = "is_user_expired", AccountValidity, requests::IsUserExpired, ExpiryAnswer, Outcome<ExpiryReply>;
-    OnUserRegistration = "on_user_registration", AccountValidity, requests::OnUserRegistration, Ignored, Decision;
-    OnUserLogin = "on_user_login", AccountValidity, requests::OnUserLogin, Ignored, Decision;
-    OnLegacySendMail = "on_legacy_send_mail", AccountValidity, requests::OnLegacySendMail, Ignored, Decision;
-    OnLegacyRenew = "on_legacy_renew", AccountValidity, requests::OnLegacyRenew, LegacyRenewAnswer, Outcome<SlotReply<LegacyRenewAnswer>>;
-    OnLegacyAdminRequest = "on_legacy_admin_request", AccountValidity, requests::OnLegacyAdminRequest, LegacyAdminAnswer, Outcome<SlotReply<LegacyAdminAnswer>>;
-    // Presence router (spec §3.4).
-    GetUsersForStates = "get_users_for_states", PresenceRouter, requests::GetUsersForStates, UsersForStatesAnswer, Outcome<UsersForStatesReply>;
-    GetInterestedUsers = "get_interested_users", PresenceRouter, requests::GetInterestedUsers, InterestedUsers, Outcome<InterestedUsersReply>;
-    // Password auth providers (spec §3.5).
-    CheckAuth = "check_auth", PasswordAuthProvider, requests::CheckAuth, AuthAnswer, Outcome<AuthReply>;
-    Check3pidAuth = "check_3pid_auth", PasswordAuthProvider, requests::Check3pidAuth, AuthAnswer, Outcome<AuthReply>;
-    OnLoggedOut = "on_logged_out", PasswordAuthProvider, requests::OnLoggedOut, Ignored, Decision;
-    GetUsernameForRegistration = "get_username_for_registration", PasswordAuthProvider, requests::GetUsernameForRegistration, NameAnswer, Outcome<NameReply>;
-    GetDisplaynameForRegistration = "get_displayname_for_registration", PasswordAuthProvider, requests::GetDisplaynameForRegistration, NameAnswer, Outcome<NameReply>;
-    Is3pidAllowed = "is_3pid_allowed", PasswordAuthProvider, requests::Is3pidAllowed, CheckAnswer, Decision;
+/// The table of every callback, in the order of the spec: `Variant = "synapse_name",
+/// Category, request type, module answer type, reply type;`. It calls the macro it is given
+/// with the whole table, so every list of callbacks in the contract and in the runtime (the
+/// dispatcher, the rules) is generated from these lines. Adding a callback is one line here
+/// and one row in the runtime's rules table.
+#[macro_export]
+macro_rules! for_each_callback {
+    ($callback_macro:ident) => {
+        $callback_macro! {
+            // Spam checker (spec §3.1).
+            CheckEventForSpam = "check_event_for_spam", SpamChecker, $crate::requests::CheckEventForSpam, $crate::answers::SpamAnswer, $crate::replies::Decision;
+            ShouldDropFederatedEvent = "should_drop_federated_event", SpamChecker, $crate::requests::ShouldDropFederatedEvent, $crate::answers::TruthyAnswer, $crate::replies::Decision;
+            UserMayJoinRoom = "user_may_join_room", SpamChecker, $crate::requests::UserMayJoinRoom, $crate::answers::SpamAnswer, $crate::replies::Decision;
+            UserMayInvite = "user_may_invite", SpamChecker, $crate::requests::UserMayInvite, $crate::answers::SpamAnswer, $crate::replies::Decision;
+            FederatedUserMayInvite = "federated_user_may_invite", SpamChecker, $crate::requests::FederatedUserMayInvite, $crate::answers::SpamAnswer, $crate::replies::Decision;
+            UserMaySend3pidInvite = "user_may_send_3pid_invite", SpamChecker, $crate::requests::UserMaySend3pidInvite, $crate::answers::SpamAnswer, $crate::replies::Decision;
+            UserMayCreateRoom = "user_may_create_room", SpamChecker, $crate::requests::UserMayCreateRoom, $crate::answers::SpamAnswer, $crate::replies::Decision;
+            UserMayCreateRoomAlias = "user_may_create_room_alias", SpamChecker, $crate::requests::UserMayCreateRoomAlias, $crate::answers::SpamAnswer, $crate::replies::Decision;
+            UserMayPublishRoom = "user_may_publish_room", SpamChecker, $crate::requests::UserMayPublishRoom, $crate::answers::SpamAnswer, $crate::replies::Decision;
+            UserMaySendStateEvent = "user_may_send_state_event", SpamChecker, $crate::requests::UserMaySendStateEvent, $crate::answers::SpamAnswer, $crate::replies::Decision;
+            CheckUsernameForSpam = "check_username_for_spam", SpamChecker, $crate::requests::CheckUsernameForSpam, $crate::answers::TruthyAnswer, $crate::replies::Decision;
+            CheckRegistrationForSpam = "check_registration_for_spam", SpamChecker, $crate::requests::CheckRegistrationForSpam, $crate::answers::RegistrationAnswer, $crate::replies::Outcome<$crate::replies::RegistrationReply>;
+            CheckMediaFileForSpam = "check_media_file_for_spam", SpamChecker, $crate::requests::CheckMediaFileForSpam, $crate::answers::SpamAnswer, $crate::replies::Decision;
+            CheckLoginForSpam = "check_login_for_spam", SpamChecker, $crate::requests::CheckLoginForSpam, $crate::answers::SpamAnswer, $crate::replies::Decision;
+            // Third-party event rules (spec §3.2).
+            CheckEventAllowed = "check_event_allowed", ThirdPartyRules, $crate::requests::CheckEventAllowed, $crate::answers::CheckEventAllowedAnswer, $crate::replies::Decision;
+            OnCreateRoom = "on_create_room", ThirdPartyRules, $crate::requests::OnCreateRoom, $crate::answers::OnCreateRoomAnswer, $crate::replies::Decision;
+            CheckThreepidCanBeInvited = "check_threepid_can_be_invited", ThirdPartyRules, $crate::requests::CheckThreepidCanBeInvited, $crate::answers::CheckAnswer, $crate::replies::Decision;
+            CheckVisibilityCanBeModified = "check_visibility_can_be_modified", ThirdPartyRules, $crate::requests::CheckVisibilityCanBeModified, $crate::answers::CheckAnswer, $crate::replies::Decision;
+            OnNewEvent = "on_new_event", ThirdPartyRules, $crate::requests::OnNewEvent, $crate::answers::Ignored, $crate::replies::Decision;
+            CheckCanShutdownRoom = "check_can_shutdown_room", ThirdPartyRules, $crate::requests::CheckCanShutdownRoom, $crate::answers::CheckAnswer, $crate::replies::Decision;
+            CheckCanDeactivateUser = "check_can_deactivate_user", ThirdPartyRules, $crate::requests::CheckCanDeactivateUser, $crate::answers::CheckAnswer, $crate::replies::Decision;
+            OnProfileUpdate = "on_profile_update", ThirdPartyRules, $crate::requests::OnProfileUpdate, $crate::answers::Ignored, $crate::replies::Decision;
+            OnUserDeactivationStatusChanged = "on_user_deactivation_status_changed", ThirdPartyRules, $crate::requests::OnUserDeactivationStatusChanged, $crate::answers::Ignored, $crate::replies::Decision;
+            OnThreepidBind = "on_threepid_bind", ThirdPartyRules, $crate::requests::OnThreepidBind, $crate::answers::Ignored, $crate::replies::Decision;
+            OnAddUserThirdPartyIdentifier = "on_add_user_third_party_identifier", ThirdPartyRules, $crate::requests::OnAddUserThirdPartyIdentifier, $crate::answers::Ignored, $crate::replies::Decision;
+            OnRemoveUserThirdPartyIdentifier = "on_remove_user_third_party_identifier", ThirdPartyRules, $crate::requests::OnRemoveUserThirdPartyIdentifier, $crate::answers::Ignored, $crate::replies::Decision;
+            // Account validity (spec §3.3).
+            IsUserExpired = "is_user_expired", AccountValidity, $crate::requests::IsUserExpired, $crate::answers::ExpiryAnswer, $crate::replies::Outcome<$crate::replies::ExpiryReply>;
+            OnUserRegistration = "on_user_registration", AccountValidity, $crate::requests::OnUserRegistration, $crate::answers::Ignored, $crate::replies::Decision;
+            OnUserLogin = "on_user_login", AccountValidity, $crate::requests::OnUserLogin, $crate::answers::Ignored, $crate::replies::Decision;
+            OnLegacySendMail = "on_legacy_send_mail", AccountValidity, $crate::requests::OnLegacySendMail, $crate::answers::Ignored, $crate::replies::Decision;
+            OnLegacyRenew = "on_legacy_renew", AccountValidity, $crate::requests::OnLegacyRenew, $crate::answers::LegacyRenewAnswer, $crate::replies::Outcome<$crate::replies::SlotReply<$crate::answers::LegacyRenewAnswer>>;
+            OnLegacyAdminRequest = "on_legacy_admin_request", AccountValidity, $crate::requests::OnLegacyAdminRequest, $crate::answers::LegacyAdminAnswer, $crate::replies::Outcome<$crate::replies::SlotReply<$crate::answers::LegacyAdminAnswer>>;
+            // Presence router (spec §3.4).
+            GetUsersForStates = "get_users_for_states", PresenceRouter, $crate::requests::GetUsersForStates, $crate::answers::UsersForStatesAnswer, $crate::replies::Outcome<$crate::replies::UsersForStatesReply>;
+            GetInterestedUsers = "get_interested_users", PresenceRouter, $crate::requests::GetInterestedUsers, $crate::answers::InterestedUsers, $crate::replies::Outcome<$crate::replies::InterestedUsersReply>;
+            // Password auth providers (spec §3.5).
+            CheckAuth = "check_auth", PasswordAuthProvider, $crate::requests::CheckAuth, $crate::answers::AuthAnswer, $crate::replies::Outcome<$crate::replies::AuthReply>;
+            Check3pidAuth = "check_3pid_auth", PasswordAuthProvider, $crate::requests::Check3pidAuth, $crate::answers::AuthAnswer, $crate::replies::Outcome<$crate::replies::AuthReply>;
+            OnLoggedOut = "on_logged_out", PasswordAuthProvider, $crate::requests::OnLoggedOut, $crate::answers::Ignored, $crate::replies::Decision;
+            GetUsernameForRegistration = "get_username_for_registration", PasswordAuthProvider, $crate::requests::GetUsernameForRegistration, $crate::answers::NameAnswer, $crate::replies::Outcome<$crate::replies::NameReply>;
+            GetDisplaynameForRegistration = "get_displayname_for_registration", PasswordAuthProvider, $crate::requests::GetDisplaynameForRegistration, $crate::answers::NameAnswer, $crate::replies::Outcome<$crate::replies::NameReply>;
+            Is3pidAllowed = "is_3pid_allowed", PasswordAuthProvider, $crate::requests::Is3pidAllowed, $crate::answers::CheckAnswer, $crate::replies::Decision;
+            // Account data (spec §3.6).
+            OnAccountDataUpdated = "on_account_data_updated", AccountData, $crate::requests::OnAccountDataUpdated, $crate::answers::Ignored, $crate::replies::Decision;
+            // Media repository (spec §3.7).
+            GetMediaConfigForUser = "get_media_config_for_user", MediaRepository, $crate::requests::GetMediaConfigForUser, $crate::answers::MediaConfigAnswer, $crate::replies::Outcome<$crate::replies::ValueReply<$crate::shapes::JsonObject>>;
+            IsUserAllowedToUploadMediaOfSize = "is_user_allowed_to_upload_media_of_size", MediaRepository, $crate::requests::IsUserAllowedToUploadMediaOfSize, $crate::answers::TruthyAnswer, $crate::replies::Decision;
+            GetMediaUploadLimitsForUser = "get_media_upload_limits_for_user", MediaRepository, $crate::requests::GetMediaUploadLimitsForUser, $crate::answers::UploadLimitsAnswer, $crate::replies::Outcome<$crate::replies::ValueReply<Vec<$crate::shapes::MediaUploadLimit>>>;
+            OnMediaUploadLimitExceeded = "on_media_upload_limit_exceeded", MediaRepository, $crate::requests::OnMediaUploadLimitExceeded, $crate::answers::Ignored, $crate::replies::Decision;
+            // Ratelimit (spec §3.8).
+            GetRatelimitOverrideForUser = "get_ratelimit_override_for_user", Ratelimit, $crate::requests::GetRatelimitOverrideForUser, $crate::answers::RatelimitAnswer, $crate::replies::Outcome<$crate::replies::ValueReply<$crate::shapes::RatelimitOverride>>;
+            // Extra unsigned fields (spec §3.9).
+            AddFieldToUnsigned = "add_field_to_unsigned", UnsignedFields, $crate::requests::AddFieldToUnsigned, $crate::answers::UnsignedAnswer, $crate::replies::Outcome<$crate::replies::UnsignedReply>;
+            // Background-update controller (spec §3.10).
+            OnUpdate = "on_update", BackgroundUpdates, $crate::requests::OnUpdate, $crate::answers::UpdateDurationAnswer, $crate::replies::Outcome<$crate::replies::SlotReply<$crate::answers::UpdateDurationAnswer>>;
+            DefaultBatchSize = "default_batch_size", BackgroundUpdates, $crate::requests::DefaultBatchSize, $crate::answers::BatchSizeAnswer, $crate::replies::Outcome<$crate::replies::SlotReply<$crate::answers::BatchSizeAnswer>>;
+            MinBatchSize = "min_batch_size", BackgroundUpdates, $crate::requests::MinBatchSize, $crate::answers::BatchSizeAnswer, $crate::replies::Outcome<$crate::replies::SlotReply<$crate::answers::BatchSizeAnswer>>;
+            // Federation (Synapse 1.158).
+            OnEventDeliveredOverFederation = "on_event_delivered_over_federation", Federation, $crate::requests::OnEventDeliveredOverFederation, $crate::answers::Ignored, $crate::replies::Decision;
+        }
+    };
 }
+
+for_each_callback!(callbacks);

@@ -9,6 +9,7 @@ pub mod answers;
 pub mod callbacks;
 pub mod envelope;
 pub mod errcodes;
+pub mod http_antispam;
 pub mod replies;
 pub mod requests;
 pub mod schema;

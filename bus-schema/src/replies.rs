@@ -39,6 +39,10 @@ pub enum Decision {
         /// `SynapseError`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         status: Option<u16>,
+        /// The message is the module's own text (the deprecated plain-string answer of
+        /// `check_event_for_spam`), which Synapse shows only when it is handed the string.
+        #[serde(default, skip_serializing_if = "is_false")]
+        module_message: bool,
     },
     /// Synapse would fail the request (an exception propagated, or a failure policy `error`).
     Error(Failure),
@@ -58,7 +62,10 @@ impl Decision {
     }
 }
 
-/// A failed dispatch: what the homeserver should answer its client.
+/// A dispatch glia decided must fail, as Synapse fails a request when a module raises: what
+/// the homeserver should answer its client. (When glia cannot decide at all, the caller gets
+/// no reply but an HTTP error, or no answer: only then may a homeserver apply a fail-open
+/// default of its own.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Failure {
     /// HTTP status (500 unless a module raised its own `SynapseError`).
@@ -67,8 +74,21 @@ pub struct Failure {
     pub errcode: String,
     /// Message.
     pub error: String,
+    /// Extra fields of a module's `SynapseError` (e.g. `retry_after_ms`).
+    #[serde(default, skip_serializing_if = "JsonObject::is_empty")]
+    pub fields: JsonObject,
     /// The module that failed.
     pub module: String,
+    /// `true`: a module's own `SynapseError`, to be raised to the client as is (status,
+    /// errcode, message, fields). `false`: the module failed (it raised another exception,
+    /// timed out, crashed, ... under policy `error`); the homeserver answers as it answers any
+    /// module exception (Synapse: 500 `M_UNKNOWN` "Internal server error").
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub synapse_error: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A reply that is either the callback's own value or a failure (`{"decision": "error", ...}`).
@@ -177,6 +197,27 @@ pub struct SlotReply<T> {
     pub module: Option<String>,
 }
 
+/// The first value a module gave (`get_media_config_for_user`, `get_media_upload_limits_for_user`,
+/// `get_ratelimit_override_for_user`), or `null` when none did (Synapse then uses its own
+/// configuration).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "ValueReply_for_{T}")]
+pub struct ValueReply<T> {
+    /// The value.
+    pub value: Option<T>,
+    /// The module that gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+}
+
+/// `add_field_to_unsigned`: every module's fields merged in order (a later module's key
+/// replaces an earlier one's); the homeserver puts them beneath the event's own `unsigned`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UnsignedReply {
+    /// The merged fields (empty when no module added any).
+    pub fields: JsonObject,
+}
+
 /// What a reply amounts to, whatever its callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplyKind {
@@ -233,9 +274,19 @@ impl<'a> ReplySummary<'a> {
 pub trait Summarize {
     /// The summary.
     fn summary(&self) -> ReplySummary<'_>;
+
+    /// The reply itself when it is a [`Decision`] (yes/no callbacks), for callers that speak
+    /// only decisions (synapse-http-antispam's ingress).
+    fn decision(&self) -> Option<&Decision> {
+        None
+    }
 }
 
 impl Summarize for Decision {
+    fn decision(&self) -> Option<&Decision> {
+        Some(self)
+    }
+
     fn summary(&self) -> ReplySummary<'_> {
         match self {
             Decision::Allow { module, .. } => ReplySummary::of(ReplyKind::Allow, module.as_deref()),
@@ -315,6 +366,23 @@ impl Summarize for NameReply {
 impl<T> Summarize for SlotReply<T> {
     fn summary(&self) -> ReplySummary<'_> {
         value_or_empty(&self.value, &self.module)
+    }
+}
+
+impl<T> Summarize for ValueReply<T> {
+    fn summary(&self) -> ReplySummary<'_> {
+        value_or_empty(&self.value, &self.module)
+    }
+}
+
+impl Summarize for UnsignedReply {
+    fn summary(&self) -> ReplySummary<'_> {
+        let kind = if self.fields.is_empty() {
+            ReplyKind::Empty
+        } else {
+            ReplyKind::Value
+        };
+        ReplySummary::of(kind, None)
     }
 }
 

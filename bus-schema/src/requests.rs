@@ -1,8 +1,8 @@
 //! One request type per callback, its fields named as Synapse names the arguments.
 
 use crate::shapes::{
-    Event, FileInfo, JsonObject, ProfileInfo, RequestInfo, Requester, RoomAlias, StateMap,
-    UserPresenceState, UserProfile, Visibility,
+    Event, FederationDelivery, FileInfo, JsonObject, MediaFile, MediaUploadLimit, ProfileInfo,
+    RequestInfo, Requester, RoomAlias, StateMap, UserPresenceState, UserProfile, Visibility,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -67,9 +67,13 @@ CheckRegistrationForSpam {
     #[serde(default)] auth_provider_id: Option<String>,
 });
 request!(
-    /// `check_media_file_for_spam(file_wrapper, file_info)`: the file's description (the bytes
-    /// stay with the homeserver).
-    CheckMediaFileForSpam { file_info: FileInfo });
+/// `check_media_file_for_spam(file_wrapper, file_info)`: the file's description and, when
+/// the homeserver sends them, its first bytes (Synapse's `ReadableFileWrapper`, bounded).
+CheckMediaFileForSpam {
+    file_info: FileInfo,
+    /// The file's content, up to the sender's limit; absent when it sends none.
+    #[serde(default, skip_serializing_if = "Option::is_none")] file: Option<MediaFile>,
+});
 request!(
 /// `check_login_for_spam(user_id, device_id, initial_display_name, request_info, auth_provider_id)`.
 CheckLoginForSpam {
@@ -172,3 +176,71 @@ request!(
 request!(
     /// `is_3pid_allowed(medium, address, registration)`.
     Is3pidAllowed { medium: String, address: String, #[serde(default)] registration: bool });
+
+// Account data (spec §3.6).
+
+request!(
+/// `on_account_data_updated(user_id, room_id, account_data_type, content)`; a deletion is
+/// reported with an empty `content`.
+OnAccountDataUpdated {
+    user_id: String,
+    /// `None` for global account data.
+    #[serde(default)] room_id: Option<String>,
+    account_data_type: String,
+    #[serde(default)] content: JsonObject,
+});
+
+// Media repository (spec §3.7).
+
+request!(
+    /// `get_media_config_for_user(user_id)`.
+    GetMediaConfigForUser { user_id: String });
+request!(
+    /// `is_user_allowed_to_upload_media_of_size(user_id, size)`: `size` in bytes.
+    IsUserAllowedToUploadMediaOfSize { user_id: String, size: u64 });
+request!(
+    /// `get_media_upload_limits_for_user(user_id)`.
+    GetMediaUploadLimitsForUser { user_id: String });
+request!(
+/// `on_media_upload_limit_exceeded(user_id, limit, sent_bytes, attempted_bytes)`.
+OnMediaUploadLimitExceeded {
+    user_id: String,
+    /// The limit that was exceeded.
+    limit: MediaUploadLimit,
+    /// Bytes the user uploaded in the limit's period before this upload.
+    sent_bytes: u64,
+    /// The size of the refused upload.
+    attempted_bytes: u64,
+});
+
+// Ratelimit (spec §3.8).
+
+request!(
+    /// `get_ratelimit_override_for_user(user_id, limiter_name)`, e.g. `rc_invites.per_room`.
+    GetRatelimitOverrideForUser { user_id: String, limiter_name: String });
+
+// Extra unsigned fields (spec §3.9).
+
+request!(
+    /// `add_field_to_unsigned_callback(event)`: called for every event served to a client.
+    AddFieldToUnsigned { event: Event });
+
+// Background-update controller (spec §3.10).
+
+request!(
+    /// `on_update(update_name, database_name, one_shot)`: called before each batch; the answer
+    /// is the batch's target duration in milliseconds (ignored when `one_shot`).
+    OnUpdate { update_name: String, database_name: String, #[serde(default)] one_shot: bool });
+request!(
+    /// `default_batch_size(update_name, database_name)`.
+    DefaultBatchSize { update_name: String, database_name: String });
+request!(
+    /// `min_batch_size(update_name, database_name)`.
+    MinBatchSize { update_name: String, database_name: String });
+
+// Federation (`register_federation_callbacks`, Synapse 1.158).
+
+request!(
+    /// `on_event_delivered_over_federation(delivery)`: events another server received from
+    /// this one (or pulled from it).
+    OnEventDeliveredOverFederation { delivery: FederationDelivery });

@@ -15,6 +15,7 @@ pub fn contract_schema() -> Value {
     let invocation = generator.subschema_for::<Invocation>();
     let reply = generator.subschema_for::<InvocationReply>();
     let description = generator.subschema_for::<crate::subjects::Description>();
+    let announcement = generator.subschema_for::<crate::subjects::Announcement>();
     let mut callbacks = Map::new();
     callback_schemas(&mut generator, &mut callbacks);
     let defs = generator.take_definitions(true);
@@ -23,7 +24,7 @@ pub fn contract_schema() -> Value {
         "$id": "https://glia.invalid/schema/glia-bus-v1.json",
         "title": "glia bus contract v1",
         "description": "Envelopes on the bus, and for each Synapse module callback: its arguments (`request`), one module's answer (`answer`) and the coordinator's reply to the homeserver (`reply`).",
-        "envelopes": { "invocation": invocation, "invocation_reply": reply, "description": description },
+        "envelopes": { "invocation": invocation, "invocation_reply": reply, "description": description, "announcement": announcement },
         "callbacks": callbacks,
         "$defs": defs,
     })

@@ -294,3 +294,94 @@ pub enum Visibility {
     /// Not listed.
     Private,
 }
+
+/// A media file's content as `check_media_file_for_spam` sees it: at most the sender's limit of
+/// bytes from the start of the file, base64-encoded on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MediaFile {
+    /// The bytes sent, from the start of the file.
+    pub content: Base64Bytes,
+    /// The whole file's length in bytes.
+    pub length: u64,
+    /// Whether `content` stops before the end of the file (the sender's limit was reached).
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// Bytes, carried in JSON as standard base64 with padding.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Base64Bytes(pub Vec<u8>);
+
+impl fmt::Debug for Base64Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Base64Bytes({} bytes)", self.0.len())
+    }
+}
+
+impl Serialize for Base64Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Base64Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use base64::Engine;
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map(Base64Bytes)
+            .map_err(|e| serde::de::Error::custom(format!("not base64: {e}")))
+    }
+}
+
+impl JsonSchema for Base64Bytes {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Base64Bytes".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "contentEncoding": "base64",
+            "description": "Bytes as standard base64 with padding."
+        })
+    }
+}
+
+/// A limit on how much a user may upload in a period (Synapse's `MediaUploadLimit`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MediaUploadLimit {
+    /// Bytes allowed in the period.
+    pub max_bytes: u64,
+    /// The period, in milliseconds.
+    pub time_period_ms: u64,
+    /// Where the client's `M_USER_LIMIT_EXCEEDED` error points; Synapse's own page when absent.
+    #[serde(default)]
+    pub info_uri: Option<String>,
+    /// Whether the user can raise the limit (returned in the error).
+    #[serde(default)]
+    pub can_upgrade: bool,
+}
+
+/// A ratelimit for one user and limiter (Synapse's `RatelimitOverride`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RatelimitOverride {
+    /// Actions per second; `0.0` disables the ratelimit.
+    pub per_second: f64,
+    /// Actions allowed in a burst.
+    pub burst_count: u64,
+}
+
+/// A delivery of events to another server (Synapse's `FederationEventDeliveryEvent`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FederationDelivery {
+    /// The server the events went to.
+    pub server_name: String,
+    /// The events (one batch; a request may be reported in several).
+    pub events: Vec<Event>,
+    /// How they went: `/send`, `/backfill`, `/get_missing_events`, `/event`, `/event_auth`,
+    /// `/state` or `/send_join` (more may come).
+    pub method: String,
+}

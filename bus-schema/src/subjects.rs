@@ -14,6 +14,12 @@ pub const CALLBACKS_WILDCARD: &str = "glia.v1.callbacks.*";
 pub const COORDINATOR_QUEUE_GROUP: &str = "glia.v1.coordinator";
 /// The last token of a module's describe subject.
 pub const DESCRIBE: &str = "describe";
+/// Prefix of the subjects workers announce themselves on, one per module.
+pub const ANNOUNCE_PREFIX: &str = "glia.v1.workers";
+/// What coordinators subscribe to for workers' announcements.
+pub const ANNOUNCE_WILDCARD: &str = "glia.v1.workers.*";
+/// Prefix of the subjects that reach one worker, not its queue group.
+pub const WORKER_PREFIX: &str = "glia.v1.worker";
 
 /// Header names.
 pub mod headers {
@@ -58,6 +64,28 @@ pub fn module_queue_group(module: &str) -> String {
     format!("{MODULE_PREFIX}.{module}")
 }
 
+/// `glia.v1.workers.<module>`: where the workers hosting `module` announce themselves.
+pub fn announce_subject(module: &str) -> String {
+    format!("{ANNOUNCE_PREFIX}.{module}")
+}
+
+/// `glia.v1.worker.<worker>.<module>`: the prefix of the subjects that reach `module` on
+/// the worker `worker` alone.
+pub fn worker_module_prefix(worker: &str, module: &str) -> String {
+    format!("{WORKER_PREFIX}.{worker}.{module}")
+}
+
+/// `glia.v1.worker.<worker>.<module>.<callback>`: an invocation for that worker alone.
+pub fn worker_subject(worker: &str, module: &str, callback: Callback) -> String {
+    format!("{WORKER_PREFIX}.{worker}.{module}.{}", callback.name())
+}
+
+/// `glia.v1.worker.<worker>.<module>.*`: what the worker subscribes to, outside the queue
+/// group.
+pub fn worker_wildcard(worker: &str, module: &str) -> String {
+    format!("{WORKER_PREFIX}.{worker}.{module}.*")
+}
+
 /// `glia.v1.callbacks.<callback>`.
 pub fn callback_subject(callback: Callback) -> String {
     format!("{CALLBACK_PREFIX}.{}", callback.name())
@@ -74,6 +102,21 @@ pub struct Description {
     /// Web resource paths (not served over NATS yet; listed for information).
     #[serde(default)]
     pub web_resources: Vec<String>,
+}
+
+/// A worker's announcement on `glia.v1.workers.<module>`: it serves the module on its own
+/// subjects (`glia.v1.worker.<worker>.<module>.<callback>`) and is alive. Coordinators route
+/// invocations to announced workers they have heard from lately, so a worker that stops
+/// announcing (stopped, paused, cut off) stops receiving work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Announcement {
+    /// The worker's id: a subject token, unique per worker process.
+    pub worker: String,
+    /// How often it announces itself, in milliseconds.
+    pub interval_ms: u64,
+    /// Set once, when it drains: route nothing more to it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leaving: bool,
 }
 
 /// One auth checker.
@@ -102,6 +145,13 @@ mod tests {
             callback_subject(Callback::IsUserExpired),
             "glia.v1.callbacks.is_user_expired"
         );
+        assert_eq!(announce_subject("m"), "glia.v1.workers.m");
+        assert_eq!(
+            worker_subject("w1", "m", Callback::UserMayInvite),
+            "glia.v1.worker.w1.m.user_may_invite"
+        );
+        assert_eq!(worker_wildcard("w1", "m"), "glia.v1.worker.w1.m.*");
+        assert_eq!(worker_module_prefix("w1", "m"), "glia.v1.worker.w1.m");
         assert!(valid_module_token("py_blocklist-2"));
         for bad in ["", "a.b", "a*", "a>", "a b"] {
             assert!(!valid_module_token(bad), "{bad}");

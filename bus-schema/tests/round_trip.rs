@@ -148,7 +148,9 @@ fn failure() -> Failure {
         status: 500,
         errcode: "M_UNKNOWN".into(),
         error: "Internal server error".into(),
+        fields: Default::default(),
         module: "antispam".into(),
+        synapse_error: false,
     }
 }
 
@@ -608,32 +610,40 @@ fn on_create_room_answer_wire_forms_decode_to_their_variants() {
         )
         .unwrap(),
         OnCreateRoomAnswer::Deny {
-            deny: SynapseError {
-                status: 400,
-                errcode: "M_INVALID_PARAM".into(),
-                error: "no".into()
-            }
+            deny: SynapseError::new(400, "M_INVALID_PARAM", "no")
         }
     );
     // A SynapseError without status or errcode gets Synapse's defaults (403 M_UNKNOWN).
     assert_eq!(
         on_create_room_answer(json!({"deny": {"error": "Room creation forbidden"}})).unwrap(),
         OnCreateRoomAnswer::Deny {
-            deny: SynapseError {
-                status: 403,
-                errcode: "M_UNKNOWN".into(),
-                error: "Room creation forbidden".into()
-            }
+            deny: SynapseError::new(403, "M_UNKNOWN", "Room creation forbidden")
         }
     );
+    // A return value Synapse ignores.
     assert_eq!(
         on_create_room_answer(json!(false)).unwrap(),
-        OnCreateRoomAnswer::Legacy(false)
+        OnCreateRoomAnswer::Bool(false)
     );
     assert_eq!(
         on_create_room_answer(json!(true)).unwrap(),
-        OnCreateRoomAnswer::Legacy(true)
+        OnCreateRoomAnswer::Bool(true)
     );
+    // A SynapseError with extra fields; a status outside 400-599 is not a refusal.
+    assert_eq!(
+        on_create_room_answer(json!({"deny": {"status": 429, "errcode": "M_LIMIT_EXCEEDED", "error": "slow down", "fields": {"retry_after_ms": 500}}})).unwrap(),
+        OnCreateRoomAnswer::Deny {
+            deny: SynapseError::new(429, "M_LIMIT_EXCEEDED", "slow down")
+                .with_fields(json!({"retry_after_ms": 500}).as_object().unwrap().clone())
+        }
+    );
+    for status in [200, 302, 399, 600] {
+        let decoded = on_create_room_answer(json!({"deny": {"status": status, "error": "x"}}));
+        assert!(
+            !matches!(decoded, Ok(OnCreateRoomAnswer::Deny { .. })),
+            "status {status} decodes as {decoded:?}"
+        );
+    }
     assert!(on_create_room_answer(json!("deny")).is_err());
     assert!(on_create_room_answer(json!({"request_content": "not an object"})).is_err());
 }

@@ -121,7 +121,12 @@ fn schema_describes_every_callback() {
         Callback::ALL.len(),
         "entries for callbacks that do not exist"
     );
-    for envelope in ["invocation", "invocation_reply"] {
+    for envelope in [
+        "invocation",
+        "invocation_reply",
+        "description",
+        "announcement",
+    ] {
         assert!(
             schema["envelopes"][envelope].is_object(),
             "no `{envelope}` envelope"
@@ -249,6 +254,13 @@ fn sample_envelopes_are_valid() {
     let error =
         json!({"request_id": "req-1", "result": {"error": {"kind": "timeout", "after_ms": 250}}});
     assert_valid(&reply, "/envelopes/invocation_reply", &error);
+    let announcement = validator("/envelopes/announcement");
+    for sample in [
+        json!({"worker": "w1", "interval_ms": 100}),
+        json!({"worker": "w1", "interval_ms": 100, "leaving": true}),
+    ] {
+        assert_valid(&announcement, "/envelopes/announcement", &sample);
+    }
 }
 
 #[test]

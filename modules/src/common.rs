@@ -4,7 +4,7 @@ use glia_bus_schema::errcodes;
 use glia_module_api::{ConfigError, ConfigPath, WebRequest, WebResponse};
 use regex::{Regex, RegexBuilder};
 use serde_json::{json, Value};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// "a string", "an array", ...: what kind of JSON value `v` is, for messages.
 pub(crate) fn json_kind(v: &Value) -> &'static str {
@@ -112,6 +112,57 @@ pub(crate) fn require_param(req: &WebRequest, name: &str) -> Result<String, WebR
             format!("missing query parameter '{name}'"),
         )
     })
+}
+
+/// Checks that `url` is an absolute `http://` URL with a host. `https://` is refused: glia's
+/// HTTP client is built without TLS.
+pub(crate) fn check_http_url(url: &str) -> Result<(), String> {
+    let uri: awc::http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(format!(
+                "{url:?}: https is not supported (glia's HTTP client is built without TLS); \
+                 use an http:// URL"
+            ))
+        }
+        Some(other) => return Err(format!("{url:?}: scheme {other:?} is not http")),
+        None => return Err(format!("{url:?} is not an absolute http:// URL")),
+    }
+    match uri.host() {
+        Some(host) if !host.is_empty() => Ok(()),
+        _ => Err(format!("{url:?} has no host")),
+    }
+}
+
+/// POSTs `body` as JSON to `url` with extra `headers`, all within `timeout`; returns the
+/// status and up to `limit` bytes of the answer, or what went wrong.
+pub(crate) async fn post_json(
+    client: &awc::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &impl serde::Serialize,
+    timeout: Duration,
+    limit: usize,
+) -> Result<(awc::http::StatusCode, bytes::Bytes), String> {
+    let mut request = client.post(url).timeout(timeout);
+    for header in headers {
+        request = request.insert_header(*header);
+    }
+    let mut response = request.send_json(body).await.map_err(|e| match e {
+        awc::error::SendRequestError::Timeout => {
+            format!("timed out after {} ms", timeout.as_millis())
+        }
+        other => format!("request failed: {other}"),
+    })?;
+    let body = response
+        .body()
+        .limit(limit)
+        .await
+        .map_err(|e| format!("reading the answer failed: {e}"))?;
+    Ok((response.status(), body))
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -60,7 +60,7 @@ impl Module for EventCensorer {
 
     fn parse_config(config: &Value) -> Result<EventCensorerConfig, ConfigError> {
         let parsed: EventCensorerConfig = glia_module_api::from_config(config)?;
-        check_endpoint(&parsed.endpoint)
+        common::check_http_url(&parsed.endpoint)
             .map_err(|m| ConfigError::at_path(ConfigPath::root().key("endpoint"), m))?;
         if parsed.timeout_ms == 0 {
             return Err(ConfigError::at("timeout_ms", "must be positive"));
@@ -86,27 +86,6 @@ impl Module for EventCensorer {
     }
 }
 
-fn check_endpoint(endpoint: &str) -> Result<(), String> {
-    let uri: awc::http::Uri = endpoint
-        .parse()
-        .map_err(|e| format!("{endpoint:?} is not a URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "{endpoint:?}: https is not supported (glia's HTTP client is built without TLS); \
-                 use an http:// URL"
-            ))
-        }
-        Some(other) => return Err(format!("{endpoint:?}: scheme {other:?} is not http")),
-        None => return Err(format!("{endpoint:?} is not an absolute http:// URL")),
-    }
-    match uri.host() {
-        Some(host) if !host.is_empty() => Ok(()),
-        _ => Err(format!("{endpoint:?} has no host")),
-    }
-}
-
 /// One instance's client and settings.
 struct Censor {
     endpoint: String,
@@ -124,26 +103,19 @@ impl Censor {
                 self.endpoint
             ))
         };
-        let mut response = client
-            .post(&self.endpoint)
-            .timeout(self.timeout)
-            .send_json(&event)
-            .await
-            .map_err(|e| match e {
-                awc::error::SendRequestError::Timeout => {
-                    fail(format!("timed out after {} ms", self.timeout.as_millis()))
-                }
-                other => fail(format!("request failed: {other}")),
-            })?;
-        let status = response.status();
+        let (status, body) = common::post_json(
+            client,
+            &self.endpoint,
+            &[],
+            &event,
+            self.timeout,
+            MAX_ANSWER_BYTES,
+        )
+        .await
+        .map_err(fail)?;
         if !status.is_success() {
             return Err(fail(format!("answered HTTP {status}")));
         }
-        let body = response
-            .body()
-            .limit(MAX_ANSWER_BYTES)
-            .await
-            .map_err(|e| fail(format!("reading the answer failed: {e}")))?;
         let content = match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Object(content)) => content,
             Ok(other) => {

@@ -14,6 +14,7 @@ pub mod chaos;
 pub mod custom_presence_router;
 pub mod demo;
 pub mod event_censorer;
+pub mod http_antispam;
 pub mod list_spam_checker;
 pub mod message_policy;
 pub mod user_restrictions;
@@ -26,6 +27,7 @@ pub fn builtin_registry() -> ModuleRegistry {
         .with::<demo::Demo>()
         .with::<list_spam_checker::ListSpamChecker>()
         .with::<event_censorer::EventCensorer>()
+        .with::<http_antispam::HttpAntispam>()
         .with::<custom_presence_router::CustomPresenceRouter>()
         .with::<account_expiry::AccountExpiry>()
         .with::<user_restrictions::UserRestrictions>()
@@ -47,6 +49,7 @@ mod tests {
                 "custom_presence_router",
                 "demo",
                 "event_censorer",
+                "http_antispam",
                 "list_spam_checker",
                 "message_policy",
                 "user_restrictions",

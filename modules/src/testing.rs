@@ -68,12 +68,12 @@ pub(crate) fn call_now<R: CallbackArgs>(
 
 /// Sends `method path?query` to the web resource registered at `path`: status and JSON body.
 pub(crate) fn web(regs: &Registrations, method: &str, path: &str, query: &str) -> (u16, Value) {
-    let (_, handler) = regs
+    let resource = regs
         .web_resources
         .iter()
-        .find(|(p, _)| p == path)
+        .find(|r| r.path == path)
         .unwrap_or_else(|| panic!("no web resource at {path}"));
-    let response = block_on(handler.call(WebRequest {
+    let response = block_on(resource.handler.call(WebRequest {
         method: method.into(),
         path: path.into(),
         query: query.into(),

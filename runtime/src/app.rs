@@ -8,11 +8,11 @@ use crate::host::{
     spawn_module, ModuleActor, ModuleInstance, ModuleState, ModuleStatus, RegistrationSummary,
     SpawnError,
 };
+use crate::http::routes::{WebRoute, WebRoutes};
 use crate::telemetry::{ModuleGauge, Role, Telemetry};
 use actix::Addr;
 use arc_swap::ArcSwap;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -46,46 +46,6 @@ pub enum StartError {
     },
 }
 
-/// Where a web resource is served.
-#[derive(Debug, Clone)]
-pub struct WebRoute {
-    /// Module index.
-    pub module: usize,
-    /// Index into the module's web resources.
-    pub slot: usize,
-}
-
-/// Registered web resource paths; a path serves itself and everything below it.
-#[derive(Debug, Clone, Default)]
-pub struct WebRoutes {
-    routes: BTreeMap<String, WebRoute>,
-}
-
-impl WebRoutes {
-    /// The route for `path`: an exact match, else the longest registered prefix.
-    pub fn find(&self, path: &str) -> Option<&WebRoute> {
-        if let Some(route) = self.routes.get(path) {
-            return Some(route);
-        }
-        self.routes
-            .iter()
-            .rev()
-            .find(|(prefix, _)| {
-                path.starts_with(prefix.as_str()) && path[prefix.len()..].starts_with('/')
-            })
-            .map(|(_, route)| route)
-    }
-
-    /// Paths served by the module at `index`.
-    pub fn paths_of(&self, index: usize) -> Vec<String> {
-        self.routes
-            .iter()
-            .filter(|(_, r)| r.module == index)
-            .map(|(p, _)| p.clone())
-            .collect()
-    }
-}
-
 /// One module as `/_glia/v1/modules` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModuleInfo {
@@ -116,6 +76,8 @@ pub struct ModuleInfo {
     pub auth_checkers: Vec<AuthCheckerInfo>,
     /// Web resource paths it serves (after the first-wins rule).
     pub web_resources: Vec<String>,
+    /// Those of `web_resources` that also serve every path below them.
+    pub web_resource_subtrees: Vec<String>,
 }
 
 /// An auth checker as `/_glia/v1/modules` lists it.
@@ -190,9 +152,10 @@ impl Topology {
         // spec §2.4: the first module in config order wins a path; later claims are warned.
         let mut web = WebRoutes::default();
         for (index, (module, summary)) in pairs.iter().enumerate() {
-            for (slot, path) in summary.web_resources.iter().enumerate() {
+            for (slot, resource) in summary.web_resources.iter().enumerate() {
+                let path = &resource.path;
                 check_web_path(module, path)?;
-                if let Some(owner) = web.routes.get(path) {
+                if let Some(owner) = web.has(path) {
                     tracing::warn!(
                         module = %module.name,
                         %path,
@@ -201,13 +164,12 @@ impl Topology {
                     );
                     continue;
                 }
-                web.routes.insert(
-                    path.clone(),
-                    WebRoute {
-                        module: index,
-                        slot,
-                    },
-                );
+                web.insert(WebRoute {
+                    module: index,
+                    slot,
+                    path: path.clone(),
+                    subtree: resource.subtree,
+                });
             }
         }
         Ok((plans, web))
@@ -258,15 +220,31 @@ pub struct StartOptions {
 /// How often a remote module that has not described itself is asked again.
 const REMOTE_RETRY: Duration = Duration::from_secs(2);
 
-/// Asks the workers of remote module `name` what it registered, and plans it if they answer.
+/// What came of asking a remote module to describe itself.
+enum Described {
+    /// It answered and is planned.
+    Planned,
+    /// No worker answered (yet).
+    Unavailable,
+    /// It answered registrations Synapse would refuse (spec §2.2); it is not planned.
+    Refused(glia_module_api::RegistrationError),
+}
+
+/// Asks the workers of remote module `name` what it registered, and plans it if they answer
+/// with registrations Synapse would accept.
 async fn describe_remote(
     client: &async_nats::Client,
     topology: &Topology,
     index: usize,
     name: &str,
     status: &ModuleStatus,
-) {
-    match crate::bus::nats::describe(client, name, Duration::from_secs(2)).await {
+) -> Described {
+    let described = if client.connection_state() == async_nats::connection::State::Connected {
+        crate::bus::nats::describe(client, name, Duration::from_secs(2)).await
+    } else {
+        Err("NATS is not connected".to_owned())
+    };
+    match described {
         Ok(description) => {
             let summary = RegistrationSummary {
                 callbacks: description.callbacks,
@@ -278,15 +256,24 @@ async fn describe_remote(
                 // Web resources are not served over NATS (yet).
                 web_resources: Vec::new(),
             };
+            if let Err(e) =
+                glia_module_api::check_described(&summary.callbacks, &summary.auth_checkers)
+            {
+                tracing::error!(module = %name, error = %e, "remote module registered what Synapse refuses; it is not planned");
+                status.set_state(ModuleState::Failed);
+                return Described::Refused(e);
+            }
             topology.register(index, summary);
             status.set_state(ModuleState::Running);
             tracing::info!(module = %name, "remote module described itself");
+            Described::Planned
         }
         Err(reason) => {
             if status.state() != ModuleState::Failed {
                 tracing::warn!(module = %name, %reason, "remote module not available; its callbacks are not planned until it is");
             }
             status.set_state(ModuleState::Failed);
+            Described::Unavailable
         }
     }
 }
@@ -300,13 +287,14 @@ impl Glia {
 
     /// [`Glia::start`] with choices the config file does not make.
     pub async fn start_with(config: GliaConfig, options: StartOptions) -> Result<Glia, StartError> {
-        let nats = match &config.bus {
-            BusConfig::Nats(settings) => Some(
-                crate::bus::nats::connect(settings)
+        let (nats, refusals) = match &config.bus {
+            BusConfig::Nats(settings) => {
+                let (client, refusals) = crate::bus::nats::connect(settings, "coordinator")
                     .await
-                    .map_err(StartError::Bus)?,
-            ),
-            BusConfig::Internal => None,
+                    .map_err(StartError::Bus)?;
+                (Some(client), refusals)
+            }
+            BusConfig::Internal => (None, Arc::default()),
         };
         let topology = Arc::new(Topology {
             configs: config.modules.clone(),
@@ -377,8 +365,24 @@ impl Glia {
                         statuses[index].set_state(ModuleState::Running);
                     }
                     (Placement::Nats, None) => {
-                        describe_remote(client, &topology, index, &module.name, &statuses[index])
-                            .await;
+                        let described = describe_remote(
+                            client,
+                            &topology,
+                            index,
+                            &module.name,
+                            &statuses[index],
+                        )
+                        .await;
+                        if let (Described::Refused(e), true) = (described, module.required) {
+                            for started in instances.drain(..).rev().flatten() {
+                                started.stop().await;
+                            }
+                            return Err(StartError::Spawn(SpawnError {
+                                index,
+                                name: module.name.clone(),
+                                reason: e.to_string(),
+                            }));
+                        }
                     }
                     _ => {}
                 }
@@ -412,7 +416,7 @@ impl Glia {
                 .iter()
                 .map(|m| Arc::<str>::from(m.name.as_str()))
                 .collect();
-            Arc::new(NatsBus::new(client, names))
+            Arc::new(NatsBus::new(client, names, refusals))
         });
         let placements = config.modules.iter().map(|m| m.placement).collect();
         let routed = RoutedBus::new(bus.clone(), nats_bus, placements);
@@ -467,12 +471,23 @@ impl Glia {
         }
         let (topology, stopping) = (self.topology.clone(), self.stopping.clone());
         actix_rt::spawn(async move {
-            while !stopping.load(Ordering::Acquire) {
+            let mut pending = pending;
+            while !stopping.load(Ordering::Acquire) && !pending.is_empty() {
                 actix_rt::time::sleep(REMOTE_RETRY).await;
-                for (index, name, status) in &pending {
+                let mut refused = Vec::new();
+                for (i, (index, name, status)) in pending.iter().enumerate() {
                     if status.state() != ModuleState::Running {
-                        describe_remote(&client, &topology, *index, name, status).await;
+                        if let Described::Refused(_) =
+                            describe_remote(&client, &topology, *index, name, status).await
+                        {
+                            refused.push(i);
+                        }
                     }
+                }
+                // A module that registers what Synapse refuses is asked no more: fix it and
+                // restart glia.
+                for i in refused.into_iter().rev() {
+                    pending.remove(i);
                 }
             }
         });
@@ -633,7 +648,17 @@ impl Glia {
                             fields: fields.clone(),
                         })
                         .collect(),
-                    web_resources: web.paths_of(module.index),
+                    web_resources: web
+                        .of_module(module.index)
+                        .iter()
+                        .map(|r| r.path.clone())
+                        .collect(),
+                    web_resource_subtrees: web
+                        .of_module(module.index)
+                        .iter()
+                        .filter(|r| r.subtree)
+                        .map(|r| r.path.clone())
+                        .collect(),
                 }
             })
             .collect()
@@ -673,6 +698,7 @@ impl Glia {
                         "name": &*e.name,
                         "timeout_ms": e.timeout.as_millis() as u64,
                         "failure_policy": e.policy.to_string(),
+                        "invoke": e.invoke.to_string(),
                     })).collect::<Vec<_>>(),
                 }),
             );
@@ -684,6 +710,7 @@ impl Glia {
     /// rest resolve through their failure policies; then modules stop in reverse config order.
     /// The caller stops taking new requests first.
     pub async fn shutdown(&self, grace: Duration) {
+        let until = std::time::Instant::now() + grace;
         self.stopping.store(true, Ordering::Release);
         if let Some(ingress) = self
             .ingress
@@ -699,9 +726,9 @@ impl Glia {
         for instance in instances.into_iter().rev().flatten() {
             instance.stop().await;
         }
-        self.telemetry.shutdown().await;
+        self.telemetry.shutdown(until).await;
         if let Some(client) = &self.nats {
-            crate::bus::nats::flush(client).await;
+            crate::bus::nats::flush(client, until).await;
         }
     }
 

@@ -370,3 +370,34 @@ fn check_config_refuses_what_serve_refuses() {
         }
     }
 }
+
+#[test]
+fn check_config_checks_each_nats_server_url_as_serve_does() {
+    let config = |url: &str| {
+        format!(
+            "bus: {{type: nats, url: {url}}}\nmodules:\n  - module: demo\n    placement: nats\n"
+        )
+    };
+    let good = TempFile::new(
+        "nats-list.yaml",
+        &config("[\"nats://a:4222\", \"tls://b:4443\"]"),
+    );
+    let out = glia(&["check-config", good.path()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Once a string that passed here and made serve exit with "invalid port number".
+    let bad = TempFile::new(
+        "nats-comma.yaml",
+        &config("\"nats://a:4222,nats://b:99999\""),
+    );
+    let out = glia(&["check-config", bad.path()]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!("error: {}:1:", bad.path())),
+        "{err}"
+    );
+    assert!(
+        err.contains("key `bus.url`") && err.contains("\"nats://b:99999\""),
+        "{err}"
+    );
+}

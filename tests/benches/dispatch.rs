@@ -5,7 +5,9 @@
 //! that all allow (`NOT_SPAM`), each on its own arbiter thread as `Glia::start` places them:
 //!
 //! - `latency/*`: one request at a time (sequential), `check_event_for_spam` with a realistic
-//!   `m.room.message` event and `user_may_create_room` with a small `room_config`, for 1 and
+//!   `m.room.message` event, `user_may_create_room` with a small `room_config`, and
+//!   `add_field_to_unsigned` (called for every event Synapse serves a client, so its cost is
+//!   multiplied by the events of every `/sync` and `/messages`) with the same event, for 1 and
 //!   5 modules. Compare with Synapse 1.163.2's in-process cost on this VM
 //!   (`check_event_for_spam` 27.6 µs / 142.7 µs, `user_may_create_room` 45 / 216 µs for
 //!   1 / 5 modules; ../shared/research/environment.md).
@@ -38,8 +40,10 @@ use actix_rt::{Arbiter, System, SystemRunner};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use futures::future::join_all;
-use glia_bus_schema::requests::{CheckEventForSpam, UserMayCreateRoom, UserMayInvite};
-use glia_bus_schema::{CallbackRequest, DispatchReply, Event};
+use glia_bus_schema::requests::{
+    AddFieldToUnsigned, CheckEventForSpam, UserMayCreateRoom, UserMayInvite,
+};
+use glia_bus_schema::{CallbackRequest, DispatchReply, Event, Outcome};
 use glia_runtime::Glia;
 use glia_tests::otlp::OtlpReceiver;
 use glia_tests::TestGlia;
@@ -68,6 +72,7 @@ fn allow_all_config(n: usize) -> String {
                 "config": { "answers": {
                     "check_event_for_spam": { "answer": "NOT_SPAM" },
                     "user_may_create_room": { "answer": "NOT_SPAM" },
+                    "add_field_to_unsigned": { "answer": {} },
                 }},
             })
         })
@@ -83,7 +88,17 @@ fn start_glia(system: &SystemRunner, n: usize) -> Glia {
 
 /// A realistic `check_event_for_spam` request: an `m.room.message` with a ~100-char body.
 fn spam_request() -> CallbackRequest {
-    let event: Event = serde_json::from_value(json!({
+    CallbackRequest::CheckEventForSpam(CheckEventForSpam { event: message() })
+}
+
+/// `add_field_to_unsigned` for the same event.
+fn unsigned_request() -> CallbackRequest {
+    CallbackRequest::AddFieldToUnsigned(AddFieldToUnsigned { event: message() })
+}
+
+/// An `m.room.message` with a ~100-char body.
+fn message() -> Event {
+    serde_json::from_value(json!({
         "event_id": "$Rqnc-F-dvnEYJTyHq_iKxU2bZ1CI92-kuZq3a5lr5Zg",
         "room_id": "!OGEhHVWSdvArJzumhm:matrix.org",
         "sender": "@alice:example.com",
@@ -94,8 +109,7 @@ fn spam_request() -> CallbackRequest {
             "body": "Hello everyone, the release notes for this week are up; please review them before Thursday's call.",
         },
     }))
-    .expect("a valid event");
-    CallbackRequest::CheckEventForSpam(CheckEventForSpam { event })
+    .expect("a valid event")
 }
 
 /// A `user_may_create_room` request with a small `room_config`.
@@ -116,12 +130,14 @@ fn create_room_request() -> CallbackRequest {
     })
 }
 
-/// Whether a reply is an allow of one of the benchmarked callbacks.
+/// Whether a reply is an allow of one of the benchmarked callbacks (no added fields, for
+/// `add_field_to_unsigned`).
 fn is_allow(reply: &DispatchReply) -> bool {
     match reply {
         DispatchReply::CheckEventForSpam(d)
         | DispatchReply::UserMayCreateRoom(d)
         | DispatchReply::UserMayInvite(d) => d.is_allow(),
+        DispatchReply::AddFieldToUnsigned(Outcome::Value(u)) => u.fields.is_empty(),
         _ => false,
     }
 }
@@ -195,6 +211,7 @@ fn latency(group: &mut Group<'_>, system: &SystemRunner, glias: &[(usize, Glia)]
     let cases = [
         ("check_event_for_spam", spam_request()),
         ("user_may_create_room", create_room_request()),
+        ("add_field_to_unsigned", unsigned_request()),
     ];
     for (callback, request) in &cases {
         for (n, glia) in glias {

@@ -61,7 +61,7 @@ fn invite(i: usize) -> CallbackRequest {
 }
 
 fn main() {
-    let n = if std::env::args().any(|a| a == "--bench") {
+    let n = if glia_tests::load::full_run() {
         5_000
     } else {
         20

@@ -60,15 +60,36 @@ class Sender:
         """One `PUT /send`, timed from request to full response."""
         body = json.dumps({"msgtype": "m.text", "body": "benchmark message"})
         headers = {"Authorization": f"Bearer {self.client.token}", "Content-Type": "application/json"}
-        started = time.perf_counter()
-        self.conn.request("PUT", self.client.send_path(self.room_id), body=body, headers=headers)
-        response = self.conn.getresponse()
-        payload = response.read()
-        elapsed = (time.perf_counter() - started) * 1000
-        if response.status != 200:
-            raise RuntimeError(f"{self.name}: send answered {response.status} {payload!r}")
+        elapsed = timed(self.conn, f"{self.name}: send", "PUT", self.client.send_path(self.room_id), body, headers)
         if record:
             self.samples_ms.append(elapsed)
+
+
+def timed(
+    conn: http.client.HTTPConnection, what: str, method: str, path: str, body: str, headers: dict[str, str]
+) -> float:
+    """Milliseconds from sending one request over `conn` to its full response; fails unless 200."""
+    started = time.perf_counter()
+    conn.request(method, path, body=body, headers=headers)
+    response = conn.getresponse()
+    payload = response.read()
+    elapsed = (time.perf_counter() - started) * 1000
+    if response.status != 200:
+        raise RuntimeError(f"{what} answered {response.status} {payload!r}")
+    return elapsed
+
+
+def interleaved_sends(running: dict[str, Synapse], sends: int, warmup: int) -> list[Sender]:
+    """A user per Synapse sending `sends` timed messages (after `warmup` untimed ones), round
+    by round, so machine load drifts hit every setup alike."""
+    senders = [Sender(name, synapse.register(f"bench_{name.replace('-', '_')}")) for name, synapse in running.items()]
+    for sender in senders:
+        for _ in range(warmup):
+            sender.send(record=False)
+    for _ in range(sends):
+        for sender in senders:
+            sender.send()
+    return senders
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -134,15 +155,7 @@ def main() -> None:
     print(f"glia binary: {glia_binary()}")
     level = "DEBUG" if args.breakdown else "INFO"
     with tempfile.TemporaryDirectory(prefix="glia-bench-") as tmp, servers(Path(tmp), level) as running:
-        senders = [
-            Sender(name, synapse.register(f"bench_{name.replace('-', '_')}")) for name, synapse in running.items()
-        ]
-        for sender in senders:
-            for _ in range(args.warmup):
-                sender.send(record=False)
-        for _ in range(args.sends):
-            for sender in senders:
-                sender.send()
+        senders = interleaved_sends(running, args.sends, args.warmup)
         report(senders)
         if args.breakdown:
             breakdown(running)

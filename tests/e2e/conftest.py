@@ -25,6 +25,7 @@ except ImportError as e:
         "(matrix-synapse, pytest and the bridge) with tests/e2e/setup.sh"
     ) from e
 
+from differential import Differential, start_differential
 from harness import (
     CensorService,
     Client,
@@ -48,6 +49,25 @@ def glia_bin() -> Path:
     except RuntimeError as e:
         missing = str(e)
     pytest.fail(missing, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def differential_world(glia_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Differential]:
+    """Synapse with the scripted modules, Synapse with the bridge and glia serving the same
+    modules over NATS (see differential.py); shared by every differential test."""
+    try:
+        world = start_differential(glia_bin, tmp_path_factory.mktemp("differential"))
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield world
+    world.stop()
+
+
+@pytest.fixture
+def diff(differential_world: Differential) -> Differential:
+    """The differential world with an empty script and empty call logs."""
+    differential_world.reset()
+    return differential_world
 
 
 @pytest.fixture(scope="module")

@@ -81,6 +81,14 @@ def http_request(
         conn.close()
 
 
+def json_or_raw(raw: bytes) -> Any:
+    """A response body: its JSON when it is JSON, else the bytes (None when empty)."""
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return raw
+
+
 def responds(url: str) -> bool:
     """Whether `url` answers 200."""
     try:
@@ -369,10 +377,12 @@ def bridge_module(glia_url: str, **overrides: Any) -> dict[str, Any]:
     return {"module": "glia_synapse.GliaBridge", "config": config}
 
 
-def synapse_config(workdir: Path, port: int, modules: list[dict[str, Any]]) -> dict[str, Any]:
+def synapse_config(
+    workdir: Path, port: int, modules: list[dict[str, Any]], server_name: str = SERVER_NAME
+) -> dict[str, Any]:
     """A loopback Synapse: SQLite, one client listener, no federation, rate limits raised."""
     return {
-        "server_name": SERVER_NAME,
+        "server_name": server_name,
         "public_baseurl": f"http://127.0.0.1:{port}/",
         "pid_file": str(workdir / "homeserver.pid"),
         "listeners": [
@@ -445,12 +455,27 @@ class Synapse:
 
     @classmethod
     def start(
-        cls, workdir: Path, modules: list[dict[str, Any]], port: int | None = None, bridge_log_level: str = "DEBUG"
+        cls,
+        workdir: Path,
+        modules: list[dict[str, Any]],
+        port: int | None = None,
+        bridge_log_level: str = "DEBUG",
+        server_name: str = SERVER_NAME,
+        overrides: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> Synapse:
-        """Writes a config (and signing key), starts Synapse, waits for `/health`."""
+        """Writes a config (and signing key), starts Synapse, waits for `/health`.
+
+        `overrides` replaces top-level keys of `synapse_config`'s config (a `None` value
+        removes the key); `env` is the process's environment (default: this one's)."""
         workdir.mkdir(parents=True, exist_ok=True)
         port = port or free_port()
-        config = synapse_config(workdir, port, modules)
+        config = synapse_config(workdir, port, modules, server_name)
+        for key, value in (overrides or {}).items():
+            if value is None:
+                config.pop(key, None)
+            else:
+                config[key] = value
         log_path = workdir / "homeserver.log"
         (workdir / "log.yaml").write_text(yaml.safe_dump(synapse_log_config(log_path, bridge_log_level)))
         write_signing_key(workdir / "signing.key")
@@ -460,6 +485,7 @@ class Synapse:
             "synapse",
             [sys.executable, "-m", "synapse.app.homeserver", "--config-path", str(config_path)],
             workdir / "synapse.out",
+            env=env,
             cwd=workdir,
         ).start()
         synapse = cls(process, port, config["registration_shared_secret"], log_path)
@@ -481,6 +507,12 @@ class Synapse:
 
     def register(self, localpart: str, admin: bool = False) -> Client:
         """Registers a user through the shared-secret admin API; returns their client."""
+        reply = self.try_register(localpart, admin)
+        assert reply.status == 200, f"registering {localpart}: {reply.status} {reply.body!r}"
+        return Client(self.url, reply.body["access_token"], reply.body["user_id"])
+
+    def try_register(self, localpart: str, admin: bool = False) -> Reply:
+        """Asks the shared-secret admin API to register a user; returns Synapse's answer."""
         url = f"{self.url}/_synapse/admin/v1/register"
         status, _, body = http_request("GET", url)
         assert status == 200, body
@@ -497,10 +529,8 @@ class Synapse:
             "admin": admin,
             "mac": mac.hexdigest(),
         }
-        status, _, body = http_request("POST", url, reply)
-        assert status == 200, f"registering {localpart}: {status} {body!r}"
-        registered = json.loads(body)
-        return Client(self.url, registered["access_token"], registered["user_id"])
+        status, headers, body = http_request("POST", url, reply)
+        return Reply(status, json_or_raw(body), headers)
 
 
 def write_signing_key(path: Path) -> None:
@@ -542,11 +572,7 @@ class Client:
         if body is not None:
             headers["Content-Type"] = "application/json"
         status, response_headers, raw = http_request(method, self.base_url + path, body, headers)
-        try:
-            parsed = json.loads(raw) if raw else None
-        except ValueError:
-            parsed = raw
-        return Reply(status, parsed, response_headers)
+        return Reply(status, json_or_raw(raw), response_headers)
 
     def whoami(self) -> Reply:
         return self.request("GET", "/_matrix/client/v3/account/whoami")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates (or refreshes) the end-to-end test venv at tests/e2e/.venv: matrix-synapse, pytest,
-# nats-py (for the example NATS module and its test), and the glia bridge from
+# nats-py (for the example NATS module and its test), ruff (the Python lint), synapse-http-antispam
+# (the module Draupnir and Meowlnir are fed by, pointed at glia in its e2e test), and the glia bridge from
 # deploy/synapse-bridge in editable mode. Idempotent: when everything
 # is already installed it only checks, in about a second.
 set -euo pipefail
@@ -9,22 +10,26 @@ root="$(cd "$here/../.." && pwd)"
 venv="$here/.venv"
 bridge="$root/deploy/synapse-bridge"
 synapse_version="1.163.2"
+ruff_version="0.17.6"
+antispam_version="0.5.1"
 python="${PYTHON:-python3}"
 
 installed() {
     [ -x "$venv/bin/python" ] || return 1
-    "$venv/bin/python" - "$synapse_version" "$bridge" <<'PY' 2>/dev/null
+    "$venv/bin/python" - "$synapse_version" "$bridge" "$ruff_version" "$antispam_version" <<'PY' 2>/dev/null
 import os, sys
 from importlib.metadata import version
-import nats, pytest, synapse, glia_synapse  # noqa: F401
-want_version, bridge = sys.argv[1], os.path.realpath(sys.argv[2])
+import nats, pytest, synapse, glia_synapse, synapse_http_antispam  # noqa: F401
+want_version, bridge, want_ruff = sys.argv[1], os.path.realpath(sys.argv[2]), sys.argv[3]
+assert version("synapse-http-antispam") == sys.argv[4], version("synapse-http-antispam")
 assert version("matrix-synapse") == want_version, version("matrix-synapse")
+assert version("ruff") == want_ruff, version("ruff")
 assert os.path.realpath(glia_synapse.__file__).startswith(bridge + os.sep), glia_synapse.__file__
 PY
 }
 
 if installed; then
-    echo "e2e venv ready: $venv (matrix-synapse $synapse_version, pytest, nats-py, glia_synapse)"
+    echo "e2e venv ready: $venv (matrix-synapse $synapse_version, pytest, nats-py, ruff, synapse-http-antispam $antispam_version, glia_synapse)"
     exit 0
 fi
 
@@ -35,6 +40,7 @@ fi
 echo "creating the e2e venv at $venv (matrix-synapse $synapse_version; needs PyPI access, ~30 s)"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    "matrix-synapse==$synapse_version" "pytest>=7" "nats-py>=2.6" -e "$bridge"
+    "matrix-synapse==$synapse_version" "pytest>=7" "nats-py>=2.6" "ruff==$ruff_version" \
+    "synapse-http-antispam==$antispam_version" -e "$bridge"
 installed || { echo "error: the e2e venv at $venv is still incomplete after pip install" >&2; exit 1; }
 echo "e2e venv ready: $venv"

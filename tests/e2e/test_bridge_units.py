@@ -4,6 +4,7 @@ failure modes, discovery and trace headers. Fast; part of the same pytest run.""
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,7 @@ from glia_synapse.catalogue import BY_NAME, CALLBACKS
 from glia_synapse.client import GliaClient
 from glia_synapse.config import parse_config
 from glia_synapse.convert import encode_args
-from glia_synapse.errors import GliaCallbackFailed, GliaFailure
+from glia_synapse.errors import GliaCallbackFailed, GliaFailure, GliaModuleFailed
 from glia_synapse.replies import check_error, errcode
 from glia_synapse.tracing import traceparent_from_ids
 
@@ -54,6 +55,8 @@ def test_config_defaults_and_per_callback_overrides() -> None:
         ({"glia_url": "http://g", "nope": 1}, ("nope",)),
         ({"glia_url": "http://g", "callbacks": ["user_may_invite", "bogus"]}, ("callbacks", "1")),
         ({"glia_url": "http://g", "callbacks": ["get_users_for_states"]}, ("callbacks",)),
+        ({"glia_url": "http://g", "callbacks": ["min_batch_size"]}, ("callbacks",)),
+        ({"glia_url": "http://g", "media_bytes": -1}, ("media_bytes",)),
         ({"glia_url": "http://g", "timeout": 0}, ("timeout",)),
         ({"glia_url": "http://g", "fail_open": {"user_may_invite": "yes"}}, ("fail_open", "user_may_invite")),
         ({"glia_url": "http://g", "auth_token": "a", "auth_token_path": "/x"}, ("auth_token_path",)),
@@ -95,18 +98,42 @@ def test_events_and_state_are_encoded_as_pdu_dicts() -> None:
     assert body["state_events"] == [{**create.pdu, "event_id": "$ev", "room_id": "!room"}]
 
 
-def test_file_wrapper_is_not_sent() -> None:
+@dataclass
+class FileInfo:
+    server_name: str | None = None
+    file_id: str = "abc"
+    url_cache: bool = False
+    thumbnail: Any = None
+
+
+@dataclass
+class FileWrapper:
+    """Synapse's `ReadableFileWrapper`: reads its file in 16 KiB chunks."""
+
+    path: str
+
+    async def write_chunks_to(self, callback: Any) -> None:
+        with open(self.path, "rb") as file:
+            while chunk := file.read(2**14):
+                callback(chunk)
+
+
+def test_the_file_wrapper_is_sent_as_its_first_bytes(tmp_path: Any) -> None:
     spec = BY_NAME["check_media_file_for_spam"]
-
-    @dataclass
-    class Info:
-        server_name: str | None = None
-        file_id: str = "abc"
-        url_cache: bool = False
-        thumbnail: Any = None
-
-    body = encode_args(spec.params, {"file_wrapper": object(), "file_info": Info()}, spec.skip)
+    body = encode_args(spec.params, {"file_wrapper": object(), "file_info": FileInfo()}, spec.skip)
     assert body == {"file_info": {"server_name": None, "file_id": "abc", "url_cache": False, "thumbnail": None}}
+    content = bytes(range(256)) * 200  # 51200 bytes: four chunks
+    (tmp_path / "f").write_bytes(content)
+    made, api = bridge({"decision": "allow"}, media_bytes=20000)
+    check = api.registered["register_spam_checker_callbacks"]["check_media_file_for_spam"]
+    assert asyncio.run(check(FileWrapper(str(tmp_path / "f")), FileInfo())) is NOT_SPAM
+    sent = made._client.calls[0][1]["file"]
+    assert sent["length"] == len(content) and sent["truncated"] is True
+    assert base64.b64decode(sent["content"]) == content[:20000]
+    made, api = bridge({"decision": "allow"}, media_bytes=0)
+    check = api.registered["register_spam_checker_callbacks"]["check_media_file_for_spam"]
+    asyncio.run(check(FileWrapper(str(tmp_path / "f")), FileInfo()))
+    assert "file" not in made._client.calls[0][1]
 
 
 # -- replies ------------------------------------------------------------------------------
@@ -120,6 +147,12 @@ def test_spam_replies() -> None:
     assert decode("user_may_invite", {"decision": "allow"}) is NOT_SPAM  # Synapse tests identity
     code, fields = decode("check_event_for_spam", {"decision": "deny", "errcode": "M_FORBIDDEN", "fields": {"a": 1}})
     assert code is Codes.FORBIDDEN and fields == {"a": 1}
+    # The deprecated plain string: Synapse shows the client a string it is handed.
+    message = decode(
+        "check_event_for_spam",
+        {"decision": "deny", "errcode": "M_FORBIDDEN", "error": "No links", "fields": {}, "module_message": True},
+    )
+    assert message == "No links" and not isinstance(message, Codes)
     assert decode("user_may_send_state_event", {"decision": "deny", "errcode": "M_LIMIT_EXCEEDED"}) is (
         Codes.LIMIT_EXCEEDED
     )
@@ -180,14 +213,75 @@ def test_on_create_room_edits_the_live_request_and_denies_by_raising() -> None:
     assert (error.value.code, error.value.errcode) == (400, "M_BAD_JSON")
 
 
-def test_error_replies_raise_a_modules_own_error_and_fail_on_5xx() -> None:
-    with pytest.raises(SynapseError) as error:
-        check_error({"decision": "error", "status": 429, "errcode": "M_LIMIT_EXCEEDED", "error": "slow", "module": "m"})
-    assert (error.value.code, error.value.errcode) == (429, "M_LIMIT_EXCEEDED")
-    with pytest.raises(GliaFailure):
+def test_error_replies_raise_what_the_module_raised() -> None:
+    for status, fields in ((429, {"retry_after_ms": 1500}), (503, {"org.example.why": "maintenance"})):
+        reply = {
+            "decision": "error",
+            "status": status,
+            "errcode": "M_LIMIT_EXCEEDED",
+            "error": "slow",
+            "fields": fields,
+            "module": "m",
+            "synapse_error": True,
+        }
+        with pytest.raises(SynapseError) as error:
+            check_error(reply)
+        assert (error.value.code, error.value.errcode, error.value.msg) == (status, "M_LIMIT_EXCEEDED", "slow")
+        assert error.value.error_dict(None) == {"errcode": "M_LIMIT_EXCEEDED", "error": "slow", **fields}
+    # glia decided the request fails (a module timed out under policy `error`): never fail open.
+    with pytest.raises(GliaModuleFailed):
         check_error({"decision": "error", "status": 500, "errcode": "M_UNKNOWN", "error": "timeout", "module": "m"})
     with pytest.raises(GliaFailure):
+        check_error({"decision": "error", "status": 200, "errcode": "M_X", "error": "x", "synapse_error": True})
+    with pytest.raises(GliaFailure):
         decode("user_may_invite", {"decision": "maybe"})
+
+
+def test_a_decided_failure_is_raised_even_when_the_callback_fails_open() -> None:
+    failed = {"decision": "error", "status": 500, "errcode": "M_UNKNOWN", "error": "boom", "module": "m"}
+    _, api = bridge(failed)
+    spam = api.registered["register_spam_checker_callbacks"]
+    with pytest.raises(GliaModuleFailed):
+        asyncio.run(spam["check_event_for_spam"](FakeEvent({"type": "t", "sender": "@a:hs"})))
+
+
+def test_replies_of_the_media_ratelimit_unsigned_and_background_callbacks() -> None:
+    limit = {"max_bytes": 10, "time_period_ms": 60000, "info_uri": None, "can_upgrade": True}
+    (parsed,) = decode("get_media_upload_limits_for_user", {"value": [limit]})
+    assert (parsed.max_bytes, parsed.time_period_ms, parsed.can_upgrade) == (10, 60000, True)
+    assert decode("get_media_upload_limits_for_user", {"value": []}) == []
+    assert decode("get_media_upload_limits_for_user", {"value": None}) is None
+    assert decode("get_media_config_for_user", {"value": {"m.upload.size": 5}}) == {"m.upload.size": 5}
+    assert decode("is_user_allowed_to_upload_media_of_size", {"decision": "deny", "errcode": "M_TOO_LARGE"}) is False
+    override = decode("get_ratelimit_override_for_user", {"value": {"per_second": 0.5, "burst_count": 3}})
+    assert (override.per_second, override.burst_count) == (0.5, 3)
+    assert decode("add_field_to_unsigned", {"fields": {"x": 1}}) == {"x": 1}
+    assert BY_NAME["add_field_to_unsigned"].reply.fail_open() == {}
+
+
+def test_on_update_is_a_context_manager_whose_entry_asks_glia() -> None:
+    made, api = bridge({"value": 250, "module": "m"}, callbacks=["on_update", "default_batch_size"])
+    controller = api.registered["register_background_update_controller_callbacks"]
+    manager = controller["on_update"]("populate_stats", "master", False)
+
+    async def enter() -> Any:
+        async with manager as duration:
+            return duration
+
+    assert asyncio.run(enter()) == 250
+    assert made._client.calls == [
+        ("on_update", {"update_name": "populate_stats", "database_name": "master", "one_shot": False})
+    ]
+    # No module answers: Synapse's own setting.
+    made._client.reply = {"value": None}
+    assert asyncio.run(controller["default_batch_size"]("u", "master")) == 100
+
+
+def test_the_unsigned_callback_is_registered_under_synapses_keyword() -> None:
+    _, api = bridge({"fields": {}}, callbacks=["add_field_to_unsigned"])
+    assert list(api.registered["register_add_extra_fields_to_unsigned_client_event_callbacks"]) == [
+        "add_field_to_unsigned_callback"
+    ]
 
 
 # -- the bridge -----------------------------------------------------------------------------
@@ -199,6 +293,7 @@ class FakeApi:
 
     registered: dict[str, dict[str, Any]] = field(default_factory=dict)
     web: list[str] = field(default_factory=list)
+    resources: dict[str, Any] = field(default_factory=dict)
     background: list[str] = field(default_factory=list)
     http_client: Any = None
 
@@ -209,6 +304,7 @@ class FakeApi:
 
     def register_web_resource(self, path: str, resource: Any) -> None:
         self.web.append(path)
+        self.resources[path] = resource
 
     def run_as_background_process(self, desc: str, func: Any) -> None:
         self.background.append(desc)
@@ -284,7 +380,7 @@ def test_discovery_selects_callbacks_login_types_and_web_resources() -> None:
     auto = parse_config({"glia_url": "http://g"})
     assert [s.name for s in select_callbacks(auto, discovery)] == ["user_may_invite"]
     assert len(select_callbacks(parse_config({"glia_url": "http://g", "callbacks": "all"}), discovery)) == len(
-        [s for s in CALLBACKS if not s.takes_over_endpoint]
+        [s for s in CALLBACKS if not s.only_when_served]
     )
     assert discovery.web_paths == ("/_synapse/client/a",)
     configured = parse_config({"glia_url": "http://g", "login_types": {"x.t": ["token"]}})
@@ -309,3 +405,20 @@ def test_a_jaeger_span_context_becomes_a_w3c_traceparent() -> None:
 
     assert traceparent_from_ids(JaegerContext()) == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     assert traceparent_from_ids(object()) is None
+
+
+def test_web_proxies_are_leaves_only_for_glias_subtrees() -> None:
+    made, api = bridge()
+    discovery = Discovery.from_reply(
+        {
+            "modules": [
+                {
+                    "web_resources": ["/_synapse/client/exact", "/_synapse/client/tree"],
+                    "web_resource_subtrees": ["/_synapse/client/tree"],
+                }
+            ]
+        }
+    )
+    made._register_web_resources(discovery)
+    assert api.resources["/_synapse/client/exact"].isLeaf is False
+    assert api.resources["/_synapse/client/tree"].isLeaf is True

@@ -126,12 +126,28 @@ impl TestGlia {
     }
 }
 
-/// The `glia` binary, built by `cargo build -p glia-runtime --bin glia` (tests/run-all does).
+/// The `glia` binary: `$GLIA_BIN` if set (a load run against another build), else the one
+/// of this build's profile — `target/debug/glia` for tests (`cargo build -p glia-runtime
+/// --bin glia`; tests/run-all builds it), `target/release/glia` for `cargo bench`
+/// (`cargo build --release -p glia-runtime --bin glia`).
 pub fn glia_binary() -> std::path::PathBuf {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/glia");
+    if let Some(path) = std::env::var_os("GLIA_BIN") {
+        let path = std::path::PathBuf::from(path);
+        assert!(path.exists(), "GLIA_BIN={} does not exist", path.display());
+        return path;
+    }
+    let (profile, flag) = if cfg!(debug_assertions) {
+        ("debug", "")
+    } else {
+        ("release", "--release ")
+    };
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target")
+        .join(profile)
+        .join("glia");
     assert!(
         path.exists(),
-        "no glia binary at {}: run `cargo build -p glia-runtime --bin glia`",
+        "no glia binary at {}: run `cargo build {flag}-p glia-runtime --bin glia`",
         path.display()
     );
     path

@@ -1,41 +1,144 @@
-//! `glia` processes for tests: started from the binary `cargo build` made, their log read as
-//! it comes (and passed on to the test's output unless only kept), where they listen found in
-//! it, stopped with SIGTERM the way a service manager stops them.
+//! `glia serve` and `glia worker` as real processes, for tests and load runs: started on
+//! ports the system picks, their log read as it comes, signalled (SIGTERM, SIGSTOP, ...),
+//! and measured (resident memory, open file descriptors) through `/proc`.
 
 use crate::harness::glia_binary;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// A glia process, killed if the test ends without [`terminate`] (a failed assertion). Its
-/// log is read as it comes: kept for [`terminate_with_log`] and [`Process::listening`], and
-/// passed on to the test's output unless only kept.
-pub struct Process {
+/// A glia process, killed if dropped without [`GliaProcess::terminate_with_log`] (a failed
+/// assertion). Its log is kept for [`GliaProcess::log`] and [`GliaProcess::listening`], and
+/// passed on to the caller's standard error unless only kept.
+pub struct GliaProcess {
     child: Option<Child>,
+    pid: u32,
     log: Arc<Mutex<String>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Process {
+impl GliaProcess {
+    /// Starts `glia <args>` with extra environment variables; its log goes on to standard
+    /// error when `pass_log_on`.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)], pass_log_on: bool) -> GliaProcess {
+        Self::spawn_binary(&glia_binary(), args, env, pass_log_on)
+    }
+
+    /// [`GliaProcess::spawn`] with another `glia` binary (a load run comparing builds).
+    pub fn spawn_binary(
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        pass_log_on: bool,
+    ) -> GliaProcess {
+        let mut command = Command::new(binary);
+        command
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("glia starts");
+        let stderr = child.stderr.take().expect("piped");
+        let log = Arc::new(Mutex::new(String::new()));
+        let kept = log.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if pass_log_on {
+                    eprintln!("{line}");
+                }
+                let mut kept = kept.lock().unwrap();
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+        });
+        GliaProcess {
+            pid: child.id(),
+            child: Some(child),
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// `glia serve --config FILE --listen 127.0.0.1:0 <extra>`, once it listens; returns it
+    /// and its `host:port`.
+    pub async fn serve(
+        config: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        pass_log_on: bool,
+    ) -> (GliaProcess, String) {
+        Self::serve_binary(&glia_binary(), config, extra, env, pass_log_on).await
+    }
+
+    /// [`GliaProcess::serve`] with another `glia` binary.
+    pub async fn serve_binary(
+        binary: &Path,
+        config: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        pass_log_on: bool,
+    ) -> (GliaProcess, String) {
+        let config = config.to_str().expect("a UTF-8 path");
+        let mut args = vec!["serve", "--config", config, "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut process = GliaProcess::spawn_binary(binary, &args, env, pass_log_on);
+        let listen = process.listening("glia serving on").await;
+        (process, listen)
+    }
+
+    /// `glia worker --config FILE`.
+    pub fn worker(config: &Path, env: &[(&str, &str)], pass_log_on: bool) -> GliaProcess {
+        let config = config.to_str().expect("a UTF-8 path");
+        GliaProcess::spawn(&["worker", "--config", config], env, pass_log_on)
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Whether it has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    /// Waits (without a deadline of its own) until its log contains `needle`; panics with
+    /// the log if it exits first.
+    pub async fn logged(&mut self, needle: &str) {
+        while !self.log.lock().unwrap().contains(needle) {
+            assert!(
+                !self.exited(),
+                "glia exited before logging {needle:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Where it listens, once its log says `"<announcement> http://ADDR"` (glia is started
     /// with port 0, so the system picks a free port and nothing can take it in between).
     pub async fn listening(&mut self, announcement: &str) -> String {
-        let rest = self.logged(&format!("{announcement} http://")).await;
-        let end = rest
-            .find(|c: char| !(c.is_ascii_alphanumeric() || ".:[]".contains(c)))
-            .unwrap_or(rest.len());
-        rest[..end].to_owned()
-    }
-
-    /// Waits (up to a minute) until its log says `text`; the log after it.
-    pub async fn logged(&mut self, text: &str) -> String {
+        let marker = format!("{announcement} http://");
         for _ in 0..1200 {
             {
                 let log = self.log.lock().unwrap();
-                if let Some(at) = log.find(text) {
-                    return log[at + text.len()..].to_owned();
+                if let Some(at) = log.find(&marker) {
+                    let rest = &log[at + marker.len()..];
+                    let end = rest
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || ".:[]".contains(c)))
+                        .unwrap_or(rest.len());
+                    return rest[..end].to_owned();
                 }
             }
             let exited = self
@@ -44,117 +147,88 @@ impl Process {
                 .and_then(|c| c.try_wait().ok().flatten());
             assert!(
                 exited.is_none(),
-                "glia exited ({exited:?}) before it said {text:?}:\n{}",
+                "glia exited ({exited:?}) before it listened:\n{}",
                 self.log.lock().unwrap()
             );
-            actix_rt::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("glia never said {text:?}");
+        panic!("glia never said {marker:?}");
     }
 
-    /// Sends SIGTERM, as a service manager stops glia, without waiting for it to exit.
-    pub fn sigterm(&self) {
-        let child = self.child.as_ref().expect("running");
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
+    /// Sends it a signal by name (`TERM`, `STOP`, `CONT`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} {} failed", self.pid);
     }
-}
 
-impl Drop for Process {
-    fn drop(&mut self) {
+    /// Kills it at once (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
-}
 
-/// Starts `glia <args>` with extra environment variables; its log goes to the test's.
-pub fn glia(args: &[&str], env: &[(&str, &str)]) -> Process {
-    spawn_glia(args, env, true)
-}
-
-/// [`glia`], keeping its log for [`terminate_with_log`] only.
-pub fn glia_logged(args: &[&str], env: &[(&str, &str)]) -> Process {
-    spawn_glia(args, env, false)
-}
-
-fn spawn_glia(args: &[&str], env: &[(&str, &str)], pass_log_on: bool) -> Process {
-    let mut command = Command::new(glia_binary());
-    command
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let mut child = command.spawn().expect("glia starts");
-    let stderr = child.stderr.take().expect("piped");
-    let log = Arc::new(Mutex::new(String::new()));
-    let kept = log.clone();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if pass_log_on {
-                eprintln!("{line}");
-            }
-            let mut kept = kept.lock().unwrap();
-            kept.push_str(&line);
-            kept.push('\n');
+    /// SIGTERM, then waits for it to exit: glia drains and flushes on the way out. Returns
+    /// what it wrote on standard output, its log, and how long it took to exit; panics if
+    /// it exits unsuccessfully.
+    pub fn terminate_with_log(mut self) -> (String, String, Duration) {
+        let child = self.child.take().expect("running");
+        let asked = Instant::now();
+        self.signal("TERM");
+        let output = child.wait_with_output().expect("glia exits");
+        let took = asked.elapsed();
+        assert!(
+            output.status.success(),
+            "glia exited with {}",
+            output.status
+        );
+        // The log ends with the process; the reader has it all once it is done.
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
         }
-    });
-    Process {
-        child: Some(child),
-        log,
-        reader: Some(reader),
+        let log = std::mem::take(&mut *self.log.lock().unwrap());
+        (
+            String::from_utf8(output.stdout).expect("UTF-8 output"),
+            log,
+            took,
+        )
+    }
+
+    /// Its resident memory in KiB (`VmRSS`), if it still runs.
+    pub fn rss_kib(&self) -> Option<u64> {
+        rss_kib(self.pid)
+    }
+
+    /// How many file descriptors it has open, if it still runs.
+    pub fn fds(&self) -> Option<usize> {
+        open_fds(self.pid)
     }
 }
 
-/// Starts `glia serve` on `config` at a port the system picks, with `extra` arguments and
-/// `env` (its log kept only when `logged`); returns it, once listening, and its address.
-pub async fn serve_glia(
-    config: impl AsRef<Path>,
-    extra: &[&str],
-    env: &[(&str, &str)],
-    logged: bool,
-) -> (Process, String) {
-    let mut args = vec![
-        "serve",
-        "--config",
-        config.as_ref().to_str().expect("a UTF-8 path"),
-        "--listen",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    let mut process = if logged {
-        glia_logged(&args, env)
-    } else {
-        glia(&args, env)
-    };
-    let listen = process.listening("glia serving on").await;
-    (process, listen)
+/// The resident memory of process `pid` in KiB (`VmRSS`), if it runs.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
-/// SIGTERM, then wait: glia drains and flushes its spans (and decision records) on the way
-/// out. Returns what it wrote on standard output.
-pub fn terminate(process: Process) -> String {
-    terminate_with_log(process).0
+/// How many file descriptors process `pid` has open, if it runs.
+pub fn open_fds(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
-/// [`terminate`], returning standard output and the log.
-pub fn terminate_with_log(mut process: Process) -> (String, String) {
-    process.sigterm();
-    let child = process.child.take().expect("running");
-    let output = child.wait_with_output().expect("glia exits");
-    assert!(
-        output.status.success(),
-        "glia exited with {}",
-        output.status
-    );
-    // The log ends with the process; the reader has it all once it is done.
-    if let Some(reader) = process.reader.take() {
-        let _ = reader.join();
+impl Drop for GliaProcess {
+    fn drop(&mut self) {
+        self.kill();
     }
-    let log = std::mem::take(&mut *process.log.lock().unwrap());
-    (String::from_utf8(output.stdout).expect("UTF-8 output"), log)
 }

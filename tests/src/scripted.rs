@@ -69,7 +69,40 @@ pub struct FailScript {
     pub message: String,
     /// Raise it as a `SynapseError` meant for the client.
     #[serde(default)]
-    pub synapse_error: Option<SynapseError>,
+    pub synapse_error: Option<RaisedError>,
+}
+
+/// A `SynapseError` as a module might build it, its status unchecked (so a test can raise
+/// one Synapse could not send).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaisedError {
+    /// Any status, 200 included.
+    #[serde(default = "forbidden")]
+    pub status: u16,
+    /// The errcode.
+    #[serde(default = "unknown")]
+    pub errcode: String,
+    /// The message.
+    pub error: String,
+    /// Extra fields.
+    #[serde(default)]
+    pub fields: glia_bus_schema::JsonObject,
+}
+
+fn forbidden() -> u16 {
+    403
+}
+
+fn unknown() -> String {
+    "M_UNKNOWN".into()
+}
+
+impl From<&RaisedError> for SynapseError {
+    fn from(e: &RaisedError) -> Self {
+        SynapseError::new(e.status, e.errcode.clone(), e.error.clone())
+            .with_fields(e.fields.clone())
+    }
 }
 
 /// An auth checker's script.
@@ -212,7 +245,7 @@ fn make_handler(
             } else if let Some(fail) = &script.fail {
                 Err(InvocationError::Failed {
                     message: fail.message.clone(),
-                    synapse_error: fail.synapse_error.clone(),
+                    synapse_error: fail.synapse_error.as_ref().map(SynapseError::from),
                 })
             } else if let Some(answer) = edited.or_else(|| checked.answer.clone()) {
                 Ok(answer)

@@ -1488,3 +1488,163 @@ fn a_single_policy_applies_to_every_callback() {
         );
     }
 }
+
+// ----- invoke, legacy sections, and Synapse's registration rules ----------------------------
+
+#[test]
+fn invoke_is_read_per_module_per_callback_and_from_the_defaults() {
+    use glia_runtime::policy::Invoke;
+    let cfg = load(concat!(
+        "defaults:\n",                                                    // 1
+        "  invoke: {check_event_for_spam: sequential}\n",                 // 2
+        "modules:\n",                                                     // 3
+        "  - module: demo\n",                                             // 4
+        "  - module: user_restrictions\n",                                // 5
+        "    invoke: sequential\n",                                       // 6
+        "    config: {default_deny: [invite]}\n",                         // 7
+        "  - module: message_policy\n",                                   // 8
+        "    invoke: {default: sequential, user_may_invite: parallel}\n", // 9
+        "    config: {max_body_length: 100}\n",                           // 10
+    ));
+    let invoke = |name: &str, callback: Callback| module(&cfg, name).invoke.for_callback(callback);
+    assert_eq!(
+        invoke("demo", Callback::CheckEventForSpam),
+        Invoke::Sequential
+    );
+    assert_eq!(invoke("demo", Callback::UserMayInvite), Invoke::Parallel);
+    assert_eq!(
+        invoke("user_restrictions", Callback::UserMayInvite),
+        Invoke::Sequential
+    );
+    assert_eq!(
+        invoke("message_policy", Callback::UserMayInvite),
+        Invoke::Parallel
+    );
+    assert_eq!(
+        invoke("message_policy", Callback::IsUserExpired),
+        Invoke::Sequential
+    );
+
+    let err = error_of(concat!(
+        "modules:\n",               // 1
+        "  - module: demo\n",       // 2
+        "    invoke: eventually\n", // 3
+    ));
+    assert_eq!(err.position, Some(Position { line: 3, column: 5 }), "{err}");
+    assert_eq!(err.key, "invoke", "{err}");
+    assert!(
+        err.message.contains("eventually") && err.message.contains("parallel or sequential"),
+        "{err}"
+    );
+    assert_error(
+        &error_of(concat!(
+            "modules:\n",                            // 1
+            "  - module: demo\n",                    // 2
+            "    invoke: {user_may_dance: parallel}\n", // 3
+        )),
+        (3, 14),
+        Some((0, "demo")),
+        "invoke.user_may_dance",
+        "unknown callback \"user_may_dance\" (use a callback name such as user_may_invite, or `default`)",
+    );
+}
+
+#[test]
+fn synapses_legacy_module_sections_are_refused_naming_the_replacement() {
+    for (section, replacement) in [
+        ("spam_checker", "list the module under `modules:`"),
+        (
+            "third_party_event_rules",
+            "list the module under `modules:`",
+        ),
+        ("password_providers", "list each provider under `modules:`"),
+        ("presence", "list the presence router under `modules:`"),
+    ] {
+        let yaml =
+            format!("modules: []\n{section}:\n  module: my_module.Checker\n  config: {{}}\n");
+        let err = error_of(&yaml);
+        assert_eq!(err.position, Some(Position { line: 2, column: 1 }), "{err}");
+        assert_eq!(err.key, section, "{err}");
+        assert!(
+            err.message.starts_with(&format!(
+                "`{section}:` is Synapse's legacy way of loading modules and glia does not read it"
+            )) && err.message.contains(replacement),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_callbacks_list_synapse_would_refuse_is_refused() {
+    let yaml = concat!(
+        "bus: {type: nats, url: \"nats://127.0.0.1:4222\"}\n", // 1
+        "modules:\n",                                          // 2
+        "  - module: remote\n",                                // 3
+        "    name: router\n",                                  // 4
+        "    placement: nats\n",                               // 5
+        "    callbacks: [get_interested_users]\n",             // 6
+    );
+    assert_error(
+        &error_of(yaml),
+        (6, 5),
+        Some((0, "router")),
+        "callbacks",
+        "presence router callbacks must register neither or both of get_users_for_states and get_interested_users",
+    );
+}
+
+#[test]
+fn nats_servers_are_one_url_a_comma_separated_string_or_a_list() {
+    let urls = |bus: &str| match load(&format!("bus: {bus}\n")).bus {
+        BusConfig::Nats(nats) => nats.url.urls,
+        other => panic!("not NATS: {other:?}"),
+    };
+    assert_eq!(urls("{type: nats, url: \"nats://a:1\"}"), ["nats://a:1"]);
+    assert_eq!(
+        urls("{type: nats, url: \"nats://a:1, nats://b:2,tls://c:3\"}"),
+        ["nats://a:1", "nats://b:2", "tls://c:3"]
+    );
+    assert_eq!(
+        urls("{type: nats, url: [\"nats://a:1\", \"b:2\"]}"),
+        ["nats://a:1", "b:2"]
+    );
+    // The client's own parser checks each, at load: check-config refuses what serve would.
+    let yaml = concat!(
+        "bus:\n",                 // 1
+        "  type: nats\n",         // 2
+        "  url:\n",               // 3
+        "    - nats://a:4222\n",  // 4
+        "    - nats://b:99999\n", // 5
+    );
+    let err = error_of(yaml);
+    assert_eq!(
+        (err.key.as_str(), err.position.map(|p| (p.line, p.column))),
+        ("bus.url[1]", Some((5, 7))),
+        "{err}"
+    );
+    assert!(err.message.contains("\"nats://b:99999\""), "{err}");
+    let yaml = concat!(
+        "listen: 127.0.0.1:0\n",                                   // 1
+        "bus: {type: nats, url: \"nats://a:1,nats://b:99999\"}\n", // 2
+    );
+    let err = error_of(yaml);
+    assert_eq!(
+        (err.key.as_str(), err.position.map(|p| p.line)),
+        ("bus.url", Some(2)),
+        "{err}"
+    );
+    assert!(err.message.contains("\"nats://b:99999\""), "{err}");
+    for (bad, says) in [
+        ("[]", "no NATS server"),
+        ("\"nats://a:1,\"", "an empty NATS server URL"),
+        ("\"ws://a:1\"", "nats:// or tls://"),
+        (
+            "4222",
+            "expected a URL, a comma-separated list of URLs, or a YAML list",
+        ),
+    ] {
+        let err = error_of(&format!("bus: {{type: nats, url: {bad}}}\n"));
+        assert!(err.message.contains(says), "{bad}: {err}");
+        assert!(err.position.is_some(), "{bad}: {err}");
+    }
+}

@@ -110,6 +110,10 @@ fn deny_json(errcode: &str, error: &str, module: &str) -> Value {
 
 const INVITE_DENIED: &str = "Invites have been disabled on this server";
 
+fn module_message(error: &str) -> Value {
+    json!({"decision": "deny", "errcode": "M_FORBIDDEN", "error": error, "fields": {}, "module": "map", "module_message": true})
+}
+
 // ----- FirstDeny: ordered resolution -------------------------------------------------------
 
 #[actix_rt::test]
@@ -260,14 +264,11 @@ async fn check_event_for_spam_answers_map_as_synapse_maps_them() {
             json!({"errcode": "M_LIMIT_EXCEEDED", "fields": {"extra": "value"}}),
             json!({"decision": "deny", "errcode": "M_LIMIT_EXCEEDED", "error": spam, "fields": {"extra": "value"}, "module": "map"}),
         ),
-        (
-            json!({"message": "go away"}),
-            deny_json("M_FORBIDDEN", "go away", "map"),
-        ),
-        (
-            json!("no spam please"),
-            deny_json("M_FORBIDDEN", "no spam please", "map"),
-        ),
+        // The deprecated plain string is the client's message: Synapse shows it only when
+        // handed the string, so the reply says the message is the module's.
+        (json!({"message": "go away"}), module_message("go away")),
+        (json!("no spam please"), module_message("no spam please")),
+        (json!({"message": "NOT_SPAM"}), json!({"decision": "allow"})),
         (json!(null), deny_json("M_FORBIDDEN", spam, "map")),
         (json!(42), deny_json("M_FORBIDDEN", spam, "map")),
     ];
@@ -442,8 +443,12 @@ async fn check_event_allowed_replacement_stops_and_false_denies() {
     );
 }
 
+/// Synapse's own wrapper asks the `user_may_invite` modules once every
+/// `federated_user_may_invite` module has allowed; through the bridge it asks glia's
+/// `user_may_invite` too. So glia answers `federated_user_may_invite` with its own modules
+/// only: one fall-through, Synapse's.
 #[actix_rt::test]
-async fn federated_invite_falls_through_to_user_may_invite() {
+async fn a_federated_invite_asks_only_its_own_modules() {
     let g = start(json!([
         scripted(
             "fed-m1",
@@ -458,17 +463,27 @@ async fn federated_invite_falls_through_to_user_may_invite() {
     let reply = g
         .dispatch_json("federated_user_may_invite", json!({ "event": invite }))
         .await;
+    assert_eq!(reply, json!({"decision": "allow"}));
+    assert_eq!(started("fed-m1"), 1);
     assert_eq!(
-        reply,
+        started("fed-m2"),
+        0,
+        "user_may_invite is the homeserver's fall-through"
+    );
+
+    let g = start(json!([scripted(
+        "fed2-m1",
+        json!({"federated_user_may_invite": {"answer": {"errcode": "M_FORBIDDEN"}}})
+    )]))
+    .await;
+    assert_eq!(
+        g.dispatch_json("federated_user_may_invite", json!({ "event": invite }))
+            .await,
         deny_json(
             "M_FORBIDDEN",
             "This user is not permitted to send invites to this server/user",
-            "fed-m2"
+            "fed2-m1"
         )
-    );
-    assert_eq!(
-        last_args("fed-m2").unwrap(),
-        json!({"inviter": "@remote:other", "invitee": "@local:hs", "room_id": "!r:hs"})
     );
 }
 
@@ -616,10 +631,13 @@ async fn presence_router_union_merges_and_all_short_circuits() {
     );
 
     let g = start(json!([
-        scripted("all-m1", json!({"get_interested_users": {"answer": "ALL"}})),
+        scripted(
+            "all-m1",
+            json!({"get_interested_users": {"answer": "ALL"}, "get_users_for_states": {"answer": {}}})
+        ),
         scripted(
             "all-m2",
-            json!({"get_interested_users": {"answer": ["@x:hs"], "gate": "all-never"}})
+            json!({"get_interested_users": {"answer": ["@x:hs"], "gate": "all-never"}, "get_users_for_states": {"answer": {}}})
         ),
     ]))
     .await;
@@ -752,15 +770,15 @@ async fn on_create_room_refusals_and_failures() {
     // The chain stopped: the second module never ran.
     assert_eq!(started("cr-m2"), 0);
 
-    let legacy = single_answer("on_create_room", create_room(), json!(false)).await;
-    assert_eq!(
-        legacy,
-        deny_json(
-            "M_UNKNOWN",
-            "Room creation forbidden with these parameters",
-            "map"
-        )
-    );
+    // Synapse ignores the return value of a module registered with
+    // register_third_party_rules_callbacks: `false` refuses only legacy modules (whose
+    // adapter raises, i.e. sends `deny`).
+    for ignored in [json!(false), json!(true)] {
+        assert_eq!(
+            single_answer("on_create_room", create_room(), ignored).await,
+            json!({"decision": "allow", "request_content": {"name": "room"}})
+        );
+    }
 
     // Any exception denies (the default policy for on_create_room); a SynapseError is sent as is.
     let g = start(json!([scripted(
@@ -870,7 +888,7 @@ async fn defaults_reproduce_synapse_for_crashes() {
     assert_eq!(
         g.dispatch_json("check_event_allowed", json!({"event": event("@u:hs")}))
             .await,
-        json!({"decision": "error", "status": 429, "errcode": "M_LIMIT_EXCEEDED", "error": "slow down", "module": "cr-all"})
+        json!({"decision": "error", "status": 429, "errcode": "M_LIMIT_EXCEEDED", "error": "slow down", "module": "cr-all", "synapse_error": true})
     );
     let expired = g
         .dispatch_json("is_user_expired", json!({"user_id": "@u:hs"}))
@@ -930,7 +948,8 @@ async fn deny_fails_the_request_where_the_callback_has_no_deny_answer() {
     let g = start(json!([
         {"module": "scripted", "name": "dn-auth", "timeout": "20ms", "failure_policy": "deny",
          "config": {"auth_checkers": {"m.login.password": {"fields": ["password"], "hang": true}},
-                    "answers": {"get_interested_users": {"hang": true}, "on_legacy_renew": {"hang": true}}}},
+                    "answers": {"get_interested_users": {"hang": true}, "get_users_for_states": {"hang": true},
+                                "on_legacy_renew": {"hang": true}}}},
     ]))
     .await;
     let auth =
@@ -978,24 +997,427 @@ async fn synapse_errors_pass_through_only_where_synapse_lets_them() {
     );
 }
 
+// ----- A module's SynapseError: any error status, with its fields ---------------------------
+
 #[actix_rt::test]
-async fn a_federated_invite_without_an_invitee_is_refused() {
+async fn synapse_errors_of_any_error_status_pass_with_their_fields() {
     let g = start(json!([scripted(
-        "fi",
-        json!({"federated_user_may_invite": {"answer": "NOT_SPAM"}})
+        "se2",
+        json!({
+            "user_may_invite": {"fail": {"message": "x", "synapse_error": {"status": 429, "errcode": "M_LIMIT_EXCEEDED", "error": "slow down", "fields": {"retry_after_ms": 1500}}}},
+            "user_may_create_room": {"fail": {"message": "x", "synapse_error": {"status": 503, "errcode": "ORG_EXAMPLE_BUSY", "error": "try later", "fields": {"org.example.why": "maintenance"}}}},
+            "is_3pid_allowed": {"fail": {"message": "x", "synapse_error": {"status": 503, "errcode": "ORG_EXAMPLE_BUSY", "error": "try later"}}},
+        })
     )]))
     .await;
-    let request = CallbackRequest::from_args(
-        "federated_user_may_invite".parse().unwrap(),
-        json!({"event": event("@remote:other")}),
+    assert_eq!(
+        to_json(g.dispatch(invite()).await),
+        json!({"decision": "error", "status": 429, "errcode": "M_LIMIT_EXCEEDED", "error": "slow down",
+               "fields": {"retry_after_ms": 1500}, "module": "se2", "synapse_error": true})
+    );
+    assert_eq!(
+        g.dispatch_json(
+            "user_may_create_room",
+            json!({"user_id": "@u:hs", "room_config": {}})
+        )
+        .await,
+        json!({"decision": "error", "status": 503, "errcode": "ORG_EXAMPLE_BUSY", "error": "try later",
+               "fields": {"org.example.why": "maintenance"}, "module": "se2", "synapse_error": true})
+    );
+    // is_3pid_allowed: Synapse turns every exception into its own 500.
+    let tpid = g
+        .dispatch_json(
+            "is_3pid_allowed",
+            json!({"medium": "email", "address": "a@b.c"}),
+        )
+        .await;
+    assert_eq!(
+        (&tpid["status"], &tpid["errcode"], tpid.get("synapse_error")),
+        (&json!(500), &json!("M_UNKNOWN"), None),
+        "{tpid}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_synapse_error_with_a_status_that_is_not_an_error_is_an_invalid_answer() {
+    let raise = |status: u16| json!({"fail": {"message": "x", "synapse_error": {"status": status, "errcode": "M_FORBIDDEN", "error": "no"}}});
+    let g = start(json!([scripted(
+        "se3",
+        json!({"user_may_invite": raise(200), "on_create_room": raise(302)})
+    )]))
+    .await;
+    let reply = to_json(g.dispatch(invite()).await);
+    assert_eq!(
+        (
+            &reply["decision"],
+            &reply["status"],
+            reply.get("synapse_error")
+        ),
+        (&json!("error"), &json!(500), None),
+        "{reply}"
+    );
+    assert!(
+        reply["error"].as_str().unwrap().contains("invalid answer"),
+        "{reply}"
+    );
+    // on_create_room's default policy denies: the module's own "refusal" is not sent.
+    assert_eq!(
+        g.dispatch_json("on_create_room", create_room()).await,
+        deny_json(
+            "M_UNKNOWN",
+            "Room creation forbidden with these parameters",
+            "se3"
+        )
+    );
+}
+
+// ----- invoke: sequential ----------------------------------------------------------------------
+
+fn sequential(name: &str, answers: Value) -> Value {
+    let mut entry = scripted(name, answers);
+    entry["invoke"] = json!("sequential");
+    entry
+}
+
+#[actix_rt::test]
+async fn a_sequential_module_after_a_deny_is_not_invoked() {
+    let g = start(json!([
+        scripted("sq1-m1", json!({"user_may_invite": {"answer": false}})),
+        sequential("sq1-m2", json!({"user_may_invite": {"answer": "NOT_SPAM"}})),
+        scripted("sq1-m3", json!({"user_may_invite": {"answer": "NOT_SPAM"}})),
+    ]))
+    .await;
+    assert_eq!(
+        to_json(g.dispatch(invite()).await),
+        deny_json("M_FORBIDDEN", INVITE_DENIED, "sq1-m1")
+    );
+    // As in Synapse, the sequential module was never called; the parallel one was asked at
+    // once (its answer ignored).
+    assert_eq!(started("sq1-m2"), 0);
+    until(|| started("sq1-m3") == 1).await;
+}
+
+#[actix_rt::test]
+async fn a_sequential_module_is_invoked_once_the_modules_before_it_answered() {
+    let g = start(json!([
+        scripted(
+            "sq2-m1",
+            json!({"user_may_invite": {"answer": "NOT_SPAM", "gate": "sq2-g1"}})
+        ),
+        sequential(
+            "sq2-m2",
+            json!({"user_may_invite": {"answer": {"errcode": "M_TWO"}}})
+        ),
+    ]))
+    .await;
+    let g = std::sync::Arc::new(g);
+    let g2 = g.clone();
+    let pending = actix_rt::spawn(async move { g2.dispatch(invite()).await });
+    until(|| started("sq2-m1") == 1).await;
+    open_gate("sq2-g1", 1);
+    until(|| started("sq2-m2") == 1).await;
+    // Whenever the sequential module starts, the one before it has answered.
+    assert_eq!(answered("sq2-m1"), 1);
+    assert_eq!(
+        to_json(pending.await.unwrap()),
+        deny_json("M_TWO", INVITE_DENIED, "sq2-m2")
+    );
+}
+
+#[actix_rt::test]
+async fn a_parallel_module_is_invoked_before_the_modules_before_it_answer() {
+    let g = start(json!([
+        scripted(
+            "sq3-m1",
+            json!({"user_may_invite": {"answer": "NOT_SPAM", "gate": "sq3-g1"}})
+        ),
+        scripted("sq3-m2", json!({"user_may_invite": {"answer": "NOT_SPAM"}})),
+    ]))
+    .await;
+    let g = std::sync::Arc::new(g);
+    let g2 = g.clone();
+    let pending = actix_rt::spawn(async move { g2.dispatch(invite()).await });
+    until(|| started("sq3-m2") == 1).await;
+    assert_eq!(answered("sq3-m1"), 0);
+    open_gate("sq3-g1", 1);
+    assert_eq!(
+        to_json(pending.await.unwrap()),
+        json!({"decision": "allow"})
+    );
+}
+
+#[actix_rt::test]
+async fn invoke_is_set_per_callback_and_in_the_defaults() {
+    let g = launch(json!({
+        "defaults": {"invoke": {"user_may_invite": "sequential"}},
+        "modules": [
+            scripted("sq4-m1", json!({"user_may_invite": {"answer": false}, "user_may_join_room": {"answer": false}})),
+            scripted("sq4-m2", json!({"user_may_invite": {"answer": "NOT_SPAM"}, "user_may_join_room": {"answer": "NOT_SPAM"}})),
+        ]
+    }))
+    .await;
+    g.dispatch(invite()).await;
+    assert_eq!(started("sq4-m2"), 0, "user_may_invite is sequential");
+    g.dispatch_json(
+        "user_may_join_room",
+        json!({"user_id": "@u:hs", "room_id": "!r:hs", "is_invited": false}),
     )
-    .unwrap();
-    let err = g
-        .glia
-        .coordinator()
-        .dispatch(request, g.glia.coordinator().new_meta())
-        .await
-        .unwrap_err();
-    assert_eq!((err.status, err.errcode), (400, "M_BAD_JSON"));
-    assert!(err.error.contains("event.state_key"), "{}", err.error);
+    .await;
+    until(|| started("sq4-m2") == 1).await;
+    let (_, modules) = g.get("/_glia/v1/modules", None).await;
+    let invoke = |callback: &str| {
+        modules["plans"][callback]["modules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["invoke"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(invoke("user_may_invite"), ["sequential", "sequential"]);
+    assert_eq!(invoke("user_may_join_room"), ["parallel", "parallel"]);
+}
+
+#[actix_rt::test]
+async fn a_sequential_notification_after_a_failing_one_is_not_invoked() {
+    let g = start(json!([
+        scripted(
+            "sq5-m1",
+            json!({"on_user_registration": {"fail": {"message": "db down"}}})
+        ),
+        sequential("sq5-m2", json!({"on_user_registration": {"answer": null}})),
+    ]))
+    .await;
+    let reply = g
+        .dispatch_json("on_user_registration", json!({"user_id": "@new:hs"}))
+        .await;
+    assert_eq!(reply["decision"], "error", "{reply}");
+    assert_eq!(started("sq5-m2"), 0);
+}
+
+// ----- The callbacks of spec §3.6–§3.10 ---------------------------------------------------------
+
+#[actix_rt::test]
+async fn media_config_is_the_first_truthy_answer() {
+    let g = start(json!([
+        scripted(
+            "mc-m1",
+            json!({"get_media_config_for_user": {"answer": {}}})
+        ),
+        scripted(
+            "mc-m2",
+            json!({"get_media_config_for_user": {"answer": null}})
+        ),
+        scripted(
+            "mc-m3",
+            json!({"get_media_config_for_user": {"answer": {"m.upload.size": 5}}})
+        ),
+        scripted(
+            "mc-m4",
+            json!({"get_media_config_for_user": {"answer": {"m.upload.size": 9}}})
+        ),
+    ]))
+    .await;
+    assert_eq!(
+        g.dispatch_json("get_media_config_for_user", json!({"user_id": "@u:hs"}))
+            .await,
+        json!({"value": {"m.upload.size": 5}, "module": "mc-m3"})
+    );
+    let none = start(json!([scripted(
+        "mc2",
+        json!({"get_media_config_for_user": {"answer": {}}})
+    )]))
+    .await;
+    assert_eq!(
+        none.dispatch_json("get_media_config_for_user", json!({"user_id": "@u:hs"}))
+            .await,
+        json!({"value": null})
+    );
+}
+
+#[actix_rt::test]
+async fn an_upload_size_is_refused_by_the_first_falsy_answer_none_included() {
+    let args = json!({"user_id": "@u:hs", "size": 1000});
+    let too_large =
+        |module: &str| deny_json("M_TOO_LARGE", "Upload request body is too large", module);
+    for (answer, expected) in [
+        (json!(true), json!({"decision": "allow"})),
+        (json!(false), too_large("map")),
+        (json!(null), too_large("map")),
+        (json!(0), too_large("map")),
+        (json!("yes"), json!({"decision": "allow"})),
+    ] {
+        assert_eq!(
+            single_answer(
+                "is_user_allowed_to_upload_media_of_size",
+                args.clone(),
+                answer.clone()
+            )
+            .await,
+            expected,
+            "answer {answer}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn upload_limits_are_the_first_answer_that_is_not_none_an_empty_list_included() {
+    let limit =
+        json!({"max_bytes": 10, "time_period_ms": 60000, "info_uri": null, "can_upgrade": false});
+    let g = start(json!([
+        scripted(
+            "ul-m1",
+            json!({"get_media_upload_limits_for_user": {"answer": null}})
+        ),
+        scripted(
+            "ul-m2",
+            json!({"get_media_upload_limits_for_user": {"answer": []}})
+        ),
+        scripted(
+            "ul-m3",
+            json!({"get_media_upload_limits_for_user": {"answer": [limit]}})
+        ),
+    ]))
+    .await;
+    assert_eq!(
+        g.dispatch_json(
+            "get_media_upload_limits_for_user",
+            json!({"user_id": "@u:hs"})
+        )
+        .await,
+        json!({"value": [], "module": "ul-m2"})
+    );
+}
+
+#[actix_rt::test]
+async fn a_failing_upload_limit_notification_fails_the_request_as_synapse_lets_it_propagate() {
+    let g = start(json!([scripted(
+        "ule",
+        json!({"on_media_upload_limit_exceeded": {"fail": {"message": "quota db down"}}})
+    )]))
+    .await;
+    let reply = g
+        .dispatch_json(
+            "on_media_upload_limit_exceeded",
+            json!({"user_id": "@u:hs", "limit": {"max_bytes": 10, "time_period_ms": 1000}, "sent_bytes": 5, "attempted_bytes": 10}),
+        )
+        .await;
+    assert_eq!(
+        (&reply["decision"], &reply["status"]),
+        (&json!("error"), &json!(500)),
+        "{reply}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_ratelimit_override_is_the_first_module_that_gives_one() {
+    let g = start(json!([
+        scripted("rl-m1", json!({"get_ratelimit_override_for_user": {"answer": null}})),
+        scripted("rl-m2", json!({"get_ratelimit_override_for_user": {"answer": {"per_second": 0.5, "burst_count": 20}}})),
+    ]))
+    .await;
+    assert_eq!(
+        g.dispatch_json(
+            "get_ratelimit_override_for_user",
+            json!({"user_id": "@u:hs", "limiter_name": "rc_invites.per_room"})
+        )
+        .await,
+        json!({"value": {"per_second": 0.5, "burst_count": 20}, "module": "rl-m2"})
+    );
+    assert_eq!(
+        last_args("rl-m1").unwrap(),
+        json!({"user_id": "@u:hs", "limiter_name": "rc_invites.per_room"})
+    );
+}
+
+#[actix_rt::test]
+async fn unsigned_fields_are_merged_in_order_a_later_module_winning() {
+    let g = start(json!([
+        scripted(
+            "uf-m1",
+            json!({"add_field_to_unsigned": {"answer": {"a": 1, "shared": "first"}}})
+        ),
+        scripted("uf-m2", json!({"add_field_to_unsigned": {"answer": {}}})),
+        scripted(
+            "uf-m3",
+            json!({"add_field_to_unsigned": {"answer": {"b": 2, "shared": "third"}}})
+        ),
+    ]))
+    .await;
+    assert_eq!(
+        g.dispatch_json("add_field_to_unsigned", json!({"event": event("@u:hs")}))
+            .await,
+        json!({"fields": {"a": 1, "b": 2, "shared": "third"}})
+    );
+    let failing = start(json!([scripted(
+        "uf2",
+        json!({"add_field_to_unsigned": {"fail": {"message": "boom"}}})
+    )]))
+    .await;
+    assert_eq!(
+        failing
+            .dispatch_json("add_field_to_unsigned", json!({"event": event("@u:hs")}))
+            .await["decision"],
+        "error",
+        "an exception propagates"
+    );
+}
+
+#[actix_rt::test]
+async fn the_first_background_update_controller_is_kept_whole_and_later_ones_ignored() {
+    let update = json!({"update_name": "u", "database_name": "master"});
+    let g = start(json!([
+        scripted("bg-m1", json!({"on_update": {"answer": 250}})),
+        scripted("bg-m2", json!({"on_update": {"answer": 900}, "default_batch_size": {"answer": 7}, "min_batch_size": {"answer": 3}})),
+    ]))
+    .await;
+    let mut on_update = update.clone();
+    on_update["one_shot"] = json!(false);
+    assert_eq!(
+        g.dispatch_json("on_update", on_update).await,
+        json!({"value": 250, "module": "bg-m1"})
+    );
+    // The second controller is ignored whole, its batch sizes too (Synapse's rule).
+    for callback in ["default_batch_size", "min_batch_size"] {
+        assert_eq!(
+            g.dispatch_json(callback, update.clone()).await,
+            json!({"value": null}),
+            "{callback}"
+        );
+    }
+    assert_eq!(started("bg-m2"), 0);
+}
+
+#[actix_rt::test]
+async fn account_data_and_federation_deliveries_are_notifications_whose_failures_are_logged() {
+    let g = start(json!([
+        scripted(
+            "ad-m1",
+            json!({
+                "on_account_data_updated": {"fail": {"message": "boom"}},
+                "on_event_delivered_over_federation": {"fail": {"message": "boom"}},
+            })
+        ),
+        scripted(
+            "ad-m2",
+            json!({
+                "on_account_data_updated": {"answer": null},
+                "on_event_delivered_over_federation": {"answer": null},
+            })
+        ),
+    ]))
+    .await;
+    let data = json!({"user_id": "@u:hs", "room_id": null, "account_data_type": "m.push_rules", "content": {}});
+    assert_eq!(
+        g.dispatch_json("on_account_data_updated", data.clone())
+            .await,
+        json!({"decision": "allow"})
+    );
+    until(|| last_args("ad-m2").is_some()).await;
+    assert_eq!(last_args("ad-m2").unwrap(), data);
+    let delivery = json!({"delivery": {"server_name": "other", "events": [event("@u:hs")], "method": "/send"}});
+    assert_eq!(
+        g.dispatch_json("on_event_delivered_over_federation", delivery)
+            .await,
+        json!({"decision": "allow"})
+    );
 }

@@ -406,7 +406,7 @@ async fn the_module_listing_shows_modules_and_plans() {
         plans["user_may_invite"],
         json!({
             "reducer": "first_deny",
-            "modules": [{"name": "rules", "timeout_ms": 250, "failure_policy": "allow"}],
+            "modules": [{"name": "rules", "timeout_ms": 250, "failure_policy": "allow", "invoke": "parallel"}],
         })
     );
     // Higher priority first.
@@ -415,8 +415,8 @@ async fn the_module_listing_shows_modules_and_plans() {
         json!({
             "reducer": "first_deny",
             "modules": [
-                {"name": "rules", "timeout_ms": 250, "failure_policy": "error"},
-                {"name": "demo", "timeout_ms": 5000, "failure_policy": "error"},
+                {"name": "rules", "timeout_ms": 250, "failure_policy": "error", "invoke": "parallel"},
+                {"name": "demo", "timeout_ms": 5000, "failure_policy": "error", "invoke": "parallel"},
             ],
         })
     );

@@ -6,6 +6,7 @@
 
 mod support;
 
+use glia_tests::process::GliaProcess;
 use glia_tests::TestGlia;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -347,7 +348,7 @@ async fn shutdown_answers_requests_on_kept_alive_connections() {
         "shutdown.yaml",
         &json!({"shutdown_grace": "2s", "modules": [{"module": "demo"}]}).to_string(),
     );
-    let (mut process, listen) = glia_tests::process::serve_glia(&config, &[], &[], false).await;
+    let (mut process, listen) = GliaProcess::serve(config.path(), &[], &[], false).await;
     let body = json!({"user_id": "@alice:hs", "room_config": {}}).to_string();
     let request = format!(
         "POST {CREATE_ROOM} HTTP/1.1\r\nHost: glia\r\nContent-Type: application/json\r\n\
@@ -362,7 +363,7 @@ async fn shutdown_answers_requests_on_kept_alive_connections() {
         assert!(!head.contains("connection: close"), "{head}");
         kept.push(stream);
     }
-    process.sigterm();
+    process.signal("TERM");
     // glia says it is stopping once its server answers as a stopping one.
     process.logged("shutting down").await;
     for (i, stream) in kept.iter_mut().enumerate() {
@@ -386,5 +387,5 @@ async fn shutdown_answers_requests_on_kept_alive_connections() {
             }
         },
     }
-    glia_tests::process::terminate_with_log(process);
+    process.terminate_with_log();
 }

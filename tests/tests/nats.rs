@@ -636,3 +636,260 @@ async fn one_of_three_worker_processes_killed_mid_load_leaves_no_request_unanswe
     }
     let _ = std::fs::remove_file(&file);
 }
+
+#[actix_rt::test]
+async fn a_reply_to_another_request_is_an_invalid_answer() {
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut confused = subscribe_as_module(&client, "confused").await;
+    let responder = client.clone();
+    actix_rt::spawn(async move {
+        while let Some(message) = confused.next().await {
+            let reply = json!({"request_id": "someone-else", "result": {"answer": {"callback": "user_may_invite", "answer": "NOT_SPAM"}}});
+            if let Some(to) = message.reply {
+                let _ = responder.publish(to, reply.to_string().into()).await;
+            }
+        }
+    });
+    let yaml = config(
+        &nats.url(),
+        json!([{"module": "remote", "name": "confused", "placement": "nats", "timeout": "5s", "callbacks": ["user_may_invite"]}]),
+    );
+    let g = TestGlia::start(&yaml).await;
+    let reply = decision(g.dispatch(invite("@a:hs")).await);
+    assert_eq!(reply["decision"], "error", "{reply}");
+    let error = reply["error"].as_str().unwrap();
+    assert!(
+        error.contains("invalid answer") && error.contains("someone-else"),
+        "{reply}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_worker_takes_no_more_than_max_in_flight_plus_its_stash_and_refuses_the_rest() {
+    let nats = NatsServer::start();
+    // Two run, three wait; the module answers only when the gate opens.
+    let yaml = config(
+        &nats.url(),
+        json!([{"module": "scripted", "name": "narrow", "placement": "nats", "timeout": "1h",
+                "max_in_flight": 2, "restart": {"stash": 3},
+                "config": {"probe": "narrow", "answers": {"user_may_invite": {"answer": "NOT_SPAM", "gate": "narrow-gate"}}}}]),
+    );
+    let worker = Worker::start(&TestGlia::config(&yaml).unwrap())
+        .await
+        .unwrap();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let subject = subjects::module_subject("narrow", glia_bus_schema::Callback::UserMayInvite);
+    let deadline = (std::time::SystemTime::now() + Duration::from_secs(3600))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let ask = |i: usize| {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(subjects::headers::REQUEST_ID, format!("r{i}").as_str());
+        headers.insert(subjects::headers::DEADLINE, deadline.as_str());
+        let body = json!({"request_id": format!("r{i}"), "deadline_ms": 1, "callback": "user_may_invite",
+                          "args": {"inviter": "@a:hs", "invitee": "@b:hs", "room_id": "!r:hs"}});
+        let request = async_nats::Request::new()
+            .payload(body.to_string().into())
+            .headers(headers)
+            .timeout(None);
+        let client = client.clone();
+        let subject = subject.clone();
+        async move {
+            let reply = client.send_request(subject, request).await.unwrap();
+            serde_json::from_slice::<Value>(&reply.payload).unwrap()
+        }
+    };
+    let replies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    for i in 0..20 {
+        let (replies, asked) = (replies.clone(), ask(i));
+        actix_rt::spawn(async move {
+            let reply = asked.await;
+            replies.lock().unwrap().push(reply);
+        });
+    }
+    // Fifteen are refused at once, with the module still holding the first five.
+    until(|| replies.lock().unwrap().len() == 15).await;
+    for reply in replies.lock().unwrap().iter() {
+        assert_eq!(reply["result"]["error"]["kind"], "unavailable", "{reply}");
+        assert!(
+            reply["result"]["error"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("at capacity"),
+            "{reply}"
+        );
+    }
+    until(|| glia_tests::probes::started("narrow") == 2).await;
+    open_gate("narrow-gate", 5);
+    until(|| replies.lock().unwrap().len() == 20).await;
+    let held: Vec<Value> = replies.lock().unwrap()[15..].to_vec();
+    for reply in &held {
+        assert_eq!(
+            reply["result"]["answer"],
+            json!({"callback": "user_may_invite", "answer": "NOT_SPAM"}),
+            "{reply}"
+        );
+    }
+    assert_eq!(answered("narrow"), 5);
+    worker.shutdown(Duration::from_millis(10)).await;
+}
+
+/// Worker ids announced on `glia.v1.workers.<module>`, once `n` distinct ones have been heard.
+async fn announced(client: &async_nats::Client, module: &str, n: usize) -> Vec<String> {
+    let mut announcements = client
+        .subscribe(subjects::announce_subject(module))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    while ids.len() < n {
+        let message = announcements.next().await.expect("announcements");
+        let announcement: subjects::Announcement =
+            serde_json::from_slice(&message.payload).unwrap();
+        if !ids.contains(&announcement.worker) {
+            ids.push(announcement.worker);
+        }
+    }
+    ids
+}
+
+#[actix_rt::test]
+async fn a_stopped_worker_soon_gets_no_more_work() {
+    // SIGSTOP: connected, subscribed, silent. NATS would keep giving it half of the
+    // invocations, each costing the module's timeout; the coordinator routes around it.
+    let nats = NatsServer::start();
+    let yaml = json!({"bus": {"type": "nats", "url": nats.url()}, "deadline": "10s", "modules": [
+        {"module": "demo", "placement": "nats", "timeout": "1s", "failure_policy": "allow",
+         "callbacks": ["user_may_create_room"]}
+    ]})
+    .to_string();
+    let file = support::TempFile::new("stopped-worker.yaml", &yaml);
+    let workers = [
+        glia_tests::process::GliaProcess::worker(file.path(), &[], false),
+        glia_tests::process::GliaProcess::worker(file.path(), &[], false),
+    ];
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    announced(&client, "demo", 2).await;
+    let g = Arc::new(TestGlia::start(&yaml).await);
+    let evil = || {
+        CallbackRequest::UserMayCreateRoom(glia_bus_schema::requests::UserMayCreateRoom {
+            user_id: "@evilguy:example.com".into(),
+            room_config: Default::default(),
+        })
+    };
+    // demo denies the evil user; a timeout resolves through the policy, allow.
+    let by_demo = |reply: DispatchReply| match reply {
+        DispatchReply::UserMayCreateRoom(d) => {
+            serde_json::to_value(d).unwrap()["decision"] == "deny"
+        }
+        other => panic!("unexpected reply {other:?}"),
+    };
+    until_async(|| async { by_demo(g.dispatch(evil()).await) }).await;
+    workers[0].signal("STOP");
+    let replies: Vec<bool> = futures::stream::iter(0..200)
+        .map(|_| {
+            let g = g.clone();
+            async move { by_demo(g.dispatch(evil()).await) }
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    workers[0].signal("CONT");
+    let timed_out = replies.iter().filter(|by_demo| !**by_demo).count();
+    // Without the routing, about half would time out; here only what was in flight to the
+    // stopped worker before the coordinator noticed (a few: four are in flight at a time).
+    assert!(
+        timed_out <= 20,
+        "{timed_out} of 200 requests timed out on the stopped worker"
+    );
+    eprintln!("{timed_out} of 200 requests went to the stopped worker and timed out");
+}
+
+/// Waits until `cond` (asked again every 25 ms) holds.
+async fn until_async<F: std::future::Future<Output = bool>>(mut cond: impl FnMut() -> F) {
+    while !cond().await {
+        actix_rt::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn glia_starts_with_a_cluster_whose_first_server_is_down_and_waits_when_none_is_up() {
+    let mut nats = NatsServer::start();
+    let down = format!("nats://127.0.0.1:{}", glia_tests::nats::free_port());
+    let yaml = |url: Value| {
+        json!({"bus": {"type": "nats", "url": url}, "deadline": "30s", "modules": [
+            remote_scripted("up", json!({"user_may_invite": {"answer": {"errcode": "M_UP"}}}))
+        ]})
+        .to_string()
+    };
+    // The first server of the list is down; the worker is given the list as one string.
+    let listed = yaml(json!([down, nats.url()]));
+    let worker =
+        Worker::start(&TestGlia::config(&yaml(json!(format!("{down},{}", nats.url())))).unwrap())
+            .await
+            .expect("the worker starts");
+    let g = TestGlia::start(&listed).await;
+    assert_eq!(g.glia.bus_connected(), Some(true));
+    assert_eq!(
+        decision(g.dispatch(invite("@a:hs")).await)["errcode"],
+        "M_UP"
+    );
+    worker.shutdown(Duration::from_millis(10)).await;
+    g.stop().await;
+
+    // None is up: glia starts anyway, says so, and connects once one is.
+    nats.stop();
+    let g = TestGlia::start(&listed).await;
+    let (_, health) = g.get("/health", None).await;
+    assert_eq!(
+        (health["status"].as_str(), health["bus"].as_str()),
+        (Some("degraded"), Some("disconnected")),
+        "{health}"
+    );
+    // Its remote module cannot describe itself yet, so it is not planned.
+    assert_eq!(health["failed"], json!(["up"]), "{health}");
+    nats.restart();
+    until(|| g.glia.bus_connected() == Some(true)).await;
+    let worker = Worker::start(&TestGlia::config(&listed).unwrap())
+        .await
+        .expect("the worker starts");
+    until_async(|| async { decision(g.dispatch(invite("@a:hs")).await)["errcode"] == "M_UP" })
+        .await;
+    assert_eq!(g.get("/health", None).await.1["status"], "ok");
+    worker.shutdown(Duration::from_millis(10)).await;
+}
+
+#[actix_rt::test]
+async fn permissions_without_the_workers_own_subjects_keep_the_queue_groups() {
+    // Permissions written before workers announced themselves: the coordinator may not
+    // publish to a worker's own subjects. Invocations keep going to the queue group.
+    let permissions = support::TempFile::new(
+        "nats-permissions-old.conf",
+        r#"authorization { users = [
+             {user: worker, password: w, permissions: {publish: ["_INBOX.>", "glia.v1.workers.>"], subscribe: ["glia.v1.module.>", "glia.v1.worker.>"]}}
+             {user: coordinator, password: c, permissions: {publish: ["glia.v1.module.>"], subscribe: ["_INBOX.>", "glia.v1.workers.*", "glia.v1.callbacks.*"]}}
+           ] }"#,
+    );
+    let nats = NatsServer::start_with(&["-c", &permissions.path_str()]);
+    let with = |user: &str, password: &str| {
+        json!({"bus": {"type": "nats", "url": nats.url(), "user": user, "password": password},
+               "modules": [{"module": "scripted", "name": "old", "placement": "nats", "timeout": "1s",
+                            "failure_policy": "allow", "callbacks": ["user_may_invite"],
+                            "config": {"answers": {"user_may_invite": {"answer": {"errcode": "M_OLD"}}}}}]})
+        .to_string()
+    };
+    let worker = Worker::start(&TestGlia::config(&with("worker", "w")).unwrap())
+        .await
+        .expect("the worker starts");
+    let g = TestGlia::start(&with("coordinator", "c")).await;
+    // The worker announces itself every 100 ms; the coordinator hears it (give it a few
+    // announcements) but may not use its subjects. Not one invocation may be lost on them.
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..20 {
+        let reply = decision(g.dispatch(invite("@a:hs")).await);
+        assert_eq!(reply["errcode"], "M_OLD", "{reply}");
+    }
+    worker.shutdown(Duration::from_millis(10)).await;
+}

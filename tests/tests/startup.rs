@@ -54,6 +54,9 @@ async fn assert_dropped(name: &str) {
 struct WebbyConfig {
     #[serde(default)]
     paths: Vec<String>,
+    /// Paths served with everything below them.
+    #[serde(default)]
+    trees: Vec<String>,
     /// The constructor returns this error.
     #[serde(default)]
     fail: Option<String>,
@@ -114,14 +117,16 @@ impl Module for Webby {
             Some(other) => return Err(ModuleError::failed(format!("bad presence {other}"))),
         }
         let name = api.module_name().to_owned();
+        let answer = |name: String| {
+            WebHandler::sync(move |req| {
+                WebResponse::json(200, &json!({"module": name, "path": req.path}))
+            })
+        };
         for path in config.paths {
-            let name = name.clone();
-            api.register_web_resource(
-                path,
-                WebHandler::sync(move |req| {
-                    WebResponse::json(200, &json!({"module": name, "path": req.path}))
-                }),
-            );
+            api.register_web_resource(path, answer(name.clone()));
+        }
+        for path in config.trees {
+            api.register_web_resource_tree(path, answer(name.clone()));
         }
         Ok(Webby(config.drop_probe))
     }
@@ -211,7 +216,7 @@ async fn paths_that_only_look_like_reserved_ones_are_served() {
     let glia = Arc::new(
         Glia::start(config(json!([webby(
             "w",
-            json!({"paths": ["/_matrixish", "/healthz", "/_synapse/client/w"]})
+            json!({"paths": ["/_matrixish", "/healthz"], "trees": ["/_synapse/client/w"]})
         )])))
         .await
         .unwrap_or_else(|e| panic!("{e}")),
@@ -222,6 +227,56 @@ async fn paths_that_only_look_like_reserved_ones_are_served() {
         assert_eq!(reply.status, 200, "{path}: {}", reply.text());
         assert_eq!(reply.json(), json!({"module": "w", "path": path}));
     }
+    served.stop().await;
+}
+
+/// Synapse's resource tree: a resource answers its own path only (a JSON resource is not a
+/// Twisted leaf), unless it is registered as a subtree; nested resources are reached through
+/// their parents, percent-encoded segments are decoded, and a trailing slash is another path.
+#[actix_rt::test]
+async fn web_resources_match_paths_as_synapses_resource_tree_does() {
+    let glia = Arc::new(
+        Glia::start(config(json!([webby(
+            "w",
+            json!({"paths": ["/_synapse/client/w", "/_synapse/client/w/nested"], "trees": ["/_synapse/client/t"]})
+        )])))
+        .await
+        .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let served = Served::start(glia.clone());
+    for (path, served_by) in [
+        ("/_synapse/client/w", Some("/_synapse/client/w")),
+        (
+            "/_synapse/client/w/nested",
+            Some("/_synapse/client/w/nested"),
+        ),
+        ("/_synapse/client/%77", Some("/_synapse/client/%77")),
+        ("/_synapse/client/w/", None),
+        ("/_synapse/client/w/x", None),
+        ("/_synapse/client/wx", None),
+        (
+            "/_synapse/client/t/anything/below",
+            Some("/_synapse/client/t/anything/below"),
+        ),
+        ("/_synapse/client/t/", Some("/_synapse/client/t/")),
+    ] {
+        let reply = served.get(path).await;
+        match served_by {
+            Some(path) => {
+                assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+                assert_eq!(reply.json()["path"], path);
+            }
+            None => {
+                assert_eq!(reply.status, 404, "{path}: {}", reply.text());
+                assert_eq!(reply.json()["errcode"], "M_UNRECOGNIZED", "{path}");
+            }
+        }
+    }
+    let listing = served.get("/_glia/v1/modules").await.json();
+    assert_eq!(
+        listing["modules"][0]["web_resource_subtrees"],
+        json!(["/_synapse/client/t"])
+    );
     served.stop().await;
 }
 
@@ -272,10 +327,15 @@ async fn the_first_module_in_config_order_wins_a_path_claimed_twice() {
     assert_eq!(paths_listed(&modules[1]), ["/_synapse/client/second"]);
 
     let routes = glia.web_routes();
-    let mut first = routes.paths_of(0);
-    first.sort();
-    assert_eq!(first, ["/_synapse/client/first", SHARED]);
-    assert_eq!(routes.paths_of(1), ["/_synapse/client/second"]);
+    let paths_of = |index| -> Vec<String> {
+        routes
+            .of_module(index)
+            .iter()
+            .map(|r| r.path.clone())
+            .collect()
+    };
+    assert_eq!(paths_of(0), ["/_synapse/client/first", SHARED]);
+    assert_eq!(paths_of(1), ["/_synapse/client/second"]);
     served.stop().await;
 }
 

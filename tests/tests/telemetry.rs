@@ -9,7 +9,7 @@ use opentelemetry::trace::{SpanId, SpanKind, Status};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use serde_json::{json, Value};
 use std::time::Duration;
-use support::TempFile;
+use support::{decision_records as records, TempFile};
 
 fn attr(span: &SpanData, key: &str) -> Option<String> {
     span.attributes
@@ -216,7 +216,7 @@ async fn without_a_caller_trace_a_dispatch_starts_one_and_chains_are_traced() {
     let (exporter, provider) = in_memory();
     let yaml = json!({"modules": [
         {"module": "scripted", "name": "c1", "config": {"answers": {"on_create_room": {"append_to": "chain"}}}},
-        {"module": "scripted", "name": "c2", "config": {"answers": {"on_create_room": {"answer": false}}}},
+        {"module": "scripted", "name": "c2", "config": {"answers": {"on_create_room": {"answer": {"deny": {"error": "no"}}}}}},
         {"module": "scripted", "name": "c3", "config": {"answers": {"on_create_room": {"append_to": "chain"}}}},
     ]})
     .to_string();
@@ -457,25 +457,6 @@ fn counter_of(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &s
         Some(prometheus_parse::Value::Untyped(v)) => *v,
         other => panic!("{name} {labels:?}: {other:?}"),
     }
-}
-
-/// Waits until the log holds `n` lines (the writer runs off the dispatch path).
-async fn records(path: &std::path::Path, n: usize) -> Vec<Value> {
-    for _ in 0..600 {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        if lines.len() >= n {
-            return lines
-                .iter()
-                .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-                .collect();
-        }
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "the decision log never held {n} records: {:?}",
-        std::fs::read_to_string(path)
-    )
 }
 
 #[actix_rt::test]

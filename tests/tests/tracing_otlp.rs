@@ -9,7 +9,7 @@ use glia_tests::harness::{glia_binary, TestGlia};
 use glia_tests::nats::NatsServer;
 use glia_tests::otlp::{OtlpReceiver, ReceivedSpan, ReceiverTls};
 use glia_tests::pki::TestPki;
-use glia_tests::process::{glia, serve_glia, terminate, terminate_with_log, Process};
+use glia_tests::process::GliaProcess;
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Duration;
@@ -21,6 +21,36 @@ const CALLER_SPAN: &str = "b7ad6b7169203331";
 
 fn traceparent() -> String {
     format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01")
+}
+
+type Process = GliaProcess;
+
+/// Starts `glia <args>` with extra environment variables; its log goes to the test's.
+fn glia(args: &[&str], env: &[(&str, &str)]) -> Process {
+    GliaProcess::spawn(args, env, true)
+}
+
+/// Starts `glia serve` on `config` at a port the system picks, with `extra` arguments and
+/// `env` (its log kept only when `logged`); returns it, once listening, and its address.
+async fn serve_glia(
+    config: &TempFile,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    logged: bool,
+) -> (Process, String) {
+    GliaProcess::serve(config.path(), extra, env, !logged).await
+}
+
+/// SIGTERM, then wait: glia drains and flushes its spans (and decision records) on the way
+/// out. Returns what it wrote on standard output.
+fn terminate(process: Process) -> String {
+    terminate_with_log(process).0
+}
+
+/// [`terminate`], returning standard output and the log.
+fn terminate_with_log(process: Process) -> (String, String) {
+    let (stdout, log, _) = process.terminate_with_log();
+    (stdout, log)
 }
 
 async fn post(url: &str, body: Value, traceparent: &str) -> (u16, Value, Option<String>) {
@@ -453,7 +483,7 @@ async fn a_collector_glia_does_not_trust_gets_no_spans() {
         assert_eq!(status, 200);
         let (_, log) = terminate_with_log(serve);
         assert!(
-            log.contains("cannot flush spans") && log.contains("invalid peer certificate"),
+            log.contains("cannot export spans") && log.contains("invalid peer certificate"),
             "{protocol}: no certificate error in the log:\n{log}"
         );
     }
@@ -624,5 +654,69 @@ fn https_without_a_ca_file_needs_the_systems_certificates() {
                 && stderr.contains("OTEL_EXPORTER_OTLP_CERTIFICATE"),
             "{what}: {stderr}"
         );
+    }
+}
+
+/// `glia_spans_dropped_total` summed over its reasons, from `GET /metrics` at `listen`.
+async fn spans_dropped(listen: &str) -> u64 {
+    let mut resp = awc::Client::default()
+        .get(format!("http://{listen}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics");
+    let text = String::from_utf8(resp.body().await.expect("a body").to_vec()).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("glia_spans_dropped_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[actix_rt::test]
+async fn a_dead_collector_holds_shutdown_no_longer_than_the_grace_and_lost_spans_are_counted() {
+    // One collector never answers (it takes connections and reads nothing), the other
+    // refuses them. The exporter would wait 30 s for each export.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = format!("http://{}", silent.local_addr().unwrap());
+    let refusing = format!("http://127.0.0.1:{}", glia_tests::nats::free_port());
+    for (endpoint, protocol) in [
+        (&silent, "grpc"),
+        (&refusing, "http/protobuf"),
+        (&silent, "http/protobuf"),
+    ] {
+        let config = TempFile::new(
+            "otlp-dead.yaml",
+            &json!({"shutdown_grace": "1s", "modules": demo_modules(),
+                    "telemetry": {"traces": {"exporter": "otlp", "protocol": protocol,
+                                             "endpoint": endpoint, "timeout": "30s"}}})
+            .to_string(),
+        );
+        let env = [
+            ("OTEL_BSP_SCHEDULE_DELAY", "20".to_owned()),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "64".to_owned()),
+        ];
+        let (serve, url) = serve_demo(&config, &env, true).await;
+        let listen = url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        // Requests keep being answered, and the spans lost are counted.
+        loop {
+            for _ in 0..50 {
+                let (status, body, _) = post(&url, evil_room(), &traceparent()).await;
+                assert_eq!((status, body["decision"].as_str()), (200, Some("deny")));
+            }
+            if spans_dropped(&listen).await > 0 {
+                break;
+            }
+        }
+        let (_, log, took) = serve.terminate_with_log();
+        // The grace is 1 s; the exporter alone would have held it for 30 s.
+        assert!(
+            took < Duration::from_secs(10),
+            "{protocol} to {endpoint}: SIGTERM took {took:?}:\n{log}"
+        );
+        eprintln!("{protocol} to a dead collector at {endpoint}: SIGTERM took {took:?}");
     }
 }

@@ -194,7 +194,7 @@ pub fn request_samples() -> Vec<(&'static str, Value)> {
                 "file_id": "GCmhgzMPRjqgpODLsNQzVuHZ",
                 "url_cache": false,
                 "thumbnail": {"width": 320, "height": 240, "method": "scale", "type": "image/png", "length": 48213}
-            }}),
+            }, "file": {"content": "iVBORw0KGgo=", "length": 48213, "truncated": true}}),
         ),
         (
             "check_login_for_spam",
@@ -316,7 +316,50 @@ pub fn request_samples() -> Vec<(&'static str, Value)> {
             "is_3pid_allowed",
             json!({"medium": "email", "address": "erin@example.net", "registration": true}),
         ),
+        (
+            "on_account_data_updated",
+            json!({"user_id": ALICE, "room_id": ROOM, "account_data_type": "m.fully_read", "content": {"event_id": "$abc"}}),
+        ),
+        ("get_media_config_for_user", json!({"user_id": ALICE})),
+        (
+            "is_user_allowed_to_upload_media_of_size",
+            json!({"user_id": ALICE, "size": 1_048_576}),
+        ),
+        (
+            "get_media_upload_limits_for_user",
+            json!({"user_id": ALICE}),
+        ),
+        (
+            "on_media_upload_limit_exceeded",
+            json!({"user_id": ALICE, "limit": upload_limit(), "sent_bytes": 900, "attempted_bytes": 200}),
+        ),
+        (
+            "get_ratelimit_override_for_user",
+            json!({"user_id": ALICE, "limiter_name": "rc_invites.per_room"}),
+        ),
+        ("add_field_to_unsigned", json!({"event": message_event()})),
+        (
+            "on_update",
+            json!({"update_name": "populate_stats_process_rooms", "database_name": "master", "one_shot": false}),
+        ),
+        (
+            "default_batch_size",
+            json!({"update_name": "populate_stats_process_rooms", "database_name": "master"}),
+        ),
+        (
+            "min_batch_size",
+            json!({"update_name": "populate_stats_process_rooms", "database_name": "master"}),
+        ),
+        (
+            "on_event_delivered_over_federation",
+            json!({"delivery": {"server_name": "remote.example.org", "events": [message_event()], "method": "/send"}}),
+        ),
     ]
+}
+
+/// A media upload limit with every field.
+pub fn upload_limit() -> Value {
+    json!({"max_bytes": 1000, "time_period_ms": 86_400_000, "info_uri": "https://example.com/plans", "can_upgrade": true})
 }
 
 /// Module answers that every spam-checker callback answering `SpamAnswer` accepts.
@@ -448,6 +491,29 @@ pub fn answer_samples() -> Vec<(&'static str, Vec<Value>)> {
         ("get_username_for_registration", name_answers()),
         ("get_displayname_for_registration", name_answers()),
         ("is_3pid_allowed", check_answers()),
+        ("on_account_data_updated", ignored_answers()),
+        (
+            "get_media_config_for_user",
+            vec![json!({"m.upload.size": 1024}), json!({}), json!(null)],
+        ),
+        ("is_user_allowed_to_upload_media_of_size", truthy_answers()),
+        (
+            "get_media_upload_limits_for_user",
+            vec![json!([upload_limit()]), json!([]), json!(null)],
+        ),
+        ("on_media_upload_limit_exceeded", ignored_answers()),
+        (
+            "get_ratelimit_override_for_user",
+            vec![json!({"per_second": 0.1, "burst_count": 10}), json!(null)],
+        ),
+        (
+            "add_field_to_unsigned",
+            vec![json!({}), json!({"org.example.label": "green"})],
+        ),
+        ("on_update", vec![json!(100)]),
+        ("default_batch_size", vec![json!(500)]),
+        ("min_batch_size", vec![json!(1)]),
+        ("on_event_delivered_over_federation", ignored_answers()),
     ]
 }
 
@@ -459,6 +525,19 @@ pub fn error_reply() -> Value {
         "errcode": "M_UNKNOWN",
         "error": "Internal server error",
         "module": "antispam"
+    })
+}
+
+/// A module's own `SynapseError` as the coordinator passes it on, extra fields included.
+pub fn synapse_error_reply() -> Value {
+    json!({
+        "decision": "error",
+        "status": 429,
+        "errcode": "M_LIMIT_EXCEEDED",
+        "error": "Slow down",
+        "fields": {"retry_after_ms": 1500},
+        "module": "antispam",
+        "synapse_error": true
     })
 }
 
@@ -480,13 +559,16 @@ fn decisions() -> Vec<Value> {
         json!({"decision": "allow"}),
         json!({"decision": "deny", "errcode": "M_FORBIDDEN", "error": "Forbidden", "fields": {}, "module": "antispam"}),
         deny_reply(),
+        json!({"decision": "deny", "errcode": "M_FORBIDDEN", "error": "No links, please", "fields": {}, "module": "antispam", "module_message": true}),
         error_reply(),
+        synapse_error_reply(),
     ]
 }
 
-/// `values`, then the `{"decision": "error"}` form every `Outcome` reply can take.
+/// `values`, then the `{"decision": "error"}` forms every `Outcome` reply can take.
 fn outcomes(mut values: Vec<Value>) -> Vec<Value> {
     values.push(error_reply());
+    values.push(synapse_error_reply());
     values
 }
 
@@ -548,6 +630,27 @@ pub fn reply_samples() -> Vec<(&'static str, Vec<Value>)> {
             "get_interested_users" => outcomes(vec![
                 json!({"users": "ALL"}),
                 json!({"users": [BOB, "@carol:example.com"]}),
+            ]),
+            "on_update" | "default_batch_size" | "min_batch_size" => outcomes(vec![
+                json!({"value": 500, "module": "throttle"}),
+                json!({"value": null}),
+            ]),
+            "get_media_config_for_user" => outcomes(vec![
+                json!({"value": {"m.upload.size": 1024}, "module": "media"}),
+                json!({"value": null}),
+            ]),
+            "get_media_upload_limits_for_user" => outcomes(vec![
+                json!({"value": [upload_limit()], "module": "media"}),
+                json!({"value": []}),
+                json!({"value": null}),
+            ]),
+            "get_ratelimit_override_for_user" => outcomes(vec![
+                json!({"value": {"per_second": 0.1, "burst_count": 10}, "module": "limits"}),
+                json!({"value": null}),
+            ]),
+            "add_field_to_unsigned" => outcomes(vec![
+                json!({"fields": {}}),
+                json!({"fields": {"org.example.label": "green"}}),
             ]),
             "check_auth" | "check_3pid_auth" => auth_replies(),
             "get_username_for_registration" | "get_displayname_for_registration" => name_replies(),

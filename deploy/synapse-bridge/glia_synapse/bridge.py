@@ -4,8 +4,9 @@ At construction it asks glia which callbacks, login types and web resources its 
 (`GET /_glia/v1/modules`, a short blocking request), registers the selected callbacks with
 Synapse, and a proxy for every web resource. Every callback goes through one generic path,
 `GliaBridge.forward`: arguments encoded by name (`convert`), POSTed to glia (`client`), the
-reply read by the callback's reply kind (`replies`), and any failure resolved by the
-callback's failure mode (`config.BridgeConfig.fails_open`).
+reply read by the callback's reply kind (`replies`). When glia decides that the request fails,
+the bridge raises as a module would; only when glia cannot decide at all is the callback's
+failure mode used (`config.BridgeConfig.fails_open`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,17 @@ from typing import Any
 
 from synapse.module_api.errors import ConfigError
 
-from glia_synapse.catalogue import CALLBACKS, CHECK_AUTH, REGISTER_METHODS, CallbackSpec
+from glia_synapse.catalogue import (
+    BACKGROUND_CONTROLLER,
+    BACKGROUND_UPDATES,
+    CALLBACKS,
+    CHECK_AUTH,
+    REGISTER_METHODS,
+    CallbackSpec,
+)
 from glia_synapse.client import GliaClient, fetch_modules_blocking
 from glia_synapse.config import AUTO, BridgeConfig, parse_config
-from glia_synapse.convert import encode_args
+from glia_synapse.convert import encode_args, read_media_file
 from glia_synapse.errors import GliaCallbackFailed, GliaFailure
 from glia_synapse.replies import check_error
 from glia_synapse.tracing import new_request_id
@@ -41,6 +49,8 @@ class Discovery:
     callbacks: frozenset[str] = frozenset()
     #: Web resource paths, in glia's config order.
     web_paths: tuple[str, ...] = ()
+    #: Those of `web_paths` that also serve every path below them.
+    web_subtrees: frozenset[str] = frozenset()
     #: Login type to its fields (None when glia does not say).
     login_types: Mapping[str, tuple[str, ...] | None] = field(default_factory=dict)
 
@@ -50,30 +60,33 @@ class Discovery:
         modules = [m for m in reply.get("modules") or () if isinstance(m, Mapping)]
         callbacks = set(reply.get("plans") or {})
         paths: list[str] = []
+        subtrees: set[str] = set()
         login_types: dict[str, tuple[str, ...] | None] = {}
         for module in modules:
             callbacks.update(module.get("callbacks") or ())
             paths.extend(p for p in module.get("web_resources") or () if p not in paths)
+            subtrees.update(module.get("web_resource_subtrees") or ())
             for login_type in module.get("login_types") or ():
                 login_types.setdefault(login_type, None)
             for checker in module.get("auth_checkers") or ():  # {login_type, fields}, if glia lists them
                 if isinstance(checker, Mapping) and isinstance(checker.get("login_type"), str):
                     login_types[checker["login_type"]] = tuple(checker.get("fields") or ())
-        return cls(frozenset(callbacks), tuple(paths), login_types)
+        return cls(frozenset(callbacks), tuple(paths), frozenset(subtrees), login_types)
 
 
 def select_callbacks(config: BridgeConfig, discovery: Discovery | None) -> list[CallbackSpec]:
     """The callbacks to register (auth checkers aside).
 
     `auto`: those glia's modules use, or, when glia could not be asked, every callback but
-    the legacy account-validity slots. `all`: every callback but those slots. A list: exactly
-    the listed callbacks.
+    those registered only when served (the legacy account-validity slots, the
+    background-update controller, `add_field_to_unsigned`). `all`: every callback but those.
+    A list: exactly the listed callbacks.
     """
     if isinstance(config.callbacks, tuple):
         return [spec for spec in CALLBACKS if spec.name in config.callbacks]
     if config.callbacks == AUTO and discovery is not None:
         return [spec for spec in CALLBACKS if spec.name in discovery.callbacks]
-    return [spec for spec in CALLBACKS if not spec.takes_over_endpoint]
+    return [spec for spec in CALLBACKS if not spec.only_when_served]
 
 
 def select_login_types(
@@ -122,6 +135,24 @@ class FailureLog:
         )
 
 
+#: Synapse's defaults for the `background_updates` settings, when its config cannot be read.
+SYNAPSE_BACKGROUND_DEFAULTS = {"update_duration_ms": 100, "default_batch_size": 100, "min_batch_size": 1}
+
+
+class _Entered:
+    """`on_update`'s async context manager: entering it asks glia for the batch's target
+    duration; leaving it does nothing (Synapse's own manager only sleeps on entry)."""
+
+    def __init__(self, ask: Callable[[], Awaitable[Any]]) -> None:
+        self._ask = ask
+
+    async def __aenter__(self) -> Any:
+        return await self._ask()
+
+    async def __aexit__(self, *exc: object) -> bool:
+        return False
+
+
 class GliaBridge:
     """A Synapse module that hands every module callback to glia."""
 
@@ -154,19 +185,39 @@ class GliaBridge:
     # -- the generic forwarding path -------------------------------------------------
 
     async def forward(self, spec: CallbackSpec, args: Mapping[str, Any]) -> Any:
-        """Asks glia to decide one callback invocation; returns what Synapse expects."""
+        """Asks glia to decide one callback invocation; returns what Synapse expects.
+
+        Raises what glia decided the module raised (a `SynapseError`, or `GliaModuleFailed`),
+        and, failing closed, `GliaCallbackFailed` when glia could not decide.
+        """
         request_id = new_request_id()
         started = time.perf_counter()
         try:
             body = self._encode(spec, args)
+            if spec.file_param is not None and self._config.media_bytes > 0:
+                body["file"] = await self._read_file(args[spec.file_param])
             reply = await self._client.call(spec.name, body, request_id, self._config.timeout_for(spec.name))
             result = spec.reply.decode(check_error(reply), args)
         except GliaFailure as failure:
-            return self._resolve_failure(spec, failure, request_id)
-        if logger.isEnabledFor(logging.DEBUG):
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            logger.debug("glia decided %s (%s) in %.2f ms: %s", spec.name, request_id, elapsed_ms, reply)
+            result = self._resolve_failure(spec, failure, request_id)
+        else:
+            if logger.isEnabledFor(logging.DEBUG):
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                logger.debug("glia decided %s (%s) in %.2f ms: %s", spec.name, request_id, elapsed_ms, reply)
+        if result is None and spec.synapse_setting is not None:
+            return self._synapse_setting(spec.synapse_setting)
         return result
+
+    def _synapse_setting(self, name: str) -> Any:
+        """Synapse's own value of `background_updates.<name>`, for when no module answers."""
+        settings = getattr(getattr(getattr(self._api, "_hs", None), "config", None), "background_updates", None)
+        return getattr(settings, name, SYNAPSE_BACKGROUND_DEFAULTS[name])
+
+    async def _read_file(self, wrapper: Any) -> dict[str, Any]:
+        try:
+            return await read_media_file(wrapper, self._config.media_bytes)
+        except OSError as e:
+            raise GliaFailure(f"cannot read the media file: {e}", kind="bad_request") from e
 
     @staticmethod
     def _encode(spec: CallbackSpec, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -184,7 +235,9 @@ class GliaBridge:
 
     def make_callback(self, spec: CallbackSpec) -> Callback:
         """Synapse's callback for `spec`: an async function with Synapse's parameters (Synapse
-        counts them for `user_may_create_room` and `check_username_for_spam`)."""
+        counts them for `user_may_create_room` and `check_username_for_spam`), or, for
+        `on_update`, a plain function returning an async context manager whose entry asks
+        glia."""
         signature = inspect.Signature(
             [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in spec.params]
         )
@@ -193,10 +246,15 @@ class GliaBridge:
             bound = signature.bind(*args, **kwargs)
             return await self.forward(spec, bound.arguments)
 
-        callback.__signature__ = signature  # type: ignore[attr-defined]
-        callback.__name__ = spec.name
-        callback.__qualname__ = f"{type(self).__name__}.{spec.name}"
-        return callback
+        def context_manager(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            return _Entered(lambda: self.forward(spec, bound.arguments))
+
+        made: Any = context_manager if spec.context_manager else callback
+        made.__signature__ = signature
+        made.__name__ = spec.name
+        made.__qualname__ = f"{type(self).__name__}.{spec.name}"
+        return made  # type: ignore[no-any-return]
 
     # -- start-up ---------------------------------------------------------------------
 
@@ -216,7 +274,11 @@ class GliaBridge:
     def _register_callbacks(self, specs: Iterable[CallbackSpec]) -> None:
         by_category: dict[str, dict[str, Callback]] = {}
         for spec in specs:
-            by_category.setdefault(spec.category, {})[spec.name] = self.make_callback(spec)
+            by_category.setdefault(spec.category, {})[spec.keyword or spec.name] = self.make_callback(spec)
+        controller = by_category.get(BACKGROUND_UPDATES, {})
+        if controller and BACKGROUND_CONTROLLER[0] not in controller:
+            logger.warning("glia serves %s without on_update; Synapse takes them only with it", sorted(controller))
+            del by_category[BACKGROUND_UPDATES]
         for category, callbacks in by_category.items():
             try:
                 getattr(self._api, REGISTER_METHODS[category])(**callbacks)
@@ -255,8 +317,10 @@ class GliaBridge:
         if not self._config.web_resources:
             return ()
         paths = discovery.web_paths if discovery is not None else self._config.web_resource_paths
+        subtrees = discovery.web_subtrees if discovery is not None else frozenset()
         for path in paths:
-            self._api.register_web_resource(path, GliaWebProxy(self._client, self._config.default_timeout))
+            proxy = GliaWebProxy(self._client, self._config.default_timeout, subtree=path in subtrees)
+            self._api.register_web_resource(path, proxy)
         self._web_paths = paths
         return paths
 

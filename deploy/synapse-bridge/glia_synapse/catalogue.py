@@ -15,10 +15,19 @@ a module raises (that one action fails and can be retried).
 | check_username_for_spam, is_user_expired,      | user_may_create_room,                      |
 | the notifications (on_new_event, ...,          | user_may_create_room_alias,                |
 | on_user_registration, on_user_login,           | user_may_publish_room,                     |
-| on_logged_out), the presence router,           | user_may_send_state_event,                 |
-| the third-party yes/no checks, check_auth,     | check_registration_for_spam,               |
-| check_3pid_auth, get_username_/                | check_login_for_spam, on_create_room,      |
-| get_displayname_for_registration               | is_3pid_allowed, on_legacy_* (always)      |
+| on_logged_out, on_account_data_updated,        | user_may_send_state_event,                 |
+| on_media_upload_limit_exceeded,                | check_registration_for_spam,               |
+| on_event_delivered_over_federation), the       | check_login_for_spam, on_create_room,      |
+| presence router, the third-party yes/no        | is_3pid_allowed, on_legacy_* (always)      |
+| checks, check_auth, check_3pid_auth,           |                                            |
+| get_username_/get_displayname_for_registration,|                                            |
+| the media config, upload size and limits, the  |                                            |
+| ratelimit override, add_field_to_unsigned, the |                                            |
+| background-update controller (Synapse's own    |                                            |
+| settings)                                      |                                            |
+
+A failure here means glia could not decide. When glia decides that a request fails (a module
+raised under failure policy `error`), the bridge raises whatever the callback's mode.
 """
 
 from __future__ import annotations
@@ -34,11 +43,14 @@ from glia_synapse.replies import (
     ReplyKind,
     Spam,
     Truthy,
+    UnsignedFields,
     UsersForStates,
     Value,
     YesNo,
     auth_result,
     legacy_renew,
+    ratelimit_override,
+    upload_limits,
 )
 
 SPAM_CHECKER = "spam_checker"
@@ -46,6 +58,12 @@ THIRD_PARTY_RULES = "third_party_rules"
 ACCOUNT_VALIDITY = "account_validity"
 PRESENCE_ROUTER = "presence_router"
 PASSWORD_AUTH = "password_auth_provider"
+ACCOUNT_DATA = "account_data"
+MEDIA_REPOSITORY = "media_repository"
+RATELIMIT = "ratelimit"
+UNSIGNED_FIELDS = "add_extra_fields_to_unsigned_client_event"
+BACKGROUND_UPDATES = "background_update_controller"
+FEDERATION = "federation"
 
 #: The ModuleApi method registering each category's callbacks.
 REGISTER_METHODS = {
@@ -54,6 +72,12 @@ REGISTER_METHODS = {
     ACCOUNT_VALIDITY: "register_account_validity_callbacks",
     PRESENCE_ROUTER: "register_presence_router_callbacks",
     PASSWORD_AUTH: "register_password_auth_provider_callbacks",
+    ACCOUNT_DATA: "register_account_data_callbacks",
+    MEDIA_REPOSITORY: "register_media_repository_callbacks",
+    RATELIMIT: "register_ratelimit_callbacks",
+    UNSIGNED_FIELDS: "register_add_extra_fields_to_unsigned_client_event_callbacks",
+    BACKGROUND_UPDATES: "register_background_update_controller_callbacks",
+    FEDERATION: "register_federation_callbacks",
 }
 
 
@@ -76,8 +100,18 @@ class CallbackSpec:
     #: Whether the bridge may fail open at all (the legacy slots have no neutral value).
     may_fail_open: bool = True
     #: Registered only when listed explicitly or served by glia: registering it takes over
-    #: one of Synapse's own endpoints.
-    takes_over_endpoint: bool = False
+    #: one of Synapse's own behaviours (an endpoint, the background-update pacing), or costs a
+    #: round trip for every event served to a client.
+    only_when_served: bool = False
+    #: The keyword Synapse's register method takes it as, when not its name.
+    keyword: str | None = None
+    #: The parameter whose file content is sent (its first `media_bytes` bytes).
+    file_param: str | None = None
+    #: Synapse's own setting (`background_updates.<name>`) used when no module answers.
+    synapse_setting: str | None = None
+    #: Synapse calls it synchronously for an async context manager whose entry yields the
+    #: value (`on_update`).
+    context_manager: bool = False
 
 
 def _spec(name: str, category: str, params: str, reply: ReplyKind, fail_open: bool, **kw: object) -> CallbackSpec:
@@ -93,6 +127,8 @@ _LEGACY_RENEW = Value(types=(dict,), wrap=legacy_renew, required=True)
 _LEGACY_ADMIN = Value(types=(int,), required=True)
 
 _S, _T, _A, _P, _W = SPAM_CHECKER, THIRD_PARTY_RULES, ACCOUNT_VALIDITY, PRESENCE_ROUTER, PASSWORD_AUTH
+_D, _M, _R, _U, _B, _F = ACCOUNT_DATA, MEDIA_REPOSITORY, RATELIMIT, UNSIGNED_FIELDS, BACKGROUND_UPDATES, FEDERATION
+_BATCH = Value(types=(int,))
 OPEN, CLOSED = True, False
 
 CALLBACKS: tuple[CallbackSpec, ...] = (
@@ -117,7 +153,15 @@ CALLBACKS: tuple[CallbackSpec, ...] = (
         Registration(),
         CLOSED,
     ),
-    _spec("check_media_file_for_spam", _S, "file_wrapper file_info", _SPAM, OPEN, skip=("file_wrapper",)),
+    _spec(
+        "check_media_file_for_spam",
+        _S,
+        "file_wrapper file_info",
+        _SPAM,
+        OPEN,
+        skip=("file_wrapper",),
+        file_param="file_wrapper",
+    ),
     _spec(
         "check_login_for_spam",
         _S,
@@ -142,11 +186,9 @@ CALLBACKS: tuple[CallbackSpec, ...] = (
     _spec("is_user_expired", _A, "user_id", Value(key="expired", types=(bool,)), OPEN),
     _spec("on_user_registration", _A, "user_id", _NOTIFY, OPEN),
     _spec("on_user_login", _A, "user_id auth_provider_type auth_provider_id", _NOTIFY, OPEN),
-    _spec("on_legacy_send_mail", _A, "user_id", _NOTIFY, CLOSED, may_fail_open=False, takes_over_endpoint=True),
-    _spec("on_legacy_renew", _A, "renewal_token", _LEGACY_RENEW, CLOSED, may_fail_open=False, takes_over_endpoint=True),
-    _spec(
-        "on_legacy_admin_request", _A, "request", _LEGACY_ADMIN, CLOSED, may_fail_open=False, takes_over_endpoint=True
-    ),
+    _spec("on_legacy_send_mail", _A, "user_id", _NOTIFY, CLOSED, may_fail_open=False, only_when_served=True),
+    _spec("on_legacy_renew", _A, "renewal_token", _LEGACY_RENEW, CLOSED, may_fail_open=False, only_when_served=True),
+    _spec("on_legacy_admin_request", _A, "request", _LEGACY_ADMIN, CLOSED, may_fail_open=False, only_when_served=True),
     # presence router (registered as a pair)
     _spec("get_users_for_states", _P, "state_updates", UsersForStates(), OPEN),
     _spec("get_interested_users", _P, "user_id", InterestedUsers(), OPEN),
@@ -156,6 +198,62 @@ CALLBACKS: tuple[CallbackSpec, ...] = (
     _spec("get_username_for_registration", _W, "uia_results params", _NAME, OPEN),
     _spec("get_displayname_for_registration", _W, "uia_results params", _NAME, OPEN),
     _spec("is_3pid_allowed", _W, "medium address registration", _YES_NO, CLOSED),
+    # account data
+    _spec("on_account_data_updated", _D, "user_id room_id account_data_type content", _NOTIFY, OPEN),
+    # media repository
+    _spec("get_media_config_for_user", _M, "user_id", Value(types=(dict,)), OPEN),
+    _spec("is_user_allowed_to_upload_media_of_size", _M, "user_id size", _YES_NO, OPEN),
+    _spec("get_media_upload_limits_for_user", _M, "user_id", Value(types=(list,), wrap=upload_limits), OPEN),
+    _spec("on_media_upload_limit_exceeded", _M, "user_id limit sent_bytes attempted_bytes", _NOTIFY, OPEN),
+    # ratelimit
+    _spec(
+        "get_ratelimit_override_for_user",
+        _R,
+        "user_id limiter_name",
+        Value(types=(dict,), wrap=ratelimit_override),
+        OPEN,
+    ),
+    # extra unsigned fields: every event served to a client
+    _spec(
+        "add_field_to_unsigned",
+        _U,
+        "event",
+        UnsignedFields(),
+        OPEN,
+        keyword="add_field_to_unsigned_callback",
+        only_when_served=True,
+    ),
+    # background-update controller (one registration: all three together)
+    _spec(
+        "on_update",
+        _B,
+        "update_name database_name one_shot",
+        _BATCH,
+        OPEN,
+        only_when_served=True,
+        synapse_setting="update_duration_ms",
+        context_manager=True,
+    ),
+    _spec(
+        "default_batch_size",
+        _B,
+        "update_name database_name",
+        _BATCH,
+        OPEN,
+        only_when_served=True,
+        synapse_setting="default_batch_size",
+    ),
+    _spec(
+        "min_batch_size",
+        _B,
+        "update_name database_name",
+        _BATCH,
+        OPEN,
+        only_when_served=True,
+        synapse_setting="min_batch_size",
+    ),
+    # federation
+    _spec("on_event_delivered_over_federation", _F, "delivery", _NOTIFY, OPEN),
 )
 
 #: An auth checker, registered under `auth_checkers` once per login type glia serves.
@@ -165,3 +263,6 @@ BY_NAME: dict[str, CallbackSpec] = {spec.name: spec for spec in (*CALLBACKS, CHE
 
 #: Callbacks Synapse only accepts together.
 PRESENCE_PAIR = ("get_users_for_states", "get_interested_users")
+
+#: The background-update controller: `on_update` is required, the others come with it.
+BACKGROUND_CONTROLLER = ("on_update", "default_batch_size", "min_batch_size")

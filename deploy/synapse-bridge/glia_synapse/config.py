@@ -12,6 +12,7 @@ modules:
       web_resources: true
       web_resource_paths: [/_synapse/client/demo/hello]  # used when glia is down at start-up
       login_types: {org.example.token: [token]}          # auth checker fields per login type
+      media_bytes: 524288                  # bytes of a media file sent to check_media_file_for_spam
       startup_timeout: 2                   # seconds for the start-up discovery request
       discovery_retry_interval: 10         # seconds between retries while glia is down
 ```
@@ -26,10 +27,12 @@ from urllib.parse import urlsplit
 
 from synapse.module_api.errors import ConfigError
 
-from glia_synapse.catalogue import BY_NAME, PRESENCE_PAIR
+from glia_synapse.catalogue import BACKGROUND_CONTROLLER, BY_NAME, PRESENCE_PAIR
 
 AUTO, ALL = "auto", "all"
 DEFAULT_TIMEOUT = 6.0
+#: Base64 makes these 512 KiB about 683 KiB of request, under glia's default 1 MiB body limit.
+DEFAULT_MEDIA_BYTES = 512 * 1024
 KNOWN_KEYS = {
     "glia_url",
     "auth_token",
@@ -40,6 +43,7 @@ KNOWN_KEYS = {
     "web_resources",
     "web_resource_paths",
     "login_types",
+    "media_bytes",
     "startup_timeout",
     "discovery_retry_interval",
 }
@@ -62,6 +66,8 @@ class BridgeConfig:
     web_resources: bool = True
     web_resource_paths: tuple[str, ...] = ()
     login_types: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: How much of a media file `check_media_file_for_spam` sends (0: none).
+    media_bytes: int = DEFAULT_MEDIA_BYTES
     startup_timeout: float = 2.0
     discovery_retry_interval: float = 10.0
 
@@ -101,6 +107,7 @@ def parse_config(raw: Any) -> BridgeConfig:
             for i, p in enumerate(_list(raw.get("web_resource_paths", []), ("web_resource_paths",)))
         ),
         login_types=_login_types(raw.get("login_types", {})),
+        media_bytes=_byte_count(raw.get("media_bytes", DEFAULT_MEDIA_BYTES), ("media_bytes",)),
         startup_timeout=_positive_number(raw.get("startup_timeout", 2), ("startup_timeout",)),
         discovery_retry_interval=_positive_number(
             raw.get("discovery_retry_interval", 10), ("discovery_retry_interval",)
@@ -150,6 +157,8 @@ def _callbacks(value: Any) -> str | tuple[str, ...]:
             raise ConfigError(f"unknown callback {name!r}; known: {', '.join(sorted(BY_NAME))}", ("callbacks", str(i)))
     if (PRESENCE_PAIR[0] in names) != (PRESENCE_PAIR[1] in names):
         raise ConfigError(f"Synapse needs both presence router callbacks {PRESENCE_PAIR} or neither", ("callbacks",))
+    if any(name in names for name in BACKGROUND_CONTROLLER[1:]) and BACKGROUND_CONTROLLER[0] not in names:
+        raise ConfigError("default_batch_size and min_batch_size come only with on_update", ("callbacks",))
     return names
 
 
@@ -203,6 +212,12 @@ def _string(value: Any, path: tuple[str, ...]) -> str:
 def _boolean(value: Any, path: tuple[str, ...]) -> bool:
     if not isinstance(value, bool):
         raise ConfigError("expected true or false", path)
+    return value
+
+
+def _byte_count(value: Any, path: tuple[str, ...]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError("expected a number of bytes (0 or more)", path)
     return value
 
 

@@ -8,7 +8,10 @@ Arguments without an encoder are plain JSON values and go through `plain`.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -111,6 +114,27 @@ def encode_profile(profile: Any) -> JsonDict:
     return {"display_name": profile.display_name, "avatar_url": profile.avatar_url}
 
 
+def encode_upload_limit(limit: Any) -> JsonDict:
+    """A `MediaUploadLimit` as a dict."""
+    return {
+        "max_bytes": limit.max_bytes,
+        "time_period_ms": limit.time_period_ms,
+        "info_uri": getattr(limit, "info_uri", None),
+        "can_upgrade": bool(getattr(limit, "can_upgrade", False)),
+    }
+
+
+def encode_delivery(delivery: Any) -> JsonDict:
+    """A `FederationEventDeliveryEvent`: the destination, the events, and how they went
+    (the method's value, e.g. `/send`)."""
+    method = delivery.method
+    return {
+        "server_name": delivery.server_name,
+        "events": [encode_event(event) for event in delivery.events],
+        "method": str(getattr(method, "value", method)),
+    }
+
+
 def encode_legacy_admin_request(request: Any) -> JsonDict:
     """The JSON body of the request to the legacy account-validity admin endpoint."""
     content = request.content
@@ -134,6 +158,8 @@ ENCODERS: dict[str, Callable[[Any], Any]] = {
     "state_updates": encode_presence_states,
     "new_profile": encode_profile,
     "request": encode_legacy_admin_request,
+    "limit": encode_upload_limit,
+    "delivery": encode_delivery,
 }
 
 
@@ -142,3 +168,28 @@ def encode_args(names: Iterable[str], args: Mapping[str, Any], skip: Iterable[st
     encoder."""
     skipped = set(skip)
     return {name: ENCODERS.get(name, plain)(args[name]) for name in names if name not in skipped and name in args}
+
+
+class _Enough(Exception):
+    """Stops reading a media file once the bytes to send are read."""
+
+
+async def read_media_file(wrapper: Any, limit: int) -> JsonDict:
+    """The first `limit` bytes of the file a `ReadableFileWrapper` reads, as glia's
+    `MediaFile` (base64 content, the whole file's length, whether it was cut)."""
+    length = os.path.getsize(wrapper.path)
+    chunks: list[bytes] = []
+    taken = 0
+
+    def take(chunk: bytes) -> None:
+        nonlocal taken
+        chunks.append(chunk[: limit - taken])
+        taken += len(chunks[-1])
+        if taken >= limit:
+            raise _Enough
+
+    if limit > 0:
+        with contextlib.suppress(_Enough):
+            await wrapper.write_chunks_to(take)
+    content = b"".join(chunks)
+    return {"content": base64.b64encode(content).decode("ascii"), "length": length, "truncated": len(content) < length}

@@ -4,10 +4,12 @@ A *reply kind* turns glia's JSON reply into what Synapse's callback contract ask
 (`NOT_SPAM`, `(Codes, dict)`, `(bool, replacement)`, a `RegistrationBehaviour`, ...) and
 knows the callback's "no opinion" value, used when the callback fails open.
 
-`{"decision": "error"}` replies are handled here too, once for every kind (`check_error`): a
-4xx status is a module's own `SynapseError` and is raised to Synapse as is, exactly as
-Synapse passes a module's `SynapseError` through; anything else is a `GliaFailure`, which
-the bridge resolves by the callback's failure mode.
+`{"decision": "error"}` replies are handled here too, once for every kind (`check_error`):
+glia decided that the request fails, so the bridge raises, as a module raises inside
+Synapse: a module's own `SynapseError` (`"synapse_error": true`) as is, whatever its status,
+with its extra fields; any other failure as a plain exception, which Synapse answers as it
+answers any module exception. Only a reply that is not a reply at all is a `GliaFailure`,
+resolved by the callback's failure mode.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from functools import lru_cache
 from typing import Any
 
 from synapse.api.presence import UserPresenceState
-from synapse.module_api import NOT_SPAM, PRESENCE_ALL_USERS
+from synapse.module_api import NOT_SPAM, PRESENCE_ALL_USERS, MediaUploadLimit, RatelimitOverride
 from synapse.module_api.errors import Codes, SynapseError
 from synapse.spam_checker_api import RegistrationBehaviour
 
 from glia_synapse.convert import ADDED_EVENT_KEYS, encode_event, encode_presence_state
-from glia_synapse.errors import GliaFailure
+from glia_synapse.errors import GliaFailure, GliaModuleFailed
 
 JsonDict = dict[str, Any]
 
@@ -51,18 +53,24 @@ def errcode(code: str) -> Codes:
 def check_error(reply: Any) -> JsonDict:
     """`reply` if it is a JSON object that is not `{"decision": "error"}`.
 
-    Raises the module's `SynapseError` for a 4xx error reply, and `GliaFailure` for a 5xx
-    error reply or a reply that is not an object.
+    For an error reply, raises what the module raised: its `SynapseError` (any status from
+    400 to 599, with its extra fields) when `synapse_error` is set, else `GliaModuleFailed`.
+    Raises `GliaFailure` for a reply that is not an object, or an error reply that cannot be
+    read.
     """
     if not isinstance(reply, dict):
         raise GliaFailure(f"glia answered {type(reply).__name__}, not a JSON object", kind="bad_reply")
     if reply.get("decision") != "error":
         return reply
-    status = reply.get("status")
-    message = f"{reply.get('error', 'error')} (module {reply.get('module')}, {reply.get('errcode')})"
-    if isinstance(status, int) and 400 <= status < 500:
-        raise SynapseError(status, str(reply.get("error", "")), str(reply.get("errcode", Codes.UNKNOWN)))
-    raise GliaFailure(f"glia answered an error: {message}", kind="error_reply")
+    status, fields = reply.get("status"), reply.get("fields", {})
+    if reply.get("synapse_error") is True:
+        if not (isinstance(status, int) and 400 <= status <= 599) or not isinstance(fields, dict):
+            raise GliaFailure(f"glia answered an unreadable error: {reply!r}", kind="bad_reply")
+        raise SynapseError(
+            status, str(reply.get("error", "")), errcode(str(reply.get("errcode") or Codes.UNKNOWN)), dict(fields)
+        )
+    # glia's message already names the module and what it did ("module m failed: ...").
+    raise GliaModuleFailed(str(reply.get("error") or "a module failed"))
 
 
 def decision(reply: JsonDict) -> str:
@@ -101,7 +109,8 @@ class ReplyKind:
 class Spam(ReplyKind):
     """Spam checks: allow is `NOT_SPAM` (the very object: Synapse compares by identity);
     deny is `(Codes(errcode), fields)`, or the bare code where Synapse accepts only that
-    (`user_may_send_state_event`)."""
+    (`user_may_send_state_event`), or the module's own message as a plain string (the
+    deprecated answer of `check_event_for_spam`, whose string Synapse shows the client)."""
 
     with_fields: bool = True
     open_value: Any = NOT_SPAM
@@ -109,6 +118,8 @@ class Spam(ReplyKind):
     def decode(self, reply: JsonDict, args: Mapping[str, Any]) -> Any:
         if decision(reply) == "allow":
             return NOT_SPAM
+        if reply.get("module_message") is True:
+            return str(field(reply, "error", str))
         code = errcode(str(reply.get("errcode") or Codes.FORBIDDEN))
         if not self.with_fields:
             return code
@@ -225,6 +236,41 @@ class Value(ReplyKind):
                 raise GliaFailure(f"glia answered no `{self.key}` (no module holds it)", kind="bad_reply")
             return None
         return self.wrap(value) if self.wrap else value
+
+
+@dataclass(frozen=True)
+class UnsignedFields(ReplyKind):
+    """`add_field_to_unsigned_callback`: the fields glia's modules add (a dict)."""
+
+    def fail_open(self) -> Any:
+        return {}
+
+    def decode(self, reply: JsonDict, args: Mapping[str, Any]) -> Any:
+        return dict(field(reply, "fields", dict))
+
+
+def upload_limits(value: list[Any]) -> list[MediaUploadLimit]:
+    """`get_media_upload_limits_for_user`'s list of `MediaUploadLimit`s (Synapse sorts it)."""
+    try:
+        return [
+            MediaUploadLimit(
+                max_bytes=int(limit["max_bytes"]),
+                time_period_ms=int(limit["time_period_ms"]),
+                info_uri=limit.get("info_uri"),
+                can_upgrade=bool(limit.get("can_upgrade", False)),
+            )
+            for limit in value
+        ]
+    except (KeyError, TypeError, ValueError) as e:
+        raise GliaFailure(f"glia answered an unreadable upload limit: {e!r}", kind="bad_reply") from e
+
+
+def ratelimit_override(value: JsonDict) -> RatelimitOverride:
+    """`get_ratelimit_override_for_user`'s `RatelimitOverride`."""
+    try:
+        return RatelimitOverride(per_second=float(value["per_second"]), burst_count=int(value["burst_count"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise GliaFailure(f"glia answered an unreadable ratelimit override: {e!r}", kind="bad_reply") from e
 
 
 def auth_result(user_id: str) -> tuple[str, None]:

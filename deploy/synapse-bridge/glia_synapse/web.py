@@ -1,9 +1,11 @@
 """Serving glia's module web resources on Synapse's port, by proxying.
 
 One `GliaWebProxy` is registered (with `ModuleApi.register_web_resource`) for each path glia
-serves; it is a leaf, so it also answers everything below its path, as glia does. The
-method, path, query, body and headers (minus hop-by-hop ones and the client's credentials)
-go to glia unchanged; glia's status, content type and body come back.
+serves. Like glia's resource, it answers exactly its path (Synapse's resource tree then
+answers 404 for the paths below it), unless glia lists the path as a subtree: then it is a
+Twisted leaf and answers everything below its path too. The method, path, query, body and
+headers (minus hop-by-hop ones and the client's credentials) go to glia unchanged; glia's
+status, content type and body come back.
 """
 
 from __future__ import annotations
@@ -39,14 +41,14 @@ DROPPED_HEADERS = {
 
 
 class GliaWebProxy(Resource):
-    """Proxies every request under its path to glia."""
+    """Proxies the requests for its path (and, as a subtree, the paths below it) to glia."""
 
-    isLeaf = True
-
-    def __init__(self, client: GliaClient, timeout: float) -> None:
+    def __init__(self, client: GliaClient, timeout: float, subtree: bool = False) -> None:
         super().__init__()
         self._client = client
         self._timeout = timeout
+        #: Twisted hands a leaf every path below it; otherwise it looks for children.
+        self.isLeaf = subtree
 
     def render(self, request: Any) -> Any:
         """Starts the proxied request; the response is written when glia answers."""

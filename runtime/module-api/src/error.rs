@@ -28,16 +28,17 @@ impl ModuleError {
         }
     }
 
-    /// An error meant for the client as is: status, errcode, message.
+    /// An error meant for the client as is: status (400 to 599), errcode, message.
     pub fn synapse(status: u16, errcode: impl Into<String>, error: impl Into<String>) -> Self {
-        let error = error.into();
+        ModuleError::raise(SynapseError::new(status, errcode, error))
+    }
+
+    /// Raises `error` to the client as is, extra fields included (Synapse's
+    /// `raise SynapseError(status, msg, errcode, additional_fields)`).
+    pub fn raise(error: SynapseError) -> Self {
         ModuleError::Failed {
-            message: error.clone(),
-            synapse_error: Some(SynapseError {
-                status,
-                errcode: errcode.into(),
-                error,
-            }),
+            message: error.error.clone(),
+            synapse_error: Some(error),
         }
     }
 

@@ -74,9 +74,10 @@ pub use error::ModuleError;
 pub use handler::{ErasedHandler, Handler};
 pub use module::{Module, ModuleFactory, ModuleRegistry, ParsedConfig};
 pub use registration::{
-    AccountValidityCallbacks, AuthChecker, ModuleApi, PasswordAuthProviderCallbacks,
-    PresenceRouterCallbacks, RegistrationError, Registrations, SpamCheckerCallbacks,
-    ThirdPartyRulesCallbacks,
+    check_described, AccountDataCallbacks, AccountValidityCallbacks, AuthChecker,
+    BackgroundUpdateControllerCallbacks, FederationCallbacks, MediaRepositoryCallbacks, ModuleApi,
+    PasswordAuthProviderCallbacks, PresenceRouterCallbacks, RatelimitCallbacks, RegistrationError,
+    Registrations, SpamCheckerCallbacks, ThirdPartyRulesCallbacks, WebResource,
 };
 pub use web::{WebHandler, WebRequest, WebResponse};
 

@@ -15,6 +15,9 @@ pub enum RegistrationError {
     /// spec §2.2: single-slot callbacks.
     #[error("Tried to register {0} twice")]
     SingleSlotTwice(Callback),
+    /// spec §2.2: `on_update` is required in a background-update controller registration.
+    #[error("background update controller callbacks need on_update (default_batch_size and min_batch_size only come with it)")]
+    BackgroundControllerWithoutOnUpdate,
     /// spec §2.2: the same login type registered twice by one module with different fields.
     #[error("login type {login_type:?} registered with fields {first:?} and then {second:?}")]
     AuthFieldsConflict {
@@ -52,8 +55,20 @@ pub struct Registrations {
     pub callbacks: Vec<(Callback, ErasedHandler)>,
     /// Auth checkers, by login type.
     pub auth_checkers: Vec<AuthChecker>,
-    /// Web resources: path and handler.
-    pub web_resources: Vec<(String, WebHandler)>,
+    /// Web resources, in registration order.
+    pub web_resources: Vec<WebResource>,
+}
+
+/// A web resource a module serves.
+#[derive(Clone)]
+pub struct WebResource {
+    /// The path it is registered at.
+    pub path: String,
+    /// Whether it also serves every path below `path` (a Twisted resource with `isLeaf`);
+    /// otherwise only `path` itself, as Synapse's JSON resources do.
+    pub subtree: bool,
+    /// The handler.
+    pub handler: WebHandler,
 }
 
 /// What a module's constructor receives: its name and the register methods.
@@ -145,6 +160,48 @@ category!(
     }
 );
 
+category!(
+    /// The arguments of `register_account_data_callbacks`.
+    AccountDataCallbacks {
+        on_account_data_updated: OnAccountDataUpdated,
+    }
+);
+
+category!(
+    /// The arguments of `register_media_repository_callbacks`.
+    MediaRepositoryCallbacks {
+        get_media_config_for_user: GetMediaConfigForUser,
+        is_user_allowed_to_upload_media_of_size: IsUserAllowedToUploadMediaOfSize,
+        get_media_upload_limits_for_user: GetMediaUploadLimitsForUser,
+        on_media_upload_limit_exceeded: OnMediaUploadLimitExceeded,
+    }
+);
+
+category!(
+    /// The arguments of `register_ratelimit_callbacks`.
+    RatelimitCallbacks {
+        get_ratelimit_override_for_user: GetRatelimitOverrideForUser,
+    }
+);
+
+category!(
+    /// The arguments of `register_federation_callbacks`.
+    FederationCallbacks {
+        on_event_delivered_over_federation: OnEventDeliveredOverFederation,
+    }
+);
+
+/// The arguments of `register_background_update_controller_callbacks`: `on_update` is
+/// required, as in Synapse.
+pub struct BackgroundUpdateControllerCallbacks {
+    /// `on_update`: the target duration of each batch.
+    pub on_update: Handler<OnUpdate>,
+    /// `default_batch_size`.
+    pub default_batch_size: Option<Handler<DefaultBatchSize>>,
+    /// `min_batch_size`.
+    pub min_batch_size: Option<Handler<MinBatchSize>>,
+}
+
 /// An `auth_checkers` entry: `(login_type, fields)` and its handler.
 pub type AuthCheckerEntry = ((String, Vec<String>), Handler<CheckAuth>);
 
@@ -165,12 +222,59 @@ pub struct PasswordAuthProviderCallbacks {
     pub is_3pid_allowed: Option<Handler<Is3pidAllowed>>,
 }
 
-/// Callbacks of which Synapse keeps a single registration (spec §2.2).
+/// Callbacks of which Synapse keeps a single registration and refuses a second (spec §2.2).
 pub const SINGLE_SLOT: &[Callback] = &[
     Callback::OnLegacySendMail,
     Callback::OnLegacyRenew,
     Callback::OnLegacyAdminRequest,
 ];
+
+/// The background-update controller's callbacks: Synapse keeps the first registration of the
+/// three together and ignores later ones entirely, with a warning (spec §2.2).
+pub const BACKGROUND_CONTROLLER: &[Callback] = &[
+    Callback::OnUpdate,
+    Callback::DefaultBatchSize,
+    Callback::MinBatchSize,
+];
+
+/// The presence router's pair: both or neither (spec §2.2).
+pub const PRESENCE_PAIR: [Callback; 2] =
+    [Callback::GetUsersForStates, Callback::GetInterestedUsers];
+
+/// Checks the registrations of one module that describes itself (a remote module, or a
+/// `callbacks:` list in the config) against the rules Synapse enforces when a module
+/// registers (spec §2.2); `ModuleApi`'s methods enforce the same rules as they are called.
+pub fn check_described(
+    callbacks: &[Callback],
+    auth_checkers: &[(String, Vec<String>)],
+) -> Result<(), RegistrationError> {
+    let has = |c: Callback| callbacks.contains(&c);
+    if has(PRESENCE_PAIR[0]) != has(PRESENCE_PAIR[1]) {
+        return Err(RegistrationError::PresenceRouterPair);
+    }
+    for single in SINGLE_SLOT {
+        if callbacks.iter().filter(|c| *c == single).count() > 1 {
+            return Err(RegistrationError::SingleSlotTwice(*single));
+        }
+    }
+    if !has(Callback::OnUpdate) && (has(Callback::DefaultBatchSize) || has(Callback::MinBatchSize))
+    {
+        return Err(RegistrationError::BackgroundControllerWithoutOnUpdate);
+    }
+    for (i, (login_type, fields)) in auth_checkers.iter().enumerate() {
+        if let Some((_, first)) = auth_checkers[..i]
+            .iter()
+            .find(|(t, f)| t == login_type && f != fields)
+        {
+            return Err(RegistrationError::AuthFieldsConflict {
+                login_type: login_type.clone(),
+                first: first.clone(),
+                second: fields.clone(),
+            });
+        }
+    }
+    Ok(())
+}
 
 impl ModuleApi {
     /// A handle for the module instance named `module_name`.
@@ -270,6 +374,59 @@ impl ModuleApi {
         Ok(())
     }
 
+    /// Registers account data callbacks.
+    pub fn register_account_data_callbacks(&mut self, callbacks: AccountDataCallbacks) {
+        self.registrations.callbacks.extend(callbacks.into_slots());
+    }
+
+    /// Registers media repository callbacks.
+    pub fn register_media_repository_callbacks(&mut self, callbacks: MediaRepositoryCallbacks) {
+        self.registrations.callbacks.extend(callbacks.into_slots());
+    }
+
+    /// Registers ratelimit callbacks.
+    pub fn register_ratelimit_callbacks(&mut self, callbacks: RatelimitCallbacks) {
+        self.registrations.callbacks.extend(callbacks.into_slots());
+    }
+
+    /// Registers federation callbacks.
+    pub fn register_federation_callbacks(&mut self, callbacks: FederationCallbacks) {
+        self.registrations.callbacks.extend(callbacks.into_slots());
+    }
+
+    /// Registers `add_field_to_unsigned_callback`, called for every event served to a client
+    /// (keep it cheap).
+    pub fn register_add_extra_fields_to_unsigned_client_event_callbacks(
+        &mut self,
+        add_field_to_unsigned_callback: Handler<AddFieldToUnsigned>,
+    ) {
+        self.registrations.callbacks.push((
+            Callback::AddFieldToUnsigned,
+            add_field_to_unsigned_callback.erase(),
+        ));
+    }
+
+    /// Registers a background-update controller. As in Synapse, a second registration (by
+    /// this module or, at planning, by a later one) is ignored entirely, with a warning.
+    pub fn register_background_update_controller_callbacks(
+        &mut self,
+        callbacks: BackgroundUpdateControllerCallbacks,
+    ) {
+        if self
+            .registrations
+            .callbacks
+            .iter()
+            .any(|(c, _)| *c == Callback::OnUpdate)
+        {
+            tracing::warn!(module = %self.module_name, "background update controller registered twice; keeping the first");
+            return;
+        }
+        let mut slots = vec![(Callback::OnUpdate, callbacks.on_update.erase())];
+        push(&mut slots, callbacks.default_batch_size);
+        push(&mut slots, callbacks.min_batch_size);
+        self.registrations.callbacks.extend(slots);
+    }
+
     /// Registers a type-erased handler for `callback` (for adapters; typed modules use the
     /// category methods above, which also enforce Synapse's pairing rules). `check_auth`
     /// cannot be registered this way: use `register_password_auth_provider_callbacks`.
@@ -305,13 +462,26 @@ impl ModuleApi {
         });
     }
 
-    /// Serves `path` with `handler` (Synapse's `register_web_resource`). Where a path is
-    /// claimed twice, the first module in config order wins; paths under `/_matrix` are
-    /// refused at start-up by the runtime.
+    /// Serves `path` itself with `handler` (Synapse's `register_web_resource` with a JSON
+    /// resource, which is not a leaf: `path/x` is not served). Where a path is claimed twice,
+    /// the first module in config order wins; paths under `/_matrix` are refused at start-up
+    /// by the runtime.
     pub fn register_web_resource(&mut self, path: impl Into<String>, handler: WebHandler) {
-        self.registrations
-            .web_resources
-            .push((path.into(), handler));
+        self.registrations.web_resources.push(WebResource {
+            path: path.into(),
+            subtree: false,
+            handler,
+        });
+    }
+
+    /// Serves `path` and every path below it with `handler` (a Twisted leaf resource
+    /// registered with `register_web_resource`).
+    pub fn register_web_resource_tree(&mut self, path: impl Into<String>, handler: WebHandler) {
+        self.registrations.web_resources.push(WebResource {
+            path: path.into(),
+            subtree: true,
+            handler,
+        });
     }
 
     /// Everything registered so far; the runtime takes it once the constructor returns.

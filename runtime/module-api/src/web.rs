@@ -25,12 +25,16 @@ impl WebRequest {
     pub fn query_param(&self, name: &str) -> Option<String> {
         self.query.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k) == name).then(|| percent_decode(v))
+            // A query is form-encoded: `+` is a space, `%2B` a plus.
+            let decode = |s: &str| percent_decode(&s.replace('+', " "));
+            (decode(k) == name).then(|| decode(v))
         })
     }
 }
 
-fn percent_decode(s: &str) -> String {
+/// `s` with every `%XX` escape decoded (an escape that is not one is kept as it is);
+/// invalid UTF-8 is replaced.
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -40,14 +44,15 @@ fn percent_decode(s: &str) -> String {
             .and_then(|h| std::str::from_utf8(h).ok())
             .and_then(|h| u8::from_str_radix(h, 16).ok());
         match (bytes[i], hex) {
-            (b'+', _) => out.push(b' '),
             (b'%', Some(b)) => {
                 out.push(b);
-                i += 2;
+                i += 3;
             }
-            (b, _) => out.push(b),
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
         }
-        i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
 }

@@ -2,7 +2,7 @@
 //! answered as the HTTP API answers them.
 
 use crate::coordinator::Coordinator;
-use crate::telemetry::propagation;
+use crate::telemetry::{propagation, Ingress};
 use async_nats::{Client, Message};
 use futures::StreamExt;
 use glia_bus_schema::errcodes::{M_BAD_JSON, M_NOT_FOUND, M_NOT_JSON};
@@ -86,7 +86,10 @@ async fn answer(coordinator: &Coordinator, message: &Message) -> (Vec<u8>, Optio
     let trace = propagation::extract(header(headers::TRACEPARENT), header(headers::TRACESTATE));
     let meta = coordinator.meta(request_id, trace);
     let decision_id = meta.decision_id.clone();
-    let body = match coordinator.dispatch(request, meta).await {
+    let body = match coordinator
+        .dispatch_via(request, meta, Some(Ingress::Nats))
+        .await
+    {
         Ok(reply) => serde_json::to_vec(&reply).unwrap_or_default(),
         Err(e) => error(e.errcode, e.error),
     };

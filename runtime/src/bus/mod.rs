@@ -3,6 +3,8 @@
 mod in_process;
 pub mod ingress;
 pub mod nats;
+pub mod refusals;
+pub mod roster;
 mod routed;
 
 pub use in_process::InProcessBus;

@@ -1,10 +1,12 @@
 //! The NATS bus: invocations as request-reply on `glia.v1.module.<module>.<callback>`, served
 //! by a queue group of workers per module (docs/PROTOCOL.md).
 
+use super::refusals::Refusals;
+use super::roster::Roster;
 use super::{Bus, InvocationMeta, InvokeFuture, Route, Target};
 use crate::config::NatsConfig;
 use async_nats::header::HeaderMap;
-use async_nats::{Client, RequestErrorKind};
+use async_nats::{Client, ConnectErrorKind, RequestErrorKind};
 use futures::FutureExt;
 use glia_bus_schema::subjects::{self, headers, Description};
 use glia_bus_schema::{CallbackRequest, InvocationError, InvocationReply, InvocationResult};
@@ -12,10 +14,59 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Connects to NATS as the config says (auth, TLS); reconnects by itself afterwards.
-pub async fn connect(config: &NatsConfig) -> Result<Client, String> {
+/// Connects to NATS as the config says (auth, TLS), to any server of `bus.url`; reconnects
+/// by itself afterwards. `role` names the connection (`glia coordinator (pid N)`), which
+/// the server's monitoring shows. When no server is reachable (refused, timed out, no such
+/// host) it connects in the background and keeps trying, so glia starts and `/health` says
+/// `disconnected` meanwhile; settings the server refuses (auth, TLS) stop the start. The
+/// refusals returned tell which optional routes the server's permissions rule out.
+pub async fn connect(config: &NatsConfig, role: &str) -> Result<(Client, Arc<Refusals>), String> {
+    let servers = config
+        .url
+        .server_addrs()
+        .map_err(|(_, e)| format!("bad NATS server URL: {e}"))?;
+    let name = format!("glia {role} (pid {})", std::process::id());
+    let refused =
+        |e: async_nats::ConnectError| format!("cannot connect to NATS at {}: {e}", config.url);
+    let refusals = Arc::new(Refusals::default());
+    let client = match options(config, &name, &refusals)
+        .await?
+        .connect(servers.clone())
+        .await
+    {
+        Ok(client) => Ok(client),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ConnectErrorKind::Io | ConnectErrorKind::TimedOut | ConnectErrorKind::Dns
+            ) =>
+        {
+            tracing::warn!(servers = %config.url, error = %e, "no NATS server reachable; starting anyway and connecting in the background");
+            options(config, &name, &refusals)
+                .await?
+                .retry_on_initial_connect()
+                .connect(servers)
+                .await
+                .map_err(refused)
+        }
+        Err(e) => Err(refused(e)),
+    }?;
+    Ok((client, refusals))
+}
+
+/// The connection options the config asks for, its events told to `refusals`.
+async fn options(
+    config: &NatsConfig,
+    name: &str,
+    refusals: &Arc<Refusals>,
+) -> Result<async_nats::ConnectOptions, String> {
+    let refusals = refusals.clone();
     let mut options = async_nats::ConnectOptions::new()
-        .name("glia")
+        .name(name)
+        .event_callback(move |event| {
+            refusals.heard(&event);
+            async {}
+        })
         .connection_timeout(
             config
                 .connect_timeout
@@ -53,22 +104,33 @@ pub async fn connect(config: &NatsConfig) -> Result<Client, String> {
             _ => return Err("a NATS client certificate needs both cert_file and key_file".into()),
         }
     }
-    options
-        .connect(config.url.as_str())
-        .await
-        .map_err(|e| format!("cannot connect to NATS at {}: {e}", config.url))
+    Ok(options)
+}
+
+/// Waits until the client is connected, saying so once if it is not yet.
+pub async fn wait_connected(client: &Client) {
+    let mut said = false;
+    while client.connection_state() != async_nats::connection::State::Connected {
+        if !said {
+            tracing::warn!("waiting for a NATS server to be reachable");
+            said = true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// How long shutdown waits for NATS to take what is buffered: a flush waits for the server,
 /// and with the server gone it would wait forever.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Sends what is buffered, unless NATS cannot take it within [`FLUSH_TIMEOUT`].
-pub async fn flush(client: &Client) {
-    if tokio::time::timeout(FLUSH_TIMEOUT, client.flush())
-        .await
-        .is_err()
-    {
+/// Sends what is buffered, unless NATS cannot take it within [`FLUSH_TIMEOUT`] or by
+/// `until` (the end of the shutdown grace; a server that is down must not hold the process
+/// past it), whichever comes first, though not less than 50 ms.
+pub async fn flush(client: &Client, until: Instant) {
+    let left = until
+        .saturating_duration_since(Instant::now())
+        .clamp(Duration::from_millis(50), FLUSH_TIMEOUT);
+    if tokio::time::timeout(left, client.flush()).await.is_err() {
         tracing::warn!("NATS did not take the last messages in time (is it down?)");
     }
 }
@@ -99,16 +161,30 @@ struct InvocationRef<'a> {
     request: &'a CallbackRequest,
 }
 
-/// Reaches modules served over NATS.
+/// Reaches modules served over NATS: on an announced worker's own subjects when one is live
+/// (see `roster.rs`), else through the module's queue group.
 pub struct NatsBus {
     client: Client,
     names: Vec<Arc<str>>,
+    roster: Arc<Roster>,
+    refusals: Arc<Refusals>,
+    listening: tokio::task::AbortHandle,
 }
 
 impl NatsBus {
-    /// A bus over `client` to the modules named `names` (by config index).
-    pub fn new(client: Client, names: Vec<Arc<str>>) -> Self {
-        NatsBus { client, names }
+    /// A bus over `client` to the modules named `names` (by config index); listens to the
+    /// workers' announcements, and routes to them unless the server refuses (`refusals`).
+    /// Call within a tokio runtime.
+    pub fn new(client: Client, names: Vec<Arc<str>>, refusals: Arc<Refusals>) -> Self {
+        let roster = Arc::new(Roster::new(&names));
+        let listening = tokio::spawn(roster.clone().listen(client.clone())).abort_handle();
+        NatsBus {
+            client,
+            names,
+            roster,
+            refusals,
+            listening,
+        }
     }
 
     /// The client.
@@ -136,6 +212,40 @@ pub async fn describe(
         })?;
     serde_json::from_slice(&reply.payload)
         .map_err(|e| format!("module {module} sent a bad description: {e}"))
+}
+
+impl Drop for NatsBus {
+    fn drop(&mut self) {
+        self.listening.abort();
+    }
+}
+
+/// A worker's reply, checked: an `InvocationReply` to this invocation (its `request_id`)
+/// and this callback, else an invalid answer.
+fn judge(
+    payload: &[u8],
+    callback: glia_bus_schema::Callback,
+    request_id: &str,
+) -> Result<glia_bus_schema::ModuleAnswer, InvocationError> {
+    let reply: InvocationReply =
+        serde_json::from_slice(payload).map_err(|e| InvocationError::InvalidAnswer {
+            detail: format!("not an invocation reply: {e}"),
+        })?;
+    if reply.request_id != request_id {
+        return Err(InvocationError::InvalidAnswer {
+            detail: format!(
+                "a reply to request {:?}, not to this invocation ({request_id:?})",
+                reply.request_id
+            ),
+        });
+    }
+    match reply.result {
+        InvocationResult::Answer(answer) if answer.callback() == callback => Ok(answer),
+        InvocationResult::Answer(answer) => Err(InvocationError::InvalidAnswer {
+            detail: format!("answered {} instead of {callback}", answer.callback()),
+        }),
+        InvocationResult::Error(e) => Err(e),
+    }
 }
 
 impl Bus for NatsBus {
@@ -168,39 +278,55 @@ impl Bus for NatsBus {
         if let Some(tracestate) = &trace.tracestate {
             headers.insert(headers::TRACESTATE, tracestate.as_str());
         }
-        let client = self.client.clone();
+        let (client, roster) = (self.client.clone(), self.roster.clone());
+        let request_id = meta.request_id.clone();
+        let worker = match self.refusals.direct_refused() {
+            true => None,
+            false => roster.pick(target.module),
+        };
         async move {
-            let body = body.map_err(|e| InvocationError::Unavailable {
-                reason: format!("cannot encode the invocation: {e}"),
-            })?;
-            // The coordinator applies timeouts and deadlines; the client must not.
-            let nats_request = async_nats::Request::new()
-                .payload(body.into())
-                .headers(headers)
-                .timeout(None);
-            let reply = client
-                .send_request(subjects::module_subject(&name, callback), nats_request)
-                .await
+            let body: bytes::Bytes = body
                 .map_err(|e| InvocationError::Unavailable {
-                    reason: match e.kind() {
-                        RequestErrorKind::NoResponders => {
-                            format!("no worker serves module {name} (no responders)")
+                    reason: format!("cannot encode the invocation: {e}"),
+                })?
+                .into();
+            let send = |subject: String| {
+                // The coordinator applies timeouts and deadlines; the client must not.
+                let request = async_nats::Request::new()
+                    .payload(body.clone())
+                    .headers(headers.clone())
+                    .timeout(None);
+                client.send_request(subject, request)
+            };
+            let queue_group = || subjects::module_subject(&name, callback);
+            let sent = match &worker {
+                Some(worker) => {
+                    let direct = format!("{}.{}", worker.member().prefix, callback.name());
+                    match send(direct).await {
+                        // Nobody took it, so nothing ran: the worker left or lost its
+                        // connection. Its queue group has the others.
+                        Err(e) if e.kind() == RequestErrorKind::NoResponders => {
+                            roster.gone(target.module, worker.member());
+                            send(queue_group()).await
                         }
-                        _ => format!("NATS: {e}"),
-                    },
-                })?;
-            let reply: InvocationReply = serde_json::from_slice(&reply.payload).map_err(|e| {
-                InvocationError::InvalidAnswer {
-                    detail: format!("not an invocation reply: {e}"),
+                        other => other,
+                    }
                 }
+                None => send(queue_group()).await,
+            };
+            let reply = sent.map_err(|e| InvocationError::Unavailable {
+                reason: match e.kind() {
+                    RequestErrorKind::NoResponders => {
+                        format!("no worker serves module {name} (no responders)")
+                    }
+                    _ => format!("NATS: {e}"),
+                },
             })?;
-            match reply.result {
-                InvocationResult::Answer(answer) if answer.callback() == callback => Ok(answer),
-                InvocationResult::Answer(answer) => Err(InvocationError::InvalidAnswer {
-                    detail: format!("answered {} instead of {callback}", answer.callback()),
-                }),
-                InvocationResult::Error(e) => Err(e),
+            let answer = judge(&reply.payload, callback, &request_id);
+            if let (Err(InvocationError::Unavailable { .. }), Some(worker)) = (&answer, &worker) {
+                roster.refused(worker.member());
             }
+            answer
         }
         .boxed()
     }

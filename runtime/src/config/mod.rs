@@ -5,13 +5,15 @@ mod duration;
 mod external;
 pub mod files;
 mod locate;
+mod nats_urls;
 pub mod telemetry;
 
 pub use duration::{parse_byte_size, parse_duration, ByteSize, ConfigDuration};
 pub use locate::{Locations, Position};
+pub use nats_urls::NatsUrls;
 pub use telemetry::TelemetryConfig;
 
-use crate::policy::{FailurePolicy, PolicyTable};
+use crate::policy::{Builtin, FailurePolicy, Invoke, InvokeTable, PerCallback, PolicyTable};
 use crate::supervision::{RawRestartPolicy, RestartPolicy};
 use glia_bus_schema::Callback;
 use glia_module_api::{ConfigPath, ModuleFactory, ModuleRegistry, ParsedConfig};
@@ -20,6 +22,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -96,8 +99,8 @@ pub enum BusConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
-    /// `nats://host:port` (or `tls://`).
-    pub url: String,
+    /// `nats://host:port` (or `tls://`), or a cluster's URLs: a list, or comma-separated.
+    pub url: NatsUrls,
     /// Token authentication.
     #[serde(default)]
     pub token: Option<String>,
@@ -222,6 +225,9 @@ pub struct ModuleConfig {
     pub timeout: Duration,
     /// What a timeout or failure means, per callback.
     pub failure_policy: PolicyTable,
+    /// When it is invoked, per callback: with the others at once, or only once the modules
+    /// before it have answered without deciding.
+    pub invoke: InvokeTable,
     /// Invocations in flight before callers wait.
     pub max_in_flight: usize,
     /// How crashes are restarted.
@@ -278,48 +284,61 @@ impl fmt::Display for ConfigFileError {
     }
 }
 
-/// `failure_policy:` as written: one policy for every callback, or a map of callback names
-/// (and `default`) to policies.
+/// A per-callback setting as written (`failure_policy:`, `invoke:`): one value for every
+/// callback, or a map of callback names (and `default`) to values.
 #[derive(Debug, Clone)]
-enum RawPolicy {
-    All(FailurePolicy),
-    PerCallback(BTreeMap<String, FailurePolicy>),
+enum RawPerCallback<T> {
+    All(T),
+    PerCallback(BTreeMap<String, T>),
 }
 
-impl<'de> Deserialize<'de> for RawPolicy {
+impl<'de, T: FromStr<Err = String> + Deserialize<'de>> Deserialize<'de> for RawPerCallback<T> {
     // By hand rather than `untagged`, so a bad value is reported at its own key with its own
     // message.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = RawPolicy;
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: FromStr<Err = String> + Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = RawPerCallback<T>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("allow, deny, error, or a mapping of callback names to those")
+                f.write_str("a value, or a mapping of callback names (and `default`) to values")
             }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawPolicy, E> {
-                v.parse().map(RawPolicy::All).map_err(E::custom)
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawPerCallback<T>, E> {
+                v.parse().map(RawPerCallback::All).map_err(E::custom)
             }
             fn visit_map<M: serde::de::MapAccess<'de>>(
                 self,
                 mut map: M,
-            ) -> Result<RawPolicy, M::Error> {
+            ) -> Result<RawPerCallback<T>, M::Error> {
                 let mut out = BTreeMap::new();
                 while let Some(key) = map.next_key::<String>()? {
-                    let policy: FailurePolicy = map.next_value()?;
-                    out.insert(key, policy);
+                    let value: T = map.next_value()?;
+                    out.insert(key, value);
                 }
-                Ok(RawPolicy::PerCallback(out))
+                Ok(RawPerCallback::PerCallback(out))
             }
         }
-        d.deserialize_any(Visit)
+        d.deserialize_any(Visit(std::marker::PhantomData))
     }
 }
+
+type RawPolicy = RawPerCallback<FailurePolicy>;
+type RawInvoke = RawPerCallback<Invoke>;
+
+/// Sections of Synapse's `homeserver.yaml` that load modules the legacy way, and what replaces
+/// each in glia (a config copied from Synapse must not have them silently ignored).
+const LEGACY_SECTIONS: &[(&str, &str)] = &[
+    ("spam_checker", "list the module under `modules:` (glia calls its spam-checker callbacks as Synapse's `register_spam_checker_callbacks` does)"),
+    ("third_party_event_rules", "list the module under `modules:` (several third-party rules modules may then run, in order)"),
+    ("password_providers", "list each provider under `modules:` (its auth checkers are registered with `register_password_auth_provider_callbacks`)"),
+    ("presence", "list the presence router under `modules:` (it registers both get_users_for_states and get_interested_users)"),
+];
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawDefaults {
     timeout: Option<ConfigDuration>,
     failure_policy: Option<RawPolicy>,
+    invoke: Option<RawInvoke>,
     max_in_flight: Option<usize>,
     restart: Option<RawRestartPolicy>,
     required: Option<bool>,
@@ -353,6 +372,7 @@ struct RawModule {
     priority: Option<i32>,
     timeout: Option<ConfigDuration>,
     failure_policy: Option<RawPolicy>,
+    invoke: Option<RawInvoke>,
     max_in_flight: Option<usize>,
     restart: Option<RawRestartPolicy>,
     required: Option<bool>,
@@ -458,6 +478,15 @@ impl<'a> Loader<'a> {
 
     fn load(self, registry: &ModuleRegistry) -> Result<GliaConfig, ConfigFileError> {
         let root_path = ConfigPath::root();
+        for (section, replacement) in LEGACY_SECTIONS {
+            if self.root.get(section).is_some() {
+                return Err(self.error(
+                    &root_path.clone().key(*section),
+                    None,
+                    format!("`{section}:` is Synapse's legacy way of loading modules and glia does not read it: {replacement}"),
+                ));
+            }
+        }
         let raw: RawConfig = match &self.root {
             Value::Null => RawConfig::default(),
             Value::Object(_) => self.decode(&self.root, &root_path, None)?,
@@ -470,6 +499,17 @@ impl<'a> Loader<'a> {
             }
         };
 
+        if let Some(BusConfig::Nats(nats)) = &raw.bus {
+            nats.url.server_addrs().map_err(|(index, message)| {
+                let at = root_path.clone().key("bus").key("url");
+                let at = match index {
+                    Some(i) if nats.url.listed => at.index(i),
+                    _ => at,
+                };
+                self.error(&at, None, message)
+            })?;
+        }
+
         let auth_token = self.auth_token(&raw)?;
         let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
         if max_connections == 0 {
@@ -481,13 +521,22 @@ impl<'a> Loader<'a> {
         }
 
         let default_policy = match &raw.defaults.failure_policy {
-            Some(p) => self.policy_table(
+            Some(p) => self.per_callback(
                 p,
                 PolicyTable::builtin(),
                 &root_path.clone().key("defaults").key("failure_policy"),
                 None,
             )?,
             None => PolicyTable::builtin(),
+        };
+        let default_invoke = match &raw.defaults.invoke {
+            Some(i) => self.per_callback(
+                i,
+                InvokeTable::builtin(),
+                &root_path.clone().key("defaults").key("invoke"),
+                None,
+            )?,
+            None => InvokeTable::builtin(),
         };
         let default_timeout = raw.defaults.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0);
         let default_in_flight = raw.defaults.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
@@ -581,13 +630,22 @@ impl<'a> Loader<'a> {
                 )
             })?;
             let failure_policy = match &raw_module.failure_policy {
-                Some(p) => self.policy_table(
+                Some(p) => self.per_callback(
                     p,
                     default_policy.clone(),
                     &at.clone().key("failure_policy"),
                     label.clone(),
                 )?,
                 None => default_policy.clone(),
+            };
+            let invoke = match &raw_module.invoke {
+                Some(i) => self.per_callback(
+                    i,
+                    default_invoke.clone(),
+                    &at.clone().key("invoke"),
+                    label.clone(),
+                )?,
+                None => default_invoke.clone(),
             };
             let max_in_flight = raw_module.max_in_flight.unwrap_or(default_in_flight);
             if !(1..=MAX_IN_FLIGHT_LIMIT).contains(&max_in_flight) {
@@ -643,6 +701,12 @@ impl<'a> Loader<'a> {
                         .collect::<Result<Vec<_>, _>>()?,
                 ),
             };
+            if let Some(callbacks) = &callbacks {
+                // The rules Synapse applies when a module registers (spec §2.2).
+                glia_module_api::check_described(callbacks, &[]).map_err(|e| {
+                    self.error(&at.clone().key("callbacks"), label.clone(), e.to_string())
+                })?;
+            }
             modules.push(ModuleConfig {
                 index,
                 name,
@@ -652,6 +716,7 @@ impl<'a> Loader<'a> {
                 priority: raw_module.priority.unwrap_or(0),
                 timeout: raw_module.timeout.map_or(default_timeout, |d| d.0),
                 failure_policy,
+                invoke,
                 max_in_flight,
                 restart,
                 required: raw_module.required.unwrap_or(default_required),
@@ -732,20 +797,20 @@ impl<'a> Loader<'a> {
         Ok(Some(token))
     }
 
-    fn policy_table(
+    fn per_callback<T: Builtin>(
         &self,
-        raw: &RawPolicy,
-        base: PolicyTable,
+        raw: &RawPerCallback<T>,
+        base: PerCallback<T>,
         at: &ConfigPath,
         module: Option<(usize, String)>,
-    ) -> Result<PolicyTable, ConfigFileError> {
-        let mut table = PolicyTable::over(base);
+    ) -> Result<PerCallback<T>, ConfigFileError> {
+        let mut table = PerCallback::over(base);
         match raw {
-            RawPolicy::All(policy) => table.set_default(*policy),
-            RawPolicy::PerCallback(map) => {
-                for (name, policy) in map {
+            RawPerCallback::All(value) => table.set_default(*value),
+            RawPerCallback::PerCallback(map) => {
+                for (name, value) in map {
                     if name == "default" {
-                        table.set_default(*policy);
+                        table.set_default(*value);
                     } else {
                         let callback: Callback = name.parse().map_err(|_| {
                             self.error(
@@ -754,7 +819,7 @@ impl<'a> Loader<'a> {
                                 format!("unknown callback {name:?} (use a callback name such as user_may_invite, or `default`)"),
                             )
                         })?;
-                        table.set(callback, *policy);
+                        table.set(callback, *value);
                     }
                 }
             }

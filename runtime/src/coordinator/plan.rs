@@ -1,11 +1,12 @@
 //! Per-callback plans, computed once at start-up: which modules, in what order, with what
 //! timeout and failure policy.
 
+use super::rules::{rules, Registration};
 use crate::config::ModuleConfig;
 use crate::host::{RegistrationSummary, Slot};
-use crate::policy::FailurePolicy;
+use crate::policy::{FailurePolicy, Invoke};
 use glia_bus_schema::Callback;
-use glia_module_api::registration::SINGLE_SLOT;
+use glia_module_api::registration::BACKGROUND_CONTROLLER;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,8 @@ pub struct PlanEntry {
     pub timeout: Duration,
     /// What its failure means for this callback.
     pub policy: FailurePolicy,
+    /// When it is invoked for this callback.
+    pub invoke: Invoke,
 }
 
 /// The ordered entries of one callback.
@@ -58,6 +61,17 @@ pub enum PlanError {
         /// Second module's name.
         second_name: String,
     },
+    /// spec §2.2: a module registered what Synapse refuses (one of the presence router's
+    /// pair, a background-update controller without `on_update`, ...).
+    #[error("modules[{index}] ({name}): {error}")]
+    Registration {
+        /// The module's index.
+        index: usize,
+        /// Its name.
+        name: String,
+        /// What Synapse would refuse.
+        error: glia_module_api::RegistrationError,
+    },
     /// spec §2.2: one login type, two different field lists (the docs' rule, which glia keeps).
     #[error("login type {login_type:?} is registered with fields {first:?} by {first_name} and with fields {second:?} by {second_name}")]
     AuthFieldsConflict {
@@ -92,6 +106,17 @@ impl Plans {
             by_callback: vec![Plan::default(); Callback::ALL.len()],
             auth: HashMap::new(),
         };
+        for (i, (config, summary)) in modules.iter().enumerate() {
+            // The rules Synapse enforces as a module registers, for every module however it
+            // registered (its typed API, an adapter, or a remote module's description).
+            glia_module_api::check_described(&summary.callbacks, &summary.auth_checkers).map_err(
+                |error| PlanError::Registration {
+                    index: i,
+                    name: config.name.clone(),
+                    error,
+                },
+            )?;
+        }
         for &i in &order {
             let (config, summary) = modules[i];
             let name: Arc<str> = config.name.as_str().into();
@@ -101,18 +126,44 @@ impl Plans {
                 slot,
                 timeout: config.timeout,
                 policy: config.failure_policy.for_callback(callback),
+                invoke: config.invoke.for_callback(callback),
             };
+            // spec §2.2: the first background-update controller is kept whole; a later one is
+            // ignored whole (its optional callbacks too), with a warning.
+            let controller_taken = plans.by_callback[Callback::OnUpdate.index()]
+                .entries
+                .first()
+                .map(|first| first.name.clone());
             for (slot, &callback) in summary.callbacks.iter().enumerate() {
                 let plan = &mut plans.by_callback[callback.index()];
-                if SINGLE_SLOT.contains(&callback) {
-                    if let Some(first) = plan.entries.first() {
-                        return Err(PlanError::SingleSlotTwice {
-                            callback,
-                            first: first.module,
-                            first_name: first.name.to_string(),
-                            second: i,
-                            second_name: config.name.clone(),
-                        });
+                match rules(callback).registration {
+                    Registration::Many => {}
+                    Registration::OneRefusingOthers => {
+                        if let Some(first) = plan.entries.first() {
+                            return Err(PlanError::SingleSlotTwice {
+                                callback,
+                                first: first.module,
+                                first_name: first.name.to_string(),
+                                second: i,
+                                second_name: config.name.clone(),
+                            });
+                        }
+                    }
+                    Registration::FirstKept => {
+                        debug_assert!(BACKGROUND_CONTROLLER.contains(&callback));
+                        if let Some(kept) = &controller_taken {
+                            tracing::warn!(
+                                module = %config.name,
+                                %callback,
+                                kept = %kept,
+                                "another module's background update controller was registered first; ignoring this one, as Synapse does"
+                            );
+                            continue;
+                        }
+                        if !plan.entries.is_empty() {
+                            // A module registered the controller twice: the first is kept.
+                            continue;
+                        }
                     }
                 }
                 plan.entries.push(entry(Slot::Callback(slot), callback));

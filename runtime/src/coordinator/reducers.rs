@@ -3,15 +3,15 @@
 //! evaluation and is returned as soon as it is decided.
 
 use super::plan::{Plan, PlanEntry};
-use super::rules::Deny;
+use super::rules::{rules, Deny, SynapseErrors};
 use crate::bus::{Bus, InvocationMeta, Target};
-use crate::policy::FailurePolicy;
+use crate::policy::{FailurePolicy, Invoke};
 use crate::telemetry::{DispatchTrace, InvocationSpan, Judgement, LogIds, Outcome};
-use futures::stream::{FuturesOrdered, StreamExt};
+use futures::stream::{FuturesUnordered, StreamExt};
 use glia_bus_schema::errcodes::M_UNKNOWN;
 use glia_bus_schema::{
     Callback, CallbackArgs, CallbackRequest, Decision, Failure, InvocationError, ModuleAnswer,
-    RegistrationBehaviour,
+    OnCreateRoomAnswer, RegistrationBehaviour,
 };
 use std::future::Future;
 use std::sync::Arc;
@@ -141,10 +141,29 @@ pub fn invoke_entry(
             }),
         };
         Invoked {
-            result,
+            result: screen(result),
             latency: started.elapsed(),
             span,
         }
+    }
+}
+
+/// Refuses a module's `SynapseError` whose status is not an HTTP error status (400 to 599) as
+/// an invalid answer, wherever the module put it: raised, or in `on_create_room`'s refusal.
+/// (Over NATS the schema already refuses it when the reply is decoded; a module in process
+/// builds the value itself.)
+fn screen(result: Result<ModuleAnswer, InvocationError>) -> Result<ModuleAnswer, InvocationError> {
+    let invalid = match &result {
+        Err(InvocationError::Failed {
+            synapse_error: Some(e),
+            ..
+        }) => e.invalid(),
+        Ok(ModuleAnswer::OnCreateRoom(OnCreateRoomAnswer::Deny { deny })) => deny.invalid(),
+        _ => None,
+    };
+    match invalid {
+        Some(detail) => Err(InvocationError::InvalidAnswer { detail }),
+        None => result,
     }
 }
 
@@ -221,24 +240,46 @@ impl Taken {
 }
 
 /// The failure the caller sees when `entry` failed under policy `error` (or `deny` where a
-/// deny has no meaning): a module's own `SynapseError` as is, anything else a 500.
+/// deny has no meaning): a module's own `SynapseError` as is where the callback lets it
+/// through, anything else the homeserver's 500.
 pub fn failure(callback: Callback, entry: &PlanEntry, error: &InvocationError) -> Failure {
     match error {
         InvocationError::Failed {
             synapse_error: Some(e),
             ..
-        } if super::rules::synapse_error_passes(callback) => Failure {
+        } if rules(callback).synapse_errors == SynapseErrors::PassThrough => Failure {
             status: e.status,
             errcode: e.errcode.clone(),
             error: e.error.clone(),
+            fields: e.fields.clone(),
             module: entry.name.to_string(),
+            synapse_error: true,
         },
         other => Failure {
             status: 500,
             errcode: M_UNKNOWN.to_owned(),
             error: format!("module {} {other}", entry.name),
+            fields: Default::default(),
             module: entry.name.to_string(),
+            synapse_error: false,
         },
+    }
+}
+
+/// What a failure under policy `deny` denies with: the module's own `SynapseError` (its
+/// errcode, message and fields) if it raised one, else the callback's usual deny.
+pub fn policy_deny(callback: Callback, error: &InvocationError) -> Deny {
+    match error {
+        InvocationError::Failed {
+            synapse_error: Some(e),
+            ..
+        } => Deny {
+            errcode: e.errcode.clone(),
+            message: e.error.clone(),
+            fields: e.fields.clone(),
+            module_message: false,
+        },
+        _ => Deny::default_for(callback),
     }
 }
 
@@ -256,10 +297,49 @@ fn log_failure<R: CallbackArgs>(ids: &LogIds, entry: &PlanEntry, error: &Invocat
     );
 }
 
-/// The engine under FirstDeny, FirstNonNone, Union and SingleSlot: invoke every entry at
-/// once, then judge the answers in plan order. `on_deny` says what a failure under policy
-/// `deny` means for this callback; `None` where the callback has nothing to deny, in which
-/// case `deny` fails the request as `error` does (it must not quietly allow).
+/// An invocation tagged with its place in the plan.
+async fn tagged<F: Future<Output = Invoked>>(index: usize, invocation: F) -> (usize, Invoked) {
+    (index, invocation.await)
+}
+
+/// Waits for entry `index`'s answer; answers of other entries that arrive first are kept in
+/// `arrived` until their turn. Entry `index` must have been started.
+async fn answer_of<F: Future<Output = (usize, Invoked)>>(
+    running: &mut FuturesUnordered<F>,
+    arrived: &mut [Option<Invoked>],
+    index: usize,
+) -> Invoked {
+    loop {
+        if let Some(invoked) = arrived[index].take() {
+            return invoked;
+        }
+        match running.next().await {
+            Some((i, invoked)) => arrived[i] = Some(invoked),
+            None => unreachable!("entry {index} was started"),
+        }
+    }
+}
+
+/// Records the entries left after a decision: those started and not waited for as skipped,
+/// the sequential ones never started as not asked.
+fn unwaited<'e>(
+    ctx: &DispatchCtx<'_>,
+    rest: impl IntoIterator<Item = &'e PlanEntry>,
+    callback: Callback,
+) {
+    let (asked, not_asked): (Vec<PlanEntry>, Vec<PlanEntry>) = rest
+        .into_iter()
+        .cloned()
+        .partition(|e| e.invoke == Invoke::Parallel);
+    ctx.trace.skipped(&asked, callback);
+    ctx.trace.not_asked(&not_asked, callback);
+}
+
+/// The engine under FirstDeny, FirstNonNone, Union and SingleSlot: invoke every parallel
+/// entry at once (each sequential one once every entry before it has answered without
+/// deciding), then judge the answers in plan order. `on_deny` says what a failure under
+/// policy `deny` means for this callback; `None` where the callback has nothing to deny, in
+/// which case `deny` fails the request as `error` does (it must not quietly allow).
 ///
 /// `continued` is what an answer that decides nothing means for the module (allow for a
 /// FirstDeny, none for a FirstNonNone); a deciding answer says for itself ([`Verdict`]).
@@ -274,16 +354,17 @@ pub async fn ordered_walk<R, V: Verdict>(
 where
     R: CallbackArgs,
 {
-    let mut answers: FuturesOrdered<_> = plan
-        .entries
-        .iter()
-        .map(|entry| invoke_entry(ctx, entry, request.clone()))
+    let start = |i: usize| tagged(i, invoke_entry(ctx, &plan.entries[i], request.clone()));
+    let mut running: FuturesUnordered<_> = (0..plan.entries.len())
+        .filter(|&i| plan.entries[i].invoke == Invoke::Parallel)
+        .map(start)
         .collect();
-    drop(request);
+    let mut arrived: Vec<Option<Invoked>> = plan.entries.iter().map(|_| None).collect();
     for (i, entry) in plan.entries.iter().enumerate() {
-        let Some(invoked) = answers.next().await else {
-            break;
-        };
+        if entry.invoke == Invoke::Sequential {
+            running.push(start(i));
+        }
+        let invoked = answer_of(&mut running, &mut arrived, i).await;
         let (result, taken) = invoked.take::<R>(ctx);
         let walk = match result {
             Ok(answer) => {
@@ -312,7 +393,7 @@ where
             }
         };
         if let Some(walk) = walk {
-            ctx.trace.skipped(&plan.entries[i + 1..], R::CALLBACK);
+            unwaited(ctx, &plan.entries[i + 1..], R::CALLBACK);
             return walk;
         }
     }
@@ -413,67 +494,87 @@ pub async fn single_slot<R: CallbackArgs>(
 }
 
 /// RunAll: every module is told. Modules whose failure would be ignored (policy `allow`)
-/// run in the background, so they do not delay the answer; the others are awaited, since
-/// their failure changes the result.
+/// run in the background, so they do not delay the answer; the others are awaited, in order,
+/// since their failure changes the result (and ends the walk: Synapse's exception stops its
+/// loop). A sequential module is invoked once every awaited module before it has answered.
 pub async fn run_all<R: CallbackArgs>(
     ctx: &DispatchCtx<'_>,
     plan: &Plan,
     request: Arc<CallbackRequest>,
 ) -> Result<(), Failure> {
-    let mut awaited = FuturesOrdered::new();
-    for entry in &plan.entries {
+    let awaited = |entry: &PlanEntry| entry.policy != FailurePolicy::Allow;
+    let mut running = FuturesUnordered::new();
+    let mut arrived: Vec<Option<Invoked>> = plan.entries.iter().map(|_| None).collect();
+    let start = |i: usize, running: &mut FuturesUnordered<_>| {
+        let entry = &plan.entries[i];
         let call = invoke_entry(ctx, entry, request.clone());
-        if entry.policy == FailurePolicy::Allow {
-            ctx.trace.background(entry);
-            let entry = entry.clone();
-            let telemetry = ctx.trace.telemetry().clone();
-            let ids = ctx.trace.log_ids();
-            tokio::spawn(async move {
-                let Invoked {
-                    result,
-                    latency,
-                    span,
-                } = call.await;
-                let (outcome, failure) = match &result {
-                    Ok(_) => (Outcome::Allow, None),
-                    Err(error) => {
-                        log_failure::<R>(&ids, &entry, error);
-                        (Outcome::of_error(error), Some((error, entry.policy)))
-                    }
-                };
-                let judgement = Judgement {
-                    outcome,
-                    errcode: None,
-                    latency,
-                    failure,
-                };
-                telemetry.finish_invocation(&entry, R::CALLBACK, span, &judgement);
-            });
+        if awaited(entry) {
+            running.push(tagged(i, call));
         } else {
-            awaited.push_back(async move { (entry, call.await) });
+            in_background::<R>(ctx, entry, call);
+        }
+    };
+    for (i, entry) in plan.entries.iter().enumerate() {
+        if entry.invoke == Invoke::Parallel {
+            start(i, &mut running);
         }
     }
-    drop(request);
-    let mut position = 0;
-    while let Some((entry, invoked)) = awaited.next().await {
-        position += 1;
+    for (i, entry) in plan.entries.iter().enumerate() {
+        if entry.invoke == Invoke::Sequential {
+            start(i, &mut running);
+        }
+        if !awaited(entry) {
+            continue;
+        }
+        let invoked = answer_of(&mut running, &mut arrived, i).await;
         let (result, taken) = invoked.take::<R>(ctx);
         if let Err(error) = result {
             taken.failed::<R>(ctx, entry, &error);
-            let rest: Vec<PlanEntry> = plan
-                .entries
+            // Parallel notifications in the background end by themselves.
+            let rest = plan.entries[i + 1..]
                 .iter()
-                .filter(|e| e.policy != FailurePolicy::Allow)
-                .skip(position)
-                .cloned()
-                .collect();
-            ctx.trace.skipped(&rest, R::CALLBACK);
+                .filter(|e| awaited(e) || e.invoke == Invoke::Sequential);
+            unwaited(ctx, rest, R::CALLBACK);
             // A notification has nothing to deny: `deny` fails the request like `error`.
             return Err(failure(R::CALLBACK, entry, &error));
         }
         taken.answered::<R>(ctx, entry, (Outcome::Allow, None));
     }
     Ok(())
+}
+
+/// Lets a notification whose failure is ignored finish in the background, counting its
+/// outcome when it ends.
+fn in_background<R: CallbackArgs>(
+    ctx: &DispatchCtx<'_>,
+    entry: &PlanEntry,
+    call: impl Future<Output = Invoked> + Send + 'static,
+) {
+    ctx.trace.background(entry);
+    let entry = entry.clone();
+    let telemetry = ctx.trace.telemetry().clone();
+    let ids = ctx.trace.log_ids();
+    tokio::spawn(async move {
+        let Invoked {
+            result,
+            latency,
+            span,
+        } = call.await;
+        let (outcome, failure) = match &result {
+            Ok(_) => (Outcome::Allow, None),
+            Err(error) => {
+                log_failure::<R>(&ids, &entry, error);
+                (Outcome::of_error(error), Some((error, entry.policy)))
+            }
+        };
+        let judgement = Judgement {
+            outcome,
+            errcode: None,
+            latency,
+            failure,
+        };
+        telemetry.finish_invocation(&entry, R::CALLBACK, span, &judgement);
+    });
 }
 
 /// Chain: modules run one after another; `step` turns each answer into the next request
@@ -510,9 +611,43 @@ pub async fn chain<R: CallbackArgs, V: Verdict>(
             }
         };
         if let Some(v) = stopped {
-            ctx.trace.skipped(&plan.entries[i + 1..], R::CALLBACK);
+            // A chain asks one module at a time: the rest were never asked.
+            ctx.trace.not_asked(&plan.entries[i + 1..], R::CALLBACK);
             return Err(v);
         }
     }
     Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glia_bus_schema::SynapseError;
+
+    #[test]
+    fn a_synapse_error_that_is_not_an_error_status_is_screened_as_invalid() {
+        let refusal = |status| {
+            Ok(ModuleAnswer::OnCreateRoom(OnCreateRoomAnswer::Deny {
+                deny: SynapseError::new(status, "M_FORBIDDEN", "no"),
+            }))
+        };
+        let raised = |status| {
+            Err(InvocationError::Failed {
+                message: "no".into(),
+                synapse_error: Some(SynapseError::new(status, "M_FORBIDDEN", "no")),
+            })
+        };
+        for status in [200, 302, 399, 600] {
+            for result in [refusal(status), raised(status)] {
+                assert!(
+                    matches!(screen(result), Err(InvocationError::InvalidAnswer { .. })),
+                    "{status}"
+                );
+            }
+        }
+        for status in [400, 429, 503, 599] {
+            assert_eq!(screen(refusal(status)), refusal(status));
+            assert_eq!(screen(raised(status)), raised(status));
+        }
+    }
 }

@@ -16,8 +16,17 @@ pub struct RegistrationSummary {
     pub callbacks: Vec<Callback>,
     /// Login type and fields of each `Slot::AuthChecker` index.
     pub auth_checkers: Vec<(String, Vec<String>)>,
-    /// Path of each web resource index.
-    pub web_resources: Vec<String>,
+    /// Path of each web resource index, and whether it serves the paths below it.
+    pub web_resources: Vec<WebPath>,
+}
+
+/// Where a web resource is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebPath {
+    /// The path it was registered at.
+    pub path: String,
+    /// Whether it also serves every path below `path`.
+    pub subtree: bool,
 }
 
 /// A running module (its instance may be restarting or failed; the actor stays).

@@ -7,7 +7,7 @@
 //! shared by the actor and the invocations' futures: a crash is seen by the very next
 //! invocation, with no message to wait for.
 
-use super::spawn::RegistrationSummary;
+use super::spawn::{RegistrationSummary, WebPath};
 use super::status::{ModuleState, ModuleStatus};
 use crate::supervision::{backoff_delay, IntensityWindow, RestartPolicy};
 use futures::channel::oneshot;
@@ -140,7 +140,10 @@ fn build(name: &str, factory: &Arc<dyn ModuleFactory>, config: &ParsedConfig) ->
         web_resources: registrations
             .web_resources
             .iter()
-            .map(|(p, _)| p.clone())
+            .map(|r| WebPath {
+                path: r.path.clone(),
+                subtree: r.subtree,
+            })
             .collect(),
     };
     let instance = Instance {
@@ -158,7 +161,7 @@ fn build(name: &str, factory: &Arc<dyn ModuleFactory>, config: &ParsedConfig) ->
         web: registrations
             .web_resources
             .into_iter()
-            .map(|(_, h)| h)
+            .map(|r| r.handler)
             .collect(),
     };
     Ok((instance, summary))

@@ -4,12 +4,13 @@ use super::auth::Authorized;
 use super::body::{declared_length, read_limited};
 use super::errors::MatrixError;
 use super::AppState;
-use crate::telemetry::propagation;
+use crate::coordinator::{Coordinator, DispatchError};
+use crate::telemetry::{propagation, Ingress};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use glia_bus_schema::errcodes::{M_BAD_JSON, M_NOT_FOUND, M_NOT_JSON};
 use glia_bus_schema::subjects::headers::{TRACEPARENT, TRACESTATE};
-use glia_bus_schema::{ArgsError, Callback, CallbackRequest};
+use glia_bus_schema::{ArgsError, Callback, CallbackRequest, DispatchReply};
 use std::sync::Arc;
 
 /// Header carrying the request id, in and out.
@@ -28,24 +29,14 @@ pub async fn dispatch(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let coordinator = state.glia.coordinator();
-    let request_id: Arc<str> = req
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map(Into::into)
-        .unwrap_or_else(|| coordinator.next_request_id());
+    let request_id = request_id(&req, coordinator);
     let mut decision_id = None;
     let result = match decode(&req, path.into_inner(), payload, &state).await {
         Ok(request) => {
-            let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-            let trace = propagation::extract(header(TRACEPARENT), header(TRACESTATE));
-            let meta = coordinator.meta(Some(request_id.clone()), trace);
-            decision_id = Some(meta.decision_id.clone());
-            coordinator
-                .dispatch(request, meta)
-                .await
-                .map_err(MatrixError::from)
+            let (result, id) =
+                dispatch_traced(&req, coordinator, &request_id, request, Ingress::Http).await;
+            decision_id = Some(id);
+            result.map_err(MatrixError::from)
         }
         Err(e) => Err(e),
     };
@@ -53,14 +44,46 @@ pub async fn dispatch(
         Ok(reply) => HttpResponse::Ok().json(reply),
         Err(e) => actix_web::ResponseError::error_response(&e),
     };
+    stamp(&mut response, &request_id, decision_id.as_deref());
+    response
+}
+
+/// The caller's `X-Request-Id` when it is usable (1 to 128 bytes), else a fresh one.
+pub(super) fn request_id(req: &HttpRequest, coordinator: &Coordinator) -> Arc<str> {
+    req.headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(Into::into)
+        .unwrap_or_else(|| coordinator.next_request_id())
+}
+
+/// Dispatches `request`, which came in by `route`, continuing the caller's `traceparent`;
+/// returns the result and the dispatch's decision id.
+pub(super) async fn dispatch_traced(
+    req: &HttpRequest,
+    coordinator: &Coordinator,
+    request_id: &Arc<str>,
+    request: CallbackRequest,
+    route: Ingress,
+) -> (Result<DispatchReply, DispatchError>, Arc<str>) {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let trace = propagation::extract(header(TRACEPARENT), header(TRACESTATE));
+    let meta = coordinator.meta(Some(request_id.clone()), trace);
+    let decision_id = meta.decision_id.clone();
+    let result = coordinator.dispatch_via(request, meta, Some(route)).await;
+    (result, decision_id)
+}
+
+/// Puts the request id, and the decision id of a dispatched request, on `response`.
+pub(super) fn stamp(response: &mut HttpResponse, request_id: &str, decision_id: Option<&str>) {
     let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
     }
-    if let Some(value) = decision_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+    if let Some(value) = decision_id.and_then(|id| HeaderValue::from_str(id).ok()) {
         headers.insert(HeaderName::from_static(DECISION_ID_HEADER), value);
     }
-    response
 }
 
 async fn decode(

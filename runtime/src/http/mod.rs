@@ -1,5 +1,6 @@
 //! The HTTP API (actix-web): one endpoint per callback, health and module listings, and the
-//! modules' web resources, all answering errors as Matrix JSON; and the bounds that keep
+//! modules' web resources, all answering errors as Matrix JSON; the ingress for
+//! synapse-http-antispam, which answers in that module's terms; and the bounds that keep
 //! clients from holding glia's connections: a head timeout, a body deadline, a connection cap
 //! under the open-file limit, and a shutdown that answers instead of dropping.
 
@@ -10,8 +11,10 @@ mod body_deadline;
 mod callbacks;
 mod drain;
 mod errors;
+mod http_antispam;
 mod limits;
 mod resources;
+pub mod routes;
 
 pub use drain::GracefulStop;
 pub use errors::MatrixError;
@@ -51,6 +54,14 @@ fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/_glia/v1/callbacks/{callback}",
             web::route().to(errors::method_not_allowed),
+        )
+        .route(
+            "/_glia/v1/http-antispam/{callback}",
+            web::post().to(http_antispam::serve),
+        )
+        .route(
+            "/_glia/v1/http-antispam/{callback}",
+            web::route().to(http_antispam::method_not_allowed),
         )
         .default_service(web::to(resources::serve));
 }

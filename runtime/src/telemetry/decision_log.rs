@@ -25,6 +25,9 @@ pub struct DecisionRecord {
     pub callback: &'static str,
     /// The request id (`X-Request-Id` / `Glia-Request-Id`).
     pub request_id: String,
+    /// How the request came in (`http`, `http_antispam`, `nats`); absent for a library call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<&'static str>,
     /// The dispatch span's trace, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
@@ -241,5 +244,6 @@ async fn publish(
             tracing::warn!(error = %e, %subject, "cannot publish a decision record");
         }
     }
-    crate::bus::nats::flush(&client).await;
+    let until = std::time::Instant::now() + crate::bus::nats::FLUSH_TIMEOUT;
+    crate::bus::nats::flush(&client, until).await;
 }

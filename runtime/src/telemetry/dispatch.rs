@@ -112,6 +112,29 @@ impl Telemetry {
     }
 }
 
+/// How a request came in to the coordinator: its decision record and span name the route, so
+/// dispatches asked through synapse-http-antispam are told apart from the bridge's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingress {
+    /// `POST /_glia/v1/callbacks/{callback}` (the Synapse bridge, any HTTP client).
+    Http,
+    /// `POST /_glia/v1/http-antispam/{callback}` (synapse-http-antispam).
+    HttpAntispam,
+    /// `glia.v1.callbacks.<callback>` on the NATS bus.
+    Nats,
+}
+
+impl Ingress {
+    /// The name in decision records (`route`) and spans (`glia.route`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ingress::Http => "http",
+            Ingress::HttpAntispam => "http_antispam",
+            Ingress::Nats => "nats",
+        }
+    }
+}
+
 /// What ties a log line to its dispatch: the request id, the decision id and the trace.
 #[derive(Clone)]
 pub struct LogIds {
@@ -143,6 +166,7 @@ pub struct DispatchTrace {
     callback: Callback,
     request_id: Arc<str>,
     decision_id: Arc<str>,
+    route: Option<Ingress>,
     started: Instant,
     wall: SystemTime,
     /// The dispatch span's context (when this process has a tracer, the span is its own),
@@ -156,23 +180,29 @@ pub struct DispatchTrace {
 }
 
 impl DispatchTrace {
-    /// Opens the dispatch span (a child of the caller's context in `meta`).
+    /// Opens the dispatch span (a child of the caller's context in `meta`) of a request that
+    /// came in by `route` (`None`: a library call).
     pub fn begin(
         telemetry: &Arc<Telemetry>,
         callback: Callback,
         meta: &InvocationMeta,
         request: &CallbackRequest,
+        route: Option<Ingress>,
     ) -> DispatchTrace {
         let cx = match telemetry.tracer() {
             Some(tracer) => {
+                let mut attributes = vec![
+                    KeyValue::new("glia.callback", callback.name()),
+                    KeyValue::new("glia.request_id", meta.request_id.to_string()),
+                    KeyValue::new("glia.decision_id", meta.decision_id.to_string()),
+                ];
+                if let Some(route) = route {
+                    attributes.push(KeyValue::new("glia.route", route.as_str()));
+                }
                 let span = tracer
                     .span_builder(format!("dispatch {callback}"))
                     .with_kind(SpanKind::Server)
-                    .with_attributes([
-                        KeyValue::new("glia.callback", callback.name()),
-                        KeyValue::new("glia.request_id", meta.request_id.to_string()),
-                        KeyValue::new("glia.decision_id", meta.decision_id.to_string()),
-                    ])
+                    .with_attributes(attributes)
                     .start_with_context(tracer, &meta.trace);
                 meta.trace.with_span(span)
             }
@@ -187,6 +217,7 @@ impl DispatchTrace {
             callback,
             request_id: meta.request_id.clone(),
             decision_id: meta.decision_id.clone(),
+            route,
             started: Instant::now(),
             wall: SystemTime::now(),
             cx,
@@ -313,13 +344,22 @@ impl DispatchTrace {
 
     /// Records modules whose answers were not waited for.
     pub fn skipped(&self, entries: &[PlanEntry], callback: Callback) {
+        self.unanswered(entries, callback, Outcome::Skipped);
+    }
+
+    /// Records sequential modules that were not invoked because an earlier module decided.
+    pub fn not_asked(&self, entries: &[PlanEntry], callback: Callback) {
+        self.unanswered(entries, callback, Outcome::NotAsked);
+    }
+
+    fn unanswered(&self, entries: &[PlanEntry], callback: Callback, outcome: Outcome) {
         for entry in entries {
             if let Some(m) = self.telemetry.metrics() {
-                m.invocation(entry.module, &entry.name, callback, Outcome::Skipped, None);
+                m.invocation(entry.module, &entry.name, callback, outcome, None);
             }
             self.record(ModuleRecord {
                 module: entry.name.to_string(),
-                outcome: Outcome::Skipped.as_str(),
+                outcome: outcome.as_str(),
                 errcode: None,
                 latency_ms: None,
                 policy: None,
@@ -397,6 +437,7 @@ impl DispatchTrace {
             time: humantime::format_rfc3339_micros(self.wall).to_string(),
             callback: self.callback.name(),
             request_id: self.request_id.to_string(),
+            route: self.route.map(Ingress::as_str),
             trace_id: propagation::trace_id(&self.cx),
             duration_ms: ms(duration),
             modules,

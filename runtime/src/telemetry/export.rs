@@ -1,13 +1,18 @@
 //! Where spans go: the `telemetry.traces` settings merged with the standard `OTEL_*`
 //! environment variables, and the OTLP tracer provider built from them.
 
+use super::span_drops::{BackoffExporter, BoundedProcessor, ExportGate, SpanDrops};
 use super::tls::{Origin, PemFile, TlsFiles, TlsMaterial};
 use super::{Role, TelemetryError};
 use crate::config::telemetry::{endpoint_is_https, OtlpProtocol, TraceExporter, TracesConfig};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, OTEL_BSP_MAX_QUEUE_SIZE,
+    OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT,
+};
 use opentelemetry_sdk::Resource;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long one export may take unless configured (the OTLP specification's default).
@@ -264,13 +269,16 @@ pub fn check(
     }
 }
 
-/// Builds a tracer provider exporting in batches through OTLP. Call it on a thread with
-/// the export runtime entered and no other runtime (the tonic channel spawns its tasks on
-/// the entered runtime; reqwest's blocking client must not be built inside async code).
+/// Builds a tracer provider exporting in batches through OTLP, backing off while the
+/// collector is down and counting lost spans into `drops` (`span_drops.rs`). Call it on a
+/// thread with the export runtime entered and no other runtime (the tonic channel spawns its
+/// tasks on the entered runtime; reqwest's blocking client must not be built inside async
+/// code).
 pub fn provider(
     settings: &ExportSettings,
     service_name: String,
     role: Role,
+    drops: Arc<SpanDrops>,
 ) -> Result<SdkTracerProvider, TelemetryError> {
     let tls = settings.tls_material()?;
     let built = match settings.protocol {
@@ -307,8 +315,23 @@ pub fn provider(
         .with_attribute(KeyValue::new("glia.role", role.as_str()))
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
         .build();
+    // The batch processor's queue size, as it reads it, so the bounded processor in front
+    // drops (and counts) exactly where the batch processor would have dropped silently.
+    let capacity = std::env::var(OTEL_BSP_MAX_QUEUE_SIZE)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(OTEL_BSP_MAX_QUEUE_SIZE_DEFAULT);
+    let gate = ExportGate::new(drops, capacity);
+    let exporter = BackoffExporter::new(exporter, gate.clone(), settings.endpoint.clone());
+    let batches = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(capacity)
+                .build(),
+        )
+        .build();
     let mut builder = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_span_processor(BoundedProcessor::new(batches, gate))
         .with_resource(resource);
     if let Some(ratio) = settings.sample_ratio {
         builder = builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(

@@ -2,6 +2,7 @@
 //! callback) and cached, so recording is a few atomic adds, not a label lookup.
 
 use super::outcome::{Outcome, ReplyResult};
+use super::span_drops::{DropReason, SpanDrops};
 use crate::host::{ModuleState, ModuleStatus};
 use glia_bus_schema::Callback;
 use prometheus::{
@@ -29,6 +30,14 @@ struct CallbackMetrics {
     latency: Histogram,
 }
 
+/// Raises `counter` to `now`, a count kept elsewhere and read at scrape time.
+fn catch_up_to(counter: &IntCounter, now: u64) {
+    let seen = counter.get();
+    if now > seen {
+        counter.inc_by(now - seen);
+    }
+}
+
 /// A module as the scrape sees it.
 pub struct ModuleGauge {
     /// Its name.
@@ -50,6 +59,8 @@ pub struct Metrics {
     state: IntGaugeVec,
     bus_errors: IntCounterVec,
     decision_log_dropped: IntCounter,
+    spans_dropped: IntCounterVec,
+    span_drops: Option<Arc<SpanDrops>>,
     active_dispatches: IntGauge,
     entries: Vec<Vec<OnceLock<EntryMetrics>>>,
     callbacks: Vec<OnceLock<CallbackMetrics>>,
@@ -128,6 +139,12 @@ impl Metrics {
                 "Decision records dropped because the writer fell behind.",
             )
             .expect("metric names are valid"),
+            spans_dropped: counter(
+                "glia_spans_dropped_total",
+                "Finished spans never exported, by reason: queue_full (the exporter fell behind), export_failed (the collector refused or did not answer), collector_down (dropped without trying while backing off after failures).",
+                &["reason"],
+            ),
+            span_drops: None,
             active_dispatches: IntGauge::new(
                 "glia_dispatches_in_flight",
                 "Dispatches waiting for module answers.",
@@ -146,6 +163,7 @@ impl Metrics {
             &m.restarts,
             &m.crashes,
             &m.bus_errors,
+            &m.spans_dropped,
         ] {
             m.registry.register(Box::new(c.clone())).expect("unique");
         }
@@ -227,6 +245,15 @@ impl Metrics {
         c.latency.observe(latency.as_secs_f64());
     }
 
+    /// Serves `drops` as `glia_spans_dropped_total` (read at scrape time), once spans are
+    /// exported.
+    pub fn count_span_drops(&mut self, drops: Arc<SpanDrops>) {
+        for reason in DropReason::ALL {
+            self.spans_dropped.with_label_values(&[reason.as_str()]);
+        }
+        self.span_drops = Some(drops);
+    }
+
     /// A dispatch started (`+1`) or finished (`-1`).
     pub fn dispatch_active(&self, delta: i64) {
         self.active_dispatches.add(delta);
@@ -242,11 +269,7 @@ impl Metrics {
         for m in &self.modules {
             let name = &*m.name;
             let catch_up = |c: &IntCounterVec, now: u64| {
-                let counter = c.with_label_values(&[name]);
-                let seen = counter.get();
-                if now > seen {
-                    counter.inc_by(now - seen);
-                }
+                catch_up_to(&c.with_label_values(&[name]), now);
             };
             catch_up(&self.restarts, m.status.restarts());
             catch_up(&self.crashes, m.status.crashes());
@@ -258,6 +281,14 @@ impl Metrics {
                 self.state
                     .with_label_values(&[name, state.as_str()])
                     .set(i64::from(state == current));
+            }
+        }
+        if let Some(drops) = &self.span_drops {
+            for reason in DropReason::ALL {
+                catch_up_to(
+                    &self.spans_dropped.with_label_values(&[reason.as_str()]),
+                    drops.get(reason),
+                );
             }
         }
         TextEncoder::new()

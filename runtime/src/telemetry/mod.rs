@@ -12,16 +12,20 @@ pub mod export;
 pub mod metrics;
 pub mod outcome;
 pub mod propagation;
+pub mod span_drops;
 pub mod tls;
 
 pub use decision_log::{DecisionLog, DecisionRecord};
-pub use dispatch::{DispatchTrace, InvocationSpan, Judgement, LogIds, WorkerSpan};
+pub use dispatch::{DispatchTrace, Ingress, InvocationSpan, Judgement, LogIds, WorkerSpan};
 pub use metrics::{Metrics, ModuleGauge};
 pub use outcome::{Outcome, ReplyResult};
+pub use span_drops::{DropReason, SpanDrops};
 
 use crate::config::TelemetryConfig;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use std::sync::Arc;
+use std::time::Instant;
 
 /// A telemetry setting that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +73,7 @@ pub struct Telemetry {
     export_runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
     metrics: Option<Metrics>,
     decisions: Option<DecisionLog>,
+    span_drops: Arc<SpanDrops>,
     role: Role,
 }
 
@@ -97,6 +102,7 @@ impl Telemetry {
             export_runtime: std::sync::Mutex::new(None),
             metrics: parts.metrics,
             decisions: parts.decisions,
+            span_drops: Arc::default(),
             role,
         }
     }
@@ -152,9 +158,10 @@ impl Telemetry {
                 .build()
                 .map_err(|e| TelemetryError::Setting(format!("cannot start the exporter: {e}")))?;
             let handle = runtime.handle().clone();
+            let drops = telemetry.span_drops.clone();
             let built = std::thread::spawn(move || {
                 let _entered = handle.enter();
-                export::provider(&settings, name, role).map(|p| (p, settings))
+                export::provider(&settings, name, role, drops).map(|p| (p, settings))
             })
             .join()
             .unwrap_or_else(|_| {
@@ -176,6 +183,9 @@ impl Telemetry {
                 role = role.as_str(),
                 "exporting spans over OTLP"
             );
+            if let Some(metrics) = &mut telemetry.metrics {
+                metrics.count_span_drops(telemetry.span_drops.clone());
+            }
             telemetry.tracer = Some(provider.0.tracer("glia"));
             telemetry.provider = Some(provider.0);
             telemetry.export_runtime = std::sync::Mutex::new(Some(runtime));
@@ -215,28 +225,52 @@ impl Telemetry {
             .map_err(|e| TelemetryError::Export(e.to_string()))
     }
 
-    /// Flushes spans and decision records, then stops the exporter and the writer. Spans
-    /// still open (a dispatch that never finished) are lost; finished ones are not.
-    pub async fn shutdown(&self) {
+    /// Spans dropped so far, by reason (`glia_spans_dropped_total`).
+    pub fn span_drops(&self) -> &Arc<SpanDrops> {
+        &self.span_drops
+    }
+
+    /// Flushes spans and decision records, then stops the exporter and the writer, giving
+    /// the spans until `until` (what is left of the shutdown grace): a collector that does
+    /// not answer must not hold the process past it. Spans still open (a dispatch that never
+    /// finished) are lost; finished ones are not, unless the collector cannot take them in
+    /// time.
+    pub async fn shutdown(&self, until: Instant) {
         if let Some(log) = &self.decisions {
             log.close().await;
         }
-        if let Some(provider) = self.provider.clone() {
-            let runtime = self
-                .export_runtime
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-            let _ = tokio::task::spawn_blocking(move || {
+        let Some(provider) = self.provider.clone() else {
+            return;
+        };
+        let runtime = self
+            .export_runtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let left = until.saturating_duration_since(Instant::now());
+        let (done, flushed) = futures::channel::oneshot::channel();
+        // A thread of its own, not `spawn_blocking`: a runtime waits for its blocking tasks
+        // when it is dropped, and this one may outlive the grace.
+        let spawned = std::thread::Builder::new()
+            .name("glia-otlp-flush".into())
+            .spawn(move || {
                 if let Err(e) = provider.force_flush() {
                     tracing::warn!(error = %e, "cannot flush spans");
                 }
-                let _ = provider.shutdown();
+                let _ = provider.shutdown_with_timeout(left);
                 if let Some(runtime) = runtime {
                     runtime.shutdown_background();
                 }
-            })
-            .await;
+                let _ = done.send(());
+            });
+        if spawned.is_err() {
+            return;
+        }
+        if tokio::time::timeout(left, flushed).await.is_err() {
+            tracing::warn!(
+                grace_left_ms = left.as_millis() as u64,
+                "the OTLP collector did not take the last spans within the shutdown grace; leaving them"
+            );
         }
     }
 }

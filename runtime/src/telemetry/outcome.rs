@@ -29,11 +29,14 @@ pub enum Outcome {
     /// A notification left to finish in the background (its own outcome is counted when it
     /// ends).
     Background,
+    /// Not invoked: a sequential module after one that decided (Synapse would not have
+    /// called it either).
+    NotAsked,
 }
 
 impl Outcome {
     /// Every outcome, in discriminant order.
-    pub const ALL: [Outcome; 11] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::Allow,
         Outcome::Deny,
         Outcome::Answer,
@@ -45,6 +48,7 @@ impl Outcome {
         Outcome::Failed,
         Outcome::Skipped,
         Outcome::Background,
+        Outcome::NotAsked,
     ];
 
     /// The label value.
@@ -61,6 +65,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::Skipped => "skipped",
             Outcome::Background => "background",
+            Outcome::NotAsked => "not_asked",
         }
     }
 

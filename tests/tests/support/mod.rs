@@ -1,6 +1,7 @@
 //! Helpers shared by the black-box test files of this directory (`mod support;`): temporary
 //! files, raw HTTP requests that keep the status, headers and body bytes, Matrix error
-//! checks, and an HTTP server for a `Glia` started from a custom registry.
+//! checks, the decision log read back, and an HTTP server for a `Glia` started from a custom
+//! registry.
 
 #![allow(dead_code)]
 
@@ -38,12 +39,6 @@ impl TempFile {
     /// Where it is, as a string for a config.
     pub fn path_str(&self) -> String {
         self.path.display().to_string()
-    }
-}
-
-impl AsRef<Path> for TempFile {
-    fn as_ref(&self) -> &Path {
-        &self.path
     }
 }
 
@@ -145,6 +140,26 @@ pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Optio
             .collect(),
         body: body.to_vec(),
     }
+}
+
+/// The decision log at `path` once it holds `n` records (the writer runs off the dispatch
+/// path, so a test waits for it).
+pub async fn decision_records(path: &Path, n: usize) -> Vec<Value> {
+    for _ in 0..600 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.len() >= n {
+            return lines
+                .iter()
+                .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+                .collect();
+        }
+        actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the decision log never held {n} records: {:?}",
+        std::fs::read_to_string(path)
+    )
 }
 
 /// A running HTTP server over a `Glia`, on a free loopback port.

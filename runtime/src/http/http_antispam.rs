@@ -1,0 +1,132 @@
+//! `POST /_glia/v1/http-antispam/{callback}`: glia as the server synapse-http-antispam points
+//! at (`base_url: http://glia:8787/_glia/v1/http-antispam`). The module's bodies become glia's
+//! requests (`glia_bus_schema::http_antispam` reads them), the coordinator decides them as it
+//! decides any dispatch (route `http_antispam` in the decision log), and the decision is
+//! answered as the module reads answers: allow `200 {}`, deny a JSON error.
+//!
+//! What glia cannot decide (a wrong or missing token, a body it cannot read, a request the
+//! coordinator refuses) is answered with a plain-text error: the module takes any JSON error
+//! for a deny, and a body that is not JSON for "cannot decide", so the operator's `fail_open`
+//! applies, exactly as when glia is down.
+
+use super::auth::Authorized;
+use super::body::{declared_length, read_limited};
+use super::callbacks::{dispatch_traced, request_id, stamp};
+use super::errors::MatrixError;
+use super::AppState;
+use crate::telemetry::Ingress;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use glia_bus_schema::errcodes::{M_BAD_JSON, M_NOT_JSON, M_UNKNOWN};
+use glia_bus_schema::http_antispam::{self, Answer, Call};
+use glia_bus_schema::ArgsError;
+use serde_json::json;
+use std::sync::Arc;
+
+/// Answers one of synapse-http-antispam's POSTs; every answer carries the request id, and a
+/// dispatched one its decision id.
+pub async fn serve(
+    auth: Result<Authorized, MatrixError>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let request_id = request_id(&req, state.glia.coordinator());
+    let name = path.into_inner();
+    let (mut response, decision_id) =
+        match answer(auth, &req, &name, payload, &state, &request_id).await {
+            Ok(answered) => answered,
+            Err(e) => {
+                tracing::warn!(
+                    request_id = %request_id,
+                    callback = %name,
+                    "synapse-http-antispam request not decided (its fail_open applies): {e}"
+                );
+                (cannot_decide(&e), None)
+            }
+        };
+    stamp(&mut response, &request_id, decision_id.as_deref());
+    response
+}
+
+async fn answer(
+    auth: Result<Authorized, MatrixError>,
+    req: &HttpRequest,
+    name: &str,
+    payload: web::Payload,
+    state: &AppState,
+    request_id: &Arc<str>,
+) -> Result<(HttpResponse, Option<Arc<str>>), MatrixError> {
+    auth?;
+    let body = read_limited(payload, declared_length(req), state.max_body_size).await?;
+    let call = http_antispam::decode(name, &body).map_err(|e| match e {
+        ArgsError::NotJson(m) => {
+            MatrixError::new(400, M_NOT_JSON, format!("Content not JSON: {m}"))
+        }
+        bad @ ArgsError::BadField { .. } => {
+            MatrixError::new(400, M_BAD_JSON, format!("Invalid body for {name}: {bad}"))
+        }
+    })?;
+    let request = match call {
+        Call::Ping { id } => {
+            tracing::info!(request_id = %request_id, "synapse-http-antispam pinged glia");
+            return Ok((
+                HttpResponse::Ok().json(json!({"id": id, "status": "ok"})),
+                None,
+            ));
+        }
+        Call::Unknown => {
+            tracing::warn!(
+                request_id = %request_id,
+                callback = %name,
+                "synapse-http-antispam forwarded a callback glia does not have; allowed \
+                 (remove it from the module's enabled_callbacks)"
+            );
+            return Ok((allow(), None));
+        }
+        Call::Callback(request) => *request,
+    };
+    let coordinator = state.glia.coordinator();
+    let (result, decision_id) =
+        dispatch_traced(req, coordinator, request_id, request, Ingress::HttpAntispam).await;
+    let reply = result.map_err(MatrixError::from)?;
+    let decision = reply.decision().ok_or_else(|| {
+        MatrixError::new(
+            500,
+            M_UNKNOWN,
+            format!("internal: {} has no yes/no reply", reply.callback()),
+        )
+    })?;
+    let response = match http_antispam::answer(decision) {
+        Answer::Allow => allow(),
+        Answer::Deny { status, body } => {
+            HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN))
+                .json(body)
+        }
+    };
+    Ok((response, Some(decision_id)))
+}
+
+/// `200 {}`, which the module reads as `NOT_SPAM`.
+fn allow() -> HttpResponse {
+    HttpResponse::Ok().json(json!({}))
+}
+
+/// The error as plain text (`M_UNKNOWN_TOKEN: ...`), with its status: not JSON, so the module
+/// applies its `fail_open` instead of denying.
+fn cannot_decide(e: &MatrixError) -> HttpResponse {
+    let status = actix_web::ResponseError::status_code(e);
+    HttpResponse::build(status)
+        .content_type("text/plain; charset=utf-8")
+        .body(format!("{}: {}", e.errcode, e.error))
+}
+
+/// A wrong method on the ingress path, answered as glia failing to decide.
+pub async fn method_not_allowed() -> HttpResponse {
+    cannot_decide(&MatrixError::new(
+        405,
+        glia_bus_schema::errcodes::M_UNRECOGNIZED,
+        "Unrecognized request: use POST",
+    ))
+}

@@ -1,0 +1,307 @@
+//! A worker's message loop for one subscription of one module: describe requests, dropping
+//! expired work, admission (back-pressure), and the invocations themselves.
+
+use crate::bus::nats::time_left;
+use crate::bus::{Bus, InProcessBus, InvocationMeta, Target};
+use crate::host::Slot;
+use crate::telemetry::{propagation, Outcome, Telemetry, WorkerSpan};
+use async_nats::{Client, Message, Subject, Subscriber};
+use futures::StreamExt;
+use glia_bus_schema::subjects::{self, headers, Description};
+use glia_bus_schema::{
+    CallbackRequest, Invocation, InvocationError, InvocationReply, InvocationResult,
+};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+/// One hosted module, as its serving tasks see it.
+pub(super) struct Hosted {
+    /// Its index among the hosted modules (the worker's bus and metrics use it).
+    pub index: usize,
+    /// Its instance name.
+    pub name: String,
+    /// What it registered, for `describe` and to pick handlers.
+    pub description: Description,
+    /// The worker's in-process bus to the module's actor.
+    pub bus: Arc<InProcessBus>,
+    /// Invocations accepted and not yet answered: at most `max_in_flight` running plus the
+    /// module's `restart.stash` waiting. Without a permit an invocation is refused at once,
+    /// so a flood costs a reply, not a task and its message held until their deadline.
+    pub admission: Arc<Semaphore>,
+    /// What `admission` started with, for the refusal's message.
+    pub capacity: (usize, usize),
+    /// This worker's id, for the refusal's message.
+    pub worker: Arc<str>,
+}
+
+impl Hosted {
+    /// Admission control over `max_in_flight` running and `stash` waiting invocations (at
+    /// most what a semaphore can count: a huge configured stash must not panic the worker).
+    pub fn admission(max_in_flight: usize, stash: usize) -> Arc<Semaphore> {
+        Arc::new(Semaphore::new(
+            max_in_flight
+                .saturating_add(stash)
+                .min(Semaphore::MAX_PERMITS),
+        ))
+    }
+}
+
+/// What every serving task of a worker shares.
+pub(super) struct Serving {
+    /// The NATS connection.
+    pub client: Client,
+    /// Spans and metrics.
+    pub telemetry: Arc<Telemetry>,
+    /// Invocations being handled, which a drain waits for.
+    pub in_flight: Arc<AtomicUsize>,
+}
+
+/// Serves `subscription` (whose subjects are `<prefix>.<callback>` and `<prefix>.describe`)
+/// until it ends: after a drain, once the messages already routed here have been taken.
+pub(super) async fn serve(
+    serving: Arc<Serving>,
+    hosted: Arc<Hosted>,
+    mut subscription: Subscriber,
+    prefix: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut draining = false;
+    loop {
+        let message = tokio::select! {
+            message = subscription.next() => match message {
+                Some(m) => m,
+                None => return,
+            },
+            _ = stop.wait_for(|s| *s), if !draining => {
+                draining = true;
+                if subscription.drain().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let Some(reply_to) = message.reply.clone() else {
+            continue;
+        };
+        let suffix = message
+            .subject
+            .strip_prefix(prefix.as_str())
+            .and_then(|s| s.strip_prefix('.'))
+            .unwrap_or_default()
+            .to_owned();
+        if suffix == subjects::DESCRIBE {
+            let body = serde_json::to_vec(&hosted.description).unwrap_or_default();
+            let _ = serving.client.publish(reply_to, body.into()).await;
+            continue;
+        }
+        // Nobody waits for work past its deadline: drop it without an answer.
+        let left = match header(&message, headers::DEADLINE).and_then(|d| d.parse::<u64>().ok()) {
+            Some(deadline) => match time_left(deadline) {
+                Some(left) => Some(left),
+                None => {
+                    tracing::debug!(module = %hosted.name, subject = %message.subject, "dropping an invocation past its deadline");
+                    continue;
+                }
+            },
+            None => None,
+        };
+        match hosted.admission.clone().try_acquire_owned() {
+            Ok(permit) => {
+                serving.in_flight.fetch_add(1, Ordering::AcqRel);
+                let (serving, hosted) = (serving.clone(), hosted.clone());
+                actix_rt::spawn(async move {
+                    handle(&serving, &hosted, message, reply_to, suffix, left, permit).await;
+                    serving.in_flight.fetch_sub(1, Ordering::AcqRel);
+                });
+            }
+            // Refused in the loop itself: publishing waits only when the connection's
+            // buffer is full, which slows taking messages, as back-pressure should.
+            Err(_) => refuse(&serving, &hosted, &message, reply_to, &suffix).await,
+        }
+    }
+}
+
+/// A header's value.
+fn header(message: &Message, name: &str) -> Option<String> {
+    message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str().to_owned())
+}
+
+/// Answers an invocation the module has no room for with `unavailable`, which the
+/// coordinator resolves through the failure policy at once.
+async fn refuse(
+    serving: &Serving,
+    hosted: &Hosted,
+    message: &Message,
+    reply_to: Subject,
+    suffix: &str,
+) {
+    let (max_in_flight, stash) = hosted.capacity;
+    let error = InvocationError::Unavailable {
+        reason: format!(
+            "module {} on worker {} is at capacity: {} invocations running or waiting (max_in_flight {max_in_flight} + stash {stash})",
+            hosted.name,
+            hosted.worker,
+            max_in_flight.saturating_add(stash)
+        ),
+    };
+    if let (Some(metrics), Ok(callback)) = (serving.telemetry.metrics(), suffix.parse()) {
+        metrics.invocation(
+            hosted.index,
+            &hosted.name,
+            callback,
+            Outcome::Unavailable,
+            None,
+        );
+    }
+    let reply = InvocationReply {
+        request_id: header(message, headers::REQUEST_ID).unwrap_or_default(),
+        result: InvocationResult::Error(error),
+    };
+    publish(serving, hosted, reply_to, &reply).await;
+}
+
+async fn publish(serving: &Serving, hosted: &Hosted, reply_to: Subject, reply: &InvocationReply) {
+    let body = serde_json::to_vec(reply).unwrap_or_default();
+    if let Err(e) = serving.client.publish(reply_to, body.into()).await {
+        tracing::warn!(module = %hosted.name, error = %e, "cannot send an invocation's answer");
+    }
+}
+
+/// Runs one admitted invocation and answers it; the permit is released once answered.
+async fn handle(
+    serving: &Serving,
+    hosted: &Hosted,
+    message: Message,
+    reply_to: Subject,
+    suffix: String,
+    left: Option<Duration>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let telemetry = &serving.telemetry;
+    let request_id = header(&message, headers::REQUEST_ID).unwrap_or_default();
+    let started = Instant::now();
+    let parent = propagation::extract(
+        header(&message, headers::TRACEPARENT).as_deref(),
+        header(&message, headers::TRACESTATE).as_deref(),
+    );
+    let span = WorkerSpan::start(
+        telemetry,
+        &hosted.name,
+        &message.subject,
+        suffix.parse().ok(),
+        &request_id,
+        parent,
+    );
+    let result = match invocation(hosted, &suffix, &message) {
+        Err(e) => InvocationResult::Error(e),
+        Ok((request, slot)) => {
+            let budget = left.unwrap_or(Duration::from_secs(60));
+            let meta = InvocationMeta {
+                request_id: request_id.as_str().into(),
+                decision_id: Arc::from(""),
+                deadline: Instant::now() + budget,
+                trace: span.context().clone(),
+            };
+            let call = hosted.bus.invoke(
+                Target {
+                    module: hosted.index,
+                    slot,
+                },
+                Arc::new(request),
+                &meta,
+            );
+            match tokio::time::timeout(budget, call).await {
+                Ok(Ok(answer)) => InvocationResult::Answer(answer),
+                Ok(Err(e)) => InvocationResult::Error(e),
+                Err(_) => InvocationResult::Error(InvocationError::Timeout {
+                    after_ms: budget.as_millis() as u64,
+                }),
+            }
+        }
+    };
+    let error = match &result {
+        InvocationResult::Error(e) => Some(e),
+        InvocationResult::Answer(_) => None,
+    };
+    if let (Some(metrics), Ok(callback)) = (telemetry.metrics(), suffix.parse()) {
+        let outcome = error.map_or(Outcome::Answer, Outcome::of_error);
+        metrics.invocation(
+            hosted.index,
+            &hosted.name,
+            callback,
+            outcome,
+            Some(started.elapsed()),
+        );
+    }
+    span.finish(error);
+    publish(
+        serving,
+        hosted,
+        reply_to,
+        &InvocationReply { request_id, result },
+    )
+    .await;
+}
+
+/// Decodes and checks an invocation, and picks its handler.
+fn invocation(
+    hosted: &Hosted,
+    suffix: &str,
+    message: &Message,
+) -> Result<(CallbackRequest, Slot), InvocationError> {
+    let malformed = |detail: String| InvocationError::Failed {
+        message: format!("malformed invocation for module {}: {detail}", hosted.name),
+        synapse_error: None,
+    };
+    let invocation: Invocation =
+        serde_json::from_slice(&message.payload).map_err(|e| malformed(e.to_string()))?;
+    let callback = invocation.request.callback();
+    if callback.name() != suffix {
+        return Err(malformed(format!(
+            "the subject names {suffix:?} but the body is {callback}"
+        )));
+    }
+    let slot = handler_slot(&hosted.description, &invocation.request).ok_or_else(|| {
+        InvocationError::Unavailable {
+            reason: format!("module {} does not handle {callback}", hosted.name),
+        }
+    })?;
+    Ok((invocation.request, slot))
+}
+
+/// The module's handler of the request's callback (for an auth checker, of its login type;
+/// a module serving one callback twice is served by its first handler over NATS).
+fn handler_slot(description: &Description, request: &CallbackRequest) -> Option<Slot> {
+    if let CallbackRequest::CheckAuth(args) = request {
+        return description
+            .auth_checkers
+            .iter()
+            .position(|a| a.login_type == args.login_type)
+            .map(Slot::AuthChecker);
+    }
+    description
+        .callbacks
+        .iter()
+        .position(|c| *c == request.callback())
+        .map(Slot::Callback)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_counts_running_and_waiting_and_never_overflows() {
+        assert_eq!(Hosted::admission(2, 3).available_permits(), 5);
+        assert_eq!(
+            Hosted::admission(1 << 20, usize::MAX).available_permits(),
+            Semaphore::MAX_PERMITS
+        );
+    }
+}

@@ -1,0 +1,160 @@
+"""What `add_field_to_unsigned` costs: `GET /rooms/{id}/messages?limit=50` on a room of 50
+messages, with Synapse calling the callback once per event served, measured side by side.
+
+Not part of the test run. Usage (from the repository root, after tests/e2e/setup.sh):
+
+    GLIA_BIN=target/release/glia tests/e2e/.venv/bin/python tests/e2e/bench_unsigned.py --rounds 100
+
+Four Synapses run side by side (same version and config, SQLite), each with one user and one
+room of 50 messages:
+
+- `none`: no modules;
+- `native`: a native module whose `add_field_to_unsigned` returns `{}` and does nothing else
+  (`oracle/scripted_synapse.py:DoNothingUnsigned`);
+- `glia-python`: the bridge, glia on the NATS bus, and the scripted remote module in Python
+  answering `{}` (`oracle/scripted_remote.py`, empty script, no call records);
+- `glia-rust`: the bridge and glia with the built-in `chaos` module answering `{}` for
+  `add_field_to_unsigned`, in glia's own process (no NATS).
+
+Each user fetches the page over a kept-alive connection, the four interleaved round by round
+so machine load drifts hit all alike, after `--warmup` unmeasured rounds. Prints the median,
+p90 and mean per setup, and each median's ratio to `none` and to `native`; with
+`--breakdown`, the bridge's median time per forwarded call (from its DEBUG log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_send import Sender, breakdown, percentile
+from differential import glia_knows_the_modules, oracle_env, start_remote_modules
+from harness import GLIA_TOKEN, Client, Glia, NatsServer, Synapse, bridge_module, free_port, glia_binary, wait_until
+
+MESSAGES = 50
+UNSIGNED = {"noop": ["add_field_to_unsigned"]}
+
+
+class Reader(Sender):
+    """One user reading their room's last 50 messages over one kept-alive connection (their
+    room, connection and samples are bench_send's)."""
+
+    def __init__(self, name: str, client: Client) -> None:
+        super().__init__(name, client)
+        for i in range(MESSAGES):
+            sent = client.send_text(self.room_id, f"message {i}")
+            assert sent.status == 200, sent
+        self.path = f"/_matrix/client/v3/rooms/{quote(self.room_id)}/messages?dir=b&limit={MESSAGES}"
+
+    def read(self, record: bool = True) -> None:
+        """One `GET /messages`, timed from request to full response."""
+        headers = {"Authorization": f"Bearer {self.client.token}"}
+        started = time.perf_counter()
+        self.conn.request("GET", self.path, headers=headers)
+        response = self.conn.getresponse()
+        payload = response.read()
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status != 200 or payload.count(b'"m.room.message"') != MESSAGES:
+            raise RuntimeError(f"{self.name}: /messages answered {response.status} {payload[:300]!r}")
+        if record:
+            self.samples_ms.append(elapsed)
+
+
+def glia_config(port: int, modules: list[dict[str, Any]], bus: Any = "internal") -> dict[str, Any]:
+    return {"listen": f"127.0.0.1:{port}", "auth_token": GLIA_TOKEN, "bus": bus, "modules": modules}
+
+
+@contextmanager
+def servers(workdir: Path, bridge_log_level: str) -> Iterator[dict[str, Synapse]]:
+    """The four Synapses, and glia, nats-server and the Python module behind two of them."""
+    with ExitStack() as stack:
+        nats_dir = workdir / "nats"
+        nats_dir.mkdir()
+        nats = NatsServer.start(nats_dir)
+        stack.callback(nats.stop)
+        script = workdir / "script.json"
+        script.write_text("{}")
+        remote = start_remote_modules(nats.url, script, None, workdir, UNSIGNED)
+        stack.callback(remote.stop)
+
+        python_port, rust_port = free_port(), free_port()
+        python = Glia.start(
+            glia_binary(),
+            _dir(workdir, "glia-python"),
+            glia_config(
+                python_port,
+                [{"module": "remote", "name": "noop", "placement": "nats"}],
+                {"type": "nats", "url": nats.url},
+            ),
+            python_port,
+        )
+        stack.callback(python.stop)
+        wait_until(lambda: glia_knows_the_modules(python, UNSIGNED), 20, "glia planning the Python module")
+        chaos = {"module": "chaos", "name": "noop", "config": {"callbacks": {"add_field_to_unsigned": {"answer": {}}}}}
+        rust = Glia.start(glia_binary(), _dir(workdir, "glia-rust"), glia_config(rust_port, [chaos]), rust_port)
+        stack.callback(rust.stop)
+        setups: dict[str, tuple[list[dict[str, Any]], dict[str, str] | None]] = {
+            "none": ([], None),
+            "native": ([{"module": "scripted_synapse.DoNothingUnsigned", "config": {}}], oracle_env()),
+            "glia-python": ([bridge_module(python.url, timeout=10, web_resource_paths=[])], None),
+            "glia-rust": ([bridge_module(rust.url, timeout=10, web_resource_paths=[])], None),
+        }
+        running = {}
+        for name, (modules, env) in setups.items():
+            synapse = Synapse.start(workdir / f"synapse-{name}", modules, bridge_log_level=bridge_log_level, env=env)
+            stack.callback(synapse.stop)
+            running[name] = synapse
+        yield running
+
+
+def _dir(workdir: Path, name: str) -> Path:
+    path = workdir / name
+    path.mkdir()
+    return path
+
+
+def report(readers: list[Reader]) -> None:
+    """Median, p90 and mean per setup, and each median's ratio to `none` and `native`."""
+    medians = {r.name: statistics.median(r.samples_ms) for r in readers}
+    print(f"{'setup':<13}{'n':>5}{'median ms':>11}{'p90 ms':>9}{'mean ms':>9}{'x none':>8}{'x native':>10}")
+    for reader in readers:
+        samples = reader.samples_ms
+        median = medians[reader.name]
+        print(
+            f"{reader.name:<13}{len(samples):>5}{median:>11.2f}{percentile(samples, 0.9):>9.2f}"
+            f"{statistics.mean(samples):>9.2f}{median / medians['none']:>8.2f}{median / medians['native']:>10.2f}"
+        )
+    per_event = {n: (m - medians["none"]) / MESSAGES for n, m in medians.items() if n != "none"}
+    print("added per event served (median): " + ", ".join(f"{n} {ms:.3f} ms" for n, ms in per_event.items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=100, help="measured reads per setup (default 100)")
+    parser.add_argument("--warmup", type=int, default=10, help="unmeasured reads per setup first (default 10)")
+    parser.add_argument("--breakdown", action="store_true", help="also time each forwarded callback")
+    args = parser.parse_args()
+    print(f"glia binary: {glia_binary()}")
+    level = "DEBUG" if args.breakdown else "INFO"
+    with tempfile.TemporaryDirectory(prefix="glia-bench-") as tmp, servers(Path(tmp), level) as running:
+        readers = [Reader(name, synapse.register("bench")) for name, synapse in running.items()]
+        for round_ in range(args.warmup + args.rounds):  # one read per setup per round
+            for reader in readers:
+                reader.read(record=round_ >= args.warmup)
+        report(readers)
+        if args.breakdown:
+            breakdown(running)
+
+
+if __name__ == "__main__":
+    main()
