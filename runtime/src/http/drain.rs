@@ -10,7 +10,6 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Extensions, ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::http::ConnectionType;
 use actix_web::middleware::Next;
-use actix_web::ResponseError;
 use glia_bus_schema::errcodes::M_UNKNOWN;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -70,7 +69,8 @@ pub async fn layer(
         }
         Some(true) => {
             let refusal = MatrixError::new(503, M_UNKNOWN, "glia is shutting down");
-            req.into_response(refusal.error_response())
+            let answer = super::errors::response_for(req.path(), &refusal);
+            req.into_response(answer)
         }
         Some(false) => next.call(req).await?.map_into_boxed_body(),
     };

@@ -60,9 +60,21 @@ pub async fn method_not_allowed() -> HttpResponse {
     MatrixError::new(405, M_UNRECOGNIZED, "Unrecognized request: use POST").error_response()
 }
 
+/// `error` answered as the API at `path` answers errors: plain text on the
+/// synapse-http-antispam ingress (its module takes a JSON error for a denial), Matrix JSON
+/// everywhere else. For answers a layer gives before (or instead of) a handler.
+pub fn response_for(path: &str, error: &MatrixError) -> HttpResponse {
+    if super::http_antispam::serves(path) {
+        super::http_antispam::cannot_decide(error)
+    } else {
+        error.error_response()
+    }
+}
+
 /// The layer: an error response actix-web made from one of its own errors (an extractor's,
-/// say) becomes Matrix JSON with the same status. glia's errors are Matrix JSON already, and
-/// module web resources' answers are the modules' own, so both pass untouched.
+/// say) becomes Matrix JSON with the same status (on the synapse-http-antispam ingress, its
+/// plain text). glia's errors are answered already, and module web resources' answers are the
+/// modules' own, so both pass untouched.
 pub async fn layer(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -84,7 +96,8 @@ pub async fn layer(
     };
     let (req, _) = response.into_parts();
     let error = MatrixError::new(status.as_u16(), errcode, message);
-    Ok(ServiceResponse::new(req, error.error_response()))
+    let answer = response_for(req.path(), &error);
+    Ok(ServiceResponse::new(req, answer))
 }
 
 #[cfg(test)]
@@ -123,5 +136,21 @@ mod tests {
             test::call_service(&app, test::TestRequest::get().uri("/teapot").to_request()).await;
         assert_eq!(response.status(), StatusCode::IM_A_TEAPOT);
         assert_eq!(test::read_body(response).await, "short and stout");
+    }
+
+    /// On the synapse-http-antispam ingress an error is plain text, which its module reads
+    /// as "cannot decide" (a JSON error would be a denial); elsewhere Matrix JSON.
+    #[actix_web::test]
+    async fn errors_are_answered_as_the_path_s_api_answers_them() {
+        let error = MatrixError::new(503, M_UNKNOWN, "glia is shutting down");
+        let plain = response_for("/_glia/v1/http-antispam/user_may_invite", &error);
+        assert_eq!(plain.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = actix_web::body::to_bytes(plain.into_body()).await.unwrap();
+        assert_eq!(body, "M_UNKNOWN: glia is shutting down");
+        let json = response_for("/_glia/v1/callbacks/user_may_invite", &error);
+        assert_eq!(json.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = actix_web::body::to_bytes(json.into_body()).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["errcode"], M_UNKNOWN);
     }
 }

@@ -56,11 +56,11 @@ fn configure(cfg: &mut web::ServiceConfig) {
             web::route().to(errors::method_not_allowed),
         )
         .route(
-            "/_glia/v1/http-antispam/{callback}",
+            &format!("{}{{callback}}", http_antispam::PREFIX),
             web::post().to(http_antispam::serve),
         )
         .route(
-            "/_glia/v1/http-antispam/{callback}",
+            &format!("{}{{callback}}", http_antispam::PREFIX),
             web::route().to(http_antispam::method_not_allowed),
         )
         .default_service(web::to(resources::serve));
