@@ -15,6 +15,7 @@ pub type Target = fn(&[u8]);
 /// The fuzz targets, by name (as `fuzz/Cargo.toml` and `fuzz/corpus/` name them).
 pub const TARGETS: &[(&str, Target)] = &[
     ("callback_args", callback_args),
+    ("http_antispam", http_antispam),
     ("invocation", invocation),
     ("reply", reply),
     ("config", config),
@@ -45,6 +46,31 @@ pub fn callback_args(data: &[u8]) {
     let again: CallbackRequest =
         serde_json::from_slice(&encoded).expect("an encoded request decodes");
     assert_eq!(again.callback(), callback);
+}
+
+/// A synapse-http-antispam body as glia's ingress for that module decodes it
+/// (`http_antispam::decode`): the first byte picks the path's name (one of the module's
+/// callbacks glia has, its ping, or one glia does not know), the rest is the body. A callback
+/// that decodes must encode and decode again as the same callback.
+pub fn http_antispam(data: &[u8]) {
+    use glia_bus_schema::http_antispam::{decode, Call, CALLBACKS, PING};
+    let Some((first, body)) = data.split_first() else {
+        return;
+    };
+    let names = CALLBACKS.len() + 2;
+    let name = match usize::from(*first) % names {
+        i if i < CALLBACKS.len() => CALLBACKS[i].name(),
+        i if i == CALLBACKS.len() => PING,
+        _ => "accept_make_join",
+    };
+    let Ok(Call::Callback(request)) = decode(name, body) else {
+        return;
+    };
+    assert_eq!(request.callback().name(), name);
+    let encoded = serde_json::to_vec(&request).expect("a decoded request encodes");
+    let again: CallbackRequest =
+        serde_json::from_slice(&encoded).expect("an encoded request decodes");
+    assert_eq!(again.callback(), request.callback());
 }
 
 /// An invocation as `glia worker` decodes one from NATS: what decodes must re-encode to an
