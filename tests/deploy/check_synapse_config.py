@@ -44,7 +44,7 @@ def main(workdir: Path, specs: list[str]) -> int:
         )
         # The generated config names matrix.org as key server, and Synapse warns on every load.
         with base.open("a") as f:
-            f.write("suppress_key_server_warning: true\n")
+            f.write("\nsuppress_key_server_warning: true\n")  # the file may not end in a newline
     failed = 0
     for index, spec in enumerate(specs):
         fragment = fragment_file(spec, workdir, index)
