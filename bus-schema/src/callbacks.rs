@@ -89,11 +89,27 @@ fn decode_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Res
     serde_path_to_error::deserialize(value).map_err(args_error)
 }
 
-/// A syntax error is `NotJson`; anything else names the field it is about.
+/// How deep serde_json nests arrays and objects before it stops (its recursion limit).
+pub const MAX_DEPTH: usize = 128;
+
+/// Whether serde_json gave up because the input nests deeper than [`MAX_DEPTH`]. It files
+/// that under syntax errors and exposes no code for it, so its message is the only sign;
+/// `deep_nesting_is_bad_json_not_not_json` fails if a new serde_json words it otherwise.
+fn too_deep(e: &serde_json::Error) -> bool {
+    e.is_syntax() && e.to_string().starts_with("recursion limit exceeded")
+}
+
+/// A syntax error is `NotJson`; anything else names the field it is about. JSON nested too
+/// deep for the decoder is JSON all the same: a bad field.
 fn args_error(e: serde_path_to_error::Error<serde_json::Error>) -> ArgsError {
     let path = e.path().to_string();
     let inner = e.into_inner();
-    if inner.is_syntax() || inner.is_eof() {
+    if too_deep(&inner) {
+        ArgsError::BadField {
+            path: String::new(),
+            message: format!("nested more than {MAX_DEPTH} levels deep"),
+        }
+    } else if inner.is_syntax() || inner.is_eof() {
         ArgsError::NotJson(inner.to_string())
     } else {
         ArgsError::BadField {

@@ -454,6 +454,44 @@ fn from_json_slice_names_the_path_of_the_bad_field() {
     }
 }
 
+/// Valid JSON nested deeper than the decoder recurses is JSON, just not arguments glia
+/// takes: a bad field (`M_BAD_JSON` over HTTP), not "not JSON". Invalid JSON stays not JSON.
+#[test]
+fn deep_nesting_is_bad_json_not_not_json() {
+    use glia_bus_schema::callbacks::MAX_DEPTH;
+    let deep = |depth: usize| {
+        format!(
+            r#"{{"event": {{"content": {{"deep": {}{}}}}}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+    };
+    // Within the limit the event decodes (its other fields are missing: a bad field anyway).
+    for depth in [MAX_DEPTH + 1, 10 * MAX_DEPTH, 100_000] {
+        let err = json_slice_error(Callback::CheckEventForSpam, deep(depth).as_bytes());
+        match &err {
+            ArgsError::BadField { path, message } => {
+                assert_eq!(path, "", "{err}");
+                assert_eq!(
+                    message,
+                    &format!("nested more than {MAX_DEPTH} levels deep")
+                );
+            }
+            other => panic!("depth {depth}: {other:?}"),
+        }
+    }
+    let shallow = json_slice_error(Callback::CheckEventForSpam, deep(3).as_bytes());
+    assert!(
+        !shallow.to_string().contains("nested"),
+        "a shallow body is judged on its fields: {shallow}"
+    );
+    let err = json_slice_error(
+        Callback::CheckEventForSpam,
+        br#"{"event": {"content": {"deep": [[[[ nope"#,
+    );
+    assert!(matches!(err, ArgsError::NotJson(_)), "{err:?}");
+}
+
 #[test]
 fn arguments_of_the_wrong_type_are_refused() {
     let cases = [

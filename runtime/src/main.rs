@@ -94,14 +94,10 @@ fn main() -> ExitCode {
     let quiet = matches!(cli.command, Command::Chaos { .. });
     logging::init_with_default(cli.log_json, if quiet { "off" } else { "info" });
     let outcome = match cli.command {
-        Command::CheckConfig { file } => load(Some(&file), PythonCheck::All).and_then(|cfg| {
-            // The files the config names are read as `glia serve` reads them at start.
-            glia_runtime::telemetry::Telemetry::check(&cfg.telemetry, |name| {
-                std::env::var(name).ok()
-            })
-            .map_err(|e| format!("{}: {e}", file.display()))?;
+        // Loading checks everything `serve` and `worker` check before they start, the files
+        // the config names and every Python module's `parse_config` included.
+        Command::CheckConfig { file } => load(Some(&file), PythonCheck::All).map(|cfg| {
             println!("{}: OK ({} modules)", file.display(), cfg.modules.len());
-            Ok(())
         }),
         Command::Chaos {
             requests,
@@ -152,20 +148,21 @@ async fn serve(cfg: GliaConfig) -> Result<(), String> {
     let source = cfg.source.clone();
     let grace = cfg.shutdown_grace;
     let glia = Arc::new(Glia::start(cfg).await.map_err(|e| e.to_string())?);
-    let http::Bound { server, urls } = http::serve(glia.clone(), &listen)
+    let http::Bound { server, urls, stop } = http::serve(glia.clone(), &listen, None)
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let handle = server.handle();
     tracing::info!(%listen, config = %source, modules = glia.config().modules.len(), "glia serving on {urls}");
     let mut running = server;
     tokio::select! {
         result = &mut running => return result.map_err(|e| e.to_string()),
         signal = shutdown_signal() => {
+            stop.begin();
             tracing::info!(%signal, grace_ms = grace.as_millis() as u64, "shutting down: no new requests; in-flight ones get the grace period");
         }
     }
-    // Stop taking requests while in-flight ones finish or resolve; then modules stop in
-    // reverse config order. The server future must be polled for the stop to proceed.
-    let ((), stopped, ()) = futures::join!(handle.stop(true), running, glia.shutdown(grace));
+    // Stop taking requests while in-flight ones finish or resolve, and answer those that
+    // arrive on connections already open; then modules stop in reverse config order. The
+    // server future must be polled for the stop to proceed.
+    let ((), stopped, ()) = futures::join!(stop.stop(), running, glia.shutdown(grace));
     stopped.map_err(|e| e.to_string())?;
     tracing::info!("glia stopped");
     Ok(())
@@ -247,20 +244,19 @@ async fn run_worker(cfg: GliaConfig, metrics_listen: Option<String>) -> Result<(
     tracing::info!(modules = ?worker.modules(), "glia worker serving over NATS");
     let metrics = match &metrics_listen {
         Some(listen) => {
-            let glia_runtime::http::Bound { server, urls } =
+            let glia_runtime::http::Bound { server, urls, stop } =
                 glia_runtime::http::serve_metrics(worker.telemetry().clone(), listen)
                     .map_err(|e| format!("cannot serve metrics on {listen}: {e}"))?;
-            let handle = server.handle();
             actix_rt::spawn(server);
             tracing::info!(%listen, "serving GET /metrics on {urls}");
-            Some(handle)
+            Some(stop)
         }
         None => None,
     };
     let signal = shutdown_signal().await;
     tracing::info!(%signal, "draining: no new invocations; in-flight ones finish");
     if let Some(server) = metrics {
-        server.stop(true).await;
+        server.stop().await;
     }
     worker.shutdown(grace).await;
     tracing::info!("glia worker stopped");

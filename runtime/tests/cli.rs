@@ -292,24 +292,83 @@ fn serve_with_a_config_file_uses_it() {
 fn serve_on_a_port_in_use_fails() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     let listen = taken.local_addr().unwrap().to_string();
-    let mut running = serve(&["--listen", &listen]);
     // Bounded: were it to serve anyway, it would never exit on its own.
-    let mut exited = None;
-    for _ in 0..400 {
-        let child = running.0.as_mut().expect("running");
-        if let Some(status) = child.try_wait().expect("poll glia") {
-            exited = Some(status);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let err = running.stop();
-    let status = exited.unwrap_or_else(|| panic!("glia kept running on a taken port:\n{err}"));
-    assert!(!status.success());
+    let out = exits(&["serve", "--listen", &listen]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
     assert!(
         err.contains(&format!("error: cannot listen on {listen}: ")),
         "{err}"
     );
+}
+
+/// Runs `glia args`, which must exit by itself (within a generous bound: a `serve` that
+/// starts would run forever); its output.
+fn exits(args: &[&str]) -> Output {
+    let mut child = Command::new(GLIA)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run glia");
+    for _ in 0..1200 {
+        if child.try_wait().expect("poll glia").is_some() {
+            return child.wait_with_output().expect("glia's output");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("glia's output");
+    panic!("glia {args:?} did not exit:\n{}", stderr(&out));
+}
+
+/// `check-config` refuses what `serve` refuses, with the same error (file, line, column and
+/// key): each of these passed the check and failed only at start, or hung.
+#[test]
+fn check_config_refuses_what_serve_refuses() {
+    let cases = [
+        (
+            "empty-log-path",
+            "telemetry:\n  decision_log:\n    output: file\n    path: \"\"\n",
+            ":4:5: key `telemetry.decision_log.path`: must not be empty",
+        ),
+        (
+            "huge-buffer",
+            "telemetry:\n  decision_log:\n    output: stdout\n    buffer: 2305843009213693952\n",
+            ":4:5: key `telemetry.decision_log.buffer`: must be between 1 and 1000000",
+        ),
+        (
+            "bad-seed",
+            "bus:\n  type: nats\n  url: nats://127.0.0.1:1\n  nkey_seed: SUANOTASEED\n",
+            ":4:3: key `bus.nkey_seed`: not an NKey seed: ",
+        ),
+        (
+            "unreadable-ca",
+            "bus:\n  type: nats\n  url: nats://127.0.0.1:1\n  tls:\n    ca_file: /nonexistent/glia-ca.pem\n",
+            ":5:5: key `bus.tls.ca_file`: cannot read /nonexistent/glia-ca.pem: ",
+        ),
+        (
+            "token-dev-zero",
+            "listen: 127.0.0.1:0\nauth_token_file: /dev/zero\n",
+            ":2:1: key `auth_token_file`: cannot read /dev/zero: not a regular file",
+        ),
+    ];
+    for (tag, yaml, expected) in cases {
+        let file = TempFile::new(tag, yaml);
+        let checked = exits(&["check-config", file.path()]);
+        let served = exits(&["serve", "--config", file.path(), "--listen", "127.0.0.1:0"]);
+        let expected = format!("error: {}{expected}", file.path());
+        for (what, out) in [("check-config", &checked), ("serve", &served)] {
+            assert_eq!(out.status.code(), Some(1), "{what} {tag}: {}", stderr(out));
+            assert!(
+                stderr(out).lines().any(|l| l.starts_with(&expected)),
+                "{what} {tag}: expected {expected:?} in:\n{}",
+                stderr(out)
+            );
+        }
+    }
 }
 
 #[test]

@@ -1,7 +1,6 @@
 //! Starting glia from YAML for a test, with its HTTP server on a free loopback port.
 
 use crate::scripted::Scripted;
-use actix_web::{App, HttpServer};
 use glia_bus_schema::{CallbackArgs, CallbackRequest, DispatchReply};
 use glia_module_api::ModuleRegistry;
 use glia_runtime::app::StartOptions;
@@ -52,23 +51,16 @@ impl TestGlia {
         )))
     }
 
-    /// Serves a started `glia` over HTTP the way `glia serve` does (one worker, no signal
-    /// handling), on a free loopback port.
+    /// Serves a started `glia` over HTTP as `glia serve` does (with its limits and layers; one
+    /// worker, no signal handling), on a free loopback port.
     pub fn serve(glia: Arc<Glia>) -> TestGlia {
-        let data = http::state(glia.clone());
-        let server =
-            HttpServer::new(move || App::new().app_data(data.clone()).configure(http::configure))
-                .workers(1)
-                .disable_signals()
-                .bind("127.0.0.1:0")
-                .expect("bind a loopback port");
-        let port = server.addrs()[0].port();
-        let server = server.run();
-        let handle = server.handle();
-        actix_rt::spawn(server);
+        let bound =
+            http::serve(glia.clone(), "127.0.0.1:0", Some(1)).expect("bind a loopback port");
+        let handle = bound.server.handle();
+        actix_rt::spawn(bound.server);
         TestGlia {
             glia,
-            base_url: format!("http://127.0.0.1:{port}"),
+            base_url: bound.urls,
             server: handle,
         }
     }

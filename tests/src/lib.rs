@@ -1,10 +1,12 @@
 //! Shared pieces for glia's black-box tests and benchmarks: a scripted module whose answers,
 //! delays, failures and gates come from its config, probes that record what modules saw,
-//! a harness that starts glia (with its HTTP server) from a YAML string, and fakes of the
-//! synapse-http-antispam servers Draupnir and Meowlnir.
+//! a harness that starts glia (with its HTTP server) from a YAML string, `glia` processes
+//! started from the binary, fakes of the synapse-http-antispam servers Draupnir and Meowlnir,
+//! and the bodies of the fuzz targets.
 
 pub mod antispam_fakes;
 pub mod crashy;
+pub mod fuzzing;
 pub mod harness;
 pub mod load;
 pub mod nats;

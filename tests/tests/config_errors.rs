@@ -659,6 +659,7 @@ fn auth_token_rules() {
         "set auth_token or auth_token_file, not both",
     );
 
+    // An empty token names the key it came from, with its line.
     let empty = TempFile::new("empty-token", "\n");
     let yaml = format!(
         concat!(
@@ -667,9 +668,74 @@ fn auth_token_rules() {
         ),
         empty.path_str()
     );
-    let err = error_of(&yaml);
-    assert_eq!(err.key, "auth_token", "{err}");
-    assert_eq!(err.message, "the auth token is empty", "{err}");
+    assert_error(
+        &error_of(&yaml),
+        (2, 1),
+        None,
+        "auth_token_file",
+        "the auth token is empty",
+    );
+    assert_error(
+        &error_of("listen: 127.0.0.1:0\nauth_token: \"\"\n"),
+        (2, 1),
+        None,
+        "auth_token",
+        "the auth token is empty",
+    );
+}
+
+/// A token callers could never send in an `Authorization` header is refused: it must be
+/// visible ASCII.
+#[test]
+fn an_auth_token_must_be_visible_ascii() {
+    const MESSAGE: &str = "the auth token must be visible ASCII (no spaces, control characters \
+                           or non-ASCII letters): callers send it in an HTTP header";
+    for token in ["s\u{e9}cret", "two words", "tab\there", "\u{1F511}"] {
+        let yaml = format!(
+            "listen: 127.0.0.1:0\nauth_token: {}\n",
+            serde_json::to_string(token).unwrap()
+        );
+        assert_error(&error_of(&yaml), (2, 1), None, "auth_token", MESSAGE);
+        let file = TempFile::new("odd-token", token);
+        let yaml = format!("auth_token_file: {}\n", file.path_str());
+        assert_error(&error_of(&yaml), (1, 1), None, "auth_token_file", MESSAGE);
+    }
+    assert_eq!(
+        load("auth_token: \"A-z0-9._~+/=!#$%&'*^`|\"\n")
+            .auth_token
+            .as_deref(),
+        Some("A-z0-9._~+/=!#$%&'*^`|")
+    );
+}
+
+/// `auth_token_file` must name a regular file of at most 1 MiB: a device such as
+/// /dev/zero would be read forever, and opening a FIFO would wait for a writer.
+#[test]
+fn an_auth_token_file_must_be_a_small_regular_file() {
+    let fifo = TempFile::unused_path("token-fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo (coreutils) runs");
+    assert!(made.success());
+    let big = TempFile::new("big-token", &"x".repeat((1 << 20) + 1));
+    let cases = [
+        ("/dev/zero".to_owned(), "not a regular file"),
+        (fifo.display().to_string(), "not a regular file"),
+        ("/".to_owned(), "not a regular file"),
+        (big.path_str(), "larger than 1048576 bytes"),
+    ];
+    for (path, why) in cases {
+        let yaml = format!("listen: 127.0.0.1:0\nauth_token_file: {path}\n");
+        assert_error(
+            &error_of(&yaml),
+            (2, 1),
+            None,
+            "auth_token_file",
+            &format!("cannot read {path}: {why}"),
+        );
+    }
+    let _ = std::fs::remove_file(&fifo);
 }
 
 #[test]
@@ -898,6 +964,287 @@ fn errors_in_a_file_name_that_file() {
             file.path_str()
         )),
         "{err}"
+    );
+}
+
+/// The HTTP server's limits: positive timeouts, a connection cap of at least one that fits
+/// under the open-file limit.
+#[test]
+fn http_limits_are_checked() {
+    for key in ["body_timeout", "header_timeout"] {
+        let yaml = format!("listen: 127.0.0.1:0\n{key}: 0s\n");
+        assert_error(
+            &error_of(&yaml),
+            (2, 1),
+            None,
+            key,
+            "duration \"0s\" must be longer than 0",
+        );
+    }
+    assert_error(
+        &error_of("listen: 127.0.0.1:0\nmax_connections: 0\n"),
+        (2, 1),
+        None,
+        "max_connections",
+        "must be at least 1",
+    );
+    let err = error_of("listen: 127.0.0.1:0\nmax_connections: 4000000000\n");
+    assert_eq!(err.position, Some(Position { line: 2, column: 1 }), "{err}");
+    assert_eq!(err.key, "max_connections");
+    assert!(
+        err.message
+            .starts_with("4000000000 connections need 4000000256 open files")
+            && err.message.contains("open-file limit"),
+        "{err}"
+    );
+    let cfg = load("body_timeout: 250ms\nheader_timeout: 2s\nmax_connections: 64\n");
+    assert_eq!(cfg.body_timeout, Duration::from_millis(250));
+    assert_eq!(cfg.header_timeout, Duration::from_secs(2));
+    assert_eq!(cfg.max_connections, 64);
+    let cfg = load("");
+    assert_eq!(cfg.body_timeout, config::DEFAULT_BODY_TIMEOUT);
+    assert_eq!(cfg.header_timeout, config::DEFAULT_HEADER_TIMEOUT);
+    assert_eq!(cfg.max_connections, config::DEFAULT_MAX_CONNECTIONS);
+}
+
+/// The decision log's buffer is bounded (a huge one passed the check and panicked tokio at
+/// start), and its path must not be empty (it passed the check and failed at start).
+#[test]
+fn decision_log_settings_that_failed_only_at_start_are_refused() {
+    let yaml = concat!(
+        "telemetry:\n",                      // 1
+        "  decision_log:\n",                 // 2
+        "    output: stdout\n",              // 3
+        "    buffer: 2305843009213693952\n", // 4
+    );
+    assert_error(
+        &error_of(yaml),
+        (4, 5),
+        None,
+        "telemetry.decision_log.buffer",
+        "must be between 1 and 1000000",
+    );
+    let yaml = concat!(
+        "telemetry:\n",       // 1
+        "  decision_log:\n",  // 2
+        "    output: file\n", // 3
+        "    path: \"\"\n",   // 4
+    );
+    assert_error(
+        &error_of(yaml),
+        (4, 5),
+        None,
+        "telemetry.decision_log.path",
+        "must not be empty",
+    );
+    // A file that cannot be opened: at its key, with its line.
+    let nowhere = TempFile::unused_path("no-such-dir").join("decisions.jsonl");
+    let yaml = format!(
+        concat!(
+            "telemetry:\n",       // 1
+            "  decision_log:\n",  // 2
+            "    output: file\n", // 3
+            "    path: {}\n",     // 4
+        ),
+        nowhere.display()
+    );
+    let err = error_of(&yaml);
+    assert_eq!(err.position, Some(Position { line: 4, column: 5 }), "{err}");
+    assert_eq!(err.key, "telemetry.decision_log.path", "{err}");
+    assert!(err.message.contains("does not exist"), "{err}");
+}
+
+/// What connecting to NATS would refuse is refused by the config check, at its key: a bad
+/// NKey seed (without printing it), an unreadable or wrong TLS file, a credentials file that
+/// is not one, half a user/password or certificate/key pair.
+#[test]
+fn nats_settings_that_failed_only_at_connect_are_refused() {
+    let bus = |settings: &str| {
+        format!(
+            concat!(
+                "listen: 127.0.0.1:0\n",          // 1
+                "bus:\n",                         // 2
+                "  type: nats\n",                 // 3
+                "  url: nats://127.0.0.1:4222\n", // 4
+                "{}",                             // 5...
+            ),
+            settings
+        )
+    };
+    let err = error_of(&bus("  nkey_seed: SUANOTASEED\n"));
+    assert_eq!(err.position, Some(Position { line: 5, column: 3 }), "{err}");
+    assert_eq!(err.key, "bus.nkey_seed", "{err}");
+    assert!(err.message.starts_with("not an NKey seed: "), "{err}");
+    assert!(
+        !err.message.contains("SUANOTASEED"),
+        "the seed is a secret: {err}"
+    );
+
+    let missing = TempFile::unused_path("missing-ca.pem");
+    let err = error_of(&bus(&format!(
+        "  tls:\n    ca_file: {}\n",
+        missing.display()
+    )));
+    assert_eq!(err.position, Some(Position { line: 6, column: 5 }), "{err}");
+    assert_eq!(err.key, "bus.tls.ca_file", "{err}");
+    assert!(
+        err.message
+            .starts_with(&format!("cannot read {}: ", missing.display())),
+        "{err}"
+    );
+    let not_pem = TempFile::new("not-a-ca.pem", "hello\n");
+    let err = error_of(&bus(&format!(
+        "  tls:\n    ca_file: {}\n",
+        not_pem.path_str()
+    )));
+    assert_eq!(err.key, "bus.tls.ca_file", "{err}");
+    assert!(err.message.ends_with("no PEM certificate in it"), "{err}");
+    let err = error_of(&bus(&format!(
+        "  tls:\n    cert_file: {}\n",
+        not_pem.path_str()
+    )));
+    assert_eq!(err.key, "bus.tls.cert_file", "{err}");
+    assert!(err.message.contains("needs `key_file:`"), "{err}");
+
+    let err = error_of(&bus(&format!(
+        "  credentials_file: {}\n",
+        not_pem.path_str()
+    )));
+    assert_eq!(err.position, Some(Position { line: 5, column: 3 }), "{err}");
+    assert_eq!(err.key, "bus.credentials_file", "{err}");
+    assert!(err.message.contains("not a NATS credentials file"), "{err}");
+    let err = error_of(&bus("  credentials_file: /dev/zero\n"));
+    assert_eq!(
+        err.message, "cannot read /dev/zero: not a regular file",
+        "{err}"
+    );
+
+    let err = error_of(&bus("  user: glia\n"));
+    assert_eq!(
+        (err.key.as_str(), err.message.as_str()),
+        ("bus.user", "needs `password:` beside it"),
+        "{err}"
+    );
+}
+
+/// YAML errors name the file, not serde-saphyr's `<input>`, on one line.
+#[test]
+fn yaml_errors_name_the_file_on_one_line() {
+    let yaml = concat!(
+        "modules:\n",         // 1
+        "  - module: demo\n", // 2
+        "    timeout: 5s\n",  // 3
+        "    timeout: 6s\n",  // 4
+    );
+    let file = TempFile::new("duplicate.yaml", yaml);
+    let err = match config::load_file(file.path(), &glia_tests::registry()) {
+        Ok(_) => panic!("a duplicate key loaded"),
+        Err(e) => e,
+    };
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("{}:4:5: invalid YAML: ", file.path_str())),
+        "{text}"
+    );
+    assert!(!text.contains("<input>"), "{text}");
+    assert!(!text.contains('\n'), "{text}");
+    assert!(text.contains("timeout"), "{text}");
+    // Aliases to anchors that do not exist are syntax errors with a position too.
+    let err = error_of("listen: *nowhere\n");
+    assert!(err.position.is_some(), "{err}");
+    assert!(!err.to_string().contains("<input>"), "{err}");
+}
+
+/// A config file is read as the token file is: a regular file, up to a cap.
+#[test]
+fn a_config_file_must_be_a_regular_file() {
+    let err = match config::load_file(std::path::Path::new("/dev/zero"), &glia_tests::registry()) {
+        Ok(_) => panic!("/dev/zero loaded"),
+        Err(e) => e,
+    };
+    assert_eq!(
+        err.to_string(),
+        "/dev/zero: cannot read the config file: not a regular file"
+    );
+}
+
+/// Keys that a `<<:` merge key brings, and keys after one, are found where they are written.
+#[test]
+fn errors_around_merge_keys_point_at_the_key() {
+    let yaml = concat!(
+        "defaults: &shared\n",                     // 1
+        "  timeout: 2s\n",                         // 2
+        "modules:\n",                              // 3
+        "  - <<: {module: demo, timeout: fast}\n", // 4
+    );
+    assert_error(
+        &error_of(yaml),
+        (4, 24),
+        Some((0, "demo")),
+        "timeout",
+        "duration \"fast\" does not start with a number",
+    );
+    let yaml = concat!(
+        "defaults: &shared\n",  // 1
+        "  max_in_flight: 0\n", // 2
+        "modules:\n",           // 3
+        "  - module: demo\n",   // 4
+    );
+    assert_error(
+        &error_of(yaml),
+        (2, 3),
+        None,
+        "defaults.max_in_flight",
+        "must be between 1 and 1048576",
+    );
+    let yaml = concat!(
+        "defaults: &shared\n",            // 1
+        "  timeout: 2s\n",                // 2
+        "modules:\n",                     // 3
+        "  - <<: *shared\n",              // 4
+        "    module: demo\n",             // 5
+        "    config:\n",                  // 6
+        "      denied_users: [nobody]\n", // 7
+    );
+    assert_error(
+        &error_of(yaml),
+        (7, 22),
+        Some((0, "demo")),
+        "config.denied_users[0]",
+        "bad config for module \"demo\": \"nobody\" is not a user id (expected @localpart:server)",
+    );
+    let yaml = concat!(
+        "x-entry: &entry\n",    // 1
+        "  module: demo\n",     // 2
+        "  max_in_flight: 0\n", // 3
+    );
+    // (an unknown top-level key: anchors live inside known keys)
+    assert_eq!(error_of(yaml).key, "x-entry");
+    let yaml = concat!(
+        "modules:\n",             // 1
+        "  - &entry\n",           // 2
+        "    module: demo\n",     // 3
+        "    max_in_flight: 0\n", // 4
+        "  - <<: *entry\n",       // 5
+        "    name: second\n",     // 6
+    );
+    let err = error_of(yaml);
+    // The first entry is wrong where it is written.
+    assert_eq!(err.position, Some(Position { line: 4, column: 5 }), "{err}");
+    let yaml = concat!(
+        "modules:\n",             // 1
+        "  - &entry\n",           // 2
+        "    module: demo\n",     // 3
+        "  - <<: *entry\n",       // 4
+        "    name: second\n",     // 5
+        "    max_in_flight: 0\n", // 6
+    );
+    assert_error(
+        &error_of(yaml),
+        (6, 5),
+        Some((1, "second")),
+        "max_in_flight",
+        "must be between 1 and 1048576",
     );
 }
 

@@ -166,6 +166,25 @@ async fn a_missing_field_is_400_bad_json_naming_the_field() {
     g.stop().await;
 }
 
+/// Valid JSON nested deeper than the decoder goes is JSON all the same: 400 `M_BAD_JSON`,
+/// not `M_NOT_JSON`.
+#[actix_rt::test]
+async fn json_nested_too_deep_is_400_bad_json() {
+    let g = start_demo(json!({})).await;
+    for depth in [200, 100_000] {
+        let body = format!(
+            r#"{{"user_id": "@a:hs", "room_config": {{"deep": {}{}}}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let error = post(&g, CREATE_ROOM, &body, None)
+            .await
+            .assert_matrix_error(400, "M_BAD_JSON");
+        assert!(error.contains("nested more than 128 levels"), "{error}");
+    }
+    g.stop().await;
+}
+
 #[actix_rt::test]
 async fn a_body_over_max_body_size_is_413_too_large() {
     let g = start_demo(json!({"max_body_size": 100})).await;
@@ -258,6 +277,27 @@ async fn check_token(g: &TestGlia, token: &str) {
     let reply = post(g, CREATE_ROOM, &body, Some(token)).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.json(), json!({"decision": "allow"}));
+    // The scheme is case-insensitive (RFC 7235); the token is not.
+    for scheme in ["bearer", "BEARER", "bEaReR"] {
+        let header = format!("{scheme} {token}");
+        let reply = send(
+            "POST",
+            &url,
+            &[("authorization", &header)],
+            Some(body.as_bytes()),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{scheme}: {}", reply.text());
+    }
+    let header = format!("Bearer {}", token.to_uppercase());
+    send(
+        "POST",
+        &url,
+        &[("authorization", &header)],
+        Some(body.as_bytes()),
+    )
+    .await
+    .assert_matrix_error(403, "M_UNKNOWN_TOKEN");
 
     // The token is checked before the callback name and the body.
     post(g, "/_glia/v1/callbacks/user_may_explode", "{", None)

@@ -490,18 +490,21 @@ async fn a_collector_glia_does_not_trust_gets_no_spans() {
     assert_eq!(receiver.spans(), Vec::new());
 }
 
-/// TLS files are read when glia starts: a missing or wrong one stops the start, naming the
-/// setting and the file.
+/// TLS files are read when the config is loaded (by `glia serve` as by `glia check-config`):
+/// a missing or wrong one is a config error naming the setting, its line and the file.
 #[actix_rt::test]
-async fn unreadable_tls_files_fail_the_start_naming_the_setting() {
+async fn unreadable_tls_files_are_refused_naming_the_setting() {
     let pki = TestPki::new();
     let cert = TempFile::new("client.pem", &pki.client.cert_pem);
     let missing = TempFile::unused_path("missing.pem");
     let start_error = |traces: Value| async move {
         let config = json!({"telemetry": {"traces": traces}, "modules": demo_modules()});
-        match TestGlia::try_start(&config.to_string()).await {
-            Ok(_) => panic!("glia started with {traces}"),
-            Err(e) => e.to_string(),
+        match TestGlia::config(&config.to_string()) {
+            Ok(_) => panic!("the config loaded with {traces}"),
+            Err(e) => {
+                assert!(e.position.is_some(), "{e}");
+                e.to_string()
+            }
         }
     };
     let with =

@@ -17,7 +17,20 @@ pub struct Position {
 #[derive(Debug, Default)]
 pub struct Locations {
     positions: HashMap<ConfigPath, Position>,
+    /// `(target, source)`: the nodes under `source` also appear under `target`, through an
+    /// alias (`target` is `*anchor`) or a merge key (`<<: *anchor` or `<<: {...}` merge
+    /// `source` into the mapping at `target`). A key found only this way gets the position
+    /// of the text that defines it. In merge order: earlier sources win, as YAML says.
+    links: Vec<(ConfigPath, ConfigPath)>,
 }
+
+/// YAML's merge key.
+const MERGE_KEY: &str = "<<";
+/// How many aliases and merge keys one lookup follows in a chain (anchors nest, and may
+/// form a cycle), and how many paths it tries in all (a document with many merges must not
+/// make a lookup explode).
+const MAX_CHAIN: usize = 16;
+const LOOKUP_BUDGET: usize = 1024;
 
 impl Locations {
     /// Indexes `text`; a syntax error comes back with its position.
@@ -25,7 +38,8 @@ impl Locations {
         let mut parser = Parser::new_from_str(text);
         let mut out = Locations::default();
         // One frame per open collection: for a mapping, whether the next scalar is a key and
-        // the key being read; for a sequence, the next index.
+        // the key being read; for a sequence, the next index, and for a sequence that is a
+        // merge key's value, the mapping its items merge into.
         enum Frame {
             Map {
                 expect_key: bool,
@@ -33,10 +47,12 @@ impl Locations {
             },
             Seq {
                 next: usize,
+                merges_into: Option<ConfigPath>,
             },
         }
         let mut stack: Vec<Frame> = Vec::new();
         let mut path = ConfigPath::root();
+        let mut anchors: HashMap<usize, ConfigPath> = HashMap::new();
         while let Some(item) = parser.next_event() {
             let (event, span) = item.map_err(|e: ScanError| {
                 let m = e.marker();
@@ -60,7 +76,10 @@ impl Locations {
                     | Event::Alias(..)
             );
             if starts_value {
-                // A new node: a mapping key, a mapping value, or a sequence item.
+                // A new node: a mapping key, a mapping value, or a sequence item. `merges_into`:
+                // the mapping this node is merged into, when it is a merge key's value or an
+                // item of one.
+                let mut merges_into = None;
                 match stack.last_mut() {
                     Some(Frame::Map {
                         expect_key: true,
@@ -79,22 +98,68 @@ impl Locations {
                     }
                     Some(Frame::Map { expect_key, key }) => {
                         *expect_key = true;
-                        path.0
-                            .push(PathSegment::Key(key.take().unwrap_or_default()));
+                        let key = key.take().unwrap_or_default();
+                        if key == MERGE_KEY {
+                            merges_into = Some(path.clone());
+                        }
+                        path.0.push(PathSegment::Key(key));
                     }
-                    Some(Frame::Seq { next }) => {
+                    Some(Frame::Seq {
+                        next,
+                        merges_into: into,
+                    }) => {
                         path.0.push(PathSegment::Index(*next));
                         *next += 1;
                         out.positions.entry(path.clone()).or_insert(here);
+                        merges_into.clone_from(into);
                     }
-                    None => {}
+                    // The document itself: where it starts is where a whole-config error
+                    // points.
+                    None => {
+                        out.positions.entry(path.clone()).or_insert(here);
+                    }
+                }
+                let anchor = match &event {
+                    Event::Scalar(_, _, id, _)
+                    | Event::MappingStart(id, _)
+                    | Event::SequenceStart(id, _) => *id,
+                    _ => 0,
+                };
+                if anchor != 0 {
+                    anchors.insert(anchor, path.clone());
+                }
+                // What this node stands for: an alias its anchor's nodes, a merged mapping
+                // its own.
+                let source = match &event {
+                    Event::Alias(id) => anchors.get(id).cloned(),
+                    Event::MappingStart(..) => Some(path.clone()),
+                    _ => None,
+                };
+                match (merges_into, source) {
+                    (Some(into), Some(source)) => out.links.push((into, source)),
+                    (None, Some(source)) if matches!(event, Event::Alias(_)) => {
+                        out.links.push((path.clone(), source))
+                    }
+                    _ => {}
                 }
                 match event {
                     Event::MappingStart(..) => stack.push(Frame::Map {
                         expect_key: true,
                         key: None,
                     }),
-                    Event::SequenceStart(..) => stack.push(Frame::Seq { next: 0 }),
+                    Event::SequenceStart(..) => {
+                        // `<<: [*a, *b]` merges each item.
+                        let merges_into = match path.0.last() {
+                            Some(PathSegment::Key(k)) if k == MERGE_KEY => {
+                                Some(ConfigPath(path.0[..path.0.len() - 1].to_vec()))
+                            }
+                            _ => None,
+                        };
+                        stack.push(Frame::Seq {
+                            next: 0,
+                            merges_into,
+                        })
+                    }
                     _ => {
                         if !stack.is_empty() {
                             path.0.pop();
@@ -111,15 +176,38 @@ impl Locations {
         Ok(out)
     }
 
-    /// The position of `path`, or of its nearest ancestor that has one.
+    /// The position of `path`, or of its nearest ancestor that has one (the document's start,
+    /// for a path nothing else locates).
     pub fn find(&self, path: &ConfigPath) -> Option<Position> {
         let mut segments = path.0.clone();
+        let mut budget = LOOKUP_BUDGET;
         loop {
-            if let Some(p) = self.positions.get(&ConfigPath(segments.clone())) {
-                return Some(*p);
+            if let Some(p) = self.exact(&ConfigPath(segments.clone()), MAX_CHAIN, &mut budget) {
+                return Some(p);
             }
-            segments.pop()?;
+            if segments.pop().is_none() {
+                return self.positions.get(&ConfigPath::root()).copied();
+            }
         }
+    }
+
+    /// The position of `path` itself: written there, else where an alias or a merge key
+    /// brought it from (following at most `chain` of them, while `budget` lasts).
+    fn exact(&self, path: &ConfigPath, chain: usize, budget: &mut usize) -> Option<Position> {
+        *budget = budget.checked_sub(1)?;
+        if let Some(p) = self.positions.get(path) {
+            return Some(*p);
+        }
+        let chain = chain.checked_sub(1)?;
+        self.links.iter().find_map(|(target, source)| {
+            if *budget == 0 {
+                return None;
+            }
+            let rest = path.0.strip_prefix(target.0.as_slice())?;
+            let mut from = source.clone();
+            from.0.extend_from_slice(rest);
+            self.exact(&from, chain, budget)
+        })
     }
 }
 
@@ -151,5 +239,74 @@ mod tests {
         );
         let err = Locations::index("a: [1, 2\nb: c\n").unwrap_err();
         assert!(err.1.line >= 1);
+    }
+
+    #[test]
+    fn keys_brought_by_aliases_and_merge_keys_point_where_they_are_written() {
+        let text = concat!(
+            "defaults: &d\n",                            // 1
+            "  timeout: 5s\n",                           // 2
+            "base: &b {priority: 1, timeout: x}\n",      // 3
+            "modules:\n",                                // 4
+            "  - <<: *b\n",                              // 5
+            "    module: demo\n",                        // 6
+            "    timeout: 1s\n",                         // 7
+            "  - <<: [*d, {name: n, config: {a: 1}}]\n", // 8
+            "    module: other\n",                       // 9
+            "  - <<: {max_in_flight: 0}\n",              // 10
+            "    module: third\n",                       // 11
+            "  - *b\n",                                  // 12
+        );
+        let loc = Locations::index(text).unwrap();
+        let at = |p: &str| loc.find(&ConfigPath::parse(p)).map(|p| (p.line, p.column));
+        // Merged from an anchor: where the anchor's mapping says it.
+        assert_eq!(at("modules[0].priority"), Some((3, 11)));
+        // Written in the entry itself: there, not in the anchor.
+        assert_eq!(at("modules[0].timeout"), Some((7, 5)));
+        assert_eq!(at("modules[0].module"), Some((6, 5)));
+        // Merged from a list: each item, the alias's anchor and the inline mapping.
+        assert_eq!(at("modules[1].timeout"), Some((2, 3)));
+        assert_eq!(at("modules[1].name"), Some((8, 15)));
+        assert_eq!(at("modules[1].config.a"), Some((8, 33)));
+        assert_eq!(at("modules[1].module"), Some((9, 5)));
+        // Merged from an inline mapping.
+        assert_eq!(at("modules[2].max_in_flight"), Some((10, 10)));
+        // A whole entry that is an alias.
+        assert_eq!(at("modules[3].timeout"), Some((3, 24)));
+        // Lines after the merges stay right.
+        assert_eq!(at("modules[2].module"), Some((11, 5)));
+    }
+
+    #[test]
+    fn an_alias_cycle_or_a_thousand_merges_do_not_loop() {
+        // Not valid YAML for a document, but the index must not hang on whatever it gets.
+        if let Ok(loc) = Locations::index("a: &x [*x]\n") {
+            let _ = loc.find(&ConfigPath::parse("a[0][0][0].b"));
+        }
+        // Every lookup of a missing key tries every merge, which tries every merge...
+        let mut text = String::from("x: &a {k: 1}\n");
+        for _ in 0..1000 {
+            text.push_str("<<: *a\n");
+        }
+        if let Ok(loc) = Locations::index(&text) {
+            assert_eq!(
+                loc.find(&ConfigPath::parse("nowhere.deep")).map(|p| p.line),
+                Some(1)
+            );
+        }
+    }
+
+    #[test]
+    fn a_path_nothing_locates_is_at_the_document_start() {
+        let loc = Locations::index("\n\n  - a\n").unwrap();
+        assert_eq!(
+            loc.find(&ConfigPath::root()),
+            Some(Position { line: 3, column: 3 })
+        );
+        assert_eq!(
+            loc.find(&ConfigPath::parse("modules[0].timeout"))
+                .map(|p| p.line),
+            Some(3)
+        );
     }
 }

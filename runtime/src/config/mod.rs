@@ -2,6 +2,8 @@
 //! time so every error names the file, line, module and key.
 
 mod duration;
+mod external;
+pub mod files;
 mod locate;
 mod nats_urls;
 pub mod python;
@@ -41,6 +43,12 @@ pub const MAX_IN_FLIGHT_LIMIT: usize = 1 << 20;
 const IN_FLIGHT_RANGE: &str = "must be between 1 and 1048576";
 /// The largest request body the HTTP API accepts unless configured.
 pub const DEFAULT_MAX_BODY_SIZE: usize = 1 << 20;
+/// How long a request's whole body may take to arrive unless configured.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request's head may take to arrive unless configured (actix-web's default).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP connections served at once unless configured.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
 
 /// The example config glia runs when no file is given.
 pub const EMBEDDED_CONFIG: &str = include_str!("../../../deploy/glia.example.yaml");
@@ -58,6 +66,13 @@ pub struct GliaConfig {
     pub auth_token: Option<String>,
     /// The largest request body accepted.
     pub max_body_size: usize,
+    /// How long a request's whole body may take to arrive, from its head.
+    pub body_timeout: Duration,
+    /// How long a request's head may take to arrive, from its first byte (or from the
+    /// connection's start, for its first request).
+    pub header_timeout: Duration,
+    /// HTTP connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
     /// Which bus carries invocations.
     pub bus: BusConfig,
     /// The whole-request deadline.
@@ -338,6 +353,9 @@ struct RawConfig {
     auth_token: Option<String>,
     auth_token_file: Option<String>,
     max_body_size: Option<ByteSize>,
+    body_timeout: Option<ConfigDuration>,
+    header_timeout: Option<ConfigDuration>,
+    max_connections: Option<usize>,
     bus: Option<BusConfig>,
     deadline: Option<ConfigDuration>,
     shutdown_grace: Option<ConfigDuration>,
@@ -375,7 +393,8 @@ pub enum PythonCheck {
     Placement(Placement),
 }
 
-/// Reads and checks a config file (every Python module's config included).
+/// Reads and checks a config file, and what it names outside itself (see [`load_str`]),
+/// every Python module's config included.
 pub fn load_file(path: &Path, registry: &ModuleRegistry) -> Result<GliaConfig, ConfigFileError> {
     load_file_with(path, registry, PythonCheck::All)
 }
@@ -387,7 +406,7 @@ pub fn load_file_with(
     check: PythonCheck,
 ) -> Result<GliaConfig, ConfigFileError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigFileError {
+    let text = files::read_text(path, files::MAX_CONFIG_FILE).map_err(|e| ConfigFileError {
         file: file.clone(),
         position: None,
         module: None,
@@ -397,7 +416,10 @@ pub fn load_file_with(
     Loader::new(&text, &file)?.load(registry, check)
 }
 
-/// Checks config text; `file` names it in errors.
+/// Checks config text; `file` names it in errors. Besides the text, it checks what the
+/// config names outside itself as `glia serve` and `glia worker` will use it — files (TLS,
+/// credentials, the token, the decision log), the NATS seed, the open-file limit — so
+/// `glia check-config` and a start refuse the same configs, with the same errors.
 pub fn load_str(
     text: &str,
     file: &str,
@@ -426,11 +448,16 @@ impl<'a> Loader<'a> {
             Value::Null
         } else {
             serde_saphyr::from_str(text).map_err(|e| {
-                let position = e.location().map(|l| Position {
-                    line: l.line() as u32,
-                    column: l.column() as u32,
-                });
-                syntax(e.to_string(), position)
+                // An error serde-saphyr cannot place (a limit on the whole document, say) is
+                // the document's: it points where the document starts.
+                let position = e
+                    .location()
+                    .map(|l| Position {
+                        line: l.line() as u32,
+                        column: l.column() as u32,
+                    })
+                    .or_else(|| locations.find(&ConfigPath::root()));
+                syntax(yaml_message(&e), position)
             })?
         };
         Ok(Loader {
@@ -510,32 +537,13 @@ impl<'a> Loader<'a> {
             })?;
         }
 
-        let auth_token = match (&raw.auth_token, &raw.auth_token_file) {
-            (Some(_), Some(_)) => {
-                return Err(self.error(
-                    &root_path.clone().key("auth_token_file"),
-                    None,
-                    "set auth_token or auth_token_file, not both",
-                ))
-            }
-            (Some(t), None) => Some(t.clone()),
-            (None, Some(path)) => {
-                let token = std::fs::read_to_string(path).map_err(|e| {
-                    self.error(
-                        &root_path.clone().key("auth_token_file"),
-                        None,
-                        format!("cannot read {path}: {e}"),
-                    )
-                })?;
-                Some(token.trim().to_owned())
-            }
-            (None, None) => None,
-        };
-        if auth_token.as_deref() == Some("") {
+        let auth_token = self.auth_token(&raw)?;
+        let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
             return Err(self.error(
-                &root_path.clone().key("auth_token"),
+                &root_path.clone().key("max_connections"),
                 None,
-                "the auth token is empty",
+                "must be at least 1",
             ));
         }
 
@@ -773,17 +781,66 @@ impl<'a> Loader<'a> {
                 self.error(&at, None, message)
             })?;
 
-        Ok(GliaConfig {
+        let config = GliaConfig {
             source: self.file.to_owned(),
             listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
             auth_token,
             max_body_size: raw.max_body_size.map_or(DEFAULT_MAX_BODY_SIZE, |b| b.0),
+            // Durations are longer than 0 (`ConfigDuration` refuses 0).
+            body_timeout: raw.body_timeout.map_or(DEFAULT_BODY_TIMEOUT, |d| d.0),
+            header_timeout: raw.header_timeout.map_or(DEFAULT_HEADER_TIMEOUT, |d| d.0),
+            max_connections,
             bus: raw.bus.clone().unwrap_or(BusConfig::Internal),
             deadline: raw.deadline.map_or(DEFAULT_DEADLINE, |d| d.0),
             shutdown_grace: raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
             modules,
             telemetry,
-        })
+        };
+        external::check(&config, |name| std::env::var(name).ok())
+            .map_err(|(at, message)| self.error(&at, None, message))?;
+        Ok(config)
+    }
+
+    /// The bearer token, from `auth_token` or the file `auth_token_file` names (a regular
+    /// file, read up to a cap). Errors name the key that was used.
+    fn auth_token(&self, raw: &RawConfig) -> Result<Option<String>, ConfigFileError> {
+        let (token, key) = match (&raw.auth_token, &raw.auth_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(self.error(
+                    &ConfigPath::root().key("auth_token_file"),
+                    None,
+                    "set auth_token or auth_token_file, not both",
+                ))
+            }
+            (Some(t), None) => (t.clone(), "auth_token"),
+            (None, Some(path)) => {
+                let token =
+                    files::read_text(Path::new(path), files::MAX_NAMED_FILE).map_err(|e| {
+                        self.error(
+                            &ConfigPath::root().key("auth_token_file"),
+                            None,
+                            format!("cannot read {path}: {e}"),
+                        )
+                    })?;
+                (token.trim().to_owned(), "auth_token_file")
+            }
+            (None, None) => return Ok(None),
+        };
+        let at = ConfigPath::root().key(key);
+        if token.is_empty() {
+            return Err(self.error(&at, None, "the auth token is empty"));
+        }
+        // Callers send it in an `Authorization` header, which carries visible ASCII only: any
+        // other token could never be presented.
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(self.error(
+                &at,
+                None,
+                "the auth token must be visible ASCII (no spaces, control characters or \
+                 non-ASCII letters): callers send it in an HTTP header",
+            ));
+        }
+        Ok(Some(token))
     }
 
     /// The `python:` settings, checked once, for the first Python module that needs them.
@@ -909,6 +966,23 @@ impl<'a> Loader<'a> {
         }
         Ok(table)
     }
+}
+
+/// A YAML error's message alone: the error names the file, line and column itself, and
+/// serde-saphyr's own rendering adds a source snippet headed `<input>` and the position again.
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    use serde_saphyr::MessageFormatter;
+    let mut inner = e;
+    while let serde_saphyr::Error::WithSnippet { error, .. }
+    | serde_saphyr::Error::AliasError { error, .. } = inner
+    {
+        inner = error;
+    }
+    // Rendered without the renderer, so control characters are escaped here.
+    serde_saphyr::UserMessageFormatter
+        .format_message(inner)
+        .escape_debug()
+        .to_string()
 }
 
 /// The factory behind `module: remote`: it parses an empty config and cannot be built here.

@@ -10,6 +10,9 @@ use std::path::PathBuf;
 pub const DEFAULT_DECISION_SUBJECT: &str = "glia.v1.decisions";
 /// Decision records that may wait for the writer before new ones are dropped (and counted).
 pub const DEFAULT_DECISION_BUFFER: usize = 10_000;
+/// The largest `decision_log.buffer`: a million waiting records is already hundreds of
+/// megabytes (and tokio's channels refuse more than `usize::MAX >> 3` outright).
+pub const MAX_DECISION_BUFFER: usize = 1_000_000;
 
 /// Everything under `telemetry:`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -234,8 +237,17 @@ impl TelemetryConfig {
             }
         }
         let log = &self.decision_log;
-        if log.buffer == Some(0) {
-            return Err((&["decision_log", "buffer"], "must be at least 1".into()));
+        if log
+            .buffer
+            .is_some_and(|b| !(1..=MAX_DECISION_BUFFER).contains(&b))
+        {
+            return Err((
+                &["decision_log", "buffer"],
+                format!("must be between 1 and {MAX_DECISION_BUFFER}"),
+            ));
+        }
+        if log.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return Err((&["decision_log", "path"], "must not be empty".into()));
         }
         match log.output {
             DecisionOutput::File if log.path.is_none() => Err((

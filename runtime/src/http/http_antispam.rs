@@ -113,9 +113,17 @@ fn allow() -> HttpResponse {
     HttpResponse::Ok().json(json!({}))
 }
 
+/// Where the ingress is served; `{callback}` follows.
+pub const PREFIX: &str = "/_glia/v1/http-antispam/";
+
+/// Whether the ingress serves `path` (so its errors are answered as [`cannot_decide`] does).
+pub fn serves(path: &str) -> bool {
+    path.starts_with(PREFIX)
+}
+
 /// The error as plain text (`M_UNKNOWN_TOKEN: ...`), with its status: not JSON, so the module
 /// applies its `fail_open` instead of denying.
-fn cannot_decide(e: &MatrixError) -> HttpResponse {
+pub fn cannot_decide(e: &MatrixError) -> HttpResponse {
     let status = actix_web::ResponseError::status_code(e);
     HttpResponse::build(status)
         .content_type("text/plain; charset=utf-8")

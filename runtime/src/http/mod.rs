@@ -1,21 +1,34 @@
 //! The HTTP API (actix-web): one endpoint per callback, health and module listings, and the
-//! modules' web resources, all answering errors as Matrix JSON; and the ingress for
-//! synapse-http-antispam, which answers in that module's terms.
+//! modules' web resources, all answering errors as Matrix JSON; the ingress for
+//! synapse-http-antispam, which answers in that module's terms; and the bounds that keep
+//! clients from holding glia's connections: a head timeout, a body deadline, a connection cap
+//! under the open-file limit, and a shutdown that answers instead of dropping.
 
 mod admin;
 mod auth;
 mod body;
+mod body_deadline;
 mod callbacks;
+mod drain;
 mod errors;
 mod http_antispam;
+mod limits;
 mod resources;
 pub mod routes;
 
+pub use drain::GracefulStop;
 pub use errors::MatrixError;
+pub use limits::check_max_connections;
 
 use crate::app::Glia;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long an idle connection is kept open for its next request (actix-web's default, set
+/// here because shutdown waits this long for idle connections to close).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 /// What every handler can reach.
 pub struct AppState {
@@ -25,10 +38,12 @@ pub struct AppState {
     pub auth_token: Option<String>,
     /// The largest body accepted.
     pub max_body_size: usize,
+    /// How long a body may take to arrive.
+    pub body_timeout: Duration,
 }
 
 /// Adds glia's routes and the module web resources to an actix-web app.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(admin::health))
         .route("/_glia/v1/modules", web::get().to(admin::modules))
         .route("/metrics", web::get().to(admin::metrics))
@@ -41,22 +56,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::route().to(errors::method_not_allowed),
         )
         .route(
-            "/_glia/v1/http-antispam/{callback}",
+            &format!("{}{{callback}}", http_antispam::PREFIX),
             web::post().to(http_antispam::serve),
         )
         .route(
-            "/_glia/v1/http-antispam/{callback}",
+            &format!("{}{{callback}}", http_antispam::PREFIX),
             web::route().to(http_antispam::method_not_allowed),
         )
         .default_service(web::to(resources::serve));
 }
 
 /// The app state for `glia`.
-pub fn state(glia: Arc<Glia>) -> web::Data<AppState> {
+fn state(glia: Arc<Glia>) -> web::Data<AppState> {
     let config = glia.config();
     web::Data::new(AppState {
         auth_token: config.auth_token.clone(),
         max_body_size: config.max_body_size,
+        body_timeout: config.body_timeout,
         glia,
     })
 }
@@ -88,29 +104,45 @@ pub fn serve_metrics(
     .disable_signals()
     .shutdown_timeout(1)
     .bind(listen)?;
-    let urls = urls(&server.addrs());
-    Ok(Bound {
-        server: server.run(),
-        urls,
-    })
+    Ok(Bound::new(server.addrs(), server.run(), Default::default()))
 }
 
-/// Binds the HTTP server to `listen` and returns it, ready to be awaited. It does not handle
-/// signals itself: the caller stops it (see `glia serve`), so shutdown can drain the modules.
-pub fn serve(glia: Arc<Glia>, listen: &str) -> std::io::Result<Bound> {
+/// Binds glia's HTTP server to `listen` and returns it, ready to be awaited, with `workers`
+/// threads (by default one per core). It does not handle signals itself: the caller stops it
+/// (see `glia serve`), so shutdown can drain the modules.
+pub fn serve(glia: Arc<Glia>, listen: &str, workers: Option<usize>) -> std::io::Result<Bound> {
+    let config = glia.config();
     // In-flight requests answer within the grace period (then through their failure
     // policies); the server waits a little longer than that before it gives up on them.
-    let timeout = glia.config().shutdown_grace.as_secs() + 5;
+    let timeout = config.shutdown_grace.as_secs() + 5;
+    let (workers, cap) = limits::workers_and_cap(
+        workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
+        config.max_connections,
+    );
+    limits::raise_open_file_limit(config.max_connections);
+    let header_timeout = config.header_timeout;
+    let connections = Arc::new(drain::Connections::default());
+    let counted = connections.clone();
     let data = state(glia);
-    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(configure))
-        .disable_signals()
-        .shutdown_timeout(timeout)
-        .bind(listen)?;
-    let urls = urls(&server.addrs());
-    Ok(Bound {
-        server: server.run(),
-        urls,
+    // Layers run outermost last: the drain sees every request first, actix-web's own errors
+    // are made Matrix JSON, and handlers read bodies under the deadline.
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .wrap(from_fn(body_deadline::layer))
+            .wrap(from_fn(errors::layer))
+            .wrap(from_fn(drain::layer))
+            .configure(configure)
     })
+    .workers(workers)
+    .max_connections(cap)
+    .client_request_timeout(header_timeout)
+    .keep_alive(KEEP_ALIVE)
+    .on_connect(move |_, data| counted.opened(data))
+    .disable_signals()
+    .shutdown_timeout(timeout)
+    .bind(listen)?;
+    Ok(Bound::new(server.addrs(), server.run(), connections))
 }
 
 /// A bound server, running, and where it listens: with port 0 in `listen` the system picks
@@ -120,6 +152,26 @@ pub struct Bound {
     pub server: actix_web::dev::Server,
     /// The addresses it listens on, as `http://host:port`, comma-separated.
     pub urls: String,
+    /// Stops it without dropping requests on open connections.
+    pub stop: GracefulStop,
+}
+
+impl Bound {
+    fn new(
+        addrs: Vec<std::net::SocketAddr>,
+        server: actix_web::dev::Server,
+        connections: Arc<drain::Connections>,
+    ) -> Bound {
+        Bound {
+            urls: urls(&addrs),
+            stop: GracefulStop {
+                handle: server.handle(),
+                connections,
+                keep_alive: KEEP_ALIVE,
+            },
+            server,
+        }
+    }
 }
 
 fn urls(addrs: &[std::net::SocketAddr]) -> String {

@@ -3,6 +3,7 @@
 //! subject. Content (arguments, answers, messages) only when the config opts in.
 
 use super::TelemetryError;
+use crate::config::files::open_append;
 use crate::config::telemetry::{
     DecisionLogConfig, DecisionOutput, DEFAULT_DECISION_BUFFER, DEFAULT_DECISION_SUBJECT,
 };
@@ -98,22 +99,21 @@ enum Writer {
 
 /// The error for a decision log file that cannot be opened.
 fn cannot_open(path: &std::path::Path, e: impl std::fmt::Display) -> TelemetryError {
-    TelemetryError::Setting(format!(
-        "key `telemetry.decision_log.path`: cannot open the decision log {}: {e}",
-        path.display()
-    ))
+    TelemetryError::Key {
+        key: "telemetry.decision_log.path".into(),
+        message: format!("cannot open the decision log {}: {e}", path.display()),
+    }
 }
 
 /// What `glia check-config` can check of an `output: file` log without creating it: an
-/// existing file must open for appending, a new one needs its directory.
+/// existing file must be a regular file that opens for appending (a FIFO or a device is
+/// refused: `output: stdout` writes to a pipe), a new one needs its directory.
 pub fn check_path(config: &DecisionLogConfig) -> Result<(), TelemetryError> {
     let (DecisionOutput::File, Some(path)) = (&config.output, &config.path) else {
         return Ok(());
     };
     if path.exists() {
-        return std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
+        return open_append(path, false)
             .map(drop)
             .map_err(|e| cannot_open(path, e));
     }
@@ -146,11 +146,7 @@ impl DecisionLog {
                 let path = config.path.as_ref().ok_or_else(|| {
                     TelemetryError::Setting("decision_log.output: file needs a path".into())
                 })?;
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| cannot_open(path, e))?;
+                let file = open_append(path, true).map_err(|e| cannot_open(path, e))?;
                 Writer::Thread(lines(receiver, Box::new(file)))
             }
             DecisionOutput::Nats => {

@@ -2,7 +2,7 @@
 //! environment variables, and the OTLP tracer provider built from them.
 
 use super::span_drops::{BackoffExporter, BoundedProcessor, ExportGate, SpanDrops};
-use super::tls::{PemFile, TlsFiles, TlsMaterial};
+use super::tls::{Origin, PemFile, TlsFiles, TlsMaterial};
 use super::{Role, TelemetryError};
 use crate::config::telemetry::{endpoint_is_https, OtlpProtocol, TraceExporter, TracesConfig};
 use opentelemetry::KeyValue;
@@ -132,7 +132,7 @@ pub fn resolve(
         if let Some(path) = configured {
             return Some(PemFile {
                 path: path.clone(),
-                origin: format!("key `telemetry.traces.tls.{key}`"),
+                origin: Origin::Key(format!("telemetry.traces.tls.{key}")),
             });
         }
         [
@@ -143,7 +143,7 @@ pub fn resolve(
         .find_map(|name| {
             var(&name).map(|path| PemFile {
                 path: path.trim().into(),
-                origin: name,
+                origin: Origin::Variable(name),
             })
         })
     };
@@ -456,21 +456,25 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/general/client.key"),
         ];
         let s = resolve(&otlp(), env(&vars)).unwrap().unwrap();
-        let file = |path: &str, origin: &str| {
+        let file = |path: &str, origin: Origin| {
             Some(PemFile {
                 path: path.into(),
-                origin: origin.into(),
+                origin,
             })
         };
+        let var = |name: &str| Origin::Variable(name.into());
         assert_eq!(
             s.tls,
             TlsFiles {
-                ca: file("/signal/ca.pem", "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE"),
+                ca: file(
+                    "/signal/ca.pem",
+                    var("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE")
+                ),
                 cert: file(
                     "/general/client.pem",
-                    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"
+                    var("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")
                 ),
-                key: file("/general/client.key", "OTEL_EXPORTER_OTLP_CLIENT_KEY"),
+                key: file("/general/client.key", var("OTEL_EXPORTER_OTLP_CLIENT_KEY")),
             }
         );
         let configured = TracesConfig {
@@ -483,7 +487,10 @@ mod tests {
         let s = resolve(&configured, env(&vars)).unwrap().unwrap();
         assert_eq!(
             s.tls.key,
-            file("/file/client.key", "key `telemetry.traces.tls.key_file`")
+            file(
+                "/file/client.key",
+                Origin::Key("telemetry.traces.tls.key_file".into())
+            )
         );
     }
 

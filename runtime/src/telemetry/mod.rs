@@ -30,9 +30,18 @@ use std::time::Instant;
 /// A telemetry setting that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TelemetryError {
-    /// A setting (from the file or the environment) is wrong.
+    /// A setting (from the environment, or not tied to one key) is wrong.
     #[error("telemetry: {0}")]
     Setting(String),
+    /// A key of the config file is wrong: `key` is its path (`telemetry.decision_log.path`),
+    /// so a config error can give its line.
+    #[error("telemetry: key `{key}`: {message}")]
+    Key {
+        /// The key's path.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Spans could not be delivered to the collector.
     #[error("telemetry: cannot export spans: {0}")]
     Export(String),

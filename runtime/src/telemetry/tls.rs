@@ -14,14 +14,93 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// A PEM file and where it was named (`key \`telemetry.traces.tls.ca_file\`` or an `OTEL_*`
-/// variable), so an error about it points at the setting to fix.
+/// A PEM file and where it was named (a config key such as `telemetry.traces.tls.ca_file`,
+/// or an `OTEL_*` variable), so an error about it points at the setting to fix.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PemFile {
     /// The file.
     pub path: PathBuf,
     /// The setting that named it.
-    pub origin: String,
+    pub origin: Origin,
+}
+
+/// The setting that named a file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    /// A key of the config file, as a path (`bus.tls.ca_file`): its errors get its line.
+    Key(String),
+    /// An environment variable.
+    Variable(String),
+}
+
+impl Origin {
+    /// The same kind of setting with `from` replaced by `to` in its name.
+    fn replace(&self, from: &str, to: &str) -> Origin {
+        match self {
+            Origin::Key(k) => Origin::Key(k.replace(from, to)),
+            Origin::Variable(v) => Origin::Variable(v.replace(from, to)),
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Origin::Key(name) | Origin::Variable(name) => name,
+        }
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Key(key) => write!(f, "key `{key}`"),
+            Origin::Variable(name) => f.write_str(name),
+        }
+    }
+}
+
+impl PemFile {
+    /// An error about this file, at its config key when the config named it (so the config
+    /// error points at its line), else naming its variable.
+    pub fn error(&self, message: String) -> TelemetryError {
+        match &self.origin {
+            Origin::Key(key) => TelemetryError::Key {
+                key: key.clone(),
+                message,
+            },
+            Origin::Variable(name) => TelemetryError::Setting(format!("{name}: {message}")),
+        }
+    }
+
+    /// Reads the file, which must hold at least one PEM certificate.
+    pub fn certificates(&self) -> Result<(Vec<u8>, Vec<CertificateDer<'static>>), TelemetryError> {
+        let text = self.read()?;
+        let certs = CertificateDer::pem_slice_iter(&text)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.bad_pem(&e.to_string()))?;
+        if certs.is_empty() {
+            return Err(self.bad_pem("no PEM certificate in it"));
+        }
+        Ok((text, certs))
+    }
+
+    /// Reads the file, which must hold a PEM private key.
+    pub fn private_key(&self) -> Result<(Vec<u8>, PrivateKeyDer<'static>), TelemetryError> {
+        let text = self.read()?;
+        let key = PrivateKeyDer::from_pem_slice(&text).map_err(|e| match e {
+            rustls_pki_types::pem::Error::NoItemsFound => self.bad_pem("no PEM private key in it"),
+            e => self.bad_pem(&e.to_string()),
+        })?;
+        Ok((text, key))
+    }
+
+    fn read(&self) -> Result<Vec<u8>, TelemetryError> {
+        crate::config::files::read_regular(&self.path, crate::config::files::MAX_NAMED_FILE)
+            .map_err(|e| self.error(format!("cannot read {}: {e}", self.path.display())))
+    }
+
+    fn bad_pem(&self, why: &str) -> TelemetryError {
+        self.error(format!("{}: {why}", self.path.display()))
+    }
 }
 
 /// The TLS files the traces settings name; all optional.
@@ -58,7 +137,7 @@ impl TlsMaterial {
     pub fn load(files: &TlsFiles) -> Result<TlsMaterial, TelemetryError> {
         let identity = match (&files.cert, &files.key) {
             (None, None) => None,
-            (Some(cert), Some(key)) => Some((cert, key, certificates(cert)?, private_key(key)?)),
+            (Some(cert), Some(key)) => Some((cert, key, cert.certificates()?, key.private_key()?)),
             (Some(only), None) | (None, Some(only)) => {
                 let (has, lacks) = if files.cert.is_some() {
                     ("a client certificate", "its key")
@@ -72,29 +151,27 @@ impl TlsMaterial {
                 ]
                 .iter()
                 .find_map(|(a, b)| {
-                    if only.origin.contains(a) {
-                        Some(only.origin.replace(a, b))
-                    } else if only.origin.contains(b) {
-                        Some(only.origin.replace(b, a))
+                    let name = only.origin.name();
+                    if name.contains(a) {
+                        Some(only.origin.replace(a, b).to_string())
+                    } else if name.contains(b) {
+                        Some(only.origin.replace(b, a).to_string())
                     } else {
                         None
                     }
                 })
                 .unwrap_or_default();
-                return Err(TelemetryError::Setting(format!(
-                    "{}: {has} needs {lacks}; set {other} too",
-                    only.origin
-                )));
+                return Err(only.error(format!("{has} needs {lacks}; set {other} too")));
             }
         };
         let (ca_pem, roots) = match &files.ca {
             Some(file) => {
-                let (text, certs) = certificates(file)?;
+                let (text, certs) = file.certificates()?;
                 let mut roots = RootCertStore::empty();
                 for cert in certs {
                     roots
                         .add(cert)
-                        .map_err(|e| bad_pem(file, &format!("not a usable CA certificate: {e}")))?;
+                        .map_err(|e| file.bad_pem(&format!("not a usable CA certificate: {e}")))?;
                 }
                 (Some(text), roots)
             }
@@ -117,12 +194,11 @@ impl TlsMaterial {
             Some((cert, key, (cert_pem, chain), (key_pem, private))) => {
                 // rustls checks that the key is the certificate's.
                 let config = builder.with_client_auth_cert(chain, private).map_err(|e| {
-                    TelemetryError::Setting(format!(
-                        "{} ({}) and {} ({}): not a certificate and its key: {e}",
+                    key.error(format!(
+                        "{} and {} ({}): not a certificate and its key: {e}",
+                        key.path.display(),
                         cert.origin,
-                        cert.path.display(),
-                        key.origin,
-                        key.path.display()
+                        cert.path.display()
                     ))
                 })?;
                 (config, Some((cert_pem, key_pem)))
@@ -174,50 +250,14 @@ fn system_roots() -> RootCertStore {
     roots
 }
 
-/// Reads `file`, which must hold at least one PEM certificate.
-fn certificates(file: &PemFile) -> Result<(Vec<u8>, Vec<CertificateDer<'static>>), TelemetryError> {
-    let text = read(file)?;
-    let certs = CertificateDer::pem_slice_iter(&text)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad_pem(file, &e.to_string()))?;
-    if certs.is_empty() {
-        return Err(bad_pem(file, "no PEM certificate in it"));
-    }
-    Ok((text, certs))
-}
-
-/// Reads `file`, which must hold a PEM private key.
-fn private_key(file: &PemFile) -> Result<(Vec<u8>, PrivateKeyDer<'static>), TelemetryError> {
-    let text = read(file)?;
-    let key = PrivateKeyDer::from_pem_slice(&text).map_err(|e| match e {
-        rustls_pki_types::pem::Error::NoItemsFound => bad_pem(file, "no PEM private key in it"),
-        e => bad_pem(file, &e.to_string()),
-    })?;
-    Ok((text, key))
-}
-
-fn read(file: &PemFile) -> Result<Vec<u8>, TelemetryError> {
-    std::fs::read(&file.path).map_err(|e| {
-        TelemetryError::Setting(format!(
-            "{}: cannot read {}: {e}",
-            file.origin,
-            file.path.display()
-        ))
-    })
-}
-
-fn bad_pem(file: &PemFile, why: &str) -> TelemetryError {
-    TelemetryError::Setting(format!("{}: {}: {why}", file.origin, file.path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn named(origin: &str) -> Option<PemFile> {
+    fn named(origin: Origin) -> Option<PemFile> {
         Some(PemFile {
             path: "/nonexistent/glia-test.pem".into(),
-            origin: origin.into(),
+            origin,
         })
     }
 
@@ -231,7 +271,9 @@ mod tests {
     #[test]
     fn half_a_client_identity_names_the_missing_half() {
         let e = error(TlsFiles {
-            cert: named("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE"),
+            cert: named(Origin::Variable(
+                "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE".into(),
+            )),
             ..TlsFiles::default()
         });
         assert!(
@@ -241,7 +283,7 @@ mod tests {
             "{e}"
         );
         let e = error(TlsFiles {
-            key: named("key `telemetry.traces.tls.key_file`"),
+            key: named(Origin::Key("telemetry.traces.tls.key_file".into())),
             ..TlsFiles::default()
         });
         assert!(
@@ -255,7 +297,7 @@ mod tests {
     #[test]
     fn an_unreadable_file_is_named_with_its_setting() {
         let e = error(TlsFiles {
-            ca: named("OTEL_EXPORTER_OTLP_CERTIFICATE"),
+            ca: named(Origin::Variable("OTEL_EXPORTER_OTLP_CERTIFICATE".into())),
             ..TlsFiles::default()
         });
         assert!(

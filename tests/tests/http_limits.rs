@@ -1,0 +1,391 @@
+//! The HTTP server against clients that would hold its connections, over real sockets:
+//! bodies that never finish (to callbacks and to module web resources), heads dribbled on a
+//! new or a kept-alive connection, more connections than the cap, and what the HTTP parser
+//! refuses before glia's handlers. Bounds are generous: the assertions are "answered" and
+//! "closed", never "fast".
+
+mod support;
+
+use glia_tests::process::GliaProcess;
+use glia_tests::TestGlia;
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::send;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const CREATE_ROOM: &str = "/_glia/v1/callbacks/user_may_create_room";
+const HELLO: &str = "/_synapse/client/demo/hello";
+const TOKEN: &str = "s3cret";
+/// Far longer than any bound these tests set: reaching it means the server never acted.
+const GENEROUS: Duration = Duration::from_secs(120);
+
+/// glia with a `demo` module (callbacks and a web resource), a token, and these settings.
+async fn start(settings: Value) -> TestGlia {
+    let mut config = settings;
+    config["auth_token"] = json!(TOKEN);
+    config["modules"] = json!([{"module": "demo", "config": {"denied_users": ["@evil:hs"]}}]);
+    TestGlia::start(&config.to_string()).await
+}
+
+fn address(g: &TestGlia) -> String {
+    g.base_url.trim_start_matches("http://").to_owned()
+}
+
+/// A connection that sent a request head promising a megabyte, then a few bytes of it, and
+/// nothing more.
+async fn stalled(addr: &str, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: glia\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{{\"us"
+    );
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .expect("send a head");
+    stream
+}
+
+/// Everything the server sends until it closes the connection (bounded by [`GENEROUS`]).
+async fn until_closed(stream: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    match tokio::time::timeout(GENEROUS, stream.read_to_end(&mut received)).await {
+        Ok(_) => String::from_utf8_lossy(&received).into_owned(),
+        Err(_) => panic!(
+            "the server kept the connection open for {GENEROUS:?}; it sent {:?}",
+            String::from_utf8_lossy(&received)
+        ),
+    }
+}
+
+/// The status line's code of a raw response.
+fn status_of(response: &str) -> Option<u16> {
+    response.split(' ').nth(1)?.parse().ok()
+}
+
+/// A raw response's body (after the head).
+fn body_of(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// Fails, saying how, when this process may not open `needed` files.
+fn need_open_files(needed: u64) {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let hard = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(hard) = hard {
+        assert!(
+            hard >= needed,
+            "this test opens {needed} files, and the hard open-file limit is {hard}: \
+             raise it (`ulimit -Hn {needed}` as root, or LimitNOFILE= for a service)"
+        );
+    }
+}
+
+/// 600 connections stall their bodies — half to a callback, half to a module web resource,
+/// which needs no token — while glia keeps answering `/health` and callbacks; each stalled
+/// one gets 408 and is closed once `body_timeout` has passed.
+#[actix_rt::test]
+async fn stalled_bodies_time_out_while_other_requests_are_answered() {
+    const STALLED: usize = 600;
+    need_open_files(2 * STALLED as u64 + 1024);
+    let g = start(json!({"body_timeout": "3s", "max_connections": 1000})).await;
+    let addr = address(&g);
+    let mut stalls = Vec::new();
+    for i in 0..STALLED {
+        let path = if i % 2 == 0 { CREATE_ROOM } else { HELLO };
+        stalls.push(stalled(&addr, path).await);
+    }
+    // Every probe is answered while the stalled bodies wait (no timing asserted: answered is
+    // the point; before the body deadline existed these were answered too, until the
+    // descriptors ran out).
+    for _ in 0..10 {
+        let health = send("GET", &format!("{}/health", g.base_url), &[], None).await;
+        assert_eq!(health.status, 200, "{}", health.text());
+        let auth = format!("Bearer {TOKEN}");
+        let body = json!({"user_id": "@evil:hs", "room_config": {}}).to_string();
+        let reply = send(
+            "POST",
+            &format!("{}{CREATE_ROOM}", g.base_url),
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            Some(body.as_bytes()),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.json()["decision"], "deny");
+    }
+    // Each stalled body is answered 408 and its connection closed.
+    let answers = futures::future::join_all(stalls.iter_mut().map(until_closed)).await;
+    for (i, answer) in answers.iter().enumerate() {
+        assert_eq!(
+            status_of(answer),
+            Some(408),
+            "stalled connection {i}: {answer:?}"
+        );
+        let error: Value =
+            serde_json::from_str(body_of(answer)).unwrap_or_else(|e| panic!("{e}: {answer:?}"));
+        assert_eq!(error["errcode"], "M_UNKNOWN", "{answer}");
+        assert!(
+            error["error"].as_str().unwrap().contains("3000 ms"),
+            "{answer}"
+        );
+    }
+    g.stop().await;
+}
+
+/// A body that trickles in, a byte now and then, is bounded as a whole, not per read.
+#[actix_rt::test]
+async fn a_trickling_body_is_bounded_as_a_whole() {
+    let g = start(json!({"body_timeout": "2s"})).await;
+    let mut stream = stalled(&address(&g), CREATE_ROOM).await;
+    let (mut reader, mut writer) = stream.split();
+    let answer = async {
+        let mut answer = Vec::new();
+        // Up to the close (or a reset once the trickle meets a closed socket): what came.
+        let _ = reader.read_to_end(&mut answer).await;
+        answer
+    };
+    let trickle = async {
+        while writer.write_all(b" ").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        std::future::pending::<()>().await;
+    };
+    let answer = tokio::select! {
+        answer = answer => answer,
+        () = trickle => unreachable!(),
+        () = tokio::time::sleep(GENEROUS) => panic!("the server kept reading the trickle"),
+    };
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(status_of(&answer), Some(408), "{answer:?}");
+    g.stop().await;
+}
+
+/// Past `max_connections`, new connections wait for a slot; stalled bodies free theirs at
+/// their deadline, so a waiting request is answered, after a stalled one was closed.
+#[actix_rt::test]
+async fn the_connection_cap_holds_until_stalled_bodies_time_out() {
+    let g = start(json!({"body_timeout": "1s", "max_connections": 4})).await;
+    let addr = address(&g);
+    let mut stalls = Vec::new();
+    for _ in 0..4 {
+        stalls.push(stalled(&addr, HELLO).await);
+    }
+    let health = send("GET", &format!("{}/health", g.base_url), &[], None).await;
+    assert_eq!(health.status, 200, "{}", health.text());
+    // The probe could only be served once a stalled connection had gone: its 408 was sent
+    // before the probe was accepted, so it is already waiting to be read.
+    let mut answered = 0;
+    for stream in &mut stalls {
+        let mut buffer = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buffer));
+        if let Ok(Ok(n)) = read.await {
+            answered += usize::from(n > 0);
+        }
+    }
+    assert!(
+        answered >= 1,
+        "the probe was served while all 4 slots were held"
+    );
+    for stream in &mut stalls {
+        until_closed(stream).await;
+    }
+    g.stop().await;
+}
+
+/// A request head must arrive within `header_timeout` of its first byte, on a kept-alive
+/// connection too (actix-web bounds only a connection's first request; see
+/// vendor/README.md).
+#[actix_rt::test]
+async fn a_dribbled_head_is_cut_off_on_a_new_or_kept_alive_connection() {
+    let g = start(json!({"header_timeout": "1s"})).await;
+    let addr = address(&g);
+    // A valid head that never ends: a byte every 200 ms, past the prefix an endless header
+    // value (the parser's 128 KiB limit is hours away). Only the head timeout ends it.
+    let dribble = |mut stream: TcpStream| async move {
+        let prefix = b"GET /health HTTP/1.1\r\nHost: glia\r\nX-Slow: ";
+        let dribbled = async {
+            for byte in prefix.iter().chain(std::iter::repeat(&b'a')) {
+                if stream.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+                let mut peek = [0u8; 1];
+                let peeked =
+                    tokio::time::timeout(Duration::from_millis(200), stream.peek(&mut peek));
+                if let Ok(Ok(_)) = peeked.await {
+                    break;
+                }
+            }
+        };
+        if tokio::time::timeout(GENEROUS, dribbled).await.is_err() {
+            panic!("the server kept reading a dribbled head for {GENEROUS:?}");
+        }
+        until_closed(&mut stream).await
+    };
+    // The first request on a connection.
+    let answer = dribble(TcpStream::connect(&addr).await.unwrap()).await;
+    assert_eq!(status_of(&answer), Some(408), "{answer:?}");
+    // A later one: the first is answered and the connection kept alive.
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: glia\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = vec![0u8; 4096];
+    let n = stream.read(&mut first).await.unwrap();
+    let first = String::from_utf8_lossy(&first[..n]).into_owned();
+    assert_eq!(status_of(&first), Some(200), "{first:?}");
+    assert!(
+        !first.to_ascii_lowercase().contains("connection: close"),
+        "{first}"
+    );
+    let answer = dribble(stream).await;
+    assert_eq!(status_of(&answer), Some(408), "{answer:?}");
+    g.stop().await;
+}
+
+/// Sends raw bytes on a new connection and returns everything the server answers.
+async fn raw(g: &TestGlia, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(address(g)).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    until_closed(&mut stream).await
+}
+
+/// What the HTTP parser refuses never reaches glia's handlers: a bare status with an empty
+/// body (README, HTTP API). What passes the parser is answered in Matrix JSON.
+#[actix_rt::test]
+async fn errors_before_glias_handlers() {
+    let g = start(json!({})).await;
+    // A Content-Length that is not a number, and two that disagree.
+    for head in [
+        "Content-Length: ten\r\n",
+        "Content-Length: 2\r\nContent-Length: 3\r\n",
+    ] {
+        let answer = raw(
+            &g,
+            format!("POST {CREATE_ROOM} HTTP/1.1\r\nHost: glia\r\n{head}\r\n{{}}").as_bytes(),
+        )
+        .await;
+        assert_eq!(status_of(&answer), Some(400), "{answer:?}");
+        assert_eq!(body_of(&answer), "", "{answer:?}");
+    }
+    // A head larger than the parser's buffer: a path, or headers.
+    let long_path = format!("/_synapse/client/demo/{}", "a".repeat(140_000));
+    let answer = raw(
+        &g,
+        format!("GET {long_path} HTTP/1.1\r\nHost: glia\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(status_of(&answer), Some(431), "{answer:?}");
+    let many = (0..200)
+        .map(|i| format!("X-H{i}: v\r\n"))
+        .collect::<String>();
+    let answer = raw(
+        &g,
+        format!("GET /health HTTP/1.1\r\nHost: glia\r\n{many}\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(status_of(&answer), Some(431), "{answer:?}");
+    // A callback name that is not UTF-8 once decoded is an unknown callback like any other.
+    let reply = send(
+        "POST",
+        &format!("{}/_glia/v1/callbacks/%FF", g.base_url),
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+        Some(b"{}"),
+    )
+    .await;
+    reply.assert_matrix_error(404, "M_NOT_FOUND");
+    g.stop().await;
+}
+
+/// A request on a connection, and its answer's head (up to the blank line).
+async fn exchange(stream: &mut TcpStream, request: &[u8]) -> std::io::Result<String> {
+    stream.write_all(request).await?;
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(GENEROUS, stream.read(&mut buffer))
+            .await
+            .map_err(|_| std::io::Error::other("no answer"))??;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        received.extend_from_slice(&buffer[..n]);
+        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            // The bodies here are small JSON objects; read the rest of one if it lags.
+            let head = String::from_utf8_lossy(&received[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while received.len() < end + 4 + length {
+                let n = stream.read(&mut buffer).await?;
+                if n == 0 {
+                    break;
+                }
+                received.extend_from_slice(&buffer[..n]);
+            }
+            return Ok(head);
+        }
+    }
+}
+
+/// SIGTERM drops no request sent on a kept-alive connection: each is answered, and the answer
+/// closes the connection (actix-web's own graceful stop closed idle connections at once, so
+/// such requests were lost). A connection opened after the signal is told glia is stopping,
+/// or refused once it has stopped. glia then exits cleanly.
+#[actix_rt::test]
+async fn shutdown_answers_requests_on_kept_alive_connections() {
+    let config = support::TempFile::new(
+        "shutdown.yaml",
+        &json!({"shutdown_grace": "2s", "modules": [{"module": "demo"}]}).to_string(),
+    );
+    let (mut process, listen) = GliaProcess::serve(config.path(), &[], &[], false).await;
+    let body = json!({"user_id": "@alice:hs", "room_config": {}}).to_string();
+    let request = format!(
+        "POST {CREATE_ROOM} HTTP/1.1\r\nHost: glia\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut kept = Vec::new();
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(&listen).await.unwrap();
+        let head = exchange(&mut stream, request.as_bytes()).await.unwrap();
+        assert_eq!(status_of(&head), Some(200), "{head}");
+        assert!(!head.contains("connection: close"), "{head}");
+        kept.push(stream);
+    }
+    process.signal("TERM");
+    // glia says it is stopping once its server answers as a stopping one.
+    process.logged("shutting down").await;
+    for (i, stream) in kept.iter_mut().enumerate() {
+        let head = exchange(stream, request.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("connection {i}: the request was dropped: {e}"));
+        assert_eq!(status_of(&head), Some(200), "connection {i}: {head}");
+        assert!(head.contains("connection: close"), "connection {i}: {head}");
+        let rest = until_closed(stream).await;
+        assert_eq!(rest, "", "connection {i}");
+    }
+    match TcpStream::connect(&listen).await {
+        // Refused: it has stopped listening already.
+        Err(_) => {}
+        Ok(mut stream) => match exchange(&mut stream, request.as_bytes()).await {
+            // Reset or closed: it stopped while the request was on its way.
+            Err(_) => {}
+            Ok(head) => {
+                assert_eq!(status_of(&head), Some(503), "{head}");
+                assert!(head.contains("connection: close"), "{head}");
+            }
+        },
+    }
+    process.terminate_with_log();
+}
