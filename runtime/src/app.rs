@@ -500,7 +500,14 @@ impl Glia {
         let Some(client) = self.nats.clone() else {
             return;
         };
-        let handle = actix_rt::spawn(crate::bus::ingress::serve(client, self.coordinator.clone()));
+        let BusConfig::Nats(settings) = &self.config.bus else {
+            return;
+        };
+        let handle = actix_rt::spawn(crate::bus::ingress::serve(
+            client,
+            self.coordinator.clone(),
+            settings.ingress_limit(),
+        ));
         *self.ingress.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
     }
 

@@ -1007,6 +1007,30 @@ fn http_limits_are_checked() {
     assert_eq!(cfg.max_connections, config::DEFAULT_MAX_CONNECTIONS);
 }
 
+/// The NATS ingress's bound is at least one request and at most a million (a semaphore's
+/// permits are bounded).
+#[test]
+fn the_nats_ingress_bound_is_checked() {
+    for bad in ["0", "1000001"] {
+        let yaml = format!(
+            "bus:\n  type: nats\n  url: nats://127.0.0.1:4222\n  ingress_max_in_flight: {bad}\n"
+        );
+        assert_error(
+            &error_of(&yaml),
+            (4, 3),
+            None,
+            "bus.ingress_max_in_flight",
+            "must be between 1 and 1000000",
+        );
+    }
+    let cfg =
+        load("bus:\n  type: nats\n  url: nats://127.0.0.1:4222\n  ingress_max_in_flight: 7\n");
+    let config::BusConfig::Nats(nats) = &cfg.bus else {
+        panic!("a NATS bus")
+    };
+    assert_eq!(nats.ingress_limit(), 7);
+}
+
 /// The decision log's buffer is bounded (a huge one passed the check and panicked tokio at
 /// start), and its path must not be empty (it passed the check and failed at start).
 #[test]

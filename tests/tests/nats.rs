@@ -367,6 +367,73 @@ async fn homeservers_can_call_the_coordinator_over_nats() {
 }
 
 #[actix_rt::test]
+async fn callback_requests_over_nats_past_the_ingress_bound_are_refused_at_once() {
+    let nats = NatsServer::start();
+    let yaml = json!({"bus": {"type": "nats", "url": nats.url(), "ingress_max_in_flight": 4},
+        "modules": [{"module": "scripted", "name": "held", "timeout": "1h",
+            "config": {"probe": "ingress-held", "answers": {"user_may_invite": {"answer": "NOT_SPAM", "gate": "ingress-g1"}}}}]})
+    .to_string();
+    let g = TestGlia::start(&yaml).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let subject = subjects::callback_subject(glia_bus_schema::Callback::UserMayInvite);
+    let body = json!({"inviter": "@a:hs", "invitee": "@b:hs", "room_id": "!r:hs"}).to_string();
+    // The coordinator may still be subscribing: wait until a request reaches the module.
+    let first = {
+        let (client, subject, body) = (client.clone(), subject.clone(), body.clone());
+        actix_rt::spawn(async move {
+            loop {
+                match client.request(subject.clone(), body.clone().into()).await {
+                    Ok(reply) => return reply,
+                    Err(_) => actix_rt::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        })
+    };
+    until(|| glia_tests::probes::started("ingress-held") >= 1).await;
+    let held: Vec<_> = (0..3)
+        .map(|_| {
+            let (client, subject, body) = (client.clone(), subject.clone(), body.clone());
+            actix_rt::spawn(async move { client.request(subject, body.into()).await.unwrap() })
+        })
+        .collect();
+    until(|| glia_tests::probes::started("ingress-held") >= 4).await;
+    // Four are being answered: the next ones are refused at once, the module never asked.
+    for _ in 0..20 {
+        let reply = client
+            .request(subject.clone(), body.clone().into())
+            .await
+            .unwrap();
+        let reply: Value = serde_json::from_slice(&reply.payload).unwrap();
+        assert_eq!(reply["errcode"], "M_LIMIT_EXCEEDED", "{reply}");
+    }
+    assert_eq!(glia_tests::probes::started("ingress-held"), 4);
+    let mut scrape = awc::Client::default()
+        .get(format!("{}/metrics", g.base_url))
+        .send()
+        .await
+        .expect("GET /metrics");
+    let metrics = String::from_utf8(scrape.body().await.unwrap().to_vec()).unwrap();
+    assert!(
+        metrics.contains("glia_nats_ingress_refused_total 20"),
+        "{metrics}"
+    );
+    // Once the held ones are answered, requests are served again.
+    open_gate("ingress-g1", 1000);
+    for reply in std::iter::once(first.await.unwrap()).chain(
+        futures::future::join_all(held)
+            .await
+            .into_iter()
+            .map(Result::unwrap),
+    ) {
+        let reply: Value = serde_json::from_slice(&reply.payload).unwrap();
+        assert_eq!(reply["decision"], "allow", "{reply}");
+    }
+    let reply = client.request(subject, body.into()).await.unwrap();
+    let reply: Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(reply["decision"], "allow", "{reply}");
+}
+
+#[actix_rt::test]
 async fn workers_scaling_down_mid_load_lose_no_invocation() {
     let nats = NatsServer::start();
     // A lost invocation would end in this timeout, as an error reply.

@@ -5,15 +5,19 @@ use crate::coordinator::Coordinator;
 use crate::telemetry::{propagation, Ingress};
 use async_nats::{Client, Message};
 use futures::StreamExt;
-use glia_bus_schema::errcodes::{M_BAD_JSON, M_NOT_FOUND, M_NOT_JSON};
+use glia_bus_schema::errcodes::{M_BAD_JSON, M_LIMIT_EXCEEDED, M_NOT_FOUND, M_NOT_JSON};
 use glia_bus_schema::subjects::{
     headers, CALLBACKS_WILDCARD, CALLBACK_PREFIX, COORDINATOR_QUEUE_GROUP,
 };
 use glia_bus_schema::{ArgsError, Callback, CallbackRequest};
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 /// Subscribes in the coordinators' queue group and answers until the task is aborted.
-pub async fn serve(client: Client, coordinator: Arc<Coordinator>) {
+/// At most `limit` requests are answered at once: one past it is refused at once with
+/// `M_LIMIT_EXCEEDED` (the caller cannot tell a decision from it, so its own failure mode
+/// applies), instead of waiting in memory for its deadline.
+pub async fn serve(client: Client, coordinator: Arc<Coordinator>, limit: usize) {
     let mut requests = match client
         .queue_subscribe(CALLBACKS_WILDCARD, COORDINATOR_QUEUE_GROUP.to_owned())
         .await
@@ -24,13 +28,28 @@ pub async fn serve(client: Client, coordinator: Arc<Coordinator>) {
             return;
         }
     };
+    let permits = Arc::new(Semaphore::new(limit));
     while let Some(message) = requests.next().await {
+        let Some(reply) = message.reply.clone() else {
+            continue;
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            if let Some(metrics) = coordinator.telemetry().metrics() {
+                metrics.ingress_refused();
+            }
+            let body = error(
+                M_LIMIT_EXCEEDED,
+                format!("glia is answering {limit} callback requests over NATS already"),
+            );
+            if let Err(e) = client.publish(reply, body.into()).await {
+                tracing::warn!(error = %e, "cannot refuse a callback request over NATS");
+            }
+            continue;
+        };
         let (client, coordinator) = (client.clone(), coordinator.clone());
         actix_rt::spawn(async move {
-            let Some(reply) = message.reply.clone() else {
-                return;
-            };
             let (body, decision_id) = answer(&coordinator, &message).await;
+            let _permit = permit; // held until the reply is published
             let mut reply_headers = async_nats::HeaderMap::new();
             if let Some(id) = &decision_id {
                 reply_headers.insert(headers::DECISION_ID, &**id);

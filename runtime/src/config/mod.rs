@@ -124,6 +124,27 @@ pub struct NatsConfig {
     /// How long connecting may take.
     #[serde(default)]
     pub connect_timeout: Option<ConfigDuration>,
+    /// How many callback requests arriving over NATS the coordinator answers at once; more
+    /// are refused at once, so a flood cannot grow glia's memory (default
+    /// [`DEFAULT_INGRESS_MAX_IN_FLIGHT`]).
+    #[serde(default)]
+    pub ingress_max_in_flight: Option<usize>,
+}
+
+/// Callback requests over NATS answered at once unless `bus.ingress_max_in_flight` says
+/// otherwise: ten times the HTTP server's default connection cap, since NATS multiplexes
+/// many requests on one connection.
+pub const DEFAULT_INGRESS_MAX_IN_FLIGHT: usize = 10_000;
+
+/// The largest `bus.ingress_max_in_flight` accepted (a semaphore's permits are bounded).
+const MAX_INGRESS_MAX_IN_FLIGHT: usize = 1_000_000;
+
+impl NatsConfig {
+    /// The bound on callback requests over NATS answered at once.
+    pub fn ingress_limit(&self) -> usize {
+        self.ingress_max_in_flight
+            .unwrap_or(DEFAULT_INGRESS_MAX_IN_FLIGHT)
+    }
 }
 
 /// TLS to NATS.
@@ -535,6 +556,13 @@ impl<'a> Loader<'a> {
                 };
                 self.error(&at, None, message)
             })?;
+            if !(1..=MAX_INGRESS_MAX_IN_FLIGHT).contains(&nats.ingress_limit()) {
+                return Err(self.error(
+                    &root_path.clone().key("bus").key("ingress_max_in_flight"),
+                    None,
+                    format!("must be between 1 and {MAX_INGRESS_MAX_IN_FLIGHT}"),
+                ));
+            }
         }
 
         let auth_token = self.auth_token(&raw)?;

@@ -59,6 +59,7 @@ pub struct Metrics {
     state: IntGaugeVec,
     bus_errors: IntCounterVec,
     decision_log_dropped: IntCounter,
+    ingress_refused: IntCounter,
     spans_dropped: IntCounterVec,
     span_drops: Option<Arc<SpanDrops>>,
     active_dispatches: IntGauge,
@@ -139,6 +140,11 @@ impl Metrics {
                 "Decision records dropped because the writer fell behind.",
             )
             .expect("metric names are valid"),
+            ingress_refused: IntCounter::new(
+                "glia_nats_ingress_refused_total",
+                "Callback requests over NATS refused at once because bus.ingress_max_in_flight were being answered.",
+            )
+            .expect("metric names are valid"),
             spans_dropped: counter(
                 "glia_spans_dropped_total",
                 "Finished spans never exported, by reason: queue_full (the exporter fell behind), export_failed (the collector refused or did not answer), collector_down (dropped without trying while backing off after failures).",
@@ -173,9 +179,9 @@ impl Metrics {
         for g in [&m.in_flight, &m.state] {
             m.registry.register(Box::new(g.clone())).expect("unique");
         }
-        m.registry
-            .register(Box::new(m.decision_log_dropped.clone()))
-            .expect("unique");
+        for c in [&m.decision_log_dropped, &m.ingress_refused] {
+            m.registry.register(Box::new(c.clone())).expect("unique");
+        }
         m.registry
             .register(Box::new(m.active_dispatches.clone()))
             .expect("unique");
@@ -262,6 +268,11 @@ impl Metrics {
     /// A decision record the writer could not take.
     pub fn decision_dropped(&self) {
         self.decision_log_dropped.inc();
+    }
+
+    /// A callback request over NATS refused: the ingress was at its bound.
+    pub fn ingress_refused(&self) {
+        self.ingress_refused.inc();
     }
 
     /// The text exposition format (version 0.0.4), with module gauges read now.
