@@ -233,6 +233,14 @@ impl Glia {
                         if let Some(h) = &moved {
                             h.report_to(&topology, j);
                         }
+                        // It may have registered with the old topology since it was copied.
+                        if topology.summary(j).is_none() {
+                            if let Some(summary) = old.topology.summary(*i) {
+                                let mut summaries =
+                                    topology.summaries.lock().unwrap_or_else(|e| e.into_inner());
+                                summaries[j] = Some(summary);
+                            }
+                        }
                         moved
                     }
                     _ => new.take(),
