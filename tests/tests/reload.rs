@@ -604,3 +604,88 @@ async fn a_worker_reload_replaces_and_adds_its_modules_over_nats() {
     }
     worker.shutdown(Duration::from_secs(1)).await;
 }
+
+#[actix_rt::test]
+async fn sighup_reloads_a_glia_worker_process() {
+    let nats = NatsServer::start();
+    let yaml = |w1_denies: &str, with_w2: bool| {
+        let demo = |name: &str, denies: &str| {
+            json!({"module": "demo", "name": name, "placement": "nats",
+                   "config": {"denied_users": [denies]}})
+        };
+        let mut modules = vec![demo("w1", w1_denies)];
+        if with_w2 {
+            modules.push(demo("w2", "@z:hs"));
+        }
+        json!({"bus": {"type": "nats", "url": nats.url()}, "deadline": "20s", "modules": modules})
+            .to_string()
+    };
+    let file = TempFile::new("worker-process.yaml", &yaml("@a:hs", true));
+    let mut worker = GliaProcess::worker(file.path(), &[], false);
+    worker.logged("glia worker serving over NATS").await;
+    let g = start(&file).await;
+    let ask = json!({"user_id": "@a:hs", "room_config": {}});
+    let load = Load::start(
+        format!("{}/_glia/v1/callbacks/user_may_create_room", g.base_url),
+        ask,
+        8,
+    );
+    load.more(50).await;
+
+    // w1 changes (no longer denies @a) and w2 goes: the coordinator stops planning w2 first,
+    // then the worker replaces w1 and stops w2 on SIGHUP.
+    std::fs::write(file.path(), yaml("@b:hs", false)).unwrap();
+    let report = g.glia.reload().await.expect("the coordinator reloads");
+    assert_eq!(
+        (report.replaced, report.stopped),
+        (vec!["w1".to_owned()], vec!["w2".to_owned()])
+    );
+    worker.signal("HUP");
+    worker.logged("worker config reloaded").await;
+    let reloaded = Instant::now();
+    load.more(50).await;
+    let samples = load.finish().await;
+    let mut allowed_after = 0;
+    for s in &samples {
+        assert_eq!(s.status, 200, "{s:?}");
+        match s.body["decision"].as_str() {
+            Some("deny") => {
+                assert_eq!(s.body["module"], "w1", "{s:?}");
+                assert_eq!(s.body["errcode"], "M_FORBIDDEN", "{s:?}");
+                assert!(s.sent < reloaded, "denied after the worker reloaded: {s:?}");
+            }
+            Some("allow") if s.sent > reloaded => allowed_after += 1,
+            Some("allow") => {}
+            _ => panic!("{s:?}"),
+        }
+    }
+    assert!(
+        allowed_after >= 40,
+        "{allowed_after} allowed after the reload"
+    );
+    let (_, log, _) = worker.terminate_with_log();
+    let log = without_colours(&log);
+    assert!(
+        log.contains(r#"replaced=["w1"]"#) && log.contains(r#"stopped=["w2"]"#),
+        "{log}"
+    );
+}
+
+/// `log` without its ANSI colour sequences.
+fn without_colours(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ ... m
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
