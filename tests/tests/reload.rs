@@ -421,6 +421,29 @@ async fn the_auth_token_applies_live_and_other_settings_are_reported_as_needing_
     assert_eq!(g.post("/_glia/v1/admin/reload", "", None).await.0, 401);
 }
 
+#[actix_rt::test]
+async fn a_bus_change_is_refused_as_needing_a_restart() {
+    let modules = json!([counter("keep", "a", json!({}))]);
+    let file = TempFile::new("bus.yaml", &json!({"modules": modules}).to_string());
+    let g = start(&file).await;
+    let keep = g.glia.status_of("keep").unwrap();
+    std::fs::write(
+        file.path(),
+        json!({"bus": {"type": "nats", "url": "nats://127.0.0.1:1"}, "modules": modules})
+            .to_string(),
+    )
+    .unwrap();
+    let (status, body) = g.post("/_glia/v1/admin/reload", "", None).await;
+    assert_eq!(status, 400, "{body}");
+    let said = body["error"].as_str().unwrap();
+    assert!(
+        said.contains("the bus changed") && said.contains("needs a restart"),
+        "{said}"
+    );
+    assert!(Arc::ptr_eq(&g.glia.status_of("keep").unwrap(), &keep));
+    assert_eq!(g.glia.bus_connected(), None, "still on the internal bus");
+}
+
 const DEMO_YAML: &str = "\
 deadline: 20s
 modules:
