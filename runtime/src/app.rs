@@ -1,12 +1,17 @@
 //! Starting glia from a config: supervised modules, plans, web resources, the coordinator;
 //! and stopping it.
 
-use crate::bus::{InProcessBus, NatsBus, RoutedBus};
+mod reload;
+
+pub use reload::{ConfigLoader, ReloadError, ReloadReport};
+
+use crate::bus::refusals::Refusals;
+use crate::bus::{Bus, InProcessBus, ModuleRoute, NatsBus, RoutedBus};
 use crate::config::{BusConfig, GliaConfig, ModuleConfig, Placement};
 use crate::coordinator::{reducer, Coordinator, PlanError, Plans};
 use crate::host::{
-    spawn_module, ModuleActor, ModuleInstance, ModuleState, ModuleStatus, RegistrationSummary,
-    SpawnError,
+    spawn_module, ModuleActor, ModuleInstance, ModuleState, ModuleStatus, OnRegistered,
+    RegistrationSummary, SpawnError,
 };
 use crate::http::routes::{WebRoute, WebRoutes};
 use crate::telemetry::{ModuleGauge, Role, Telemetry};
@@ -14,7 +19,7 @@ use actix::Addr;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 /// Why glia could not start.
@@ -132,10 +137,24 @@ struct Topology {
     configs: Vec<ModuleConfig>,
     summaries: Mutex<Vec<Option<RegistrationSummary>>>,
     web: ArcSwap<WebRoutes>,
-    coordinator: OnceLock<Arc<Coordinator>>,
+    /// The coordinator and this topology's bus, once both exist.
+    link: OnceLock<(Arc<Coordinator>, Arc<dyn Bus>)>,
+    /// Set (under `summaries`' lock) once a reload replaced this topology: a late
+    /// registration then changes no plan.
+    retired: AtomicBool,
 }
 
 impl Topology {
+    fn new(configs: Vec<ModuleConfig>) -> Topology {
+        Topology {
+            summaries: Mutex::new(vec![None; configs.len()]),
+            configs,
+            web: ArcSwap::from_pointee(WebRoutes::default()),
+            link: OnceLock::new(),
+            retired: AtomicBool::new(false),
+        }
+    }
+
     /// Plans and web routes for the registrations known now.
     fn derive(
         &self,
@@ -175,16 +194,25 @@ impl Topology {
         Ok((plans, web))
     }
 
+    /// The plans and web routes of everything registered now.
+    fn derive_now(&self) -> Result<(Plans, WebRoutes), StartError> {
+        let summaries = self.summaries.lock().unwrap_or_else(|e| e.into_inner());
+        self.derive(&summaries)
+    }
+
     /// A module registered (at start-up, or later after failing to start).
     fn register(&self, index: usize, summary: RegistrationSummary) {
         let mut summaries = self.summaries.lock().unwrap_or_else(|e| e.into_inner());
         summaries[index] = Some(summary);
-        let Some(coordinator) = self.coordinator.get() else {
+        if self.retired.load(Ordering::Acquire) {
+            return;
+        }
+        let Some((coordinator, bus)) = self.link.get() else {
             return;
         };
         match self.derive(&summaries) {
             Ok((plans, web)) => {
-                coordinator.set_plans(plans);
+                coordinator.set_routing(plans, bus.clone());
                 self.web.store(Arc::new(web));
                 tracing::info!(module = %self.configs[index].name, "module registered; plans updated");
             }
@@ -193,20 +221,234 @@ impl Topology {
             }
         }
     }
+
+    /// What the module at `index` registered, if it has.
+    fn summary(&self, index: usize) -> Option<RegistrationSummary> {
+        let summaries = self.summaries.lock().unwrap_or_else(|e| e.into_inner());
+        summaries.get(index).cloned().flatten()
+    }
+
+    /// Makes this topology the coordinator's: its plans (`derived`, or newer) and `bus`
+    /// replace the routing in force, whose holders are the dispatches still running on it;
+    /// returns that routing.
+    /// Under the registrations' lock, so a module registering meanwhile cannot be missed.
+    fn install(
+        &self,
+        coordinator: Arc<Coordinator>,
+        bus: Arc<dyn Bus>,
+        derived: (Plans, WebRoutes),
+    ) -> Arc<crate::coordinator::Routing> {
+        let summaries = self.summaries.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self.link.set((coordinator.clone(), bus.clone()));
+        // `derived` was checked before anything changed; a module that registered since
+        // is planned too, unless its registrations are refused (then it is not, as when it
+        // registers later).
+        let (plans, web) = self.derive(&summaries).unwrap_or(derived);
+        self.web.store(Arc::new(web));
+        coordinator.set_routing(plans, bus)
+    }
+
+    /// A reload replaced this topology: late registrations no longer change the plans.
+    fn retire(&self) {
+        let _summaries = self.summaries.lock().unwrap_or_else(|e| e.into_inner());
+        self.retired.store(true, Ordering::Release);
+    }
+}
+
+/// One config's modules, as the coordinator reaches them: what a reload replaces as a
+/// whole (a kept module's actor and status move into the next one).
+struct Generation {
+    config: Arc<GliaConfig>,
+    topology: Arc<Topology>,
+    statuses: Vec<Arc<ModuleStatus>>,
+    bus: Arc<InProcessBus>,
+    nats_bus: Option<Arc<NatsBus>>,
+}
+
+/// Where a module's first registration is reported: its topology and index, which a reload
+/// that keeps the module points at the new ones.
+type RegistrationSink = Arc<Mutex<(Weak<Topology>, usize)>>;
+
+/// A module running in this process.
+struct Hosted {
+    instance: ModuleInstance,
+    sink: RegistrationSink,
+}
+
+impl Hosted {
+    /// Starts `module` (the `index`-th of `topology`) under its supervisor.
+    async fn spawn(
+        module: &ModuleConfig,
+        index: usize,
+        topology: &Arc<Topology>,
+        status: Arc<ModuleStatus>,
+    ) -> Result<Hosted, SpawnError> {
+        let sink: RegistrationSink = Arc::new(Mutex::new((Arc::downgrade(topology), index)));
+        let to = sink.clone();
+        let on_registered: OnRegistered = Arc::new(move |summary| {
+            let (topology, index) = to.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(topology) = topology.upgrade() {
+                topology.register(index, summary);
+            }
+        });
+        let instance = spawn_module(module, status, on_registered).await?;
+        Ok(Hosted { instance, sink })
+    }
+
+    /// Reports the module's first registration to `topology` as its `index`-th module.
+    fn report_to(&self, topology: &Arc<Topology>, index: usize) {
+        *self.sink.lock().unwrap_or_else(|e| e.into_inner()) = (Arc::downgrade(topology), index);
+    }
+}
+
+/// Stops `hosted` in reverse order (an aborted start or reload).
+async fn stop_all(hosted: Vec<Option<Hosted>>) {
+    for started in hosted.into_iter().rev().flatten() {
+        started.instance.stop().await;
+    }
+}
+
+/// Starts `config`'s local modules under `topology` (each with its status), except those
+/// marked `kept` (a reload moves their running instances in), and learns what the remote
+/// ones registered. On an error, what it started is stopped again.
+async fn start_modules(
+    config: &GliaConfig,
+    topology: &Arc<Topology>,
+    statuses: &[Arc<ModuleStatus>],
+    nats: Option<&async_nats::Client>,
+    kept: &[bool],
+) -> Result<Vec<Option<Hosted>>, StartError> {
+    let mut hosted: Vec<Option<Hosted>> = Vec::with_capacity(config.modules.len());
+    for (index, module) in config.modules.iter().enumerate() {
+        if module.placement == Placement::Nats || kept[index] {
+            hosted.push(None);
+            continue;
+        }
+        match Hosted::spawn(module, index, topology, statuses[index].clone()).await {
+            Ok(h) => {
+                tracing::info!(module = %module.name, state = ?h.instance.status.state(), "module started");
+                hosted.push(Some(h));
+            }
+            Err(e) => {
+                stop_all(hosted).await;
+                return Err(e.into());
+            }
+        }
+    }
+    // Modules served over NATS: ask their workers what they registered.
+    let Some(client) = nats else {
+        return Ok(hosted);
+    };
+    for (index, module) in config.modules.iter().enumerate() {
+        if kept[index] {
+            continue;
+        }
+        match (&module.placement, &module.callbacks) {
+            (Placement::Nats, Some(declared)) => {
+                topology.register(
+                    index,
+                    RegistrationSummary {
+                        callbacks: declared.clone(),
+                        ..RegistrationSummary::default()
+                    },
+                );
+                statuses[index].set_state(ModuleState::Running);
+            }
+            (Placement::Nats, None) => {
+                let described =
+                    describe_remote(client, topology, index, &module.name, &statuses[index]).await;
+                if let (Described::Refused(e), true) = (described, module.required) {
+                    stop_all(hosted).await;
+                    return Err(StartError::Spawn(SpawnError {
+                        index,
+                        name: module.name.clone(),
+                        reason: e.to_string(),
+                    }));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(hosted)
+}
+
+/// The scrape's view of the modules whose supervisors run here.
+fn module_gauges(config: &GliaConfig, statuses: &[Arc<ModuleStatus>]) -> Vec<ModuleGauge> {
+    config
+        .modules
+        .iter()
+        .zip(statuses)
+        .filter(|(m, _)| m.placement == Placement::Local)
+        .map(|(m, status)| ModuleGauge {
+            name: m.name.as_str().into(),
+            status: status.clone(),
+        })
+        .collect()
+}
+
+/// The bus to `config`'s modules: each local one by the route `carried` gives (a kept
+/// module's, with its permits) or else to its new actor; remote ones over `nats_bus`.
+fn routed_bus(
+    config: &GliaConfig,
+    hosted: &[Option<Hosted>],
+    carried: impl Fn(usize) -> Option<ModuleRoute>,
+    nats_bus: Option<Arc<NatsBus>>,
+) -> (Arc<InProcessBus>, Arc<dyn Bus>) {
+    let local = Arc::new(InProcessBus::from_routes(
+        config
+            .modules
+            .iter()
+            .zip(hosted)
+            .enumerate()
+            .map(|(index, (m, h))| {
+                carried(index).or_else(|| {
+                    h.as_ref()
+                        .map(|h| ModuleRoute::new(h.instance.addr.clone(), m.max_in_flight))
+                })
+            }),
+    ));
+    let placements = config.modules.iter().map(|m| m.placement).collect();
+    let routed: Arc<dyn Bus> = Arc::new(RoutedBus::new(local.clone(), nats_bus, placements));
+    (local, routed)
+}
+
+/// The NATS bus to `config`'s modules, by config index.
+fn nats_bus(
+    config: &GliaConfig,
+    client: Option<&async_nats::Client>,
+    refusals: &Arc<Refusals>,
+) -> Option<Arc<NatsBus>> {
+    client.map(|client| {
+        let names = config
+            .modules
+            .iter()
+            .map(|m| Arc::<str>::from(m.name.as_str()))
+            .collect();
+        Arc::new(NatsBus::new(client.clone(), names, refusals.clone()))
+    })
+}
+
+/// What a reload, the thread watcher and shutdown share.
+struct Shared {
+    /// The modules in force.
+    current: ArcSwap<Generation>,
+    /// The current generation's local modules, by config index.
+    hosted: Mutex<Vec<Option<Hosted>>>,
+    /// Held by a reload and by the thread watcher's replacements: one at a time.
+    changing: tokio::sync::Mutex<()>,
+    /// Set at shutdown.
+    stopping: AtomicBool,
 }
 
 /// A running glia: supervised modules and the coordinator over them.
 pub struct Glia {
     coordinator: Arc<Coordinator>,
-    topology: Arc<Topology>,
-    bus: Arc<InProcessBus>,
-    statuses: Vec<Arc<ModuleStatus>>,
-    instances: Arc<Mutex<Vec<Option<ModuleInstance>>>>,
-    stopping: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     nats: Option<async_nats::Client>,
+    refusals: Arc<Refusals>,
     ingress: Mutex<Option<actix_rt::task::JoinHandle<()>>>,
     telemetry: Arc<Telemetry>,
-    config: GliaConfig,
+    loader: Option<ConfigLoader>,
 }
 
 /// Start-up choices that are not in the config file.
@@ -215,6 +457,9 @@ pub struct StartOptions {
     /// Spans go to this provider instead of the exporter the config names (tests bring
     /// an in-memory exporter this way).
     pub tracer_provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    /// How a reload reads the config anew (`glia serve` re-reads its file); without it,
+    /// [`Glia::reload`] refuses and only [`Glia::apply`] reloads.
+    pub loader: Option<ConfigLoader>,
 }
 
 /// How often a remote module that has not described itself is asked again.
@@ -296,183 +541,92 @@ impl Glia {
             }
             BusConfig::Internal => (None, Arc::default()),
         };
-        let topology = Arc::new(Topology {
-            configs: config.modules.clone(),
-            summaries: Mutex::new(vec![None; config.modules.len()]),
-            web: ArcSwap::from_pointee(WebRoutes::default()),
-            coordinator: OnceLock::new(),
-        });
+        let topology = Arc::new(Topology::new(config.modules.clone()));
         let statuses: Vec<Arc<ModuleStatus>> = config
             .modules
             .iter()
             .map(|_| Arc::new(ModuleStatus::default()))
             .collect();
-        let gauges = config
-            .modules
-            .iter()
-            .zip(&statuses)
-            .filter(|(m, _)| m.placement == Placement::Local)
-            .map(|(m, status)| ModuleGauge {
-                name: m.name.as_str().into(),
-                status: status.clone(),
-            })
-            .collect();
         let telemetry = Arc::new(Telemetry::start(
             &config.telemetry,
             Role::Coordinator,
             config.modules.len(),
-            gauges,
+            module_gauges(&config, &statuses),
             nats.clone(),
             options.tracer_provider,
         )?);
-        let mut instances: Vec<Option<ModuleInstance>> = Vec::with_capacity(config.modules.len());
-        for (index, module) in config.modules.iter().enumerate() {
-            let status = statuses[index].clone();
-            if module.placement == Placement::Nats {
-                instances.push(None);
-                continue;
-            }
-            let weak = Arc::downgrade(&topology);
-            let on_registered = Arc::new(move |summary| {
-                if let Some(topology) = weak.upgrade() {
-                    topology.register(index, summary);
-                }
-            });
-            let instance = match spawn_module(module, status, on_registered).await {
-                Ok(instance) => instance,
-                Err(e) => {
-                    for started in instances.drain(..).rev().flatten() {
-                        started.stop().await;
-                    }
-                    return Err(e.into());
-                }
-            };
-            tracing::info!(module = %module.name, state = ?instance.status.state(), "module started");
-            instances.push(Some(instance));
-        }
-        // Modules served over NATS: ask their workers what they registered.
-        if let Some(client) = &nats {
-            for (index, module) in config.modules.iter().enumerate() {
-                match (&module.placement, &module.callbacks) {
-                    (Placement::Nats, Some(declared)) => {
-                        topology.register(
-                            index,
-                            RegistrationSummary {
-                                callbacks: declared.clone(),
-                                ..RegistrationSummary::default()
-                            },
-                        );
-                        statuses[index].set_state(ModuleState::Running);
-                    }
-                    (Placement::Nats, None) => {
-                        let described = describe_remote(
-                            client,
-                            &topology,
-                            index,
-                            &module.name,
-                            &statuses[index],
-                        )
-                        .await;
-                        if let (Described::Refused(e), true) = (described, module.required) {
-                            for started in instances.drain(..).rev().flatten() {
-                                started.stop().await;
-                            }
-                            return Err(StartError::Spawn(SpawnError {
-                                index,
-                                name: module.name.clone(),
-                                reason: e.to_string(),
-                            }));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-
-        let derived = {
-            let summaries = topology.summaries.lock().unwrap_or_else(|e| e.into_inner());
-            topology.derive(&summaries)
-        };
-        let (plans, web) = match derived {
+        let kept = vec![false; config.modules.len()];
+        let hosted = start_modules(&config, &topology, &statuses, nats.as_ref(), &kept).await?;
+        let (plans, web) = match topology.derive_now() {
             Ok(derived) => derived,
             Err(e) => {
-                for started in instances.into_iter().rev().flatten() {
-                    started.stop().await;
-                }
+                stop_all(hosted).await;
                 return Err(e);
             }
         };
+        let (plans_again, web_again) = (plans.clone(), web.clone());
         topology.web.store(Arc::new(web));
-        let bus = Arc::new(InProcessBus::new(
-            config
-                .modules
-                .iter()
-                .zip(&instances)
-                .map(|(m, i)| i.as_ref().map(|i| (i.addr.clone(), m.max_in_flight))),
-        ));
-        let nats_bus = nats.clone().map(|client| {
-            let names = config
-                .modules
-                .iter()
-                .map(|m| Arc::<str>::from(m.name.as_str()))
-                .collect();
-            Arc::new(NatsBus::new(client, names, refusals))
-        });
-        let placements = config.modules.iter().map(|m| m.placement).collect();
-        let routed = RoutedBus::new(bus.clone(), nats_bus, placements);
+        let nats_bus = nats_bus(&config, nats.as_ref(), &refusals);
+        let (bus, routed) = routed_bus(&config, &hosted, |_| None, nats_bus.clone());
         let coordinator = Arc::new(
-            Coordinator::new(plans, Arc::new(routed), config.deadline)
+            Coordinator::new(plans, routed.clone(), config.deadline)
                 .with_telemetry(telemetry.clone()),
         );
-        let _ = topology.coordinator.set(coordinator.clone());
         // A module whose probe succeeded while the plans were being built registered too early
         // to be planned: plan once more with everything known now.
-        {
-            let summaries = topology.summaries.lock().unwrap_or_else(|e| e.into_inner());
-            if let Ok((plans, web)) = topology.derive(&summaries) {
-                coordinator.set_plans(plans);
-                topology.web.store(Arc::new(web));
-            }
-        }
+        topology.install(coordinator.clone(), routed, (plans_again, web_again));
+        let generation = Arc::new(Generation {
+            config: Arc::new(config),
+            topology,
+            statuses,
+            bus,
+            nats_bus,
+        });
         let glia = Glia {
             coordinator,
-            bus,
-            statuses,
-            instances: Arc::new(Mutex::new(instances)),
-            stopping: Arc::new(AtomicBool::new(false)),
+            shared: Arc::new(Shared {
+                current: ArcSwap::new(generation.clone()),
+                hosted: Mutex::new(hosted),
+                changing: tokio::sync::Mutex::new(()),
+                stopping: AtomicBool::new(false),
+            }),
             ingress: Mutex::new(None),
             nats,
-            topology,
+            refusals,
             telemetry,
-            config,
+            loader: options.loader,
         };
         glia.watch_threads();
-        glia.watch_remote_modules();
+        glia.watch_remote_modules(&generation);
         glia.serve_nats_callbacks();
         Ok(glia)
     }
 
-    /// Keeps asking for the description of remote modules that have not given one (no worker
-    /// was up yet), and plans them when they do.
-    fn watch_remote_modules(&self) {
+    /// Keeps asking for the description of `generation`'s remote modules that have not given
+    /// one (no worker was up yet), and plans them when they do, until a reload replaces it.
+    fn watch_remote_modules(&self, generation: &Arc<Generation>) {
         let Some(client) = self.nats.clone() else {
             return;
         };
-        let pending: Vec<(usize, String, Arc<ModuleStatus>)> = self
+        let pending: Vec<(usize, String, Arc<ModuleStatus>)> = generation
             .config
             .modules
             .iter()
             .enumerate()
             .filter(|(_, m)| m.placement == Placement::Nats && m.callbacks.is_none())
-            .map(|(i, m)| (i, m.name.clone(), self.statuses[i].clone()))
+            .map(|(i, m)| (i, m.name.clone(), generation.statuses[i].clone()))
             .collect();
         if pending.is_empty() {
             return;
         }
-        let (topology, stopping) = (self.topology.clone(), self.stopping.clone());
+        let (topology, shared) = (generation.topology.clone(), self.shared.clone());
         actix_rt::spawn(async move {
             let mut pending = pending;
-            while !stopping.load(Ordering::Acquire) && !pending.is_empty() {
+            let live = || {
+                !shared.stopping.load(Ordering::Acquire)
+                    && !topology.retired.load(Ordering::Acquire)
+            };
+            while live() && !pending.is_empty() {
                 actix_rt::time::sleep(REMOTE_RETRY).await;
                 let mut refused = Vec::new();
                 for (i, (index, name, status)) in pending.iter().enumerate() {
@@ -485,7 +639,7 @@ impl Glia {
                     }
                 }
                 // A module that registers what Synapse refuses is asked no more: fix it and
-                // restart glia.
+                // reload.
                 for i in refused.into_iter().rev() {
                     pending.remove(i);
                 }
@@ -500,7 +654,8 @@ impl Glia {
         let Some(client) = self.nats.clone() else {
             return;
         };
-        let BusConfig::Nats(settings) = &self.config.bus else {
+        // The bus cannot change on a reload, so its bound is the start's.
+        let BusConfig::Nats(settings) = &self.config().bus else {
             return;
         };
         let handle = actix_rt::spawn(crate::bus::ingress::serve(
@@ -525,20 +680,30 @@ impl Glia {
     /// one is abandoned (told to stop when it unblocks).
     /// Invocations queued on it resolve by their callers' timeouts.
     fn watch_threads(&self) {
-        let Some(period) = self.config.modules.iter().map(|m| m.restart.watchdog).min() else {
-            return;
-        };
-        let (modules, statuses) = (self.config.modules.clone(), self.statuses.clone());
-        let (bus, instances, stopping) = (
-            self.bus.clone(),
-            self.instances.clone(),
-            self.stopping.clone(),
-        );
+        let shared = self.shared.clone();
         actix_rt::spawn(async move {
-            let mut tick = actix_rt::time::interval((period / 4).max(Duration::from_millis(1)));
-            while !stopping.load(Ordering::Acquire) {
-                tick.tick().await;
-                for (index, (module, status)) in modules.iter().zip(&statuses).enumerate() {
+            while !shared.stopping.load(Ordering::Acquire) {
+                let generation = shared.current.load_full();
+                let period = generation
+                    .config
+                    .modules
+                    .iter()
+                    .map(|m| m.restart.watchdog)
+                    .min()
+                    .unwrap_or(Duration::from_secs(1));
+                actix_rt::time::sleep((period / 4).max(Duration::from_millis(1))).await;
+                // A reload in progress owns the modules; look again at the next tick.
+                let Ok(_changing) = shared.changing.try_lock() else {
+                    continue;
+                };
+                let generation = shared.current.load_full();
+                for (index, (module, status)) in generation
+                    .config
+                    .modules
+                    .iter()
+                    .zip(&generation.statuses)
+                    .enumerate()
+                {
                     let silent = status.since_heartbeat();
                     if module.placement != Placement::Local
                         || silent < module.restart.watchdog * 2
@@ -557,11 +722,16 @@ impl Glia {
                     let since = std::time::Instant::now();
                     match spawn_module(module, status.clone(), Arc::new(|_| {})).await {
                         Ok(fresh) => {
-                            bus.replace(index, fresh.addr.clone(), module.max_in_flight);
+                            generation
+                                .bus
+                                .replace(index, fresh.addr.clone(), module.max_in_flight);
                             status.record_restart(Some(since.elapsed()));
                             let old = {
-                                let mut all = instances.lock().unwrap_or_else(|e| e.into_inner());
-                                all.get_mut(index).and_then(|slot| slot.replace(fresh))
+                                let mut all =
+                                    shared.hosted.lock().unwrap_or_else(|e| e.into_inner());
+                                all.get_mut(index)
+                                    .and_then(Option::as_mut)
+                                    .map(|h| std::mem::replace(&mut h.instance, fresh))
                             };
                             // The blocked thread exits once it unblocks, if it ever does.
                             if let Some(old) = old {
@@ -582,46 +752,55 @@ impl Glia {
         &self.coordinator
     }
 
-    /// The config glia runs.
-    pub fn config(&self) -> &GliaConfig {
-        &self.config
+    /// The config glia runs (the last one a reload applied).
+    pub fn config(&self) -> Arc<GliaConfig> {
+        self.shared.current.load().config.clone()
     }
 
     /// The status of the module at `index` (config order).
-    pub fn status(&self, index: usize) -> Option<&Arc<ModuleStatus>> {
-        self.statuses.get(index)
+    pub fn status(&self, index: usize) -> Option<Arc<ModuleStatus>> {
+        self.shared.current.load().statuses.get(index).cloned()
     }
 
     /// The status of the module called `name`.
-    pub fn status_of(&self, name: &str) -> Option<&Arc<ModuleStatus>> {
-        let index = self.config.modules.iter().position(|m| m.name == name)?;
-        self.statuses.get(index)
+    pub fn status_of(&self, name: &str) -> Option<Arc<ModuleStatus>> {
+        let generation = self.shared.current.load();
+        let index = generation
+            .config
+            .modules
+            .iter()
+            .position(|m| m.name == name)?;
+        generation.statuses.get(index).cloned()
     }
 
     /// Names of modules that are failed.
-    pub fn failed_modules(&self) -> Vec<&str> {
-        self.config
+    pub fn failed_modules(&self) -> Vec<String> {
+        let generation = self.shared.current.load();
+        generation
+            .config
             .modules
             .iter()
-            .zip(&self.statuses)
+            .zip(&generation.statuses)
             .filter(|(_, s)| s.state() == ModuleState::Failed)
-            .map(|(m, _)| m.name.as_str())
+            .map(|(m, _)| m.name.clone())
             .collect()
     }
 
     /// Each module as `/_glia/v1/modules` lists it.
     pub fn modules(&self) -> Vec<ModuleInfo> {
-        let summaries = self
+        let generation = self.shared.current.load();
+        let summaries = generation
             .topology
             .summaries
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let web = self.topology.web.load();
-        self.config
+        let web = generation.topology.web.load();
+        generation
+            .config
             .modules
             .iter()
-            .zip(&self.statuses)
+            .zip(&generation.statuses)
             .zip(summaries)
             .map(|((module, status), summary)| {
                 let summary = summary.unwrap_or_default();
@@ -673,17 +852,32 @@ impl Glia {
 
     /// The web resources.
     pub fn web_routes(&self) -> Arc<WebRoutes> {
-        self.topology.web.load_full()
+        self.shared.current.load().topology.web.load_full()
+    }
+
+    /// The web resource that answers `path`: its route, its module's actor, name and
+    /// timeout, all of one generation (a reload may come between two lookups).
+    pub fn web_target(&self, path: &str) -> Option<WebTarget> {
+        let generation = self.shared.current.load();
+        let route = generation.topology.web.load().find(path).cloned()?;
+        let module = generation.config.modules.get(route.module)?;
+        Some(WebTarget {
+            addr: generation.bus.addr(route.module),
+            name: module.name.clone(),
+            timeout: module.timeout,
+            route,
+        })
     }
 
     /// The actor of the module at `index` (config order).
     pub fn addr(&self, index: usize) -> Option<Addr<ModuleActor>> {
-        self.bus.addr(index)
+        self.shared.current.load().bus.addr(index)
     }
 
     /// Waits until every module has started the invocations sent to it so far.
     pub async fn flush(&self) {
-        for addr in self.bus.addrs() {
+        let addrs = self.shared.current.load().bus.addrs();
+        for addr in addrs {
             let _ = addr.send(crate::host::Flush).await;
         }
     }
@@ -718,7 +912,7 @@ impl Glia {
     /// The caller stops taking new requests first.
     pub async fn shutdown(&self, grace: Duration) {
         let until = std::time::Instant::now() + grace;
-        self.stopping.store(true, Ordering::Release);
+        self.shared.stopping.store(true, Ordering::Release);
         if let Some(ingress) = self
             .ingress
             .lock()
@@ -728,11 +922,10 @@ impl Glia {
             ingress.abort();
         }
         self.coordinator.drain_after(grace).await;
-        let instances: Vec<Option<ModuleInstance>> =
-            std::mem::take(&mut *self.instances.lock().unwrap_or_else(|e| e.into_inner()));
-        for instance in instances.into_iter().rev().flatten() {
-            instance.stop().await;
-        }
+        let _changing = self.shared.changing.lock().await;
+        let hosted: Vec<Option<Hosted>> =
+            std::mem::take(&mut *self.shared.hosted.lock().unwrap_or_else(|e| e.into_inner()));
+        stop_all(hosted).await;
         self.telemetry.shutdown(until).await;
         if let Some(client) = &self.nats {
             crate::bus::nats::flush(client, until).await;
@@ -743,4 +936,16 @@ impl Glia {
     pub fn telemetry(&self) -> &Arc<Telemetry> {
         &self.telemetry
     }
+}
+
+/// A web resource and what serving it needs.
+pub struct WebTarget {
+    /// Where it is registered.
+    pub route: WebRoute,
+    /// Its module's actor (none if the module is not in this process).
+    pub addr: Option<Addr<ModuleActor>>,
+    /// Its module's name.
+    pub name: String,
+    /// Its module's timeout, which a web request answers within.
+    pub timeout: Duration,
 }

@@ -1,6 +1,9 @@
 //! The `glia` command: serve, or check a config.
 
+mod cli_reload;
+
 use clap::{Parser, Subcommand};
+use cli_reload as reload;
 use glia_runtime::config::{self, GliaConfig, Placement, PythonCheck};
 use glia_runtime::{chaos, http, logging, Glia};
 use std::path::PathBuf;
@@ -39,6 +42,16 @@ enum Command {
         #[arg(long)]
         metrics_listen: Option<String>,
     },
+    /// Ask a running `glia serve` to re-read its config file (as SIGHUP does) and print what
+    /// changed, or why the new config was refused; exits non-zero if it was.
+    Reload {
+        /// The base URL of the running glia.
+        #[arg(long, default_value = "http://127.0.0.1:8787")]
+        url: String,
+        /// A file holding the API's bearer token (`auth_token`), if it has one.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
     /// Validate a config file without starting anything; exits non-zero on an error.
     CheckConfig {
         /// The config file.
@@ -74,13 +87,36 @@ enum Command {
 
 /// Loads the config; `python` selects the Python modules whose configs a Python host checks
 /// (those this command runs, or all of them for `check-config`).
-fn load(path: Option<&PathBuf>, python: config::PythonCheck) -> Result<GliaConfig, String> {
+fn load_config(
+    path: Option<&PathBuf>,
+    python: config::PythonCheck,
+) -> Result<GliaConfig, config::ConfigFileError> {
     let registry = glia_modules::builtin_registry();
     match path {
         Some(p) => config::load_file_with(p, &registry, python),
         None => config::load_str(config::EMBEDDED_CONFIG, config::EMBEDDED_NAME, &registry),
     }
-    .map_err(|e| e.to_string())
+}
+
+/// [`load_config`], its error as text.
+fn load(path: Option<&PathBuf>, python: config::PythonCheck) -> Result<GliaConfig, String> {
+    load_config(path, python).map_err(|e| e.to_string())
+}
+
+/// How `serve` (or `worker`) re-reads its config on a reload: the same file, checks and
+/// command-line overrides as at start.
+fn loader(
+    path: Option<PathBuf>,
+    python: config::PythonCheck,
+    listen: Option<String>,
+) -> glia_runtime::app::ConfigLoader {
+    Arc::new(move || {
+        let mut cfg = load_config(path.as_ref(), python)?;
+        if let Some(listen) = &listen {
+            cfg.listen = listen.clone();
+        }
+        Ok(cfg)
+    })
 }
 
 /// Runs `future` in an actix system.
@@ -120,17 +156,23 @@ fn main() -> ExitCode {
             glia_modules::chaos::quiet_planned_panics();
             return actix_web::rt::System::new().block_on(run_chaos(options, baseline));
         }
+        Command::Reload { url, token_file } => run(reload::ask(url, token_file)),
         Command::Worker {
             config,
             metrics_listen,
-        } => load(Some(&config), PythonCheck::Placement(Placement::Nats))
-            .and_then(|cfg| run(run_worker(cfg, metrics_listen))),
+        } => {
+            let python = PythonCheck::Placement(Placement::Nats);
+            let reload = loader(Some(config.clone()), python, None);
+            load(Some(&config), python).and_then(|cfg| run(run_worker(cfg, metrics_listen, reload)))
+        }
         Command::Serve { config, listen } => {
-            load(config.as_ref(), PythonCheck::Placement(Placement::Local)).and_then(|mut cfg| {
+            let python = PythonCheck::Placement(Placement::Local);
+            let reload = loader(config.clone(), python, listen.clone());
+            load(config.as_ref(), python).and_then(|mut cfg| {
                 if let Some(listen) = listen {
                     cfg.listen = listen;
                 }
-                run(serve(cfg))
+                run(serve(cfg, reload))
             })
         }
     };
@@ -143,22 +185,44 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(cfg: GliaConfig) -> Result<(), String> {
+async fn serve(cfg: GliaConfig, loader: glia_runtime::app::ConfigLoader) -> Result<(), String> {
+    // Before anything else: SIGHUP's default action would kill the process.
+    let mut hangups = reload::hangups()?;
     let listen = cfg.listen.clone();
     let source = cfg.source.clone();
-    let grace = cfg.shutdown_grace;
-    let glia = Arc::new(Glia::start(cfg).await.map_err(|e| e.to_string())?);
+    let options = glia_runtime::app::StartOptions {
+        loader: Some(loader),
+        ..Default::default()
+    };
+    let glia = Arc::new(
+        Glia::start_with(cfg, options)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
     let http::Bound { server, urls, stop } = http::serve(glia.clone(), &listen, None)
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     tracing::info!(%listen, config = %source, modules = glia.config().modules.len(), "glia serving on {urls}");
     let mut running = server;
-    tokio::select! {
-        result = &mut running => return result.map_err(|e| e.to_string()),
-        signal = shutdown_signal() => {
-            stop.begin();
-            tracing::info!(%signal, grace_ms = grace.as_millis() as u64, "shutting down: no new requests; in-flight ones get the grace period");
+    let stopping = shutdown_signal();
+    tokio::pin!(stopping);
+    loop {
+        tokio::select! {
+            result = &mut running => return result.map_err(|e| e.to_string()),
+            _ = hangups.recv() => {
+                tracing::info!("SIGHUP: reloading the config");
+                let glia = glia.clone();
+                // The outcome is logged and counted by the reload itself.
+                actix_rt::spawn(async move { let _ = glia.reload().await; });
+            }
+            signal = &mut stopping => {
+                stop.begin();
+                tracing::info!(%signal, grace_ms = glia.config().shutdown_grace.as_millis() as u64, "shutting down: no new requests; in-flight ones get the grace period");
+                break;
+            }
         }
     }
+    // The last config's grace: a reload may have changed it.
+    let grace = glia.config().shutdown_grace;
     // Stop taking requests while in-flight ones finish or resolve, and answer those that
     // arrive on connections already open; then modules stop in reverse config order. The
     // server future must be polled for the stop to proceed.
@@ -238,9 +302,14 @@ async fn run_chaos(options: chaos::ChaosOptions, baseline: bool) -> ExitCode {
     }
 }
 
-async fn run_worker(cfg: GliaConfig, metrics_listen: Option<String>) -> Result<(), String> {
-    let grace = cfg.shutdown_grace;
-    let worker = glia_runtime::worker::Worker::start(&cfg).await?;
+async fn run_worker(
+    cfg: GliaConfig,
+    metrics_listen: Option<String>,
+    loader: glia_runtime::app::ConfigLoader,
+) -> Result<(), String> {
+    // Before anything else: SIGHUP's default action would kill the process.
+    let mut hangups = reload::hangups()?;
+    let worker = Arc::new(glia_runtime::worker::Worker::start_with(&cfg, Some(loader)).await?);
     tracing::info!(modules = ?worker.modules(), "glia worker serving over NATS");
     let metrics = match &metrics_listen {
         Some(listen) => {
@@ -253,12 +322,24 @@ async fn run_worker(cfg: GliaConfig, metrics_listen: Option<String>) -> Result<(
         }
         None => None,
     };
-    let signal = shutdown_signal().await;
+    let stopping = shutdown_signal();
+    tokio::pin!(stopping);
+    let signal = loop {
+        tokio::select! {
+            _ = hangups.recv() => {
+                tracing::info!("SIGHUP: reloading the config");
+                let worker = worker.clone();
+                // The outcome is logged and counted by the reload itself.
+                actix_rt::spawn(async move { let _ = worker.reload().await; });
+            }
+            signal = &mut stopping => break signal,
+        }
+    };
     tracing::info!(%signal, "draining: no new invocations; in-flight ones finish");
     if let Some(server) = metrics {
         server.stop().await;
     }
-    worker.shutdown(grace).await;
+    worker.shutdown(worker.shutdown_grace()).await;
     tracing::info!("glia worker stopped");
     Ok(())
 }

@@ -7,7 +7,7 @@
 //! --bench stalled_worker` (needs nats-server); `GLIA_BIN=/path/to/glia` measures another
 //! build. Under `cargo test` it runs for a few seconds only, as a smoke test.
 
-use glia_tests::load::{full_run, keep_in_flight, median, post, rate_per_window, Sample};
+use glia_tests::load::{denied, full_run, keep_in_flight, median, post, rate_per_window, Sample};
 use glia_tests::nats::NatsServer;
 use glia_tests::process::GliaProcess;
 use serde_json::json;
@@ -49,13 +49,7 @@ fn main() {
         let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
         let body = json!({"user_id": "@evilguy:example.com", "room_config": {}}).to_string();
         // Answered by the module (demo denies), not by the policy.
-        let by_module = |reply: Option<(u16, Vec<u8>)>| {
-            reply.is_some_and(|(status, body)| {
-                status == 200
-                    && serde_json::from_slice::<serde_json::Value>(&body)
-                        .is_ok_and(|v| v["decision"] == "deny")
-            })
-        };
+        let by_module = |reply| denied(reply, None);
         // Every worker up and announced.
         let warm_until = Instant::now() + Duration::from_secs(60);
         while !by_module(post(&client, &url, body.clone()).await) {

@@ -241,6 +241,56 @@ def test_a_host_killed_while_it_loads_the_module_is_started_again(supervised: Su
     assert supervised.host_pid() not in (before, loading[0])
 
 
+# -- reloading the config -------------------------------------------------------------------------
+
+
+def test_a_reload_replaces_a_changed_python_modules_host_and_keeps_an_unchanged_one(
+    glia_bin: Path, tmp_path: Path
+) -> None:
+    keep, change = tmp_path / "keep", tmp_path / "change"
+    for workdir in (keep, change):
+        workdir.mkdir()
+        write_script(workdir, {})
+    port = free_port()
+    config: dict[str, Any] = {
+        "listen": f"127.0.0.1:{port}",
+        "auth_token": GLIA_TOKEN,
+        "deadline": f"{DEADLINE_S}s",
+        "python": python_section("example.com"),
+        "modules": [
+            scripted("keep", keep, ["user_may_invite"]),
+            scripted("change", change, ["user_may_create_room"]),
+        ],
+    }
+    glia = Glia.start(glia_bin, tmp_path, config, port, env=python_path_env(ORACLE))
+    invite = {"inviter": "@a:x", "invitee": "@b:x", "room_id": "!r:x"}
+    try:
+        assert ask(glia, "user_may_invite", invite)["decision"] == "allow"
+        assert ask(glia, "user_may_create_room", ROOM_CONFIG)["decision"] == "allow"
+        (kept_host,), (old_host,) = served_by(keep), served_by(change)
+
+        # Only `change`'s entry changes: its host is replaced, `keep`'s is untouched.
+        config["modules"][1]["config"]["load_delay"] = 0
+        glia.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        status, _, raw = http_request(
+            "POST", f"{glia.url}/_glia/v1/admin/reload", b"", {"Authorization": f"Bearer {GLIA_TOKEN}"}, timeout=120
+        )
+        assert status == 200, raw
+        report = json.loads(raw)
+        assert (report["kept"], report["replaced"]) == (["keep"], ["change"]), report
+
+        assert ask(glia, "user_may_invite", invite)["decision"] == "allow"
+        assert ask(glia, "user_may_create_room", ROOM_CONFIG)["decision"] == "allow"
+        assert served_by(keep) == [kept_host, kept_host]
+        new_host = served_by(change)[-1]
+        assert new_host != old_host
+        glia_pid = glia.process.popen.pid  # type: ignore[union-attr]
+        hosts = child_pids(glia_pid)
+        assert kept_host in hosts and new_host in hosts and old_host not in hosts, (hosts, glia.process.tail())
+    finally:
+        glia.stop()
+
+
 # -- standalone hosts on NATS ------------------------------------------------------------------------
 
 

@@ -9,11 +9,12 @@ use glia_runtime::{http, Glia, StartError};
 use serde_json::Value;
 use std::sync::Arc;
 
-/// The built-in modules plus the test modules (scripted, crashy).
+/// The built-in modules plus the test modules (scripted, crashy, counter).
 pub fn registry() -> ModuleRegistry {
     glia_modules::builtin_registry()
         .with::<Scripted>()
         .with::<crate::crashy::Crashy>()
+        .with::<crate::counter::Counter>()
 }
 
 /// A running glia and the address of its HTTP server.

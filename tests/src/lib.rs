@@ -5,6 +5,7 @@
 //! and the bodies of the fuzz targets.
 
 pub mod antispam_fakes;
+pub mod counter;
 pub mod crashy;
 pub mod fuzzing;
 pub mod harness;

@@ -54,6 +54,16 @@ pub async fn post(client: &awc::Client, url: &str, body: String) -> Option<(u16,
     Some((resp.status().as_u16(), bytes.to_vec()))
 }
 
+/// Whether `reply` (from [`post`]) is a 200 deny, by `module` when given: the module's own
+/// answer to a user it denies, not a failure policy's allow or an error.
+pub fn denied(reply: Option<(u16, Vec<u8>)>, module: Option<&str>) -> bool {
+    reply.is_some_and(|(status, body)| {
+        status == 200
+            && serde_json::from_slice::<serde_json::Value>(&body)
+                .is_ok_and(|v| v["decision"] == "deny" && module.is_none_or(|m| v["module"] == m))
+    })
+}
+
 /// Answers per second in consecutive windows of `width` from `start` to `end`, counting
 /// the samples for which `count` holds.
 pub fn rate_per_window(

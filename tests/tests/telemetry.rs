@@ -36,6 +36,7 @@ async fn start_traced(yaml: &str, provider: SdkTracerProvider) -> TestGlia {
         yaml,
         StartOptions {
             tracer_provider: Some(provider),
+            ..StartOptions::default()
         },
     )
     .await

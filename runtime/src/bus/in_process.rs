@@ -29,18 +29,42 @@ pub struct InProcessBus {
     routes: Vec<Option<ArcSwap<Route>>>,
 }
 
+/// One module's actor and in-flight permits, carried from one bus to the next on a reload
+/// so that a kept module's bound holds across both.
+#[derive(Clone)]
+pub struct ModuleRoute(Arc<Route>);
+
+impl ModuleRoute {
+    /// A route to `addr` with `max_in_flight` permits.
+    pub fn new(addr: Addr<ModuleActor>, max_in_flight: usize) -> ModuleRoute {
+        ModuleRoute(Route::new(addr, max_in_flight))
+    }
+}
+
 impl InProcessBus {
     /// A bus to these actors, in config order, each with its in-flight bound (`None` for a
     /// module that does not run in this process).
     pub fn new(modules: impl IntoIterator<Item = Option<(Addr<ModuleActor>, usize)>>) -> Self {
-        InProcessBus {
-            routes: modules
+        InProcessBus::from_routes(
+            modules
                 .into_iter()
-                .map(|m| {
-                    m.map(|(addr, max_in_flight)| ArcSwap::new(Route::new(addr, max_in_flight)))
-                })
+                .map(|m| m.map(|(addr, max_in_flight)| ModuleRoute::new(addr, max_in_flight))),
+        )
+    }
+
+    /// A bus over these routes, in config order (`None` for a module not in this process).
+    pub fn from_routes(routes: impl IntoIterator<Item = Option<ModuleRoute>>) -> Self {
+        InProcessBus {
+            routes: routes
+                .into_iter()
+                .map(|r| r.map(|r| ArcSwap::new(r.0)))
                 .collect(),
         }
+    }
+
+    /// The route of the module at `index`, to carry into another bus.
+    pub fn route(&self, index: usize) -> Option<ModuleRoute> {
+        Some(ModuleRoute(self.routes.get(index)?.as_ref()?.load_full()))
     }
 
     /// Sends the module at `index` to a new actor, with fresh permits: the old actor's

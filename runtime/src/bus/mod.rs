@@ -7,7 +7,7 @@ pub mod refusals;
 pub mod roster;
 mod routed;
 
-pub use in_process::InProcessBus;
+pub use in_process::{InProcessBus, ModuleRoute};
 pub use nats::NatsBus;
 pub use routed::RoutedBus;
 

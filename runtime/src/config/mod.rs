@@ -261,6 +261,9 @@ pub struct ModuleConfig {
     pub placement: Placement,
     /// For a module on NATS: the callbacks it serves, planned without asking its workers.
     pub callbacks: Option<Vec<Callback>>,
+    /// Everything that makes up the entry once defaults are applied (but not its position):
+    /// a reload keeps a module whose fingerprint is unchanged, and replaces it otherwise.
+    pub fingerprint: String,
 }
 
 impl fmt::Debug for ModuleConfig {
@@ -777,19 +780,39 @@ impl<'a> Loader<'a> {
                     self.error(&at.clone().key("callbacks"), label.clone(), e.to_string())
                 })?;
             }
+            let priority = raw_module.priority.unwrap_or(0);
+            let timeout = raw_module.timeout.map_or(default_timeout, |d| d.0);
+            let required = raw_module.required.unwrap_or(default_required);
+            let python = python::is_python_module(&raw_module.module)
+                .then(|| python_settings.clone())
+                .flatten();
+            // The tables resolved per callback: their maps print in no fixed order.
+            let per_callback: Vec<_> = Callback::ALL
+                .iter()
+                .map(|&c| (failure_policy.for_callback(c), invoke.for_callback(c)))
+                .collect();
+            let fingerprint = format!(
+                "{:?}",
+                (
+                    (&name, &raw_module.module, &config_value, priority, timeout),
+                    (per_callback, max_in_flight, &restart, required),
+                    (placement, &callbacks, python),
+                )
+            );
             modules.push(ModuleConfig {
                 index,
                 name,
+                fingerprint,
                 module: raw_module.module,
                 factory,
                 config,
-                priority: raw_module.priority.unwrap_or(0),
-                timeout: raw_module.timeout.map_or(default_timeout, |d| d.0),
+                priority,
+                timeout,
                 failure_policy,
                 invoke,
                 max_in_flight,
                 restart,
-                required: raw_module.required.unwrap_or(default_required),
+                required,
                 placement,
                 callbacks,
             });

@@ -37,10 +37,19 @@ pub struct DispatchError {
     pub error: String,
 }
 
+/// The plans and the bus that reaches their modules: a dispatch reads both at once, so a
+/// reload, which replaces them together, never sends an old plan's invocation to a new
+/// module set.
+pub struct Routing {
+    /// Every callback's plan.
+    pub plans: Arc<Plans>,
+    /// The bus to the modules the plans name (by config index).
+    pub bus: Arc<dyn Bus>,
+}
+
 /// Dispatches callbacks to modules under their plans.
 pub struct Coordinator {
-    plans: ArcSwap<Plans>,
-    bus: Arc<dyn Bus>,
+    routing: ArcSwap<Routing>,
     deadline: Duration,
     ids: AtomicU64,
     id_prefix: String,
@@ -69,8 +78,10 @@ impl Coordinator {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
         Coordinator {
-            plans: ArcSwap::from_pointee(plans),
-            bus,
+            routing: ArcSwap::from_pointee(Routing {
+                plans: Arc::new(plans),
+                bus,
+            }),
             deadline,
             ids: AtomicU64::new(0),
             id_prefix: format!("{:x}", started & 0xffff_ffff_ffff),
@@ -93,12 +104,26 @@ impl Coordinator {
 
     /// The plans in force.
     pub fn plans(&self) -> Arc<Plans> {
-        self.plans.load_full()
+        self.routing.load().plans.clone()
     }
 
     /// Replaces the plans (a module registered late); dispatches in progress keep theirs.
     pub fn set_plans(&self, plans: Plans) {
-        self.plans.store(Arc::new(plans));
+        let plans = Arc::new(plans);
+        self.routing.rcu(|current| Routing {
+            plans: plans.clone(),
+            bus: current.bus.clone(),
+        });
+    }
+
+    /// Replaces the plans and the bus together (a reload); dispatches in progress finish on
+    /// the routing they started with, which is returned: each holds a reference to it, so
+    /// once the caller's is the only one left, no dispatch uses the old modules any more.
+    pub fn set_routing(&self, plans: Plans, bus: Arc<dyn Bus>) -> Arc<Routing> {
+        self.routing.swap(Arc::new(Routing {
+            plans: Arc::new(plans),
+            bus,
+        }))
     }
 
     /// Dispatches in progress.
@@ -188,8 +213,10 @@ impl Coordinator {
         let _active = ActiveGuard(&self.active);
         let trace =
             DispatchTrace::begin(&self.telemetry, request.callback(), &meta, &request, route);
+        // Held to the end: a reload waits for the last holder of the routing it replaced.
+        let routing = self.routing.load_full();
         let ctx = DispatchCtx {
-            bus: self.bus.as_ref(),
+            bus: routing.bus.as_ref(),
             meta: InvocationMeta {
                 trace: trace.context().clone(),
                 ..meta
@@ -197,7 +224,7 @@ impl Coordinator {
             drained: self.drained.subscribe(),
             trace: &trace,
         };
-        let result = self.decide(&ctx, request).await;
+        let result = self.decide(&ctx, &routing.plans, request).await;
         drop(ctx);
         trace.finish(&result);
         result
@@ -206,12 +233,12 @@ impl Coordinator {
     async fn decide(
         &self,
         ctx: &DispatchCtx<'_>,
+        plans: &Plans,
         request: CallbackRequest,
     ) -> Result<DispatchReply, DispatchError> {
-        let plans = self.plans.load_full();
         let callback = request.callback();
         if let CallbackRequest::CheckAuth(args) = request {
-            return check_auth(ctx, &plans, args).await;
+            return check_auth(ctx, plans, args).await;
         }
         let plan = plans.get(callback);
         let rules = rules::rules(callback);

@@ -105,6 +105,20 @@ impl Default for ModuleStatus {
 }
 
 impl ModuleStatus {
+    /// A fresh status for the instance that replaces `old`'s on a reload: it starts anew,
+    /// but the counts carry over, so a module's crash and restart counters (and the metrics
+    /// read from them) keep rising across replacements.
+    pub fn continuing(old: &ModuleStatus) -> ModuleStatus {
+        let status = ModuleStatus::default();
+        status.restarts.store(old.restarts(), Ordering::Relaxed);
+        status.crashes.store(old.crashes(), Ordering::Relaxed);
+        status
+            .crashed_invocations
+            .store(old.crashed_invocations(), Ordering::Relaxed);
+        *status.last_crash.lock().unwrap_or_else(|e| e.into_inner()) = old.last_crash();
+        status
+    }
+
     /// The current state.
     pub fn state(&self) -> ModuleState {
         ModuleState::from_u8(self.state.load(Ordering::Acquire))

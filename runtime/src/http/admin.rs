@@ -1,11 +1,13 @@
-//! `GET /health`, `GET /_glia/v1/modules` and `GET /metrics`.
+//! `GET /health`, `GET /_glia/v1/modules`, `GET /metrics` and
+//! `POST /_glia/v1/admin/reload`.
 
 use super::auth::Authorized;
 use super::errors::MatrixError;
 use super::AppState;
+use crate::app::ReloadError;
 use crate::telemetry::Telemetry;
 use actix_web::{web, HttpResponse};
-use glia_bus_schema::errcodes::M_NOT_FOUND;
+use glia_bus_schema::errcodes::{M_NOT_FOUND, M_UNKNOWN};
 
 /// Liveness: 200 while glia serves; `"status": "degraded"` (with the failed modules) when a
 /// module is failed, `"ok"` otherwise.
@@ -31,6 +33,29 @@ pub async fn modules(_auth: Authorized, state: web::Data<AppState>) -> HttpRespo
         "modules": state.glia.modules(),
         "plans": state.glia.plan_listing(),
     }))
+}
+
+/// Re-reads the config file and applies it, as SIGHUP does, and answers what changed: the
+/// modules started, replaced, stopped and kept, and the settings that need a restart; or,
+/// when the new config is refused (nothing changed), why.
+pub async fn reload(
+    _auth: Authorized,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, MatrixError> {
+    match state.glia.reload().await {
+        Ok(report) => Ok(HttpResponse::Ok().json(report)),
+        Err(e) => {
+            let status = match e {
+                ReloadError::ShuttingDown => 503,
+                _ => 400,
+            };
+            Err(MatrixError::new(
+                status,
+                M_UNKNOWN,
+                format!("config reload refused, nothing changed: {e}"),
+            ))
+        }
+    }
 }
 
 /// Prometheus metrics in the text exposition format. Like `/health` it needs no token: it

@@ -19,7 +19,9 @@ impl FromRequest for Authorized {
         let Some(state) = req.app_data::<web::Data<AppState>>() else {
             return ready(Ok(Authorized));
         };
-        let Some(expected) = state.auth_token.as_deref() else {
+        // Read at each request: a reload may change the token.
+        let config = state.glia.config();
+        let Some(expected) = config.auth_token.as_deref() else {
             return ready(Ok(Authorized));
         };
         let presented = req

@@ -34,8 +34,6 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 pub struct AppState {
     /// The running glia.
     pub glia: Arc<Glia>,
-    /// The bearer token callers must present, if any.
-    pub auth_token: Option<String>,
     /// The largest body accepted.
     pub max_body_size: usize,
     /// How long a body may take to arrive.
@@ -47,6 +45,11 @@ fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(admin::health))
         .route("/_glia/v1/modules", web::get().to(admin::modules))
         .route("/metrics", web::get().to(admin::metrics))
+        .route("/_glia/v1/admin/reload", web::post().to(admin::reload))
+        .route(
+            "/_glia/v1/admin/reload",
+            web::route().to(errors::method_not_allowed),
+        )
         .route(
             "/_glia/v1/callbacks/{callback}",
             web::post().to(callbacks::dispatch),
@@ -70,7 +73,6 @@ fn configure(cfg: &mut web::ServiceConfig) {
 fn state(glia: Arc<Glia>) -> web::Data<AppState> {
     let config = glia.config();
     web::Data::new(AppState {
-        auth_token: config.auth_token.clone(),
         max_body_size: config.max_body_size,
         body_timeout: config.body_timeout,
         glia,

@@ -15,7 +15,8 @@ pub async fn serve(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, MatrixError> {
-    let Some(route) = state.glia.web_routes().find(req.path()).cloned() else {
+    // The route, actor and timeout of one generation: a reload may come meanwhile.
+    let Some(target) = state.glia.web_target(req.path()) else {
         return Err(MatrixError::new(
             404,
             M_UNRECOGNIZED,
@@ -34,17 +35,15 @@ pub async fn serve(
             .collect(),
         body: body.to_vec(),
     };
-    let addr = state
-        .glia
-        .addr(route.module)
+    let addr = target
+        .addr
         .ok_or_else(|| MatrixError::new(503, M_UNKNOWN, "module unavailable"))?;
     // A web resource answers within its module's timeout, like its callbacks.
-    let module = &state.glia.config().modules[route.module];
     let call = addr.send(WebCall {
-        slot: route.slot,
+        slot: target.route.slot,
         request,
     });
-    let response = tokio::time::timeout(module.timeout, call)
+    let response = tokio::time::timeout(target.timeout, call)
         .await
         .map_err(|_| {
             MatrixError::new(
@@ -52,8 +51,8 @@ pub async fn serve(
                 M_UNKNOWN,
                 format!(
                     "module {} did not answer within {} ms",
-                    module.name,
-                    module.timeout.as_millis()
+                    target.name,
+                    target.timeout.as_millis()
                 ),
             )
         })?

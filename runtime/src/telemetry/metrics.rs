@@ -20,6 +20,9 @@ const BUCKETS: &[f64] = &[
 
 /// The counters and histogram of one module's part in one callback.
 struct EntryMetrics {
+    /// The module it counts: after a reload, an old dispatch may still name another module
+    /// at the same index.
+    name: Box<str>,
     outcomes: Vec<IntCounter>,
     latency: Histogram,
 }
@@ -28,6 +31,13 @@ struct EntryMetrics {
 struct CallbackMetrics {
     results: Vec<IntCounter>,
     latency: Histogram,
+}
+
+/// An empty per-(module, callback) cache for `modules` modules.
+fn entry_table(modules: usize) -> Vec<Vec<OnceLock<EntryMetrics>>> {
+    (0..modules)
+        .map(|_| (0..Callback::ALL.len()).map(|_| OnceLock::new()).collect())
+        .collect()
 }
 
 /// Raises `counter` to `now`, a count kept elsewhere and read at scrape time.
@@ -63,9 +73,11 @@ pub struct Metrics {
     spans_dropped: IntCounterVec,
     span_drops: Option<Arc<SpanDrops>>,
     active_dispatches: IntGauge,
-    entries: Vec<Vec<OnceLock<EntryMetrics>>>,
+    entries: arc_swap::ArcSwap<Vec<Vec<OnceLock<EntryMetrics>>>>,
     callbacks: Vec<OnceLock<CallbackMetrics>>,
-    modules: Vec<ModuleGauge>,
+    modules: std::sync::Mutex<Vec<ModuleGauge>>,
+    reloads: IntCounterVec,
+    last_reload: prometheus::Gauge,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -156,11 +168,19 @@ impl Metrics {
                 "Dispatches waiting for module answers.",
             )
             .expect("metric names are valid"),
-            entries: (0..modules)
-                .map(|_| (0..Callback::ALL.len()).map(|_| OnceLock::new()).collect())
-                .collect(),
+            entries: arc_swap::ArcSwap::from_pointee(entry_table(modules)),
             callbacks: (0..Callback::ALL.len()).map(|_| OnceLock::new()).collect(),
-            modules: gauges,
+            modules: std::sync::Mutex::new(gauges),
+            reloads: counter(
+                "glia_config_reloads_total",
+                "Config reloads (SIGHUP or POST /_glia/v1/admin/reload) by result: applied, or refused (the new config has an error; nothing changed).",
+                &["result"],
+            ),
+            last_reload: prometheus::Gauge::new(
+                "glia_config_last_reload_success_timestamp_seconds",
+                "When the config was last loaded successfully (at start or by a reload), in seconds since the Unix epoch.",
+            )
+            .expect("metric names are valid"),
             registry,
         };
         for c in [
@@ -170,6 +190,7 @@ impl Metrics {
             &m.crashes,
             &m.bus_errors,
             &m.spans_dropped,
+            &m.reloads,
         ] {
             m.registry.register(Box::new(c.clone())).expect("unique");
         }
@@ -185,25 +206,79 @@ impl Metrics {
         m.registry
             .register(Box::new(m.active_dispatches.clone()))
             .expect("unique");
+        m.registry
+            .register(Box::new(m.last_reload.clone()))
+            .expect("unique");
+        for result in ["applied", "refused"] {
+            m.reloads.with_label_values(&[result]);
+        }
+        m.config_loaded();
         m
     }
 
-    fn entry(&self, module: usize, name: &str, callback: Callback) -> Option<&EntryMetrics> {
-        let slot = self.entries.get(module)?.get(callback.index())?;
-        Some(slot.get_or_init(|| {
-            EntryMetrics {
-                outcomes: Outcome::ALL
-                    .iter()
-                    .map(|o| {
-                        self.invocations
-                            .with_label_values(&[name, callback.name(), o.as_str()])
-                    })
-                    .collect(),
-                latency: self
-                    .invocation_latency
-                    .with_label_values(&[name, callback.name()]),
+    /// Replaces the modules whose gauges are served (a reload started or stopped some); a
+    /// module no longer hosted here loses its `in_flight` and `state` series.
+    pub fn set_module_gauges(&self, gauges: Vec<ModuleGauge>) {
+        let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+        for gone in modules
+            .iter()
+            .filter(|m| gauges.iter().all(|g| g.name != m.name))
+        {
+            let _ = self.in_flight.remove_label_values(&[&gone.name]);
+            for state in ModuleState::ALL {
+                let _ = self
+                    .state
+                    .remove_label_values(&[&gone.name, state.as_str()]);
             }
-        }))
+        }
+        *modules = gauges;
+    }
+
+    /// Counts a reload: `applied` or `refused`.
+    pub fn config_reloaded(&self, applied: bool) {
+        let result = if applied { "applied" } else { "refused" };
+        self.reloads.with_label_values(&[result]).inc();
+        if applied {
+            self.config_loaded();
+        }
+    }
+
+    fn config_loaded(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.last_reload.set(now);
+    }
+
+    /// Starts the per-(module, callback) cache anew for `modules` modules: a reload numbered
+    /// them anew.
+    pub fn renumber(&self, modules: usize) {
+        self.entries.store(Arc::new(entry_table(modules)));
+    }
+
+    fn entry<'a>(
+        entries: &'a [Vec<OnceLock<EntryMetrics>>],
+        metrics: &Metrics,
+        module: usize,
+        name: &str,
+        callback: Callback,
+    ) -> Option<&'a EntryMetrics> {
+        let slot = entries.get(module)?.get(callback.index())?;
+        let entry = slot.get_or_init(|| EntryMetrics {
+            name: name.into(),
+            outcomes: Outcome::ALL
+                .iter()
+                .map(|o| {
+                    metrics
+                        .invocations
+                        .with_label_values(&[name, callback.name(), o.as_str()])
+                })
+                .collect(),
+            latency: metrics
+                .invocation_latency
+                .with_label_values(&[name, callback.name()]),
+        });
+        (*entry.name == *name).then_some(entry)
     }
 
     /// Counts one invocation of module `module` (config index) named `name`.
@@ -215,14 +290,16 @@ impl Metrics {
         outcome: Outcome,
         latency: Option<Duration>,
     ) {
-        match self.entry(module, name, callback) {
+        let entries = self.entries.load();
+        match Metrics::entry(&entries, self, module, name, callback) {
             Some(e) => {
                 e.outcomes[outcome as usize].inc();
                 if let Some(latency) = latency {
                     e.latency.observe(latency.as_secs_f64());
                 }
             }
-            // A module index outside the config (cannot happen): the slow path still counts.
+            // An index outside the config, or held by another module (an old dispatch after a
+            // reload): the slow path still counts.
             None => self
                 .invocations
                 .with_label_values(&[name, callback.name(), outcome.as_str()])
@@ -277,7 +354,12 @@ impl Metrics {
 
     /// The text exposition format (version 0.0.4), with module gauges read now.
     pub fn render(&self) -> String {
-        for m in &self.modules {
+        for m in self
+            .modules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             let name = &*m.name;
             let catch_up = |c: &IntCounterVec, now: u64| {
                 catch_up_to(&c.with_label_values(&[name]), now);

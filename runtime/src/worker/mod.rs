@@ -6,31 +6,49 @@
 //! (`serve.rs`).
 
 mod announce;
+mod reload;
 mod serve;
 
 pub use announce::ANNOUNCE_INTERVAL;
 
-use crate::bus::InProcessBus;
+use crate::app::ConfigLoader;
+use crate::bus::refusals::Refusals;
+use crate::bus::{InProcessBus, ModuleRoute};
 use crate::config::{BusConfig, GliaConfig, ModuleConfig, Placement, REMOTE_MODULE};
-use crate::host::{spawn_module, ModuleInstance, ModuleStatus, RegistrationSummary};
+use crate::host::{spawn_module, ModuleInstance, ModuleStatus, RegistrationSummary, SpawnError};
 use crate::telemetry::{ModuleGauge, Role, Telemetry};
+use arc_swap::ArcSwap;
 use async_nats::Client;
 use glia_bus_schema::subjects::{self, AuthCheckerDescription, Description};
 use serve::{Hosted, Serving};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 /// A running worker.
 pub struct Worker {
     serving: Arc<Serving>,
-    instances: Vec<ModuleInstance>,
-    tasks: Vec<actix_rt::task::JoinHandle<()>>,
-    announcing: actix_rt::task::JoinHandle<()>,
-    stop: watch::Sender<bool>,
-    names: Vec<String>,
+    refusals: Arc<Refusals>,
+    /// The hosted modules, in config order; a reload replaces them.
+    units: tokio::sync::Mutex<Vec<Unit>>,
+    /// The config in force (the bus, for a reload to compare).
+    config: std::sync::Mutex<Arc<GliaConfig>>,
+    loader: Option<ConfigLoader>,
     id: String,
+}
+
+/// One hosted module: its instance, and the tasks that serve its subscriptions and
+/// announce it.
+struct Unit {
+    config: ModuleConfig,
+    instance: ModuleInstance,
+    status: Arc<ModuleStatus>,
+    /// What its serving tasks serve: a reload that replaces the module swaps the new one in
+    /// here, so the subscriptions (and the announcements) stay.
+    slot: Arc<ArcSwap<Hosted>>,
+    tasks: Vec<actix_rt::task::JoinHandle<()>>,
+    stop: watch::Sender<bool>,
 }
 
 /// A fresh worker id: a subject token unique enough among a module's workers.
@@ -40,35 +58,63 @@ fn worker_id() -> String {
         .collect()
 }
 
+/// The modules of `config` a worker hosts: those with `placement: nats`, except `remote`
+/// ones, which other programs serve.
+fn hosted_modules(config: &GliaConfig) -> Result<Vec<&ModuleConfig>, String> {
+    let hosted: Vec<&ModuleConfig> = config
+        .modules
+        .iter()
+        .filter(|m| m.placement == Placement::Nats && m.module != REMOTE_MODULE)
+        .collect();
+    if hosted.is_empty() {
+        return Err("no module to host: a worker hosts the modules with `placement: nats`".into());
+    }
+    Ok(hosted)
+}
+
+/// The `index`-th hosted module as its serving tasks see it, reached through `route`.
+fn hosted(
+    module: &ModuleConfig,
+    index: usize,
+    route: ModuleRoute,
+    admission: Arc<Semaphore>,
+    summary: Option<&RegistrationSummary>,
+    worker: &str,
+) -> Hosted {
+    Hosted {
+        index,
+        name: module.name.clone(),
+        description: describe(summary),
+        bus: Arc::new(InProcessBus::from_routes(
+            (0..=index).map(|i| (i == index).then(|| route.clone())),
+        )),
+        admission,
+        capacity: (module.max_in_flight, module.restart.stash),
+        worker: worker.into(),
+    }
+}
+
 impl Worker {
     /// Connects to NATS, starts the config's `placement: nats` modules (except `remote`
-    /// ones, which other programs serve) and subscribes for each.
+    /// ones, which other programs serve) and subscribes for each. `loader` re-reads the
+    /// config on a reload.
     pub async fn start(config: &GliaConfig) -> Result<Worker, String> {
+        Worker::start_with(config, None).await
+    }
+
+    /// [`Worker::start`], with how a reload re-reads the config.
+    pub async fn start_with(
+        config: &GliaConfig,
+        loader: Option<ConfigLoader>,
+    ) -> Result<Worker, String> {
         let BusConfig::Nats(settings) = &config.bus else {
             return Err("glia worker needs the NATS bus: `bus: {type: nats, url: ...}`".into());
         };
-        let hosted: Vec<&ModuleConfig> = config
-            .modules
-            .iter()
-            .filter(|m| m.placement == Placement::Nats && m.module != REMOTE_MODULE)
-            .collect();
-        if hosted.is_empty() {
-            return Err(
-                "no module to host: a worker hosts the modules with `placement: nats`".into(),
-            );
-        }
+        let hosted_configs = hosted_modules(config)?;
         let (client, refusals) = crate::bus::nats::connect(settings, "worker").await?;
-        let statuses: Vec<Arc<ModuleStatus>> = hosted
+        let statuses: Vec<Arc<ModuleStatus>> = hosted_configs
             .iter()
             .map(|_| Arc::new(ModuleStatus::default()))
-            .collect();
-        let gauges = hosted
-            .iter()
-            .zip(&statuses)
-            .map(|(m, status)| ModuleGauge {
-                name: m.name.as_str().into(),
-                status: status.clone(),
-            })
             .collect();
         // Decisions are the coordinator's to record; a worker only traces.
         let telemetry_config = crate::config::TelemetryConfig {
@@ -79,90 +125,116 @@ impl Worker {
             Telemetry::start(
                 &telemetry_config,
                 Role::Worker,
-                hosted.len(),
-                gauges,
+                hosted_configs.len(),
+                gauges(&hosted_configs, &statuses),
                 Some(client.clone()),
                 None,
             )
             .map_err(|e| e.to_string())?,
         );
-        let mut instances = Vec::new();
-        for (module, status) in hosted.iter().zip(&statuses) {
-            let instance = spawn_module(module, status.clone(), Arc::new(|_| {}))
-                .await
-                .map_err(|e| e.to_string())?;
-            instances.push(instance);
-        }
-        let bus = Arc::new(InProcessBus::new(
-            hosted
-                .iter()
-                .zip(&instances)
-                .map(|(m, i)| Some((i.addr.clone(), m.max_in_flight))),
-        ));
-        let id = worker_id();
         let serving = Arc::new(Serving {
             client: client.clone(),
             telemetry,
             in_flight: Default::default(),
         });
-        let (stop, stopped) = watch::channel(false);
-        let mut tasks = Vec::new();
-        for (index, (module, instance)) in hosted.iter().zip(&instances).enumerate() {
-            let hosted = Arc::new(Hosted {
-                index,
-                name: module.name.clone(),
-                description: describe(instance.summary.as_ref()),
-                bus: bus.clone(),
-                admission: Hosted::admission(module.max_in_flight, module.restart.stash),
-                capacity: (module.max_in_flight, module.restart.stash),
-                worker: id.as_str().into(),
-            });
-            let group = subjects::module_queue_group(&module.name);
-            let shared = client
-                .queue_subscribe(subjects::module_wildcard(&module.name), group.clone())
-                .await;
-            let own = client
-                .subscribe(subjects::worker_wildcard(&id, &module.name))
-                .await;
-            let (shared, own) = match (shared, own) {
-                (Ok(shared), Ok(own)) => (shared, own),
-                (Err(e), _) | (_, Err(e)) => {
-                    return Err(format!("cannot subscribe for module {}: {e}", module.name))
+        let worker = Worker {
+            serving,
+            refusals,
+            units: tokio::sync::Mutex::new(Vec::new()),
+            config: std::sync::Mutex::new(Arc::new(config.clone())),
+            loader,
+            id: worker_id(),
+        };
+        let mut units = Vec::new();
+        for (index, (module, status)) in hosted_configs.iter().zip(statuses).enumerate() {
+            match worker.start_unit(module, index, status).await {
+                Ok(unit) => units.push(unit),
+                Err(e) => {
+                    stop_units(units, Duration::ZERO).await;
+                    return Err(e.to_string());
                 }
-            };
-            for (subscription, prefix) in [
-                (shared, group.clone()),
-                (own, subjects::worker_module_prefix(&id, &module.name)),
-            ] {
-                tasks.push(actix_rt::spawn(serve::serve(
-                    serving.clone(),
-                    hosted.clone(),
-                    subscription,
-                    prefix,
-                    stopped.clone(),
-                )));
             }
-            tracing::info!(module = %module.name, queue_group = %group, worker = %id, "serving over NATS");
         }
-        let names: Vec<String> = hosted.iter().map(|m| m.name.clone()).collect();
+        let names: Vec<String> = hosted_configs.iter().map(|m| m.name.clone()).collect();
         confirm_subscribed(&client, &names).await;
         // Announced only once reachable: a coordinator routes to it as soon as it hears.
-        let announcing = actix_rt::spawn(announce::announce(
-            client,
-            refusals,
-            id.clone(),
-            names.clone(),
-            stopped,
-        ));
-        Ok(Worker {
-            serving,
-            instances,
-            tasks,
-            announcing,
+        for unit in &mut units {
+            unit.tasks.push(worker.announce(unit));
+        }
+        *worker.units.lock().await = units;
+        Ok(worker)
+    }
+
+    /// Starts `module` as the `index`-th hosted module and subscribes for it (it is not
+    /// announced yet).
+    async fn start_unit(
+        &self,
+        module: &ModuleConfig,
+        index: usize,
+        status: Arc<ModuleStatus>,
+    ) -> Result<Unit, SpawnError> {
+        let instance = spawn_module(module, status.clone(), Arc::new(|_| {})).await?;
+        let slot = Arc::new(ArcSwap::from_pointee(hosted(
+            module,
+            index,
+            ModuleRoute::new(instance.addr.clone(), module.max_in_flight),
+            Hosted::admission(module.max_in_flight, module.restart.stash),
+            instance.summary.as_ref(),
+            &self.id,
+        )));
+        let (stop, stopped) = watch::channel(false);
+        let mut unit = Unit {
+            config: module.clone(),
+            instance,
+            status,
+            slot,
+            tasks: Vec::new(),
             stop,
-            names,
-            id,
-        })
+        };
+        let client = &self.serving.client;
+        let group = subjects::module_queue_group(&module.name);
+        let shared = client
+            .queue_subscribe(subjects::module_wildcard(&module.name), group.clone())
+            .await;
+        let own = client
+            .subscribe(subjects::worker_wildcard(&self.id, &module.name))
+            .await;
+        let (shared, own) = match (shared, own) {
+            (Ok(shared), Ok(own)) => (shared, own),
+            (Err(e), _) | (_, Err(e)) => {
+                unit.instance.stop().await;
+                return Err(SpawnError {
+                    index: module.index,
+                    name: module.name.clone(),
+                    reason: format!("cannot subscribe: {e}"),
+                });
+            }
+        };
+        for (subscription, prefix) in [
+            (shared, group.clone()),
+            (own, subjects::worker_module_prefix(&self.id, &module.name)),
+        ] {
+            unit.tasks.push(actix_rt::spawn(serve::serve(
+                self.serving.clone(),
+                unit.slot.clone(),
+                subscription,
+                prefix,
+                stopped.clone(),
+            )));
+        }
+        tracing::info!(module = %module.name, queue_group = %group, worker = %self.id, "serving over NATS");
+        Ok(unit)
+    }
+
+    /// Announces `unit`'s module until it stops.
+    fn announce(&self, unit: &Unit) -> actix_rt::task::JoinHandle<()> {
+        actix_rt::spawn(announce::announce(
+            self.serving.client.clone(),
+            self.refusals.clone(),
+            self.id.clone(),
+            vec![unit.config.name.clone()],
+            unit.stop.subscribe(),
+        ))
     }
 
     /// Its spans and metrics.
@@ -171,8 +243,23 @@ impl Worker {
     }
 
     /// The names of the hosted modules.
-    pub fn modules(&self) -> &[String] {
-        &self.names
+    pub fn modules(&self) -> Vec<String> {
+        let config = self
+            .config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        hosted_modules(&config)
+            .map(|h| h.iter().map(|m| m.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The grace period of the config in force.
+    pub fn shutdown_grace(&self) -> Duration {
+        self.config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .shutdown_grace
     }
 
     /// Its id, the token of its own subjects (`glia.v1.worker.<id>.<module>.<callback>`).
@@ -184,29 +271,58 @@ impl Worker {
     /// finish for up to `grace`, then stops the modules in reverse order. Scaling down loses
     /// nothing: NATS gives new invocations to the other workers of the queue group, and
     /// coordinators stop routing to this one.
-    pub async fn shutdown(self, grace: Duration) {
-        self.stop.send_replace(true);
+    pub async fn shutdown(&self, grace: Duration) {
         let until = Instant::now() + grace;
+        let units = std::mem::take(&mut *self.units.lock().await);
+        for unit in &units {
+            unit.stop.send_replace(true);
+        }
         // Draining ends each subscription once the invocations already routed here are taken;
         // a lost connection could keep that from happening, so it is bounded too. Past the
         // grace, nothing more is taken: the modules are about to stop.
-        let mut tasks = self.tasks;
-        tasks.push(self.announcing);
-        let aborts: Vec<_> = tasks.iter().map(|s| s.abort_handle()).collect();
-        if tokio::time::timeout(grace, futures::future::join_all(tasks))
+        let tasks: Vec<_> = units
+            .iter()
+            .flat_map(|u| u.tasks.iter().map(|t| t.abort_handle()))
+            .collect();
+        let mut units = units;
+        let joins: Vec<_> = units
+            .iter_mut()
+            .flat_map(|u| std::mem::take(&mut u.tasks))
+            .collect();
+        if tokio::time::timeout(grace, futures::future::join_all(joins))
             .await
             .is_err()
         {
-            aborts.iter().for_each(|a| a.abort());
+            tasks.iter().for_each(|a| a.abort());
         }
         while self.serving.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < until {
             actix_rt::time::sleep(Duration::from_millis(5)).await;
         }
         crate::bus::nats::flush(&self.serving.client, until).await;
-        for instance in self.instances.into_iter().rev() {
-            instance.stop().await;
-        }
+        stop_units(units, Duration::ZERO).await;
         self.serving.telemetry.shutdown(until).await;
+    }
+}
+
+/// The scrape's view of the hosted modules.
+fn gauges(modules: &[&ModuleConfig], statuses: &[Arc<ModuleStatus>]) -> Vec<ModuleGauge> {
+    modules
+        .iter()
+        .zip(statuses)
+        .map(|(m, status)| ModuleGauge {
+            name: m.name.as_str().into(),
+            status: status.clone(),
+        })
+        .collect()
+}
+
+/// Stops `units` in reverse order, each after its serving tasks (already told to stop)
+/// ended, for at most `wait`.
+async fn stop_units(units: Vec<Unit>, wait: Duration) {
+    for unit in units.into_iter().rev() {
+        unit.stop.send_replace(true);
+        let _ = tokio::time::timeout(wait, futures::future::join_all(unit.tasks)).await;
+        unit.instance.stop().await;
     }
 }
 

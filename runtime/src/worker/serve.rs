@@ -60,9 +60,11 @@ pub(super) struct Serving {
 
 /// Serves `subscription` (whose subjects are `<prefix>.<callback>` and `<prefix>.describe`)
 /// until it ends: after a drain, once the messages already routed here have been taken.
+/// Each message goes to the module in `slot` when it arrives: a reload that replaces the
+/// module swaps it there, and the subscription stays.
 pub(super) async fn serve(
     serving: Arc<Serving>,
-    hosted: Arc<Hosted>,
+    slot: Arc<arc_swap::ArcSwap<Hosted>>,
     mut subscription: Subscriber,
     prefix: String,
     mut stop: watch::Receiver<bool>,
@@ -85,6 +87,8 @@ pub(super) async fn serve(
         let Some(reply_to) = message.reply.clone() else {
             continue;
         };
+        // Held by the invocation's task too: a replaced module stops once none holds it.
+        let hosted = slot.load_full();
         let suffix = message
             .subject
             .strip_prefix(prefix.as_str())
