@@ -47,6 +47,16 @@ def test_config_defaults_and_per_callback_overrides() -> None:
     assert not everything_open.fails_open("on_legacy_renew")  # no neutral value: always closed
 
 
+def test_several_coordinators_and_a_unix_socket() -> None:
+    config = parse_config({"glia_url": ["unix:/run/glia/glia.sock", "http://a:8787", "https://b/glia/"]})
+    unix, a, b = config.glia_urls
+    assert (unix.scheme, unix.path, unix.host_header) == ("unix", "/run/glia/glia.sock", b"localhost")
+    assert (a.host, a.port, a.prefix, a.host_header) == ("a", 8787, "", b"a:8787")
+    assert (b.scheme, b.port, b.prefix, b.host_header) == ("https", 443, "/glia", b"b")
+    assert config.transport == "lean" and config.attempt_timeout is None and config.connect_timeout == 1.0
+    assert config.glia_url == "unix:/run/glia/glia.sock, http://a:8787, https://b/glia"
+
+
 @pytest.mark.parametrize(
     ("raw", "path"),
     [
@@ -62,6 +72,12 @@ def test_config_defaults_and_per_callback_overrides() -> None:
         ({"glia_url": "http://g", "auth_token": "a", "auth_token_path": "/x"}, ("auth_token_path",)),
         ({"glia_url": "http://g", "auth_token_path": "/nonexistent/token"}, ("auth_token_path",)),
         ({"glia_url": "http://g", "web_resource_paths": ["/_matrix/client/x"]}, ("web_resource_paths", "0")),
+        ({"glia_url": []}, ("glia_url",)),
+        ({"glia_url": ["http://g", "unix:relative.sock"]}, ("glia_url", "1")),
+        ({"glia_url": ["http://g", "http://g/"]}, ("glia_url", "1")),
+        ({"glia_url": "http://g", "transport": "carrier-pigeon"}, ("transport",)),
+        ({"glia_url": "http://g", "attempt_timeout": 0}, ("attempt_timeout",)),
+        ({"glia_url": "http://g", "connect_timeout": -1}, ("connect_timeout",)),
     ],
 )
 def test_config_errors_name_the_key(raw: dict[str, Any], path: tuple[str, ...]) -> None:
@@ -317,7 +333,9 @@ class FakeClient:
         self.reply = reply
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
-    async def call(self, callback: str, body: dict[str, Any], request_id: str, timeout: float) -> Any:
+    async def call(
+        self, callback: str, body: dict[str, Any], request_id: str, timeout: float, retry_safe: bool = True
+    ) -> Any:
         self.calls.append((callback, body))
         if isinstance(self.reply, Exception):
             raise self.reply
@@ -392,8 +410,8 @@ def test_discovery_selects_callbacks_login_types_and_web_resources() -> None:
 
 
 def test_requests_carry_the_token_and_request_id() -> None:
-    headers = GliaClient(None, "http://g", "tok")._headers("PUT-1.ab1")
-    assert headers[b"Authorization"] == [b"Bearer tok"] and headers[b"X-Request-Id"] == [b"PUT-1.ab1"]
+    headers = dict(GliaClient([], "tok")._headers("PUT-1.ab1"))
+    assert headers[b"Authorization"] == b"Bearer tok" and headers[b"X-Request-Id"] == b"PUT-1.ab1"
 
 
 def test_a_jaeger_span_context_becomes_a_w3c_traceparent() -> None:

@@ -113,6 +113,12 @@ class CallbackSpec:
     #: value (`on_update`).
     context_manager: bool = False
 
+    @property
+    def notification(self) -> bool:
+        """Whether it only tells modules something (its answer decides nothing), so it is
+        not sent to another coordinator once one may have received it."""
+        return isinstance(self.reply, Notify)
+
 
 def _spec(name: str, category: str, params: str, reply: ReplyKind, fail_open: bool, **kw: object) -> CallbackSpec:
     return CallbackSpec(name, category, tuple(params.split()), reply, fail_open, **kw)  # type: ignore[arg-type]
