@@ -22,6 +22,7 @@ from glia_synapse.config import parse_config
 from glia_synapse.convert import encode_args
 from glia_synapse.errors import GliaCallbackFailed, GliaFailure, GliaModuleFailed
 from glia_synapse.replies import check_error, errcode
+from glia_synapse.reply_cache import ReplyCache
 from glia_synapse.tracing import traceparent_from_ids
 
 UNUSED_URL = "http://127.0.0.1:9"  # discard port: connection refused at once
@@ -440,3 +441,50 @@ def test_web_proxies_are_leaves_only_for_glias_subtrees() -> None:
     made._register_web_resources(discovery)
     assert api.resources["/_synapse/client/exact"].isLeaf is False
     assert api.resources["/_synapse/client/tree"].isLeaf is True
+
+
+# -- replies that hold for a while ------------------------------------------------------------
+
+
+def test_a_lasting_reply_is_reused_until_its_time_and_never_after() -> None:
+    now = [1000.0]
+    cache = ReplyCache(clock_ms=lambda: now[0])
+    cache.put("@a:hs", False, 1500)
+    assert cache.get("@a:hs") == (False,)
+    now[0] = 1499.9
+    assert cache.get("@a:hs") == (False,)
+    now[0] = 1500
+    assert cache.get("@a:hs") is None and len(cache) == 0
+    cache.put("@a:hs", False, 1400)  # already past: not stored
+    cache.put("@b:hs", None, "soon")  # not a time: not stored
+    cache.put("@c:hs", True, True)
+    assert len(cache) == 0
+
+
+def test_a_full_cache_drops_lapsed_entries_then_the_oldest() -> None:
+    now = [0.0]
+    cache = ReplyCache(clock_ms=lambda: now[0], max_entries=2)
+    cache.put("a", False, 10)
+    cache.put("b", False, 100)
+    now[0] = 20
+    cache.put("c", False, 100)  # "a" had lapsed
+    assert (cache.get("b"), cache.get("c")) == ((False,), (False,))
+    cache.put("d", False, 100)  # the oldest, "b", goes
+    assert cache.get("b") is None and cache.get("d") == (False,)
+
+
+def test_is_user_expired_asks_glia_again_only_when_the_reply_lapsed_or_failed() -> None:
+    far = 10**15
+    made, api = bridge({"expired": False, "valid_until_ms": far, "module": "validity"}, callbacks=["is_user_expired"])
+    is_expired = api.registered["register_account_validity_callbacks"]["is_user_expired"]
+    assert [asyncio.run(is_expired("@a:hs")) for _ in range(3)] == [False, False, False]
+    assert len(made._client.calls) == 1
+    assert asyncio.run(is_expired("@b:hs")) is False and len(made._client.calls) == 2  # per user
+
+    made._client.reply = {"expired": True}  # no lifetime: asked every time
+    assert asyncio.run(is_expired("@c:hs")) is True and asyncio.run(is_expired("@c:hs")) is True
+    assert len(made._client.calls) == 4
+
+    made._client.reply = GliaFailure("down", kind="unreachable")  # fails open, not remembered
+    assert asyncio.run(is_expired("@d:hs")) is None and asyncio.run(is_expired("@d:hs")) is None
+    assert len(made._client.calls) == 6

@@ -34,6 +34,7 @@ from glia_synapse.config import AUTO, SYNAPSE, BridgeConfig, parse_config
 from glia_synapse.convert import encode_args, read_media_file
 from glia_synapse.errors import GliaCallbackFailed, GliaFailure
 from glia_synapse.replies import check_error
+from glia_synapse.reply_cache import ReplyCache
 from glia_synapse.synapse_transport import SynapseHttpPool
 from glia_synapse.tracing import new_request_id
 from glia_synapse.web import GliaWebProxy
@@ -176,6 +177,8 @@ class GliaBridge:
         self._api = api
         self._client = make_client(config, api)
         self._failures = FailureLog()
+        #: Replies reused while glia says they hold, per callback that has such replies.
+        self._caches = {spec.name: ReplyCache() for spec in CALLBACKS if spec.cache_key is not None}
         self._login_types: set[str] = set()
         self._web_paths: tuple[str, ...] = ()
         discovery = self._discover_at_startup()
@@ -215,6 +218,11 @@ class GliaBridge:
         Raises what glia decided the module raised (a `SynapseError`, or `GliaModuleFailed`),
         and, failing closed, `GliaCallbackFailed` when glia could not decide.
         """
+        cache = self._caches.get(spec.name)
+        if cache is not None:
+            cached = cache.get(args[spec.cache_key])  # type: ignore[index]
+            if cached is not None:
+                return cached[0]
         request_id = new_request_id()
         started = time.perf_counter()
         try:
@@ -225,6 +233,8 @@ class GliaBridge:
                 spec.name, body, request_id, self._config.timeout_for(spec.name), retry_safe=not spec.notification
             )
             result = spec.reply.decode(check_error(reply), args)
+            if cache is not None:
+                cache.put(args[spec.cache_key], result, reply.get("valid_until_ms"))  # type: ignore[index]
         except GliaFailure as failure:
             result = self._resolve_failure(spec, failure, request_id)
         else:
