@@ -3,11 +3,16 @@ first over a Unix socket, the second over TCP), both on one nats-server, whose o
 worker` runs the modules. Messages are sent without pause while the first coordinator is
 killed (SIGKILL), then started again.
 
+Users register meanwhile too, each registration a notification (`on_user_registration`) to
+`account_expiry` on the worker, which counts what it received on its `/metrics`.
+
 What must hold: every decision is made by the module (the spammer is refused every time,
 everyone else accepted: `check_event_for_spam` fails *closed* here, so a decision the bridge
-lost would show as a 500); the bridge moves to the second coordinator at once and goes back to
-the first one after its backoff. The recovery time (from the kill to the first send decided
-after it) is printed (`-s` shows it).
+lost would show as a 500); no notification is lost but those in flight at the kill (the
+bridge's documented failure mode: one that may have been delivered is not resent); the bridge
+moves to the second coordinator at once and goes back to the first one after its backoff. The
+recovery time (from the kill to the first send decided after it) and the count of lost
+notifications are printed (`-s` shows them).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from harness import (
     Process,
     Synapse,
     bridge_module,
+    free_port,
     http_request,
     mxid,
     wait_until,
@@ -45,6 +51,7 @@ def glia_config(nats_url: str, unix_socket: Path | None) -> dict[str, Any]:
         "bus": {"type": "nats", "url": nats_url},
         "modules": [
             {"module": "list_spam_checker", "placement": "nats", "config": {"evil_users": [mxid(SPAMMER)]}},
+            {"module": "account_expiry", "placement": "nats"},
         ],
     }
     if unix_socket is not None:
@@ -52,8 +59,16 @@ def glia_config(nats_url: str, unix_socket: Path | None) -> dict[str, Any]:
     return config
 
 
-def serving(process: Process) -> bool:
-    return "glia serving on" in process.log_path.read_text(errors="replace") or not process.running()
+def serving(process: Process, what: str = "glia serving on") -> bool:
+    return what in process.log_path.read_text(errors="replace") or not process.running()
+
+
+def metric_sum(url: str, pattern: str) -> float:
+    """The sum of the samples of glia's `/metrics` at `url` that `pattern` matches (its
+    group: the value)."""
+    status, _, raw = http_request("GET", url + "/metrics")
+    assert status == 200, raw
+    return sum(float(value) for value in re.findall(pattern, raw.decode()))
 
 
 @dataclass
@@ -77,27 +92,30 @@ class Coordinator:
 
     def decisions(self) -> float:
         """`check_event_for_spam` decisions it made (its /metrics)."""
-        status, _, raw = http_request("GET", self.url + "/metrics")
-        assert status == 200, raw
-        pattern = r'glia_decisions_total\{callback="check_event_for_spam",result="(\w+)"\} (\S+)'
-        return sum(float(value) for _, value in re.findall(pattern, raw.decode()))
+        return metric_sum(self.url, r'glia_decisions_total\{callback="check_event_for_spam",result="\w+"\} (\S+)')
 
 
 @dataclass
 class Cluster:
     nats: NatsServer
     worker: Process
+    worker_metrics: str
     first: Coordinator
     second: Coordinator
     socket: Path
     synapse: Synapse
     stopped: list[Any] = field(default_factory=list)
 
+    def registrations_received(self) -> float:
+        """`on_user_registration` notifications the worker's module received."""
+        return metric_sum(
+            self.worker_metrics,
+            r'glia_invocations_total\{callback="on_user_registration",module="account_expiry",outcome="\w+"\} (\S+)',
+        )
+
 
 @pytest.fixture(scope="module")
 def cluster(glia_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    from harness import free_port
-
     workdir = tmp_path_factory.mktemp("failover")
     started: list[Any] = []
     try:
@@ -108,10 +126,12 @@ def cluster(glia_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         for name, unix in (("first", socket), ("second", None), ("worker", None)):
             configs[name] = workdir / f"{name}.yaml"
             configs[name].write_text(yaml.safe_dump(glia_config(nats.url, unix), sort_keys=False))
-        worker = Process(
-            "glia-worker", [str(glia_bin), "worker", "--config", str(configs["worker"])], workdir / "w.log"
-        )
+        argv = [str(glia_bin), "worker", "--config", str(configs["worker"]), "--metrics-listen", "127.0.0.1:0"]
+        worker = Process("glia-worker", argv, workdir / "worker.log")
         started.append(worker.start())
+        wait_until(lambda: serving(worker, "serving GET /metrics on"), 30, "worker start-up", worker.tail)
+        found = re.findall(r"serving GET /metrics on (http://127\.0\.0\.1:\d+)", worker.log_path.read_text())
+        assert found, worker.tail()
         coordinators = []
         for name in ("first", "second"):
             port = free_port()
@@ -125,7 +145,7 @@ def cluster(glia_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             auth_token="failover-token",
             timeout=5,
             fail_open={"check_event_for_spam": False},
-            callbacks=["check_event_for_spam"],
+            callbacks=["check_event_for_spam", "on_user_registration"],
         )
         bridge["config"]["glia_url"] = [f"unix:{socket}", second.url]
         synapse = Synapse.start(workdir / "synapse", [bridge])
@@ -134,7 +154,7 @@ def cluster(glia_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         for p in reversed(started):
             p.stop()
         pytest.fail(str(e), pytrace=False)
-    yield Cluster(nats, worker, first, second, socket, synapse)
+    yield Cluster(nats, worker, found[0], first, second, socket, synapse)
     for p in reversed(started):
         p.stop()
 
@@ -146,6 +166,32 @@ class Send:
     sender: str
     status: int
     body: Any
+
+
+class Registrations:
+    """Registers users one after another until stopped, recording each."""
+
+    def __init__(self, synapse: Synapse) -> None:
+        self.synapse = synapse
+        self.done: list[Send] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            started = time.monotonic()
+            reply = self.synapse.try_register(f"newcomer{n}")
+            self.done.append(Send(started, time.monotonic(), f"newcomer{n}", reply.status, reply.body))
+
+    def __enter__(self) -> Registrations:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
 
 
 class Traffic:
@@ -195,7 +241,9 @@ def test_killing_a_coordinator_loses_no_decision(cluster: Cluster) -> None:
     room = setup.create_room(preset="public_chat")
     assert room.status == 200, room.body
     room_id = room.body["room_id"]
-    with Traffic(synapse, room_id) as traffic:
+    traffic = Traffic(synapse, room_id)  # registers its two users
+    received_before = cluster.registrations_received()
+    with traffic, Registrations(synapse) as registrations:
         traffic.wait_for(40)
         assert cluster.first.decisions() > 0 and cluster.second.decisions() == 0  # the first is preferred
         killed_at = time.monotonic()
@@ -211,9 +259,15 @@ def test_killing_a_coordinator_loses_no_decision(cluster: Cluster) -> None:
     assert not wrong, f"{len(wrong)} of {len(traffic.sends)} sends not decided by the module: {wrong[:5]}"
     recovery_ms = (min(s.ended for s in traffic.sends if s.ended >= killed_at) - killed_at) * 1000
     in_flight = [s for s in traffic.sends if s.started < killed_at < s.ended]
+    registered = [r for r in registrations.done if r.status == 200]
+    assert len(registered) == len(registrations.done) and registered, registrations.done[:3]
+    lost = len(registered) - int(cluster.registrations_received() - received_before)
+    registering_at_kill = [r for r in registered if r.started < killed_at < r.ended]
+    assert 0 <= lost <= len(registering_at_kill), (lost, len(registered))
     worst_ms = max((s.ended - s.started) * 1000 for s in traffic.sends if s.ended >= killed_at)
     print(
         f"\nfailover: {len(traffic.sends)} sends, none lost; SIGKILL to the first decided send after it (recovery): "
         f"{recovery_ms:.1f} ms; {len(in_flight)} send(s) in flight at the kill, slowest send around it "
-        f"{worst_ms:.1f} ms"
+        f"{worst_ms:.1f} ms; {len(registered)} registrations, {lost} on_user_registration notification(s) "
+        f"lost ({len(registering_at_kill)} registration(s) in flight at the kill)"
     )
