@@ -22,7 +22,8 @@ interleaved round by round, after one unmeasured round.
 (b) **A message send.** `PUT /rooms/{id}/send` over a kept-alive connection, interleaved:
 `none` (no modules), `antispam` (as above), `seed-lean-unix` (the bridge, glia with the e2e
 seed modules but the censor: 2 callbacks per send), and `seed-synapse-http` (the same glia
-through Synapse's HTTP client). Prints medians and what each adds over `none`.
+through Synapse's HTTP client), in a new random order each round. Prints medians and what
+each adds over `none`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -41,7 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from antispam import AntispamFake, antispam_module, fake_binary
-from bench_send import interleaved_sends, percentile, report
+from bench_send import Sender, percentile, report
 from differential import oracle_env
 from harness import GLIA_TOKEN, Glia, Synapse, bridge_module, free_port, glia_binary, glia_config, mxid
 
@@ -115,6 +117,21 @@ def timed_callbacks(running: dict[str, Synapse], rounds: int, batch: int) -> dic
     return samples
 
 
+def shuffled_sends(running: dict[str, Synapse], sends: int, warmup: int) -> list[Sender]:
+    """A user per Synapse sending `sends` timed messages (after `warmup` untimed ones), round
+    by round in a new random order each round, so neither machine load drifts nor the order
+    within a round (a send overlapping the previous Synapse's after-send work) favour one."""
+    senders = [Sender(name, synapse.register(f"bench_{name.replace('-', '_')}")) for name, synapse in running.items()]
+    for sender in senders:
+        for _ in range(warmup):
+            sender.send(record=False)
+    rounds = random.Random(14)
+    for _ in range(sends):
+        for sender in rounds.sample(senders, len(senders)):
+            sender.send()
+    return senders
+
+
 def report_callbacks(samples: dict[str, list[float]]) -> None:
     print(f"{'a callback inside Synapse':<26}{'n':>6}{'median ms':>11}{'p90 ms':>9}{'vs antispam':>13}")
     base = statistics.median(samples["antispam"])
@@ -140,7 +157,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="glia-bench-transport-") as tmp, servers(Path(tmp)) as (by_cb, sends):
         report_callbacks(timed_callbacks(by_cb, args.rounds, args.batch))
         print()
-        senders = interleaved_sends(sends, args.sends, args.warmup)
+        senders = shuffled_sends(sends, args.sends, args.warmup)
         report(senders)
 
 
