@@ -230,3 +230,45 @@ def test_refused_is_not_delivered_against_a_real_socket(refused_port: int) -> No
             break
         reactor.iterate(0.01)  # type: ignore[attr-defined]
     assert isinstance(results[0], Failure) and results[0].check(NotDelivered)
+
+
+def test_a_decision_moves_on_after_the_attempt_timeout_and_a_notification_does_not() -> None:
+    from twisted.internet.task import Clock as Reactor
+
+    clock = Clock()
+
+    class Silent(ScriptedPool):
+        def request(self, method: bytes, path: bytes, headers: Any, body: bytes) -> defer.Deferred[Response]:
+            self.sent += 1
+            return defer.Deferred()  # never answers (a frozen coordinator)
+
+    for retry_safe, expected in ((True, OK), (False, "may have been delivered")):
+        reactor = Reactor()
+        silent, b = Silent("silent"), ScriptedPool("b", OK)
+        coordinators = Coordinators([silent, b], reactor, attempt_timeout=1.0, clock=clock)
+        results: list[Any] = []
+        deferred = defer.ensureDeferred(coordinators.request(b"POST", b"/x", [], b"{}", clock.now + 5, retry_safe))
+        deferred.addBoth(results.append)
+        assert not results
+        reactor.advance(1.0)
+        if retry_safe:
+            assert results == [expected] and b.sent == 1
+        else:
+            assert results[0].check(GliaFailure) and expected in str(results[0].value) and b.sent == 0
+
+
+def test_the_pool_reuses_fresh_idle_connections_and_closes_old_ones() -> None:
+    from glia_synapse.transport import MAX_IDLE_SECONDS, Pool
+
+    pool = Pool(parse_address("http://127.0.0.1:1"), None, 1.0)
+    conn, transport, _ = connection()
+    pool.release(conn)
+    assert pool._take_idle() is conn  # fresh: reused
+    pool.release(conn)
+    conn.idle_since -= MAX_IDLE_SECONDS  # as old as glia's keep-alive allows: not reused
+    assert pool._take_idle() is None
+    assert not conn.reusable and transport.disconnecting  # closed, not kept
+    closing, _, _ = connection()
+    closing.reusable = False  # answered with Connection: close
+    pool.release(closing)
+    assert pool._take_idle() is None
