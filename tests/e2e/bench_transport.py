@@ -20,10 +20,12 @@ glia runs `list_spam_checker` in process. `--rounds` rounds of `--batch` calls p
 interleaved round by round, after one unmeasured round.
 
 (b) **A message send.** `PUT /rooms/{id}/send` over a kept-alive connection, interleaved:
-`none` (no modules), `antispam` (as above), `seed-lean-unix` (the bridge, glia with the e2e
-seed modules but the censor: 2 callbacks per send), and `seed-synapse-http` (the same glia
+`none` (no modules), `antispam` (as above), `bridge-lean-unix` (as above: 1 callback per
+send), `seed-lean-unix` (the bridge, glia with the e2e seed modules but the censor: 2
+callbacks per send), and `seed-synapse-http` (the same glia
 through Synapse's HTTP client), in a new random order each round. Prints medians and what
-each adds over `none`.
+each adds over `none`; with `--breakdown` the bridge logs at DEBUG (which costs a little) and
+the median of its own timing of each forwarded callback, within the sends, is printed too.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from antispam import AntispamFake, antispam_module, fake_binary
-from bench_send import Sender, percentile, report
+from bench_send import Sender, breakdown, percentile, report
 from differential import oracle_env
 from harness import GLIA_TOKEN, Glia, Synapse, bridge_module, free_port, glia_binary, glia_config, mxid
 
@@ -63,7 +65,7 @@ def start_glia(workdir: Path, name: str, config: dict[str, Any]) -> Glia:
 
 
 @contextmanager
-def servers(workdir: Path) -> Iterator[tuple[dict[str, Synapse], dict[str, Synapse]]]:
+def servers(workdir: Path, bridge_log_level: str = "INFO") -> Iterator[tuple[dict[str, Synapse], dict[str, Synapse]]]:
     """The Synapses of (a) and of (b), and what runs behind them."""
     with ExitStack() as stack:
         nothing = AntispamFake.start(workdir, "nothing", "nothing")
@@ -90,12 +92,13 @@ def servers(workdir: Path) -> Iterator[tuple[dict[str, Synapse], dict[str, Synap
         running: dict[str, Synapse] = {}
         for name, modules in {**callback_setups, **send_setups}.items():
             synapse = Synapse.start(
-                workdir / f"synapse-{name}", [TIMER, *modules], bridge_log_level="INFO", env=oracle_env()
+                workdir / f"synapse-{name}", [TIMER, *modules], bridge_log_level=bridge_log_level, env=oracle_env()
             )
             stack.callback(synapse.stop)
             running[name] = synapse
         by_callback = {name: running[name] for name in callback_setups}
-        sends = {name: running[name] for name in ("none", "antispam", "seed-lean-unix", "seed-synapse-http")}
+        names = ("none", "antispam", "bridge-lean-unix", "seed-lean-unix", "seed-synapse-http")
+        sends = {name: running[name] for name in names}
         yield by_callback, sends
 
 
@@ -152,13 +155,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=50, help="calls per setup per round in (a) (default 50)")
     parser.add_argument("--sends", type=int, default=200, help="measured sends per setup in (b) (default 200)")
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured sends per setup first (default 20)")
+    parser.add_argument("--breakdown", action="store_true", help="the bridge logs at DEBUG: time each forwarded call")
     args = parser.parse_args()
     print(f"glia binary: {glia_binary()}; do-nothing server: {fake_binary()}")
-    with tempfile.TemporaryDirectory(prefix="glia-bench-transport-") as tmp, servers(Path(tmp)) as (by_cb, sends):
+    level = "DEBUG" if args.breakdown else "INFO"
+    with (
+        tempfile.TemporaryDirectory(prefix="glia-bench-transport-") as tmp,
+        servers(Path(tmp), level) as (by_cb, sends),
+    ):
         report_callbacks(timed_callbacks(by_cb, args.rounds, args.batch))
         print()
         senders = shuffled_sends(sends, args.sends, args.warmup)
         report(senders)
+        if args.breakdown:
+            breakdown(sends)
 
 
 if __name__ == "__main__":
