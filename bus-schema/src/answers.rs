@@ -280,8 +280,60 @@ fn default_unknown_errcode() -> String {
 #[serde(transparent)]
 pub struct Ignored(pub Value);
 
-/// `is_user_expired`: `true`, `false`, or `null` for "no opinion".
-pub type ExpiryAnswer = Option<bool>;
+/// `is_user_expired`: `true`, `false`, or `null` for "no opinion" (Synapse's own return
+/// values); or, from a module that knows how long its answer holds (an expiry date fixed in
+/// advance), `{"expired": ..., "valid_until_ms": ...}`, which lets the bridge reuse the answer
+/// for that user until then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ExpiryAnswer {
+    /// The answer with how long it holds.
+    Lasting(LastingExpiry),
+    /// Synapse's `bool | None`: holds for this request only.
+    Plain(Option<bool>),
+}
+
+/// An `is_user_expired` answer that holds until a known time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LastingExpiry {
+    /// `true`, `false`, or `null` for "no opinion".
+    pub expired: Option<bool>,
+    /// Until when (milliseconds since the Unix epoch) the answer holds for this user.
+    pub valid_until_ms: u64,
+}
+
+impl ExpiryAnswer {
+    /// The answer: expired, not, or no opinion.
+    pub fn expired(&self) -> Option<bool> {
+        match self {
+            ExpiryAnswer::Lasting(l) => l.expired,
+            ExpiryAnswer::Plain(p) => *p,
+        }
+    }
+
+    /// Until when it holds (milliseconds since the epoch), if the module said.
+    pub fn valid_until_ms(&self) -> Option<u64> {
+        match self {
+            ExpiryAnswer::Lasting(l) => Some(l.valid_until_ms),
+            ExpiryAnswer::Plain(_) => None,
+        }
+    }
+
+    /// `expired`, holding until `valid_until_ms`.
+    pub fn until(expired: Option<bool>, valid_until_ms: u64) -> ExpiryAnswer {
+        ExpiryAnswer::Lasting(LastingExpiry {
+            expired,
+            valid_until_ms,
+        })
+    }
+}
+
+impl From<Option<bool>> for ExpiryAnswer {
+    fn from(answer: Option<bool>) -> ExpiryAnswer {
+        ExpiryAnswer::Plain(answer)
+    }
+}
 
 /// `get_users_for_states`: extra users to notify, each with the states they should receive.
 pub type UsersForStatesAnswer = BTreeMap<String, Vec<UserPresenceState>>;

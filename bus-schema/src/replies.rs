@@ -148,6 +148,12 @@ pub struct ExpiryReply {
     /// The module that gave it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,
+    /// Until when (milliseconds since the Unix epoch) this reply holds for this user: the
+    /// earliest `valid_until_ms` of the modules consulted (those before the deciding one
+    /// and it, or all of them when none had an opinion); absent when any of them did not
+    /// say, or failed. A bridge may reuse the reply until then, never after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until_ms: Option<u64>,
 }
 
 /// `get_users_for_states`: the union of every router's answer.

@@ -715,6 +715,15 @@ fn answers_of_the_wrong_shape_are_refused() {
     let cases = [
         ("check_registration_for_spam", json!("maybe")),
         ("is_user_expired", json!("yes")),
+        ("is_user_expired", json!({"expired": false})),
+        (
+            "is_user_expired",
+            json!({"expired": false, "valid_until_ms": -1}),
+        ),
+        (
+            "is_user_expired",
+            json!({"expired": false, "valid_until_ms": 1, "cache": true}),
+        ),
         ("get_interested_users", json!({"users": [BOB]})),
         ("on_legacy_renew", json!({"valid": true, "stale": false})),
         ("check_auth", json!(ALICE)),

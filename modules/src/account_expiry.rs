@@ -1,7 +1,8 @@
 //! `account_expiry`: an account-validity module with fixed expiry dates.
 //!
 //! `is_user_expired` answers `true` for a listed user whose expiry time has passed, `false`
-//! for a listed user whose time has not come, and `null` (no opinion: the next module or
+//! for a listed user whose time has not come, valid until that time (`valid_until_ms`, so
+//! the bridge can reuse it until then), and `null` (no opinion: the next module or
 //! Synapse's own check decides) for everyone else. `on_user_registration` records each new
 //! user; with `default_validity_ms` set, a new user also expires that long after registering
 //! (unless `expiry` already lists them, which wins). The users registered since start-up are
@@ -25,7 +26,7 @@
 
 use crate::common;
 use glia_bus_schema::requests::{IsUserExpired, OnUserRegistration};
-use glia_bus_schema::Ignored;
+use glia_bus_schema::{ExpiryAnswer, Ignored};
 use glia_module_api::{
     AccountValidityCallbacks, ConfigError, ConfigPath, Handler, Module, ModuleApi, ModuleError,
     WebHandler, WebResponse,
@@ -82,7 +83,13 @@ impl Module for AccountExpiry {
         api.register_account_validity_callbacks(AccountValidityCallbacks {
             is_user_expired: Some(Handler::sync(move |args: &IsUserExpired| {
                 let expires_at = reader.borrow().expiry.get(&args.user_id).copied();
-                Ok(expires_at.map(|at| common::now_ms() >= at))
+                Ok(match expires_at {
+                    // Not expired yet: that holds until the expiry time, known in advance.
+                    Some(at) if common::now_ms() < at => {
+                        ExpiryAnswer::until(Some(false), u64::try_from(at).unwrap_or(0))
+                    }
+                    expired => ExpiryAnswer::from(expired.map(|_| true)),
+                })
             })),
             on_user_registration: Some(Handler::sync(move |args: &OnUserRegistration| {
                 let mut state = recorder.borrow_mut();
@@ -144,13 +151,17 @@ mod tests {
         );
         assert_eq!(
             call_now(&regs, expired("@bob:localhost")).unwrap(),
-            Some(true)
+            ExpiryAnswer::from(Some(true))
         );
         assert_eq!(
             call_now(&regs, expired("@carol:localhost")).unwrap(),
-            Some(false)
+            ExpiryAnswer::until(Some(false), 1_999_999_999_999),
+            "not expired: holds until the expiry time"
         );
-        assert_eq!(call_now(&regs, expired("@dave:localhost")).unwrap(), None);
+        assert_eq!(
+            call_now(&regs, expired("@dave:localhost")).unwrap(),
+            ExpiryAnswer::from(None)
+        );
     }
 
     #[test]
@@ -174,7 +185,10 @@ mod tests {
             )
         );
         // Without default_validity_ms, registering gives no opinion on expiry.
-        assert_eq!(call_now(&regs, expired("@erin:localhost")).unwrap(), None);
+        assert_eq!(
+            call_now(&regs, expired("@erin:localhost")).unwrap(),
+            ExpiryAnswer::from(None)
+        );
         assert_eq!(web(&regs, "PUT", REGISTERED_PATH, "").0, 405);
     }
 
@@ -184,15 +198,16 @@ mod tests {
             "default_validity_ms": 3_600_000,
             "expiry": {"@bob:localhost": 0},
         }));
+        let before = common::now_ms();
         call_now(&regs, registered("@erin:localhost")).unwrap();
-        assert_eq!(
-            call_now(&regs, expired("@erin:localhost")).unwrap(),
-            Some(false)
-        );
+        let erin = call_now(&regs, expired("@erin:localhost")).unwrap();
+        assert_eq!(erin.expired(), Some(false));
+        let until = i64::try_from(erin.valid_until_ms().unwrap()).unwrap();
+        assert!((before + 3_600_000..=common::now_ms() + 3_600_000).contains(&until));
         call_now(&regs, registered("@bob:localhost")).unwrap();
         assert_eq!(
             call_now(&regs, expired("@bob:localhost")).unwrap(),
-            Some(true)
+            ExpiryAnswer::from(Some(true))
         );
 
         let regs = build::<AccountExpiry>(json!({"default_validity_ms": 1}));
@@ -200,7 +215,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(5));
         assert_eq!(
             call_now(&regs, expired("@gina:localhost")).unwrap(),
-            Some(true)
+            ExpiryAnswer::from(Some(true))
         );
     }
 

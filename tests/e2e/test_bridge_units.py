@@ -22,6 +22,7 @@ from glia_synapse.config import parse_config
 from glia_synapse.convert import encode_args
 from glia_synapse.errors import GliaCallbackFailed, GliaFailure, GliaModuleFailed
 from glia_synapse.replies import check_error, errcode
+from glia_synapse.reply_cache import ReplyCache
 from glia_synapse.tracing import traceparent_from_ids
 
 UNUSED_URL = "http://127.0.0.1:9"  # discard port: connection refused at once
@@ -47,6 +48,16 @@ def test_config_defaults_and_per_callback_overrides() -> None:
     assert not everything_open.fails_open("on_legacy_renew")  # no neutral value: always closed
 
 
+def test_several_coordinators_and_a_unix_socket() -> None:
+    config = parse_config({"glia_url": ["unix:/run/glia/glia.sock", "http://a:8787", "https://b/glia/"]})
+    unix, a, b = config.glia_urls
+    assert (unix.scheme, unix.path, unix.host_header) == ("unix", "/run/glia/glia.sock", b"localhost")
+    assert (a.host, a.port, a.prefix, a.host_header) == ("a", 8787, "", b"a:8787")
+    assert (b.scheme, b.port, b.prefix, b.host_header) == ("https", 443, "/glia", b"b")
+    assert config.transport == "lean" and config.attempt_timeout is None and config.connect_timeout == 1.0
+    assert config.glia_url == "unix:/run/glia/glia.sock, http://a:8787, https://b/glia"
+
+
 @pytest.mark.parametrize(
     ("raw", "path"),
     [
@@ -62,6 +73,12 @@ def test_config_defaults_and_per_callback_overrides() -> None:
         ({"glia_url": "http://g", "auth_token": "a", "auth_token_path": "/x"}, ("auth_token_path",)),
         ({"glia_url": "http://g", "auth_token_path": "/nonexistent/token"}, ("auth_token_path",)),
         ({"glia_url": "http://g", "web_resource_paths": ["/_matrix/client/x"]}, ("web_resource_paths", "0")),
+        ({"glia_url": []}, ("glia_url",)),
+        ({"glia_url": ["http://g", "unix:relative.sock"]}, ("glia_url", "1")),
+        ({"glia_url": ["http://g", "http://g/"]}, ("glia_url", "1")),
+        ({"glia_url": "http://g", "transport": "carrier-pigeon"}, ("transport",)),
+        ({"glia_url": "http://g", "attempt_timeout": 0}, ("attempt_timeout",)),
+        ({"glia_url": "http://g", "connect_timeout": -1}, ("connect_timeout",)),
     ],
 )
 def test_config_errors_name_the_key(raw: dict[str, Any], path: tuple[str, ...]) -> None:
@@ -317,7 +334,9 @@ class FakeClient:
         self.reply = reply
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
-    async def call(self, callback: str, body: dict[str, Any], request_id: str, timeout: float) -> Any:
+    async def call(
+        self, callback: str, body: dict[str, Any], request_id: str, timeout: float, retry_safe: bool = True
+    ) -> Any:
         self.calls.append((callback, body))
         if isinstance(self.reply, Exception):
             raise self.reply
@@ -392,8 +411,8 @@ def test_discovery_selects_callbacks_login_types_and_web_resources() -> None:
 
 
 def test_requests_carry_the_token_and_request_id() -> None:
-    headers = GliaClient(None, "http://g", "tok")._headers("PUT-1.ab1")
-    assert headers[b"Authorization"] == [b"Bearer tok"] and headers[b"X-Request-Id"] == [b"PUT-1.ab1"]
+    headers = dict(GliaClient([], "tok")._headers("PUT-1.ab1"))
+    assert headers[b"Authorization"] == b"Bearer tok" and headers[b"X-Request-Id"] == b"PUT-1.ab1"
 
 
 def test_a_jaeger_span_context_becomes_a_w3c_traceparent() -> None:
@@ -422,3 +441,50 @@ def test_web_proxies_are_leaves_only_for_glias_subtrees() -> None:
     made._register_web_resources(discovery)
     assert api.resources["/_synapse/client/exact"].isLeaf is False
     assert api.resources["/_synapse/client/tree"].isLeaf is True
+
+
+# -- replies that hold for a while ------------------------------------------------------------
+
+
+def test_a_lasting_reply_is_reused_until_its_time_and_never_after() -> None:
+    now = [1000.0]
+    cache = ReplyCache(clock_ms=lambda: now[0])
+    cache.put("@a:hs", False, 1500)
+    assert cache.get("@a:hs") == (False,)
+    now[0] = 1499.9
+    assert cache.get("@a:hs") == (False,)
+    now[0] = 1500
+    assert cache.get("@a:hs") is None and len(cache) == 0
+    cache.put("@a:hs", False, 1400)  # already past: not stored
+    cache.put("@b:hs", None, "soon")  # not a time: not stored
+    cache.put("@c:hs", True, True)
+    assert len(cache) == 0
+
+
+def test_a_full_cache_drops_lapsed_entries_then_the_oldest() -> None:
+    now = [0.0]
+    cache = ReplyCache(clock_ms=lambda: now[0], max_entries=2)
+    cache.put("a", False, 10)
+    cache.put("b", False, 100)
+    now[0] = 20
+    cache.put("c", False, 100)  # "a" had lapsed
+    assert (cache.get("b"), cache.get("c")) == ((False,), (False,))
+    cache.put("d", False, 100)  # the oldest, "b", goes
+    assert cache.get("b") is None and cache.get("d") == (False,)
+
+
+def test_is_user_expired_asks_glia_again_only_when_the_reply_lapsed_or_failed() -> None:
+    far = 10**15
+    made, api = bridge({"expired": False, "valid_until_ms": far, "module": "validity"}, callbacks=["is_user_expired"])
+    is_expired = api.registered["register_account_validity_callbacks"]["is_user_expired"]
+    assert [asyncio.run(is_expired("@a:hs")) for _ in range(3)] == [False, False, False]
+    assert len(made._client.calls) == 1
+    assert asyncio.run(is_expired("@b:hs")) is False and len(made._client.calls) == 2  # per user
+
+    made._client.reply = {"expired": True}  # no lifetime: asked every time
+    assert asyncio.run(is_expired("@c:hs")) is True and asyncio.run(is_expired("@c:hs")) is True
+    assert len(made._client.calls) == 4
+
+    made._client.reply = GliaFailure("down", kind="unreachable")  # fails open, not remembered
+    assert asyncio.run(is_expired("@d:hs")) is None and asyncio.run(is_expired("@d:hs")) is None
+    assert len(made._client.calls) == 6

@@ -515,6 +515,54 @@ async fn is_user_expired_takes_the_first_non_none() {
 }
 
 #[actix_rt::test]
+async fn an_expiry_reply_holds_until_the_earliest_lifetime_of_the_modules_consulted() {
+    let lasting = |expired: Value, until: u64| json!({"is_user_expired": {"answer": {"expired": expired, "valid_until_ms": until}}});
+    let user = || json!({"user_id": "@u:hs"});
+    // m1 has no opinion until 3000, m2 decides until 2000, m3 is never consulted.
+    let g = start(json!([
+        scripted("life-m1", lasting(Value::Null, 3000)),
+        scripted("life-m2", lasting(json!(false), 2000)),
+        scripted("life-m3", json!({"is_user_expired": {"answer": true}})),
+    ]))
+    .await;
+    assert_eq!(
+        g.dispatch_json("is_user_expired", user()).await,
+        json!({"expired": false, "module": "life-m2", "valid_until_ms": 2000})
+    );
+    // A consulted module that gives no lifetime: the reply holds for this request only.
+    let g = start(json!([
+        scripted("life2-m1", json!({"is_user_expired": {"answer": null}})),
+        scripted("life2-m2", lasting(json!(false), 2000)),
+    ]))
+    .await;
+    assert_eq!(
+        g.dispatch_json("is_user_expired", user()).await,
+        json!({"expired": false, "module": "life2-m2"})
+    );
+    // Nobody has an opinion, each for a while: that holds until the earliest.
+    let g = start(json!([
+        scripted("life3-m1", lasting(Value::Null, 900)),
+        scripted("life3-m2", lasting(Value::Null, 700)),
+    ]))
+    .await;
+    assert_eq!(
+        g.dispatch_json("is_user_expired", user()).await,
+        json!({"expired": null, "valid_until_ms": 700})
+    );
+    // A module that failed (policy allow) was skipped: its answer could have decided.
+    let g = start(json!([
+        {"module": "scripted", "name": "life4-m1", "failure_policy": "allow",
+         "config": {"probe": "life4-m1", "answers": {"is_user_expired": {"fail": {"message": "boom"}}}}},
+        scripted("life4-m2", lasting(json!(false), 2000)),
+    ]))
+    .await;
+    assert_eq!(
+        g.dispatch_json("is_user_expired", user()).await,
+        json!({"expired": false, "module": "life4-m2"})
+    );
+}
+
+#[actix_rt::test]
 async fn registration_names_skip_non_strings() {
     let g = start(json!([
         scripted(

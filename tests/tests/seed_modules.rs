@@ -661,10 +661,10 @@ async fn account_expiry_answers_from_its_expiry_table() {
         is_expired(&g, "@expired:localhost").await,
         expiry(true, "account_expiry")
     );
-    assert_eq!(
-        is_expired(&g, "@future:localhost").await,
-        expiry(false, "account_expiry")
-    );
+    // Not expired yet: that holds until the listed time, which the reply carries.
+    let mut until = expiry(false, "account_expiry");
+    until["valid_until_ms"] = json!(FAR_FUTURE_MS);
+    assert_eq!(is_expired(&g, "@future:localhost").await, until);
     // No opinion: Synapse then uses its own account validity, or false.
     assert_eq!(
         is_expired(&g, "@unlisted:localhost").await,
@@ -691,11 +691,22 @@ async fn account_expiry_records_registrations_and_serves_them() {
             json!({"users": ["@new:localhost", "@other:localhost"]})
         )
     );
-    // A new user is valid for default_validity_ms; a listed user keeps their listed time.
-    assert_eq!(
-        is_expired(&g, "@new:localhost").await,
-        expiry(false, "account_expiry")
+    // A new user is valid for default_validity_ms (the reply holds until then); a listed
+    // user keeps their listed time.
+    let mut new = is_expired(&g, "@new:localhost").await;
+    let until = new["valid_until_ms"].as_i64().expect("a lifetime");
+    let registered_by = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    assert!(
+        until <= registered_by + 2_592_000_000 && until > registered_by + 2_592_000_000 - 60_000
     );
+    new.as_object_mut().unwrap().remove("valid_until_ms");
+    assert_eq!(new, expiry(false, "account_expiry"));
     assert_eq!(register(&g, "@expired:localhost").await, allow());
     assert_eq!(
         is_expired(&g, "@expired:localhost").await,

@@ -461,7 +461,13 @@ pub fn answer_samples() -> Vec<(&'static str, Vec<Value>)> {
         ("on_remove_user_third_party_identifier", ignored_answers()),
         (
             "is_user_expired",
-            vec![json!(true), json!(false), json!(null)],
+            vec![
+                json!(true),
+                json!(false),
+                json!(null),
+                json!({"expired": false, "valid_until_ms": 1_767_225_600_000_u64}),
+                json!({"expired": null, "valid_until_ms": 0}),
+            ],
         ),
         ("on_user_registration", ignored_answers()),
         ("on_user_login", ignored_answers()),
@@ -612,6 +618,7 @@ pub fn reply_samples() -> Vec<(&'static str, Vec<Value>)> {
             }
             "is_user_expired" => outcomes(vec![
                 json!({"expired": null}),
+                json!({"expired": false, "module": "validity", "valid_until_ms": 1_767_225_600_000_u64}),
                 json!({"expired": true, "module": "validity"}),
                 json!({"expired": false, "module": "validity"}),
             ]),

@@ -30,10 +30,12 @@ from glia_synapse.catalogue import (
     CallbackSpec,
 )
 from glia_synapse.client import GliaClient, fetch_modules_blocking
-from glia_synapse.config import AUTO, BridgeConfig, parse_config
+from glia_synapse.config import AUTO, SYNAPSE, BridgeConfig, parse_config
 from glia_synapse.convert import encode_args, read_media_file
 from glia_synapse.errors import GliaCallbackFailed, GliaFailure
 from glia_synapse.replies import check_error
+from glia_synapse.reply_cache import ReplyCache
+from glia_synapse.synapse_transport import SynapseHttpPool
 from glia_synapse.tracing import new_request_id
 from glia_synapse.web import GliaWebProxy
 
@@ -109,6 +111,17 @@ def select_login_types(
     return checkers, unknown
 
 
+def make_client(config: BridgeConfig, api: Any) -> GliaClient:
+    """The client for the configured coordinators and transport."""
+    if config.transport == SYNAPSE:
+        try:
+            pools = [SynapseHttpPool(address, api.http_client) for address in config.glia_urls]
+        except ValueError as e:
+            raise ConfigError(str(e), ("transport",)) from e
+        return GliaClient(pools, config.auth_token, attempt_timeout=config.attempt_timeout)
+    return GliaClient.lean(config.glia_urls, config.auth_token, config.connect_timeout, config.attempt_timeout)
+
+
 class FailureLog:
     """Logs glia failures without flooding the log: the first failure of each callback,
     then at most one line every `interval` seconds with the count in between."""
@@ -162,8 +175,10 @@ class GliaBridge:
     def __init__(self, config: BridgeConfig, api: Any) -> None:
         self._config = config
         self._api = api
-        self._client = GliaClient(api.http_client, config.glia_url, config.auth_token)
+        self._client = make_client(config, api)
         self._failures = FailureLog()
+        #: Replies reused while glia says they hold, per callback that has such replies.
+        self._caches = {spec.name: ReplyCache() for spec in CALLBACKS if spec.cache_key is not None}
         self._login_types: set[str] = set()
         self._web_paths: tuple[str, ...] = ()
         discovery = self._discover_at_startup()
@@ -203,14 +218,23 @@ class GliaBridge:
         Raises what glia decided the module raised (a `SynapseError`, or `GliaModuleFailed`),
         and, failing closed, `GliaCallbackFailed` when glia could not decide.
         """
+        cache = self._caches.get(spec.name)
+        if cache is not None:
+            cached = cache.get(args[spec.cache_key])  # type: ignore[index]
+            if cached is not None:
+                return cached[0]
         request_id = new_request_id()
         started = time.perf_counter()
         try:
             body = self._encode(spec, args)
             if spec.file_param is not None and self._config.media_bytes > 0:
                 body["file"] = await self._read_file(args[spec.file_param])
-            reply = await self._client.call(spec.name, body, request_id, self._config.timeout_for(spec.name))
+            reply = await self._client.call(
+                spec.name, body, request_id, self._config.timeout_for(spec.name), retry_safe=not spec.notification
+            )
             result = spec.reply.decode(check_error(reply), args)
+            if cache is not None:
+                cache.put(args[spec.cache_key], result, reply.get("valid_until_ms"))  # type: ignore[index]
         except GliaFailure as failure:
             result = self._resolve_failure(spec, failure, request_id)
         else:
@@ -273,7 +297,9 @@ class GliaBridge:
 
     def _discover_at_startup(self) -> Discovery | None:
         try:
-            reply = fetch_modules_blocking(self._config.glia_url, self._config.auth_token, self._config.startup_timeout)
+            reply = fetch_modules_blocking(
+                self._config.glia_urls, self._config.auth_token, self._config.startup_timeout
+            )
         except GliaFailure as e:
             logger.warning(
                 "glia at %s is not reachable at start-up (%s); registering the default callbacks and "

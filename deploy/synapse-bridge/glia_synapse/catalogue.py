@@ -112,6 +112,14 @@ class CallbackSpec:
     #: Synapse calls it synchronously for an async context manager whose entry yields the
     #: value (`on_update`).
     context_manager: bool = False
+    #: The parameter a reply is reused for while glia says it holds (`valid_until_ms`).
+    cache_key: str | None = None
+
+    @property
+    def notification(self) -> bool:
+        """Whether it only tells modules something (its answer decides nothing), so it is
+        not sent to another coordinator once one may have received it."""
+        return isinstance(self.reply, Notify)
 
 
 def _spec(name: str, category: str, params: str, reply: ReplyKind, fail_open: bool, **kw: object) -> CallbackSpec:
@@ -183,7 +191,7 @@ CALLBACKS: tuple[CallbackSpec, ...] = (
     _spec("on_add_user_third_party_identifier", _T, "user_id medium address", _NOTIFY, OPEN),
     _spec("on_remove_user_third_party_identifier", _T, "user_id medium address", _NOTIFY, OPEN),
     # account validity
-    _spec("is_user_expired", _A, "user_id", Value(key="expired", types=(bool,)), OPEN),
+    _spec("is_user_expired", _A, "user_id", Value(key="expired", types=(bool,)), OPEN, cache_key="user_id"),
     _spec("on_user_registration", _A, "user_id", _NOTIFY, OPEN),
     _spec("on_user_login", _A, "user_id auth_provider_type auth_provider_id", _NOTIFY, OPEN),
     _spec("on_legacy_send_mail", _A, "user_id", _NOTIFY, CLOSED, may_fail_open=False, only_when_served=True),

@@ -1,36 +1,45 @@
 """Talking to glia's HTTP API.
 
-Callbacks and the web-resource proxy go through Synapse's own HTTP client
-(`ModuleApi.http_client`, connection-pooled, Synapse log contexts respected), each request
-bounded by the bridge's timeout. The start-up discovery (`GET /_glia/v1/modules`) runs while
+Callbacks, the web-resource proxy and the late discovery go through the bridge's own
+HTTP/1.1 client (`transport`, or Synapse's with `transport: synapse`), across the configured
+coordinators (`failover`), each exchange bounded by the bridge's timeout and run in
+Synapse's log-context discipline. The start-up discovery (`GET /_glia/v1/modules`) runs while
 Synapse constructs modules, before its reactor serves anything, so it is a short blocking
 stdlib request instead.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
-import urllib.error
-import urllib.request
-from collections.abc import Awaitable, Callable
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from synapse.api.errors import HttpResponseException
 from synapse.module_api import make_deferred_yieldable, run_in_background
 from twisted.internet import defer
 from twisted.internet import reactor as default_reactor
-from twisted.python.failure import Failure
-from twisted.web.client import readBody
-from twisted.web.http_headers import Headers
 
+from glia_synapse.deadline import with_timeout
 from glia_synapse.errors import GliaFailure
+from glia_synapse.failover import Coordinators
 from glia_synapse.tracing import trace_headers
+from glia_synapse.transport import Address, Pool, Response
 
 T = TypeVar("T")
 
 CALLBACKS_PATH = "/_glia/v1/callbacks/"
 MODULES_PATH = "/_glia/v1/modules"
+JSON = b"application/json"
+
+__all__ = ["GliaClient", "RawResponse", "fetch_modules_blocking", "with_timeout"]
+
+try:  # Synapse's encoder takes its immutable dicts (event content)
+    from synapse.util.json import json_encoder
+except ImportError:  # Synapse before 1.136
+    from synapse.util import json_encoder  # type: ignore[attr-defined,no-redef]
 
 
 @dataclass(frozen=True)
@@ -43,57 +52,109 @@ class RawResponse:
 
 
 class GliaClient:
-    """glia's API over Synapse's HTTP client."""
+    """glia's API across the configured coordinators."""
 
-    def __init__(self, http_client: Any, base_url: str, token: str | None, reactor: Any = None) -> None:
-        self._http = http_client
-        self._base = base_url
-        self._token = token
+    def __init__(
+        self,
+        pools: Sequence[Any],
+        token: str | None,
+        reactor: Any = None,
+        attempt_timeout: float | None = None,
+    ) -> None:
         self._reactor = reactor or default_reactor
+        self._coordinators = Coordinators(pools, self._reactor, attempt_timeout)
+        self._token = token
+        self._auth = b"Bearer " + token.encode() if token else None
 
-    def _headers(self, request_id: str) -> dict[bytes, list[bytes]]:
-        headers = {b"X-Request-Id": [request_id.encode()]}
-        if self._token:
-            headers[b"Authorization"] = [b"Bearer " + self._token.encode()]
+    @classmethod
+    def lean(
+        cls,
+        addresses: Sequence[Address],
+        token: str | None,
+        connect_timeout: float,
+        attempt_timeout: float | None = None,
+        reactor: Any = None,
+    ) -> GliaClient:
+        """A client over the bridge's own transport."""
+        reactor = reactor or default_reactor
+        return cls([Pool(a, reactor, connect_timeout) for a in addresses], token, reactor, attempt_timeout)
+
+    def _headers(self, request_id: str) -> list[tuple[bytes, bytes]]:
+        headers = [(b"X-Request-Id", request_id.encode())]
+        if self._auth:
+            headers.append((b"Authorization", self._auth))
         for name, value in trace_headers().items():
-            headers[name.encode()] = [value.encode()]
+            headers.append((name.encode(), value.encode()))
         return headers
 
-    async def call(self, callback: str, body: dict[str, Any], request_id: str, timeout: float) -> Any:
+    async def call(
+        self, callback: str, body: dict[str, Any], request_id: str, timeout: float, retry_safe: bool = True
+    ) -> Any:
         """POSTs a callback's arguments; returns glia's decoded JSON reply.
 
-        Raises `GliaFailure` when glia cannot be reached, does not answer within `timeout`
-        seconds, answers a non-2xx status or anything but JSON.
+        `retry_safe`: whether the request may go to another coordinator after one may have
+        received it (a decision), or not (a notification). Raises `GliaFailure` when no
+        coordinator can be reached, none answers within `timeout` seconds, or glia answers a
+        non-2xx status or anything but JSON.
         """
-        url = self._base + CALLBACKS_PATH + callback
-        return await self._bounded(
-            lambda: self._http.post_json_get_json(url, body, headers=self._headers(request_id)),
-            timeout,
-            f"{callback} ({request_id})",
+        headers = self._headers(request_id)
+        headers.append((b"Content-Type", JSON))
+        payload = json_encoder.encode(body).encode()
+        what = f"{callback} ({request_id})"
+        response = await self._exchange(
+            b"POST", (CALLBACKS_PATH + callback).encode(), headers, payload, timeout, retry_safe, what
         )
+        return _json(response, what)
 
     async def get_modules(self, timeout: float) -> dict[str, Any]:
         """`GET /_glia/v1/modules`."""
-        headers = self._headers("bridge-discovery")
-        return await self._bounded(
-            lambda: self._http.get_json(self._base + MODULES_PATH, headers=headers), timeout, "module discovery"
+        what = "module discovery"
+        response = await self._exchange(
+            b"GET", MODULES_PATH.encode(), self._headers("bridge-discovery"), b"", timeout, True, what
         )
+        reply = _json(response, what)
+        if not isinstance(reply, dict):
+            raise GliaFailure("glia's module list is not a JSON object", kind="bad_reply")
+        return reply
 
     async def proxy(
         self, method: bytes, path_and_query: bytes, body: bytes, headers: dict[bytes, list[bytes]], timeout: float
     ) -> RawResponse:
-        """Sends one web request to glia as is and returns its response."""
-        url = self._base + path_and_query.decode("ascii", "replace")
+        """Sends one web request to glia as is and returns its response. Only reads
+        (`GET`, `HEAD`) move to another coordinator once one may have received them."""
+        pairs = [(name, value) for name, values in headers.items() for value in values]
+        if body and not any(name.lower() == b"content-type" for name, _ in pairs):
+            pairs.append((b"Content-Type", b"application/octet-stream"))
+        response = await self._exchange(
+            method,
+            path_and_query,
+            pairs,
+            body,
+            timeout,
+            method in (b"GET", b"HEAD"),
+            f"web request {path_and_query!r}",
+            refused_status=None,
+        )
+        content_type = response.headers.get(b"content-type", b"application/octet-stream")
+        return RawResponse(response.status, content_type, response.body)
 
-        async def send() -> RawResponse:
-            response = await self._http.request(
-                method.decode("ascii"), url, data=body or None, headers=Headers(headers)
-            )
-            content = await make_deferred_yieldable(readBody(response))
-            content_type = response.headers.getRawHeaders(b"Content-Type") or [b"application/octet-stream"]
-            return RawResponse(response.code, content_type[0], content)
-
-        return await self._bounded(send, timeout, f"web request {path_and_query!r}")
+    async def _exchange(
+        self,
+        method: bytes,
+        path: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeout: float,
+        retry_safe: bool,
+        what: str,
+        refused_status: int | None = 503,
+    ) -> Response:
+        deadline = time.monotonic() + timeout
+        return await self._bounded(
+            lambda: self._coordinators.request(method, path, headers, body, deadline, retry_safe, refused_status),
+            timeout,
+            what,
+        )
 
     async def _bounded(self, start: Callable[[], Awaitable[T]], timeout: float, what: str) -> T:
         """Runs `start()` with a timeout (cancelling it on expiry), in Synapse's log
@@ -106,80 +167,74 @@ class GliaClient:
         except GliaFailure:
             raise
         except Exception as e:
-            raise _failure(e, what) from e
+            raise GliaFailure(f"glia is unreachable for {what}: {type(e).__name__}: {e}", kind="unreachable") from e
 
 
-def with_timeout(inner: defer.Deferred[T], timeout: float, reactor: Any) -> defer.Deferred[T]:
-    """A Deferred with `inner`'s result, or failing with `TimeoutError` after `timeout`
-    seconds, when `inner` is cancelled (and its late result, if any, dropped).
-
-    `inner` is cancelled *before* the caller resumes, so its clean-up runs while the
-    caller's Synapse request (and log context) is still alive. Unlike
-    `Deferred.addTimeout`, the timeout fires even if cancelling `inner` does not make it
-    fire at once.
-    """
-    outer: defer.Deferred[T] = defer.Deferred()
-    expired = False
-
-    def timed_out() -> Failure:
-        return Failure(defer.TimeoutError(f"no answer within {timeout:g} s"))
-
-    def expire() -> None:
-        nonlocal expired
-        expired = True
-        inner.cancel()
-        if not outer.called:
-            outer.errback(timed_out())
-
-    timer = reactor.callLater(timeout, expire)
-
-    def settle(result: Any) -> None:
-        if timer.active():
-            timer.cancel()
-        if outer.called:
-            return None  # timed out already: drop the late result
-        if expired:
-            outer.errback(timed_out())  # the cancellation `expire` caused
-        elif isinstance(result, Failure):
-            outer.errback(result)
-        else:
-            outer.callback(result)
-        return None
-
-    inner.addBoth(settle)
-    return outer
-
-
-def _failure(error: Exception, what: str) -> GliaFailure:
-    """A `GliaFailure` describing a transport error."""
-    if isinstance(error, HttpResponseException):
-        return GliaFailure(f"glia answered HTTP {error.code} to {what}: {_error_body(error)}", kind="http_error")
-    if isinstance(error, ValueError):
-        return GliaFailure(f"glia answered {what} with invalid JSON: {error}", kind="bad_reply")
-    return GliaFailure(f"glia is unreachable for {what}: {type(error).__name__}: {error}", kind="unreachable")
-
-
-def _error_body(error: Exception) -> str:
-    body = getattr(error, "response", b"") or b""
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-    return text[:300] or str(error)
-
-
-def fetch_modules_blocking(base_url: str, token: str | None, timeout: float) -> dict[str, Any]:
-    """`GET /_glia/v1/modules` with a blocking stdlib request (start-up only).
-
-    Raises `GliaFailure` if glia does not answer it with JSON within `timeout` seconds.
-    """
-    request = urllib.request.Request(base_url + MODULES_PATH, headers={"X-Request-Id": "bridge-startup"})
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
+def _json(response: Response, what: str) -> Any:
+    """A 2xx response's JSON body; `GliaFailure` otherwise."""
+    if not 200 <= response.status < 300:
+        text = response.body[:300].decode("utf-8", "replace")
+        raise GliaFailure(f"glia answered HTTP {response.status} to {what}: {text}", kind="http_error")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            reply = json.loads(response.read())
-    except urllib.error.HTTPError as e:
-        raise GliaFailure(f"glia answered HTTP {e.code}: {e.read()[:300]!r}", kind="http_error") from e
-    except (OSError, ValueError) as e:
-        raise GliaFailure(f"glia is unreachable: {e}", kind="unreachable") from e
-    if not isinstance(reply, dict):
-        raise GliaFailure("glia's module list is not a JSON object", kind="bad_reply")
-    return reply
+        return json.loads(response.body)
+    except ValueError as e:
+        raise GliaFailure(f"glia answered {what} with invalid JSON: {e}", kind="bad_reply") from e
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """`http.client` over a Unix socket."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def _blocking_connection(address: Address, timeout: float) -> http.client.HTTPConnection:
+    if address.scheme == "unix":
+        return _UnixConnection(address.path, timeout)
+    if address.scheme == "https":
+        return http.client.HTTPSConnection(address.host, address.port, timeout=timeout)
+    return http.client.HTTPConnection(address.host, address.port, timeout=timeout)
+
+
+def fetch_modules_blocking(addresses: Sequence[Address], token: str | None, timeout: float) -> dict[str, Any]:
+    """`GET /_glia/v1/modules` with a blocking stdlib request (start-up only), from the
+    first coordinator that answers.
+
+    Raises `GliaFailure` if none answers it with JSON within `timeout` seconds each.
+    """
+    headers = {"X-Request-Id": "bridge-startup"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    failures = []
+    for address in addresses:
+        connection = _blocking_connection(address, timeout)
+        try:
+            connection.request("GET", address.prefix + MODULES_PATH, headers=headers)
+            response = connection.getresponse()
+            status, body = response.status, response.read()
+        except OSError as e:
+            failures.append(f"{address.url}: {e}")
+            continue
+        finally:
+            connection.close()
+        if status != 200:
+            raise GliaFailure(f"glia at {address.url} answered HTTP {status}: {body[:300]!r}", kind="http_error")
+        try:
+            reply = json.loads(body)
+        except ValueError as e:
+            raise GliaFailure(f"glia at {address.url} answered invalid JSON: {e}", kind="bad_reply") from e
+        if not isinstance(reply, dict):
+            raise GliaFailure("glia's module list is not a JSON object", kind="bad_reply")
+        return reply
+    raise GliaFailure(f"glia is unreachable: {'; '.join(failures)}", kind="unreachable")

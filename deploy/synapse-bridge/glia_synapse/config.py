@@ -4,7 +4,12 @@
 modules:
   - module: glia_synapse.GliaBridge
     config:
-      glia_url: http://127.0.0.1:8787      # required
+      glia_url: http://127.0.0.1:8787      # required; or unix:/run/glia/glia.sock, or a list:
+      # glia_url: [unix:/run/glia/glia.sock, http://glia-a:8787, http://glia-b:8787]
+      transport: lean                      # lean (the bridge's own client) | synapse (Synapse's)
+      connect_timeout: 1                   # seconds to connect to one coordinator
+      attempt_timeout: 2                   # seconds one coordinator gets before a decision
+                                           # moves on (default: the whole timeout)
       auth_token_path: /etc/glia/token     # or auth_token: "..."
       callbacks: auto                      # auto | all | [names]
       timeout: {default: 6, check_event_for_spam: 2}   # seconds; or one number
@@ -26,18 +31,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from synapse.module_api.errors import ConfigError
 
 from glia_synapse.catalogue import BACKGROUND_CONTROLLER, BY_NAME, PRESENCE_PAIR
+from glia_synapse.transport import Address, parse_address
 
 AUTO, ALL = "auto", "all"
 DEFAULT_TIMEOUT = 6.0
 #: Base64 makes these 512 KiB about 683 KiB of request, under glia's default 1 MiB body limit.
 DEFAULT_MEDIA_BYTES = 512 * 1024
+LEAN, SYNAPSE = "lean", "synapse"
 KNOWN_KEYS = {
     "glia_url",
+    "transport",
+    "connect_timeout",
+    "attempt_timeout",
     "auth_token",
     "auth_token_path",
     "callbacks",
@@ -67,8 +76,15 @@ class ModuleApiListener:
 class BridgeConfig:
     """The checked config."""
 
-    glia_url: str
+    #: The coordinators, in order of preference (the first reachable one is used).
+    glia_urls: tuple[Address, ...]
     auth_token: str | None = None
+    #: `lean` (the bridge's own HTTP client) or `synapse` (Synapse's `SimpleHttpClient`).
+    transport: str = LEAN
+    connect_timeout: float = 1.0
+    #: How long one coordinator may take before a decision is sent to the next (None: the
+    #: whole timeout, i.e. only unreachable coordinators are skipped).
+    attempt_timeout: float | None = None
     #: `auto`, `all`, or the callbacks to register.
     callbacks: str | tuple[str, ...] = AUTO
     #: Above glia's default per-module timeout (5 s), so glia's own failure policies answer
@@ -86,6 +102,11 @@ class BridgeConfig:
     discovery_retry_interval: float = 10.0
     #: The `ModuleApi` channel for glia's Python hosts (none: not served).
     module_api: ModuleApiListener | None = None
+
+    @property
+    def glia_url(self) -> str:
+        """The configured coordinators, for messages."""
+        return ", ".join(a.url for a in self.glia_urls)
 
     def timeout_for(self, callback: str) -> float:
         """Seconds the bridge waits for glia's answer to `callback`."""
@@ -111,8 +132,15 @@ def parse_config(raw: Any) -> BridgeConfig:
     if fail_default is not None:
         fail_open["default"] = fail_default
     return BridgeConfig(
-        glia_url=_url(raw.get("glia_url")),
+        glia_urls=_urls(raw.get("glia_url")),
         auth_token=_token(raw),
+        transport=_transport(raw.get("transport", LEAN)),
+        connect_timeout=_positive_number(raw.get("connect_timeout", 1), ("connect_timeout",)),
+        attempt_timeout=(
+            None
+            if raw.get("attempt_timeout") is None
+            else _positive_number(raw.get("attempt_timeout"), ("attempt_timeout",))
+        ),
         callbacks=_callbacks(raw.get("callbacks", AUTO)),
         default_timeout=default_timeout if default_timeout is not None else DEFAULT_TIMEOUT,
         timeouts=timeouts,
@@ -132,15 +160,34 @@ def parse_config(raw: Any) -> BridgeConfig:
     )
 
 
-def _url(value: Any) -> str:
+def _urls(value: Any) -> tuple[Address, ...]:
+    example = "e.g. http://127.0.0.1:8787, unix:/run/glia/glia.sock, or a list of them"
+    if isinstance(value, str) and value:
+        return (_url(value, ("glia_url",)),)
+    if isinstance(value, list) and value:
+        urls = tuple(_url(v, ("glia_url", str(i))) for i, v in enumerate(value))
+        seen = set()
+        for i, address in enumerate(urls):
+            if address in seen:
+                raise ConfigError(f"{address.url!r} is listed twice", ("glia_url", str(i)))
+            seen.add(address)
+        return urls
+    raise ConfigError(f"required: glia's base URL, {example}", ("glia_url",))
+
+
+def _url(value: Any, path: tuple[str, ...]) -> Address:
     if not isinstance(value, str) or not value:
-        raise ConfigError("required: glia's base URL, e.g. http://127.0.0.1:8787", ("glia_url",))
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"{value!r} is not an http(s) URL", ("glia_url",))
-    if parts.query or parts.fragment:
-        raise ConfigError(f"{value!r}: no query or fragment allowed", ("glia_url",))
-    return value.rstrip("/")
+        raise ConfigError("expected a URL string", path)
+    try:
+        return parse_address(value.rstrip("/") if not value.startswith("unix:") else value)
+    except ValueError as e:
+        raise ConfigError(str(e), path) from None
+
+
+def _transport(value: Any) -> str:
+    if value not in (LEAN, SYNAPSE):
+        raise ConfigError(f"expected {LEAN!r} or {SYNAPSE!r}", ("transport",))
+    return str(value)
 
 
 def _token(raw: Mapping[str, Any]) -> str | None:

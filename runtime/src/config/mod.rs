@@ -62,6 +62,9 @@ pub struct GliaConfig {
     pub source: String,
     /// `host:port` of the HTTP server.
     pub listen: String,
+    /// A Unix socket the HTTP server also listens on (same routes, same token): a bridge on
+    /// the same host skips TCP.
+    pub listen_unix: Option<std::path::PathBuf>,
     /// The bearer token callers of the HTTP API must present, if any.
     pub auth_token: Option<String>,
     /// The largest request body accepted.
@@ -374,6 +377,7 @@ struct RawDefaults {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<String>,
+    listen_unix: Option<std::path::PathBuf>,
     auth_token: Option<String>,
     auth_token_file: Option<String>,
     max_body_size: Option<ByteSize>,
@@ -835,6 +839,7 @@ impl<'a> Loader<'a> {
         let config = GliaConfig {
             source: self.file.to_owned(),
             listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+            listen_unix: raw.listen_unix.clone(),
             auth_token,
             max_body_size: raw.max_body_size.map_or(DEFAULT_MAX_BODY_SIZE, |b| b.0),
             // Durations are longer than 0 (`ConfigDuration` refuses 0).

@@ -1,6 +1,7 @@
 //! The coordinator: looks up a callback's plan, fans the invocation out over the bus, and
 //! reduces the answers to the decision Synapse's module system would reach.
 
+pub mod lifetime;
 pub mod plan;
 pub mod reduce;
 pub mod reducers;

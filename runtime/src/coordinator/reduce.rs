@@ -3,6 +3,7 @@
 //! where the same types serve several callbacks. The dispatcher calls
 //! `<Reply as Reduce<Answer>>::reduce` for every callback; nothing here names a callback.
 
+use super::lifetime::Lifetime;
 use super::plan::{Plan, PlanEntry};
 use super::reducers::{
     chain, failure, first_deny, first_non_none, ordered_walk, policy_deny, run_all, single_slot,
@@ -13,11 +14,11 @@ use crate::policy::FailurePolicy;
 use crate::telemetry::Outcome as Judged;
 use glia_bus_schema::{
     AllUsers, AuthAnswer, AuthReply, CallbackArgs, CallbackRequest, CheckAnswer,
-    CheckEventAllowedAnswer, Decision, ExpiryReply, Ignored, InterestedUsers, InterestedUsersReply,
-    InvocationError, JsonObject, MediaUploadLimit, NameAnswer, NameReply, OnCreateRoomAnswer,
-    Outcome, RatelimitOverride, RegistrationBehaviour, RegistrationReply, RoomContent, SlotReply,
-    SpamAnswer, TruthyAnswer, UnsignedReply, UserPresenceState, UsersForStatesAnswer,
-    UsersForStatesReply, ValueReply,
+    CheckEventAllowedAnswer, Decision, ExpiryAnswer, ExpiryReply, Ignored, InterestedUsers,
+    InterestedUsersReply, InvocationError, JsonObject, MediaUploadLimit, NameAnswer, NameReply,
+    OnCreateRoomAnswer, Outcome, RatelimitOverride, RegistrationBehaviour, RegistrationReply,
+    RoomContent, SlotReply, SpamAnswer, TruthyAnswer, UnsignedReply, UserPresenceState,
+    UsersForStatesAnswer, UsersForStatesReply, ValueReply,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -383,23 +384,48 @@ async fn first_value<R: CallbackArgs, T, V>(
     }
 }
 
-impl Reduce<Option<bool>> for Outcome<ExpiryReply> {
+impl Reduce<ExpiryAnswer> for Outcome<ExpiryReply> {
     const SERVES: &'static [(Reducer, Reading)] = &[(Reducer::FirstNonNone, Reading::NotNone)];
 
-    async fn reduce<R: CallbackArgs<Answer = Option<bool>, Reply = Self>>(
+    async fn reduce<R: CallbackArgs<Answer = ExpiryAnswer, Reply = Self>>(
         ctx: &DispatchCtx<'_>,
         _: &'static Rules,
         plan: &Plan,
         request: Arc<CallbackRequest>,
     ) -> Self {
-        first_value::<R, _, _>(
+        let mut lifetime = Lifetime::default();
+        let position = |entry: &PlanEntry| plan.entries.iter().position(|e| std::ptr::eq(e, entry));
+        let walk = first_non_none::<R, _>(
             ctx,
             plan,
             request,
-            |answer, _| answer,
-            |expired, module| ExpiryReply { expired, module },
+            |answer: ExpiryAnswer, entry| {
+                lifetime.answered(position(entry), answer.valid_until_ms());
+                answer.expired()
+            },
+            |_, _| None,
         )
-        .await
+        .await;
+        match walk {
+            Walk::Stopped(expired, module) => {
+                let consulted = plan
+                    .entries
+                    .iter()
+                    .position(|e| e.name == module)
+                    .map_or(0, |i| i + 1);
+                Outcome::Value(ExpiryReply {
+                    expired: Some(expired),
+                    valid_until_ms: lifetime.holds_until(consulted),
+                    module: Some(module.to_string()),
+                })
+            }
+            Walk::Exhausted => Outcome::Value(ExpiryReply {
+                expired: None,
+                module: None,
+                valid_until_ms: lifetime.holds_until(plan.entries.len()),
+            }),
+            Walk::Failed(f) => f.into(),
+        }
     }
 }
 

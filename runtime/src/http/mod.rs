@@ -15,6 +15,7 @@ mod http_antispam;
 mod limits;
 mod resources;
 pub mod routes;
+mod unix;
 
 pub use drain::GracefulStop;
 pub use errors::MatrixError;
@@ -109,11 +110,13 @@ pub fn serve_metrics(
     Ok(Bound::new(server.addrs(), server.run(), Default::default()))
 }
 
-/// Binds glia's HTTP server to `listen` and returns it, ready to be awaited, with `workers`
-/// threads (by default one per core). It does not handle signals itself: the caller stops it
-/// (see `glia serve`), so shutdown can drain the modules.
+/// Binds glia's HTTP server to `listen` (and to the config's `listen_unix` socket, if any)
+/// and returns it, ready to be awaited, with `workers` threads (by default one per core). It
+/// does not handle signals itself: the caller stops it (see `glia serve`), so shutdown can
+/// drain the modules.
 pub fn serve(glia: Arc<Glia>, listen: &str, workers: Option<usize>) -> std::io::Result<Bound> {
     let config = glia.config();
+    let unix_socket = config.listen_unix.clone();
     // In-flight requests answer within the grace period (then through their failure
     // policies); the server waits a little longer than that before it gives up on them.
     let timeout = config.shutdown_grace.as_secs() + 5;
@@ -144,7 +147,18 @@ pub fn serve(glia: Arc<Glia>, listen: &str, workers: Option<usize>) -> std::io::
     .disable_signals()
     .shutdown_timeout(timeout)
     .bind(listen)?;
-    Ok(Bound::new(server.addrs(), server.run(), connections))
+    let addrs = server.addrs();
+    let server = match &unix_socket {
+        Some(path) => server
+            .bind_uds(unix::prepare(path)?)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?,
+        None => server,
+    };
+    let mut bound = Bound::new(addrs, server.run(), connections);
+    if let Some(path) = unix_socket {
+        bound.urls.push_str(&format!(", unix:{}", path.display()));
+    }
+    Ok(bound)
 }
 
 /// A bound server, running, and where it listens: with port 0 in `listen` the system picks

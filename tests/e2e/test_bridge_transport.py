@@ -1,0 +1,274 @@
+"""The bridge's own HTTP client and its failover, without a homeserver: response framing on
+a recorded connection, and the choice of coordinator against real sockets (one listening,
+one refusing). Fast; part of the same pytest run."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from twisted.internet import defer
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+
+from glia_synapse.errors import GliaFailure
+from glia_synapse.failover import FIRST_BACKOFF, Coordinators
+from glia_synapse.transport import (
+    BadResponse,
+    MaybeDelivered,
+    NotDelivered,
+    Response,
+    _Connection,
+    parse_address,
+)
+
+# -- framing ------------------------------------------------------------------------------
+
+
+class RecordingPool:
+    """Stands in for `Pool` behind one connection: records what comes back to it."""
+
+    def __init__(self) -> None:
+        self.released: list[_Connection] = []
+        self.forgotten: list[_Connection] = []
+
+    def release(self, connection: _Connection) -> None:
+        self.released.append(connection)
+
+    def forget(self, connection: _Connection) -> None:
+        self.forgotten.append(connection)
+
+
+def connection() -> tuple[_Connection, StringTransport, RecordingPool]:
+    pool = RecordingPool()
+    made: defer.Deferred[_Connection] = defer.Deferred()
+    conn = _Connection(pool, made)  # type: ignore[arg-type]
+    transport = StringTransport()
+    conn.makeConnection(transport)
+    assert made.called
+    return conn, transport, pool
+
+
+def answer(conn: _Connection, *pieces: bytes) -> Response | Failure:
+    results: list[Any] = []
+    deferred = conn.send(b"GET / HTTP/1.1\r\n\r\n", head_only=False)
+    deferred.addBoth(results.append)
+    for piece in pieces:
+        conn.dataReceived(piece)
+    return results[0] if results else None  # type: ignore[no-any-return]
+
+
+def test_a_content_length_body_split_across_reads_is_one_response() -> None:
+    conn, transport, pool = connection()
+    response = answer(
+        conn, b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nContent-Le", b'ngth: 7\r\n\r\n{"a":', b"1}"
+    )
+    assert response == Response(200, {b"content-type": b"application/json", b"content-length": b"7"}, b'{"a":1}')
+    assert pool.released == [conn] and conn.reusable
+    assert transport.value() == b"GET / HTTP/1.1\r\n\r\n"
+
+
+def test_a_chunked_body_is_reassembled() -> None:
+    conn, _, _ = connection()
+    response = answer(
+        conn, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", b"2;x=y\r\nde\r\n0\r\n\r\n"
+    )
+    assert isinstance(response, Response) and response.body == b"abcde" and conn.reusable
+
+
+def test_connection_close_and_unframed_bodies_are_not_reused() -> None:
+    conn, _, _ = connection()
+    response = answer(conn, b"HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 2\r\n\r\nno")
+    assert isinstance(response, Response) and response.status == 403 and not conn.reusable
+
+    conn, _, _ = connection()
+    results: list[Any] = []
+    conn.send(b"GET / HTTP/1.1\r\n\r\n", head_only=False).addBoth(results.append)
+    conn.dataReceived(b"HTTP/1.1 200 OK\r\n\r\nuntil the end")
+    assert not results
+    conn.connectionLost(Failure(Exception("closed")))
+    assert results[0].body == b"until the end"
+
+
+def test_a_connection_lost_mid_answer_may_have_delivered_the_request() -> None:
+    conn, _, pool = connection()
+    results: list[Any] = []
+    conn.send(b"POST / HTTP/1.1\r\n\r\n", head_only=False).addBoth(results.append)
+    conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    conn.connectionLost(Failure(Exception("reset")))
+    assert results[0].check(MaybeDelivered) and pool.forgotten == [conn]
+
+
+def test_garbage_is_a_bad_response_and_closes_the_connection() -> None:
+    conn, transport, _ = connection()
+    result = answer(conn, b"SSH-2.0-OpenSSH\r\n\r\n")
+    assert isinstance(result, Failure) and result.check(BadResponse)
+    assert transport.disconnecting or not conn.reusable
+
+
+def test_addresses() -> None:
+    assert parse_address("unix:///run/g.sock").path == "/run/g.sock"
+    with pytest.raises(ValueError):
+        parse_address("http://host:notaport")
+
+
+# -- failover -----------------------------------------------------------------------------
+
+
+class ScriptedPool:
+    """A coordinator whose attempts end as scripted: a `Response` or an exception."""
+
+    def __init__(self, name: str, *outcomes: Any) -> None:
+        self.address = parse_address(f"http://{name}:1")
+        self.outcomes = list(outcomes)
+        self.sent = 0
+        self.closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+    def request(self, method: bytes, path: bytes, headers: Any, body: bytes) -> defer.Deferred[Response]:
+        self.sent += 1
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            return defer.fail(outcome)
+        return defer.succeed(outcome)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+OK = Response(200, {}, b"{}")
+
+
+def run(coordinators: Coordinators, retry_safe: bool, clock: Clock) -> Any:
+    results: list[Any] = []
+    deferred = defer.ensureDeferred(coordinators.request(b"POST", b"/x", [], b"{}", clock.now + 5, retry_safe))
+    deferred.addBoth(results.append)
+    result = results[0]
+    if isinstance(result, Failure):
+        result.raiseException()
+    return result
+
+
+def test_a_refused_coordinator_is_skipped_for_every_request_and_backs_off() -> None:
+    clock = Clock()
+    a, b = ScriptedPool("a", NotDelivered("refused"), NotDelivered("refused")), ScriptedPool("b", OK, OK, OK)
+    coordinators = Coordinators([a, b], None, None, clock)
+    assert run(coordinators, retry_safe=False, clock=clock) == OK  # a notification: never delivered, so resent
+    assert (a.sent, b.sent) == (1, 1)
+    assert run(coordinators, retry_safe=True, clock=clock) == OK
+    assert (a.sent, b.sent) == (1, 2)  # a is backing off
+    clock.now += FIRST_BACKOFF
+    assert run(coordinators, retry_safe=True, clock=clock) == OK
+    assert (a.sent, b.sent) == (2, 3)  # a tried again after its backoff, refused again
+    assert coordinators.order() == [1, 0]
+    clock.now += FIRST_BACKOFF  # the second failure doubled the backoff
+    assert coordinators.order() == [1, 0]
+    clock.now += FIRST_BACKOFF
+    assert coordinators.order() == [0, 1]
+
+
+def test_a_decision_moves_on_after_a_broken_connection_but_a_notification_does_not() -> None:
+    clock = Clock()
+    a, b = ScriptedPool("a", MaybeDelivered("reset")), ScriptedPool("b", OK)
+    assert run(Coordinators([a, b], None, None, clock), retry_safe=True, clock=clock) == OK
+
+    a, b = ScriptedPool("a", MaybeDelivered("reset")), ScriptedPool("b", OK)
+    with pytest.raises(GliaFailure, match="may have been delivered") as failure:
+        run(Coordinators([a, b], None, None, clock), retry_safe=False, clock=clock)
+    assert failure.value.kind == "unreachable" and b.sent == 0
+
+
+def test_one_url_gives_a_decision_a_second_connection_and_a_notification_none() -> None:
+    clock = Clock()
+    service = ScriptedPool("service", MaybeDelivered("reset"), OK)
+    assert run(Coordinators([service], None, None, clock), retry_safe=True, clock=clock) == OK
+    assert service.sent == 2 and service.closed == 1  # the failed pod's idle connections closed too
+
+    service = ScriptedPool("service", MaybeDelivered("reset"), OK)
+    with pytest.raises(GliaFailure):
+        run(Coordinators([service], None, None, clock), retry_safe=False, clock=clock)
+    assert service.sent == 1
+
+
+def test_a_shutting_down_coordinator_is_skipped_and_none_left_is_a_failure() -> None:
+    clock = Clock()
+    a, b = ScriptedPool("a", Response(503, {}, b"")), ScriptedPool("b", NotDelivered("refused"))
+    with pytest.raises(GliaFailure, match=r"glia is unreachable \(no coordinator answered\)") as failure:
+        run(Coordinators([a, b], None, None, clock), retry_safe=False, clock=clock)
+    assert "a:1: answered 503" in str(failure.value) and "b:1: not reachable" in str(failure.value)
+
+
+# -- real sockets -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]  # bound, not listening: connections are refused
+
+
+def test_refused_is_not_delivered_against_a_real_socket(refused_port: int) -> None:
+    from twisted.internet import reactor
+
+    from glia_synapse.transport import Pool
+
+    pool = Pool(parse_address(f"http://127.0.0.1:{refused_port}"), reactor, 1.0)
+    results: list[Any] = []
+    pool.request(b"GET", b"/", [], b"").addBoth(results.append)
+    for _ in range(500):  # at most ~5 s; a refusal on loopback takes one turn or two
+        if results:
+            break
+        reactor.iterate(0.01)  # type: ignore[attr-defined]
+    assert isinstance(results[0], Failure) and results[0].check(NotDelivered)
+
+
+def test_a_decision_moves_on_after_the_attempt_timeout_and_a_notification_does_not() -> None:
+    from twisted.internet.task import Clock as Reactor
+
+    clock = Clock()
+
+    class Silent(ScriptedPool):
+        def request(self, method: bytes, path: bytes, headers: Any, body: bytes) -> defer.Deferred[Response]:
+            self.sent += 1
+            return defer.Deferred()  # never answers (a frozen coordinator)
+
+    for retry_safe, expected in ((True, OK), (False, "may have been delivered")):
+        reactor = Reactor()
+        silent, b = Silent("silent"), ScriptedPool("b", OK)
+        coordinators = Coordinators([silent, b], reactor, attempt_timeout=1.0, clock=clock)
+        results: list[Any] = []
+        deferred = defer.ensureDeferred(coordinators.request(b"POST", b"/x", [], b"{}", clock.now + 5, retry_safe))
+        deferred.addBoth(results.append)
+        assert not results
+        reactor.advance(1.0)
+        if retry_safe:
+            assert results == [expected] and b.sent == 1
+        else:
+            assert results[0].check(GliaFailure) and expected in str(results[0].value) and b.sent == 0
+
+
+def test_the_pool_reuses_fresh_idle_connections_and_closes_old_ones() -> None:
+    from glia_synapse.transport import MAX_IDLE_SECONDS, Pool
+
+    pool = Pool(parse_address("http://127.0.0.1:1"), None, 1.0)
+    conn, transport, _ = connection()
+    pool.release(conn)
+    assert pool._take_idle() is conn  # fresh: reused
+    pool.release(conn)
+    conn.idle_since -= MAX_IDLE_SECONDS  # as old as glia's keep-alive allows: not reused
+    assert pool._take_idle() is None
+    assert not conn.reusable and transport.disconnecting  # closed, not kept
+    closing, _, _ = connection()
+    closing.reusable = False  # answered with Connection: close
+    pool.release(closing)
+    assert pool._take_idle() is None
