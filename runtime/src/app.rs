@@ -2,11 +2,11 @@
 //! and stopping it.
 
 use crate::bus::{InProcessBus, NatsBus, RoutedBus};
-use crate::config::{BusConfig, GliaConfig, ModuleConfig, Placement};
+use crate::config::{BusConfig, GliaConfig, Instances, ModuleConfig, Placement};
 use crate::coordinator::{reducer, Coordinator, PlanError, Plans};
 use crate::host::{
-    spawn_module, ModuleActor, ModuleInstance, ModuleState, ModuleStatus, RegistrationSummary,
-    SpawnError,
+    spawn_module, ModuleActor, ModuleInstance, ModuleState, ModuleStatus, PerThread,
+    RegistrationSummary, SpawnError,
 };
 use crate::http::routes::{WebRoute, WebRoutes};
 use crate::telemetry::{ModuleGauge, Role, Telemetry};
@@ -410,6 +410,11 @@ impl Glia {
                 .zip(&instances)
                 .map(|(m, i)| i.as_ref().map(|i| (i.addr.clone(), m.max_in_flight))),
         ));
+        for (index, module) in config.modules.iter().enumerate() {
+            if module.instances == Instances::PerThread && instances[index].is_some() {
+                bus.run_per_thread(index, PerThread::new(module, statuses[index].clone()));
+            }
+        }
         let nats_bus = nats.clone().map(|client| {
             let names = config
                 .modules

@@ -790,6 +790,38 @@ fn other_top_level_values_are_checked() {
         "  - module: remote\n", // 2
     );
     assert!(error_of(yaml).message.contains("give it `placement: nats`"));
+    // An instance per dispatching thread is for modules in glia's own process.
+    let yaml = concat!(
+        "bus: {type: nats, url: \"nats://x:1\"}\n", // 1
+        "modules:\n",                               // 2
+        "  - module: demo\n",                       // 3
+        "    placement: nats\n",                    // 4
+        "    instances: per_thread\n",              // 5
+    );
+    let err = error_of(yaml);
+    assert_eq!(
+        (err.key.as_str(), err.position.map(|p| p.line)),
+        ("instances", Some(5)),
+        "{err}"
+    );
+    assert!(err.message.contains("placement: local"), "{err}");
+    let yaml = concat!(
+        "modules:\n",                  // 1
+        "  - module: demo\n",          // 2
+        "    instances: per_thread\n", // 3
+    );
+    assert_eq!(
+        module(&load(yaml), "demo").instances,
+        glia_runtime::config::Instances::PerThread
+    );
+    let yaml = concat!(
+        "modules:\n",            // 1
+        "  - module: demo\n",    // 2
+        "    instances: many\n", // 3
+    );
+    let err = error_of(yaml);
+    assert_eq!(err.key, "instances", "{err}");
+    assert!(err.message.contains("per_thread"), "{err}");
     let yaml = concat!(
         "modules:\n",           // 1
         "  - module: demo\n",   // 2

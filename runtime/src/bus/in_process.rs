@@ -1,7 +1,7 @@
 //! The embedded bus: actor addresses in this process, no broker.
 
 use super::{Bus, InvocationMeta, InvokeFuture, Target};
-use crate::host::{Invoke, ModuleActor};
+use crate::host::{Invoke, ModuleActor, PerThread};
 use actix::Addr;
 use arc_swap::ArcSwap;
 use futures::channel::oneshot;
@@ -13,13 +13,20 @@ use tokio::sync::Semaphore;
 struct Route {
     addr: Addr<ModuleActor>,
     permits: Arc<Semaphore>,
+    /// For `instances: per_thread`: runs the invocation on the caller's thread.
+    per_thread: Option<Arc<PerThread>>,
 }
 
 impl Route {
-    fn new(addr: Addr<ModuleActor>, max_in_flight: usize) -> Arc<Route> {
+    fn new(
+        addr: Addr<ModuleActor>,
+        max_in_flight: usize,
+        per_thread: Option<Arc<PerThread>>,
+    ) -> Arc<Route> {
         Arc::new(Route {
             addr,
             permits: Arc::new(Semaphore::new(max_in_flight)),
+            per_thread,
         })
     }
 }
@@ -37,7 +44,9 @@ impl InProcessBus {
             routes: modules
                 .into_iter()
                 .map(|m| {
-                    m.map(|(addr, max_in_flight)| ArcSwap::new(Route::new(addr, max_in_flight)))
+                    m.map(|(addr, max_in_flight)| {
+                        ArcSwap::new(Route::new(addr, max_in_flight, None))
+                    })
                 })
                 .collect(),
         }
@@ -47,7 +56,22 @@ impl InProcessBus {
     /// thread is blocked, and so are the permits its queued invocations hold.
     pub fn replace(&self, index: usize, addr: Addr<ModuleActor>, max_in_flight: usize) {
         if let Some(Some(route)) = self.routes.get(index) {
-            route.store(Route::new(addr, max_in_flight));
+            let per_thread = route.load().per_thread.clone();
+            route.store(Route::new(addr, max_in_flight, per_thread));
+        }
+    }
+
+    /// Runs the module at `index` on an instance of each calling thread that can hold one
+    /// (`instances: per_thread`), with the same in-flight bound; its actor still serves
+    /// callers that cannot, and its web resources.
+    pub fn run_per_thread(&self, index: usize, per_thread: Arc<PerThread>) {
+        if let Some(Some(route)) = self.routes.get(index) {
+            let current = route.load();
+            route.store(Arc::new(Route {
+                addr: current.addr.clone(),
+                permits: current.permits.clone(),
+                per_thread: Some(per_thread),
+            }));
         }
     }
 
@@ -88,8 +112,12 @@ impl Bus for InProcessBus {
             .boxed();
         };
         let addr = route.addr.clone();
+        let per_thread = route.per_thread.clone();
         let trace = meta.trace.clone();
-        let send = move |permit| {
+        let send = move |permit| -> InvokeFuture {
+            if let Some(per_thread) = per_thread.filter(|p| p.available()) {
+                return per_thread.invoke(target.slot, request, permit, trace);
+            }
             let (reply, answer) = oneshot::channel();
             // The permit bounds what is queued or running, so the mailbox cannot grow
             // without bound even though `do_send` ignores its capacity.
@@ -107,11 +135,12 @@ impl Bus for InProcessBus {
                     })
                 })
             }
+            .boxed()
         };
         // With a permit at hand the invocation is sent now, not when the caller first polls:
         // a module is asked even if the decision is reached without it.
         match route.permits.clone().try_acquire_owned() {
-            Ok(permit) => send(permit).boxed(),
+            Ok(permit) => send(permit),
             Err(_) => {
                 let permits = route.permits.clone();
                 async move {

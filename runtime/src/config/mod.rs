@@ -205,6 +205,19 @@ pub enum Placement {
     Nats,
 }
 
+/// How many instances of a local module run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Instances {
+    /// One, on the module's own thread: every invocation hops to it.
+    #[default]
+    One,
+    /// Also one on each thread that dispatches (an HTTP worker, the NATS ingress), which runs
+    /// the module's handlers there with no thread hop. Only for a module that keeps no state
+    /// between calls and never blocks its thread: it runs on glia's own threads.
+    PerThread,
+}
+
 /// The `module:` name of a module another process serves over NATS (in any language).
 pub const REMOTE_MODULE: &str = "remote";
 
@@ -238,6 +251,8 @@ pub struct ModuleConfig {
     pub required: bool,
     /// Where it runs.
     pub placement: Placement,
+    /// One instance, or one per dispatching thread besides.
+    pub instances: Instances,
     /// For a module on NATS: the callbacks it serves, planned without asking its workers.
     pub callbacks: Option<Vec<Callback>>,
 }
@@ -380,6 +395,7 @@ struct RawModule {
     restart: Option<RawRestartPolicy>,
     required: Option<bool>,
     placement: Option<Placement>,
+    instances: Option<Instances>,
     callbacks: Option<Vec<String>>,
 }
 
@@ -725,6 +741,24 @@ impl<'a> Loader<'a> {
                     "module `remote` stands for a module another process serves over NATS; give it `placement: nats`",
                 ));
             }
+            let instances = raw_module.instances.unwrap_or_default();
+            if instances == Instances::PerThread {
+                let key = at.clone().key("instances");
+                if placement != Placement::Local || remote {
+                    return Err(self.error(
+                        &key,
+                        label,
+                        "instances: per_thread is for a module in glia's process (placement: local)",
+                    ));
+                }
+                if python::is_python_module(&raw_module.module) {
+                    return Err(self.error(
+                        &key,
+                        label,
+                        "instances: per_thread is for Rust modules; a Python module runs in its host process",
+                    ));
+                }
+            }
             let callbacks = match &raw_module.callbacks {
                 None => None,
                 Some(names) => Some(
@@ -763,6 +797,7 @@ impl<'a> Loader<'a> {
                 restart,
                 required: raw_module.required.unwrap_or(default_required),
                 placement,
+                instances,
                 callbacks,
             });
         }
