@@ -212,9 +212,10 @@ pub enum Instances {
     /// One, on the module's own thread: every invocation hops to it.
     #[default]
     One,
-    /// Also one on each thread that dispatches (an HTTP worker, the NATS ingress), which runs
-    /// the module's handlers there with no thread hop. Only for a module that keeps no state
-    /// between calls and never blocks its thread: it runs on glia's own threads.
+    /// Also one on each thread that dispatches (an HTTP worker, the NATS ingress, a worker's
+    /// message loop), which runs the module's handlers there with no thread hop. Only for a
+    /// module that keeps no state between calls and never blocks its thread: it runs on
+    /// glia's own threads.
     PerThread,
 }
 
@@ -744,11 +745,11 @@ impl<'a> Loader<'a> {
             let instances = raw_module.instances.unwrap_or_default();
             if instances == Instances::PerThread {
                 let key = at.clone().key("instances");
-                if placement != Placement::Local || remote {
+                if remote {
                     return Err(self.error(
                         &key,
                         label,
-                        "instances: per_thread is for a module in glia's process (placement: local)",
+                        "instances: per_thread is for a module glia builds; a `remote` module is served by another program",
                     ));
                 }
                 if python::is_python_module(&raw_module.module) {

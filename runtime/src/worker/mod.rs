@@ -11,8 +11,8 @@ mod serve;
 pub use announce::ANNOUNCE_INTERVAL;
 
 use crate::bus::InProcessBus;
-use crate::config::{BusConfig, GliaConfig, ModuleConfig, Placement, REMOTE_MODULE};
-use crate::host::{spawn_module, ModuleInstance, ModuleStatus, RegistrationSummary};
+use crate::config::{BusConfig, GliaConfig, Instances, ModuleConfig, Placement, REMOTE_MODULE};
+use crate::host::{spawn_module, ModuleInstance, ModuleStatus, PerThread, RegistrationSummary};
 use crate::telemetry::{ModuleGauge, Role, Telemetry};
 use async_nats::Client;
 use glia_bus_schema::subjects::{self, AuthCheckerDescription, Description};
@@ -99,6 +99,11 @@ impl Worker {
                 .zip(&instances)
                 .map(|(m, i)| Some((i.addr.clone(), m.max_in_flight))),
         ));
+        for (index, (module, status)) in hosted.iter().zip(&statuses).enumerate() {
+            if module.instances == Instances::PerThread {
+                bus.run_per_thread(index, PerThread::new(module, status.clone()));
+            }
+        }
         let id = worker_id();
         let serving = Arc::new(Serving {
             client: client.clone(),
