@@ -111,9 +111,16 @@ impl Bus for InProcessBus {
             }))
             .boxed();
         };
+        let trace = meta.trace.clone();
+        // Run here when the module has an instance per thread and a permit is at hand (the
+        // common case, kept free of the actor's address and its clone).
+        if let Some(per_thread) = route.per_thread.as_ref().filter(|p| p.available()) {
+            if let Ok(permit) = route.permits.clone().try_acquire_owned() {
+                return per_thread.invoke(target.slot, request, permit, trace);
+            }
+        }
         let addr = route.addr.clone();
         let per_thread = route.per_thread.clone();
-        let trace = meta.trace.clone();
         let send = move |permit| -> InvokeFuture {
             if let Some(per_thread) = per_thread.filter(|p| p.available()) {
                 return per_thread.invoke(target.slot, request, permit, trace);
