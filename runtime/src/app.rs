@@ -401,10 +401,8 @@ fn routed_bus(
             .zip(hosted)
             .enumerate()
             .map(|(index, (m, h))| {
-                carried(index).or_else(|| {
-                    h.as_ref()
-                        .map(|h| ModuleRoute::new(h.instance.addr.clone(), m.max_in_flight))
-                })
+                carried(index)
+                    .or_else(|| h.as_ref().map(|h| ModuleRoute::to_instance(m, &h.instance)))
             }),
     ));
     let placements = config.modules.iter().map(|m| m.placement).collect();

@@ -33,7 +33,15 @@
 //! loops; each timed iteration clones a prebuilt request (dispatch takes it by value) and
 //! takes a fresh request id and deadline, as every caller of the coordinator does.
 //!
+//! The latency and throughput groups run each case twice: with modules as configured by
+//! default (`N_modules`: one instance each, on its own thread) and with `instances:
+//! per_thread` (`N_modules_per_thread`: an instance on the dispatching thread too, so the
+//! handlers run there with no thread hop).
+//!
 //! Run: `cargo bench -p glia-tests --bench dispatch` (`-- telemetry` for that group alone).
+
+#[path = "support/fixtures.rs"]
+mod fixtures;
 
 use actix::{Actor, Addr, Context, Handler, Message};
 use actix_rt::{Arbiter, System, SystemRunner};
@@ -62,29 +70,26 @@ const IN_FLIGHT: usize = 64;
 /// Module counts compared in every group.
 const MODULE_COUNTS: [usize; 2] = [1, 5];
 
-/// A config of `n` scripted modules that allow both benchmarked callbacks.
-fn allow_all_config(n: usize) -> String {
-    let modules: Vec<_> = (0..n)
-        .map(|i| {
-            json!({
-                "module": "scripted",
-                "name": format!("bench-m{i}"),
-                "config": { "answers": {
-                    "check_event_for_spam": { "answer": "NOT_SPAM" },
-                    "user_may_create_room": { "answer": "NOT_SPAM" },
-                    "add_field_to_unsigned": { "answer": {} },
-                }},
-            })
-        })
-        .collect();
-    json!({ "modules": modules }).to_string()
+/// A config of `n` scripted modules that allow the benchmarked callbacks, with `instances`.
+fn allow_all_config(n: usize, instances: &str) -> String {
+    let answers = json!({
+        "check_event_for_spam": { "answer": "NOT_SPAM" },
+        "user_may_create_room": { "answer": "NOT_SPAM" },
+        "add_field_to_unsigned": { "answer": {} },
+    });
+    fixtures::scripted_config(n, instances, &answers)
 }
 
-/// Starts glia with `n` allowing scripted modules (each on its own arbiter).
-fn start_glia(system: &SystemRunner, n: usize) -> Glia {
-    let config = TestGlia::config(&allow_all_config(n)).expect("bench config loads");
+/// Starts glia with `n` allowing scripted modules (each on its own arbiter), with
+/// `instances`.
+fn start_glia(system: &SystemRunner, n: usize, instances: &str) -> Glia {
+    let config = TestGlia::config(&allow_all_config(n, instances)).expect("bench config loads");
     system.block_on(Glia::start(config)).expect("glia starts")
 }
+
+/// The glias every group compares: 1 and 5 modules, each with one instance and per thread,
+/// with their labels.
+type Glias = [(String, Glia)];
 
 /// A realistic `check_event_for_spam` request: an `m.room.message` with a ~100-char body.
 fn spam_request() -> CallbackRequest {
@@ -98,18 +103,7 @@ fn unsigned_request() -> CallbackRequest {
 
 /// An `m.room.message` with a ~100-char body.
 fn message() -> Event {
-    serde_json::from_value(json!({
-        "event_id": "$Rqnc-F-dvnEYJTyHq_iKxU2bZ1CI92-kuZq3a5lr5Zg",
-        "room_id": "!OGEhHVWSdvArJzumhm:matrix.org",
-        "sender": "@alice:example.com",
-        "type": "m.room.message",
-        "origin_server_ts": 1_764_000_000_000_i64,
-        "content": {
-            "msgtype": "m.text",
-            "body": "Hello everyone, the release notes for this week are up; please review them before Thursday's call.",
-        },
-    }))
-    .expect("a valid event")
+    serde_json::from_value(fixtures::message_json()).expect("a valid event")
 }
 
 /// A `user_may_create_room` request with a small `room_config`.
@@ -207,16 +201,16 @@ where
 }
 
 /// Sequential latency of both callbacks through the coordinator, 1 and 5 modules.
-fn latency(group: &mut Group<'_>, system: &SystemRunner, glias: &[(usize, Glia)]) {
+fn latency(group: &mut Group<'_>, system: &SystemRunner, glias: &Glias) {
     let cases = [
         ("check_event_for_spam", spam_request()),
         ("user_may_create_room", create_room_request()),
         ("add_field_to_unsigned", unsigned_request()),
     ];
     for (callback, request) in &cases {
-        for (n, glia) in glias {
+        for (label, glia) in glias {
             assert_allows(system, glia, request);
-            group.bench_function(format!("{callback}/{n}_modules"), |b| {
+            group.bench_function(format!("{callback}/{label}"), |b| {
                 b.iter_custom(|iters| time_sequential(system, iters, || dispatch(glia, request)));
             });
         }
@@ -243,16 +237,11 @@ fn baseline(group: &mut Group<'_>, system: &SystemRunner, addrs: &[Addr<Echo>]) 
 }
 
 /// 64 dispatches of `check_event_for_spam` in flight, and 64 raw sends for reference.
-fn throughput(
-    group: &mut Group<'_>,
-    system: &SystemRunner,
-    glias: &[(usize, Glia)],
-    echo: &Addr<Echo>,
-) {
+fn throughput(group: &mut Group<'_>, system: &SystemRunner, glias: &Glias, echo: &Addr<Echo>) {
     group.throughput(Throughput::Elements(IN_FLIGHT as u64));
     let request = spam_request();
-    for (n, glia) in glias {
-        group.bench_function(format!("check_event_for_spam/{n}_modules"), |b| {
+    for (label, glia) in glias {
+        group.bench_function(format!("check_event_for_spam/{label}"), |b| {
             b.iter_custom(|iters| {
                 time_sequential(system, iters, || {
                     join_all((0..IN_FLIGHT).map(|_| dispatch(glia, &request)))
@@ -538,9 +527,16 @@ fn telemetry(group: &mut Group<'_>, system: &SystemRunner) {
 /// Builds the system, the glias and the echo actors once, then runs every group.
 fn dispatch_benches(c: &mut Criterion) {
     let system = System::new();
-    let glias: Vec<(usize, Glia)> = MODULE_COUNTS
+    let glias: Vec<(String, Glia)> = ["one", "per_thread"]
         .iter()
-        .map(|&n| (n, start_glia(&system, n)))
+        .flat_map(|&instances| MODULE_COUNTS.iter().map(move |&n| (n, instances)))
+        .map(|(n, instances)| {
+            let label = match instances {
+                "one" => format!("{n}_modules"),
+                other => format!("{n}_modules_{other}"),
+            };
+            (label, start_glia(&system, n, instances))
+        })
         .collect();
     let (arbiters, echoes) = start_echoes(&system, MODULE_COUNTS[MODULE_COUNTS.len() - 1]);
 

@@ -790,6 +790,39 @@ fn other_top_level_values_are_checked() {
         "  - module: remote\n", // 2
     );
     assert!(error_of(yaml).message.contains("give it `placement: nats`"));
+    // An instance per dispatching thread is for modules glia builds.
+    let yaml = concat!(
+        "bus: {type: nats, url: \"nats://x:1\"}\n", // 1
+        "modules:\n",                               // 2
+        "  - module: remote\n",                     // 3
+        "    name: r\n",                            // 4
+        "    placement: nats\n",                    // 5
+        "    instances: per_thread\n",              // 6
+    );
+    let err = error_of(yaml);
+    assert_eq!(
+        (err.key.as_str(), err.position.map(|p| p.line)),
+        ("instances", Some(6)),
+        "{err}"
+    );
+    assert!(err.message.contains("served by another program"), "{err}");
+    let yaml = concat!(
+        "modules:\n",                  // 1
+        "  - module: demo\n",          // 2
+        "    instances: per_thread\n", // 3
+    );
+    assert_eq!(
+        module(&load(yaml), "demo").instances,
+        glia_runtime::config::Instances::PerThread
+    );
+    let yaml = concat!(
+        "modules:\n",            // 1
+        "  - module: demo\n",    // 2
+        "    instances: many\n", // 3
+    );
+    let err = error_of(yaml);
+    assert_eq!(err.key, "instances", "{err}");
+    assert!(err.message.contains("per_thread"), "{err}");
     let yaml = concat!(
         "modules:\n",           // 1
         "  - module: demo\n",   // 2

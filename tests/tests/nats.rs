@@ -119,6 +119,33 @@ async fn answers_map_and_failures_resolve_through_policies_over_nats() {
     worker.shutdown(Duration::from_millis(10)).await;
 }
 
+/// `instances: per_thread` on a worker: its message loop's thread runs an instance of its
+/// own, supervised there (crashy's answers name the instance that gave them).
+#[actix_rt::test]
+async fn a_worker_runs_a_per_thread_module_on_its_message_loop() {
+    let nats = NatsServer::start();
+    let yaml = config(
+        &nats.url(),
+        json!([{"module": "crashy", "name": "nats-pt", "placement": "nats", "timeout": "1h",
+                "instances": "per_thread", "failure_policy": "deny",
+                "restart": {"backoff_min": "1ms"}, "config": {"key": "nats-pt"}}]),
+    );
+    let (worker, g) = start(&yaml).await;
+    // The worker's actor built the first instance; its message loop's thread, the second.
+    assert_eq!(
+        decision(g.dispatch(invite("@a:hs")).await)["errcode"],
+        "M_INSTANCE_2"
+    );
+    let crashed = decision(g.dispatch(invite("@panic:hs")).await);
+    assert_eq!(crashed["errcode"], "M_FORBIDDEN", "{crashed}");
+    until(|| glia_tests::crashy::built("nats-pt") == 3).await;
+    assert_eq!(
+        decision(g.dispatch(invite("@a:hs")).await)["errcode"],
+        "M_INSTANCE_3"
+    );
+    worker.shutdown(Duration::from_millis(10)).await;
+}
+
 #[actix_rt::test]
 async fn a_started_worker_is_reachable_at_once() {
     // A coordinator starting right after a worker asks it to describe its module; were the

@@ -95,6 +95,50 @@ async fn a_panic_resolves_at_once_and_the_module_is_rebuilt_with_fresh_state() {
     until(|| crashy::built("sv1b") == 2).await;
 }
 
+/// `instances: per_thread`: each dispatching thread gets an instance of its own, built there
+/// on first use, and supervised as the actor's is: a panic is a crash the failure policy
+/// resolves at once, and the instance is rebuilt. Crashy's answers name the instance.
+#[actix_rt::test]
+async fn a_per_thread_instance_answers_on_the_callers_thread_and_is_supervised() {
+    let g = crashy_glia(
+        "sv-pt",
+        json!({"instances": "per_thread", "failure_policy": "deny",
+               "restart": {"backoff_min": "1ms"}}),
+    )
+    .await;
+    // The actor's instance is the first; this thread's, the second.
+    assert_eq!(
+        decision(g.dispatch(invite("@a:hs")).await)["errcode"],
+        "M_INSTANCE_2"
+    );
+    assert_eq!(
+        decision(g.dispatch(invite("@a:hs")).await)["errcode"],
+        "M_INSTANCE_2"
+    );
+    let crashed = decision(g.dispatch(invite("@panic:hs")).await);
+    assert_eq!(crashed["errcode"], "M_FORBIDDEN", "{crashed}");
+    until(|| state(&g, "sv-pt") == ModuleState::Running && crashy::built("sv-pt") == 3).await;
+    assert_eq!(
+        decision(g.dispatch(invite("@a:hs")).await)["errcode"],
+        "M_INSTANCE_3"
+    );
+    let status = g.glia.status_of("sv-pt").unwrap();
+    assert_eq!((status.crashes(), status.restarts()), (1, 1));
+    // The HTTP worker's thread builds one of its own.
+    let (code, reply) = g
+        .post(
+            "/_glia/v1/callbacks/user_may_invite",
+            r#"{"inviter": "@a:hs", "invitee": "@b:hs", "room_id": "!r:hs"}"#,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (code, &reply["errcode"]),
+        (200, &json!("M_INSTANCE_4")),
+        "{reply}"
+    );
+}
+
 #[actix_rt::test]
 async fn invocations_arriving_during_the_restart_are_answered_by_the_new_instance() {
     // A long backoff keeps the module restarting while the test sends more work.

@@ -1,7 +1,8 @@
 //! The embedded bus: actor addresses in this process, no broker.
 
 use super::{Bus, InvocationMeta, InvokeFuture, Target};
-use crate::host::{Invoke, ModuleActor};
+use crate::config::{Instances, ModuleConfig};
+use crate::host::{Invoke, ModuleActor, ModuleInstance, PerThread};
 use actix::Addr;
 use arc_swap::ArcSwap;
 use futures::channel::oneshot;
@@ -13,13 +14,20 @@ use tokio::sync::Semaphore;
 struct Route {
     addr: Addr<ModuleActor>,
     permits: Arc<Semaphore>,
+    /// For `instances: per_thread`: runs the invocation on the caller's thread.
+    per_thread: Option<Arc<PerThread>>,
 }
 
 impl Route {
-    fn new(addr: Addr<ModuleActor>, max_in_flight: usize) -> Arc<Route> {
+    fn new(
+        addr: Addr<ModuleActor>,
+        max_in_flight: usize,
+        per_thread: Option<Arc<PerThread>>,
+    ) -> Arc<Route> {
         Arc::new(Route {
             addr,
             permits: Arc::new(Semaphore::new(max_in_flight)),
+            per_thread,
         })
     }
 }
@@ -35,9 +43,22 @@ pub struct InProcessBus {
 pub struct ModuleRoute(Arc<Route>);
 
 impl ModuleRoute {
-    /// A route to `addr` with `max_in_flight` permits.
-    pub fn new(addr: Addr<ModuleActor>, max_in_flight: usize) -> ModuleRoute {
-        ModuleRoute(Route::new(addr, max_in_flight))
+    /// A route to `addr` with `max_in_flight` permits, running invocations on the caller's
+    /// thread through `per_thread` when the module has `instances: per_thread`.
+    pub fn new(
+        addr: Addr<ModuleActor>,
+        max_in_flight: usize,
+        per_thread: Option<Arc<PerThread>>,
+    ) -> ModuleRoute {
+        ModuleRoute(Route::new(addr, max_in_flight, per_thread))
+    }
+
+    /// The route to `module`'s started `instance`: its actor, its `max_in_flight`, and an
+    /// instance on each calling thread when its config says `instances: per_thread`.
+    pub fn to_instance(module: &ModuleConfig, instance: &ModuleInstance) -> ModuleRoute {
+        let per_thread = (module.instances == Instances::PerThread)
+            .then(|| PerThread::new(module, instance.status.clone()));
+        ModuleRoute::new(instance.addr.clone(), module.max_in_flight, per_thread)
     }
 }
 
@@ -46,9 +67,9 @@ impl InProcessBus {
     /// module that does not run in this process).
     pub fn new(modules: impl IntoIterator<Item = Option<(Addr<ModuleActor>, usize)>>) -> Self {
         InProcessBus::from_routes(
-            modules
-                .into_iter()
-                .map(|m| m.map(|(addr, max_in_flight)| ModuleRoute::new(addr, max_in_flight))),
+            modules.into_iter().map(|m| {
+                m.map(|(addr, max_in_flight)| ModuleRoute::new(addr, max_in_flight, None))
+            }),
         )
     }
 
@@ -71,7 +92,8 @@ impl InProcessBus {
     /// thread is blocked, and so are the permits its queued invocations hold.
     pub fn replace(&self, index: usize, addr: Addr<ModuleActor>, max_in_flight: usize) {
         if let Some(Some(route)) = self.routes.get(index) {
-            route.store(Route::new(addr, max_in_flight));
+            let per_thread = route.load().per_thread.clone();
+            route.store(Route::new(addr, max_in_flight, per_thread));
         }
     }
 
@@ -111,9 +133,20 @@ impl Bus for InProcessBus {
             }))
             .boxed();
         };
-        let addr = route.addr.clone();
         let trace = meta.trace.clone();
-        let send = move |permit| {
+        // Run here when the module has an instance per thread and a permit is at hand (the
+        // common case, kept free of the actor's address and its clone).
+        if let Some(per_thread) = route.per_thread.as_ref().filter(|p| p.available()) {
+            if let Ok(permit) = route.permits.clone().try_acquire_owned() {
+                return per_thread.invoke(target.slot, request, permit, trace);
+            }
+        }
+        let addr = route.addr.clone();
+        let per_thread = route.per_thread.clone();
+        let send = move |permit| -> InvokeFuture {
+            if let Some(per_thread) = per_thread.filter(|p| p.available()) {
+                return per_thread.invoke(target.slot, request, permit, trace);
+            }
             let (reply, answer) = oneshot::channel();
             // The permit bounds what is queued or running, so the mailbox cannot grow
             // without bound even though `do_send` ignores its capacity.
@@ -131,11 +164,12 @@ impl Bus for InProcessBus {
                     })
                 })
             }
+            .boxed()
         };
         // With a permit at hand the invocation is sent now, not when the caller first polls:
         // a module is asked even if the decision is reached without it.
         match route.permits.clone().try_acquire_owned() {
-            Ok(permit) => send(permit).boxed(),
+            Ok(permit) => send(permit),
             Err(_) => {
                 let permits = route.permits.clone();
                 async move {

@@ -229,6 +229,20 @@ pub enum Placement {
     Nats,
 }
 
+/// How many instances of a local module run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Instances {
+    /// One, on the module's own thread: every invocation hops to it.
+    #[default]
+    One,
+    /// Also one on each thread that dispatches (an HTTP worker, the NATS ingress, a worker's
+    /// message loop), which runs the module's handlers there with no thread hop. Only for a
+    /// module that keeps no state between calls and never blocks its thread: it runs on
+    /// glia's own threads.
+    PerThread,
+}
+
 /// The `module:` name of a module another process serves over NATS (in any language).
 pub const REMOTE_MODULE: &str = "remote";
 
@@ -262,6 +276,8 @@ pub struct ModuleConfig {
     pub required: bool,
     /// Where it runs.
     pub placement: Placement,
+    /// One instance, or one per dispatching thread besides.
+    pub instances: Instances,
     /// For a module on NATS: the callbacks it serves, planned without asking its workers.
     pub callbacks: Option<Vec<Callback>>,
     /// Everything that makes up the entry once defaults are applied (but not its position):
@@ -408,6 +424,7 @@ struct RawModule {
     restart: Option<RawRestartPolicy>,
     required: Option<bool>,
     placement: Option<Placement>,
+    instances: Option<Instances>,
     callbacks: Option<Vec<String>>,
 }
 
@@ -760,6 +777,24 @@ impl<'a> Loader<'a> {
                     "module `remote` stands for a module another process serves over NATS; give it `placement: nats`",
                 ));
             }
+            let instances = raw_module.instances.unwrap_or_default();
+            if instances == Instances::PerThread {
+                let key = at.clone().key("instances");
+                if remote {
+                    return Err(self.error(
+                        &key,
+                        label,
+                        "instances: per_thread is for a module glia builds; a `remote` module is served by another program",
+                    ));
+                }
+                if python::is_python_module(&raw_module.module) {
+                    return Err(self.error(
+                        &key,
+                        label,
+                        "instances: per_thread is for Rust modules; a Python module runs in its host process",
+                    ));
+                }
+            }
             let callbacks = match &raw_module.callbacks {
                 None => None,
                 Some(names) => Some(
@@ -800,7 +835,7 @@ impl<'a> Loader<'a> {
                 (
                     (&name, &raw_module.module, &config_value, priority, timeout),
                     (per_callback, max_in_flight, &restart, required),
-                    (placement, &callbacks, python),
+                    (placement, &callbacks, python, instances),
                 )
             );
             modules.push(ModuleConfig {
@@ -818,6 +853,7 @@ impl<'a> Loader<'a> {
                 restart,
                 required,
                 placement,
+                instances,
                 callbacks,
             });
         }

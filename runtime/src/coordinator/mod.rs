@@ -245,12 +245,16 @@ impl Coordinator {
         let rules = rules::rules(callback);
         let request = Arc::new(request);
         // One arm per callback, generated from the bus schema's table: each reduces its
-        // modules' answers into its reply by the callback's row of the rules table.
+        // modules' answers into its reply by the callback's row of the rules table. Each
+        // arm's future is boxed: inline, every dispatch future would be as large as the
+        // largest arm's (several KB), and copying that as it is moved and boxed by callers
+        // was the largest single cost of a dispatch once modules ran on the caller's thread.
         macro_rules! dispatch {
             ($($variant:ident = $name:literal, $cat:ident, $req:ty, $ans:ty, $reply:ty;)*) => {
                 match callback {
                     $(Callback::$variant => DispatchReply::$variant(
-                        <$reply as Reduce<$ans>>::reduce::<$req>(ctx, rules, plan, request).await,
+                        Box::pin(<$reply as Reduce<$ans>>::reduce::<$req>(ctx, rules, plan, request))
+                            .await,
                     ),)*
                 }
             };

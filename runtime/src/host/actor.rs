@@ -86,12 +86,22 @@ impl Handler<Invoke> for ModuleActor {
     type Result = ();
 
     fn handle(&mut self, msg: Invoke, _: &mut Self::Context) {
-        let answer = self
+        let mut answer = self
             .module
             .invoke(msg.slot, msg.request, msg.permit, msg.trace);
-        actix_rt::spawn(async move {
-            let _ = msg.reply.send(answer.await);
-        });
+        // A synchronous handler has answered by its first poll: the answer goes now, with no
+        // task to spawn and schedule. Anything else is left to a task, polled from where the
+        // first poll stopped.
+        match (&mut answer).now_or_never() {
+            Some(result) => {
+                let _ = msg.reply.send(result);
+            }
+            None => {
+                actix_rt::spawn(async move {
+                    let _ = msg.reply.send(answer.await);
+                });
+            }
+        }
     }
 }
 

@@ -105,6 +105,9 @@ pub struct Core {
     flights: HashMap<u64, Flight>,
     next_flight: u64,
     crashed_at: Option<Instant>,
+    /// Whether this instance's watchdog beats the module's heartbeat: only the module's own
+    /// thread does, since the heartbeat tells whether that thread is blocked.
+    beats: bool,
 }
 
 /// The shared handle to a module's supervisor state.
@@ -217,6 +220,7 @@ impl Supervised {
             flights: HashMap::new(),
             next_flight: 0,
             crashed_at: None,
+            beats: true,
         };
         let this = Supervised(Rc::new(RefCell::new(core)));
         let result = match built {
@@ -236,6 +240,13 @@ impl Supervised {
         };
         this.start_watchdog();
         (this, result)
+    }
+
+    /// Stops this instance's watchdog from beating the module's heartbeat: for an instance
+    /// on a thread that is not the module's own (see `PerThread`).
+    pub fn without_heartbeat(self) -> Self {
+        self.0.borrow_mut().beats = false;
+        self
     }
 
     fn install(&self, instance: Instance, summary: RegistrationSummary) {
@@ -555,7 +566,9 @@ impl Supervised {
                     return;
                 }
                 // Seen from outside: a thread that stops beating is blocked (see app.rs).
-                this.0.borrow().status.beat();
+                if this.0.borrow().beats {
+                    this.0.borrow().status.beat();
+                }
                 this.check_hangs(period);
             }
         });

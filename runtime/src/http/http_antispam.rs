@@ -11,7 +11,7 @@
 
 use super::auth::Authorized;
 use super::body::{declared_length, read_limited};
-use super::callbacks::{dispatch_traced, request_id, stamp};
+use super::callbacks::{dispatch_traced, named_post, request_id, stamp};
 use super::errors::MatrixError;
 use super::AppState;
 use crate::telemetry::Ingress;
@@ -23,17 +23,30 @@ use glia_bus_schema::ArgsError;
 use serde_json::json;
 use std::sync::Arc;
 
-/// Answers one of synapse-http-antispam's POSTs; every answer carries the request id, and a
-/// dispatched one its decision id.
-pub async fn serve(
+/// Every request under [`SCOPE`], as [`super::callbacks::route`] routes its own: `POST
+/// {SCOPE}/{callback}` is served, any other method is 405, and another path goes to the
+/// module web resources.
+pub async fn route(
     auth: Result<Authorized, MatrixError>,
     req: HttpRequest,
-    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, MatrixError> {
+    let post =
+        |req, name, payload, state| async move { Ok(serve(auth, req, name, payload, state).await) };
+    named_post(req, payload, state, method_not_allowed, post).await
+}
+
+/// Answers one of synapse-http-antispam's POSTs; every answer carries the request id, and a
+/// dispatched one its decision id.
+async fn serve(
+    auth: Result<Authorized, MatrixError>,
+    req: HttpRequest,
+    name: String,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let request_id = request_id(&req, state.glia.coordinator());
-    let name = path.into_inner();
     let (mut response, decision_id) =
         match answer(auth, &req, &name, payload, &state, &request_id).await {
             Ok(answered) => answered,
@@ -115,6 +128,9 @@ fn allow() -> HttpResponse {
 
 /// Where the ingress is served; `{callback}` follows.
 pub const PREFIX: &str = "/_glia/v1/http-antispam/";
+
+/// The ingress's scope: [`PREFIX`] without its final slash.
+pub const SCOPE: &str = "/_glia/v1/http-antispam";
 
 /// Whether the ingress serves `path` (so its errors are answered as [`cannot_decide`] does).
 pub fn serves(path: &str) -> bool {

@@ -51,22 +51,8 @@ fn configure(cfg: &mut web::ServiceConfig) {
             "/_glia/v1/admin/reload",
             web::route().to(errors::method_not_allowed),
         )
-        .route(
-            "/_glia/v1/callbacks/{callback}",
-            web::post().to(callbacks::dispatch),
-        )
-        .route(
-            "/_glia/v1/callbacks/{callback}",
-            web::route().to(errors::method_not_allowed),
-        )
-        .route(
-            &format!("{}{{callback}}", http_antispam::PREFIX),
-            web::post().to(http_antispam::serve),
-        )
-        .route(
-            &format!("{}{{callback}}", http_antispam::PREFIX),
-            web::route().to(http_antispam::method_not_allowed),
-        )
+        .service(web::scope(callbacks::PREFIX).default_service(web::to(callbacks::route)))
+        .service(web::scope(http_antispam::SCOPE).default_service(web::to(http_antispam::route)))
         .default_service(web::to(resources::serve));
 }
 

@@ -177,7 +177,7 @@ impl Worker {
         let slot = Arc::new(ArcSwap::from_pointee(hosted(
             module,
             index,
-            ModuleRoute::new(instance.addr.clone(), module.max_in_flight),
+            ModuleRoute::to_instance(module, &instance),
             Hosted::admission(module.max_in_flight, module.restart.stash),
             instance.summary.as_ref(),
             &self.id,

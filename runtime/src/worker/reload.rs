@@ -134,7 +134,7 @@ impl Worker {
                     let fresh = hosted(
                         module,
                         index,
-                        crate::bus::ModuleRoute::new(instance.addr.clone(), module.max_in_flight),
+                        crate::bus::ModuleRoute::to_instance(module, &instance),
                         Hosted::admission(module.max_in_flight, module.restart.stash),
                         instance.summary.as_ref(),
                         &self.id,
