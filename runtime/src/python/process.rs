@@ -336,6 +336,22 @@ mod tests {
         (dir, path.display().to_string())
     }
 
+    /// Spawns a host from `script`. Another test's child, forked while `host()` still had the
+    /// script open for writing, holds that descriptor until it execs: exec then fails with
+    /// ETXTBSY for a moment, so that (and only that) is retried.
+    fn spawn(script: &str, timeout: Duration) -> Result<(Arc<HostProcess>, Started), String> {
+        let mut tries = 0;
+        loop {
+            match HostProcess::spawn("m", script, &start(), timeout) {
+                Err(e) if e.contains("Text file busy") && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => return other,
+            }
+        }
+    }
+
     mod tempdir {
         /// A directory removed when dropped.
         pub struct Dir(pub std::path::PathBuf);
@@ -403,8 +419,7 @@ while read line; do
   echo "{{\"reply\":{{\"id\":$id,\"reply\":{{\"request_id\":\"r\",\"result\":{{\"answer\":{{\"callback\":\"user_may_invite\",\"answer\":\"NOT_SPAM\"}}}}}}}}}}"
 done"#
         ));
-        let (process, started) =
-            HostProcess::spawn("m", &script, &start(), Duration::from_secs(10)).unwrap();
+        let (process, started) = spawn(&script, Duration::from_secs(10)).unwrap();
         assert!(matches!(started, Started::Ready(_)));
         let id = process.next_id();
         let reply = futures::executor::block_on(process.invoke(id, invoke(id))).unwrap();
@@ -429,8 +444,7 @@ read line
 echo '{{"reply":{{"id":1,"reply":{{"request_id":"r","result":{{"answer":{{"callback":"no_such_callback","answer":1}}}}}}}}}}'
 sleep 5"#
         ));
-        let (process, _) =
-            HostProcess::spawn("m", &script, &start(), Duration::from_secs(10)).unwrap();
+        let (process, _) = spawn(&script, Duration::from_secs(10)).unwrap();
         let id = process.next_id();
         let reply = futures::executor::block_on(process.invoke(id, invoke(id))).unwrap();
         match reply.result {
@@ -447,8 +461,7 @@ sleep 5"#
             r#"read start
 echo '{"failed":{"path":["config","uri"],"message":"bad uri"}}'"#,
         );
-        let (_process, started) =
-            HostProcess::spawn("m", &script, &start(), Duration::from_secs(10)).unwrap();
+        let (_process, started) = spawn(&script, Duration::from_secs(10)).unwrap();
         match started {
             Started::Failed(error) => assert_eq!(
                 (error.path, error.message),
@@ -460,14 +473,12 @@ echo '{"failed":{"path":["config","uri"],"message":"bad uri"}}'"#,
             _ => panic!("expected a load failure"),
         }
         let (_dir, script) = host("exit 3");
-        let (_process, started) =
-            HostProcess::spawn("m", &script, &start(), Duration::from_secs(10)).unwrap();
+        let (_process, started) = spawn(&script, Duration::from_secs(10)).unwrap();
         assert!(
             matches!(&started, Started::Exited(reason) if reason == "the Python host exited before loading the module")
         );
         let (_dir, script) = host("sleep 30");
-        let (process, started) =
-            HostProcess::spawn("m", &script, &start(), Duration::from_millis(300)).unwrap();
+        let (process, started) = spawn(&script, Duration::from_millis(300)).unwrap();
         assert!(
             matches!(&started, Started::Exited(reason) if reason.contains("did not load the module within 0.3 s"))
         );
