@@ -168,63 +168,69 @@ class Send:
     body: Any
 
 
-class Registrations:
-    """Registers users one after another until stopped, recording each."""
+class Loop:
+    """Runs `step(n)` for n = 1, 2, ... on a thread of its own until the `with` block ends,
+    recording what each step returns in `done`."""
 
-    def __init__(self, synapse: Synapse) -> None:
-        self.synapse = synapse
+    def __init__(self, join_timeout: float) -> None:
         self.done: list[Send] = []
+        self._join_timeout = join_timeout
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def step(self, n: int) -> Send:
+        raise NotImplementedError
 
     def _run(self) -> None:
         n = 0
         while not self._stop.is_set():
             n += 1
-            started = time.monotonic()
-            reply = self.synapse.try_register(f"newcomer{n}")
-            self.done.append(Send(started, time.monotonic(), f"newcomer{n}", reply.status, reply.body))
+            self.done.append(self.step(n))
 
-    def __enter__(self) -> Registrations:
+    def __enter__(self) -> Loop:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(60)
+        self._thread.join(self._join_timeout)
 
 
-class Traffic:
+class Registrations(Loop):
+    """Registers users one after another until stopped, recording each."""
+
+    def __init__(self, synapse: Synapse) -> None:
+        super().__init__(join_timeout=60)
+        self.synapse = synapse
+
+    def step(self, n: int) -> Send:
+        started = time.monotonic()
+        reply = self.synapse.try_register(f"newcomer{n}")
+        return Send(started, time.monotonic(), f"newcomer{n}", reply.status, reply.body)
+
+
+class Traffic(Loop):
     """Sends messages one after another (alice, with every fifth from the spammer) until
     stopped, recording each."""
 
     def __init__(self, synapse: Synapse, room_id: str) -> None:
+        super().__init__(join_timeout=30)
         self.alice = synapse.register("alice")
         self.spammer = synapse.register(SPAMMER)
         for client in (self.alice, self.spammer):
             joined = client.join(room_id)
             assert joined.status == 200, joined.body
         self.room_id = room_id
-        self.sends: list[Send] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        n = 0
-        while not self._stop.is_set():
-            n += 1
-            client = self.spammer if n % 5 == 0 else self.alice
-            started = time.monotonic()
-            reply = client.send_text(self.room_id, f"message {n}")
-            self.sends.append(Send(started, time.monotonic(), client.user_id, reply.status, reply.body))
+    @property
+    def sends(self) -> list[Send]:
+        return self.done
 
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
+    def step(self, n: int) -> Send:
+        client = self.spammer if n % 5 == 0 else self.alice
+        started = time.monotonic()
+        reply = client.send_text(self.room_id, f"message {n}")
+        return Send(started, time.monotonic(), client.user_id, reply.status, reply.body)
 
     def wait_for(self, count: int, timeout: float = 60) -> None:
         target = len(self.sends) + count
