@@ -48,6 +48,9 @@ pub struct Routing {
     pub bus: Arc<dyn Bus>,
 }
 
+/// A dispatch under way: what Synapse would do, once decided.
+pub type Dispatching<'a> = futures::future::BoxFuture<'a, Result<DispatchReply, DispatchError>>;
+
 /// Dispatches callbacks to modules under their plans.
 pub struct Coordinator {
     routing: ArcSwap<Routing>,
@@ -159,7 +162,7 @@ impl Coordinator {
 
     /// A fresh decision id: 128 random bits in hex, unique across coordinators.
     pub fn next_decision_id(&self) -> Arc<str> {
-        format!("{:032x}", fastrand::u128(..)).into()
+        hex128(fastrand::u128(..))
     }
 
     /// Metadata for a new request with the default deadline.
@@ -194,17 +197,23 @@ impl Coordinator {
 
     /// Dispatches one callback and returns what Synapse would do. The dispatch is traced
     /// (a child of `meta.trace`), counted and recorded under `meta.decision_id`.
-    pub async fn dispatch(
-        &self,
-        request: CallbackRequest,
-        meta: InvocationMeta,
-    ) -> Result<DispatchReply, DispatchError> {
-        self.dispatch_via(request, meta, None).await
+    pub fn dispatch(&self, request: CallbackRequest, meta: InvocationMeta) -> Dispatching<'_> {
+        self.dispatch_via(request, meta, None)
     }
 
     /// [`Coordinator::dispatch`] of a request that came in by `route`, which its span and
-    /// decision record name.
-    pub async fn dispatch_via(
+    /// decision record name. The future is boxed once here: it is a few KB, and callers move
+    /// it (into tasks, `join_all`s, actix's handler futures) several times each.
+    pub fn dispatch_via(
+        &self,
+        request: CallbackRequest,
+        meta: InvocationMeta,
+        route: Option<Ingress>,
+    ) -> Dispatching<'_> {
+        Box::pin(self.dispatched(request, meta, route))
+    }
+
+    async fn dispatched(
         &self,
         request: CallbackRequest,
         meta: InvocationMeta,
@@ -239,7 +248,8 @@ impl Coordinator {
     ) -> Result<DispatchReply, DispatchError> {
         let callback = request.callback();
         if let CallbackRequest::CheckAuth(args) = request {
-            return check_auth(ctx, plans, args).await;
+            // Boxed for the reason each arm below is.
+            return Box::pin(check_auth(ctx, plans, args)).await;
         }
         let plan = plans.get(callback);
         let rules = rules::rules(callback);
@@ -261,6 +271,17 @@ impl Coordinator {
         }
         Ok(glia_bus_schema::for_each_callback!(dispatch))
     }
+}
+
+/// `bits` as 32 lowercase hex digits. Written by hand: `format!("{:032x}")` was a visible
+/// share of a dispatch's CPU.
+fn hex128(bits: u128) -> Arc<str> {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = [0u8; 32];
+    for (i, digit) in hex.iter_mut().enumerate() {
+        *digit = DIGITS[((bits >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    std::str::from_utf8(&hex).expect("hex digits").into()
 }
 
 /// `check_auth`, the one callback whose plan depends on its arguments: the checkers of the
@@ -313,6 +334,20 @@ async fn check_auth(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decision_ids_are_the_bits_in_32_hex_digits() {
+        for bits in [
+            0,
+            1,
+            0xabc,
+            u128::MAX,
+            fastrand::u128(..),
+            fastrand::u128(..),
+        ] {
+            assert_eq!(&*hex128(bits), format!("{bits:032x}"));
+        }
+    }
 
     /// Each row's reducer and reading must be one its callback's (answer, reply) types
     /// implement: the table cannot promise what the types do not do.

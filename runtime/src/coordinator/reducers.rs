@@ -6,8 +6,10 @@ use super::plan::{Plan, PlanEntry};
 use super::rules::{rules, Deny, SynapseErrors};
 use crate::bus::{Bus, InvocationMeta, Target};
 use crate::policy::{FailurePolicy, Invoke};
-use crate::telemetry::{DispatchTrace, InvocationSpan, Judgement, LogIds, Outcome};
+use crate::telemetry::{DispatchTrace, InvocationSpan, Judgement, LogIds, Outcome, Telemetry};
+use futures::future::Either;
 use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use glia_bus_schema::errcodes::M_UNKNOWN;
 use glia_bus_schema::{
     Callback, CallbackArgs, CallbackRequest, Decision, Failure, InvocationError, ModuleAnswer,
@@ -98,17 +100,23 @@ pub enum Walk<V> {
     Failed(Failure),
 }
 
-/// Invokes one plan entry under its timeout and the request's deadline, in a span of its
-/// own whose context travels with the invocation.
-pub fn invoke_entry(
+/// An invocation just sent: answered already (a synchronous handler on this thread), or
+/// still to wait for.
+pub enum Started<F> {
+    /// The module answered as it was asked.
+    Answered(Invoked),
+    /// The answer is to come, under the entry's timeout and the request's deadline.
+    Waiting(F),
+}
+
+/// Sends one plan entry its invocation, in a span of its own whose context travels with it.
+/// An answer already there is taken at once: no timer, no task slot, no wake-up for it.
+pub fn start_entry(
     ctx: &DispatchCtx<'_>,
     entry: &PlanEntry,
     request: Arc<CallbackRequest>,
-) -> impl Future<Output = Invoked> + Send + 'static {
+) -> Started<impl Future<Output = Invoked> + Send + 'static> {
     let started = Instant::now();
-    let budget = entry
-        .timeout
-        .min(ctx.meta.deadline.saturating_duration_since(started));
     let target = Target {
         module: entry.module,
         slot: entry.slot,
@@ -116,7 +124,7 @@ pub fn invoke_entry(
     let span = ctx
         .trace
         .invocation(entry, request.callback(), || ctx.bus.route(target));
-    let call = match span.context() {
+    let mut call = match span.context() {
         Some(cx) => {
             let meta = InvocationMeta {
                 trace: cx.clone(),
@@ -126,11 +134,20 @@ pub fn invoke_entry(
         }
         None => ctx.bus.invoke(target, request, &ctx.meta),
     };
+    if let Some(result) = (&mut call).now_or_never() {
+        return Started::Answered(Invoked {
+            result: screen(result),
+            latency: started.elapsed(),
+            span,
+        });
+    }
+    let deadline = (started + entry.timeout).min(ctx.meta.deadline);
+    let budget = deadline.saturating_duration_since(started);
     let mut drained = ctx.drained.clone();
-    async move {
+    Started::Waiting(async move {
         let result = tokio::select! {
             biased;
-            result = tokio::time::timeout(budget, call) => match result {
+            result = tokio::time::timeout_at(deadline.into(), call) => match result {
                 Ok(result) => result,
                 Err(_) => Err(InvocationError::Timeout {
                     after_ms: budget.as_millis() as u64,
@@ -145,6 +162,19 @@ pub fn invoke_entry(
             latency: started.elapsed(),
             span,
         }
+    })
+}
+
+/// Invokes one plan entry under its timeout and the request's deadline (see
+/// [`start_entry`]), as one future.
+pub fn invoke_entry(
+    ctx: &DispatchCtx<'_>,
+    entry: &PlanEntry,
+    request: Arc<CallbackRequest>,
+) -> impl Future<Output = Invoked> + Send + 'static {
+    match start_entry(ctx, entry, request) {
+        Started::Answered(invoked) => Either::Left(futures::future::ready(invoked)),
+        Started::Waiting(answer) => Either::Right(answer),
     }
 }
 
@@ -354,15 +384,22 @@ pub async fn ordered_walk<R, V: Verdict>(
 where
     R: CallbackArgs,
 {
-    let start = |i: usize| tagged(i, invoke_entry(ctx, &plan.entries[i], request.clone()));
-    let mut running: FuturesUnordered<_> = (0..plan.entries.len())
-        .filter(|&i| plan.entries[i].invoke == Invoke::Parallel)
-        .map(start)
-        .collect();
+    let mut running = FuturesUnordered::new();
     let mut arrived: Vec<Option<Invoked>> = plan.entries.iter().map(|_| None).collect();
+    let start = |i: usize, running: &mut FuturesUnordered<_>, arrived: &mut [Option<Invoked>]| {
+        match start_entry(ctx, &plan.entries[i], request.clone()) {
+            Started::Answered(invoked) => arrived[i] = Some(invoked),
+            Started::Waiting(answer) => running.push(tagged(i, answer)),
+        }
+    };
+    for (i, entry) in plan.entries.iter().enumerate() {
+        if entry.invoke == Invoke::Parallel {
+            start(i, &mut running, &mut arrived);
+        }
+    }
     for (i, entry) in plan.entries.iter().enumerate() {
         if entry.invoke == Invoke::Sequential {
-            running.push(start(i));
+            start(i, &mut running, &mut arrived);
         }
         let invoked = answer_of(&mut running, &mut arrived, i).await;
         let (result, taken) = invoked.take::<R>(ctx);
@@ -505,23 +542,26 @@ pub async fn run_all<R: CallbackArgs>(
     let awaited = |entry: &PlanEntry| entry.policy != FailurePolicy::Allow;
     let mut running = FuturesUnordered::new();
     let mut arrived: Vec<Option<Invoked>> = plan.entries.iter().map(|_| None).collect();
-    let start = |i: usize, running: &mut FuturesUnordered<_>| {
+    let start = |i: usize, running: &mut FuturesUnordered<_>, arrived: &mut [Option<Invoked>]| {
         let entry = &plan.entries[i];
-        let call = invoke_entry(ctx, entry, request.clone());
-        if awaited(entry) {
-            running.push(tagged(i, call));
-        } else {
-            in_background::<R>(ctx, entry, call);
+        match (start_entry(ctx, entry, request.clone()), awaited(entry)) {
+            (Started::Answered(invoked), true) => arrived[i] = Some(invoked),
+            (Started::Waiting(answer), true) => running.push(tagged(i, answer)),
+            (Started::Answered(invoked), false) => {
+                ctx.trace.background(entry);
+                finish_background::<R>(ctx.trace.telemetry(), &ctx.trace.log_ids(), entry, invoked);
+            }
+            (Started::Waiting(answer), false) => in_background::<R>(ctx, entry, answer),
         }
     };
     for (i, entry) in plan.entries.iter().enumerate() {
         if entry.invoke == Invoke::Parallel {
-            start(i, &mut running);
+            start(i, &mut running, &mut arrived);
         }
     }
     for (i, entry) in plan.entries.iter().enumerate() {
         if entry.invoke == Invoke::Sequential {
-            start(i, &mut running);
+            start(i, &mut running, &mut arrived);
         }
         if !awaited(entry) {
             continue;
@@ -555,26 +595,36 @@ fn in_background<R: CallbackArgs>(
     let telemetry = ctx.trace.telemetry().clone();
     let ids = ctx.trace.log_ids();
     tokio::spawn(async move {
-        let Invoked {
-            result,
-            latency,
-            span,
-        } = call.await;
-        let (outcome, failure) = match &result {
-            Ok(_) => (Outcome::Allow, None),
-            Err(error) => {
-                log_failure::<R>(&ids, &entry, error);
-                (Outcome::of_error(error), Some((error, entry.policy)))
-            }
-        };
-        let judgement = Judgement {
-            outcome,
-            errcode: None,
-            latency,
-            failure,
-        };
-        telemetry.finish_invocation(&entry, R::CALLBACK, span, &judgement);
+        finish_background::<R>(&telemetry, &ids, &entry, call.await);
     });
+}
+
+/// Counts (and logs, if it failed) how a notification run in the background ended.
+fn finish_background<R: CallbackArgs>(
+    telemetry: &Telemetry,
+    ids: &LogIds,
+    entry: &PlanEntry,
+    invoked: Invoked,
+) {
+    let Invoked {
+        result,
+        latency,
+        span,
+    } = invoked;
+    let (outcome, failure) = match &result {
+        Ok(_) => (Outcome::Allow, None),
+        Err(error) => {
+            log_failure::<R>(ids, entry, error);
+            (Outcome::of_error(error), Some((error, entry.policy)))
+        }
+    };
+    let judgement = Judgement {
+        outcome,
+        errcode: None,
+        latency,
+        failure,
+    };
+    telemetry.finish_invocation(entry, R::CALLBACK, span, &judgement);
 }
 
 /// Chain: modules run one after another; `step` turns each answer into the next request

@@ -11,7 +11,7 @@ use super::spawn::{RegistrationSummary, WebPath};
 use super::status::{ModuleState, ModuleStatus};
 use crate::supervision::{backoff_delay, IntensityWindow, RestartPolicy};
 use futures::channel::oneshot;
-use futures::future::{AbortHandle, Abortable, LocalBoxFuture};
+use futures::future::{AbortHandle, Abortable, Aborted, LocalBoxFuture};
 use futures::FutureExt;
 use glia_bus_schema::{CallbackRequest, InvocationError, ModuleAnswer};
 use glia_module_api::{
@@ -20,6 +20,7 @@ use glia_module_api::{
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -330,17 +331,6 @@ impl Supervised {
                 .boxed_local();
         };
         let generation = core.generation;
-        let id = core.next_flight;
-        core.next_flight += 1;
-        let (abort, registration) = AbortHandle::new_pair();
-        core.flights.insert(
-            id,
-            Flight {
-                started: Instant::now(),
-                generation,
-                abort,
-            },
-        );
         let status = core.status.clone();
         drop(core);
         status.enter();
@@ -353,9 +343,14 @@ impl Supervised {
         async move {
             let result = match started {
                 Ok(future) => {
-                    match Abortable::new(AssertUnwindSafe(future).catch_unwind(), registration)
-                        .await
-                    {
+                    let mut answer = AssertUnwindSafe(future).catch_unwind();
+                    // A synchronous handler answers on its first poll; only an invocation
+                    // still running after it is a flight for the watchdog to time.
+                    let outcome = match futures::poll!(&mut answer) {
+                        std::task::Poll::Ready(outcome) => Ok(outcome),
+                        std::task::Poll::Pending => this.in_flight(generation, answer).await,
+                    };
+                    match outcome {
                         Ok(Ok(result)) => result,
                         Ok(Err(payload)) => Err(InvocationError::Crashed {
                             reason: panic_message(payload.as_ref()),
@@ -371,7 +366,6 @@ impl Supervised {
             };
             {
                 let mut core = this.0.borrow_mut();
-                core.flights.remove(&id);
                 if result.is_ok() && core.generation == generation {
                     core.served = true;
                 }
@@ -408,6 +402,33 @@ impl Supervised {
             result
         }
         .boxed_local()
+    }
+
+    /// Runs the rest of an invocation of `generation` as a flight the watchdog times (and
+    /// aborts, if it hangs past the watchdog).
+    async fn in_flight<F: Future + Unpin>(
+        &self,
+        generation: u64,
+        answer: F,
+    ) -> Result<F::Output, Aborted> {
+        let (abort, registration) = AbortHandle::new_pair();
+        let id = {
+            let mut core = self.0.borrow_mut();
+            let id = core.next_flight;
+            core.next_flight += 1;
+            core.flights.insert(
+                id,
+                Flight {
+                    started: Instant::now(),
+                    generation,
+                    abort,
+                },
+            );
+            id
+        };
+        let outcome = Abortable::new(answer, registration).await;
+        self.0.borrow_mut().flights.remove(&id);
+        outcome
     }
 
     /// Serves a web request on the running instance.

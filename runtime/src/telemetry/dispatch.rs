@@ -168,7 +168,8 @@ pub struct DispatchTrace {
     decision_id: Arc<str>,
     route: Option<Ingress>,
     started: Instant,
-    wall: SystemTime,
+    /// When it began, for the decision log only (a clock read saved otherwise).
+    wall: Option<SystemTime>,
     /// The dispatch span's context (when this process has a tracer, the span is its own),
     /// or the caller's when no spans are made.
     cx: Context,
@@ -219,7 +220,7 @@ impl DispatchTrace {
             decision_id: meta.decision_id.clone(),
             route,
             started: Instant::now(),
-            wall: SystemTime::now(),
+            wall: telemetry.decisions().map(|_| SystemTime::now()),
             cx,
             records: telemetry.decisions().map(|_| Mutex::new(Vec::new())),
             // The callback's name is in the record already: keep just the arguments.
@@ -434,7 +435,8 @@ impl DispatchTrace {
             .unwrap_or_default();
         let record = DecisionRecord {
             decision_id: self.decision_id.to_string(),
-            time: humantime::format_rfc3339_micros(self.wall).to_string(),
+            time: humantime::format_rfc3339_micros(self.wall.unwrap_or_else(SystemTime::now))
+                .to_string(),
             callback: self.callback.name(),
             request_id: self.request_id.to_string(),
             route: self.route.map(Ingress::as_str),
