@@ -58,6 +58,7 @@ fn default_from_users() -> Vec<String> {
 impl Module for CustomPresenceRouter {
     const NAME: &'static str = "custom_presence_router";
     type Config = CustomPresenceRouterConfig;
+    const STATELESS: bool = true;
 
     fn parse_config(config: &Value) -> Result<CustomPresenceRouterConfig, ConfigError> {
         let mut parsed: CustomPresenceRouterConfig = glia_module_api::from_config(config)?;

@@ -50,6 +50,7 @@ fn default_denied_users() -> Vec<String> {
 impl Module for Demo {
     const NAME: &'static str = "demo";
     type Config = DemoConfig;
+    const STATELESS: bool = true;
 
     fn parse_config(config: &Value) -> Result<DemoConfig, ConfigError> {
         let parsed: DemoConfig = glia_module_api::from_config(config)?;

@@ -45,6 +45,7 @@ pub struct ListSpamCheckerConfig {
 impl Module for ListSpamChecker {
     const NAME: &'static str = "list_spam_checker";
     type Config = ListSpamCheckerConfig;
+    const STATELESS: bool = true;
 
     fn parse_config(config: &Value) -> Result<ListSpamCheckerConfig, ConfigError> {
         let parsed: ListSpamCheckerConfig = glia_module_api::from_config(config)?;

@@ -146,6 +146,7 @@ fn default_errcode() -> String {
 impl Module for MessagePolicy {
     const NAME: &'static str = "message_policy";
     type Config = MessagePolicyConfig;
+    const STATELESS: bool = true;
 
     fn parse_config(config: &Value) -> Result<MessagePolicyConfig, ConfigError> {
         let raw: RawConfig = glia_module_api::from_config(config)?;

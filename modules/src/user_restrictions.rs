@@ -156,6 +156,7 @@ fn actions(path: ConfigPath, names: &[String]) -> Result<Vec<Action>, ConfigErro
 impl Module for UserRestrictions {
     const NAME: &'static str = "user_restrictions";
     type Config = UserRestrictionsConfig;
+    const STATELESS: bool = true;
 
     fn parse_config(config: &Value) -> Result<UserRestrictionsConfig, ConfigError> {
         let raw: RawConfig = glia_module_api::from_config(config)?;

@@ -15,6 +15,11 @@ pub trait Module: Sized + 'static {
     const NAME: &'static str;
     /// The checked config.
     type Config: Clone + Send + Sync + 'static;
+    /// Whether an instance keeps no state between calls and its handlers never block their
+    /// thread. glia then runs, by default, an instance on each thread that dispatches
+    /// (`instances: per_thread`), so a synchronous handler answers with no thread hop; a
+    /// stateful module must say `false` (the default): it keeps one instance.
+    const STATELESS: bool = false;
 
     /// Checks the `config:` block (Synapse's `parse_config`); errors name a path inside it.
     fn parse_config(config: &Value) -> Result<Self::Config, ConfigError>;
@@ -46,6 +51,11 @@ pub trait ModuleFactory: Send + Sync {
     fn name(&self) -> &'static str;
     /// Checks a `config:` block.
     fn parse_config(&self, config: &Value) -> Result<ParsedConfig, ConfigError>;
+    /// Whether instances are stateless ([`Module::STATELESS`]): one per dispatching thread
+    /// by default.
+    fn stateless(&self) -> bool {
+        false
+    }
     /// Builds an instance; it runs on the instance's own thread.
     fn build(
         &self,
@@ -63,6 +73,10 @@ impl<M: Module> ModuleFactory for Factory<M> {
 
     fn parse_config(&self, config: &Value) -> Result<ParsedConfig, ConfigError> {
         M::parse_config(config).map(|c| ParsedConfig(Arc::new(c)))
+    }
+
+    fn stateless(&self) -> bool {
+        M::STATELESS
     }
 
     fn build(

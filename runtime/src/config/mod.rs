@@ -229,12 +229,12 @@ pub enum Placement {
     Nats,
 }
 
-/// How many instances of a local module run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+/// How many instances of a local module run. Without `instances:`, a module that declares
+/// itself stateless (`Module::STATELESS`) runs `per_thread`, any other `one`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Instances {
     /// One, on the module's own thread: every invocation hops to it.
-    #[default]
     One,
     /// Also one on each thread that dispatches (an HTTP worker, the NATS ingress, a worker's
     /// message loop), which runs the module's handlers there with no thread hop. Only for a
@@ -777,8 +777,16 @@ impl<'a> Loader<'a> {
                     "module `remote` stands for a module another process serves over NATS; give it `placement: nats`",
                 ));
             }
-            let instances = raw_module.instances.unwrap_or_default();
-            if instances == Instances::PerThread {
+            // A module that says it is stateless gets an instance per dispatching thread
+            // unless the entry says otherwise (a Python or remote module is not built here).
+            let instances = raw_module.instances.unwrap_or(
+                if factory.stateless() && !remote && !python::is_python_module(&raw_module.module) {
+                    Instances::PerThread
+                } else {
+                    Instances::One
+                },
+            );
+            if raw_module.instances == Some(Instances::PerThread) {
                 let key = at.clone().key("instances");
                 if remote {
                     return Err(self.error(
