@@ -4,7 +4,7 @@
 //! `traceparent`), as W3C Trace Context prescribes.
 
 use crate::answers::SynapseError;
-use crate::callbacks::{CallbackRequest, ModuleAnswer};
+use crate::callbacks::{Callback, CallbackRequest, ModuleAnswer};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -19,6 +19,31 @@ pub struct Invocation {
     /// The callback and its arguments (`callback`, `args`).
     #[serde(flatten)]
     pub request: CallbackRequest,
+}
+
+impl Invocation {
+    /// Decodes an invocation from JSON without the buffering of every value that
+    /// `#[serde(flatten)]` costs `serde_json::from_slice`: the arguments are decoded straight
+    /// into their callback's type. This is a worker's decode of every message. It decodes
+    /// what `from_slice` decodes, to the same value; it also takes some text `from_slice`
+    /// refuses, in values both ignore (an unknown field's number out of range, its invalid
+    /// UTF-8) or nested deeper than 128 levels from the root but not from the arguments.
+    pub fn from_json_slice(json: &[u8]) -> Result<Invocation, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Parts<'a> {
+            request_id: String,
+            deadline_ms: u64,
+            callback: Callback,
+            #[serde(borrow)]
+            args: &'a serde_json::value::RawValue,
+        }
+        let parts: Parts<'_> = serde_json::from_slice(json)?;
+        Ok(Invocation {
+            request_id: parts.request_id,
+            deadline_ms: parts.deadline_ms,
+            request: CallbackRequest::from_args_slice(parts.callback, parts.args.get().as_bytes())?,
+        })
+    }
 }
 
 /// A module's reply to one invocation.

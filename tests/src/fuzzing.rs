@@ -73,10 +73,26 @@ pub fn http_antispam(data: &[u8]) {
     assert_eq!(again.callback(), request.callback());
 }
 
-/// An invocation as `glia worker` decodes one from NATS: what decodes must re-encode to an
-/// invocation of the same callback.
+/// An invocation as `glia worker` decodes one from NATS (`Invocation::from_json_slice`):
+/// what serde's derived decoder decodes, it decodes to the same value; what it decodes
+/// beyond that (text in ignored values the derived decoder refuses, deeper nesting) is a
+/// valid invocation the derived decoder takes once re-encoded. What decodes must re-encode
+/// to an invocation of the same callback.
 pub fn invocation(data: &[u8]) {
-    let Ok(invocation) = serde_json::from_slice::<Invocation>(data) else {
+    let fast = Invocation::from_json_slice(data);
+    let derived = serde_json::from_slice::<Invocation>(data);
+    match (&fast, &derived) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "the worker's decoder and serde's disagree"),
+        (Err(_), Err(_)) => {}
+        (Ok(a), Err(_)) => {
+            let encoded = serde_json::to_vec(a).expect("a decoded invocation encodes");
+            let again: Invocation =
+                serde_json::from_slice(&encoded).expect("what the worker decodes is valid");
+            assert_eq!(&again, a);
+        }
+        (Err(e), Ok(_)) => panic!("the worker refuses what serde's decoder takes: {e}"),
+    }
+    let Ok(invocation) = fast else {
         return;
     };
     let encoded = serde_json::to_vec(&invocation).expect("a decoded invocation encodes");

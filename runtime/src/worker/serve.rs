@@ -115,10 +115,16 @@ pub(super) async fn serve(
             Ok(permit) => {
                 serving.in_flight.fetch_add(1, Ordering::AcqRel);
                 let (serving, hosted) = (serving.clone(), hosted.clone());
-                actix_rt::spawn(async move {
+                let mut handled = Box::pin(async move {
                     handle(&serving, &hosted, message, reply_to, suffix, left, permit).await;
                     serving.in_flight.fetch_sub(1, Ordering::AcqRel);
                 });
+                // An invocation a module answers on this thread (`instances: per_thread`)
+                // is done, answer published, by its first poll: no task for it. Anything
+                // still running goes on as a task.
+                if futures::poll!(handled.as_mut()).is_pending() {
+                    actix_rt::spawn(handled);
+                }
             }
             // Refused in the loop itself: publishing waits only when the connection's
             // buffer is full, which slows taking messages, as back-pressure should.
@@ -263,8 +269,8 @@ fn invocation(
         message: format!("malformed invocation for module {}: {detail}", hosted.name),
         synapse_error: None,
     };
-    let invocation: Invocation =
-        serde_json::from_slice(&message.payload).map_err(|e| malformed(e.to_string()))?;
+    let invocation =
+        Invocation::from_json_slice(&message.payload).map_err(|e| malformed(e.to_string()))?;
     let callback = invocation.request.callback();
     if callback.name() != suffix {
         return Err(malformed(format!(
