@@ -1,12 +1,21 @@
-//! Dispatch over NATS against a raw async-nats request-reply round trip, in one run, for 1,
-//! 2 and 3 workers (each on a thread and actix system of its own, as a `glia worker` process
-//! runs), with the module's default one instance and with `instances: per_thread`: latency
-//! percentiles (sequential) and throughput (64 in flight), each with its ratio to the raw
-//! round trip (p50 as a multiple of raw, throughput as a share).
+//! Dispatch over NATS against a raw async-nats request-reply round trip, interleaved in
+//! one run, for 1, 2 and 3 workers (each on a thread and actix system of its own, as a
+//! `glia worker` process runs), with one instance of the module and with `instances:
+//! per_thread`: the median latency (sequential) and throughput (64 in flight), each with its
+//! ratio to the raw round trip measured in the same rounds (p50 as a multiple of raw,
+//! throughput as a share).
+//!
+//! Each case runs `ROUNDS` rounds; a round measures raw request-reply, then the case. The
+//! ratios are of the medians over the rounds: raw request-reply itself moves by half between
+//! minutes on these shared machines, so a case is only compared with raw measured beside it.
+//! Besides glia, two diagnostic rows: raw request-reply to a responder on a thread and
+//! connection of its own (the topology glia has: is a second connection the cost?) and raw
+//! requests straight to a glia worker, no coordinator (the worker's part of the cost).
 //!
 //! Run: `cargo bench -p glia-tests --bench nats` (needs nats-server). Under `cargo test` it
 //! runs a few requests of each case only, as a smoke test.
 
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use glia_bus_schema::requests::UserMayInvite;
 use glia_bus_schema::CallbackRequest;
@@ -28,16 +37,18 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
-/// What [`measure`] found: the median latency and the throughput.
+/// Rounds of each case, each beside a raw round.
+const ROUNDS: usize = 5;
+
+/// One round's results: the median latency and the throughput.
 #[derive(Clone, Copy)]
 struct Measured {
     p50: Duration,
     per_sec: f64,
 }
 
-/// Runs `one` `n` times in a row and `n` times `IN_FLIGHT` at a time; prints a row, with
-/// its ratios to `raw` if given.
-async fn measure<F, Fut>(label: &str, n: usize, raw: Option<Measured>, one: F) -> Measured
+/// Runs `one` `n` times in a row and `n` times `IN_FLIGHT` at a time.
+async fn measure<F, Fut>(n: usize, one: F) -> Measured
 where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = ()>,
@@ -55,56 +66,109 @@ where
         .buffer_unordered(IN_FLIGHT)
         .collect::<Vec<()>>()
         .await;
-    let throughput = n as f64 / t.elapsed().as_secs_f64();
-    let p50 = quantile(&latencies, 0.5);
-    let ratios = raw.map_or(String::new(), |raw| {
-        format!(
-            "   p50 {:.2}x raw, throughput {:.2} of raw",
-            p50.as_secs_f64() / raw.p50.as_secs_f64(),
-            throughput / raw.per_sec
-        )
-    });
-    println!(
-        "{label:<42} p50 {:>8.1} µs   p99 {:>8.1} µs   {:>8.0} req/s ({IN_FLIGHT} in flight){ratios}",
-        p50.as_secs_f64() * 1e6,
-        quantile(&latencies, 0.99).as_secs_f64() * 1e6,
-        throughput
-    );
     Measured {
-        p50,
-        per_sec: throughput,
+        p50: quantile(&latencies, 0.5),
+        per_sec: n as f64 / t.elapsed().as_secs_f64(),
     }
 }
 
-/// A worker on a thread of its own, with its own actix system, as a `glia worker` process
-/// runs one: its message loop does not share the coordinator's thread.
-struct WorkerThread {
+/// The median of `values`.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Measures `case` in `ROUNDS` rounds, each after a round of `raw`, and prints the medians
+/// and the ratios of the medians.
+async fn versus_raw<R, RF, C, CF>(label: &str, n: usize, raw: R, case: C)
+where
+    R: Fn(usize) -> RF,
+    RF: Future<Output = ()>,
+    C: Fn(usize) -> CF,
+    CF: Future<Output = ()>,
+{
+    let (mut raws, mut cases) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        raws.push(measure(n, &raw).await);
+        cases.push(measure(n, &case).await);
+    }
+    let p50 = |m: &[Measured]| median(m.iter().map(|m| m.p50.as_secs_f64() * 1e6).collect());
+    let per_sec = |m: &[Measured]| median(m.iter().map(|m| m.per_sec).collect());
+    let (raw_p50, raw_per_sec) = (p50(&raws), per_sec(&raws));
+    let (case_p50, case_per_sec) = (p50(&cases), per_sec(&cases));
+    println!(
+        "{label:<44} p50 {case_p50:>6.1} µs ({:.2}x raw's {raw_p50:.1})   {case_per_sec:>7.0} req/s at {IN_FLIGHT} in flight ({:.2} of raw's {raw_per_sec:.0})",
+        case_p50 / raw_p50,
+        case_per_sec / raw_per_sec,
+    );
+}
+
+/// A service on a thread (named, so a profile tells its samples apart) and an actix system
+/// of its own, as a separate process would run it: it does not share the bench's thread.
+struct ServiceThread {
     stop: futures::channel::oneshot::Sender<()>,
     thread: std::thread::JoinHandle<()>,
 }
 
-impl WorkerThread {
-    /// Starts a worker for `config`'s NATS modules and waits until it serves.
-    fn start(config: &GliaConfig) -> WorkerThread {
-        let config = config.clone();
+/// Tells [`ServiceThread::start`] the service is ready.
+type Ready = std::sync::mpsc::Sender<()>;
+
+/// Ends when the service is to stop.
+type Stopped = futures::channel::oneshot::Receiver<()>;
+
+impl ServiceThread {
+    /// Runs `service` on a new thread and returns once it says it is ready.
+    fn start<F, Fut>(name: &str, service: F) -> ServiceThread
+    where
+        F: FnOnce(Ready, Stopped) -> Fut + Send + 'static,
+        Fut: Future<Output = ()>,
+    {
         let (ready, started) = std::sync::mpsc::channel();
         let (stop, stopped) = futures::channel::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            actix_rt::System::new().block_on(async move {
-                let worker = Worker::start(&config).await.expect("the worker starts");
-                ready.send(()).expect("the bench waits");
-                let _ = stopped.await;
-                worker.shutdown(Duration::from_millis(10)).await;
-            });
-        });
-        started.recv().expect("the worker started");
-        WorkerThread { stop, thread }
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || actix_rt::System::new().block_on(service(ready, stopped)))
+            .expect("a thread");
+        started.recv().expect("the service started");
+        ServiceThread { stop, thread }
     }
 
-    /// Stops the worker and waits for its thread.
+    /// A glia worker for `config`'s NATS modules, as `glia worker` runs one.
+    fn worker(config: &GliaConfig) -> ServiceThread {
+        let config = config.clone();
+        ServiceThread::start("glia-worker", |ready, stopped| async move {
+            let worker = Worker::start(&config).await.expect("the worker starts");
+            ready.send(()).expect("the bench waits");
+            let _ = stopped.await;
+            worker.shutdown(Duration::from_millis(10)).await;
+        })
+    }
+
+    /// A raw responder on a NATS connection of its own, answering `subject` with each
+    /// request's payload.
+    fn echo(url: &str, subject: &'static str) -> ServiceThread {
+        let url = url.to_owned();
+        ServiceThread::start("raw-echo", move |ready, stopped| async move {
+            let client = async_nats::connect(url).await.expect("connect");
+            let mut echo = client.subscribe(subject).await.expect("subscribe");
+            client.flush().await.expect("flush");
+            ready.send(()).expect("the bench waits");
+            let serve = async {
+                while let Some(m) = echo.next().await {
+                    if let Some(reply) = m.reply {
+                        let _ = client.publish(reply, m.payload).await;
+                    }
+                }
+            };
+            futures::pin_mut!(serve);
+            futures::future::select(serve, stopped).await;
+        })
+    }
+
+    /// Stops the service and waits for its thread.
     fn stop(self) {
         let _ = self.stop.send(());
-        self.thread.join().expect("the worker's thread");
+        self.thread.join().expect("the service's thread");
     }
 }
 
@@ -125,7 +189,7 @@ fn main() {
     let nats = NatsServer::start();
     let system = actix_rt::System::new();
     system.block_on(async {
-        // The floor: a raw request-reply to a responder that echoes.
+        // The floor: a raw request-reply to a responder that echoes, on this connection.
         let client = async_nats::connect(nats.url()).await.expect("connect");
         let mut echo = client
             .queue_subscribe("bench.echo", "bench".into())
@@ -143,35 +207,51 @@ fn main() {
             &json!({"inviter": "@u:hs", "invitee": "@b:hs", "room_id": "!r:hs"}),
         )
         .unwrap();
-        let raw = measure("raw async-nats request-reply", n, None, |_| {
+        let raw = |subject: &'static str| {
             let (client, payload) = (client.clone(), payload.clone());
-            async move {
-                client
-                    .request("bench.echo", payload.into())
-                    .await
-                    .expect("echo");
+            move |_| {
+                let (client, payload) = (client.clone(), payload.clone());
+                async move {
+                    client.request(subject, payload.into()).await.expect("echo");
+                }
             }
-        })
+        };
+        let other = ServiceThread::echo(&nats.url(), "bench.echo2");
+        versus_raw(
+            "raw, responder on its own thread+connection",
+            n,
+            raw("bench.echo"),
+            raw("bench.echo2"),
+        )
         .await;
+        other.stop();
 
         for instances in ["one", "per_thread"] {
+            let name = format!("bench-{instances}");
             let yaml = json!({"bus": {"type": "nats", "url": nats.url()}, "modules": [
-                {"module": "scripted", "name": format!("bench-{instances}"), "placement": "nats",
+                {"module": "scripted", "name": name, "placement": "nats",
                  "instances": instances,
                  "config": {"answers": {"user_may_invite": {"answer": "NOT_SPAM"}}}}
             ]})
             .to_string();
             let config = TestGlia::config(&yaml).unwrap();
-            let mut workers = vec![WorkerThread::start(&config)];
+            let mut workers = vec![ServiceThread::worker(&config)];
             let glia = Arc::new(Glia::start(config.clone()).await.unwrap());
+            versus_raw(
+                &format!("raw requests to 1 glia worker, {instances}"),
+                n,
+                raw("bench.echo"),
+                to_worker(&client, &name),
+            )
+            .await;
             for count in [1, 2, 3] {
                 while workers.len() < count {
-                    workers.push(WorkerThread::start(&config));
+                    workers.push(ServiceThread::worker(&config));
                 }
-                measure(
+                versus_raw(
                     &format!("glia, {count} worker(s), instances: {instances}"),
                     n,
-                    Some(raw),
+                    raw("bench.echo"),
                     |i| {
                         let glia = glia.clone();
                         async move {
@@ -188,4 +268,43 @@ fn main() {
             glia.shutdown(Duration::from_millis(10)).await;
         }
     });
+}
+
+/// Raw requests carrying a glia invocation straight to `module`'s queue group: a worker's
+/// part of the cost, with no coordinator.
+fn to_worker(
+    client: &async_nats::Client,
+    module: &str,
+) -> impl Fn(usize) -> BoxFuture<'static, ()> {
+    let subject =
+        glia_bus_schema::subjects::module_subject(module, glia_bus_schema::Callback::UserMayInvite);
+    let far = (std::time::SystemTime::now() + Duration::from_secs(3600))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let invocation = serde_json::to_vec(&json!({
+        "request_id": "bench-1", "deadline_ms": far, "callback": "user_may_invite",
+        "args": {"inviter": "@u1:hs", "invitee": "@b:hs", "room_id": "!r:hs"},
+    }))
+    .unwrap();
+    let client = client.clone();
+    move |_| {
+        let (client, subject, payload) = (client.clone(), subject.clone(), invocation.clone());
+        Box::pin(async move {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Glia-Request-Id", "bench-1");
+            headers.insert("Glia-Deadline", far.to_string().as_str());
+            let request = async_nats::Request::new()
+                .payload(payload.into())
+                .headers(headers)
+                .timeout(None);
+            let reply = client.send_request(subject, request).await.expect("answer");
+            assert!(
+                reply
+                    .payload
+                    .starts_with(b"{\"request_id\":\"bench-1\",\"result\":{\"answer\""),
+                "{reply:?}"
+            );
+        })
+    }
 }

@@ -36,8 +36,17 @@ impl std::ops::Deref for Launched {
 }
 
 /// Starts glia from `config`; over NATS, every module is placed on NATS and served by a
-/// worker started first (so the coordinator finds it when it asks).
+/// worker started first (so the coordinator finds it when it asks). With
+/// `GLIA_TEST_INSTANCES=per_thread` every module glia builds runs an instance on each
+/// dispatching thread, so its synchronous answers take the path with no thread hop.
 async fn try_launch(mut config: Value) -> Result<Launched, StartError> {
+    if let Ok(instances) = std::env::var("GLIA_TEST_INSTANCES") {
+        for module in config["modules"].as_array_mut().into_iter().flatten() {
+            if module["module"] != "remote" && module.get("instances").is_none() {
+                module["instances"] = json!(instances);
+            }
+        }
+    }
     if std::env::var("GLIA_TEST_BUS").as_deref() != Ok("nats") {
         let inner = TestGlia::try_start(&config.to_string()).await?;
         return Ok(Launched {
