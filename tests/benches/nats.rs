@@ -12,8 +12,9 @@
 //! connection of its own (the topology glia has: is a second connection the cost?) and raw
 //! requests straight to a glia worker, no coordinator (the worker's part of the cost).
 //!
-//! Run: `cargo bench -p glia-tests --bench nats` (needs nats-server). Under `cargo test` it
-//! runs a few requests of each case only, as a smoke test.
+//! Run: `cargo bench -p glia-tests --bench nats` (needs nats-server); `-- <text>` runs only
+//! the cases whose label contains it. Under `cargo test` it runs a few requests of each case
+//! only, as a smoke test.
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
@@ -78,6 +79,15 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// Whether the case `label` runs: every case, or those whose label contains the bench's
+/// first plain argument (`cargo bench --bench nats -- per_thread`), e.g. to profile one.
+fn selected(label: &str) -> bool {
+    std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .is_none_or(|filter| label.contains(&filter))
+}
+
 /// Measures `case` in `ROUNDS` rounds, each after a round of `raw`, and prints the medians
 /// and the ratios of the medians.
 async fn versus_raw<R, RF, C, CF>(label: &str, n: usize, raw: R, case: C)
@@ -87,6 +97,9 @@ where
     C: Fn(usize) -> CF,
     CF: Future<Output = ()>,
 {
+    if !selected(label) {
+        return;
+    }
     let (mut raws, mut cases) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         raws.push(measure(n, &raw).await);
