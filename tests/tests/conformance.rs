@@ -199,6 +199,24 @@ async fn the_first_deny_in_order_wins_even_when_a_later_one_is_faster() {
     );
 }
 
+/// The longest timeout the config takes (half a million years) bounds nothing: the
+/// request's deadline does, for an answer at once and for one that takes a while.
+#[actix_rt::test]
+async fn the_longest_module_timeout_leaves_the_request_deadline() {
+    let mut now = scripted("lt-m1", json!({"user_may_invite": {"answer": "NOT_SPAM"}}));
+    let mut later = scripted(
+        "lt-m2",
+        json!({"user_may_invite": {"answer": "NOT_SPAM", "delay_ms": 20}}),
+    );
+    now["timeout"] = json!("500000000d");
+    later["timeout"] = json!("500000000d");
+    let g = start(json!([now, later])).await;
+    assert_eq!(
+        to_json(g.dispatch(invite()).await),
+        json!({"decision": "allow"})
+    );
+}
+
 #[actix_rt::test]
 async fn all_allow_is_allow_and_no_modules_is_allow() {
     let g = start(json!([

@@ -141,7 +141,10 @@ pub fn start_entry(
             span,
         });
     }
-    let deadline = (started + entry.timeout).min(ctx.meta.deadline);
+    // A module timeout beyond what an `Instant` can hold is no bound: the request's is.
+    let deadline = started
+        .checked_add(entry.timeout)
+        .map_or(ctx.meta.deadline, |t| t.min(ctx.meta.deadline));
     let budget = deadline.saturating_duration_since(started);
     let mut drained = ctx.drained.clone();
     Started::Waiting(async move {
