@@ -53,6 +53,7 @@ use glia_bus_schema::requests::{
 };
 use glia_bus_schema::{CallbackRequest, DispatchReply, Event, Outcome};
 use glia_runtime::Glia;
+use glia_tests::cpu::ThreadCpu;
 use glia_tests::otlp::OtlpReceiver;
 use glia_tests::TestGlia;
 use serde_json::{json, Value};
@@ -396,53 +397,14 @@ fn peak_rss() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-/// CPU time (user + system, in clock ticks) of each of this process's threads, by thread
-/// id, with the thread's name.
-fn thread_cpu() -> std::collections::HashMap<u64, (String, u64)> {
-    let mut out = std::collections::HashMap::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return out;
-    };
-    for task in tasks.flatten() {
-        let Ok(tid) = task.file_name().to_string_lossy().parse::<u64>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        // `pid (comm) state ...`: the name may hold spaces and parentheses.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        // Fields 14 and 15 of stat(5), utime and stime, are the 12th and 13th after the name.
-        out.insert(
-            tid,
-            (stat[open + 1..close].to_owned(), ticks(11) + ticks(12)),
-        );
-    }
-    out
-}
-
-/// CPU seconds used since `before` (a [`thread_cpu`]), by thread name, the busiest first;
-/// names under 0.05 s left out. Assumes Linux's usual 100 clock ticks a second.
-fn cpu_since(before: &std::collections::HashMap<u64, (String, u64)>) -> String {
-    let mut by_name = std::collections::BTreeMap::<String, u64>::new();
-    for (tid, (name, ticks)) in thread_cpu() {
-        let earlier = before.get(&tid).map_or(0, |(_, t)| *t);
-        *by_name.entry(name).or_default() += ticks.saturating_sub(earlier);
-    }
-    let mut busiest: Vec<_> = by_name.into_iter().filter(|(_, t)| *t >= 5).collect();
-    busiest.sort_by_key(|(_, ticks)| std::cmp::Reverse(*ticks));
-    let parts: Vec<String> = busiest
+/// CPU seconds used since `before`, by thread name, the busiest first; names under 0.05 s
+/// left out.
+fn cpu_since(before: &ThreadCpu) -> String {
+    let parts: Vec<String> = ThreadCpu::of_self()
+        .since(before)
         .iter()
-        .map(|(name, ticks)| format!("{name}={:.1}s", *ticks as f64 / 100.0))
+        .filter(|(_, used)| used.as_secs_f64() >= 0.05)
+        .map(|(name, used)| format!("{name}={:.1}s", used.as_secs_f64()))
         .collect();
     if parts.is_empty() {
         return "under 0.05 s each".into();
@@ -504,7 +466,7 @@ fn telemetry(group: &mut Group<'_>, system: &SystemRunner) {
     let request = invite_request();
     for n in MODULE_COUNTS {
         for setup in Setup::ALL {
-            let before = thread_cpu();
+            let before = ThreadCpu::of_self();
             let run = start_instrumented(system, setup, n);
             let glia = &run.glia;
             assert_allows(system, glia, &request);

@@ -23,6 +23,7 @@ use glia_bus_schema::CallbackRequest;
 use glia_runtime::config::GliaConfig;
 use glia_runtime::worker::Worker;
 use glia_runtime::Glia;
+use glia_tests::cpu::ThreadCpu;
 use glia_tests::nats::NatsServer;
 use glia_tests::TestGlia;
 use serde_json::json;
@@ -41,15 +42,46 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
 /// Rounds of each case, each beside a raw round.
 const ROUNDS: usize = 5;
 
-/// One round's results: the median latency and the throughput.
-#[derive(Clone, Copy)]
+/// One round's results: the median latency, the throughput, and the CPU time per request
+/// of the throughput run by where it was spent.
+#[derive(Clone)]
 struct Measured {
     p50: Duration,
     per_sec: f64,
+    cpu: Vec<(String, Duration)>,
+}
+
+/// Where the CPU time of a run went: nats-server, and each of this process's threads by
+/// name (the bench's own thread, which also runs the coordinator, as `bench`).
+fn cpu_reading(nats_pid: u32) -> (ThreadCpu, ThreadCpu) {
+    (ThreadCpu::of(nats_pid), ThreadCpu::of_self())
+}
+
+/// The CPU time per request since `before`, by where it was spent.
+fn cpu_per_request(
+    before: &(ThreadCpu, ThreadCpu),
+    nats_pid: u32,
+    n: usize,
+) -> Vec<(String, Duration)> {
+    let (nats, own) = cpu_reading(nats_pid);
+    let process = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
+    let mut spent = vec![("nats-server".to_owned(), nats.total_since(&before.0))];
+    for (name, used) in own.since(&before.1) {
+        let name = if name == process.trim() {
+            "bench".to_owned()
+        } else {
+            name
+        };
+        spent.push((name, used));
+    }
+    spent
+        .into_iter()
+        .map(|(name, used)| (name, used / n as u32))
+        .collect()
 }
 
 /// Runs `one` `n` times in a row and `n` times `IN_FLIGHT` at a time.
-async fn measure<F, Fut>(n: usize, one: F) -> Measured
+async fn measure<F, Fut>(n: usize, nats_pid: u32, one: F) -> Measured
 where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = ()>,
@@ -61,16 +93,50 @@ where
         latencies.push(t.elapsed());
     }
     latencies.sort_unstable();
+    let before = cpu_reading(nats_pid);
     let t = Instant::now();
     futures::stream::iter(0..n)
         .map(&one)
         .buffer_unordered(IN_FLIGHT)
         .collect::<Vec<()>>()
         .await;
+    let per_sec = n as f64 / t.elapsed().as_secs_f64();
     Measured {
         p50: quantile(&latencies, 0.5),
-        per_sec: n as f64 / t.elapsed().as_secs_f64(),
+        per_sec,
+        cpu: cpu_per_request(&before, nats_pid, n),
     }
+}
+
+/// The median CPU time per request of each place over `rounds`, in µs, the busiest first;
+/// places under 0.3 µs are left out.
+fn cpu_medians(rounds: &[Measured]) -> String {
+    let mut names: Vec<&str> = rounds
+        .iter()
+        .flat_map(|m| m.cpu.iter().map(|(name, _)| name.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut medians: Vec<(&str, f64)> = names
+        .into_iter()
+        .map(|name| {
+            let of = |m: &Measured| {
+                m.cpu
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(0.0, |(_, used)| used.as_secs_f64() * 1e6)
+            };
+            (name, median(rounds.iter().map(of).collect()))
+        })
+        .filter(|(_, us)| *us >= 0.3)
+        .collect();
+    medians.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = medians.iter().map(|(_, us)| us).sum();
+    let parts: Vec<String> = medians
+        .iter()
+        .map(|(name, us)| format!("{name} {us:.1}"))
+        .collect();
+    format!("{total:.1} µs ({})", parts.join(", "))
 }
 
 /// The median of `values`.
@@ -90,7 +156,7 @@ fn selected(label: &str) -> bool {
 
 /// Measures `case` in `ROUNDS` rounds, each after a round of `raw`, and prints the medians
 /// and the ratios of the medians.
-async fn versus_raw<R, RF, C, CF>(label: &str, n: usize, raw: R, case: C)
+async fn versus_raw<R, RF, C, CF>(label: &str, n: usize, nats_pid: u32, raw: R, case: C)
 where
     R: Fn(usize) -> RF,
     RF: Future<Output = ()>,
@@ -102,8 +168,8 @@ where
     }
     let (mut raws, mut cases) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        raws.push(measure(n, &raw).await);
-        cases.push(measure(n, &case).await);
+        raws.push(measure(n, nats_pid, &raw).await);
+        cases.push(measure(n, nats_pid, &case).await);
     }
     let p50 = |m: &[Measured]| median(m.iter().map(|m| m.p50.as_secs_f64() * 1e6).collect());
     let per_sec = |m: &[Measured]| median(m.iter().map(|m| m.per_sec).collect());
@@ -113,6 +179,12 @@ where
         "{label:<44} p50 {case_p50:>6.1} µs ({:.2}x raw's {raw_p50:.1})   {case_per_sec:>7.0} req/s at {IN_FLIGHT} in flight ({:.2} of raw's {raw_per_sec:.0})",
         case_p50 / raw_p50,
         case_per_sec / raw_per_sec,
+    );
+    println!(
+        "{:<44} CPU per request: {}; raw: {}",
+        "",
+        cpu_medians(&cases),
+        cpu_medians(&raws)
     );
 }
 
@@ -200,6 +272,7 @@ fn main() {
         20
     };
     let nats = NatsServer::start();
+    let nats_pid = nats.pid().expect("nats-server runs");
     let system = actix_rt::System::new();
     system.block_on(async {
         // The floor: a raw request-reply to a responder that echoes, on this connection.
@@ -233,6 +306,7 @@ fn main() {
         versus_raw(
             "raw, responder on its own thread+connection",
             n,
+            nats_pid,
             raw("bench.echo"),
             raw("bench.echo2"),
         )
@@ -253,6 +327,7 @@ fn main() {
             versus_raw(
                 &format!("raw requests to 1 glia worker, {instances}"),
                 n,
+                nats_pid,
                 raw("bench.echo"),
                 to_worker(&client, &name),
             )
@@ -264,6 +339,7 @@ fn main() {
                 versus_raw(
                     &format!("glia, {count} worker(s), instances: {instances}"),
                     n,
+                    nats_pid,
                     raw("bench.echo"),
                     |i| {
                         let glia = glia.clone();

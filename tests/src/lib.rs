@@ -6,6 +6,7 @@
 
 pub mod antispam_fakes;
 pub mod counter;
+pub mod cpu;
 pub mod crashy;
 pub mod fuzzing;
 pub mod harness;
