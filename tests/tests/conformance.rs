@@ -15,6 +15,7 @@ use glia_tests::nats::NatsServer;
 use glia_tests::probes::{answered, last_args, open_gate, started, until};
 use glia_tests::TestGlia;
 use serde_json::{json, Value};
+use std::future::Future;
 
 /// A config (JSON is YAML) with these module entries.
 fn config(modules: Value) -> Value {
@@ -261,6 +262,58 @@ async fn priority_overrides_config_order() {
         .map(|m| m["name"].as_str().unwrap())
         .collect();
     assert_eq!(order, ["pr-m2", "pr-m1", "pr-m3"]);
+}
+
+/// Counts the wake-ups of the task it is the waker of.
+struct WakeCount(std::sync::atomic::AtomicUsize);
+
+impl futures::task::ArcWake for WakeCount {
+    fn wake_by_ref(me: &std::sync::Arc<Self>) {
+        me.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A dispatch waiting on its modules asks to be polled again only when one answers. A
+/// dispatch that woke its own caller while waiting was polled twice for nothing, and callers
+/// that poll many futures (actix, `buffer_unordered`) took it for a request to yield and
+/// yielded after every two: over NATS that split bursts of invocations into writes of two.
+#[actix_rt::test]
+async fn a_waiting_dispatch_wakes_its_caller_only_when_a_module_answers() {
+    use std::sync::atomic::Ordering;
+    use std::task::{Context, Poll};
+    let g = start(json!([
+        scripted(
+            "sw-m1",
+            json!({"user_may_invite": {"answer": "NOT_SPAM", "gate": "sw-g1"}})
+        ),
+        scripted(
+            "sw-m2",
+            json!({"user_may_invite": {"answer": "NOT_SPAM", "gate": "sw-g2"}})
+        ),
+    ]))
+    .await;
+    let wakes = std::sync::Arc::new(WakeCount(0.into()));
+    let waker = futures::task::waker(wakes.clone());
+    let mut dispatch = Box::pin(g.dispatch(invite()));
+    // Polled by hand, never because of a wake-up, so the count is only what the dispatch asked.
+    let mut poll = || dispatch.as_mut().poll(&mut Context::from_waker(&waker));
+    assert!(poll().is_pending());
+    until(|| started("sw-m1") == 1 && started("sw-m2") == 1).await;
+    for _ in 0..3 {
+        assert!(poll().is_pending());
+        actix_rt::task::yield_now().await;
+    }
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "woken with no answer");
+    open_gate("sw-g1", 1);
+    open_gate("sw-g2", 1);
+    until(|| wakes.0.load(Ordering::SeqCst) > 0).await;
+    let reply = loop {
+        if let Poll::Ready(reply) = poll() {
+            break reply;
+        }
+        actix_rt::task::yield_now().await;
+    };
+    assert_eq!(to_json(reply), json!({"decision": "allow"}));
 }
 
 // ----- Answer mapping (spec §3.1 normalisation table) --------------------------------------

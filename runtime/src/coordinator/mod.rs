@@ -6,6 +6,7 @@ pub mod plan;
 pub mod reduce;
 pub mod reducers;
 pub mod rules;
+pub mod running;
 
 pub use plan::{Plan, PlanEntry, PlanError, Plans};
 pub use reduce::Reduce;

@@ -4,11 +4,11 @@
 
 use super::plan::{Plan, PlanEntry};
 use super::rules::{rules, Deny, SynapseErrors};
+use super::running::Running;
 use crate::bus::{Bus, InvocationMeta, Target};
 use crate::policy::{FailurePolicy, Invoke};
 use crate::telemetry::{DispatchTrace, InvocationSpan, Judgement, LogIds, Outcome, Telemetry};
 use futures::future::Either;
-use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use glia_bus_schema::errcodes::M_UNKNOWN;
 use glia_bus_schema::{
@@ -330,15 +330,10 @@ fn log_failure<R: CallbackArgs>(ids: &LogIds, entry: &PlanEntry, error: &Invocat
     );
 }
 
-/// An invocation tagged with its place in the plan.
-async fn tagged<F: Future<Output = Invoked>>(index: usize, invocation: F) -> (usize, Invoked) {
-    (index, invocation.await)
-}
-
 /// Waits for entry `index`'s answer; answers of other entries that arrive first are kept in
 /// `arrived` until their turn. Entry `index` must have been started.
-async fn answer_of<F: Future<Output = (usize, Invoked)>>(
-    running: &mut FuturesUnordered<F>,
+async fn answer_of<F: Future<Output = Invoked>>(
+    running: &mut Running<F>,
     arrived: &mut [Option<Invoked>],
     index: usize,
 ) -> Invoked {
@@ -387,14 +382,17 @@ pub async fn ordered_walk<R, V: Verdict>(
 where
     R: CallbackArgs,
 {
-    let mut running = FuturesUnordered::new();
+    let mut running = Running::new();
     let mut arrived: Vec<Option<Invoked>> = plan.entries.iter().map(|_| None).collect();
-    let start = |i: usize, running: &mut FuturesUnordered<_>, arrived: &mut [Option<Invoked>]| {
-        match start_entry(ctx, &plan.entries[i], request.clone()) {
+    let start =
+        |i: usize, running: &mut Running<_>, arrived: &mut [Option<Invoked>]| match start_entry(
+            ctx,
+            &plan.entries[i],
+            request.clone(),
+        ) {
             Started::Answered(invoked) => arrived[i] = Some(invoked),
-            Started::Waiting(answer) => running.push(tagged(i, answer)),
-        }
-    };
+            Started::Waiting(answer) => running.push(i, answer),
+        };
     for (i, entry) in plan.entries.iter().enumerate() {
         if entry.invoke == Invoke::Parallel {
             start(i, &mut running, &mut arrived);
@@ -543,13 +541,13 @@ pub async fn run_all<R: CallbackArgs>(
     request: Arc<CallbackRequest>,
 ) -> Result<(), Failure> {
     let awaited = |entry: &PlanEntry| entry.policy != FailurePolicy::Allow;
-    let mut running = FuturesUnordered::new();
+    let mut running = Running::new();
     let mut arrived: Vec<Option<Invoked>> = plan.entries.iter().map(|_| None).collect();
-    let start = |i: usize, running: &mut FuturesUnordered<_>, arrived: &mut [Option<Invoked>]| {
+    let start = |i: usize, running: &mut Running<_>, arrived: &mut [Option<Invoked>]| {
         let entry = &plan.entries[i];
         match (start_entry(ctx, entry, request.clone()), awaited(entry)) {
             (Started::Answered(invoked), true) => arrived[i] = Some(invoked),
-            (Started::Waiting(answer), true) => running.push(tagged(i, answer)),
+            (Started::Waiting(answer), true) => running.push(i, answer),
             (Started::Answered(invoked), false) => {
                 ctx.trace.background(entry);
                 finish_background::<R>(ctx.trace.telemetry(), &ctx.trace.log_ids(), entry, invoked);
