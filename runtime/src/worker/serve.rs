@@ -58,6 +58,12 @@ pub(super) struct Serving {
     pub in_flight: Arc<AtomicUsize>,
 }
 
+/// Messages taken in a row before the loop lets the connection write the answers so far. A
+/// burst of invocations answered in one go would go back in one write, and the coordinator
+/// would sit idle until the last of them was answered; passing on every few keeps the
+/// coordinator, nats-server and this worker busy at once.
+const YIELD_EVERY: usize = 16;
+
 /// Serves `subscription` (whose subjects are `<prefix>.<callback>` and `<prefix>.describe`)
 /// until it ends: after a drain, once the messages already routed here have been taken.
 /// Each message goes to the module in `slot` when it arrives: a reload that replaces the
@@ -70,7 +76,12 @@ pub(super) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut draining = false;
+    let mut taken = 0usize;
     loop {
+        taken += 1;
+        if taken.is_multiple_of(YIELD_EVERY) {
+            tokio::task::yield_now().await;
+        }
         let message = tokio::select! {
             message = subscription.next() => match message {
                 Some(m) => m,
