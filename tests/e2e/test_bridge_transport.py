@@ -232,6 +232,55 @@ def test_refused_is_not_delivered_against_a_real_socket(refused_port: int) -> No
     assert isinstance(results[0], Failure) and results[0].check(NotDelivered)
 
 
+def test_requests_reach_a_real_unix_socket_whole_on_a_kept_alive_connection(tmp_path: Any) -> None:
+    """The pool writes requests straight to a plain socket (not on the reactor's next turn):
+    each arrives whole and in order, the answers are read, and the connection is reused."""
+    import threading
+
+    from twisted.internet import reactor
+
+    from glia_synapse.transport import Pool
+
+    path = str(tmp_path / "glia.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    body = b"x" * 300_000  # more than a socket takes at once: the rest goes through the transport
+    received: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            data = b""
+            for _ in range(2):
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, rest = data.partition(b"\r\n\r\n")
+                length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+                while len(rest) < length:
+                    rest += conn.recv(65536)
+                received.append(head.split(b"\r\n")[0] + b" " + str(len(rest[:length])).encode())
+                data = rest[length:]
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    pool = Pool(parse_address(f"unix:{path}"), reactor, 5.0)
+    for target in (b"/first", b"/second"):
+        results: list[Any] = []
+        pool.request(b"POST", target, [], body).addBoth(results.append)
+        for _ in range(1000):  # at most ~10 s
+            if results:
+                break
+            reactor.iterate(0.01)  # type: ignore[attr-defined]
+        assert isinstance(results[0], Response) and results[0].body == b"ok", results
+    thread.join(5)
+    assert received == [b"POST /first HTTP/1.1 300000", b"POST /second HTTP/1.1 300000"]
+    assert len(pool._idle) == 1  # one connection carried both
+    pool.close()
+    server.close()
+
+
 def test_a_decision_moves_on_after_the_attempt_timeout_and_a_notification_does_not() -> None:
     from twisted.internet.task import Clock as Reactor
 
@@ -255,6 +304,34 @@ def test_a_decision_moves_on_after_the_attempt_timeout_and_a_notification_does_n
             assert results == [expected] and b.sent == 1
         else:
             assert results[0].check(GliaFailure) and expected in str(results[0].value) and b.sent == 0
+
+
+def test_the_deadline_ends_an_attempt_without_counting_it_against_the_coordinator() -> None:
+    from twisted.internet.task import Clock as Reactor
+
+    clock = Clock()
+
+    class Silent(ScriptedPool):
+        def request(self, method: bytes, path: bytes, headers: Any, body: bytes) -> defer.Deferred[Response]:
+            self.sent += 1
+            self.pending: defer.Deferred[Response] = defer.Deferred()
+            return self.pending
+
+    # No attempt timeout, or one longer than the time left: the deadline ends the attempt.
+    for attempt_timeout in (None, 10.0):
+        reactor = Reactor()
+        silent = Silent("silent")
+        coordinators = Coordinators([silent, ScriptedPool("b", OK)], reactor, attempt_timeout, clock=clock)
+        results: list[Any] = []
+        deferred = defer.ensureDeferred(coordinators.request(b"POST", b"/x", [], b"{}", clock.now + 5, True))
+        deferred.addBoth(results.append)
+        reactor.advance(4.9)
+        assert not results
+        reactor.advance(0.1)
+        assert results[0].check(defer.TimeoutError), results
+        assert silent.pending.called  # cancelled: its connection is closed, not left waiting
+        assert coordinators.order() == [0, 1] and silent.closed == 0  # not backing off
+        assert not reactor.getDelayedCalls()
 
 
 def test_the_pool_reuses_fresh_idle_connections_and_closes_old_ones() -> None:

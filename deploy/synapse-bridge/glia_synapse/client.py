@@ -2,10 +2,10 @@
 
 Callbacks, the web-resource proxy and the late discovery go through the bridge's own
 HTTP/1.1 client (`transport`, or Synapse's with `transport: synapse`), across the configured
-coordinators (`failover`), each exchange bounded by the bridge's timeout and run in
-Synapse's log-context discipline. The start-up discovery (`GET /_glia/v1/modules`) runs while
-Synapse constructs modules, before its reactor serves anything, so it is a short blocking
-stdlib request instead.
+coordinators (`failover`), each exchange bounded by the bridge's timeout (every attempt ends
+by its deadline) and run in Synapse's log-context discipline. The start-up discovery
+(`GET /_glia/v1/modules`) runs while Synapse constructs modules, before its reactor serves
+anything, so it is a short blocking stdlib request instead.
 """
 
 from __future__ import annotations
@@ -14,27 +14,23 @@ import http.client
 import json
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from synapse.module_api import make_deferred_yieldable, run_in_background
 from twisted.internet import defer
 from twisted.internet import reactor as default_reactor
 
-from glia_synapse.deadline import with_timeout
 from glia_synapse.errors import GliaFailure
 from glia_synapse.failover import Coordinators
 from glia_synapse.tracing import trace_headers
 from glia_synapse.transport import Address, Pool, Response
 
-T = TypeVar("T")
-
 CALLBACKS_PATH = "/_glia/v1/callbacks/"
 MODULES_PATH = "/_glia/v1/modules"
 JSON = b"application/json"
 
-__all__ = ["GliaClient", "RawResponse", "fetch_modules_blocking", "with_timeout"]
+__all__ = ["GliaClient", "RawResponse", "fetch_modules_blocking"]
 
 try:  # Synapse's encoder takes its immutable dicts (event content)
     from synapse.util.json import json_encoder
@@ -149,19 +145,11 @@ class GliaClient:
         what: str,
         refused_status: int | None = 503,
     ) -> Response:
+        """One request across the coordinators, by `timeout` seconds from now; every failure
+        becomes a `GliaFailure`."""
         deadline = time.monotonic() + timeout
-        return await self._bounded(
-            lambda: self._coordinators.request(method, path, headers, body, deadline, retry_safe, refused_status),
-            timeout,
-            what,
-        )
-
-    async def _bounded(self, start: Callable[[], Awaitable[T]], timeout: float, what: str) -> T:
-        """Runs `start()` with a timeout (cancelling it on expiry), in Synapse's log
-        context discipline; maps every failure to `GliaFailure`."""
-        deferred = with_timeout(run_in_background(start), timeout, self._reactor)
         try:
-            return await make_deferred_yieldable(deferred)
+            return await self._coordinators.request(method, path, headers, body, deadline, retry_safe, refused_status)
         except defer.TimeoutError as e:
             raise GliaFailure(f"glia did not answer {what} within {timeout:g} s", kind="timeout") from e
         except GliaFailure:

@@ -23,9 +23,21 @@ JsonDict = dict[str, Any]
 ADDED_EVENT_KEYS = ("event_id", "room_id")
 
 
+#: Types `plain` returns as they are, tested by identity first: an event's dict is mostly
+#: these, and the abstract-class checks below cost several times more.
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
 def plain(value: Any) -> Any:
     """A JSON-ready copy of `value`: mappings become dicts, sets, tuples and other
     iterables become lists, everything else is returned as is."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        return {str(k): plain(v) for k, v in value.items()}
+    if kind is list:
+        return [plain(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (str, bytes, int, float, bool)) or value is None:

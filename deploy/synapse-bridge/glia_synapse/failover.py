@@ -13,7 +13,9 @@ coordinator when:
   may already have delivered to its modules.
 
 With a single coordinator URL (a Kubernetes Service, a load balancer), a decision gets a second
-attempt on a fresh connection. The caller bounds the whole exchange (every attempt) by the callback's timeout.
+attempt on a fresh connection. Every attempt ends by the caller's deadline (the callback's
+timeout): at the deadline the exchange fails with `TimeoutError`, and the coordinator is not
+counted as failed for it.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from synapse.module_api import make_deferred_yieldable
 from twisted.internet import defer
 
 from glia_synapse.deadline import with_timeout
 from glia_synapse.errors import GliaFailure
+from glia_synapse.logcontext import yieldable
 from glia_synapse.transport import BadResponse, MaybeDelivered, NotDelivered, Pool, Response
 
 #: The first backoff after a coordinator fails, in seconds; each further failure doubles it.
@@ -98,9 +100,10 @@ class Coordinators:
     ) -> Response:
         """Sends one request to the first coordinator that answers, as the module doc says.
 
-        `deadline` is the `clock()` time by which the caller gives up (it also cancels this
-        coroutine then). `refused_status` is a status meaning "not dispatched, ask another".
-        Raises `GliaFailure` when no coordinator answered.
+        `deadline` is the `clock()` time by which the caller gives up: an attempt still
+        unanswered then is cancelled and `TimeoutError` raised. `refused_status` is a status
+        meaning "not dispatched, ask another". Raises `GliaFailure` when no coordinator
+        answered.
         """
         errors: list[str] = []
         order = self.order()
@@ -113,19 +116,22 @@ class Coordinators:
             remaining = deadline - self._clock()
             if remaining <= 0:
                 break
+            at_deadline = self._attempt_timeout is None or remaining <= self._attempt_timeout
             attempt = pool.request(method, path, headers, body)
-            if self._attempt_timeout is not None and self._attempt_timeout < remaining:
-                attempt = with_timeout(attempt, self._attempt_timeout, self._reactor)
+            if not attempt.called:
+                attempt = with_timeout(attempt, remaining if at_deadline else self._attempt_timeout, self._reactor)
             try:
-                response = await make_deferred_yieldable(attempt)
+                response = await yieldable(attempt)
             except NotDelivered as e:
                 self.failed(index)
                 errors.append(f"{pool.address.url}: not reachable ({e})")
                 continue
             except (MaybeDelivered, defer.TimeoutError) as e:
+                timed_out = isinstance(e, defer.TimeoutError)
+                if timed_out and at_deadline:
+                    raise  # the caller's time is up, which says nothing about the coordinator
                 self.failed(index)
-                what = "no answer in time" if isinstance(e, defer.TimeoutError) else str(e)
-                errors.append(f"{pool.address.url}: {what}")
+                errors.append(f"{pool.address.url}: {'no answer in time' if timed_out else e}")
                 if retry_safe:
                     continue
                 raise GliaFailure(_summary(errors, "not resent: it may have been delivered"), kind="unreachable") from e

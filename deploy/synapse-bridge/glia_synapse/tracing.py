@@ -22,6 +22,13 @@ logger = logging.getLogger(__name__)
 _counter = itertools.count(1)
 _process_tag = os.urandom(3).hex()
 
+try:  # Synapse's internals, read for labels and trace context only: absent, neither is sent
+    from synapse.logging import opentracing as _synapse_tracing
+    from synapse.logging.context import current_context as _current_context
+except ImportError:  # pragma: no cover - a Synapse whose internals moved
+    _synapse_tracing = None  # type: ignore[assignment]
+    _current_context = None  # type: ignore[assignment]
+
 try:  # optional: only when Synapse's environment has the OpenTelemetry API
     from opentelemetry import propagate as _otel_propagate
     from opentelemetry import trace as _otel_trace
@@ -33,10 +40,10 @@ except ImportError:  # pragma: no cover - depends on the environment
 def synapse_request_name() -> str:
     """The current Synapse log context's name (`PUT-42`, a background process, ...), or
     `bridge` outside any."""
+    if _current_context is None:
+        return "bridge"
     try:
-        from synapse.logging.context import current_context
-
-        name = str(current_context())
+        name = str(_current_context())
     except Exception:  # noqa: BLE001 - best effort, never fail a callback for a log label
         return "bridge"
     return name if name and name != "sentinel" else "bridge"
@@ -70,14 +77,14 @@ def _otel_headers() -> dict[str, str]:
 
 
 def _synapse_opentracing_headers() -> dict[str, str]:
+    if _synapse_tracing is None:
+        return {}
     try:
-        from synapse.logging import opentracing as synapse_tracing
-
-        span = synapse_tracing.active_span()
+        span = _synapse_tracing.active_span()
         if span is None:
             return {}
         carrier: dict[str, str] = {}
-        opentracing = getattr(synapse_tracing, "opentracing")  # noqa: B009 - None without opentracing
+        opentracing = getattr(_synapse_tracing, "opentracing")  # noqa: B009 - None without opentracing
         opentracing.tracer.inject(span.context, opentracing.Format.HTTP_HEADERS, carrier)
     except Exception:  # noqa: BLE001 - opentracing missing or disabled
         return {}
