@@ -8,7 +8,7 @@ local), bodies framed by `Content-Length`, chunked, or the connection's end.
 
 Its failures say whether glia may have received the request (`NotDelivered` or
 `MaybeDelivered`), which is what the failover decides a retry on. The Deferreds it returns do
-not follow Synapse's log-context rules: callers wrap them in `make_deferred_yieldable`.
+not follow Synapse's log-context rules: callers wrap them in `logcontext.yieldable`.
 """
 
 from __future__ import annotations
