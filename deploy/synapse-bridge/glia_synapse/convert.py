@@ -34,11 +34,9 @@ def plain(value: Any) -> Any:
     kind = type(value)
     if kind in _SCALARS:
         return value
-    if kind is dict:
-        return {str(k): plain(v) for k, v in value.items()}
     if kind is list:
         return [plain(v) for v in value]
-    if isinstance(value, Mapping):
+    if kind is dict or isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (str, bytes, int, float, bool)) or value is None:
         return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
