@@ -7,7 +7,11 @@
 //! user; with `default_validity_ms` set, a new user also expires that long after registering
 //! (unless `expiry` already lists them, which wins). The users registered since start-up are
 //! served at `GET /_synapse/client/account_expiry/registered` as `{"users": [...]}`, in
-//! registration order. State lives in the instance: a rebuilt instance starts afresh.
+//! registration order. The state is the module entry's (`ModuleApi::shared`, behind a lock),
+//! not an instance's: instances run one per dispatching thread (the module is
+//! `STATELESS`, so `is_user_expired`, asked on every authenticated request, answers on the
+//! caller's thread), all see every registration, and a rebuilt instance keeps them. A
+//! reload that changes the entry starts afresh.
 //!
 //! Config keys:
 //! - `expiry` (map of user id to milliseconds since the epoch, default `{}`): when each
@@ -33,9 +37,8 @@ use glia_module_api::{
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::rc::Rc;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// Where the registered users are served.
 pub const REGISTERED_PATH: &str = "/_synapse/client/account_expiry/registered";
@@ -58,6 +61,7 @@ pub struct AccountExpiryConfig {
 impl Module for AccountExpiry {
     const NAME: &'static str = "account_expiry";
     type Config = AccountExpiryConfig;
+    const STATELESS: bool = true;
 
     fn parse_config(config: &Value) -> Result<AccountExpiryConfig, ConfigError> {
         let parsed: AccountExpiryConfig = glia_module_api::from_config(config)?;
@@ -74,15 +78,17 @@ impl Module for AccountExpiry {
     }
 
     fn new(config: AccountExpiryConfig, api: &mut ModuleApi) -> Result<Self, ModuleError> {
-        let state = Rc::new(RefCell::new(State {
-            expiry: config.expiry.into_iter().collect(),
-            registered: Vec::new(),
-        }));
         let validity = config.default_validity_ms;
+        let state = api.shared(|| {
+            Mutex::new(State {
+                expiry: config.expiry.into_iter().collect(),
+                registered: Vec::new(),
+            })
+        });
         let (reader, recorder, web) = (state.clone(), state.clone(), state);
         api.register_account_validity_callbacks(AccountValidityCallbacks {
             is_user_expired: Some(Handler::sync(move |args: &IsUserExpired| {
-                let expires_at = reader.borrow().expiry.get(&args.user_id).copied();
+                let expires_at = locked(&reader).expiry.get(&args.user_id).copied();
                 Ok(match expires_at {
                     // Not expired yet: that holds until the expiry time, known in advance.
                     Some(at) if common::now_ms() < at => {
@@ -92,7 +98,7 @@ impl Module for AccountExpiry {
                 })
             })),
             on_user_registration: Some(Handler::sync(move |args: &OnUserRegistration| {
-                let mut state = recorder.borrow_mut();
+                let mut state = locked(&recorder);
                 if !state.registered.contains(&args.user_id) {
                     state.registered.push(args.user_id.clone());
                 }
@@ -108,7 +114,7 @@ impl Module for AccountExpiry {
         api.register_web_resource(
             REGISTERED_PATH,
             WebHandler::sync(move |req| match common::require_get(&req) {
-                Ok(()) => WebResponse::json(200, &json!({ "users": web.borrow().registered })),
+                Ok(()) => WebResponse::json(200, &json!({ "users": locked(&web).registered })),
                 Err(response) => response,
             }),
         );
@@ -116,10 +122,16 @@ impl Module for AccountExpiry {
     }
 }
 
-/// One instance's expiry times and registrations.
+/// The module entry's expiry times and registrations.
 struct State {
     expiry: HashMap<String, i64>,
     registered: Vec<String>,
+}
+
+/// The state, even after a panic elsewhere while it was held: every update is a single
+/// insert, so there is nothing half-done to refuse.
+fn locked(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -15,6 +15,10 @@
 //!   `Arbiter` (one module hop's physical floor), and the same to 5 actors on 5 arbiters at
 //!   once (the floor of a 5-module fan-out). glia's overhead is the ratio to these.
 //! - `throughput/*`: 64 dispatches in flight (`join_all`), reported per element.
+//! - `stateful/*`: a module with state, `account_expiry` (`is_user_expired` for a listed user
+//!   not expired yet), one request at a time and 64 in flight: with `instances: one` (its
+//!   state in its one instance's thread) and by its default (`per_thread`, its state shared
+//!   by the instances through `ModuleApi::shared`). Compare with `throughput/addr_send`.
 //! - `telemetry/*`: the throughput case for `user_may_invite` under four telemetry setups,
 //!   for 1 and 5 modules: `off` (no metrics, no spans), `metrics` (the default: metrics, no
 //!   spans), `export` (metrics, and every dispatch a new sampled trace exported in batches
@@ -49,7 +53,7 @@ use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use futures::future::join_all;
 use glia_bus_schema::requests::{
-    AddFieldToUnsigned, CheckEventForSpam, UserMayCreateRoom, UserMayInvite,
+    AddFieldToUnsigned, CheckEventForSpam, IsUserExpired, UserMayCreateRoom, UserMayInvite,
 };
 use glia_bus_schema::{CallbackRequest, DispatchReply, Event, Outcome};
 use glia_runtime::Glia;
@@ -257,6 +261,42 @@ fn throughput(group: &mut Group<'_>, system: &SystemRunner, glias: &Glias, echo:
             })
         });
     });
+}
+
+/// `account_expiry` with `instances: one` and by its default (per thread, shared state),
+/// one request at a time and 64 in flight.
+fn stateful(group: &mut Group<'_>, system: &SystemRunner) {
+    let request = CallbackRequest::IsUserExpired(IsUserExpired {
+        user_id: "@carol:example.com".into(),
+    });
+    for (label, instances) in [("one", json!("one")), ("shared_per_thread", Value::Null)] {
+        let mut entry = json!({"module": "account_expiry",
+            "config": {"expiry": {"@carol:example.com": 4_102_444_800_000_i64}}});
+        if !instances.is_null() {
+            entry["instances"] = instances;
+        }
+        let config = json!({"deadline": "10s", "modules": [entry]}).to_string();
+        let config = TestGlia::config(&config).expect("bench config loads");
+        let glia = system.block_on(Glia::start(config)).expect("glia starts");
+        let reply = system.block_on(dispatch(&glia, &request));
+        assert!(
+            matches!(&reply, DispatchReply::IsUserExpired(Outcome::Value(r)) if r.expired == Some(false)),
+            "expected not expired, got {reply:?}"
+        );
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(format!("latency/is_user_expired/{label}"), |b| {
+            b.iter_custom(|iters| time_sequential(system, iters, || dispatch(&glia, &request)));
+        });
+        group.throughput(Throughput::Elements(IN_FLIGHT as u64));
+        group.bench_function(format!("throughput/is_user_expired/{label}"), |b| {
+            b.iter_custom(|iters| {
+                time_sequential(system, iters, || {
+                    join_all((0..IN_FLIGHT).map(|_| dispatch(&glia, &request)))
+                })
+            });
+        });
+        system.block_on(glia.shutdown(Duration::from_secs(1)));
+    }
 }
 
 /// The telemetry setups compared in the `telemetry` group.
@@ -510,6 +550,9 @@ fn dispatch_benches(c: &mut Criterion) {
     group.finish();
     let mut group = c.benchmark_group("throughput");
     throughput(&mut group, &system, &glias, &echoes[0]);
+    group.finish();
+    let mut group = c.benchmark_group("stateful");
+    stateful(&mut group, &system);
     group.finish();
     let mut group = c.benchmark_group("telemetry");
     telemetry(&mut group, &system);

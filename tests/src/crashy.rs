@@ -16,6 +16,7 @@ use glia_module_api::{
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// `crashy`'s config.
@@ -53,6 +54,21 @@ pub fn built(key: &str) -> usize {
     counters().built.get(key).copied().unwrap_or(0)
 }
 
+/// The errcode `g`'s HTTP API answers a `user_may_invite` from `inviter` with (an HTTP
+/// worker's thread, where a `per_thread` instance of its own answers).
+pub async fn errcode_over_http(g: &crate::TestGlia, inviter: &str) -> String {
+    let body = serde_json::json!({"inviter": inviter, "invitee": "@b:hs", "room_id": "!r:hs"});
+    let (status, reply) = g
+        .post(
+            "/_glia/v1/callbacks/user_may_invite",
+            &body.to_string(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    reply["errcode"].as_str().unwrap_or_default().to_owned()
+}
+
 /// Keys of dropped instances, in drop order.
 pub fn dropped() -> Vec<String> {
     counters().dropped.clone()
@@ -87,10 +103,15 @@ impl Module for Crashy {
             *built
         };
         let gate = format!("{}-gate", config.key);
+        let counted = api.shared(AtomicU64::default);
         api.register_spam_checker_callbacks(SpamCheckerCallbacks {
             user_may_invite: Some(Handler::new(move |req: &UserMayInvite| {
                 let gate = gate.clone();
                 match req.inviter.as_str() {
+                    "@count:hs" => {
+                        let n = counted.fetch_add(1, Ordering::Relaxed) + 1;
+                        async move { Ok(SpamAnswer::code(format!("M_COUNT_{n}"))) }.boxed_local()
+                    }
                     "@panic:hs" => panic!("crashy: panic on request"),
                     "@panic-later:hs" => async move {
                         wait_gate(&gate).await;

@@ -818,20 +818,20 @@ fn other_top_level_values_are_checked() {
     // Without `instances:` a module that declares itself stateless runs per thread, any
     // other as one instance; the entry can always say `one`.
     let yaml = concat!(
-        "modules:\n",                                // 1
-        "  - module: demo\n",                        // 2
-        "  - module: demo\n",                        // 3
-        "    name: single\n",                        // 4
-        "    instances: one\n",                      // 5
-        "  - module: account_expiry\n",              // 6
-        "    config: {default_validity_ms: 1000}\n", // 7
+        "modules:\n",                                              // 1
+        "  - module: demo\n",                                      // 2
+        "  - module: demo\n",                                      // 3
+        "    name: single\n",                                      // 4
+        "    instances: one\n",                                    // 5
+        "  - module: event_censorer\n",                            // 6
+        "    config: {endpoint: \"http://127.0.0.1:9/censor\"}\n", // 7
     );
     let config = load(yaml);
     assert_eq!(
         [
             module(&config, "demo").instances,
             module(&config, "single").instances,
-            module(&config, "account_expiry").instances,
+            module(&config, "event_censorer").instances,
         ],
         [
             glia_runtime::config::Instances::PerThread,

@@ -398,6 +398,27 @@ async fn a_bad_config_changes_nothing_and_names_the_file_line_and_key() {
     );
 }
 
+/// What a module's instances share (`ModuleApi::shared`) lives as long as its entry: a kept
+/// module keeps it across a reload, a changed one starts afresh.
+#[actix_rt::test]
+async fn a_kept_module_keeps_its_shared_state_and_a_changed_one_starts_afresh() {
+    let entry = |timeout: &str| {
+        json!([{"module": "crashy", "name": "shared", "instances": "per_thread",
+                "timeout": timeout, "config": {"key": "reload-shared"}}])
+    };
+    let file = TempFile::new("shared.yaml", &config(entry("5s")));
+    let g = start(&file).await;
+    let count = || glia_tests::crashy::errcode_over_http(&g, "@count:hs");
+    assert_eq!(count().await, "M_COUNT_1");
+    let report = g.glia.reload().await.expect("an unchanged file reloads");
+    assert_eq!(report.kept, ["shared"]);
+    assert_eq!(count().await, "M_COUNT_2");
+    std::fs::write(file.path(), config(entry("6s"))).unwrap();
+    let report = g.glia.reload().await.expect("the reload is applied");
+    assert_eq!(report.replaced, ["shared"]);
+    assert_eq!(count().await, "M_COUNT_1");
+}
+
 #[actix_rt::test]
 async fn the_auth_token_applies_live_and_other_settings_are_reported_as_needing_a_restart() {
     let file = TempFile::new(

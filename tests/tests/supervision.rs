@@ -1,5 +1,5 @@
 //! Supervision: crashes resolve their invocation through the failure policy at once, the
-//! module is rebuilt with fresh state, what arrives meanwhile is stashed and answered by the
+//! module is rebuilt with fresh state (but for what its instances share), what arrives meanwhile is stashed and answered by the
 //! new instance (or by the policy when the stash is full), intensity marks a module failed
 //! until a probe succeeds, the watchdog restarts hung modules, and shutdown answers every
 //! request in flight. Ordering is proved with gates and states, never with timing.
@@ -125,17 +125,36 @@ async fn a_per_thread_instance_answers_on_the_callers_thread_and_is_supervised()
     let status = g.glia.status_of("sv-pt").unwrap();
     assert_eq!((status.crashes(), status.restarts()), (1, 1));
     // The HTTP worker's thread builds one of its own.
-    let (code, reply) = g
-        .post(
-            "/_glia/v1/callbacks/user_may_invite",
-            r#"{"inviter": "@a:hs", "invitee": "@b:hs", "room_id": "!r:hs"}"#,
-            None,
-        )
-        .await;
+    assert_eq!(crashy::errcode_over_http(&g, "@a:hs").await, "M_INSTANCE_4");
+}
+
+/// State a module keeps through `ModuleApi::shared` is one for all its `per_thread`
+/// instances, whichever thread they run on, and outlives an instance rebuilt after a crash.
+#[actix_rt::test]
+async fn per_thread_instances_share_the_entrys_state_across_threads_and_rebuilds() {
+    let g = crashy_glia(
+        "sv-shared",
+        json!({"instances": "per_thread", "failure_policy": "deny",
+               "restart": {"backoff_min": "1ms"}}),
+    )
+    .await;
+    let count = |reply: DispatchReply| decision(reply)["errcode"].clone();
+    assert_eq!(count(g.dispatch(invite("@count:hs")).await), "M_COUNT_1");
+    // The HTTP worker's thread runs an instance of its own, on the same state.
     assert_eq!(
-        (code, &reply["errcode"]),
-        (200, &json!("M_INSTANCE_4")),
-        "{reply}"
+        crashy::errcode_over_http(&g, "@count:hs").await,
+        "M_COUNT_2"
+    );
+    let built = crashy::built("sv-shared");
+    decision(g.dispatch(invite("@panic:hs")).await);
+    until(|| state(&g, "sv-shared") == ModuleState::Running && crashy::built("sv-shared") > built)
+        .await;
+    assert_eq!(count(g.dispatch(invite("@count:hs")).await), "M_COUNT_3");
+    // A module of the same type under another entry has state of its own.
+    let other = crashy_glia("sv-shared-other", json!({"instances": "per_thread"})).await;
+    assert_eq!(
+        count(other.dispatch(invite("@count:hs")).await),
+        "M_COUNT_1"
     );
 }
 

@@ -67,6 +67,7 @@ pub mod error;
 pub mod handler;
 pub mod module;
 pub mod registration;
+pub mod shared;
 pub mod web;
 
 pub use config_error::{from_config, path_of, ConfigError, ConfigPath, PathSegment};
@@ -79,6 +80,7 @@ pub use registration::{
     PasswordAuthProviderCallbacks, PresenceRouterCallbacks, RatelimitCallbacks, RegistrationError,
     Registrations, SpamCheckerCallbacks, ThirdPartyRulesCallbacks, WebResource,
 };
+pub use shared::SharedState;
 pub use web::{WebHandler, WebRequest, WebResponse};
 
 /// The wire contract, re-exported so a module needs one dependency.

@@ -15,10 +15,12 @@ pub trait Module: Sized + 'static {
     const NAME: &'static str;
     /// The checked config.
     type Config: Clone + Send + Sync + 'static;
-    /// Whether an instance keeps no state between calls and its handlers never block their
-    /// thread. glia then runs, by default, an instance on each thread that dispatches
-    /// (`instances: per_thread`), so a synchronous handler answers with no thread hop; a
-    /// stateful module must say `false` (the default): it keeps one instance.
+    /// Whether an instance keeps no state of its own between calls and its handlers never
+    /// block their thread. glia then runs, by default, an instance on each thread that
+    /// dispatches (`instances: per_thread`), so a synchronous handler answers with no thread
+    /// hop. State kept through [`ModuleApi::shared`] (behind a lock held briefly) is one for
+    /// all instances, so a module keeping its state there may say `true`; a module keeping
+    /// state in the instance must say `false` (the default): it keeps one instance.
     const STATELESS: bool = false;
 
     /// Checks the `config:` block (Synapse's `parse_config`); errors name a path inside it.

@@ -2,9 +2,11 @@
 //! `ModuleApi.register_*_callbacks` methods.
 
 use crate::handler::{ErasedHandler, Handler};
+use crate::shared::SharedState;
 use crate::web::WebHandler;
 use glia_bus_schema::requests::*;
 use glia_bus_schema::{Callback, CallbackArgs};
+use std::sync::Arc;
 
 /// A registration Synapse would refuse with a `RuntimeError` at start-up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,10 +73,12 @@ pub struct WebResource {
     pub handler: WebHandler,
 }
 
-/// What a module's constructor receives: its name and the register methods.
+/// What a module's constructor receives: its name, the register methods, and the state its
+/// instances share.
 pub struct ModuleApi {
     module_name: String,
     registrations: Registrations,
+    shared: SharedState,
 }
 
 macro_rules! category {
@@ -277,12 +281,28 @@ pub fn check_described(
 }
 
 impl ModuleApi {
-    /// A handle for the module instance named `module_name`.
+    /// A handle for the module instance named `module_name`, alone with its state.
     pub fn new(module_name: impl Into<String>) -> Self {
+        Self::sharing(module_name, SharedState::new())
+    }
+
+    /// A handle for an instance of the module entry named `module_name` whose instances
+    /// share `shared` (see [`ModuleApi::shared`]).
+    pub fn sharing(module_name: impl Into<String>, shared: SharedState) -> Self {
         ModuleApi {
             module_name: module_name.into(),
             registrations: Registrations::default(),
+            shared,
         }
+    }
+
+    /// The `T` every instance of this module entry shares, made by `init` the first time.
+    /// A module keeping its state here, behind a lock, can declare
+    /// [`Module::STATELESS`](crate::Module::STATELESS): its instances may run one per
+    /// dispatching thread and still see one state. The state outlives an instance rebuilt
+    /// after a crash; a reload that changes the entry starts with new state.
+    pub fn shared<T: Send + Sync + 'static>(&self, init: impl FnOnce() -> T) -> Arc<T> {
+        self.shared.get_or_init(init)
     }
 
     /// The instance's name in the config (for logs).

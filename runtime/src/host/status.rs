@@ -1,5 +1,7 @@
-//! What can be seen of a module from outside its thread: state, restarts, crashes, in-flight.
+//! What can be seen of a module from outside its thread: state, restarts, crashes, in-flight;
+//! and what its instances share across threads.
 
+use glia_module_api::SharedState;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -77,6 +79,10 @@ pub struct ModuleStatus {
     recoveries: Mutex<VecDeque<Duration>>,
     /// When the module's thread last showed it is alive, in ms since `EPOCH`.
     heartbeat_ms: AtomicU64,
+    /// The state every instance of this run of the entry shares (`ModuleApi::shared`): kept
+    /// here because a status lives exactly as long (a kept module keeps it across reloads, a
+    /// changed one gets a new status, a blocked thread's replacement reuses it).
+    shared: SharedState,
 }
 
 /// The reference point of heartbeats.
@@ -100,6 +106,7 @@ impl Default for ModuleStatus {
             last_crash: Mutex::new(None),
             recoveries: Mutex::new(VecDeque::new()),
             heartbeat_ms: AtomicU64::new(now_ms()),
+            shared: SharedState::new(),
         }
     }
 }
@@ -117,6 +124,11 @@ impl ModuleStatus {
             .store(old.crashed_invocations(), Ordering::Relaxed);
         *status.last_crash.lock().unwrap_or_else(|e| e.into_inner()) = old.last_crash();
         status
+    }
+
+    /// What the module's instances share (see `ModuleApi::shared`).
+    pub fn shared(&self) -> &SharedState {
+        &self.shared
     }
 
     /// The current state.

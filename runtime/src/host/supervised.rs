@@ -15,7 +15,7 @@ use futures::future::{AbortHandle, Abortable, Aborted, LocalBoxFuture};
 use futures::FutureExt;
 use glia_bus_schema::{CallbackRequest, InvocationError, ModuleAnswer};
 use glia_module_api::{
-    ErasedHandler, ModuleApi, ModuleError, ModuleFactory, ParsedConfig, WebHandler,
+    ErasedHandler, ModuleApi, ModuleError, ModuleFactory, ParsedConfig, SharedState, WebHandler,
 };
 use std::any::Any;
 use std::cell::RefCell;
@@ -118,8 +118,13 @@ pub struct Supervised(Rc<RefCell<Core>>);
 /// What building an instance produced.
 type Built = Result<(Instance, RegistrationSummary), String>;
 
-fn build(name: &str, factory: &Arc<dyn ModuleFactory>, config: &ParsedConfig) -> Built {
-    let mut api = ModuleApi::new(name);
+fn build(
+    name: &str,
+    factory: &Arc<dyn ModuleFactory>,
+    config: &ParsedConfig,
+    shared: &SharedState,
+) -> Built {
+    let mut api = ModuleApi::sharing(name, shared.clone());
     let built = std::panic::catch_unwind(AssertUnwindSafe(|| factory.build(config, &mut api)));
     let module = match built {
         Ok(Ok(module)) => module,
@@ -202,7 +207,7 @@ impl Supervised {
         status: Arc<ModuleStatus>,
         on_registered: OnRegistered,
     ) -> (Supervised, Result<RegistrationSummary, String>) {
-        let built = build(&name, &factory, &config);
+        let built = build(&name, &factory, &config, status.shared());
         let core = Core {
             name,
             factory,
@@ -509,27 +514,33 @@ impl Supervised {
         });
     }
 
-    /// Builds a fresh instance from the parsed config (fresh state, as OTP and Akka do),
-    /// then delivers the stash to it. A failed build counts as another crash.
+    /// Builds a fresh instance from the parsed config (fresh state, as OTP and Akka do; what
+    /// the module keeps through `ModuleApi::shared` stays, being every instance's), then
+    /// delivers the stash to it. A failed build counts as another crash.
     fn rebuild(&self) {
         let core = self.0.borrow();
         if matches!(core.life, Life::Stopped | Life::Running(_)) {
             return;
         }
         let probing = matches!(core.life, Life::Failed);
-        let (name, factory, config) =
-            (core.name.clone(), core.factory.clone(), core.config.clone());
+        let (name, factory, config, status) = (
+            core.name.clone(),
+            core.factory.clone(),
+            core.config.clone(),
+            core.status.clone(),
+        );
         drop(core);
-        let built = build(&name, &factory, &config).and_then(|(instance, summary)| {
-            let core = self.0.borrow();
-            match &core.expected {
-                Some(expected) if expected != &summary => Err(
-                    "the rebuilt instance registered different callbacks than the first one"
-                        .to_owned(),
-                ),
-                _ => Ok((instance, summary)),
-            }
-        });
+        let built =
+            build(&name, &factory, &config, status.shared()).and_then(|(instance, summary)| {
+                let core = self.0.borrow();
+                match &core.expected {
+                    Some(expected) if expected != &summary => Err(
+                        "the rebuilt instance registered different callbacks than the first one"
+                            .to_owned(),
+                    ),
+                    _ => Ok((instance, summary)),
+                }
+            });
         match built {
             Ok((instance, summary)) => {
                 let recovery = {
