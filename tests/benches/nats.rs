@@ -10,7 +10,9 @@
 //! minutes on these shared machines, so a case is only compared with raw measured beside it.
 //! Besides glia, two diagnostic rows: raw request-reply to a responder on a thread and
 //! connection of its own (the topology glia has: is a second connection the cost?) and raw
-//! requests straight to a glia worker, no coordinator (the worker's part of the cost).
+//! requests straight to a glia worker, no coordinator (the worker's part of the cost). Last,
+//! a module with state (`account_expiry`'s `is_user_expired`, 1 worker) with one instance
+//! and by its default (an instance per thread, its state shared through `ModuleApi::shared`).
 //!
 //! Run: `cargo bench -p glia-tests --bench nats` (needs nats-server); `-- <text>` runs only
 //! the cases whose label contains it. Under `cargo test` it runs a few requests of each case
@@ -18,8 +20,8 @@
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
-use glia_bus_schema::requests::UserMayInvite;
-use glia_bus_schema::CallbackRequest;
+use glia_bus_schema::requests::{IsUserExpired, UserMayInvite};
+use glia_bus_schema::{CallbackRequest, DispatchReply, Outcome};
 use glia_runtime::config::GliaConfig;
 use glia_runtime::worker::Worker;
 use glia_runtime::Glia;
@@ -354,6 +356,44 @@ fn main() {
             for w in workers {
                 w.stop();
             }
+            glia.shutdown(Duration::from_millis(10)).await;
+        }
+
+        // A module with state: one instance, or its default (per thread, state shared).
+        for (label, instances) in [("one", json!("one")), ("shared per_thread", json!(null))] {
+            let mut entry = json!({"module": "account_expiry", "name": "bench-expiry",
+                "placement": "nats",
+                "config": {"expiry": {"@carol:hs": 4_102_444_800_000_i64}}});
+            if !instances.is_null() {
+                entry["instances"] = instances;
+            }
+            let yaml =
+                json!({"bus": {"type": "nats", "url": nats.url()}, "modules": [entry]}).to_string();
+            let config = TestGlia::config(&yaml).unwrap();
+            let worker = ServiceThread::worker(&config);
+            let glia = Arc::new(Glia::start(config).await.unwrap());
+            let expired = CallbackRequest::IsUserExpired(IsUserExpired {
+                user_id: "@carol:hs".into(),
+            });
+            versus_raw(
+                &format!("glia, 1 worker, stateful account_expiry, {label}"),
+                n,
+                nats_pid,
+                raw("bench.echo"),
+                |_| {
+                    let (glia, request) = (glia.clone(), expired.clone());
+                    async move {
+                        let c = glia.coordinator();
+                        let reply = c.dispatch(request, c.new_meta()).await.expect("dispatch");
+                        assert!(
+                            matches!(&reply, DispatchReply::IsUserExpired(Outcome::Value(r)) if r.expired == Some(false)),
+                            "{reply:?}"
+                        );
+                    }
+                },
+            )
+            .await;
+            worker.stop();
             glia.shutdown(Duration::from_millis(10)).await;
         }
     });
