@@ -154,6 +154,29 @@ pub struct ExpiryReply {
     /// say, or failed. A bridge may reuse the reply until then, never after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_until_ms: Option<u64>,
+    /// With `valid_until_ms`: the generation of glia's routing (its modules, their config
+    /// and plans; a new one after every reload) the reply was decided under. The reply
+    /// holds only while glia's replies name this generation (over HTTP, each callback
+    /// response's `Glia-Generation` header does): a reload ends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<String>,
+}
+
+impl ExpiryReply {
+    /// A reply holding until `valid_until_ms`, if some, for the routing `generation`.
+    pub fn lasting(
+        expired: Option<bool>,
+        module: Option<String>,
+        valid_until_ms: Option<u64>,
+        generation: &str,
+    ) -> Self {
+        ExpiryReply {
+            expired,
+            module,
+            generation: valid_until_ms.map(|_| generation.to_owned()),
+            valid_until_ms,
+        }
+    }
 }
 
 /// `get_users_for_states`: the union of every router's answer.

@@ -34,6 +34,9 @@ pub mod headers {
     /// On a coordinator's reply (HTTP or NATS): the id of the decision's record in the
     /// decision log and of its dispatch span (`glia.decision_id`).
     pub const DECISION_ID: &str = "Glia-Decision-Id";
+    /// On a coordinator's HTTP callback reply: the generation of its routing when it
+    /// answered. A lasting reply (`ExpiryReply::generation`) of another generation is over.
+    pub const GENERATION: &str = "Glia-Generation";
 }
 
 /// Whether `name` can be a module's subject token: letters, digits, `_` and `-`.

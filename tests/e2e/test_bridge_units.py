@@ -22,7 +22,7 @@ from glia_synapse.config import parse_config
 from glia_synapse.convert import encode_args
 from glia_synapse.errors import GliaCallbackFailed, GliaFailure, GliaModuleFailed
 from glia_synapse.replies import check_error, errcode
-from glia_synapse.reply_cache import ReplyCache
+from glia_synapse.reply_cache import Generations, ReplyCache
 from glia_synapse.tracing import traceparent_from_ids
 
 UNUSED_URL = "http://127.0.0.1:9"  # discard port: connection refused at once
@@ -328,19 +328,20 @@ class FakeApi:
 
 
 class FakeClient:
-    """Answers every call with `reply`, or raises it."""
+    """Answers every call with `reply`, or raises it; its responses name `generation`."""
 
     def __init__(self, reply: Any) -> None:
         self.reply = reply
+        self.generation: str | None = "g1"
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
     async def call(
         self, callback: str, body: dict[str, Any], request_id: str, timeout: float, retry_safe: bool = True
-    ) -> Any:
+    ) -> tuple[Any, str | None]:
         self.calls.append((callback, body))
         if isinstance(self.reply, Exception):
             raise self.reply
-        return self.reply
+        return self.reply, self.generation
 
 
 def bridge(reply: Any = None, **config: Any) -> tuple[GliaBridge, FakeApi]:
@@ -446,36 +447,70 @@ def test_web_proxies_are_leaves_only_for_glias_subtrees() -> None:
 # -- replies that hold for a while ------------------------------------------------------------
 
 
+def heard(generation: str = "g1") -> Generations:
+    """Generations that heard of `generation` just now, on a clock that stands still."""
+    generations = Generations(clock=lambda: 0.0)
+    generations.seen(generation)
+    return generations
+
+
 def test_a_lasting_reply_is_reused_until_its_time_and_never_after() -> None:
     now = [1000.0]
-    cache = ReplyCache(clock_ms=lambda: now[0])
-    cache.put("@a:hs", False, 1500)
+    cache = ReplyCache(heard(), clock_ms=lambda: now[0])
+    cache.put("@a:hs", False, 1500, "g1")
     assert cache.get("@a:hs") == (False,)
     now[0] = 1499.9
     assert cache.get("@a:hs") == (False,)
     now[0] = 1500
     assert cache.get("@a:hs") is None and len(cache) == 0
-    cache.put("@a:hs", False, 1400)  # already past: not stored
-    cache.put("@b:hs", None, "soon")  # not a time: not stored
-    cache.put("@c:hs", True, True)
+    cache.put("@a:hs", False, 1400, "g1")  # already past: not stored
+    cache.put("@b:hs", None, "soon", "g1")  # not a time: not stored
+    cache.put("@c:hs", True, True, "g1")
+    cache.put("@d:hs", False, 1500, None)  # no generation: not stored
     assert len(cache) == 0
+
+
+def test_a_lasting_reply_holds_only_while_glia_names_its_generation_and_was_heard_lately() -> None:
+    clock = [0.0]
+    generations = Generations(clock=lambda: clock[0], fresh_s=1.0)
+    generations.seen("g1")
+    cache = ReplyCache(generations, clock_ms=lambda: 0.0)
+    cache.put("@a:hs", False, 10**15, "g0")  # decided before a reload the response showed
+    assert cache.get("@a:hs") is None and len(cache) == 0
+    cache.put("@a:hs", False, 10**15, "g1")
+    assert cache.get("@a:hs") == (False,)
+    clock[0] = 1.5  # nothing heard from glia for longer than fresh_s: ask it again
+    assert cache.get("@a:hs") is None and len(cache) == 1
+    generations.seen("g1")  # still the same routing: the reply is good again
+    assert cache.get("@a:hs") == (False,)
+    generations.seen("g2")  # glia reloaded: replies of g1 are over
+    assert cache.get("@a:hs") is None and len(cache) == 0
+    generations.seen(None)  # a response without the header changes nothing
+    assert generations.current == "g2" and generations.holding() == "g2"
 
 
 def test_a_full_cache_drops_lapsed_entries_then_the_oldest() -> None:
     now = [0.0]
-    cache = ReplyCache(clock_ms=lambda: now[0], max_entries=2)
-    cache.put("a", False, 10)
-    cache.put("b", False, 100)
+    generations = heard()
+    cache = ReplyCache(generations, clock_ms=lambda: now[0], max_entries=3)
+    cache.put("a", False, 10, "g1")
+    cache.put("b", False, 100, "g1")
+    cache.put("c", False, 100, "g1")
     now[0] = 20
-    cache.put("c", False, 100)  # "a" had lapsed
-    assert (cache.get("b"), cache.get("c")) == ((False,), (False,))
-    cache.put("d", False, 100)  # the oldest, "b", goes
-    assert cache.get("b") is None and cache.get("d") == (False,)
+    cache.put("d", False, 100, "g1")  # "a" had lapsed
+    assert (cache.get("b"), cache.get("c"), cache.get("d")) == ((False,), (False,), (False,))
+    cache.put("e", False, 100, "g1")  # the oldest, "b", goes
+    assert cache.get("b") is None and cache.get("e") == (False,)
+    generations.seen("g2")
+    cache.put("f", False, 100, "g2")  # those of g1 go first
+    cache.put("g", False, 100, "g2")
+    assert (cache.get("f"), cache.get("g"), len(cache)) == ((False,), (False,), 2)
 
 
 def test_is_user_expired_asks_glia_again_only_when_the_reply_lapsed_or_failed() -> None:
     far = 10**15
-    made, api = bridge({"expired": False, "valid_until_ms": far, "module": "validity"}, callbacks=["is_user_expired"])
+    lasting = {"expired": False, "valid_until_ms": far, "generation": "g1", "module": "validity"}
+    made, api = bridge(lasting, callbacks=["is_user_expired"])
     is_expired = api.registered["register_account_validity_callbacks"]["is_user_expired"]
     assert [asyncio.run(is_expired("@a:hs")) for _ in range(3)] == [False, False, False]
     assert len(made._client.calls) == 1
@@ -488,3 +523,27 @@ def test_is_user_expired_asks_glia_again_only_when_the_reply_lapsed_or_failed() 
     made._client.reply = GliaFailure("down", kind="unreachable")  # fails open, not remembered
     assert asyncio.run(is_expired("@d:hs")) is None and asyncio.run(is_expired("@d:hs")) is None
     assert len(made._client.calls) == 6
+
+
+def test_a_reload_of_glia_ends_the_reuse_of_replies_decided_before() -> None:
+    far = 10**15
+    made, api = bridge(
+        {"expired": False, "valid_until_ms": far, "generation": "g1", "module": "validity"},
+        callbacks=["is_user_expired", "check_event_for_spam"],
+    )
+    is_expired = api.registered["register_account_validity_callbacks"]["is_user_expired"]
+    check = api.registered["register_spam_checker_callbacks"]["check_event_for_spam"]
+    assert asyncio.run(is_expired("@a:hs")) is False and asyncio.run(is_expired("@a:hs")) is False
+    assert len(made._client.calls) == 1
+
+    made._client.generation = "g2"  # glia reloaded; any callback's response says so
+    made._client.reply = {"decision": "allow"}
+    asyncio.run(check(FakeEvent({"type": "t", "sender": "@a:hs"})))
+    made._client.reply = {"expired": True, "module": "validity"}
+    assert asyncio.run(is_expired("@a:hs")) is True  # asked again: the reload moved the date
+    assert len(made._client.calls) == 3
+
+    # A reply decided before the reload, answered after it: not kept.
+    made._client.reply = {"expired": False, "valid_until_ms": far, "generation": "g1", "module": "validity"}
+    assert asyncio.run(is_expired("@b:hs")) is False and asyncio.run(is_expired("@b:hs")) is False
+    assert len(made._client.calls) == 5

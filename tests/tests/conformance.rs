@@ -598,6 +598,15 @@ async fn is_user_expired_takes_the_first_non_none() {
 async fn an_expiry_reply_holds_until_the_earliest_lifetime_of_the_modules_consulted() {
     let lasting = |expired: Value, until: u64| json!({"is_user_expired": {"answer": {"expired": expired, "valid_until_ms": until}}});
     let user = || json!({"user_id": "@u:hs"});
+    // A lasting reply names the generation of the routing it was decided under.
+    let of_generation = |g: &Launched, mut reply: Value| {
+        let generation = reply
+            .as_object_mut()
+            .and_then(|r| r.remove("generation"))
+            .unwrap_or_else(|| panic!("a lasting reply without its generation: {reply}"));
+        assert_eq!(generation, json!(&*g.glia.coordinator().generation()));
+        reply
+    };
     // m1 has no opinion until 3000, m2 decides until 2000, m3 is never consulted.
     let g = start(json!([
         scripted("life-m1", lasting(Value::Null, 3000)),
@@ -606,7 +615,7 @@ async fn an_expiry_reply_holds_until_the_earliest_lifetime_of_the_modules_consul
     ]))
     .await;
     assert_eq!(
-        g.dispatch_json("is_user_expired", user()).await,
+        of_generation(&g, g.dispatch_json("is_user_expired", user()).await),
         json!({"expired": false, "module": "life-m2", "valid_until_ms": 2000})
     );
     // A consulted module that gives no lifetime: the reply holds for this request only.
@@ -626,7 +635,7 @@ async fn an_expiry_reply_holds_until_the_earliest_lifetime_of_the_modules_consul
     ]))
     .await;
     assert_eq!(
-        g.dispatch_json("is_user_expired", user()).await,
+        of_generation(&g, g.dispatch_json("is_user_expired", user()).await),
         json!({"expired": null, "valid_until_ms": 700})
     );
     // A module that failed (policy allow) was skipped: its answer could have decided.

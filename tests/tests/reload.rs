@@ -419,6 +419,49 @@ async fn a_kept_module_keeps_its_shared_state_and_a_changed_one_starts_afresh() 
     assert_eq!(count().await, "M_COUNT_1");
 }
 
+/// A lasting `is_user_expired` reply names the generation of the routing it was decided
+/// under, and every callback response the generation in force: a reload, even of an
+/// unchanged file, starts a new one, so a bridge stops reusing what it kept from before (an
+/// expiry date moved by the reload takes effect at once).
+#[actix_rt::test]
+async fn a_reload_starts_a_new_generation_that_ends_lasting_replies() {
+    let entry = |expires: i64| json!([{"module": "account_expiry", "config": {"expiry": {"@carol:hs": expires}}}]);
+    let file = TempFile::new("generation.yaml", &config(entry(4_102_444_800_000)));
+    let g = start(&file).await;
+    let ask = || async {
+        let reply = support::send(
+            "POST",
+            &format!("{}/_glia/v1/callbacks/is_user_expired", g.base_url),
+            &[("content-type", "application/json")],
+            Some(br#"{"user_id": "@carol:hs"}"#),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let header = reply.header("glia-generation").map(str::to_owned);
+        (
+            reply.json(),
+            header.expect("every callback reply names its generation"),
+        )
+    };
+    let (lasting, first) = ask().await;
+    assert_eq!(lasting["expired"], json!(false));
+    assert_eq!(lasting["generation"], json!(first), "{lasting}");
+    assert_eq!(ask().await.1, first, "no reload, same generation");
+
+    g.glia.reload().await.expect("an unchanged file reloads");
+    let (_, after_same) = ask().await;
+    assert_ne!(after_same, first);
+    std::fs::write(file.path(), config(entry(0))).unwrap();
+    g.glia.reload().await.expect("the reload is applied");
+    let (expired, now) = ask().await;
+    assert_eq!(expired["expired"], json!(true), "{expired}");
+    assert!(
+        expired.get("generation").is_none(),
+        "not lasting: {expired}"
+    );
+    assert_ne!(now, after_same);
+}
+
 #[actix_rt::test]
 async fn the_auth_token_applies_live_and_other_settings_are_reported_as_needing_a_restart() {
     let file = TempFile::new(

@@ -661,9 +661,11 @@ async fn account_expiry_answers_from_its_expiry_table() {
         is_expired(&g, "@expired:localhost").await,
         expiry(true, "account_expiry")
     );
-    // Not expired yet: that holds until the listed time, which the reply carries.
+    // Not expired yet: that holds until the listed time, which the reply carries, for the
+    // generation of glia's routing it was decided under.
     let mut until = expiry(false, "account_expiry");
     until["valid_until_ms"] = json!(FAR_FUTURE_MS);
+    until["generation"] = json!(&*g.glia.coordinator().generation());
     assert_eq!(is_expired(&g, "@future:localhost").await, until);
     // No opinion: Synapse then uses its own account validity, or false.
     assert_eq!(
@@ -706,6 +708,10 @@ async fn account_expiry_records_registrations_and_serves_them() {
         until <= registered_by + 2_592_000_000 && until > registered_by + 2_592_000_000 - 60_000
     );
     new.as_object_mut().unwrap().remove("valid_until_ms");
+    assert_eq!(
+        new.as_object_mut().unwrap().remove("generation"),
+        Some(json!(&*g.glia.coordinator().generation()))
+    );
     assert_eq!(new, expiry(false, "account_expiry"));
     assert_eq!(register(&g, "@expired:localhost").await, allow());
     assert_eq!(

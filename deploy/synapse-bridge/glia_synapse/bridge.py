@@ -34,7 +34,7 @@ from glia_synapse.config import AUTO, SYNAPSE, BridgeConfig, parse_config
 from glia_synapse.convert import encode_args, read_media_file
 from glia_synapse.errors import GliaCallbackFailed, GliaFailure
 from glia_synapse.replies import check_error
-from glia_synapse.reply_cache import ReplyCache
+from glia_synapse.reply_cache import Generations, ReplyCache
 from glia_synapse.synapse_transport import SynapseHttpPool
 from glia_synapse.tracing import new_request_id
 from glia_synapse.web import GliaWebProxy
@@ -177,8 +177,10 @@ class GliaBridge:
         self._api = api
         self._client = make_client(config, api)
         self._failures = FailureLog()
+        #: The generation of glia's routing its responses name, which lasting replies need.
+        self._generations = Generations()
         #: Replies reused while glia says they hold, per callback that has such replies.
-        self._caches = {spec.name: ReplyCache() for spec in CALLBACKS if spec.cache_key is not None}
+        self._caches = {spec.name: ReplyCache(self._generations) for spec in CALLBACKS if spec.cache_key is not None}
         self._login_types: set[str] = set()
         self._web_paths: tuple[str, ...] = ()
         discovery = self._discover_at_startup()
@@ -229,12 +231,14 @@ class GliaBridge:
             body = self._encode(spec, args)
             if spec.file_param is not None and self._config.media_bytes > 0:
                 body["file"] = await self._read_file(args[spec.file_param])
-            reply = await self._client.call(
+            reply, generation = await self._client.call(
                 spec.name, body, request_id, self._config.timeout_for(spec.name), retry_safe=not spec.notification
             )
+            self._generations.seen(generation)
             result = spec.reply.decode(check_error(reply), args)
             if cache is not None:
-                cache.put(args[spec.cache_key], result, reply.get("valid_until_ms"))  # type: ignore[index]
+                key = args[spec.cache_key]  # type: ignore[index]
+                cache.put(key, result, reply.get("valid_until_ms"), reply.get("generation"))
         except GliaFailure as failure:
             result = self._resolve_failure(spec, failure, request_id)
         else:

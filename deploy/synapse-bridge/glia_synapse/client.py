@@ -29,6 +29,8 @@ from glia_synapse.transport import Address, Pool, Response
 CALLBACKS_PATH = "/_glia/v1/callbacks/"
 MODULES_PATH = "/_glia/v1/modules"
 JSON = b"application/json"
+#: glia's routing generation on a callback response (lower case, as `Response` keeps names).
+GENERATION_HEADER = b"glia-generation"
 
 __all__ = ["GliaClient", "RawResponse", "fetch_modules_blocking"]
 
@@ -85,8 +87,9 @@ class GliaClient:
 
     async def call(
         self, callback: str, body: dict[str, Any], request_id: str, timeout: float, retry_safe: bool = True
-    ) -> Any:
-        """POSTs a callback's arguments; returns glia's decoded JSON reply.
+    ) -> tuple[Any, str | None]:
+        """POSTs a callback's arguments; returns glia's decoded JSON reply and the
+        generation of glia's routing its response named (`Glia-Generation`; None without).
 
         `retry_safe`: whether the request may go to another coordinator after one may have
         received it (a decision), or not (a notification). Raises `GliaFailure` when no
@@ -100,7 +103,8 @@ class GliaClient:
         response = await self._exchange(
             b"POST", (CALLBACKS_PATH + callback).encode(), headers, payload, timeout, retry_safe, what
         )
-        return _json(response, what)
+        generation = response.headers.get(GENERATION_HEADER)
+        return _json(response, what), generation.decode("ascii", "replace") if generation is not None else None
 
     async def get_modules(self, timeout: float) -> dict[str, Any]:
         """`GET /_glia/v1/modules`."""

@@ -47,6 +47,10 @@ pub struct Routing {
     pub plans: Arc<Plans>,
     /// The bus to the modules the plans name (by config index).
     pub bus: Arc<dyn Bus>,
+    /// Names this routing among every routing of every glia process (the process's start
+    /// time, then a count of routings): a lasting reply holds only while the replies of the
+    /// glia it came from still name the routing it was decided under.
+    pub generation: Arc<str>,
 }
 
 /// A dispatch under way: what Synapse would do, once decided.
@@ -57,6 +61,8 @@ pub struct Coordinator {
     routing: ArcSwap<Routing>,
     deadline: Duration,
     ids: AtomicU64,
+    /// Routings made so far, after the first (their generations' counts).
+    generations: AtomicU64,
     id_prefix: String,
     /// Set when shutdown's grace period is over: pending invocations resolve at once.
     drained: watch::Sender<bool>,
@@ -82,14 +88,17 @@ impl Coordinator {
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
+        let id_prefix = format!("{:x}", started & 0xffff_ffff_ffff);
         Coordinator {
             routing: ArcSwap::from_pointee(Routing {
                 plans: Arc::new(plans),
                 bus,
+                generation: format!("{id_prefix}.0").into(),
             }),
             deadline,
             ids: AtomicU64::new(0),
-            id_prefix: format!("{:x}", started & 0xffff_ffff_ffff),
+            generations: AtomicU64::new(0),
+            id_prefix,
             drained: watch::channel(false).0,
             active: AtomicUsize::new(0),
             telemetry: Arc::new(Telemetry::disabled(Role::Coordinator)),
@@ -115,10 +124,22 @@ impl Coordinator {
     /// Replaces the plans (a module registered late); dispatches in progress keep theirs.
     pub fn set_plans(&self, plans: Plans) {
         let plans = Arc::new(plans);
+        let generation = self.next_generation();
         self.routing.rcu(|current| Routing {
             plans: plans.clone(),
             bus: current.bus.clone(),
+            generation: generation.clone(),
         });
+    }
+
+    /// The routing in force's generation (see [`Routing::generation`]).
+    pub fn generation(&self) -> Arc<str> {
+        self.routing.load().generation.clone()
+    }
+
+    fn next_generation(&self) -> Arc<str> {
+        let n = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("{}.{n}", self.id_prefix).into()
     }
 
     /// Replaces the plans and the bus together (a reload); dispatches in progress finish on
@@ -128,6 +149,7 @@ impl Coordinator {
         self.routing.swap(Arc::new(Routing {
             plans: Arc::new(plans),
             bus,
+            generation: self.next_generation(),
         }))
     }
 
@@ -234,6 +256,7 @@ impl Coordinator {
             },
             drained: self.drained.subscribe(),
             trace: &trace,
+            generation: &routing.generation,
         };
         let result = self.decide(&ctx, &routing.plans, request).await;
         drop(ctx);

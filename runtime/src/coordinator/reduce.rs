@@ -413,17 +413,19 @@ impl Reduce<ExpiryAnswer> for Outcome<ExpiryReply> {
                     .iter()
                     .position(|e| e.name == module)
                     .map_or(0, |i| i + 1);
-                Outcome::Value(ExpiryReply {
-                    expired: Some(expired),
-                    valid_until_ms: lifetime.holds_until(consulted),
-                    module: Some(module.to_string()),
-                })
+                Outcome::Value(ExpiryReply::lasting(
+                    Some(expired),
+                    Some(module.to_string()),
+                    lifetime.holds_until(consulted),
+                    ctx.generation,
+                ))
             }
-            Walk::Exhausted => Outcome::Value(ExpiryReply {
-                expired: None,
-                module: None,
-                valid_until_ms: lifetime.holds_until(plan.entries.len()),
-            }),
+            Walk::Exhausted => Outcome::Value(ExpiryReply::lasting(
+                None,
+                None,
+                lifetime.holds_until(plan.entries.len()),
+                ctx.generation,
+            )),
             Walk::Failed(f) => f.into(),
         }
     }

@@ -29,6 +29,8 @@ pub struct DispatchCtx<'a> {
     pub drained: tokio::sync::watch::Receiver<bool>,
     /// The dispatch's span, metrics and decision record.
     pub trace: &'a DispatchTrace,
+    /// The generation of the routing the dispatch runs on, for lasting replies.
+    pub generation: &'a Arc<str>,
 }
 
 /// One invocation's result, how long it took, and its span (still open until judged).

@@ -19,6 +19,9 @@ use std::sync::Arc;
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// `Glia-Decision-Id` as HTTP spells header names (lower case), so it needs no parsing.
 const DECISION_ID_HEADER: &str = "glia-decision-id";
+/// The generation of the routing in force when a callback was answered, which ends the
+/// lasting replies of other generations (`ExpiryReply::generation`).
+const GENERATION_HEADER: &str = "glia-generation";
 
 /// Where every callback's endpoint is: `{PREFIX}/{callback}`.
 pub const PREFIX: &str = "/_glia/v1/callbacks";
@@ -95,6 +98,13 @@ async fn dispatch(
         Err(e) => actix_web::ResponseError::error_response(&e),
     };
     stamp(&mut response, &request_id, decision_id.as_deref());
+    // Read after the dispatch: a lasting reply decided before a reload that is already in
+    // force goes out with the new generation beside its own, so it is not kept.
+    if let Ok(value) = HeaderValue::from_str(&coordinator.generation()) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(GENERATION_HEADER), value);
+    }
     response
 }
 
@@ -161,8 +171,10 @@ async fn decode(
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_decision_id_header_is_the_bus_schemas() {
+    fn the_decision_id_and_generation_headers_are_the_bus_schemas() {
         assert!(super::DECISION_ID_HEADER
             .eq_ignore_ascii_case(glia_bus_schema::subjects::headers::DECISION_ID));
+        assert!(super::GENERATION_HEADER
+            .eq_ignore_ascii_case(glia_bus_schema::subjects::headers::GENERATION));
     }
 }
