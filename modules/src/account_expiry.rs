@@ -3,7 +3,11 @@
 //! `is_user_expired` answers `true` for a listed user whose expiry time has passed, `false`
 //! for a listed user whose time has not come, valid until that time (`valid_until_ms`, so
 //! the bridge can reuse it until then), and `null` (no opinion: the next module or
-//! Synapse's own check decides) for everyone else. `on_user_registration` records each new
+//! Synapse's own check decides) for everyone else. A passed time stays passed, and without
+//! `default_validity_ms` nothing lists a user the config does not: those answers change only
+//! with the config, so they are said to hold for a day (the bridge stops reusing them at the
+//! next reload anyway, see `ExpiryReply::generation`). With `default_validity_ms`, a `null`
+//! holds for one request, since a registration may list the user. `on_user_registration` records each new
 //! user; with `default_validity_ms` set, a new user also expires that long after registering
 //! (unless `expiry` already lists them, which wins). The users registered since start-up are
 //! served at `GET /_synapse/client/account_expiry/registered` as `{"users": [...]}`, in
@@ -39,6 +43,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// How long an answer only a config change can change is said to hold: a day.
+const UNCHANGING_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Where the registered users are served.
 pub const REGISTERED_PATH: &str = "/_synapse/client/account_expiry/registered";
@@ -89,12 +96,16 @@ impl Module for AccountExpiry {
         api.register_account_validity_callbacks(AccountValidityCallbacks {
             is_user_expired: Some(Handler::sync(move |args: &IsUserExpired| {
                 let expires_at = locked(&reader).expiry.get(&args.user_id).copied();
+                let now = common::now_ms();
+                let for_a_day = u64::try_from(now.saturating_add(UNCHANGING_MS)).unwrap_or(0);
                 Ok(match expires_at {
                     // Not expired yet: that holds until the expiry time, known in advance.
-                    Some(at) if common::now_ms() < at => {
+                    Some(at) if now < at => {
                         ExpiryAnswer::until(Some(false), u64::try_from(at).unwrap_or(0))
                     }
-                    expired => ExpiryAnswer::from(expired.map(|_| true)),
+                    Some(_) => ExpiryAnswer::until(Some(true), for_a_day),
+                    None if validity.is_none() => ExpiryAnswer::until(None, for_a_day),
+                    None => ExpiryAnswer::from(None),
                 })
             })),
             on_user_registration: Some(Handler::sync(move |args: &OnUserRegistration| {
@@ -152,6 +163,14 @@ mod tests {
         }
     }
 
+    /// Asserts `answer` is `expired`, said to hold for a day from about now.
+    fn for_a_day(answer: ExpiryAnswer, expired: Option<bool>) {
+        assert_eq!(answer.expired(), expired, "{answer:?}");
+        let until = i64::try_from(answer.valid_until_ms().expect("a lifetime")).unwrap();
+        let now = common::now_ms();
+        assert!((now + UNCHANGING_MS - 60_000..=now + UNCHANGING_MS).contains(&until));
+    }
+
     #[test]
     fn listed_users_expire_at_their_time_and_others_get_no_opinion() {
         let regs = build::<AccountExpiry>(json!({
@@ -161,19 +180,17 @@ mod tests {
             callbacks(&regs),
             vec![Callback::IsUserExpired, Callback::OnUserRegistration]
         );
-        assert_eq!(
+        // A passed time stays passed, and nothing lists a user without a config change.
+        for_a_day(
             call_now(&regs, expired("@bob:localhost")).unwrap(),
-            ExpiryAnswer::from(Some(true))
+            Some(true),
         );
         assert_eq!(
             call_now(&regs, expired("@carol:localhost")).unwrap(),
             ExpiryAnswer::until(Some(false), 1_999_999_999_999),
             "not expired: holds until the expiry time"
         );
-        assert_eq!(
-            call_now(&regs, expired("@dave:localhost")).unwrap(),
-            ExpiryAnswer::from(None)
-        );
+        for_a_day(call_now(&regs, expired("@dave:localhost")).unwrap(), None);
     }
 
     #[test]
@@ -197,10 +214,7 @@ mod tests {
             )
         );
         // Without default_validity_ms, registering gives no opinion on expiry.
-        assert_eq!(
-            call_now(&regs, expired("@erin:localhost")).unwrap(),
-            ExpiryAnswer::from(None)
-        );
+        for_a_day(call_now(&regs, expired("@erin:localhost")).unwrap(), None);
         assert_eq!(web(&regs, "PUT", REGISTERED_PATH, "").0, 405);
     }
 
@@ -217,17 +231,22 @@ mod tests {
         let until = i64::try_from(erin.valid_until_ms().unwrap()).unwrap();
         assert!((before + 3_600_000..=common::now_ms() + 3_600_000).contains(&until));
         call_now(&regs, registered("@bob:localhost")).unwrap();
-        assert_eq!(
+        for_a_day(
             call_now(&regs, expired("@bob:localhost")).unwrap(),
-            ExpiryAnswer::from(Some(true))
+            Some(true),
+        );
+        // Not listed yet, but a registration could list them: for this request only.
+        assert_eq!(
+            call_now(&regs, expired("@hal:localhost")).unwrap(),
+            ExpiryAnswer::from(None)
         );
 
         let regs = build::<AccountExpiry>(json!({"default_validity_ms": 1}));
         call_now(&regs, registered("@gina:localhost")).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));
-        assert_eq!(
+        for_a_day(
             call_now(&regs, expired("@gina:localhost")).unwrap(),
-            ExpiryAnswer::from(Some(true))
+            Some(true),
         );
     }
 

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from glia_synapse.reply_cache import FRESH_S
 from harness import GLIA_TOKEN, Glia, Synapse, bridge_module, free_port, http_request, mxid
 
 #: How long a new user stays valid: long enough for the requests before it, short for the test.
@@ -87,9 +88,6 @@ def test_a_lasting_answer_is_reused_until_it_lapses_then_asked_again(servers: tu
 
 #: 2100-01-01, in milliseconds since the epoch.
 FAR_FUTURE_MS = 4_102_444_800_000
-
-#: How long the bridge trusts the generation glia last named (`reply_cache.FRESH_S`).
-FRESH_S = 1.0
 
 
 def reload_with_expiry(glia: Glia, config: dict[str, Any], expiry: dict[str, int]) -> None:

@@ -650,6 +650,31 @@ async fn presence_routers_answers_are_united() {
 const FAR_FUTURE_MS: i64 = 4_102_444_800_000;
 const REGISTERED_PATH: &str = "/_synapse/client/account_expiry/registered";
 
+/// `reply` without its lifetime, and the lifetime: `valid_until_ms`, and the generation of
+/// glia's routing it was decided under, which must be `g`'s.
+fn lifetime_of(g: &TestGlia, mut reply: Value) -> (Value, Option<i64>) {
+    let fields = reply.as_object_mut().expect("a JSON object");
+    let until = fields.remove("valid_until_ms").and_then(|v| v.as_i64());
+    let generation = fields.remove("generation");
+    let expected = until.map(|_| json!(&*g.glia.coordinator().generation()));
+    assert_eq!(generation, expected, "a lifetime comes with its generation");
+    (reply, until)
+}
+
+/// Whether `until` is about a day from now: what account_expiry says of an answer only a
+/// config change can change.
+fn about_a_day_from_now(until: Option<i64>) -> bool {
+    let day = 24 * 60 * 60 * 1000;
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    until.is_some_and(|until| (now + day - 60_000..=now + day).contains(&until))
+}
+
 #[actix_rt::test]
 async fn account_expiry_answers_from_its_expiry_table() {
     let g = start(json!([module(
@@ -657,21 +682,22 @@ async fn account_expiry_answers_from_its_expiry_table() {
         json!({"expiry": {"@expired:localhost": 0, "@future:localhost": FAR_FUTURE_MS}})
     )]))
     .await;
-    assert_eq!(
-        is_expired(&g, "@expired:localhost").await,
-        expiry(true, "account_expiry")
-    );
+    // A passed time stays passed: that holds as long as the config (said: a day).
+    let (expired, until) = lifetime_of(&g, is_expired(&g, "@expired:localhost").await);
+    assert_eq!(expired, expiry(true, "account_expiry"));
+    assert!(about_a_day_from_now(until), "{until:?}");
     // Not expired yet: that holds until the listed time, which the reply carries, for the
     // generation of glia's routing it was decided under.
-    let mut until = expiry(false, "account_expiry");
-    until["valid_until_ms"] = json!(FAR_FUTURE_MS);
-    until["generation"] = json!(&*g.glia.coordinator().generation());
-    assert_eq!(is_expired(&g, "@future:localhost").await, until);
-    // No opinion: Synapse then uses its own account validity, or false.
+    let future = lifetime_of(&g, is_expired(&g, "@future:localhost").await);
     assert_eq!(
-        is_expired(&g, "@unlisted:localhost").await,
-        json!({"expired": null})
+        future,
+        (expiry(false, "account_expiry"), Some(FAR_FUTURE_MS))
     );
+    // No opinion: Synapse then uses its own account validity, or false. Without
+    // default_validity_ms nothing lists a user the config does not: that holds a day too.
+    let (unlisted, until) = lifetime_of(&g, is_expired(&g, "@unlisted:localhost").await);
+    assert_eq!(unlisted, json!({"expired": null}));
+    assert!(about_a_day_from_now(until), "{until:?}");
     g.stop().await;
 }
 
@@ -695,8 +721,8 @@ async fn account_expiry_records_registrations_and_serves_them() {
     );
     // A new user is valid for default_validity_ms (the reply holds until then); a listed
     // user keeps their listed time.
-    let mut new = is_expired(&g, "@new:localhost").await;
-    let until = new["valid_until_ms"].as_i64().expect("a lifetime");
+    let (new, until) = lifetime_of(&g, is_expired(&g, "@new:localhost").await);
+    let until = until.expect("a lifetime");
     let registered_by = i64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -707,16 +733,16 @@ async fn account_expiry_records_registrations_and_serves_them() {
     assert!(
         until <= registered_by + 2_592_000_000 && until > registered_by + 2_592_000_000 - 60_000
     );
-    new.as_object_mut().unwrap().remove("valid_until_ms");
-    assert_eq!(
-        new.as_object_mut().unwrap().remove("generation"),
-        Some(json!(&*g.glia.coordinator().generation()))
-    );
     assert_eq!(new, expiry(false, "account_expiry"));
     assert_eq!(register(&g, "@expired:localhost").await, allow());
     assert_eq!(
-        is_expired(&g, "@expired:localhost").await,
+        lifetime_of(&g, is_expired(&g, "@expired:localhost").await).0,
         expiry(true, "account_expiry")
+    );
+    // Not listed, but a registration could list them: for this request only.
+    assert_eq!(
+        is_expired(&g, "@unlisted:localhost").await,
+        json!({"expired": null})
     );
     let (status, body) = g.post(REGISTERED_PATH, "{}", None).await;
     assert_eq!(status, 405, "{body}");
@@ -730,7 +756,7 @@ async fn account_expiry_records_registrations_and_serves_them() {
         (200, json!({"users": ["@new:localhost"]}))
     );
     assert_eq!(
-        is_expired(&g, "@new:localhost").await,
+        lifetime_of(&g, is_expired(&g, "@new:localhost").await).0,
         json!({"expired": null})
     );
     g.stop().await;
@@ -751,16 +777,14 @@ async fn is_user_expired_takes_the_first_module_with_an_opinion() {
         ),
     ]))
     .await;
-    assert_eq!(is_expired(&g, "@a:localhost").await, expiry(true, "first"));
-    assert_eq!(is_expired(&g, "@b:localhost").await, expiry(true, "second"));
-    assert_eq!(
-        is_expired(&g, "@c:localhost").await,
-        expiry(false, "second")
-    );
-    assert_eq!(
-        is_expired(&g, "@d:localhost").await,
-        json!({"expired": null})
-    );
+    let answer = |user: &'static str| {
+        let g = &g;
+        async move { lifetime_of(g, is_expired(g, user).await).0 }
+    };
+    assert_eq!(answer("@a:localhost").await, expiry(true, "first"));
+    assert_eq!(answer("@b:localhost").await, expiry(true, "second"));
+    assert_eq!(answer("@c:localhost").await, expiry(false, "second"));
+    assert_eq!(answer("@d:localhost").await, json!({"expired": null}));
     // Both are told of a registration; the first registered web resource path wins.
     assert_eq!(register(&g, "@e:localhost").await, allow());
     assert_eq!(
@@ -1325,10 +1349,13 @@ async fn the_embedded_example_config_answers_as_documented() {
     );
     // account_expiry
     assert_eq!(
-        is_expired(&g, "@expired:example.com").await,
+        lifetime_of(&g, is_expired(&g, "@expired:example.com").await).0,
         expiry(true, "account_expiry")
     );
-    assert_eq!(is_expired(&g, alice).await, json!({"expired": null}));
+    assert_eq!(
+        lifetime_of(&g, is_expired(&g, alice).await).0,
+        json!({"expired": null})
+    );
     // No event_censorer in the embedded default: events pass unchanged.
     assert_eq!(
         check_event_allowed(&g, &message(alice, "darn")).await,
