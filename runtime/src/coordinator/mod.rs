@@ -47,9 +47,9 @@ pub struct Routing {
     pub plans: Arc<Plans>,
     /// The bus to the modules the plans name (by config index).
     pub bus: Arc<dyn Bus>,
-    /// Names this routing among every routing of every glia process (the process's start
-    /// time, then a count of routings): a lasting reply holds only while the replies of the
-    /// glia it came from still name the routing it was decided under.
+    /// Names this routing among every routing of every glia process (a random number drawn
+    /// by the coordinator, then a count of routings): a lasting reply holds only while the
+    /// replies of the glia it came from still name the routing it was decided under.
     pub generation: Arc<str>,
 }
 
@@ -63,6 +63,8 @@ pub struct Coordinator {
     ids: AtomicU64,
     /// Routings made so far, after the first (their generations' counts).
     generations: AtomicU64,
+    /// This coordinator's part of every generation it names.
+    generation_prefix: String,
     id_prefix: String,
     /// Set when shutdown's grace period is over: pending invocations resolve at once.
     drained: watch::Sender<bool>,
@@ -88,17 +90,18 @@ impl Coordinator {
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
-        let id_prefix = format!("{:x}", started & 0xffff_ffff_ffff);
+        let generation_prefix = format!("{:016x}", fastrand::u64(..));
         Coordinator {
             routing: ArcSwap::from_pointee(Routing {
                 plans: Arc::new(plans),
                 bus,
-                generation: format!("{id_prefix}.0").into(),
+                generation: format!("{generation_prefix}.0").into(),
             }),
             deadline,
             ids: AtomicU64::new(0),
             generations: AtomicU64::new(0),
-            id_prefix,
+            generation_prefix,
+            id_prefix: format!("{:x}", started & 0xffff_ffff_ffff),
             drained: watch::channel(false).0,
             active: AtomicUsize::new(0),
             telemetry: Arc::new(Telemetry::disabled(Role::Coordinator)),
@@ -139,7 +142,7 @@ impl Coordinator {
 
     fn next_generation(&self) -> Arc<str> {
         let n = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
-        format!("{}.{n}", self.id_prefix).into()
+        format!("{}.{n}", self.generation_prefix).into()
     }
 
     /// Replaces the plans and the bus together (a reload); dispatches in progress finish on
