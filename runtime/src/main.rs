@@ -4,7 +4,8 @@ mod cli_reload;
 
 use clap::{Parser, Subcommand};
 use cli_reload as reload;
-use glia_runtime::config::{self, GliaConfig, Placement, PythonCheck};
+use glia_runtime::app::{self, PythonCheck};
+use glia_runtime::config::{self, GliaConfig, Placement};
 use glia_runtime::{chaos, http, logging, Glia};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -89,17 +90,17 @@ enum Command {
 /// (those this command runs, or all of them for `check-config`).
 fn load_config(
     path: Option<&PathBuf>,
-    python: config::PythonCheck,
+    python: PythonCheck,
 ) -> Result<GliaConfig, config::ConfigFileError> {
     let registry = glia_modules::builtin_registry();
     match path {
-        Some(p) => config::load_file_with(p, &registry, python),
-        None => config::load_str(config::EMBEDDED_CONFIG, config::EMBEDDED_NAME, &registry),
+        Some(p) => app::load_file_with(p, &registry, python),
+        None => app::load_str(config::EMBEDDED_CONFIG, config::EMBEDDED_NAME, &registry),
     }
 }
 
 /// [`load_config`], its error as text.
-fn load(path: Option<&PathBuf>, python: config::PythonCheck) -> Result<GliaConfig, String> {
+fn load(path: Option<&PathBuf>, python: PythonCheck) -> Result<GliaConfig, String> {
     load_config(path, python).map_err(|e| e.to_string())
 }
 
@@ -107,7 +108,7 @@ fn load(path: Option<&PathBuf>, python: config::PythonCheck) -> Result<GliaConfi
 /// command-line overrides as at start.
 fn loader(
     path: Option<PathBuf>,
-    python: config::PythonCheck,
+    python: PythonCheck,
     listen: Option<String>,
 ) -> glia_runtime::app::ConfigLoader {
     Arc::new(move || {

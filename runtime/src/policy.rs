@@ -106,17 +106,11 @@ macro_rules! deserialize_from_str {
 }
 deserialize_from_str!(FailurePolicy, Invoke);
 
-/// A per-callback setting's built-in value, used where the config sets nothing.
+/// A per-callback setting's built-in value, used where the config sets nothing. The failure
+/// policy's comes from the rules table (`crate::rules`), which implements it there.
 pub trait Builtin: Copy {
     /// The value for `callback`.
     fn builtin(callback: Callback) -> Self;
-}
-
-impl Builtin for FailurePolicy {
-    /// Synapse's behaviour when a callback raises (spec §1.6), from the rules table.
-    fn builtin(callback: Callback) -> Self {
-        crate::coordinator::rules::rules(callback).on_failure
-    }
 }
 
 impl Builtin for Invoke {

@@ -141,7 +141,7 @@ pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Err(error) = glia_runtime::config::load_str(text, "fuzz.yaml", &crate::registry()) else {
+    let Err(error) = glia_runtime::app::load_str(text, "fuzz.yaml", &crate::registry()) else {
         return;
     };
     let shown = error.to_string();

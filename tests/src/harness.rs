@@ -3,8 +3,9 @@
 use crate::scripted::Scripted;
 use glia_bus_schema::{CallbackArgs, CallbackRequest, DispatchReply};
 use glia_module_api::ModuleRegistry;
+use glia_runtime::app::load_str;
 use glia_runtime::app::StartOptions;
-use glia_runtime::config::{load_str, ConfigFileError};
+use glia_runtime::config::ConfigFileError;
 use glia_runtime::{http, Glia, StartError};
 use serde_json::Value;
 use std::sync::Arc;

@@ -987,7 +987,7 @@ fn flow_style_and_json_configs_point_at_the_key_on_its_line() {
 #[test]
 fn a_missing_config_file_names_the_file() {
     let path = TempFile::unused_path("missing.yaml");
-    let err = match config::load_file(&path, &glia_tests::registry()) {
+    let err = match glia_runtime::app::load_file(&path, &glia_tests::registry()) {
         Ok(_) => panic!("a missing file loaded"),
         Err(e) => e,
     };
@@ -1011,7 +1011,7 @@ fn errors_in_a_file_name_that_file() {
             "    bogus: 1\n",     // 3
         ),
     );
-    let err = match config::load_file(file.path(), &glia_tests::registry()) {
+    let err = match glia_runtime::app::load_file(file.path(), &glia_tests::registry()) {
         Ok(_) => panic!("a bad file loaded"),
         Err(e) => e,
     };
@@ -1218,7 +1218,7 @@ fn yaml_errors_name_the_file_on_one_line() {
         "    timeout: 6s\n",  // 4
     );
     let file = TempFile::new("duplicate.yaml", yaml);
-    let err = match config::load_file(file.path(), &glia_tests::registry()) {
+    let err = match glia_runtime::app::load_file(file.path(), &glia_tests::registry()) {
         Ok(_) => panic!("a duplicate key loaded"),
         Err(e) => e,
     };
@@ -1239,7 +1239,10 @@ fn yaml_errors_name_the_file_on_one_line() {
 /// A config file is read as the token file is: a regular file, up to a cap.
 #[test]
 fn a_config_file_must_be_a_regular_file() {
-    let err = match config::load_file(std::path::Path::new("/dev/zero"), &glia_tests::registry()) {
+    let err = match glia_runtime::app::load_file(
+        std::path::Path::new("/dev/zero"),
+        &glia_tests::registry(),
+    ) {
         Ok(_) => panic!("/dev/zero loaded"),
         Err(e) => e,
     };
@@ -1379,7 +1382,7 @@ fn check_example(cfg: &GliaConfig) {
 
 #[test]
 fn the_embedded_example_loads() {
-    let cfg = config::load_str(
+    let cfg = glia_runtime::app::load_str(
         config::EMBEDDED_CONFIG,
         config::EMBEDDED_NAME,
         &glia_modules::builtin_registry(),
@@ -1395,7 +1398,7 @@ fn the_example_file_on_disk_loads_and_is_the_embedded_one() {
         env!("CARGO_MANIFEST_DIR"),
         "/../deploy/glia.example.yaml"
     ));
-    let cfg = config::load_file(path, &glia_modules::builtin_registry())
+    let cfg = glia_runtime::app::load_file(path, &glia_modules::builtin_registry())
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.source, path.display().to_string());
     check_example(&cfg);

@@ -115,12 +115,12 @@ fn config(modules: Value) -> String {
 
 /// Reads the config at `path` as `glia serve` does, with the test modules.
 fn loader(path: PathBuf) -> ConfigLoader {
-    Arc::new(move || glia_runtime::config::load_file(&path, &registry()))
+    Arc::new(move || glia_runtime::app::load_file(&path, &registry()))
 }
 
 /// Starts glia from the config file `file`, reloadable from it, with its HTTP server.
 async fn start(file: &TempFile) -> TestGlia {
-    let config = glia_runtime::config::load_file(file.path(), &registry()).expect("config");
+    let config = glia_runtime::app::load_file(file.path(), &registry()).expect("config");
     let options = StartOptions {
         loader: Some(loader(file.path().to_owned())),
         ..StartOptions::default()
@@ -628,7 +628,7 @@ async fn a_worker_reload_replaces_and_adds_its_modules_over_nats() {
             counter("change", "a", on_nats.clone()),
         ])),
     );
-    let first = glia_runtime::config::load_file(file.path(), &registry()).unwrap();
+    let first = glia_runtime::app::load_file(file.path(), &registry()).unwrap();
     let worker = Worker::start_with(&first, Some(loader(file.path().to_owned())))
         .await
         .expect("the worker starts");

@@ -10,7 +10,8 @@ use glia_module_api::{
     from_config, ConfigError, Handler, Module, ModuleApi, ModuleError, ModuleRegistry,
     PresenceRouterCallbacks, WebHandler, WebResponse,
 };
-use glia_runtime::config::{load_str, GliaConfig};
+use glia_runtime::app::load_str;
+use glia_runtime::config::GliaConfig;
 use glia_runtime::host::ModuleState;
 use glia_runtime::{Glia, StartError};
 use serde::Deserialize;

@@ -1,8 +1,8 @@
 //! The bus: how the coordinator reaches a module, wherever it runs.
 
 mod in_process;
-pub mod ingress;
 pub mod nats;
+pub mod nats_check;
 pub mod refusals;
 pub mod roster;
 mod routed;

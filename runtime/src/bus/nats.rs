@@ -119,21 +119,7 @@ pub async fn wait_connected(client: &Client) {
     }
 }
 
-/// How long shutdown waits for NATS to take what is buffered: a flush waits for the server,
-/// and with the server gone it would wait forever.
-pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Sends what is buffered, unless NATS cannot take it within [`FLUSH_TIMEOUT`] or by
-/// `until` (the end of the shutdown grace; a server that is down must not hold the process
-/// past it), whichever comes first, though not less than 50 ms.
-pub async fn flush(client: &Client, until: Instant) {
-    let left = until
-        .saturating_duration_since(Instant::now())
-        .clamp(Duration::from_millis(50), FLUSH_TIMEOUT);
-    if tokio::time::timeout(left, client.flush()).await.is_err() {
-        tracing::warn!("NATS did not take the last messages in time (is it down?)");
-    }
-}
+pub use crate::nats_client::{flush, FLUSH_TIMEOUT};
 
 /// Milliseconds since the Unix epoch at `deadline`.
 pub fn deadline_ms(deadline: Instant) -> u64 {

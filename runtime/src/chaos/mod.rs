@@ -9,7 +9,7 @@ mod scenario;
 pub use report::{ChaosReport, ModuleReport};
 pub use scenario::{ChaosOptions, Expected};
 
-use crate::config::load_str;
+use crate::app::load_str;
 use crate::host::ModuleState;
 use crate::Glia;
 use futures::stream::{self, StreamExt};

@@ -13,6 +13,8 @@
 use super::ConfigDuration;
 use glia_bus_schema::host::{HomeserverSettings, ModuleApiChannel};
 use serde::Deserialize;
+use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The interpreter glia runs hosts with unless `python.interpreter` says otherwise.
@@ -40,6 +42,21 @@ struct RawModuleApi {
     url: String,
     secret: Option<String>,
     secret_file: Option<String>,
+}
+
+/// A Python module's entry, as its host needs it.
+#[derive(Debug, Clone)]
+pub struct PythonModuleConfig {
+    /// The instance name.
+    pub name: String,
+    /// The class, as a dotted path.
+    pub class: String,
+    /// Its `config:` block.
+    pub config: Value,
+    /// The module's timeout: how long after an invocation starts nobody waits for it.
+    pub timeout: Duration,
+    /// How to run the host.
+    pub python: Arc<PythonConfig>,
 }
 
 /// How glia runs Python hosts (checked).

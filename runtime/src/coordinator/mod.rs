@@ -5,16 +5,18 @@ pub mod lifetime;
 pub mod plan;
 pub mod reduce;
 pub mod reducers;
-pub mod rules;
-pub mod running;
 
+pub mod running;
+pub mod trace;
+
+pub use crate::rules::{reducer, rules, Deny, Reducer, Rules};
 pub use plan::{Plan, PlanEntry, PlanError, Plans};
 pub use reduce::Reduce;
 pub use reducers::{DispatchCtx, Step, Verdict, Walk};
-pub use rules::{reducer, rules, Deny, Reducer, Rules};
+pub use trace::{DispatchTrace, Ingress, InvocationSpan, Judgement, LogIds, WorkerSpan};
 
 use crate::bus::{Bus, InvocationMeta};
-use crate::telemetry::{DispatchTrace, Ingress, Role, Telemetry};
+use crate::telemetry::{Role, Telemetry};
 use arc_swap::ArcSwap;
 use glia_bus_schema::errcodes::M_MISSING_PARAM;
 use glia_bus_schema::requests::CheckAuth;
@@ -279,7 +281,7 @@ impl Coordinator {
             return Box::pin(check_auth(ctx, plans, args)).await;
         }
         let plan = plans.get(callback);
-        let rules = rules::rules(callback);
+        let rules = crate::rules::rules(callback);
         let request = Arc::new(request);
         // One arm per callback, generated from the bus schema's table: each reduces its
         // modules' answers into its reply by the callback's row of the rules table. Each
@@ -350,7 +352,7 @@ async fn check_auth(
     Ok(DispatchReply::CheckAuth(
         <Outcome<AuthReply> as Reduce<AuthAnswer>>::reduce::<CheckAuth>(
             ctx,
-            rules::rules(Callback::CheckAuth),
+            crate::rules::rules(Callback::CheckAuth),
             &auth.plan,
             Arc::new(request.into_request()),
         )
@@ -383,7 +385,7 @@ mod tests {
         macro_rules! check {
             ($($variant:ident = $name:literal, $cat:ident, $req:ty, $ans:ty, $reply:ty;)*) => {
                 $(
-                    let row = rules::rules(Callback::$variant);
+                    let row = crate::rules::rules(Callback::$variant);
                     assert!(
                         <$reply as Reduce<$ans>>::SERVES.contains(&(row.reducer, row.reading)),
                         "{}: ({:?}, {:?}) is not among what its types serve: {:?}",

@@ -1,10 +1,10 @@
 //! Per-callback plans, computed once at start-up: which modules, in what order, with what
 //! timeout and failure policy.
 
-use super::rules::{rules, Registration};
 use crate::config::ModuleConfig;
 use crate::host::{RegistrationSummary, Slot};
 use crate::policy::{FailurePolicy, Invoke};
+use crate::rules::{rules, Registration};
 use glia_bus_schema::Callback;
 use glia_module_api::registration::BACKGROUND_CONTROLLER;
 use std::collections::HashMap;

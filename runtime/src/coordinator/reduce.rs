@@ -9,8 +9,8 @@ use super::reducers::{
     chain, failure, first_deny, first_non_none, ordered_walk, policy_deny, run_all, single_slot,
     union, Answered, DispatchCtx, Step, Verdict, Walk,
 };
-use super::rules::{Deny, Reading, Reducer, Rules};
 use crate::policy::FailurePolicy;
+use crate::rules::{Deny, Reading, Reducer, Rules};
 use crate::telemetry::Outcome as Judged;
 use glia_bus_schema::{
     AllUsers, AuthAnswer, AuthReply, CallbackArgs, CallbackRequest, CheckAnswer,

@@ -3,11 +3,12 @@
 //! evaluation and is returned as soon as it is decided.
 
 use super::plan::{Plan, PlanEntry};
-use super::rules::{rules, Deny, SynapseErrors};
 use super::running::Running;
+use super::trace::{DispatchTrace, InvocationSpan, Judgement, LogIds};
 use crate::bus::{Bus, InvocationMeta, Target};
 use crate::policy::{FailurePolicy, Invoke};
-use crate::telemetry::{DispatchTrace, InvocationSpan, Judgement, LogIds, Outcome, Telemetry};
+use crate::rules::{rules, Deny, SynapseErrors};
+use crate::telemetry::{Outcome, Telemetry};
 use futures::future::Either;
 use futures::FutureExt;
 use glia_bus_schema::errcodes::M_UNKNOWN;

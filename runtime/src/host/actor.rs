@@ -1,5 +1,6 @@
 //! The actor that hosts one supervised module instance and runs its callbacks.
 
+use super::registration::Slot;
 use super::supervised::{panic_message, Supervised};
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
 use futures::channel::oneshot;
@@ -9,15 +10,6 @@ use glia_module_api::{WebRequest, WebResponse};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
-
-/// Which of a module's registered handlers to call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Slot {
-    /// The n-th entry of `Registrations::callbacks`.
-    Callback(usize),
-    /// The n-th entry of `Registrations::auth_checkers`.
-    AuthChecker(usize),
-}
 
 /// Invoke one handler. The permit bounds the module's in-flight invocations; it is released
 /// when the handler finishes. The invocation runs to completion even if the caller stopped

@@ -2,12 +2,14 @@
 
 mod actor;
 mod per_thread;
+mod registration;
 mod spawn;
 mod status;
 mod supervised;
 
-pub use actor::{Flush, Invoke, ModuleActor, Slot, Stop, WebCall};
+pub use actor::{Flush, Invoke, ModuleActor, Stop, WebCall};
 pub use per_thread::PerThread;
-pub use spawn::{spawn_module, ModuleInstance, RegistrationSummary, SpawnError};
+pub use registration::{RegistrationSummary, Slot, WebPath};
+pub use spawn::{spawn_module, ModuleInstance, SpawnError};
 pub use status::{CrashInfo, ModuleState, ModuleStatus};
 pub use supervised::OnRegistered;

@@ -8,7 +8,7 @@
 //! intensity); all share the module's status. A handler that does not answer at once goes
 //! on as a task of the caller's thread.
 
-use super::actor::Slot;
+use super::registration::Slot;
 use super::status::{ModuleState, ModuleStatus};
 use super::supervised::Supervised;
 use crate::config::ModuleConfig;

@@ -1,33 +1,13 @@
 //! Starting a supervised module on its own arbiter.
 
 use super::actor::{ModuleActor, Stop};
+use super::registration::RegistrationSummary;
 use super::status::ModuleStatus;
 use super::supervised::{OnRegistered, Supervised};
 use crate::config::ModuleConfig;
 use actix::{Actor, Addr};
 use actix_rt::Arbiter;
-use glia_bus_schema::Callback;
 use std::sync::Arc;
-
-/// What a module registered, in a form that can leave its thread.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RegistrationSummary {
-    /// Callback of each `Slot::Callback` index.
-    pub callbacks: Vec<Callback>,
-    /// Login type and fields of each `Slot::AuthChecker` index.
-    pub auth_checkers: Vec<(String, Vec<String>)>,
-    /// Path of each web resource index, and whether it serves the paths below it.
-    pub web_resources: Vec<WebPath>,
-}
-
-/// Where a web resource is served.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebPath {
-    /// The path it was registered at.
-    pub path: String,
-    /// Whether it also serves every path below `path`.
-    pub subtree: bool,
-}
 
 /// A running module (its instance may be restarting or failed; the actor stays).
 pub struct ModuleInstance {

@@ -7,7 +7,7 @@
 //! shared by the actor and the invocations' futures: a crash is seen by the very next
 //! invocation, with no message to wait for.
 
-use super::spawn::{RegistrationSummary, WebPath};
+use super::registration::{RegistrationSummary, Slot, WebPath};
 use super::status::{ModuleState, ModuleStatus};
 use crate::supervision::{backoff_delay, IntensityWindow, RestartPolicy};
 use futures::channel::oneshot;
@@ -26,8 +26,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
-
-use super::actor::Slot;
 
 /// Called (on the module's thread) the first time an instance is built, with what it
 /// registered; lets the runtime plan a module whose constructor failed at start-up.

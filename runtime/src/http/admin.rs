@@ -3,8 +3,7 @@
 
 use super::auth::Authorized;
 use super::errors::MatrixError;
-use super::AppState;
-use crate::app::ReloadError;
+use super::state::AppState;
 use crate::telemetry::Telemetry;
 use actix_web::{web, HttpResponse};
 use glia_bus_schema::errcodes::{M_NOT_FOUND, M_UNKNOWN};
@@ -44,24 +43,18 @@ pub async fn reload(
 ) -> Result<HttpResponse, MatrixError> {
     match state.glia.reload().await {
         Ok(report) => Ok(HttpResponse::Ok().json(report)),
-        Err(e) => {
-            let status = match e {
-                ReloadError::ShuttingDown => 503,
-                _ => 400,
-            };
-            Err(MatrixError::new(
-                status,
-                M_UNKNOWN,
-                format!("config reload refused, nothing changed: {e}"),
-            ))
-        }
+        Err(e) => Err(MatrixError::new(
+            if e.shutting_down { 503 } else { 400 },
+            M_UNKNOWN,
+            format!("config reload refused, nothing changed: {}", e.message),
+        )),
     }
 }
 
 /// Prometheus metrics in the text exposition format. Like `/health` it needs no token: it
 /// carries counts by module, callback and outcome, no user data.
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, MatrixError> {
-    metrics_of(state.glia.telemetry())
+    metrics_of(state.glia.telemetry().as_ref())
 }
 
 /// The metrics of `telemetry` as a response, or 404 when they are off.

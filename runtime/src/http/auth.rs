@@ -2,7 +2,7 @@
 //! callers that presented the configured token.
 
 use super::errors::MatrixError;
-use super::AppState;
+use super::state::AppState;
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
 use glia_bus_schema::errcodes::{M_MISSING_TOKEN, M_UNKNOWN_TOKEN};

@@ -3,7 +3,7 @@
 //! next) reads it through this bound, so a client that sends a head and then trickles or
 //! stalls cannot hold a connection, its descriptor and its buffers for longer.
 
-use super::AppState;
+use super::state::AppState;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;

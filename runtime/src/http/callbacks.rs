@@ -3,9 +3,11 @@
 use super::auth::Authorized;
 use super::body::{declared_length, read_limited};
 use super::errors::{self, MatrixError};
-use super::{resources, AppState};
+use super::resources;
+use super::state::AppState;
+use crate::coordinator::Ingress;
 use crate::coordinator::{Coordinator, DispatchError};
-use crate::telemetry::{propagation, Ingress};
+use crate::telemetry::propagation;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};

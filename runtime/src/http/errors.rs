@@ -8,52 +8,9 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError};
 use glia_bus_schema::errcodes::{M_TOO_LARGE, M_UNKNOWN, M_UNRECOGNIZED};
-use std::fmt;
 
-/// A Matrix-style error response.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MatrixError {
-    /// HTTP status.
-    pub status: u16,
-    /// Matrix errcode.
-    pub errcode: &'static str,
-    /// Message.
-    pub error: String,
-}
-
-impl MatrixError {
-    /// An error with this status, errcode and message.
-    pub fn new(status: u16, errcode: &'static str, error: impl Into<String>) -> Self {
-        MatrixError {
-            status,
-            errcode,
-            error: error.into(),
-        }
-    }
-}
-
-impl fmt::Display for MatrixError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status, self.errcode, self.error)
-    }
-}
-
-impl ResponseError for MatrixError {
-    fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
-            .json(serde_json::json!({ "errcode": self.errcode, "error": self.error }))
-    }
-}
-
-impl From<crate::coordinator::DispatchError> for MatrixError {
-    fn from(e: crate::coordinator::DispatchError) -> Self {
-        MatrixError::new(e.status, e.errcode, e.error)
-    }
-}
+use super::antispam_paths;
+pub use super::matrix_error::MatrixError;
 
 /// 405 for a known path with the wrong method.
 pub async fn method_not_allowed() -> HttpResponse {
@@ -64,8 +21,8 @@ pub async fn method_not_allowed() -> HttpResponse {
 /// synapse-http-antispam ingress (its module takes a JSON error for a denial), Matrix JSON
 /// everywhere else. For answers a layer gives before (or instead of) a handler.
 pub fn response_for(path: &str, error: &MatrixError) -> HttpResponse {
-    if super::http_antispam::serves(path) {
-        super::http_antispam::cannot_decide(error)
+    if antispam_paths::serves(path) {
+        antispam_paths::cannot_decide(error)
     } else {
         error.error_response()
     }

@@ -9,12 +9,13 @@
 //! for a deny, and a body that is not JSON for "cannot decide", so the operator's `fail_open`
 //! applies, exactly as when glia is down.
 
+pub use super::antispam_paths::{cannot_decide, SCOPE};
 use super::auth::Authorized;
 use super::body::{declared_length, read_limited};
 use super::callbacks::{dispatch_traced, named_post, request_id, stamp};
 use super::errors::MatrixError;
-use super::AppState;
-use crate::telemetry::Ingress;
+use super::state::AppState;
+use crate::coordinator::Ingress;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use glia_bus_schema::errcodes::{M_BAD_JSON, M_NOT_JSON, M_UNKNOWN};
@@ -124,26 +125,6 @@ async fn answer(
 /// `200 {}`, which the module reads as `NOT_SPAM`.
 fn allow() -> HttpResponse {
     HttpResponse::Ok().json(json!({}))
-}
-
-/// Where the ingress is served; `{callback}` follows.
-pub const PREFIX: &str = "/_glia/v1/http-antispam/";
-
-/// The ingress's scope: [`PREFIX`] without its final slash.
-pub const SCOPE: &str = "/_glia/v1/http-antispam";
-
-/// Whether the ingress serves `path` (so its errors are answered as [`cannot_decide`] does).
-pub fn serves(path: &str) -> bool {
-    path.starts_with(PREFIX)
-}
-
-/// The error as plain text (`M_UNKNOWN_TOKEN: ...`), with its status: not JSON, so the module
-/// applies its `fail_open` instead of denying.
-pub fn cannot_decide(e: &MatrixError) -> HttpResponse {
-    let status = actix_web::ResponseError::status_code(e);
-    HttpResponse::build(status)
-        .content_type("text/plain; charset=utf-8")
-        .body(format!("{}: {}", e.errcode, e.error))
 }
 
 /// A wrong method on the ingress path, answered as glia failing to decide.

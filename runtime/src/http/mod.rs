@@ -5,6 +5,7 @@
 //! under the open-file limit, and a shutdown that answers instead of dropping.
 
 mod admin;
+mod antispam_paths;
 mod auth;
 mod body;
 mod body_deadline;
@@ -13,15 +14,29 @@ mod drain;
 mod errors;
 mod http_antispam;
 mod limits;
+mod matrix_error;
 mod resources;
 pub mod routes;
+mod service;
+mod state;
 mod unix;
 
 pub use drain::GracefulStop;
 pub use errors::MatrixError;
 pub use limits::check_max_connections;
+pub use service::{ReloadRefused, Service, WebTarget};
+pub use state::AppState;
 
-use crate::app::Glia;
+use crate::config::{Fault, GliaConfig};
+use glia_module_api::ConfigPath;
+
+/// What the HTTP server would refuse of `config` when it starts: a connection cap above what
+/// the open-file limit allows.
+pub fn check(config: &GliaConfig) -> Result<(), Fault> {
+    check_max_connections(config.max_connections)
+        .map_err(|m| Fault::new(ConfigPath::root().key("max_connections"), m))
+}
+
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use std::sync::Arc;
@@ -30,16 +45,6 @@ use std::time::Duration;
 /// How long an idle connection is kept open for its next request (actix-web's default, set
 /// here because shutdown waits this long for idle connections to close).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
-
-/// What every handler can reach.
-pub struct AppState {
-    /// The running glia.
-    pub glia: Arc<Glia>,
-    /// The largest body accepted.
-    pub max_body_size: usize,
-    /// How long a body may take to arrive.
-    pub body_timeout: Duration,
-}
 
 /// Adds glia's routes and the module web resources to an actix-web app.
 fn configure(cfg: &mut web::ServiceConfig) {
@@ -57,7 +62,7 @@ fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// The app state for `glia`.
-fn state(glia: Arc<Glia>) -> web::Data<AppState> {
+fn state(glia: Arc<dyn Service>) -> web::Data<AppState> {
     let config = glia.config();
     web::Data::new(AppState {
         max_body_size: config.max_body_size,
@@ -100,7 +105,11 @@ pub fn serve_metrics(
 /// and returns it, ready to be awaited, with `workers` threads (by default one per core). It
 /// does not handle signals itself: the caller stops it (see `glia serve`), so shutdown can
 /// drain the modules.
-pub fn serve(glia: Arc<Glia>, listen: &str, workers: Option<usize>) -> std::io::Result<Bound> {
+pub fn serve<S: Service>(
+    glia: Arc<S>,
+    listen: &str,
+    workers: Option<usize>,
+) -> std::io::Result<Bound> {
     let config = glia.config();
     let unix_socket = config.listen_unix.clone();
     // In-flight requests answer within the grace period (then through their failure
@@ -114,7 +123,7 @@ pub fn serve(glia: Arc<Glia>, listen: &str, workers: Option<usize>) -> std::io::
     let header_timeout = config.header_timeout;
     let connections = Arc::new(drain::Connections::default());
     let counted = connections.clone();
-    let data = state(glia);
+    let data = state(glia as Arc<dyn Service>);
     // Layers run outermost last: the drain sees every request first, actix-web's own errors
     // are made Matrix JSON, and handlers read bodies under the deadline.
     let server = HttpServer::new(move || {

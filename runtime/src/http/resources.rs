@@ -3,7 +3,7 @@
 
 use super::body::{declared_length, read_limited};
 use super::errors::MatrixError;
-use super::AppState;
+use super::state::AppState;
 use crate::host::WebCall;
 use actix_web::{web, HttpRequest, HttpResponse};
 use glia_bus_schema::errcodes::{M_UNKNOWN, M_UNRECOGNIZED};

@@ -2,7 +2,11 @@
 //! module's class and runs its `parse_config` (`python -m glia_python_host check`), and says
 //! which key of which module is wrong.
 
+use super::PYTHON_FACTORY;
+use crate::config::{Fault, GliaConfig, ModuleConfig, PythonModuleConfig};
 use glia_bus_schema::host::{HostCheck, HostCheckModule, HostCheckResult};
+use glia_module_api::ConfigPath;
+use serde_json::Value;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -72,5 +76,73 @@ pub fn run(
                 "the Python host at {interpreter:?} could not check the modules ({status}): {last}; {hint}"
             )))
         }
+    }
+}
+
+/// Runs the `parse_config` of the Python modules of `config` that `selected` picks, in one
+/// host; the first refusal is a fault at the key it names, inside the module's entry.
+pub fn modules(config: &GliaConfig, selected: impl Fn(&ModuleConfig) -> bool) -> Result<(), Fault> {
+    let python: Vec<&ModuleConfig> = config
+        .modules
+        .iter()
+        .filter(|m| m.factory.name() == PYTHON_FACTORY && selected(m))
+        .collect();
+    let Some(interpreter) = python
+        .iter()
+        .find_map(|m| m.config.get::<PythonModuleConfig>())
+        .map(|entry| entry.python.interpreter.clone())
+    else {
+        return Ok(());
+    };
+    let request = python
+        .iter()
+        .map(|m| HostCheckModule {
+            index: m.index,
+            module: m.module.clone(),
+            config: m.raw_config.clone(),
+        })
+        .collect();
+    let result = run(&interpreter, request).map_err(|e| {
+        Fault::new(
+            ConfigPath::root().key("python").key("interpreter"),
+            e.to_string(),
+        )
+    })?;
+    match result.errors.into_iter().next() {
+        None => Ok(()),
+        Some(error) => Err(refusal(&config.modules, error)),
+    }
+}
+
+/// A module's refusal as a fault at the key its path names.
+fn refusal(modules: &[ModuleConfig], error: glia_bus_schema::host::HostCheckError) -> Fault {
+    let index = error.index.unwrap_or_default();
+    let module = modules.iter().find(|m| m.index == index);
+    let entry = module.map(|m| serde_json::json!({"config": m.raw_config}));
+    let mut at = ConfigPath::root().key("modules").index(index);
+    let mut value = entry.as_ref();
+    for segment in &error.error.path {
+        // The host's path is text; a list's index is digits.
+        value = match (value, segment.parse::<usize>()) {
+            (Some(Value::Array(items)), Ok(i)) => {
+                at = at.index(i);
+                items.get(i)
+            }
+            (value, _) => {
+                at = at.key(segment.as_str());
+                value.and_then(|v| v.get(segment.as_str()))
+            }
+        };
+    }
+    let class = module.map_or("?", |m| m.module.as_str());
+    let message = if error.error.path.first().map(String::as_str) == Some("config") {
+        format!("bad config for module {class:?}: {}", error.error.message)
+    } else {
+        error.error.message // the class cannot be loaded: the message says so
+    };
+    Fault {
+        at,
+        module: module.map(|m| (m.index, m.name.clone())),
+        message,
     }
 }

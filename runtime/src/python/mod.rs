@@ -10,13 +10,13 @@
 //! with the module's restart policy), one that hangs is caught by the timeouts and the
 //! watchdog, and dropping the instance kills the process.
 //!
-//! `check` runs the modules' `parse_config` in a host for the config loader, so a config error
-//! names the file, line, module and key.
+//! `check` runs the modules' `parse_config` in a host when a config is checked, so a config
+//! error names the file, line, module and key.
 
 pub mod check;
 mod process;
 
-use crate::config::PythonConfig;
+pub use crate::config::PythonModuleConfig;
 use futures::FutureExt;
 use glia_bus_schema::host::{HostInvoke, HostStart, HostWebRequest, ToHost};
 use glia_bus_schema::{
@@ -35,21 +35,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// The `module:` name glia reports for Python modules' factory (their real type is the
 /// dotted path of their class).
 pub const PYTHON_FACTORY: &str = "python";
-
-/// A Python module's entry, as its host needs it.
-#[derive(Debug, Clone)]
-pub struct PythonModuleConfig {
-    /// The instance name.
-    pub name: String,
-    /// The class, as a dotted path.
-    pub class: String,
-    /// Its `config:` block.
-    pub config: Value,
-    /// The module's timeout: how long after an invocation starts nobody waits for it.
-    pub timeout: Duration,
-    /// How to run the host.
-    pub python: Arc<PythonConfig>,
-}
 
 /// The factory of one Python module entry (each entry has its own: the settings differ).
 pub struct PythonFactory {

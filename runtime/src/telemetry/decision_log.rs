@@ -244,6 +244,6 @@ async fn publish(
             tracing::warn!(error = %e, %subject, "cannot publish a decision record");
         }
     }
-    let until = std::time::Instant::now() + crate::bus::nats::FLUSH_TIMEOUT;
-    crate::bus::nats::flush(&client, until).await;
+    let until = std::time::Instant::now() + crate::nats_client::FLUSH_TIMEOUT;
+    crate::nats_client::flush(&client, until).await;
 }

@@ -1,13 +1,12 @@
 //! Traces, metrics and the decision log: everything glia tells about its decisions.
 //!
-//! One [`Telemetry`] per process. The coordinator opens a [`DispatchTrace`] per dispatch
-//! (a span, its invocation spans, metrics and a decision record); workers open a span per
-//! invocation they serve (`worker_span`). Spans are made with the OpenTelemetry API
+//! One [`Telemetry`] per process. The coordinator opens a `DispatchTrace` per dispatch
+//! (`coordinator/trace.rs`: a span, its invocation spans, metrics and a decision record);
+//! workers open a span per invocation they serve (`WorkerSpan`). Spans are made with the OpenTelemetry API
 //! directly rather than through `tracing`, so the context travels explicitly with each
 //! invocation across actor threads and NATS, and costs nothing when export is off.
 
 pub mod decision_log;
-mod dispatch;
 pub mod export;
 pub mod metrics;
 pub mod outcome;
@@ -16,12 +15,12 @@ pub mod span_drops;
 pub mod tls;
 
 pub use decision_log::{DecisionLog, DecisionRecord};
-pub use dispatch::{DispatchTrace, Ingress, InvocationSpan, Judgement, LogIds, WorkerSpan};
 pub use metrics::{Metrics, ModuleGauge};
 pub use outcome::{Outcome, ReplyResult};
 pub use span_drops::{DropReason, SpanDrops};
 
-use crate::config::TelemetryConfig;
+use crate::config::{Fault, TelemetryConfig};
+use glia_module_api::ConfigPath;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use std::sync::Arc;
@@ -45,6 +44,17 @@ pub enum TelemetryError {
     /// Spans could not be delivered to the collector.
     #[error("telemetry: cannot export spans: {0}")]
     Export(String),
+}
+
+/// A telemetry error as a config fault: at its key; one from the environment at the
+/// section it completes.
+pub fn fault(e: TelemetryError) -> Fault {
+    match e {
+        TelemetryError::Key { key, message } => Fault::new(ConfigPath::parse(&key), message),
+        TelemetryError::Setting(message) | TelemetryError::Export(message) => {
+            Fault::new(ConfigPath::root().key("telemetry"), message)
+        }
+    }
 }
 
 /// Which kind of glia process this is; it names the service in traces.

@@ -3,8 +3,9 @@
 
 use crate::bus::nats::time_left;
 use crate::bus::{Bus, InProcessBus, InvocationMeta, Target};
+use crate::coordinator::WorkerSpan;
 use crate::host::Slot;
-use crate::telemetry::{propagation, Outcome, Telemetry, WorkerSpan};
+use crate::telemetry::{propagation, Outcome, Telemetry};
 use async_nats::{Client, Message, Subject, Subscriber};
 use futures::StreamExt;
 use glia_bus_schema::subjects::{self, headers, Description};

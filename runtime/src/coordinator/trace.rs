@@ -1,13 +1,12 @@
 //! One dispatch as telemetry sees it: its span, a child span per module invocation, the
 //! metrics they move and the decision record they make; and a worker's span per invocation.
 
-use super::decision_log::{DecisionRecord, ModuleRecord, ResultRecord};
-use super::outcome::{Outcome, ReplyResult};
-use super::propagation;
-use super::Telemetry;
+use super::{DispatchError, PlanEntry};
 use crate::bus::{InvocationMeta, Route};
-use crate::coordinator::{DispatchError, PlanEntry};
 use crate::policy::FailurePolicy;
+use crate::telemetry::decision_log::{DecisionRecord, ModuleRecord, ResultRecord};
+use crate::telemetry::outcome::{Outcome, ReplyResult};
+use crate::telemetry::{propagation, Telemetry};
 use glia_bus_schema::subjects;
 use glia_bus_schema::{Callback, CallbackRequest, DispatchReply, InvocationError};
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};
@@ -100,7 +99,7 @@ impl Telemetry {
         judgement: &Judgement<'_>,
     ) {
         span.finish(judgement);
-        if let Some(m) = &self.metrics {
+        if let Some(m) = self.metrics() {
             m.invocation(
                 entry.module,
                 &entry.name,

@@ -2,7 +2,8 @@
 //! answered as the HTTP API answers them.
 
 use crate::coordinator::Coordinator;
-use crate::telemetry::{propagation, Ingress};
+use crate::coordinator::Ingress;
+use crate::telemetry::propagation;
 use async_nats::{Client, Message};
 use futures::StreamExt;
 use glia_bus_schema::errcodes::{M_BAD_JSON, M_LIMIT_EXCEEDED, M_NOT_FOUND, M_NOT_JSON};

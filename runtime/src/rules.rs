@@ -4,7 +4,7 @@
 //! modules may register it. Adding a callback is a line in the bus schema's table and a row
 //! here; the dispatcher reads the row.
 
-use crate::policy::FailurePolicy;
+use crate::policy::{Builtin, FailurePolicy};
 use glia_bus_schema::errcodes::{M_FORBIDDEN, M_THREEPID_DENIED, M_TOO_LARGE, M_UNKNOWN};
 use glia_bus_schema::Callback;
 
@@ -299,6 +299,13 @@ impl Deny {
             fields: glia_bus_schema::JsonObject::new(),
             module_message: true,
         }
+    }
+}
+
+impl Builtin for FailurePolicy {
+    /// Synapse's behaviour when a callback raises (spec §1.6), from the table.
+    fn builtin(callback: Callback) -> Self {
+        rules(callback).on_failure
     }
 }
 

@@ -1,8 +1,12 @@
 //! Starting glia from a config: supervised modules, plans, web resources, the coordinator;
 //! and stopping it.
 
+mod check;
+mod http_service;
 mod reload;
 
+pub use crate::http::WebTarget;
+pub use check::{check, load_file, load_file_with, load_str, module_types, PythonCheck};
 pub use reload::{ConfigLoader, ReloadError, ReloadReport};
 
 use crate::bus::refusals::Refusals;
@@ -656,7 +660,7 @@ impl Glia {
         let BusConfig::Nats(settings) = &self.config().bus else {
             return;
         };
-        let handle = actix_rt::spawn(crate::bus::ingress::serve(
+        let handle = actix_rt::spawn(crate::nats_ingress::serve(
             client,
             self.coordinator.clone(),
             settings.ingress_limit(),
@@ -934,16 +938,4 @@ impl Glia {
     pub fn telemetry(&self) -> &Arc<Telemetry> {
         &self.telemetry
     }
-}
-
-/// A web resource and what serving it needs.
-pub struct WebTarget {
-    /// Where it is registered.
-    pub route: WebRoute,
-    /// Its module's actor (none if the module is not in this process).
-    pub addr: Option<Addr<ModuleActor>>,
-    /// Its module's name.
-    pub name: String,
-    /// Its module's timeout, which a web request answers within.
-    pub timeout: Duration,
 }
