@@ -6,7 +6,8 @@ use clap::{Parser, Subcommand};
 use cli_reload as reload;
 use glia_runtime::app::{self, PythonCheck};
 use glia_runtime::config::{self, GliaConfig, Placement};
-use glia_runtime::{chaos, http, logging, Glia};
+use glia_runtime::logging::{self, LogFormat};
+use glia_runtime::{chaos, http, Glia};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,8 +16,12 @@ use std::sync::Arc;
 #[derive(Parser)]
 #[command(name = "glia", version, about, long_about = None)]
 struct Cli {
-    /// Log as JSON lines instead of human-readable text.
-    #[arg(long, global = true)]
+    /// How to write logs: `text` (coloured only on a terminal) or `json` (one object per
+    /// line, for log shippers); overrides the config's `log_format`.
+    #[arg(long, global = true, value_parser = clap::builder::ValueParser::new(parse_log_format))]
+    log_format: Option<LogFormat>,
+    /// The same as `--log-format json`.
+    #[arg(long, global = true, hide = true)]
     log_json: bool,
     #[command(subcommand)]
     command: Command,
@@ -120,6 +125,25 @@ fn loader(
     })
 }
 
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    s.parse()
+}
+
+/// The log format: the command line's, else the config file's `log_format`, else text.
+fn log_format(cli: &Cli) -> LogFormat {
+    if cli.log_json {
+        return LogFormat::Json;
+    }
+    let file = match &cli.command {
+        Command::Serve { config, .. } => config.as_ref(),
+        Command::Worker { config, .. } | Command::CheckConfig { file: config } => Some(config),
+        _ => None,
+    };
+    cli.log_format
+        .or_else(|| file.and_then(|f| config::peek_log_format(f)))
+        .unwrap_or_default()
+}
+
 /// Runs `future` in an actix system.
 fn run<F: std::future::Future<Output = Result<(), String>>>(future: F) -> Result<(), String> {
     actix_web::rt::System::new().block_on(future)
@@ -129,7 +153,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A chaos run crashes modules by the thousand on purpose: its report says what matters.
     let quiet = matches!(cli.command, Command::Chaos { .. });
-    logging::init_with_default(cli.log_json, if quiet { "off" } else { "info" });
+    logging::init(log_format(&cli), if quiet { "off" } else { "info" });
     let outcome = match cli.command {
         // Loading checks everything `serve` and `worker` check before they start, the files
         // the config names and every Python module's `parse_config` included.

@@ -82,6 +82,7 @@ fn needs_restart(old: &GliaConfig, new: &GliaConfig) -> Vec<&'static str> {
     );
     check("deadline", old.deadline != new.deadline);
     check("telemetry", old.telemetry != new.telemetry);
+    check("log_format", old.log_format != new.log_format);
     changed
 }
 

@@ -122,6 +122,7 @@ impl Loader {
             shutdown_grace: raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
             modules,
             telemetry,
+            log_format: raw.log_format.unwrap_or_default(),
             sources: Arc::new(self.sources),
         })
     }
@@ -347,6 +348,15 @@ pub fn parse_str(
     types: &ModuleTypes,
 ) -> Result<GliaConfig, ConfigFileError> {
     Loader::new(text, file)?.load(types)
+}
+
+/// The `log_format:` of the config file at `path`, read before logging starts (so even the
+/// load's own messages come out in that format); `None` when the file cannot be read or has
+/// no valid one — the load that follows reports any error.
+pub fn peek_log_format(path: &Path) -> Option<crate::logging::LogFormat> {
+    let text = files::read_text(path, files::MAX_CONFIG_FILE).ok()?;
+    let root: Value = serde_saphyr::from_str(&text).ok()?;
+    root.get("log_format")?.as_str()?.parse().ok()
 }
 
 /// A YAML error's message alone: the error names the file, line and column itself, and

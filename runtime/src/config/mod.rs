@@ -13,12 +13,13 @@ mod restart;
 pub mod telemetry;
 
 pub use duration::{parse_byte_size, parse_duration, ByteSize, ConfigDuration};
-pub use loader::{parse_file, parse_str};
+pub use loader::{parse_file, parse_str, peek_log_format};
 pub use locate::{Locations, Position};
 pub use nats_urls::NatsUrls;
 pub use python::{PythonConfig, PythonModuleConfig};
 pub use telemetry::TelemetryConfig;
 
+use crate::logging::LogFormat;
 use crate::policy::{InvokeTable, PolicyTable};
 use crate::supervision::RestartPolicy;
 use glia_bus_schema::Callback;
@@ -88,6 +89,8 @@ pub struct GliaConfig {
     pub modules: Vec<ModuleConfig>,
     /// Traces, metrics and the decision log.
     pub telemetry: TelemetryConfig,
+    /// How log lines are written (read at start; `--log-format` overrides it).
+    pub log_format: LogFormat,
     /// Where each key was written, so a part that checks its section later (when it is
     /// built) can still name the file, line and key.
     pub sources: Arc<SourceMap>,

@@ -4,6 +4,7 @@
 use super::python::RawPythonConfig;
 use super::restart::RawRestartPolicy;
 use super::{BusConfig, ByteSize, ConfigDuration, Instances, Placement, TelemetryConfig};
+use crate::logging::LogFormat;
 use crate::policy::{FailurePolicy, Invoke};
 use serde::Deserialize;
 use serde_json::Value;
@@ -85,6 +86,7 @@ pub(super) struct RawConfig {
     pub(super) bus: Option<BusConfig>,
     pub(super) deadline: Option<ConfigDuration>,
     pub(super) shutdown_grace: Option<ConfigDuration>,
+    pub(super) log_format: Option<LogFormat>,
     #[serde(default)]
     pub(super) defaults: RawDefaults,
     pub(super) telemetry: Option<TelemetryConfig>,
