@@ -18,8 +18,9 @@ if [ ! -x "$GLIA_BIN" ]; then
     echo "error: no glia binary at $GLIA_BIN; run \`cargo build -p glia-runtime --bin glia\` first" >&2
     exit 1
 fi
-# The Python code is linted as the Rust is: the bridge, the Python host, the example module, these tests.
-python_code=("$root/deploy/synapse-bridge" "$root/deploy/python-host" "$root/deploy/examples" "$here")
+# The Python code is linted as the Rust is: the bridge, the Python host, the example module, these
+# tests, the docs' link checker.
+python_code=("$root/deploy/synapse-bridge" "$root/deploy/python-host" "$root/deploy/examples" "$here" "$root/tests/docs")
 "$here/.venv/bin/ruff" check "${python_code[@]}"
 "$here/.venv/bin/ruff" format --check "${python_code[@]}"
 # The Python host's own unit tests (no homeserver), then the end-to-end tests.

@@ -1745,7 +1745,7 @@ fn a_python_module_needs_the_python_section() {
         (2, 5),
         Some((0, "ldap")),
         "module",
-        "a Python module (a dotted path to its class) needs glia's `python:` section, with at least `server_name` (see the README)",
+        "a Python module (a dotted path to its class) needs glia's `python:` section, with at least `server_name` (see docs/python-host.md)",
     );
 }
 

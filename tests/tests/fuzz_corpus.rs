@@ -1,6 +1,6 @@
 //! The committed fuzz corpus (`fuzz/corpus/<target>/*`), replayed through the fuzz targets'
 //! own bodies (`glia_tests::fuzzing`) on stable Rust: every input that once passed must pass
-//! still, without cargo-fuzz or a nightly compiler. Fuzzing itself: README, Fuzzing.
+//! still, without cargo-fuzz or a nightly compiler. Fuzzing itself: docs/fuzzing.md.
 
 use std::path::Path;
 

@@ -259,7 +259,7 @@ async fn raw(g: &TestGlia, request: &[u8]) -> String {
 }
 
 /// What the HTTP parser refuses never reaches glia's handlers: a bare status with an empty
-/// body (README, HTTP API). What passes the parser is answered in Matrix JSON.
+/// body (docs/http-api.md). What passes the parser is answered in Matrix JSON.
 #[actix_rt::test]
 async fn errors_before_glias_handlers() {
     let g = start(json!({})).await;

@@ -39,7 +39,7 @@ class Channel:
         if self._settings is None:
             raise NotAvailableOutOfProcess(
                 f"ModuleApi.{name} asks the homeserver, and glia's config has no `python.module_api` "
-                "channel to the bridge; configure one (see the README)"
+                "channel to the bridge; configure one (see docs/python-host.md)"
             )
         url = self._settings.url + CALL_PATH + name
         headers = {b"Authorization": [b"Bearer " + self._settings.secret.encode()]}

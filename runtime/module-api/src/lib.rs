@@ -6,7 +6,7 @@
 //! module instance lives on its own actor thread, so handlers and their futures need not be
 //! `Send`.
 //!
-//! The README's example, compiled and run here:
+//! The book's example (docs/writing-a-module.md), compiled and run here:
 //!
 //! ```
 //! use glia_module_api::schema::{requests::UserMayInvite, SpamAnswer};

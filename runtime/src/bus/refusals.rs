@@ -32,7 +32,7 @@ impl Refusals {
         };
         let refuse = |flag: &AtomicBool, subject: &str, why: &str| {
             if !flag.swap(true, Ordering::AcqRel) {
-                tracing::warn!(%subject, "{why} (see the README's NATS permissions)");
+                tracing::warn!(%subject, "{why} (see docs/nats.md, NATS permissions)");
             }
         };
         if let Some(subject) = refused("Permissions Violation for Publish to") {

@@ -283,7 +283,7 @@ impl Loader {
             return Err(self.error(
                 &at.clone().key("module"),
                 label.clone(),
-                "a Python module (a dotted path to its class) needs glia's `python:` section, with at least `server_name` (see the README)",
+                "a Python module (a dotted path to its class) needs glia's `python:` section, with at least `server_name` (see docs/python-host.md)",
             ));
         };
         let checked = section.check().map_err(|(keys, message)| {
