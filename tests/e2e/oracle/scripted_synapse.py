@@ -110,7 +110,7 @@ def to_native(value: Any, spec: Spec, args: Mapping[str, Any]) -> Any:
         allowed, replacement = value["event_allowed"]
         return allowed, replacement
     if "replace_content" in value:
-        return True, {**args["event"].get_dict(), "content": value["replace_content"]}
+        return value.get("allowed", True), {**args["event"].get_dict(), "content": value["replace_content"]}
     if "upload_limits" in value:
         return [MediaUploadLimit(**limit) for limit in value["upload_limits"]]
     if "ratelimit" in value:
