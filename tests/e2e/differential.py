@@ -100,6 +100,27 @@ LOGIN_TYPE = ("org.example.scripted", ("token",))
 DEMO_PATH = "/_synapse/client/demo/hello"
 #: The invite ratelimit per issuer on both homeservers (the ratelimit override test lifts it).
 INVITES_PER_ISSUER = {"per_second": 0.001, "burst_count": 2}
+#: An application service registered on both homeservers (no URL: Synapse pushes it nothing),
+#: whose token acts as its sender, `@APP_SERVICE_SENDER:<server>`.
+APP_SERVICE_ID = "e2e-appservice"
+APP_SERVICE_TOKEN = "e2e-appservice-token"
+APP_SERVICE_SENDER = "e2e-appservice-bot"
+
+
+def write_app_service(directory: Path) -> Path:
+    """The application service's registration file."""
+    path = directory / "appservice.yaml"
+    registration = {
+        "id": APP_SERVICE_ID,
+        "url": None,
+        "as_token": APP_SERVICE_TOKEN,
+        "hs_token": "e2e-appservice-hs-token",
+        "sender_localpart": APP_SERVICE_SENDER,
+        "namespaces": {"users": [{"exclusive": False, "regex": f"@{APP_SERVICE_SENDER}-.*"}]},
+        "rate_limited": False,
+    }
+    path.write_text(json.dumps(registration))  # JSON is YAML
+    return path
 
 
 # -- TLS for federation ------------------------------------------------------------------
@@ -364,6 +385,7 @@ def start_side(
     calls_path: Path | None,
     invites_per_issuer: Mapping[str, float] = INVITES_PER_ISSUER,
     ports: tuple[int, int] | None = None,
+    app_services: Iterable[Path] = (),
 ) -> Side:
     """Starts one federating homeserver named `localhost:<federation port>` (`ports`: its
     client and federation ports, when its name must be known before it starts)."""
@@ -375,6 +397,7 @@ def start_side(
         cert,
         rc_invites={"per_room": RATE_UNLIMITED, "per_user": RATE_UNLIMITED, "per_issuer": dict(invites_per_issuer)},
         bcrypt_rounds=4,  # the tests register many users; Synapse's default hash costs ~0.3 s each
+        app_service_config_files=[str(path) for path in app_services],
     )
     synapse = Synapse.start(workdir, modules, port=client_port, server_name=server_name, overrides=overrides, env=env)
     return Side(label, synapse, server_name, calls_path)
@@ -447,7 +470,10 @@ def start_differential(glia_bin: Path, workdir: Path) -> Differential:
         started.append(glia)
         wait_until(lambda: glia_knows_the_modules(glia), 20, "glia planning the hosted modules", glia.process.tail)
         native_config = native_modules(script, native_calls)
-        native = start_side("native", workdir / "native", cert, native_config, oracle_env(), native_calls)
+        app_service = write_app_service(workdir)
+        native = start_side(
+            "native", workdir / "native", cert, native_config, oracle_env(), native_calls, app_services=[app_service]
+        )
         started.append(native.synapse)
         via_glia = start_side(
             "glia",
@@ -457,6 +483,7 @@ def start_differential(glia_bin: Path, workdir: Path) -> Differential:
             None,
             glia_calls,
             ports=glia_ports,
+            app_services=[app_service],
         )
     except BaseException:
         for process in reversed(started):

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from differential import Both, Differential, Side, fresh
-from harness import Reply
+from differential import APP_SERVICE_ID, APP_SERVICE_SENDER, APP_SERVICE_TOKEN, Both, Differential, Side, fresh
+from harness import Client, Reply
 
 MEDIA_CONFIG = "/_matrix/client/v1/media/config"
 
@@ -178,3 +178,25 @@ def test_unsigned_fields_given_as_key_value_pairs_are_added(diff: Differential) 
         return reply.body["unsigned"].get("org.example.pair")
 
     assert diff.on_both(unsigned) == Both(1, 1)
+
+
+# -- a Requester's application service -----------------------------------------------------------
+
+
+def test_on_create_room_sees_the_application_service_the_requester_acts_for(diff: Differential) -> None:
+    """Synapse's `Requester` carries the id of the application service acting
+    (`app_service_id`); the hosted module's must too."""
+
+    def create(side: Side) -> Reply:
+        bot = Client(side.synapse.url, APP_SERVICE_TOKEN, side.mxid(APP_SERVICE_SENDER))
+        return bot.create_room()
+
+    assert diff.compare(create).native.status == 200
+    seen = diff.on_both(lambda s: [c["args"]["requester"] for c in s.calls("on_create_room")])
+    requester = {
+        "user_id": f"@{APP_SERVICE_SENDER}:HS",
+        "device_id": None,
+        "is_guest": False,
+        "app_service_id": APP_SERVICE_ID,
+    }
+    assert seen.native == seen.glia == [requester, requester]  # s1, then s2

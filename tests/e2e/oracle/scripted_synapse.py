@@ -77,7 +77,12 @@ def to_json(value: Any) -> Any:
     if isinstance(value, DomainSpecificString):
         return value.to_string()
     if isinstance(value, Requester):
-        return {"user_id": value.user.to_string(), "device_id": value.device_id, "is_guest": value.is_guest}
+        return {
+            "user_id": value.user.to_string(),
+            "device_id": value.device_id,
+            "is_guest": value.is_guest,
+            "app_service_id": getattr(value, "app_service_id", None),
+        }
     if attr.has(type(value)):
         return {f.name: to_json(getattr(value, f.name)) for f in attr.fields(type(value))}
     if isinstance(value, Mapping):
