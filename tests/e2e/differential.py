@@ -6,7 +6,8 @@ Synapse and once through the bridge and glia, and a Matrix client compares what 
 - Synapse **glia** loads the bridge (`callbacks: auto`), which forwards to glia, where the
   very same module (`scripted_synapse.ScriptedModule`, unchanged, with the same `config:`) runs
   in glia's Python hosts (`deploy/python-host/`), one child process per module, web resource
-  included.
+  included, with the bridge's ModuleApi channel (which also carries a module's `soft_failed`
+  back to Synapse's event).
 - Both read one script file (`Differential.script`), so a test sets a behaviour once; each
   side appends its calls to its own calls file.
 - Synapse **remote** (`Differential.remote`, started on first use) is a plain homeserver that
@@ -43,7 +44,7 @@ from harness import (
     json_or_raw,
     wait_until,
 )
-from hosting import ORACLE, python_path_env, python_section
+from hosting import ORACLE, bridge_module_api, python_path_env, python_section
 
 sys.path.insert(0, str(ORACLE))
 
@@ -421,9 +422,12 @@ def native_modules(script: Path, calls: Path) -> list[dict[str, Any]]:
     ]
 
 
-def glia_hosted_config(port: int, server_name: str, script: Path, calls: Path) -> dict[str, Any]:
+def glia_hosted_config(
+    port: int, server_name: str, script: Path, calls: Path, module_api_port: int | None = None
+) -> dict[str, Any]:
     """glia running the scripted modules exactly as Synapse native is given them (the same
-    `modules:` entries, with a `name:`), each in a Python host it supervises."""
+    `modules:` entries, with a `name:`), each in a Python host it supervises, with the bridge's
+    ModuleApi channel on `module_api_port` when given."""
     modules: list[dict[str, Any]] = [
         {**entry, "name": entry["config"]["name"]} for entry in native_modules(script, calls)
     ]
@@ -431,7 +435,7 @@ def glia_hosted_config(port: int, server_name: str, script: Path, calls: Path) -
     return {
         "listen": f"127.0.0.1:{port}",
         "auth_token": GLIA_TOKEN,
-        "python": python_section(server_name),
+        "python": python_section(server_name, module_api_port),
         "modules": modules,
     }
 
@@ -462,10 +466,10 @@ def start_differential(glia_bin: Path, workdir: Path) -> Differential:
     started: list[Any] = []
     try:
         glia_ports = free_port(), free_port()
-        glia_port = free_port()
+        glia_port, module_api_port = free_port(), free_port()
         glia_dir = workdir / "glia"
         glia_dir.mkdir()
-        config = glia_hosted_config(glia_port, f"localhost:{glia_ports[1]}", script, glia_calls)
+        config = glia_hosted_config(glia_port, f"localhost:{glia_ports[1]}", script, glia_calls, module_api_port)
         glia = Glia.start(glia_bin, glia_dir, config, glia_port, env=oracle_env())
         started.append(glia)
         wait_until(lambda: glia_knows_the_modules(glia), 20, "glia planning the hosted modules", glia.process.tail)
@@ -479,7 +483,7 @@ def start_differential(glia_bin: Path, workdir: Path) -> Differential:
             "glia",
             workdir / "glia-synapse",
             cert,
-            [bridge_module(glia.url, timeout=10)],
+            [bridge_module(glia.url, timeout=10, module_api=bridge_module_api(module_api_port))],
             None,
             glia_calls,
             ports=glia_ports,

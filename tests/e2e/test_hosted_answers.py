@@ -200,3 +200,18 @@ def test_on_create_room_sees_the_application_service_the_requester_acts_for(diff
         "app_service_id": APP_SERVICE_ID,
     }
     assert seen.native == seen.glia == [requester, requester]  # s1, then s2
+
+
+# -- a module's soft_failed reaches Synapse's event ----------------------------------------------
+
+
+def test_an_event_the_module_soft_fails_is_stored_soft_failed_and_not_served(diff: Differential) -> None:
+    """A module that sets `event.internal_metadata.soft_failed` in `check_event_for_spam` (and
+    answers "not spam") changes Synapse's own event: Synapse persists it soft-failed and serves
+    it to no client. The hosted module changes its copy; the host sends the change to the
+    bridge over the ModuleApi channel, which sets it on Synapse's event before glia answers."""
+    rooms = room_of(diff, "alice")
+    diff.script({"s1": {"check_event_for_spam": by_body({"hide me": {"soft_fail": False}})}})
+    for body in ("hide me", "show me"):
+        assert diff.compare(lambda s, body=body: s.user("alice").send_text(rooms[s], body)).native.status == 200  # type: ignore[misc]
+    assert diff.on_both(lambda s: bodies(s, rooms[s])) == Both(["show me"], ["show me"])

@@ -295,3 +295,70 @@ def test_a_hosted_check_event_allowed_answering_none_none_carries_on(tmp_path: A
     assert invoke("deny")["answer"]["answer"] == {"allowed": False}
     failed = invoke("bare")["error"]
     assert failed["kind"] == "failed" and "cannot unpack" in failed["message"]
+
+
+# -- a module's soft_failed, written back to Synapse's event ----------------------------------
+
+SOFT_FAIL_MODULE = """
+class SoftFail:
+    def __init__(self, config, api):
+        api.register_spam_checker_callbacks(check_event_for_spam=self.check_event_for_spam)
+
+    async def check_event_for_spam(self, event):
+        if event.content.get("body") == "soft":
+            event.internal_metadata.soft_failed = True
+        if event.content.get("body") == "raise":
+            event.internal_metadata.soft_failed = True
+            raise RuntimeError("broken")
+        return False
+"""
+
+
+def test_a_soft_failed_set_by_the_module_is_sent_to_the_bridge(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sys
+
+    from glia_python_host.channel import Channel
+    from glia_python_host.decode import decode_event
+
+    (tmp_path / "soft_fail_module.py").write_text(SOFT_FAIL_MODULE)
+    sys.path.insert(0, str(tmp_path))
+    settings = HomeserverSettings.from_json({"server_name": "example.com"})
+    module = HostedModule("soft_fail_module.SoftFail", {}, settings)
+
+    def event(body: str, **metadata: Any) -> dict[str, Any]:
+        return {
+            "type": "m.room.message",
+            "sender": "@a:example.com",
+            "room_id": "!r:example.com",
+            "content": {"body": body},
+            "room_version": "10",
+            "internal_metadata": metadata,
+        }
+
+    def invoke(raw: dict[str, Any]) -> Any:
+        invocation = {"request_id": "r", "callback": "check_event_for_spam", "args": {"event": raw}}
+        return run(module.invoke(invocation))["result"]
+
+    # Without the ModuleApi channel the change stays in the host, with a warning.
+    assert invoke(event("soft")) == {"answer": {"callback": "check_event_for_spam", "answer": False}}
+    assert "without a python.module_api channel" in caplog.text
+
+    sent: list[tuple[str, bool]] = []
+
+    async def set_soft_failed(self: Channel, event_id: str, soft_failed: bool) -> int:
+        sent.append((event_id, soft_failed))
+        return 1
+
+    monkeypatch.setattr(Channel, "set_soft_failed", set_soft_failed)
+    assert invoke(event("soft"))["answer"]["answer"] is False
+    assert sent == [(decode_event(event("soft")).event_id, True)]
+    invoke(event("plain"))  # unchanged: nothing sent
+    # The module's copy has the flags Synapse's event had (read as Synapse's own methods read them).
+    assert decode_event(event("soft", soft_failed=True)).internal_metadata.is_soft_failed()
+    invoke(event("soft", soft_failed=True))  # already soft-failed: nothing changed
+    assert len(sent) == 1
+    # Raising still changed Synapse's event in Synapse's process: the change is sent too.
+    assert invoke(event("raise"))["error"]["kind"] == "failed"
+    assert sent[-1] == (decode_event(event("raise")).event_id, True)

@@ -114,6 +114,9 @@ def to_native(value: Any, spec: Spec, args: Mapping[str, Any]) -> Any:
     if "event_allowed" in value:
         allowed, replacement = value["event_allowed"]
         return allowed, replacement
+    if "soft_fail" in value:
+        args["event"].internal_metadata.soft_failed = True
+        return to_native(value["soft_fail"], spec, args)
     if "replace_content" in value:
         return value.get("allowed", True), {**args["event"].get_dict(), "content": value["replace_content"]}
     if "upload_limits" in value:
