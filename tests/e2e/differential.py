@@ -6,7 +6,8 @@ Synapse and once through the bridge and glia, and a Matrix client compares what 
 - Synapse **glia** loads the bridge (`callbacks: auto`), which forwards to glia, where the
   very same module (`scripted_synapse.ScriptedModule`, unchanged, with the same `config:`) runs
   in glia's Python hosts (`deploy/python-host/`), one child process per module, web resource
-  included.
+  included, with the bridge's ModuleApi channel (which also carries a module's `soft_failed`
+  back to Synapse's event).
 - Both read one script file (`Differential.script`), so a test sets a behaviour once; each
   side appends its calls to its own calls file.
 - Synapse **remote** (`Differential.remote`, started on first use) is a plain homeserver that
@@ -43,7 +44,7 @@ from harness import (
     json_or_raw,
     wait_until,
 )
-from hosting import ORACLE, python_path_env, python_section
+from hosting import ORACLE, bridge_module_api, python_path_env, python_section
 
 sys.path.insert(0, str(ORACLE))
 
@@ -100,6 +101,27 @@ LOGIN_TYPE = ("org.example.scripted", ("token",))
 DEMO_PATH = "/_synapse/client/demo/hello"
 #: The invite ratelimit per issuer on both homeservers (the ratelimit override test lifts it).
 INVITES_PER_ISSUER = {"per_second": 0.001, "burst_count": 2}
+#: An application service registered on both homeservers (no URL: Synapse pushes it nothing),
+#: whose token acts as its sender, `@APP_SERVICE_SENDER:<server>`.
+APP_SERVICE_ID = "e2e-appservice"
+APP_SERVICE_TOKEN = "e2e-appservice-token"
+APP_SERVICE_SENDER = "e2e-appservice-bot"
+
+
+def write_app_service(directory: Path) -> Path:
+    """The application service's registration file."""
+    path = directory / "appservice.yaml"
+    registration = {
+        "id": APP_SERVICE_ID,
+        "url": None,
+        "as_token": APP_SERVICE_TOKEN,
+        "hs_token": "e2e-appservice-hs-token",
+        "sender_localpart": APP_SERVICE_SENDER,
+        "namespaces": {"users": [{"exclusive": False, "regex": f"@{APP_SERVICE_SENDER}-.*"}]},
+        "rate_limited": False,
+    }
+    path.write_text(json.dumps(registration))  # JSON is YAML
+    return path
 
 
 # -- TLS for federation ------------------------------------------------------------------
@@ -364,6 +386,7 @@ def start_side(
     calls_path: Path | None,
     invites_per_issuer: Mapping[str, float] = INVITES_PER_ISSUER,
     ports: tuple[int, int] | None = None,
+    app_services: Iterable[Path] = (),
 ) -> Side:
     """Starts one federating homeserver named `localhost:<federation port>` (`ports`: its
     client and federation ports, when its name must be known before it starts)."""
@@ -375,6 +398,7 @@ def start_side(
         cert,
         rc_invites={"per_room": RATE_UNLIMITED, "per_user": RATE_UNLIMITED, "per_issuer": dict(invites_per_issuer)},
         bcrypt_rounds=4,  # the tests register many users; Synapse's default hash costs ~0.3 s each
+        app_service_config_files=[str(path) for path in app_services],
     )
     synapse = Synapse.start(workdir, modules, port=client_port, server_name=server_name, overrides=overrides, env=env)
     return Side(label, synapse, server_name, calls_path)
@@ -398,9 +422,12 @@ def native_modules(script: Path, calls: Path) -> list[dict[str, Any]]:
     ]
 
 
-def glia_hosted_config(port: int, server_name: str, script: Path, calls: Path) -> dict[str, Any]:
+def glia_hosted_config(
+    port: int, server_name: str, script: Path, calls: Path, module_api_port: int | None = None
+) -> dict[str, Any]:
     """glia running the scripted modules exactly as Synapse native is given them (the same
-    `modules:` entries, with a `name:`), each in a Python host it supervises."""
+    `modules:` entries, with a `name:`), each in a Python host it supervises, with the bridge's
+    ModuleApi channel on `module_api_port` when given."""
     modules: list[dict[str, Any]] = [
         {**entry, "name": entry["config"]["name"]} for entry in native_modules(script, calls)
     ]
@@ -408,7 +435,7 @@ def glia_hosted_config(port: int, server_name: str, script: Path, calls: Path) -
     return {
         "listen": f"127.0.0.1:{port}",
         "auth_token": GLIA_TOKEN,
-        "python": python_section(server_name),
+        "python": python_section(server_name, module_api_port),
         "modules": modules,
     }
 
@@ -439,24 +466,28 @@ def start_differential(glia_bin: Path, workdir: Path) -> Differential:
     started: list[Any] = []
     try:
         glia_ports = free_port(), free_port()
-        glia_port = free_port()
+        glia_port, module_api_port = free_port(), free_port()
         glia_dir = workdir / "glia"
         glia_dir.mkdir()
-        config = glia_hosted_config(glia_port, f"localhost:{glia_ports[1]}", script, glia_calls)
+        config = glia_hosted_config(glia_port, f"localhost:{glia_ports[1]}", script, glia_calls, module_api_port)
         glia = Glia.start(glia_bin, glia_dir, config, glia_port, env=oracle_env())
         started.append(glia)
         wait_until(lambda: glia_knows_the_modules(glia), 20, "glia planning the hosted modules", glia.process.tail)
         native_config = native_modules(script, native_calls)
-        native = start_side("native", workdir / "native", cert, native_config, oracle_env(), native_calls)
+        app_service = write_app_service(workdir)
+        native = start_side(
+            "native", workdir / "native", cert, native_config, oracle_env(), native_calls, app_services=[app_service]
+        )
         started.append(native.synapse)
         via_glia = start_side(
             "glia",
             workdir / "glia-synapse",
             cert,
-            [bridge_module(glia.url, timeout=10)],
+            [bridge_module(glia.url, timeout=10, module_api=bridge_module_api(module_api_port))],
             None,
             glia_calls,
             ports=glia_ports,
+            app_services=[app_service],
         )
     except BaseException:
         for process in reversed(started):

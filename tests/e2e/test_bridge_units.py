@@ -547,3 +547,80 @@ def test_a_reload_of_glia_ends_the_reuse_of_replies_decided_before() -> None:
     made._client.reply = {"expired": False, "valid_until_ms": far, "generation": "g1", "module": "validity"}
     assert asyncio.run(is_expired("@b:hs")) is False and asyncio.run(is_expired("@b:hs")) is False
     assert len(made._client.calls) == 5
+
+
+# -- a hosted module's soft_failed, written back to Synapse's event --------------------------
+
+
+def live_event(body: str = "x") -> Any:
+    """A real Synapse event, whose internal metadata can be changed."""
+    from synapse.api.room_versions import KNOWN_ROOM_VERSIONS
+    from synapse.events import make_event_from_dict
+
+    pdu = {
+        "type": "m.room.message",
+        "sender": "@a:hs",
+        "room_id": "!r:hs",
+        "content": {"body": body},
+        "prev_events": [],
+        "auth_events": [],
+        "depth": 1,
+        "hashes": {},
+        "signatures": {},
+        "origin_server_ts": 0,
+        "unsigned": {},
+    }
+    return make_event_from_dict(pdu, KNOWN_ROOM_VERSIONS["10"], {})
+
+
+def test_the_event_of_a_callback_in_flight_takes_the_soft_failed_a_host_sends() -> None:
+    from glia_synapse.events_in_flight import IN_FLIGHT
+
+    made, api = bridge({"decision": "allow", "module": "m"})
+    made._module_api_port = object()  # this process serves the ModuleApi channel
+    event, other = live_event("x"), live_event("y")
+    seen_during_the_call: list[int] = []
+
+    class Host(FakeClient):
+        async def call(self, callback: str, body: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            # What the channel does when the host's module soft-failed its copy.
+            seen_during_the_call.append(IN_FLIGHT.set_soft_failed(body["event"]["event_id"], True))
+            return await super().call(callback, body, *args, **kwargs)
+
+    made._client = Host({"decision": "allow", "module": "m"})  # type: ignore[assignment]
+    spam = api.registered["register_spam_checker_callbacks"]
+    assert asyncio.run(spam["check_event_for_spam"](event)) is NOT_SPAM
+    assert seen_during_the_call == [1]
+    assert event.internal_metadata.is_soft_failed() and not other.internal_metadata.is_soft_failed()
+    assert len(IN_FLIGHT) == 0  # released after the call
+    assert IN_FLIGHT.set_soft_failed(event.event_id, True) == 0
+
+    made._module_api_port = None  # a worker: nothing is held
+    made._client = Host({"decision": "allow", "module": "m"})  # type: ignore[assignment]
+    assert asyncio.run(spam["check_event_for_spam"](other)) is NOT_SPAM
+    assert seen_during_the_call == [1, 0] and not other.internal_metadata.is_soft_failed()
+
+
+def test_the_channel_sets_soft_failed_by_event_id() -> None:
+    import io
+    import json
+
+    from glia_synapse.events_in_flight import IN_FLIGHT
+    from glia_synapse.module_api_server import set_soft_failed
+
+    @dataclass
+    class Request:
+        content: io.BytesIO
+
+    event = live_event()
+    held = IN_FLIGHT.hold(event)
+    assert held == event.event_id
+    try:
+        body = {"args": {"event_id": event.event_id, "soft_failed": True}}
+        assert set_soft_failed(Request(io.BytesIO(json.dumps(body).encode()))) == (200, {"result": 1})
+        assert event.internal_metadata.is_soft_failed()
+        bad = {"args": {"event_id": event.event_id, "soft_failed": "yes"}}
+        assert set_soft_failed(Request(io.BytesIO(json.dumps(bad).encode())))[0] == 400
+    finally:
+        IN_FLIGHT.release(held, event)
+    assert len(IN_FLIGHT) == 0

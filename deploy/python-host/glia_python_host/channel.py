@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from glia_python_host.settings import ModuleApiChannel
-from glia_synapse.module_api_calls import CALL_PATH, CALLS, encode_arguments
+from glia_synapse.module_api_calls import CALL_PATH, CALLS, SET_SOFT_FAILED, encode_arguments
 
 
 class NotAvailableOutOfProcess(RuntimeError):
@@ -34,6 +34,15 @@ class Channel:
     async def call(self, name: str, args: Mapping[str, Any]) -> Any:
         """Calls `name` with `args` in the homeserver; returns its JSON result, or raises the
         `SynapseError` it raised there."""
+        return await self._post(name, encode_arguments(CALLS[name], args))
+
+    async def set_soft_failed(self, event_id: str, soft_failed: bool) -> int:
+        """Sets `soft_failed` on Synapse's own event `event_id`, which a callback in flight
+        holds in the bridge; returns how many such events the bridge held."""
+        result = await self._post(SET_SOFT_FAILED, {"event_id": event_id, "soft_failed": soft_failed})
+        return int(result)
+
+    async def _post(self, name: str, args: Mapping[str, Any]) -> Any:
         from synapse.api.errors import HttpResponseException, SynapseError
 
         if self._settings is None:
@@ -44,9 +53,7 @@ class Channel:
         url = self._settings.url + CALL_PATH + name
         headers = {b"Authorization": [b"Bearer " + self._settings.secret.encode()]}
         try:
-            reply = await self._http.post_json_get_json(
-                url, {"args": encode_arguments(CALLS[name], args)}, headers=headers
-            )
+            reply = await self._http.post_json_get_json(url, {"args": dict(args)}, headers=headers)
         except HttpResponseException as e:
             body = _error_body(e)
             if body.get("glia_synapse_error") is True:

@@ -91,13 +91,16 @@ def decode_state_map(raw: Any) -> dict[tuple[str, str], Any]:
 
 
 def decode_requester(raw: Any) -> Any:
-    """A `Requester` (`create_requester`; the application service cannot be rebuilt, so
-    `app_service` is None and only its id survives in `authenticated_entity`)."""
-    from synapse.types import create_requester
+    """A `Requester`, with the application service's id (`app_service_id`) when the request
+    came from one. Synapse's own `Requester` (a Rust type in Synapse 1.163) keeps only that id,
+    so the host's is the same; an older Synapse's Python `Requester` held the application
+    service object itself, which cannot be rebuilt out of process (its `app_service` is then
+    None)."""
+    from synapse.types import Requester, create_requester
 
     if not isinstance(raw, Mapping) or not isinstance(raw.get("user_id"), str):
         raise MalformedArguments("a requester needs a user_id")
-    return create_requester(
+    requester = create_requester(
         raw["user_id"],
         access_token_id=raw.get("access_token_id"),
         is_guest=bool(raw.get("is_guest", False)),
@@ -105,6 +108,19 @@ def decode_requester(raw: Any) -> Any:
         shadow_banned=bool(raw.get("shadow_banned", False)),
         device_id=raw.get("device_id"),
         authenticated_entity=raw.get("authenticated_entity"),
+    )
+    app_service_id = raw.get("app_service_id")
+    if not isinstance(app_service_id, str) or not hasattr(Requester, "app_service_id"):
+        return requester
+    return Requester(
+        requester.user,
+        requester.access_token_id,
+        requester.is_guest,
+        requester.scope,
+        requester.shadow_banned,
+        requester.device_id,
+        app_service_id,
+        requester.authenticated_entity,
     )
 
 

@@ -4,7 +4,8 @@
 arguments become Synapse's objects (`decode`), the module's function is called as Synapse
 calls it, under Twisted (`reactor.settle`), and its return value or exception becomes glia's
 answer (`answers`). Nothing the module does escapes as anything but a reply: a bad invocation
-is a `failed` error, as the bus protocol asks.
+is a `failed` error, as the bus protocol asks. A change the module makes to its copy of the
+event's `soft_failed` is sent to the bridge before the reply (`HostedModule._write_back`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from glia_python_host import answers, loader
 from glia_python_host.api import HostModuleApi
+from glia_python_host.channel import ChannelError, NotAvailableOutOfProcess
 from glia_python_host.decode import MalformedArguments, decode_args
 from glia_python_host.reactor import settle
 from glia_python_host.registry import Registry
@@ -79,7 +81,10 @@ class HostedModule:
         except MalformedArguments as e:
             return failed(request_id, f"malformed invocation of {callback}: {e}")
         try:
-            value = await settle(function(*self._positional(callback, function, decoded)))
+            try:
+                value = await settle(function(*self._positional(callback, function, decoded)))
+            finally:
+                await self._write_back(callback, decoded, args)
             if callback == "on_update":
                 value = await self._enter(value)
             return reply(request_id, "answer", answers.answer(callback, value, decoded), callback)
@@ -90,6 +95,46 @@ class HostedModule:
         finally:
             for file in files:
                 file.close()
+
+    async def _write_back(self, callback: str, decoded: Mapping[str, Any], args: Mapping[str, Any]) -> None:
+        """Tells the bridge when the module changed `soft_failed` on its copy of the event, so
+        that Synapse's own event, which the module would have changed in Synapse's process,
+        gets it too. Without the ModuleApi channel, or when the bridge holds no such event
+        (the callback runs in a Synapse worker, not the channel's process), the change stays
+        here, with a warning; it never fails the invocation."""
+        event = decoded.get("event")
+        if not hasattr(event, "internal_metadata"):
+            return
+        raw = args.get("event")
+        sent = (raw.get("internal_metadata") if isinstance(raw, Mapping) else None) or {}
+        soft_failed = bool(event.internal_metadata.is_soft_failed())
+        if soft_failed == bool(sent.get("soft_failed", False)):
+            return
+        event_id = event.event_id
+        try:
+            held = await settle(self.api.channel.set_soft_failed(event_id, soft_failed))
+        except NotAvailableOutOfProcess:
+            logger.warning(
+                "%s set soft_failed=%s on event %s; without a python.module_api channel to the bridge "
+                "that stays in the host, and Synapse's event keeps its flag",
+                callback,
+                soft_failed,
+                event_id,
+            )
+            return
+        except (ChannelError, Exception) as e:  # noqa: BLE001 - never the module's failure
+            logger.warning(
+                "%s set soft_failed=%s on event %s; telling the bridge failed: %s", callback, soft_failed, event_id, e
+            )
+            return
+        if held == 0:
+            logger.warning(
+                "%s set soft_failed=%s on event %s, but the bridge at the ModuleApi channel holds no such event "
+                "(the callback runs in another Synapse process); Synapse's event keeps its flag",
+                callback,
+                soft_failed,
+                event_id,
+            )
 
     @staticmethod
     async def _enter(manager: Any) -> Any:

@@ -198,6 +198,21 @@ def test_a_complete_pdu_keeps_its_event_id() -> None:
     assert rebuilt.get_dict() == original.get_dict()
 
 
+def test_a_requester_keeps_the_id_of_the_application_service_acting() -> None:
+    from synapse.types import create_requester
+
+    from glia_synapse.convert import encode_requester
+
+    acting = {"user_id": "@bot:example.com", "device_id": None, "app_service_id": "bridge"}
+    decoded, _ = decode_args(["requester"], {"requester": acting})
+    assert decoded["requester"].app_service_id == "bridge"
+    assert decoded["requester"].user.to_string() == "@bot:example.com"
+    # Round trip through the bridge's encoding.
+    assert encode_requester(decoded["requester"])["app_service_id"] == "bridge"
+    plain_user, _ = decode_args(["requester"], {"requester": encode_requester(create_requester("@a:example.com"))})
+    assert plain_user["requester"].app_service_id is None
+
+
 def test_state_maps_are_keyed_by_type_and_state_key() -> None:
     state = [event(type="m.room.create", state_key="", content={}), event(type="m.room.member", state_key="@b:x")]
     decoded, _ = decode_args(["state_events"], {"state_events": state})

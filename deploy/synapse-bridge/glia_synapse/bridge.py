@@ -33,6 +33,7 @@ from glia_synapse.client import GliaClient, fetch_modules_blocking
 from glia_synapse.config import AUTO, SYNAPSE, BridgeConfig, parse_config
 from glia_synapse.convert import encode_args, read_media_file
 from glia_synapse.errors import GliaCallbackFailed, GliaFailure
+from glia_synapse.events_in_flight import IN_FLIGHT
 from glia_synapse.replies import check_error
 from glia_synapse.reply_cache import Generations, ReplyCache
 from glia_synapse.synapse_transport import SynapseHttpPool
@@ -218,13 +219,25 @@ class GliaBridge:
         """Asks glia to decide one callback invocation; returns what Synapse expects.
 
         Raises what glia decided the module raised (a `SynapseError`, or `GliaModuleFailed`),
-        and, failing closed, `GliaCallbackFailed` when glia could not decide.
+        and, failing closed, `GliaCallbackFailed` when glia could not decide. While it waits,
+        the callback's event is held for the ModuleApi channel (`events_in_flight`), where this
+        process serves it.
         """
         cache = self._caches.get(spec.name)
         if cache is not None:
             cached = cache.get(args[spec.cache_key])  # type: ignore[index]
             if cached is not None:
                 return cached[0]
+        event = args.get("event") if self._module_api_port is not None else None
+        held = IN_FLIGHT.hold(event) if event is not None else None
+        try:
+            return await self._forward(spec, args, cache)
+        finally:
+            if held is not None:
+                IN_FLIGHT.release(held, event)
+
+    async def _forward(self, spec: CallbackSpec, args: Mapping[str, Any], cache: ReplyCache | None) -> Any:
+        """`forward`, past the reply cache."""
         request_id = new_request_id()
         started = time.perf_counter()
         try:

@@ -91,6 +91,15 @@ def encode_room_alias(alias: Any) -> str:
     return alias if isinstance(alias, str) else alias.to_string()
 
 
+def app_service_id(requester: Any) -> str | None:
+    """The id of the application service acting, if any: Synapse's (Rust) `Requester` keeps it
+    as `app_service_id`; an older Synapse's held the `ApplicationService` itself."""
+    found = getattr(requester, "app_service_id", None)
+    if found is None:
+        found = getattr(getattr(requester, "app_service", None), "id", None)
+    return found if isinstance(found, str) else None
+
+
 def encode_requester(requester: Any) -> JsonDict:
     """A `Requester` as glia's `Requester` object."""
     return {
@@ -100,7 +109,7 @@ def encode_requester(requester: Any) -> JsonDict:
         "scope": sorted(requester.scope or ()),
         "shadow_banned": bool(requester.shadow_banned),
         "device_id": requester.device_id,
-        "app_service_id": getattr(requester, "app_service_id", None),
+        "app_service_id": app_service_id(requester),
         "authenticated_entity": requester.authenticated_entity,
     }
 

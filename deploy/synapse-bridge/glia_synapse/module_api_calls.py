@@ -30,6 +30,12 @@ from glia_synapse.convert import encode_event, encode_profile, encode_state_map,
 #: The path under the channel's URL where the bridge answers `POST <path><call>`.
 CALL_PATH = "/_glia/v1/module_api/"
 
+#: Not a `ModuleApi` method: the bridge's own call, `{"event_id", "soft_failed"}`, setting
+#: `internal_metadata.soft_failed` on Synapse's live event of a callback in flight, which a
+#: hosted module changed on its copy (`events_in_flight`). Its result is how many events with
+#: that id the bridge held (0: none, e.g. the callback runs in another Synapse process).
+SET_SOFT_FAILED = "glia.set_soft_failed"
+
 
 @dataclass(frozen=True)
 class Call:

@@ -23,7 +23,8 @@ from synapse.api.errors import SynapseError
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from glia_synapse.module_api_calls import CALL_PATH, CALLS, decode_arguments, encode_result
+from glia_synapse.events_in_flight import IN_FLIGHT
+from glia_synapse.module_api_calls import CALL_PATH, CALLS, SET_SOFT_FAILED, decode_arguments, encode_result
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ class ModuleApiResource(Resource):
             return 403, {"errcode": "M_UNKNOWN_TOKEN", "error": "wrong or missing module API secret"}
         path = request.path.decode("utf-8", "replace")
         name = path[len(CALL_PATH) :] if path.startswith(CALL_PATH) else ""
+        if name == SET_SOFT_FAILED:
+            return set_soft_failed(request)
         call = CALLS.get(name)
         if call is None:
             return 404, {"errcode": "M_UNRECOGNIZED", "error": f"no ModuleApi call {name!r}"}
@@ -89,6 +92,18 @@ class ModuleApiResource(Resource):
                 "error": f"{type(e).__name__}: {e}",
                 "glia_exception": type(e).__name__,
             }
+
+
+def set_soft_failed(request: Any) -> tuple[int, dict[str, Any]]:
+    """`SET_SOFT_FAILED`: sets the flag on the live events held under that id."""
+    try:
+        args = json.loads(request.content.read() or b"{}").get("args") or {}
+        event_id, soft_failed = args["event_id"], args["soft_failed"]
+    except (ValueError, AttributeError, KeyError) as e:
+        return 400, {"errcode": "M_BAD_JSON", "error": f"unreadable arguments: {e!r}"}
+    if not isinstance(event_id, str) or not isinstance(soft_failed, bool):
+        return 400, {"errcode": "M_BAD_JSON", "error": "expected {event_id: string, soft_failed: boolean}"}
+    return 200, {"result": IN_FLIGHT.set_soft_failed(event_id, soft_failed)}
 
 
 def _write(request: Any, status: int, body: dict[str, Any]) -> None:

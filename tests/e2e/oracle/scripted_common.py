@@ -32,6 +32,8 @@ Values (JSON cannot tell `Codes.FORBIDDEN` from a string, so most are tagged):
 | `{"dict": {...}}` | the dict |
 | `{"event_allowed": [ok, replacement]}` | `(ok, replacement)` |
 | `{"replace_content": {...}}` | `(True, the event with this content)` |
+| `{"replace_content": {...}, "allowed": X}` | `(X, the event with this content)` |
+| `{"soft_fail": VALUE}` | VALUE, after setting the event's `internal_metadata.soft_failed` |
 | `{"upload_limits": [{max_bytes, time_period_ms, ...}]}` | `[MediaUploadLimit(...)]` |
 | `{"ratelimit": {per_second, burst_count}}` | `RatelimitOverride(...)` |
 | `{"registration": "allow" / "shadow_ban" / "deny"}` | `RegistrationBehaviour(...)` |

@@ -77,7 +77,12 @@ def to_json(value: Any) -> Any:
     if isinstance(value, DomainSpecificString):
         return value.to_string()
     if isinstance(value, Requester):
-        return {"user_id": value.user.to_string(), "device_id": value.device_id, "is_guest": value.is_guest}
+        return {
+            "user_id": value.user.to_string(),
+            "device_id": value.device_id,
+            "is_guest": value.is_guest,
+            "app_service_id": getattr(value, "app_service_id", None),
+        }
     if attr.has(type(value)):
         return {f.name: to_json(getattr(value, f.name)) for f in attr.fields(type(value))}
     if isinstance(value, Mapping):
@@ -109,8 +114,11 @@ def to_native(value: Any, spec: Spec, args: Mapping[str, Any]) -> Any:
     if "event_allowed" in value:
         allowed, replacement = value["event_allowed"]
         return allowed, replacement
+    if "soft_fail" in value:
+        args["event"].internal_metadata.soft_failed = True
+        return to_native(value["soft_fail"], spec, args)
     if "replace_content" in value:
-        return True, {**args["event"].get_dict(), "content": value["replace_content"]}
+        return value.get("allowed", True), {**args["event"].get_dict(), "content": value["replace_content"]}
     if "upload_limits" in value:
         return [MediaUploadLimit(**limit) for limit in value["upload_limits"]]
     if "ratelimit" in value:
