@@ -309,22 +309,8 @@ fn check_token(path: ConfigPath, token: String) -> Result<String, ConfigError> {
 /// The token in the file at `path`, trimmed: a regular file, of a sensible size.
 fn read_token(path: &str) -> Result<String, ConfigError> {
     let at = || key("authorization_path");
-    let cannot =
-        |e: std::io::Error| ConfigError::at_path(at(), format!("cannot read {path:?}: {e}"));
-    let metadata = std::fs::metadata(path).map_err(cannot)?;
-    if !metadata.is_file() {
-        return Err(ConfigError::at_path(
-            at(),
-            format!("{path:?} is not a regular file"),
-        ));
-    }
-    if metadata.len() > MAX_TOKEN_FILE_BYTES {
-        return Err(ConfigError::at_path(
-            at(),
-            format!("{path:?} is larger than {MAX_TOKEN_FILE_BYTES} bytes; it should hold a token"),
-        ));
-    }
-    let text = std::fs::read_to_string(path).map_err(cannot)?;
+    let text = glia_module_api::files::read_text(std::path::Path::new(path), MAX_TOKEN_FILE_BYTES)
+        .map_err(|e| ConfigError::at_path(at(), format!("cannot read {path:?}: {e}")))?;
     check_token(at(), text.trim().to_owned())
         .map_err(|e| ConfigError::at_path(at(), format!("{path:?}: {}", e.message)))
 }

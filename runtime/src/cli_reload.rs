@@ -18,7 +18,7 @@ pub fn hangups() -> Result<Signal, String> {
 pub async fn ask(url: String, token_file: Option<PathBuf>) -> Result<(), String> {
     let token = match &token_file {
         Some(path) => Some(
-            std::fs::read_to_string(path)
+            glia_module_api::files::read_text(path, glia_module_api::files::MAX_NAMED_FILE)
                 .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?
                 .trim()
                 .to_owned(),

@@ -624,3 +624,25 @@ def test_the_channel_sets_soft_failed_by_event_id() -> None:
     finally:
         IN_FLIGHT.release(held, event)
     assert len(IN_FLIGHT) == 0
+
+
+def test_named_files_are_read_bounded_and_only_when_regular(tmp_path: Any) -> None:
+    """Every file the bridge and the Python host read from a path goes through one bounded,
+    regular-file-only reader: /dev/zero, a FIFO or a directory fails at once, a file over the
+    cap is refused."""
+    import os
+
+    from glia_synapse import files
+
+    token = tmp_path / "token"
+    token.write_text("secret\n")
+    assert files.read_text(token) == "secret\n"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", str(fifo), str(tmp_path)):
+        with pytest.raises(OSError, match="not a regular file"):
+            files.read_text(path)
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 11)
+    with pytest.raises(OSError, match="larger than 10 bytes"):
+        files.read_text(big, 10)

@@ -1786,6 +1786,31 @@ fn the_python_section_is_checked_key_by_key() {
     assert!(error_of(yaml).message.contains("unknown field `startup`"));
 }
 
+/// Every file a setting names goes through one bounded, regular-file-only reader:
+/// `python.module_api.secret_file` pointing at /dev/zero or a FIFO is refused at once (it
+/// used to hang the check, reading /dev/zero up to 4.6 GB).
+#[test]
+fn a_module_api_secret_file_must_be_a_small_regular_file() {
+    let fifo = TempFile::unused_path("secret-fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo (coreutils) runs");
+    assert!(made.success());
+    for path in ["/dev/zero".to_owned(), fifo.display().to_string()] {
+        let yaml = format!(
+            "python:\n  server_name: example.com\n  module_api: {{url: \"http://127.0.0.1:8788\", secret_file: {path}}}\nmodules:\n  - module: ldap_auth_provider.LdapModule\n"
+        );
+        let err = error_of(&yaml);
+        assert_eq!(err.key, "python.module_api.secret_file", "{err}");
+        assert_eq!(
+            err.message,
+            format!("cannot read {path}: not a regular file")
+        );
+    }
+    let _ = std::fs::remove_file(&fifo);
+}
+
 #[test]
 fn a_python_module_on_nats_needs_a_name_that_is_a_subject_token() {
     let yaml = concat!(

@@ -773,3 +773,37 @@ fn without_colours(log: &str) -> String {
     }
     out
 }
+
+/// `glia reload --token-file` reads through the bounded reader: /dev/zero is refused at once
+/// (it used to be read until glia held gigabytes), and so is a FIFO (it used to wait for a
+/// writer).
+#[test]
+fn glia_reload_refuses_a_token_file_that_is_not_a_small_regular_file() {
+    let fifo = TempFile::unused_path("reload-token-fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo (coreutils) runs");
+    assert!(made.success());
+    for path in ["/dev/zero".to_owned(), fifo.display().to_string()] {
+        let out = std::process::Command::new(glia_binary())
+            .args([
+                "reload",
+                "--url",
+                "http://127.0.0.1:9",
+                "--token-file",
+                &path,
+            ])
+            .output()
+            .expect("glia reload runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "cannot read the token file {path}: not a regular file"
+            )),
+            "{stderr}"
+        );
+    }
+    let _ = std::fs::remove_file(&fifo);
+}

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from glia_python_host.settings import HomeserverSettings, SettingsError
+from glia_synapse import files
 
 #: glia's defaults for what sizes a module's admission (`max_in_flight` + `restart.stash`).
 DEFAULT_MAX_IN_FLIGHT = 1024
@@ -56,7 +56,7 @@ def read_secret(settings: Mapping[str, Any], key: str, where: str) -> str | None
     if path is None:
         return None
     try:
-        return Path(path).read_text().strip()
+        return files.read_text(path).strip()
     except OSError as e:
         raise GliaConfigError(f"{where}.{key}_file: cannot read {path}: {e.strerror}") from e
 
@@ -108,7 +108,7 @@ def load(path: str, names: list[str]) -> HostConfig:
     import yaml
 
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        raw = yaml.safe_load(files.read_text(path, files.MAX_CONFIG_FILE)) or {}
     except (OSError, yaml.YAMLError) as e:
         raise GliaConfigError(f"{path}: {e}") from e
     defaults = raw.get("defaults") or {}

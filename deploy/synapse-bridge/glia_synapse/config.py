@@ -34,6 +34,7 @@ from typing import Any
 
 from synapse.module_api.errors import ConfigError
 
+from glia_synapse import files
 from glia_synapse.catalogue import BACKGROUND_CONTROLLER, BY_NAME, PRESENCE_PAIR
 from glia_synapse.transport import Address, parse_address
 
@@ -208,8 +209,7 @@ def _secret(raw: Mapping[str, Any], inline: str, file: str, at: tuple[str, ...])
     if not isinstance(path, str):
         raise ConfigError("expected a file path", (*at, file))
     try:
-        with open(path, encoding="utf-8") as f:
-            token = f.read().strip()
+        token = files.read_text(path).strip()
     except OSError as e:
         raise ConfigError(f"cannot read {path}: {e.strerror}", (*at, file)) from e
     if not token:

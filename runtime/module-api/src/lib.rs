@@ -64,6 +64,7 @@
 
 pub mod config_error;
 pub mod error;
+pub mod files;
 pub mod handler;
 pub mod module;
 pub mod registration;

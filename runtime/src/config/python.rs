@@ -88,15 +88,18 @@ impl RawPythonConfig {
                         ))
                     }
                     (Some(secret), None) => secret.clone(),
-                    (None, Some(path)) => std::fs::read_to_string(path)
-                        .map_err(|e| {
-                            (
-                                &["module_api", "secret_file"][..],
-                                format!("cannot read {path}: {e}"),
-                            )
-                        })?
-                        .trim()
-                        .to_owned(),
+                    (None, Some(path)) => super::files::read_text(
+                        std::path::Path::new(path),
+                        super::files::MAX_NAMED_FILE,
+                    )
+                    .map_err(|e| {
+                        (
+                            &["module_api", "secret_file"][..],
+                            format!("cannot read {path}: {e}"),
+                        )
+                    })?
+                    .trim()
+                    .to_owned(),
                     (None, None) => {
                         return Err((
                             &["module_api"],
