@@ -278,16 +278,22 @@ impl Deny {
     }
 
     /// The callback's deny with the module's errcode (and extra fields, where the caller
-    /// keeps them).
+    /// keeps them). Synapse writes the extra fields over its own `error` and `errcode`
+    /// (`cs_error`), so a field `error` (a moderation tool's message, say) is what the client
+    /// reads: the deny's message is that, and the decision log records it.
     pub fn with_code(
         callback: Callback,
         errcode: &str,
         fields: Option<&glia_bus_schema::JsonObject>,
     ) -> Deny {
+        let fields = fields.cloned().unwrap_or_default();
+        let text = |key: &str| fields.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+        let default = Deny::default_for(callback);
         Deny {
-            errcode: errcode.to_owned(),
-            fields: fields.cloned().unwrap_or_default(),
-            ..Deny::default_for(callback)
+            errcode: text("errcode").unwrap_or_else(|| errcode.to_owned()),
+            message: text("error").unwrap_or(default.message),
+            fields,
+            module_message: false,
         }
     }
 
@@ -312,6 +318,26 @@ impl Builtin for FailurePolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the client reads of a deny with extra fields, as Synapse's `cs_error` writes it:
+    /// the fields over the message and errcode.
+    #[test]
+    fn a_deny_with_an_error_field_carries_the_message_the_client_reads() {
+        let mut fields = glia_bus_schema::JsonObject::new();
+        fields.insert("error".into(), "Draupnir says no".into());
+        let deny = Deny::with_code(Callback::UserMayInvite, "M_FORBIDDEN", Some(&fields));
+        assert_eq!(deny.message, "Draupnir says no");
+        assert_eq!(deny.errcode, "M_FORBIDDEN");
+        let plain = Deny::with_code(Callback::UserMayInvite, "M_LIMIT_EXCEEDED", None);
+        assert_eq!(
+            plain.message,
+            Deny::default_for(Callback::UserMayInvite).message
+        );
+        assert_eq!(plain.errcode, "M_LIMIT_EXCEEDED");
+        fields.insert("errcode".into(), "M_UNKNOWN".into());
+        let deny = Deny::with_code(Callback::UserMayInvite, "M_FORBIDDEN", Some(&fields));
+        assert_eq!(deny.errcode, "M_UNKNOWN", "cs_error writes the fields last");
+    }
 
     #[test]
     fn the_table_has_one_row_per_callback_in_order() {

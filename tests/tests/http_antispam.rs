@@ -363,6 +363,26 @@ async fn invited(g: &TestGlia, inviter: &str) -> Value {
     .await
 }
 
+/// The decision log records a moderation tool's deny as the client reads it: the tool's own
+/// `error`, which Synapse writes over the callback's default message.
+#[actix_rt::test]
+async fn the_decision_log_records_the_message_the_client_is_told() {
+    let drau = RunningFake::start(draupnir(&["@drau:hs"], &[])).unwrap();
+    let path = TempFile::unused_path("antispam-deny-text.jsonl");
+    let g = start(
+        json!({"telemetry": {"decision_log": {"output": "file", "path": path, "include_content": true}}}),
+        vec![asks_invites("draupnir", &drau.base_url, "draupnir", json!({}))],
+    )
+    .await;
+    let denied = invited(&g, "@drau:hs").await;
+    let told = "You are not allowed to send invitations to this homeserver";
+    assert_eq!(denied["error"], told, "{denied}");
+    let log = decision_records(&path, 1).await;
+    assert_eq!(log[0]["result"]["decision"], "deny", "{}", log[0]);
+    assert_eq!(log[0]["result"]["reply"]["error"], told, "{}", log[0]);
+    g.stop().await;
+}
+
 #[actix_rt::test]
 async fn denies_are_read_by_errcode_and_the_first_in_config_order_wins() {
     let meow = RunningFake::start(meowlnir(&["@both:hs", "@meow:hs"])).unwrap();
@@ -383,6 +403,11 @@ async fn denies_are_read_by_errcode_and_the_first_in_config_order_wins() {
     assert_eq!(
         both["fields"],
         json!({"error": "You're not allowed to send invites"})
+    );
+    // The reply's message is what the client reads: Synapse writes the fields over it.
+    assert_eq!(
+        both["error"], "You're not allowed to send invites",
+        "{both}"
     );
     let drau_only = invited(&g, "@drau:hs").await;
     assert_eq!(drau_only["module"], "draupnir", "{drau_only}");
