@@ -73,6 +73,14 @@ fn needs_restart(old: &GliaConfig, new: &GliaConfig) -> Vec<&'static str> {
     };
     check("listen", old.listen != new.listen);
     check("listen_unix", old.listen_unix != new.listen_unix);
+    check(
+        "listen_unix_mode",
+        old.listen_unix_mode != new.listen_unix_mode,
+    );
+    check(
+        "listen_unix_group",
+        old.listen_unix_group != new.listen_unix_group,
+    );
     check("max_body_size", old.max_body_size != new.max_body_size);
     check("body_timeout", old.body_timeout != new.body_timeout);
     check("header_timeout", old.header_timeout != new.header_timeout);

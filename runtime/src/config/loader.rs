@@ -107,10 +107,13 @@ impl Loader {
         let defaults = self.defaults(&raw.defaults)?;
         let modules = self.modules(&raw, &defaults, types)?;
         let telemetry = self.telemetry(&raw)?;
+        let listen_unix_mode = self.unix_mode(&raw)?;
         Ok(GliaConfig {
             source: self.sources.file.clone(),
             listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
             listen_unix: raw.listen_unix.clone(),
+            listen_unix_mode,
+            listen_unix_group: raw.listen_unix_group.clone(),
             auth_token,
             max_body_size: raw.max_body_size.map_or(DEFAULT_MAX_BODY_SIZE, |b| b.0),
             // Durations are longer than 0 (`ConfigDuration` refuses 0).
@@ -125,6 +128,22 @@ impl Loader {
             log_format: raw.log_format.unwrap_or_default(),
             sources: Arc::new(self.sources),
         })
+    }
+
+    /// `listen_unix_mode`: permission bits written in octal, as `chmod` takes them.
+    fn unix_mode(&self, raw: &RawConfig) -> Result<Option<u32>, ConfigFileError> {
+        let Some(text) = &raw.listen_unix_mode else {
+            return Ok(None);
+        };
+        let at = ConfigPath::root().key("listen_unix_mode");
+        match u32::from_str_radix(text, 8) {
+            Ok(mode) if mode <= 0o777 && !text.is_empty() => Ok(Some(mode)),
+            _ => Err(self.error(
+                &at,
+                None,
+                format!("{text:?} is not a mode: write permission bits in octal, quoted, such as \"0660\""),
+            )),
+        }
     }
 
     fn refuse_legacy_sections(&self) -> Result<(), ConfigFileError> {

@@ -67,6 +67,12 @@ pub struct GliaConfig {
     /// A Unix socket the HTTP server also listens on (same routes, same token): a bridge on
     /// the same host skips TCP.
     pub listen_unix: Option<std::path::PathBuf>,
+    /// The Unix socket's permission bits (`listen_unix_mode: "0660"`); without it the
+    /// process's umask decides.
+    pub listen_unix_mode: Option<u32>,
+    /// The group the Unix socket is given (a name or a number), so a homeserver running as
+    /// another user in that group can connect.
+    pub listen_unix_group: Option<String>,
     /// The bearer token callers of the HTTP API must present, if any.
     pub auth_token: Option<String>,
     /// The largest request body accepted.

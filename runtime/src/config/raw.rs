@@ -77,6 +77,8 @@ pub(super) struct RawDefaults {
 pub(super) struct RawConfig {
     pub(super) listen: Option<String>,
     pub(super) listen_unix: Option<std::path::PathBuf>,
+    pub(super) listen_unix_mode: Option<String>,
+    pub(super) listen_unix_group: Option<String>,
     pub(super) auth_token: Option<String>,
     pub(super) auth_token_file: Option<String>,
     pub(super) max_body_size: Option<ByteSize>,

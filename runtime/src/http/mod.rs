@@ -31,10 +31,15 @@ use crate::config::{Fault, GliaConfig};
 use glia_module_api::ConfigPath;
 
 /// What the HTTP server would refuse of `config` when it starts: a connection cap above what
-/// the open-file limit allows.
+/// the open-file limit allows, a Unix socket group the system does not know.
 pub fn check(config: &GliaConfig) -> Result<(), Fault> {
     check_max_connections(config.max_connections)
-        .map_err(|m| Fault::new(ConfigPath::root().key("max_connections"), m))
+        .map_err(|m| Fault::new(ConfigPath::root().key("max_connections"), m))?;
+    if let Some(group) = &config.listen_unix_group {
+        unix::group_id(group)
+            .map_err(|m| Fault::new(ConfigPath::root().key("listen_unix_group"), m))?;
+    }
+    Ok(())
 }
 
 use actix_web::middleware::from_fn;
@@ -143,17 +148,44 @@ pub fn serve<S: Service>(
     .shutdown_timeout(timeout)
     .bind(listen)?;
     let addrs = server.addrs();
+    warn_if_open(&addrs, config.auth_token.is_some());
     let server = match &unix_socket {
         Some(path) => server
             .bind_uds(unix::prepare(path)?)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?,
         None => server,
     };
+    if let Some(path) = &unix_socket {
+        unix::set_access(
+            path,
+            config.listen_unix_mode,
+            config.listen_unix_group.as_deref(),
+        )
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    }
     let mut bound = Bound::new(addrs, server.run(), connections);
     if let Some(path) = unix_socket {
         bound.urls.push_str(&format!(", unix:{}", path.display()));
     }
     Ok(bound)
+}
+
+/// Says loudly that the API is open to anyone who reaches it: it listens beyond loopback and
+/// asks no token (the example config and the image's default do, until a token is set).
+fn warn_if_open(addrs: &[std::net::SocketAddr], has_token: bool) {
+    let exposed: Vec<String> = addrs
+        .iter()
+        .filter(|a| !a.ip().is_loopback())
+        .map(ToString::to_string)
+        .collect();
+    if !has_token && !exposed.is_empty() {
+        tracing::warn!(
+            listen = %exposed.join(", "),
+            "glia listens beyond loopback without an auth token: anyone who reaches it can ask \
+             for decisions, list the modules and reload the config; set auth_token or \
+             auth_token_file (and the bridge's glia_token)"
+        );
+    }
 }
 
 /// A bound server, running, and where it listens: with port 0 in `listen` the system picks

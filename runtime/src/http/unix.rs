@@ -3,8 +3,48 @@
 //! other kind of file.
 
 use std::io;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// The numeric id of `group`: a group name the system knows, or a number.
+pub fn group_id(group: &str) -> Result<u32, String> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    let name =
+        std::ffi::CString::new(group).map_err(|_| format!("{group:?} is not a group name"))?;
+    let mut entry: libc::group = unsafe { std::mem::zeroed() };
+    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; getgrnam_r writes only into `entry` and
+    // `buffer` (of the length given) and sets `found` to `&entry` or null.
+    let status = unsafe {
+        libc::getgrnam_r(
+            name.as_ptr(),
+            &mut entry,
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut found,
+        )
+    };
+    if status != 0 || found.is_null() {
+        return Err(format!("no group {group:?} on this system"));
+    }
+    Ok(entry.gr_gid)
+}
+
+/// Gives the socket at `path` its configured mode and group (after binding: until then the
+/// umask's, stricter or not, applied).
+pub fn set_access(path: &Path, mode: Option<u32>, group: Option<&str>) -> io::Result<()> {
+    if let Some(group) = group {
+        let gid = group_id(group).map_err(io::Error::other)?;
+        std::os::unix::fs::chown(path, None, Some(gid))?;
+    }
+    if let Some(mode) = mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
 
 /// Removes a socket left at `path` by a glia that stopped, so it can be bound again; refuses
 /// a path that holds anything but a socket, or a socket something still listens on.
