@@ -10,9 +10,11 @@ use super::{
     module_gauges, nats_bus, routed_bus, start_modules, stop_all, Generation, Glia, Hosted,
     StartError, Topology,
 };
+use crate::bus::NatsBus;
 use crate::config::{ConfigFileError, GliaConfig, ModuleConfig};
-use crate::coordinator::Routing;
+use crate::coordinator::{Plans, Routing};
 use crate::host::ModuleStatus;
+use crate::http::routes::WebRoutes;
 use serde::Serialize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -179,31 +181,17 @@ impl Glia {
                 file: config.source.clone(),
             });
         }
-        let fates: Vec<Fate> = config
-            .modules
-            .iter()
-            .map(|m| fate(&old.config.modules, m))
-            .collect();
-        let kept: Vec<bool> = fates.iter().map(|f| matches!(f, Fate::Kept(_))).collect();
-        let statuses: Vec<Arc<ModuleStatus>> = fates
-            .iter()
-            .map(|f| match f {
-                Fate::Kept(i) => old.statuses[*i].clone(),
-                Fate::Replaces(i) => Arc::new(ModuleStatus::continuing(&old.statuses[*i])),
-                Fate::Added => Arc::new(ModuleStatus::default()),
-            })
-            .collect();
-        let topology = Arc::new(Topology::new(config.modules.clone()));
-        {
-            let mut summaries = topology.summaries.lock().unwrap_or_else(|e| e.into_inner());
-            for (j, f) in fates.iter().enumerate() {
-                if let Fate::Kept(i) = f {
-                    summaries[j] = old.topology.summary(*i);
-                }
-            }
-        }
-        let mut started =
-            start_modules(&config, &topology, &statuses, self.nats.as_ref(), &kept).await?;
+        let change = Change::new(old, &config);
+        let statuses = change.statuses();
+        let topology = change.topology(&config);
+        let started = start_modules(
+            &config,
+            &topology,
+            &statuses,
+            self.nats.as_ref(),
+            &change.kept(),
+        )
+        .await?;
         let derived = match topology.derive_now() {
             Ok(derived) => derived,
             Err(e) => {
@@ -213,102 +201,211 @@ impl Glia {
         };
 
         // Nothing can fail from here on.
-        let same_names = old.config.modules.len() == config.modules.len()
-            && old
-                .config
-                .modules
-                .iter()
-                .zip(&config.modules)
-                .all(|(a, b)| a.name == b.name);
-        let nats_bus = if same_names {
-            old.nats_bus.clone()
+        let nats_bus = if change.same_names(&config) {
+            change.old.nats_bus.clone()
         } else {
             nats_bus(&config, self.nats.as_ref(), &self.refusals)
         };
-        let mut report = ReloadReport {
-            config: config.source.clone(),
-            needs_restart: needs_restart(&old.config, &config),
-            ..ReloadReport::default()
+        let report = change.report(&config);
+        let next = Next {
+            config,
+            topology,
+            statuses,
+            started,
+            derived,
+            nats_bus,
         };
-        let retiring = {
-            let mut current = self.shared.hosted.lock().unwrap_or_else(|e| e.into_inner());
-            let mut previous = std::mem::take(&mut *current);
-            let hosted: Vec<Option<Hosted>> = fates
-                .iter()
-                .zip(started.iter_mut())
-                .enumerate()
-                .map(|(j, (f, new))| match f {
-                    Fate::Kept(i) => {
-                        let moved = previous.get_mut(*i).and_then(Option::take);
-                        if let Some(h) = &moved {
-                            h.report_to(&topology, j);
-                        }
-                        // It may have registered with the old topology since it was copied.
-                        if topology.summary(j).is_none() {
-                            if let Some(summary) = old.topology.summary(*i) {
-                                let mut summaries =
-                                    topology.summaries.lock().unwrap_or_else(|e| e.into_inner());
-                                summaries[j] = Some(summary);
-                            }
-                        }
-                        moved
-                    }
-                    _ => new.take(),
-                })
-                .collect();
-            // What is left of the previous generation retires.
-            let retiring: Vec<(Hosted, Arc<ModuleStatus>)> = previous
-                .into_iter()
-                .enumerate()
-                .filter_map(|(i, h)| Some((h?, old.statuses[i].clone())))
-                .collect();
-            let (bus, routed) = routed_bus(
-                &config,
-                &hosted,
-                |j| match fates[j] {
-                    Fate::Kept(i) => old.bus.route(i),
-                    _ => None,
-                },
-                nats_bus.clone(),
-            );
-            old.topology.retire();
-            let replaced = topology.install(self.coordinator.clone(), routed, derived);
-            for (j, f) in fates.iter().enumerate() {
-                let name = config.modules[j].name.clone();
-                match f {
-                    Fate::Kept(_) => report.kept.push(name),
-                    Fate::Replaces(_) => report.replaced.push(name),
-                    Fate::Added => report.started.push(name),
-                }
-            }
-            report.stopped = old
-                .config
-                .modules
-                .iter()
-                .filter(|m| config.modules.iter().all(|n| n.name != m.name))
-                .map(|m| m.name.clone())
-                .collect();
-            if let Some(metrics) = self.telemetry.metrics() {
-                metrics.set_module_gauges(module_gauges(&config, &statuses));
-                metrics.renumber(config.modules.len());
-            }
-            let grace = old.config.deadline + config.shutdown_grace;
-            let generation = Arc::new(Generation {
-                config: Arc::new(config),
-                topology,
-                statuses,
-                bus,
-                nats_bus,
-            });
-            self.shared.current.store(generation.clone());
-            *current = hosted;
-            drop(current);
-            self.watch_remote_modules(&generation);
-            retire(replaced, retiring, grace)
-        };
+        let retiring = self.commit(&change, next);
         drop(changing);
         Ok((report, retiring))
     }
+
+    /// Makes `next` the current generation in one step: kept modules move in, the rest of
+    /// the old generation retires, and the plans and bus switch together so a dispatch runs
+    /// wholly on the old modules or wholly on the new. Returns the retirement, to await.
+    fn commit(&self, change: &Change, next: Next) -> impl std::future::Future<Output = ()> {
+        let Next {
+            config,
+            topology,
+            statuses,
+            mut started,
+            derived,
+            nats_bus,
+        } = next;
+        let old = &change.old;
+        let mut current = self.shared.hosted.lock().unwrap_or_else(|e| e.into_inner());
+        let mut previous = std::mem::take(&mut *current);
+        let hosted = change.hand_over(&mut previous, &mut started, &topology);
+        // What is left of the previous generation retires.
+        let retiring: Vec<(Hosted, Arc<ModuleStatus>)> = previous
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, h)| Some((h?, old.statuses[i].clone())))
+            .collect();
+        let (bus, routed) = routed_bus(
+            &config,
+            &hosted,
+            |j| match change.fates[j] {
+                Fate::Kept(i) => old.bus.route(i),
+                _ => None,
+            },
+            nats_bus.clone(),
+        );
+        old.topology.retire();
+        let replaced = topology.install(self.coordinator.clone(), routed, derived);
+        if let Some(metrics) = self.telemetry.metrics() {
+            metrics.set_module_gauges(module_gauges(&config, &statuses));
+            metrics.renumber(config.modules.len());
+        }
+        let grace = old.config.deadline + config.shutdown_grace;
+        let generation = Arc::new(Generation {
+            config: Arc::new(config),
+            topology,
+            statuses,
+            bus,
+            nats_bus,
+        });
+        self.shared.current.store(generation.clone());
+        *current = hosted;
+        drop(current);
+        self.watch_remote_modules(&generation);
+        retire(replaced, retiring, grace)
+    }
+}
+
+/// A reload's plan: the generation it replaces and what becomes of each module of the new
+/// config, which decide what is started, moved, carried over and reported.
+struct Change {
+    old: Arc<Generation>,
+    fates: Vec<Fate>,
+}
+
+impl Change {
+    /// The fate of each of `config`'s modules against the generation `old`.
+    fn new(old: Arc<Generation>, config: &GliaConfig) -> Change {
+        let fates = config
+            .modules
+            .iter()
+            .map(|m| fate(&old.config.modules, m))
+            .collect();
+        Change { old, fates }
+    }
+
+    /// Which modules keep their running instance, so none is started for them.
+    fn kept(&self) -> Vec<bool> {
+        self.fates
+            .iter()
+            .map(|f| matches!(f, Fate::Kept(_)))
+            .collect()
+    }
+
+    /// Each module's status: a kept one's own, a replacement's carrying on the old counts,
+    /// an added one's new, so counters read the same across a reload.
+    fn statuses(&self) -> Vec<Arc<ModuleStatus>> {
+        self.fates
+            .iter()
+            .map(|f| match f {
+                Fate::Kept(i) => self.old.statuses[*i].clone(),
+                Fate::Replaces(i) => Arc::new(ModuleStatus::continuing(&self.old.statuses[*i])),
+                Fate::Added => Arc::new(ModuleStatus::default()),
+            })
+            .collect()
+    }
+
+    /// The new config's topology, with what the kept modules registered copied in: they do
+    /// not start again, so they would not register again.
+    fn topology(&self, config: &GliaConfig) -> Arc<Topology> {
+        let topology = Arc::new(Topology::new(config.modules.clone()));
+        {
+            let mut summaries = topology.summaries.lock().unwrap_or_else(|e| e.into_inner());
+            for (j, f) in self.fates.iter().enumerate() {
+                if let Fate::Kept(i) = f {
+                    summaries[j] = self.old.topology.summary(*i);
+                }
+            }
+        }
+        topology
+    }
+
+    /// Whether `config` names the same modules in the same order, so the NATS bus (which
+    /// knows modules by index) carries over.
+    fn same_names(&self, config: &GliaConfig) -> bool {
+        let old = &self.old.config.modules;
+        old.len() == config.modules.len()
+            && old
+                .iter()
+                .zip(&config.modules)
+                .all(|(a, b)| a.name == b.name)
+    }
+
+    /// What the reload does, module by module, and the settings that wait for a restart.
+    fn report(&self, config: &GliaConfig) -> ReloadReport {
+        let mut report = ReloadReport {
+            config: config.source.clone(),
+            needs_restart: needs_restart(&self.old.config, config),
+            ..ReloadReport::default()
+        };
+        for (j, f) in self.fates.iter().enumerate() {
+            let name = config.modules[j].name.clone();
+            match f {
+                Fate::Kept(_) => report.kept.push(name),
+                Fate::Replaces(_) => report.replaced.push(name),
+                Fate::Added => report.started.push(name),
+            }
+        }
+        report.stopped = self
+            .old
+            .config
+            .modules
+            .iter()
+            .filter(|m| config.modules.iter().all(|n| n.name != m.name))
+            .map(|m| m.name.clone())
+            .collect();
+        report
+    }
+
+    /// The new generation's modules: a kept one moved out of `previous` (now reporting to
+    /// `topology`), the others as `started`. What stays in `previous` is to retire.
+    fn hand_over(
+        &self,
+        previous: &mut [Option<Hosted>],
+        started: &mut [Option<Hosted>],
+        topology: &Arc<Topology>,
+    ) -> Vec<Option<Hosted>> {
+        self.fates
+            .iter()
+            .zip(started.iter_mut())
+            .enumerate()
+            .map(|(j, (f, new))| match f {
+                Fate::Kept(i) => {
+                    let moved = previous.get_mut(*i).and_then(Option::take);
+                    if let Some(h) = &moved {
+                        h.report_to(topology, j);
+                    }
+                    // It may have registered with the old topology since it was copied.
+                    if topology.summary(j).is_none() {
+                        if let Some(summary) = self.old.topology.summary(*i) {
+                            let mut summaries =
+                                topology.summaries.lock().unwrap_or_else(|e| e.into_inner());
+                            summaries[j] = Some(summary);
+                        }
+                    }
+                    moved
+                }
+                _ => new.take(),
+            })
+            .collect()
+    }
+}
+
+/// The next generation, started and checked, for [`Glia::commit`] to switch to.
+struct Next {
+    config: GliaConfig,
+    topology: Arc<Topology>,
+    statuses: Vec<Arc<ModuleStatus>>,
+    started: Vec<Option<Hosted>>,
+    derived: (Plans, WebRoutes),
+    nats_bus: Option<Arc<NatsBus>>,
 }
 
 /// Stops the retired modules once no dispatch runs on the `replaced` routing and their own

@@ -234,6 +234,54 @@ fn judge(
     }
 }
 
+/// The body of an invocation, serialised without cloning the shared request; a failure is
+/// the invocation's answer, given when its future is polled.
+#[inline]
+fn invocation_body(
+    request_id: &str,
+    deadline_ms: u64,
+    request: &CallbackRequest,
+) -> Result<bytes::Bytes, InvocationError> {
+    serde_json::to_vec(&InvocationRef {
+        request_id,
+        deadline_ms,
+        request,
+    })
+    .map(bytes::Bytes::from)
+    .map_err(|e| InvocationError::Unavailable {
+        reason: format!("cannot encode the invocation: {e}"),
+    })
+}
+
+/// The headers of an invocation: its id, its deadline and the caller's trace context, so a
+/// worker can drop a late request and continue the trace without reading the body.
+#[inline]
+fn invocation_headers(meta: &InvocationMeta, deadline_ms: u64) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(headers::REQUEST_ID, &*meta.request_id);
+    headers.insert(headers::DEADLINE, deadline_ms.to_string().as_str());
+    let trace = crate::telemetry::propagation::inject(&meta.trace);
+    if let Some(traceparent) = &trace.traceparent {
+        headers.insert(headers::TRACEPARENT, traceparent.as_str());
+    }
+    if let Some(tracestate) = &trace.tracestate {
+        headers.insert(headers::TRACESTATE, tracestate.as_str());
+    }
+    headers
+}
+
+/// Why a request to `module`'s workers got no reply: nobody serves it, or NATS failed.
+fn unanswered(module: &str, e: &async_nats::RequestError) -> InvocationError {
+    InvocationError::Unavailable {
+        reason: match e.kind() {
+            RequestErrorKind::NoResponders => {
+                format!("no worker serves module {module} (no responders)")
+            }
+            _ => format!("NATS: {e}"),
+        },
+    }
+}
+
 impl Bus for NatsBus {
     fn invoke(
         &self,
@@ -249,21 +297,8 @@ impl Bus for NatsBus {
         };
         let callback = request.callback();
         let deadline_ms = deadline_ms(meta.deadline);
-        let body = serde_json::to_vec(&InvocationRef {
-            request_id: &meta.request_id,
-            deadline_ms,
-            request: &request,
-        });
-        let mut headers = HeaderMap::new();
-        headers.insert(headers::REQUEST_ID, &*meta.request_id);
-        headers.insert(headers::DEADLINE, deadline_ms.to_string().as_str());
-        let trace = crate::telemetry::propagation::inject(&meta.trace);
-        if let Some(traceparent) = &trace.traceparent {
-            headers.insert(headers::TRACEPARENT, traceparent.as_str());
-        }
-        if let Some(tracestate) = &trace.tracestate {
-            headers.insert(headers::TRACESTATE, tracestate.as_str());
-        }
+        let body = invocation_body(&meta.request_id, deadline_ms, &request);
+        let headers = invocation_headers(meta, deadline_ms);
         let (client, roster) = (self.client.clone(), self.roster.clone());
         let request_id = meta.request_id.clone();
         let worker = match self.refusals.direct_refused() {
@@ -271,11 +306,7 @@ impl Bus for NatsBus {
             false => roster.pick(target.module),
         };
         async move {
-            let body: bytes::Bytes = body
-                .map_err(|e| InvocationError::Unavailable {
-                    reason: format!("cannot encode the invocation: {e}"),
-                })?
-                .into();
+            let body = body?;
             let send = |subject: String| {
                 // The coordinator applies timeouts and deadlines; the client must not.
                 let request = async_nats::Request::new()
@@ -300,14 +331,7 @@ impl Bus for NatsBus {
                 }
                 None => send(queue_group()).await,
             };
-            let reply = sent.map_err(|e| InvocationError::Unavailable {
-                reason: match e.kind() {
-                    RequestErrorKind::NoResponders => {
-                        format!("no worker serves module {name} (no responders)")
-                    }
-                    _ => format!("NATS: {e}"),
-                },
-            })?;
+            let reply = sent.map_err(|e| unanswered(&name, &e))?;
             let answer = judge(&reply.payload, callback, &request_id);
             if let (Err(InvocationError::Unavailable { .. }), Some(worker)) = (&answer, &worker) {
                 roster.refused(worker.member());

@@ -11,15 +11,19 @@ pub use scenario::{ChaosOptions, Expected};
 
 use crate::app::load_str;
 use crate::host::ModuleState;
-use crate::Glia;
+use crate::{Coordinator, Glia};
 use futures::stream::{self, StreamExt};
 use glia_bus_schema::{CallbackRequest, Decision, DispatchReply};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How much later than its deadline an answer may arrive and still count as on time: the
 /// deadline is enforced inside glia, this only absorbs scheduling on a busy machine.
 pub const DEADLINE_SLACK: Duration = Duration::from_millis(500);
+
+/// One request's number, its decision (`None` if it got none) and how long it took.
+type Answered = (usize, Option<Decision>, Duration);
 
 /// Runs the scenario once. Must run inside an actix system.
 pub async fn run(options: &ChaosOptions) -> Result<ChaosReport, String> {
@@ -30,7 +34,25 @@ pub async fn run(options: &ChaosOptions) -> Result<ChaosReport, String> {
     let coordinator = glia.coordinator().clone();
 
     let started = Instant::now();
-    let results: Vec<(usize, Option<Decision>, Duration)> = stream::iter(0..options.requests)
+    let results = send_all(options, &coordinator).await;
+    let elapsed = started.elapsed();
+
+    settle(&glia, options).await;
+
+    let mut report = ChaosReport {
+        sent: options.requests,
+        elapsed,
+        ..ChaosReport::default()
+    };
+    tally(&mut report, options, results, coordinator.deadline());
+    report.modules.extend(module_reports(&glia, options));
+    glia.shutdown(Duration::from_millis(100)).await;
+    Ok(report)
+}
+
+/// Sends the scenario's requests, `concurrency` at a time, timing each one's answer.
+async fn send_all(options: &ChaosOptions, coordinator: &Arc<Coordinator>) -> Vec<Answered> {
+    stream::iter(0..options.requests)
         .map(|i| {
             let coordinator = coordinator.clone();
             async move {
@@ -46,11 +68,12 @@ pub async fn run(options: &ChaosOptions) -> Result<ChaosReport, String> {
         })
         .buffer_unordered(options.concurrency.max(1))
         .collect()
-        .await;
-    let elapsed = started.elapsed();
+        .await
+}
 
-    // Let invocations still in mailboxes start, hung ones be caught by the watchdog, and
-    // pending restarts finish.
+/// Lets invocations still in mailboxes start, hung ones be caught by the watchdog, and
+/// pending restarts finish (for up to 10 s), so the modules' counts are final when read.
+async fn settle(glia: &Glia, options: &ChaosOptions) {
     glia.flush().await;
     let settle_until = Instant::now() + Duration::from_secs(10);
     let settled = |g: &Glia| {
@@ -59,22 +82,26 @@ pub async fn run(options: &ChaosOptions) -> Result<ChaosReport, String> {
             s.state() == ModuleState::Running && s.crashes() == s.restarts() && s.in_flight() == 0
         })
     };
-    while !settled(&glia) && Instant::now() < settle_until {
+    while !settled(glia) && Instant::now() < settle_until {
         actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
+}
 
-    let mut report = ChaosReport {
-        sent: options.requests,
-        elapsed,
-        ..ChaosReport::default()
-    };
+/// Counts the answers into `report`: on time by `deadline` (plus the slack) or late, by
+/// outcome, and each against what the plan expects.
+fn tally(
+    report: &mut ChaosReport,
+    options: &ChaosOptions,
+    results: Vec<Answered>,
+    deadline: Duration,
+) {
     for (i, decision, took) in results {
         let expected = options.expected(i);
         match decision {
             None => report.unanswered.push(i),
             Some(d) => {
                 report.answered += 1;
-                if took <= coordinator.deadline() + DEADLINE_SLACK {
+                if took <= deadline + DEADLINE_SLACK {
                     report.by_deadline += 1;
                 } else {
                     report.late.push((i, took));
@@ -86,6 +113,11 @@ pub async fn run(options: &ChaosOptions) -> Result<ChaosReport, String> {
             }
         }
     }
+}
+
+/// Each chaos module's crashes, restarts and recoveries, beside the panics and hangs its
+/// plan put in, so the report can tell a missed restart from a crash never planned.
+fn module_reports(glia: &Glia, options: &ChaosOptions) -> Vec<ModuleReport> {
     let mut planned: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for i in 0..options.requests {
         for (name, panics, hangs) in options.planned_failures(i) {
@@ -94,24 +126,27 @@ pub async fn run(options: &ChaosOptions) -> Result<ChaosReport, String> {
             entry.1 += u64::from(hangs);
         }
     }
-    for name in options.chaos_modules() {
-        let status = glia.status_of(&name).expect("scenario modules exist");
-        let (planned_panics, planned_hangs) = planned.get(&name).copied().unwrap_or_default();
-        report.modules.push(ModuleReport {
-            name: name.clone(),
-            state: status.state(),
-            crashes: status.crashes(),
-            restarts: status.restarts(),
-            crashed_invocations: status.crashed_invocations(),
-            planned_panics,
-            planned_hangs,
-            recoveries: status.recoveries(),
-        });
-    }
-    glia.shutdown(Duration::from_millis(100)).await;
-    Ok(report)
+    options
+        .chaos_modules()
+        .into_iter()
+        .map(|name| {
+            let status = glia.status_of(&name).expect("scenario modules exist");
+            let (planned_panics, planned_hangs) = planned.get(&name).copied().unwrap_or_default();
+            ModuleReport {
+                state: status.state(),
+                crashes: status.crashes(),
+                restarts: status.restarts(),
+                crashed_invocations: status.crashed_invocations(),
+                planned_panics,
+                planned_hangs,
+                recoveries: status.recoveries(),
+                name,
+            }
+        })
+        .collect()
 }
 
+/// The name an answer is counted under in the report's outcomes.
 fn outcome_name(d: &Decision) -> String {
     match d {
         Decision::Allow { .. } => "allow".into(),

@@ -32,148 +32,181 @@ const MERGE_KEY: &str = "<<";
 const MAX_CHAIN: usize = 16;
 const LOOKUP_BUDGET: usize = 1024;
 
+/// One frame per open collection: for a mapping, whether the next scalar is a key and the
+/// key being read; for a sequence, the next index, and for a sequence that is a merge key's
+/// value, the mapping its items merge into.
+enum Frame {
+    Map {
+        expect_key: bool,
+        key: Option<String>,
+    },
+    Seq {
+        next: usize,
+        merges_into: Option<ConfigPath>,
+    },
+}
+
+/// The state of one indexing pass over a document's events: what is found so far, the open
+/// collections, the path of the node being read and where each anchor was defined.
+#[derive(Default)]
+struct Indexer {
+    out: Locations,
+    stack: Vec<Frame>,
+    path: ConfigPath,
+    anchors: HashMap<usize, ConfigPath>,
+}
+
+/// The 1-based position of a parser's (0-based column) marker.
+fn position(marker: &saphyr_parser::Marker) -> Position {
+    Position {
+        line: marker.line() as u32,
+        column: marker.col() as u32 + 1,
+    }
+}
+
+impl Indexer {
+    /// Takes in one event: a new node is located, a collection's end closes its frame.
+    fn event(&mut self, event: Event<'_>, here: Position) {
+        let starts_value = matches!(
+            event,
+            Event::Scalar(..)
+                | Event::MappingStart(..)
+                | Event::SequenceStart(..)
+                | Event::Alias(..)
+        );
+        if starts_value {
+            // A new node: a mapping key, a mapping value, or a sequence item.
+            if self.key(&event, here) {
+                return;
+            }
+            let merges_into = self.enter(here);
+            self.link(&event, merges_into);
+            self.open(event);
+        } else if matches!(event, Event::MappingEnd | Event::SequenceEnd) {
+            self.stack.pop();
+            if !self.stack.is_empty() {
+                self.path.0.pop();
+            }
+        }
+    }
+
+    /// Reads a mapping's key, if one is expected (`false` if not): the key is located and
+    /// kept for its value, which is the node that extends the path.
+    fn key(&mut self, event: &Event<'_>, here: Position) -> bool {
+        let Some(Frame::Map { expect_key, key }) = self.stack.last_mut() else {
+            return false;
+        };
+        if !*expect_key {
+            return false;
+        }
+        if let Event::Scalar(text, ..) = event {
+            *key = Some(text.to_string());
+            self.path.0.push(PathSegment::Key(text.to_string()));
+            self.out.positions.entry(self.path.clone()).or_insert(here);
+            self.path.0.pop();
+        }
+        *expect_key = false;
+        true
+    }
+
+    /// Extends the path to a mapping value or a sequence item (locating an item, and the
+    /// document itself, where it starts). Returns the mapping this node is merged into, when
+    /// it is a merge key's value or an item of one.
+    fn enter(&mut self, here: Position) -> Option<ConfigPath> {
+        let mut merges_into = None;
+        match self.stack.last_mut() {
+            Some(Frame::Map { expect_key, key }) => {
+                *expect_key = true;
+                let key = key.take().unwrap_or_default();
+                if key == MERGE_KEY {
+                    merges_into = Some(self.path.clone());
+                }
+                self.path.0.push(PathSegment::Key(key));
+            }
+            Some(Frame::Seq {
+                next,
+                merges_into: into,
+            }) => {
+                self.path.0.push(PathSegment::Index(*next));
+                *next += 1;
+                self.out.positions.entry(self.path.clone()).or_insert(here);
+                merges_into.clone_from(into);
+            }
+            // The document itself: where it starts is where a whole-config error points.
+            None => {
+                self.out.positions.entry(self.path.clone()).or_insert(here);
+            }
+        }
+        merges_into
+    }
+
+    /// Records the node's anchor, and what it stands for (an alias its anchor's nodes, a
+    /// merged mapping its own) as a link, so lookups find keys written elsewhere.
+    fn link(&mut self, event: &Event<'_>, merges_into: Option<ConfigPath>) {
+        let anchor = match event {
+            Event::Scalar(_, _, id, _)
+            | Event::MappingStart(id, _)
+            | Event::SequenceStart(id, _) => *id,
+            _ => 0,
+        };
+        if anchor != 0 {
+            self.anchors.insert(anchor, self.path.clone());
+        }
+        let source = match event {
+            Event::Alias(id) => self.anchors.get(id).cloned(),
+            Event::MappingStart(..) => Some(self.path.clone()),
+            _ => None,
+        };
+        match (merges_into, source) {
+            (Some(into), Some(source)) => self.out.links.push((into, source)),
+            (None, Some(source)) if matches!(event, Event::Alias(_)) => {
+                self.out.links.push((self.path.clone(), source))
+            }
+            _ => {}
+        }
+    }
+
+    /// Opens a frame for a collection; a node with no children (a scalar, an alias) ends
+    /// at once, taking its segment off the path.
+    fn open(&mut self, event: Event<'_>) {
+        match event {
+            Event::MappingStart(..) => self.stack.push(Frame::Map {
+                expect_key: true,
+                key: None,
+            }),
+            Event::SequenceStart(..) => {
+                // `<<: [*a, *b]` merges each item.
+                let merges_into = match self.path.0.last() {
+                    Some(PathSegment::Key(k)) if k == MERGE_KEY => {
+                        Some(ConfigPath(self.path.0[..self.path.0.len() - 1].to_vec()))
+                    }
+                    _ => None,
+                };
+                self.stack.push(Frame::Seq {
+                    next: 0,
+                    merges_into,
+                })
+            }
+            _ => {
+                if !self.stack.is_empty() {
+                    self.path.0.pop();
+                }
+            }
+        }
+    }
+}
+
 impl Locations {
     /// Indexes `text`; a syntax error comes back with its position.
     pub fn index(text: &str) -> Result<Locations, (String, Position)> {
         let mut parser = Parser::new_from_str(text);
-        let mut out = Locations::default();
-        // One frame per open collection: for a mapping, whether the next scalar is a key and
-        // the key being read; for a sequence, the next index, and for a sequence that is a
-        // merge key's value, the mapping its items merge into.
-        enum Frame {
-            Map {
-                expect_key: bool,
-                key: Option<String>,
-            },
-            Seq {
-                next: usize,
-                merges_into: Option<ConfigPath>,
-            },
-        }
-        let mut stack: Vec<Frame> = Vec::new();
-        let mut path = ConfigPath::root();
-        let mut anchors: HashMap<usize, ConfigPath> = HashMap::new();
+        let mut indexer = Indexer::default();
         while let Some(item) = parser.next_event() {
-            let (event, span) = item.map_err(|e: ScanError| {
-                let m = e.marker();
-                (
-                    e.info().to_owned(),
-                    Position {
-                        line: m.line() as u32,
-                        column: m.col() as u32 + 1,
-                    },
-                )
-            })?;
-            let here = Position {
-                line: span.start.line() as u32,
-                column: span.start.col() as u32 + 1,
-            };
-            let starts_value = matches!(
-                event,
-                Event::Scalar(..)
-                    | Event::MappingStart(..)
-                    | Event::SequenceStart(..)
-                    | Event::Alias(..)
-            );
-            if starts_value {
-                // A new node: a mapping key, a mapping value, or a sequence item. `merges_into`:
-                // the mapping this node is merged into, when it is a merge key's value or an
-                // item of one.
-                let mut merges_into = None;
-                match stack.last_mut() {
-                    Some(Frame::Map {
-                        expect_key: true,
-                        key,
-                    }) => {
-                        if let Event::Scalar(text, ..) = &event {
-                            *key = Some(text.to_string());
-                            path.0.push(PathSegment::Key(text.to_string()));
-                            out.positions.entry(path.clone()).or_insert(here);
-                            path.0.pop();
-                        }
-                        if let Some(Frame::Map { expect_key, .. }) = stack.last_mut() {
-                            *expect_key = false;
-                        }
-                        continue;
-                    }
-                    Some(Frame::Map { expect_key, key }) => {
-                        *expect_key = true;
-                        let key = key.take().unwrap_or_default();
-                        if key == MERGE_KEY {
-                            merges_into = Some(path.clone());
-                        }
-                        path.0.push(PathSegment::Key(key));
-                    }
-                    Some(Frame::Seq {
-                        next,
-                        merges_into: into,
-                    }) => {
-                        path.0.push(PathSegment::Index(*next));
-                        *next += 1;
-                        out.positions.entry(path.clone()).or_insert(here);
-                        merges_into.clone_from(into);
-                    }
-                    // The document itself: where it starts is where a whole-config error
-                    // points.
-                    None => {
-                        out.positions.entry(path.clone()).or_insert(here);
-                    }
-                }
-                let anchor = match &event {
-                    Event::Scalar(_, _, id, _)
-                    | Event::MappingStart(id, _)
-                    | Event::SequenceStart(id, _) => *id,
-                    _ => 0,
-                };
-                if anchor != 0 {
-                    anchors.insert(anchor, path.clone());
-                }
-                // What this node stands for: an alias its anchor's nodes, a merged mapping
-                // its own.
-                let source = match &event {
-                    Event::Alias(id) => anchors.get(id).cloned(),
-                    Event::MappingStart(..) => Some(path.clone()),
-                    _ => None,
-                };
-                match (merges_into, source) {
-                    (Some(into), Some(source)) => out.links.push((into, source)),
-                    (None, Some(source)) if matches!(event, Event::Alias(_)) => {
-                        out.links.push((path.clone(), source))
-                    }
-                    _ => {}
-                }
-                match event {
-                    Event::MappingStart(..) => stack.push(Frame::Map {
-                        expect_key: true,
-                        key: None,
-                    }),
-                    Event::SequenceStart(..) => {
-                        // `<<: [*a, *b]` merges each item.
-                        let merges_into = match path.0.last() {
-                            Some(PathSegment::Key(k)) if k == MERGE_KEY => {
-                                Some(ConfigPath(path.0[..path.0.len() - 1].to_vec()))
-                            }
-                            _ => None,
-                        };
-                        stack.push(Frame::Seq {
-                            next: 0,
-                            merges_into,
-                        })
-                    }
-                    _ => {
-                        if !stack.is_empty() {
-                            path.0.pop();
-                        }
-                    }
-                }
-            } else if matches!(event, Event::MappingEnd | Event::SequenceEnd) {
-                stack.pop();
-                if !stack.is_empty() {
-                    path.0.pop();
-                }
-            }
+            let (event, span) =
+                item.map_err(|e: ScanError| (e.info().to_owned(), position(e.marker())))?;
+            indexer.event(event, position(&span.start));
         }
-        Ok(out)
+        Ok(indexer.out)
     }
 
     /// The position of `path`, or of its nearest ancestor that has one (the document's start,

@@ -95,6 +95,86 @@ pub struct Plans {
     auth: HashMap<String, AuthPlan>,
 }
 
+/// The module being planned: its config index, its name (one `Arc` its entries share) and
+/// its config, which make each of its entries.
+struct Planned<'a> {
+    index: usize,
+    name: Arc<str>,
+    config: &'a ModuleConfig,
+}
+
+impl Planned<'_> {
+    /// The module's entry for `callback` through `slot`, with its timeout and its policies
+    /// for that callback.
+    fn entry(&self, slot: Slot, callback: Callback) -> PlanEntry {
+        PlanEntry {
+            module: self.index,
+            name: self.name.clone(),
+            slot,
+            timeout: self.config.timeout,
+            policy: self.config.failure_policy.for_callback(callback),
+            invoke: self.config.invoke.for_callback(callback),
+        }
+    }
+
+    /// Whether the module's registration of `callback` joins `plan`, by the callback's
+    /// registration rule (spec §2.2); a second module in a single slot is an error.
+    /// `controller_taken`: the module whose background-update controller was kept, if any.
+    fn admitted(
+        &self,
+        plan: &Plan,
+        callback: Callback,
+        controller_taken: Option<&Arc<str>>,
+    ) -> Result<bool, PlanError> {
+        match rules(callback).registration {
+            Registration::Many => {}
+            Registration::OneRefusingOthers => {
+                if let Some(first) = plan.entries.first() {
+                    return Err(PlanError::SingleSlotTwice {
+                        callback,
+                        first: first.module,
+                        first_name: first.name.to_string(),
+                        second: self.index,
+                        second_name: self.config.name.clone(),
+                    });
+                }
+            }
+            Registration::FirstKept => {
+                debug_assert!(BACKGROUND_CONTROLLER.contains(&callback));
+                if let Some(kept) = controller_taken {
+                    tracing::warn!(
+                        module = %self.config.name,
+                        %callback,
+                        kept = %kept,
+                        "another module's background update controller was registered first; ignoring this one, as Synapse does"
+                    );
+                    return Ok(false);
+                }
+                if !plan.entries.is_empty() {
+                    // A module registered the controller twice: the first is kept.
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The rules Synapse enforces as a module registers, for every module however it registered
+/// (its typed API, an adapter, or a remote module's description), checked in config order.
+fn check_registrations(modules: &[(&ModuleConfig, &RegistrationSummary)]) -> Result<(), PlanError> {
+    for (i, (config, summary)) in modules.iter().enumerate() {
+        glia_module_api::check_described(&summary.callbacks, &summary.auth_checkers).map_err(
+            |error| PlanError::Registration {
+                index: i,
+                name: config.name.clone(),
+                error,
+            },
+        )?;
+    }
+    Ok(())
+}
+
 impl Plans {
     /// Builds the plans from each module's config and registrations (both in config order).
     pub fn build(modules: &[(&ModuleConfig, &RegistrationSummary)]) -> Result<Plans, PlanError> {
@@ -106,97 +186,73 @@ impl Plans {
             by_callback: vec![Plan::default(); Callback::ALL.len()],
             auth: HashMap::new(),
         };
-        for (i, (config, summary)) in modules.iter().enumerate() {
-            // The rules Synapse enforces as a module registers, for every module however it
-            // registered (its typed API, an adapter, or a remote module's description).
-            glia_module_api::check_described(&summary.callbacks, &summary.auth_checkers).map_err(
-                |error| PlanError::Registration {
-                    index: i,
-                    name: config.name.clone(),
-                    error,
-                },
-            )?;
-        }
+        check_registrations(modules)?;
         for &i in &order {
             let (config, summary) = modules[i];
-            let name: Arc<str> = config.name.as_str().into();
-            let entry = |slot: Slot, callback: Callback| PlanEntry {
-                module: i,
-                name: name.clone(),
-                slot,
-                timeout: config.timeout,
-                policy: config.failure_policy.for_callback(callback),
-                invoke: config.invoke.for_callback(callback),
+            let module = Planned {
+                index: i,
+                name: config.name.as_str().into(),
+                config,
             };
-            // spec §2.2: the first background-update controller is kept whole; a later one is
-            // ignored whole (its optional callbacks too), with a warning.
-            let controller_taken = plans.by_callback[Callback::OnUpdate.index()]
-                .entries
-                .first()
-                .map(|first| first.name.clone());
-            for (slot, &callback) in summary.callbacks.iter().enumerate() {
-                let plan = &mut plans.by_callback[callback.index()];
-                match rules(callback).registration {
-                    Registration::Many => {}
-                    Registration::OneRefusingOthers => {
-                        if let Some(first) = plan.entries.first() {
-                            return Err(PlanError::SingleSlotTwice {
-                                callback,
-                                first: first.module,
-                                first_name: first.name.to_string(),
-                                second: i,
-                                second_name: config.name.clone(),
-                            });
-                        }
-                    }
-                    Registration::FirstKept => {
-                        debug_assert!(BACKGROUND_CONTROLLER.contains(&callback));
-                        if let Some(kept) = &controller_taken {
-                            tracing::warn!(
-                                module = %config.name,
-                                %callback,
-                                kept = %kept,
-                                "another module's background update controller was registered first; ignoring this one, as Synapse does"
-                            );
-                            continue;
-                        }
-                        if !plan.entries.is_empty() {
-                            // A module registered the controller twice: the first is kept.
-                            continue;
-                        }
-                    }
-                }
-                plan.entries.push(entry(Slot::Callback(slot), callback));
-            }
-            for (slot, (login_type, fields)) in summary.auth_checkers.iter().enumerate() {
-                let auth = plans
-                    .auth
-                    .entry(login_type.clone())
-                    .or_insert_with(|| AuthPlan {
-                        fields: fields.clone(),
-                        plan: Plan::default(),
-                    });
-                if &auth.fields != fields {
-                    let first_name = auth
-                        .plan
-                        .entries
-                        .first()
-                        .map(|e| e.name.to_string())
-                        .unwrap_or_default();
-                    return Err(PlanError::AuthFieldsConflict {
-                        login_type: login_type.clone(),
-                        first: auth.fields.clone(),
-                        first_name,
-                        second: fields.clone(),
-                        second_name: config.name.clone(),
-                    });
-                }
-                auth.plan
-                    .entries
-                    .push(entry(Slot::AuthChecker(slot), Callback::CheckAuth));
-            }
+            plans.add_callbacks(&module, &summary.callbacks)?;
+            plans.add_auth_checkers(&module, &summary.auth_checkers)?;
         }
         Ok(plans)
+    }
+
+    /// Adds a module's callbacks (in its registration order, its slots) to their plans.
+    fn add_callbacks(&mut self, module: &Planned, callbacks: &[Callback]) -> Result<(), PlanError> {
+        // spec §2.2: the first background-update controller is kept whole; a later one is
+        // ignored whole (its optional callbacks too), with a warning.
+        let controller_taken = self.by_callback[Callback::OnUpdate.index()]
+            .entries
+            .first()
+            .map(|first| first.name.clone());
+        for (slot, &callback) in callbacks.iter().enumerate() {
+            let plan = &mut self.by_callback[callback.index()];
+            if module.admitted(plan, callback, controller_taken.as_ref())? {
+                plan.entries
+                    .push(module.entry(Slot::Callback(slot), callback));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a module's auth checkers to their login types' plans; every checker of one login
+    /// type must ask for the same fields.
+    fn add_auth_checkers(
+        &mut self,
+        module: &Planned,
+        checkers: &[(String, Vec<String>)],
+    ) -> Result<(), PlanError> {
+        for (slot, (login_type, fields)) in checkers.iter().enumerate() {
+            let auth = self
+                .auth
+                .entry(login_type.clone())
+                .or_insert_with(|| AuthPlan {
+                    fields: fields.clone(),
+                    plan: Plan::default(),
+                });
+            if &auth.fields != fields {
+                let first_name = auth
+                    .plan
+                    .entries
+                    .first()
+                    .map(|e| e.name.to_string())
+                    .unwrap_or_default();
+                return Err(PlanError::AuthFieldsConflict {
+                    login_type: login_type.clone(),
+                    first: auth.fields.clone(),
+                    first_name,
+                    second: fields.clone(),
+                    second_name: module.config.name.clone(),
+                });
+            }
+            auth.plan
+                .entries
+                .push(module.entry(Slot::AuthChecker(slot), Callback::CheckAuth));
+        }
+        Ok(())
     }
 
     /// The plan of `callback` (for `check_auth`, use [`Plans::auth`]).

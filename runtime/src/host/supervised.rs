@@ -194,6 +194,65 @@ fn discard(life: Life) {
 /// Why an invocation's future ended without its own result.
 const WATCHDOG_ABORT: &str = "hung past the watchdog; the module was restarted";
 
+/// An invocation answered at once with `Unavailable`: the module cannot run it now.
+fn unavailable(reason: String) -> LocalBoxFuture<'static, Result<ModuleAnswer, InvocationError>> {
+    futures::future::ready(Err(InvocationError::Unavailable { reason })).boxed_local()
+}
+
+/// The error of an invocation that panicked, carrying the panic's text.
+fn crashed(payload: Box<dyn Any + Send>) -> InvocationError {
+    InvocationError::Crashed {
+        reason: panic_message(payload.as_ref()),
+    }
+}
+
+impl Instance {
+    /// The handler registered in `slot`, if this instance has one.
+    #[inline]
+    fn handler(&self, slot: Slot) -> Option<ErasedHandler> {
+        match slot {
+            Slot::Callback(i) => self.callbacks.get(i).cloned(),
+            Slot::AuthChecker(i) => self.auth_checkers.get(i).cloned(),
+        }
+    }
+}
+
+impl Core {
+    /// Keeps an invocation for the instance being rebuilt, or refuses it when the stash is
+    /// full, so a restart loses nothing it promised to run.
+    fn stash_invocation(
+        &mut self,
+        slot: Slot,
+        request: Arc<CallbackRequest>,
+        permit: Option<OwnedSemaphorePermit>,
+        trace: opentelemetry::Context,
+    ) -> LocalBoxFuture<'static, Result<ModuleAnswer, InvocationError>> {
+        if self.stash.len() >= self.policy.stash {
+            return unavailable(format!(
+                "module {} is restarting and its stash of {} is full",
+                self.name, self.policy.stash
+            ));
+        }
+        let (reply, answer) = oneshot::channel();
+        trace_event(&trace, "stashed", vec![]);
+        self.stash.push_back(Stashed {
+            slot,
+            request,
+            permit,
+            trace,
+            reply,
+        });
+        async move {
+            answer.await.unwrap_or_else(|_| {
+                Err(InvocationError::Unavailable {
+                    reason: "the module stopped while the invocation waited for its restart".into(),
+                })
+            })
+        }
+        .boxed_local()
+    }
+}
+
 impl Supervised {
     /// Builds the first instance. On failure the module starts `Failed` with a probe
     /// scheduled, and the error is returned for the caller to decide (`required`).
@@ -281,57 +340,18 @@ impl Supervised {
     ) -> LocalBoxFuture<'static, Result<ModuleAnswer, InvocationError>> {
         let mut core = self.0.borrow_mut();
         let handler = match &core.life {
-            Life::Running(instance) => match slot {
-                Slot::Callback(i) => instance.callbacks.get(i).cloned(),
-                Slot::AuthChecker(i) => instance.auth_checkers.get(i).cloned(),
-            },
-            Life::Restarting => {
-                if core.stash.len() >= core.policy.stash {
-                    let reason = format!(
-                        "module {} is restarting and its stash of {} is full",
-                        core.name, core.policy.stash
-                    );
-                    return futures::future::ready(Err(InvocationError::Unavailable { reason }))
-                        .boxed_local();
-                }
-                let (reply, answer) = oneshot::channel();
-                trace_event(&trace, "stashed", vec![]);
-                core.stash.push_back(Stashed {
-                    slot,
-                    request,
-                    permit,
-                    trace,
-                    reply,
-                });
-                return async move {
-                    answer.await.unwrap_or_else(|_| {
-                        Err(InvocationError::Unavailable {
-                            reason:
-                                "the module stopped while the invocation waited for its restart"
-                                    .into(),
-                        })
-                    })
-                }
-                .boxed_local();
-            }
+            Life::Running(instance) => instance.handler(slot),
+            Life::Restarting => return core.stash_invocation(slot, request, permit, trace),
             Life::Failed => {
-                let reason = format!(
+                return unavailable(format!(
                     "module {} is failed (restarts exhausted or its constructor fails); a probe restart follows its cool-down",
                     core.name
-                );
-                return futures::future::ready(Err(InvocationError::Unavailable { reason }))
-                    .boxed_local();
+                ))
             }
-            Life::Stopped => {
-                let reason = format!("module {} is stopped", core.name);
-                return futures::future::ready(Err(InvocationError::Unavailable { reason }))
-                    .boxed_local();
-            }
+            Life::Stopped => return unavailable(format!("module {} is stopped", core.name)),
         };
         let Some(handler) = handler else {
-            let reason = format!("module {} has no handler {slot:?}", core.name);
-            return futures::future::ready(Err(InvocationError::Unavailable { reason }))
-                .boxed_local();
+            return unavailable(format!("module {} has no handler {slot:?}", core.name));
         };
         let generation = core.generation;
         let status = core.status.clone();
@@ -345,27 +365,8 @@ impl Supervised {
         let this = self.clone();
         async move {
             let result = match started {
-                Ok(future) => {
-                    let mut answer = AssertUnwindSafe(future).catch_unwind();
-                    // A synchronous handler answers on its first poll; only an invocation
-                    // still running after it is a flight for the watchdog to time.
-                    let outcome = match futures::poll!(&mut answer) {
-                        std::task::Poll::Ready(outcome) => Ok(outcome),
-                        std::task::Poll::Pending => this.in_flight(generation, answer).await,
-                    };
-                    match outcome {
-                        Ok(Ok(result)) => result,
-                        Ok(Err(payload)) => Err(InvocationError::Crashed {
-                            reason: panic_message(payload.as_ref()),
-                        }),
-                        Err(_aborted) => Err(InvocationError::Crashed {
-                            reason: WATCHDOG_ABORT.into(),
-                        }),
-                    }
-                }
-                Err(payload) => Err(InvocationError::Crashed {
-                    reason: panic_message(payload.as_ref()),
-                }),
+                Ok(future) => this.settle(generation, future).await,
+                Err(payload) => Err(crashed(payload)),
             };
             {
                 let mut core = this.0.borrow_mut();
@@ -376,27 +377,7 @@ impl Supervised {
             if let Err(InvocationError::Crashed { reason }) = &result {
                 if reason != WATCHDOG_ABORT {
                     status.record_crashed_invocation();
-                    let recovery = this.crash(generation, reason);
-                    trace_event(
-                        &trace,
-                        "crash",
-                        vec![opentelemetry::KeyValue::new(
-                            "exception.message",
-                            reason.clone(),
-                        )],
-                    );
-                    match recovery {
-                        Some(Recovery::Restart(delay)) => trace_event(
-                            &trace,
-                            "restart",
-                            vec![opentelemetry::KeyValue::new(
-                                "glia.restart.delay_ms",
-                                delay.as_millis() as i64,
-                            )],
-                        ),
-                        Some(Recovery::Failed) => trace_event(&trace, "failed", vec![]),
-                        None => {}
-                    }
+                    this.crash_traced(generation, reason, &trace);
                 }
             }
             // Counted as finished only once its consequences (a crash) are recorded.
@@ -405,6 +386,55 @@ impl Supervised {
             result
         }
         .boxed_local()
+    }
+
+    /// Drives a started invocation to its answer, a panic or a watchdog abort becoming a
+    /// crash: the future is polled once here so only a pending one costs a flight.
+    async fn settle(
+        &self,
+        generation: u64,
+        future: LocalBoxFuture<'static, Result<ModuleAnswer, InvocationError>>,
+    ) -> Result<ModuleAnswer, InvocationError> {
+        let mut answer = AssertUnwindSafe(future).catch_unwind();
+        // A synchronous handler answers on its first poll; only an invocation
+        // still running after it is a flight for the watchdog to time.
+        let outcome = match futures::poll!(&mut answer) {
+            std::task::Poll::Ready(outcome) => Ok(outcome),
+            std::task::Poll::Pending => self.in_flight(generation, answer).await,
+        };
+        match outcome {
+            Ok(Ok(result)) => result,
+            Ok(Err(payload)) => Err(crashed(payload)),
+            Err(_aborted) => Err(InvocationError::Crashed {
+                reason: WATCHDOG_ABORT.into(),
+            }),
+        }
+    }
+
+    /// Records the crash of an invocation of `generation` and adds it, with what the
+    /// supervisor does about it, as events on `trace`'s span (a crash seen from the trace).
+    fn crash_traced(&self, generation: u64, reason: &str, trace: &opentelemetry::Context) {
+        let recovery = self.crash(generation, reason);
+        trace_event(
+            trace,
+            "crash",
+            vec![opentelemetry::KeyValue::new(
+                "exception.message",
+                reason.to_owned(),
+            )],
+        );
+        match recovery {
+            Some(Recovery::Restart(delay)) => trace_event(
+                trace,
+                "restart",
+                vec![opentelemetry::KeyValue::new(
+                    "glia.restart.delay_ms",
+                    delay.as_millis() as i64,
+                )],
+            ),
+            Some(Recovery::Failed) => trace_event(trace, "failed", vec![]),
+            None => {}
+        }
     }
 
     /// Runs the rest of an invocation of `generation` as a flight the watchdog times (and

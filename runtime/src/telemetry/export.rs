@@ -42,7 +42,29 @@ pub fn resolve(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Option<ExportSettings>, TelemetryError> {
     let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-    let enabled = match config.exporter {
+    if !export_enabled(config, &var)? {
+        return Ok(None);
+    }
+    let protocol = otlp_protocol(config, &var)?;
+    let endpoint = export_endpoint(config, protocol, &var)?;
+    let timeout = export_timeout(config, &var)?;
+    Ok(Some(ExportSettings {
+        protocol,
+        endpoint,
+        timeout,
+        sample_ratio: config.sample_ratio,
+        tls: tls_files(config, &var),
+    }))
+}
+
+/// Whether spans are exported: the file's `exporter`, else `OTEL_SDK_DISABLED`, else
+/// `OTEL_TRACES_EXPORTER`, else whether an endpoint variable is set (naming a collector is
+/// asking for export).
+fn export_enabled(
+    config: &TracesConfig,
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<bool, TelemetryError> {
+    Ok(match config.exporter {
         Some(TraceExporter::Otlp) => true,
         Some(TraceExporter::None) => false,
         None if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim() == "true") => false,
@@ -59,11 +81,16 @@ pub fn resolve(
                     || var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
             }
         },
-    };
-    if !enabled {
-        return Ok(None);
-    }
-    let protocol = match config.protocol {
+    })
+}
+
+/// The transport: the file's, else the signal's variable, else the general one, else
+/// `http/protobuf` (the specification's default).
+fn otlp_protocol(
+    config: &TracesConfig,
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<OtlpProtocol, TelemetryError> {
+    Ok(match config.protocol {
         Some(p) => p,
         None => match var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
             .map(|v| ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", v))
@@ -77,11 +104,15 @@ pub fn resolve(
             })?,
             None => OtlpProtocol::HttpProtobuf,
         },
-    };
-    let signal_path = |base: &str| match protocol {
+    })
+}
+
+/// The URL spans go to for a `base` URL: a base URL (no path) gets the traces path over
+/// HTTP, as the specification says for OTEL_EXPORTER_OTLP_ENDPOINT; a URL with a path, or
+/// any gRPC one, is used as it is.
+fn signal_path(protocol: OtlpProtocol, base: &str) -> String {
+    match protocol {
         OtlpProtocol::Grpc => base.to_owned(),
-        // A base URL (no path) gets the traces path, as the specification says for
-        // OTEL_EXPORTER_OTLP_ENDPOINT; a URL with a path is used as it is.
         OtlpProtocol::HttpProtobuf => {
             let rest = base.split_once("://").map_or(base, |(_, rest)| rest);
             match rest.find('/') {
@@ -89,32 +120,55 @@ pub fn resolve(
                 _ => format!("{}/v1/traces", base.trim_end_matches('/')),
             }
         }
-    };
-    // The file's URL was checked with the config; a variable's is checked here, since the
-    // scheme decides whether TLS is used.
-    let url_var = |name: &'static str| -> Result<Option<String>, TelemetryError> {
-        match var(name) {
-            Some(url) if endpoint_is_https(&url).is_none() => Err(TelemetryError::Setting(
-                format!("{name}={url:?} is not an http:// or https:// URL"),
-            )),
-            other => Ok(other.map(|url| url.trim().to_owned())),
-        }
-    };
-    let endpoint = match (
-        &config.endpoint,
-        url_var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")?,
-    ) {
-        (Some(url), _) => signal_path(url),
-        (None, Some(url)) => url,
-        (None, None) => match url_var("OTEL_EXPORTER_OTLP_ENDPOINT")? {
-            Some(url) => signal_path(&url),
-            None => match protocol {
-                OtlpProtocol::Grpc => "http://localhost:4317".to_owned(),
-                OtlpProtocol::HttpProtobuf => "http://localhost:4318/v1/traces".to_owned(),
+    }
+}
+
+/// A URL variable, checked here (the file's URL was checked with the config), since the
+/// scheme decides whether TLS is used.
+fn url_var(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<String>, TelemetryError> {
+    match var(name) {
+        Some(url) if endpoint_is_https(&url).is_none() => Err(TelemetryError::Setting(format!(
+            "{name}={url:?} is not an http:// or https:// URL"
+        ))),
+        other => Ok(other.map(|url| url.trim().to_owned())),
+    }
+}
+
+/// The full URL spans are sent to: the file's, else the signal's variable as it is, else the
+/// general one, else the local collector's default port for `protocol`.
+fn export_endpoint(
+    config: &TracesConfig,
+    protocol: OtlpProtocol,
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<String, TelemetryError> {
+    Ok(
+        match (
+            &config.endpoint,
+            url_var(var, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")?,
+        ) {
+            (Some(url), _) => signal_path(protocol, url),
+            (None, Some(url)) => url,
+            (None, None) => match url_var(var, "OTEL_EXPORTER_OTLP_ENDPOINT")? {
+                Some(url) => signal_path(protocol, &url),
+                None => match protocol {
+                    OtlpProtocol::Grpc => "http://localhost:4317".to_owned(),
+                    OtlpProtocol::HttpProtobuf => "http://localhost:4318/v1/traces".to_owned(),
+                },
             },
         },
-    };
-    let timeout = match config.timeout {
+    )
+}
+
+/// How long one export may take: the file's, else a variable's milliseconds, else the
+/// specification's default.
+fn export_timeout(
+    config: &TracesConfig,
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<Duration, TelemetryError> {
+    Ok(match config.timeout {
         Some(d) => d.0,
         None => match var("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
             .or_else(|| var("OTEL_EXPORTER_OTLP_TIMEOUT"))
@@ -126,7 +180,12 @@ pub fn resolve(
             })?),
             None => DEFAULT_EXPORT_TIMEOUT,
         },
-    };
+    })
+}
+
+/// The TLS files, each named with where it came from so an error about it can say which
+/// key or variable to fix.
+fn tls_files(config: &TracesConfig, var: &impl Fn(&str) -> Option<String>) -> TlsFiles {
     // Each file: the config key, else the signal's variable, else the general one.
     let pem = |configured: &Option<std::path::PathBuf>, key: &str, suffix: &str| {
         if let Some(path) = configured {
@@ -147,18 +206,11 @@ pub fn resolve(
             })
         })
     };
-    let tls = TlsFiles {
+    TlsFiles {
         ca: pem(&config.tls.ca_file, "ca_file", "CERTIFICATE"),
         cert: pem(&config.tls.cert_file, "cert_file", "CLIENT_CERTIFICATE"),
         key: pem(&config.tls.key_file, "key_file", "CLIENT_KEY"),
-    };
-    Ok(Some(ExportSettings {
-        protocol,
-        endpoint,
-        timeout,
-        sample_ratio: config.sample_ratio,
-        tls,
-    }))
+    }
 }
 
 impl ExportSettings {

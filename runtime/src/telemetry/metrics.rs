@@ -96,12 +96,19 @@ fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     IntGaugeVec::new(Opts::new(name, help), labels).expect("metric names are valid")
 }
 
-impl Metrics {
-    /// Metrics for `modules` modules (by config index); `gauges` are those whose
-    /// supervisors run in this process.
-    pub fn new(modules: usize, gauges: Vec<ModuleGauge>) -> Metrics {
-        let registry = Registry::new();
-        let m = Metrics {
+/// The dispatch path's metrics: invocations and decisions, counted and timed.
+struct DispatchFamily {
+    invocations: IntCounterVec,
+    invocation_latency: HistogramVec,
+    decisions: IntCounterVec,
+    dispatch_latency: HistogramVec,
+    active_dispatches: IntGauge,
+}
+
+impl DispatchFamily {
+    /// The dispatch path's metrics, not yet registered.
+    fn new() -> Self {
+        DispatchFamily {
             invocations: counter(
                 "glia_invocations_total",
                 "Module invocations by module, callback and outcome.",
@@ -122,6 +129,27 @@ impl Metrics {
                 "Time to reach a decision, per callback.",
                 &["callback"],
             ),
+            active_dispatches: IntGauge::new(
+                "glia_dispatches_in_flight",
+                "Dispatches waiting for module answers.",
+            )
+            .expect("metric names are valid"),
+        }
+    }
+}
+
+/// The supervisors' metrics, read from the modules hosted here at scrape time.
+struct ModuleFamily {
+    restarts: IntCounterVec,
+    crashes: IntCounterVec,
+    in_flight: IntGaugeVec,
+    state: IntGaugeVec,
+}
+
+impl ModuleFamily {
+    /// The supervisors' metrics, not yet registered.
+    fn new() -> Self {
+        ModuleFamily {
             restarts: counter(
                 "glia_module_restarts_total",
                 "Module restarts by its supervisor.",
@@ -142,6 +170,23 @@ impl Metrics {
                 "1 for the state a module hosted by this process is in.",
                 &["module", "state"],
             ),
+        }
+    }
+}
+
+/// What was lost on the way: invocations the bus failed, decision records, callback
+/// requests refused at the NATS ingress, spans never exported.
+struct LossFamily {
+    bus_errors: IntCounterVec,
+    decision_log_dropped: IntCounter,
+    ingress_refused: IntCounter,
+    spans_dropped: IntCounterVec,
+}
+
+impl LossFamily {
+    /// The losses' metrics, not yet registered.
+    fn new() -> Self {
+        LossFamily {
             bus_errors: counter(
                 "glia_bus_errors_total",
                 "Invocations the bus could not deliver or whose reply it could not read.",
@@ -162,15 +207,20 @@ impl Metrics {
                 "Finished spans never exported, by reason: queue_full (the exporter fell behind), export_failed (the collector refused or did not answer), collector_down (dropped without trying while backing off after failures).",
                 &["reason"],
             ),
-            span_drops: None,
-            active_dispatches: IntGauge::new(
-                "glia_dispatches_in_flight",
-                "Dispatches waiting for module answers.",
-            )
-            .expect("metric names are valid"),
-            entries: arc_swap::ArcSwap::from_pointee(entry_table(modules)),
-            callbacks: (0..Callback::ALL.len()).map(|_| OnceLock::new()).collect(),
-            modules: std::sync::Mutex::new(gauges),
+        }
+    }
+}
+
+/// The config reloads' metrics.
+struct ReloadFamily {
+    reloads: IntCounterVec,
+    last_reload: prometheus::Gauge,
+}
+
+impl ReloadFamily {
+    /// The config reloads' metrics, not yet registered.
+    fn new() -> Self {
+        ReloadFamily {
             reloads: counter(
                 "glia_config_reloads_total",
                 "Config reloads (SIGHUP or POST /_glia/v1/admin/reload) by result: applied, or refused (the new config has an error; nothing changed).",
@@ -181,39 +231,95 @@ impl Metrics {
                 "When the config was last loaded successfully (at start or by a reload), in seconds since the Unix epoch.",
             )
             .expect("metric names are valid"),
-            registry,
+        }
+    }
+}
+
+impl Metrics {
+    /// Metrics for `modules` modules (by config index); `gauges` are those whose
+    /// supervisors run in this process.
+    pub fn new(modules: usize, gauges: Vec<ModuleGauge>) -> Metrics {
+        let DispatchFamily {
+            invocations,
+            invocation_latency,
+            decisions,
+            dispatch_latency,
+            active_dispatches,
+        } = DispatchFamily::new();
+        let ModuleFamily {
+            restarts,
+            crashes,
+            in_flight,
+            state,
+        } = ModuleFamily::new();
+        let LossFamily {
+            bus_errors,
+            decision_log_dropped,
+            ingress_refused,
+            spans_dropped,
+        } = LossFamily::new();
+        let ReloadFamily {
+            reloads,
+            last_reload,
+        } = ReloadFamily::new();
+        let m = Metrics {
+            invocations,
+            invocation_latency,
+            decisions,
+            dispatch_latency,
+            restarts,
+            crashes,
+            in_flight,
+            state,
+            bus_errors,
+            decision_log_dropped,
+            ingress_refused,
+            spans_dropped,
+            span_drops: None,
+            active_dispatches,
+            entries: arc_swap::ArcSwap::from_pointee(entry_table(modules)),
+            callbacks: (0..Callback::ALL.len()).map(|_| OnceLock::new()).collect(),
+            modules: std::sync::Mutex::new(gauges),
+            reloads,
+            last_reload,
+            registry: Registry::new(),
         };
-        for c in [
-            &m.invocations,
-            &m.decisions,
-            &m.restarts,
-            &m.crashes,
-            &m.bus_errors,
-            &m.spans_dropped,
-            &m.reloads,
-        ] {
-            m.registry.register(Box::new(c.clone())).expect("unique");
-        }
-        for h in [&m.invocation_latency, &m.dispatch_latency] {
-            m.registry.register(Box::new(h.clone())).expect("unique");
-        }
-        for g in [&m.in_flight, &m.state] {
-            m.registry.register(Box::new(g.clone())).expect("unique");
-        }
-        for c in [&m.decision_log_dropped, &m.ingress_refused] {
-            m.registry.register(Box::new(c.clone())).expect("unique");
-        }
-        m.registry
-            .register(Box::new(m.active_dispatches.clone()))
-            .expect("unique");
-        m.registry
-            .register(Box::new(m.last_reload.clone()))
-            .expect("unique");
+        m.register();
         for result in ["applied", "refused"] {
             m.reloads.with_label_values(&[result]);
         }
         m.config_loaded();
         m
+    }
+
+    /// Registers every metric with the registry `render` gathers from.
+    fn register(&self) {
+        for c in [
+            &self.invocations,
+            &self.decisions,
+            &self.restarts,
+            &self.crashes,
+            &self.bus_errors,
+            &self.spans_dropped,
+            &self.reloads,
+        ] {
+            self.registry.register(Box::new(c.clone())).expect("unique");
+        }
+        for h in [&self.invocation_latency, &self.dispatch_latency] {
+            self.registry.register(Box::new(h.clone())).expect("unique");
+        }
+        for g in [&self.in_flight, &self.state] {
+            self.registry.register(Box::new(g.clone())).expect("unique");
+        }
+        for c in [&self.decision_log_dropped, &self.ingress_refused] {
+            self.registry.register(Box::new(c.clone())).expect("unique");
+        }
+        self.registry
+            .register(Box::new(self.active_dispatches.clone()))
+            .expect("unique");
+        self.registry
+            .register(Box::new(self.last_reload.clone()))
+            .expect("unique");
     }
 
     /// Replaces the modules whose gauges are served (a reload started or stopped some); a
