@@ -2,9 +2,8 @@
 # Creates (or refreshes) the end-to-end test venv at tests/e2e/.venv: matrix-synapse, pytest,
 # nats-py (for the example NATS module and its test), ruff (the Python lint), synapse-http-antispam
 # (the module Draupnir and Meowlnir are fed by, pointed at glia in its e2e test), the real modules
-# glia's Python host runs in its tests (matrix-synapse-ldap3, shared-secret-authenticator), h11 (the
-# bridge's one dependency, pinned), and the glia bridge (deploy/synapse-bridge) and Python host
-# (deploy/python-host) in editable mode.
+# glia's Python host runs in its tests (matrix-synapse-ldap3, shared-secret-authenticator), and the
+# glia bridge (deploy/synapse-bridge) and Python host (deploy/python-host) in editable mode.
 # Idempotent: when everything is already installed it only checks, in about a second.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -17,16 +16,15 @@ ruff_version="0.17.6"
 antispam_version="0.5.1"
 ldap3_version="0.4.0"
 shared_secret_version="2.0.1"
-h11_version="0.16.0"
 python="${PYTHON:-python3}"
 
 installed() {
     [ -x "$venv/bin/python" ] || return 1
     "$venv/bin/python" - "$synapse_version" "$bridge" "$ruff_version" "$antispam_version" "$host" \
-        "$ldap3_version" "$shared_secret_version" "$h11_version" <<'PY' 2>/dev/null
+        "$ldap3_version" "$shared_secret_version" <<'PY' 2>/dev/null
 import os, sys
 from importlib.metadata import version
-import h11, nats, pytest, synapse, glia_synapse, glia_python_host, synapse_http_antispam  # noqa: F401
+import nats, pytest, synapse, glia_synapse, glia_python_host, synapse_http_antispam  # noqa: F401
 import ldap_auth_provider, shared_secret_authenticator  # noqa: F401
 want_version, bridge, want_ruff = sys.argv[1], os.path.realpath(sys.argv[2]), sys.argv[3]
 assert version("synapse-http-antispam") == sys.argv[4], version("synapse-http-antispam")
@@ -34,7 +32,6 @@ assert version("matrix-synapse") == want_version, version("matrix-synapse")
 assert version("ruff") == want_ruff, version("ruff")
 assert version("matrix-synapse-ldap3") == sys.argv[6], version("matrix-synapse-ldap3")
 assert version("shared-secret-authenticator") == sys.argv[7], version("shared-secret-authenticator")
-assert version("h11") == sys.argv[8], version("h11")
 assert os.path.realpath(glia_synapse.__file__).startswith(bridge + os.sep), glia_synapse.__file__
 host = os.path.realpath(sys.argv[5])
 assert os.path.realpath(glia_python_host.__file__).startswith(host + os.sep), glia_python_host.__file__
@@ -42,7 +39,7 @@ PY
 }
 
 if installed; then
-    echo "e2e venv ready: $venv (matrix-synapse $synapse_version, pytest, nats-py, ruff, synapse-http-antispam $antispam_version, matrix-synapse-ldap3 $ldap3_version, shared-secret-authenticator $shared_secret_version, h11 $h11_version, glia_synapse, glia_python_host)"
+    echo "e2e venv ready: $venv (matrix-synapse $synapse_version, pytest, nats-py, ruff, synapse-http-antispam $antispam_version, matrix-synapse-ldap3 $ldap3_version, shared-secret-authenticator $shared_secret_version, glia_synapse, glia_python_host)"
     exit 0
 fi
 
@@ -55,6 +52,6 @@ echo "creating the e2e venv at $venv (matrix-synapse $synapse_version; needs PyP
 "$venv/bin/pip" install --quiet --disable-pip-version-check \
     "matrix-synapse==$synapse_version" "pytest>=7" "nats-py>=2.6" "ruff==$ruff_version" \
     "synapse-http-antispam==$antispam_version" "matrix-synapse-ldap3==$ldap3_version" \
-    "shared-secret-authenticator==$shared_secret_version" "h11==$h11_version" -e "$bridge" -e "$host"
+    "shared-secret-authenticator==$shared_secret_version" -e "$bridge" -e "$host"
 installed || { echo "error: the e2e venv at $venv is still incomplete after pip install" >&2; exit 1; }
 echo "e2e venv ready: $venv"

@@ -30,7 +30,7 @@ from twisted.internet import defer
 from glia_synapse.deadline import with_timeout
 from glia_synapse.errors import GliaFailure
 from glia_synapse.logcontext import yieldable
-from glia_synapse.transport import BadRequest, BadResponse, MaybeDelivered, NotDelivered, Pool, Response
+from glia_synapse.transport import BadResponse, MaybeDelivered, NotDelivered, Pool, Response
 
 #: The first backoff after a coordinator fails, in seconds; each further failure doubles it.
 FIRST_BACKOFF = 0.5
@@ -139,8 +139,6 @@ class Coordinators:
                 raise GliaFailure(
                     f"{pool.address.url} answered something that is not HTTP: {e}", kind="bad_reply"
                 ) from e
-            except BadRequest as e:  # no coordinator could be sent it
-                raise GliaFailure(f"the request cannot be sent as HTTP/1.1: {e}", kind="bad_request") from e
             if refused_status is not None and response.status == refused_status:
                 self.failed(index)
                 errors.append(f"{pool.address.url}: answered {response.status} (shutting down)")

@@ -1,11 +1,15 @@
-"""The bridge's own HTTP/1.1 client to glia: kept-alive connections, framed by `h11`.
+"""The bridge's own HTTP/1.1 client to glia: kept-alive connections, minimal framing.
 
 Synapse's `SimpleHttpClient` is general (Twisted's Agent, proxies, IP blacklists, an INFO log
 line per request) and was most of a forwarded callback's cost inside Synapse. glia is one
-known server, so this is a small client for it: one request at a time per connection, a pool
-of idle connections per address (TCP, TLS, or a Unix socket when glia is local). `h11` (the
-sans-IO HTTP/1.1 library) writes the requests and reads the responses (bodies framed by
-`Content-Length`, chunked, or the connection's end); this module moves the bytes.
+known server, so this speaks just enough HTTP/1.1 to it: one request at a time per
+connection, a pool of idle connections per address (TCP, TLS, or a Unix socket when glia is
+local), bodies framed by `Content-Length`, chunked, or the connection's end. The framing is
+written here rather than by a library: h11 (sans-IO, pure Python) was measured in its place and
+made a forwarded callback cost Synapse about a third more (README, Benchmarks). As h11 does,
+this refuses ambiguous framing (`BadResponse`): conflicting `Content-Length`s, a
+`Transfer-Encoding` other than chunked, a malformed chunk, an unasked `101`
+(`tests/e2e/test_bridge_transport.py` has a case for each).
 
 Its failures say whether glia may have received the request (`NotDelivered` or
 `MaybeDelivered`), which is what the failover decides a retry on. The Deferreds it returns do
@@ -22,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import h11
 from twisted.internet import defer, protocol
 from twisted.python.failure import Failure
 
@@ -34,6 +37,7 @@ MAX_IDLE_SECONDS = 4.0
 MAX_IDLE_CONNECTIONS = 32
 #: Response heads larger than this are refused (glia's are a few hundred bytes).
 MAX_HEAD_BYTES = 64 * 1024
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 
 @dataclass(frozen=True)
@@ -95,11 +99,6 @@ class BadResponse(Exception):
     """glia answered something that is not an HTTP/1.1 response."""
 
 
-class BadRequest(ValueError):
-    """The request cannot be sent as HTTP/1.1 (a method, target or header h11 refuses, such as
-    one with a line break): it was not sent."""
-
-
 @dataclass(frozen=True)
 class Response:
     """One answer: status, lower-cased headers (last value wins) and body."""
@@ -110,8 +109,7 @@ class Response:
 
 
 class _Connection(protocol.Protocol):
-    """One connection to glia, carrying one request at a time; `h11` frames both ways, one
-    `h11.Connection` for the connection's life (a new cycle per kept-alive request)."""
+    """One connection to glia, carrying one request at a time."""
 
     def __init__(self, pool: Pool, made: defer.Deferred[_Connection], direct: bool = False) -> None:
         self._pool = pool
@@ -119,10 +117,13 @@ class _Connection(protocol.Protocol):
         #: Whether requests go straight to the socket (plain TCP or Unix; TLS goes through
         #: the transport, which encrypts).
         self._direct = direct
-        self._http = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
+        self._buffer = bytearray()
         self._answer: defer.Deferred[Response] | None = None
-        self._head: h11.Response | None = None
-        self._body: list[bytes] = []
+        self._head: tuple[int, dict[bytes, bytes]] | None = None
+        self._length: int | None = None  # body bytes still wanted; None: chunked or to the end
+        self._chunked = False
+        self._body = bytearray()
+        self._no_body = False
         self.idle_since = 0.0
         self.reusable = True
         self._socket: socket.socket | None = None
@@ -133,22 +134,13 @@ class _Connection(protocol.Protocol):
         if not self._made.called:
             self._made.callback(self)
 
-    def send(self, request: h11.Request, body: bytes) -> defer.Deferred[Response]:
-        """Writes one request (its `Content-Length` matching `body`); the Deferred fires with
-        its response."""
-        http = self._http
-        try:
-            data = http.send(request)
-            if body:
-                data += http.send(h11.Data(data=body))
-            http.send(h11.EndOfMessage())
-        except h11.LocalProtocolError as e:  # not a request h11 can send now: nothing was written
-            self._abort()
-            return defer.fail(NotDelivered(f"cannot send the request: {e}"))
+    def send(self, request: bytes, head_only: bool) -> defer.Deferred[Response]:
+        """Writes one request; the Deferred fires with its response."""
         self._answer = defer.Deferred(lambda _: self._abort())
-        self._head = None
-        self._body = []
-        self._write(data)
+        self._head, self._length, self._chunked, self._no_body = None, None, False, head_only
+        self._buffer.clear()
+        self._body.clear()
+        self._write(request)
         return self._answer
 
     def _write(self, data: bytes) -> None:
@@ -174,42 +166,108 @@ class _Connection(protocol.Protocol):
         if self._answer is None:  # bytes nobody asked for: the connection is not usable
             self._abort()
             return
-        self._http.receive_data(data)
+        self._buffer += data
         try:
-            self._read()
-        except h11.RemoteProtocolError as e:
-            self._fail(Failure(BadResponse(str(e))))
+            self._parse()
+        except BadResponse as e:
+            self._fail(Failure(e))
             self._abort()
 
-    def _read(self) -> None:
-        """Takes the events h11 has parsed so far; the last one ends the answer."""
-        http = self._http
-        while True:
-            event = http.next_event()
-            kind = type(event)
-            if kind is h11.Data:
-                self._body.append(event.data)  # type: ignore[union-attr]
-            elif kind is h11.Response:
-                self._head = event  # type: ignore[assignment]
-            elif kind is h11.EndOfMessage:
+    def _parse(self) -> None:
+        while self._head is None:
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buffer) > MAX_HEAD_BYTES:
+                    raise BadResponse("response head too large")
+                return
+            head = bytes(self._buffer[:end])
+            del self._buffer[: end + 4]
+            self._read_head(head)  # no head kept after a 1xx: the answer's own follows
+        if self._chunked:
+            self._read_chunks()
+        elif self._length is not None:
+            take = min(self._length, len(self._buffer))
+            self._body += self._buffer[:take]
+            del self._buffer[:take]
+            self._length -= take
+            if self._length == 0:
+                self._finish()
+        else:  # to the connection's end
+            self._body += self._buffer
+            self._buffer.clear()
+
+    def _read_head(self, head: bytes) -> None:
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit():
+            raise BadResponse(f"not an HTTP/1.1 status line: {lines[0][:100]!r}")
+        status = int(parts[1])
+        if status < 200:
+            if status < 100 or status == 101:  # no status, or a switch nothing asked for
+                raise BadResponse(f"unexpected status line: {lines[0][:100]!r}")
+            return  # informational (100, 103): the answer follows
+        headers: dict[bytes, bytes] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep:
+                raise BadResponse(f"not a header line: {line[:100]!r}")
+            headers[name.strip().lower()] = value.strip()
+        if len(headers) < len(lines) - 1:  # a name repeated (rare): the length must be one
+            lengths = {
+                v.strip()
+                for n, _, v in (line.partition(b":") for line in lines[1:])
+                if n.strip().lower() == b"content-length"
+            }
+            if len(lengths) > 1:
+                raise BadResponse("conflicting Content-Length headers")
+        self._head = (status, headers)
+        if headers.get(b"connection", b"").lower() == b"close" or parts[0] == b"HTTP/1.0":
+            self.reusable = False
+        if self._no_body or status in (204, 304):
+            self._length = 0
+        elif b"transfer-encoding" in headers:
+            coding = headers[b"transfer-encoding"]
+            if coding.lower() != b"chunked":  # a body this client could not decode
+                raise BadResponse(f"unsupported Transfer-Encoding {coding[:50]!r}")
+            self._chunked = True
+        elif b"content-length" in headers:
+            length = headers[b"content-length"]
+            if not length.isdigit():
+                raise BadResponse(f"bad Content-Length {length[:50]!r}")
+            self._length = int(length)
+        else:
+            self.reusable = False  # the body ends with the connection
+
+    def _read_chunks(self) -> None:
+        while self._answer is not None:
+            line_end = self._buffer.find(b"\r\n")
+            if line_end < 0:
+                return
+            size_text = bytes(self._buffer[:line_end]).split(b";", 1)[0].strip()
+            if not size_text or size_text.strip(_HEX_DIGITS):  # int() would take "-1", "0x1", "1_0"
+                raise BadResponse(f"bad chunk size {size_text[:50]!r}")
+            size = int(size_text, 16)
+            if size == 0:  # the last chunk; trailers (none from glia) end with an empty line
+                end = self._buffer.find(b"\r\n\r\n", line_end)
+                if end < 0:
+                    return
+                del self._buffer[: end + 4]
                 self._finish()
                 return
-            elif kind is not h11.InformationalResponse:  # a 1xx is followed by the answer
-                return  # NEED_DATA (PAUSED and ConnectionClosed cannot come before the end)
+            start = line_end + 2
+            if len(self._buffer) < start + size + 2:
+                return
+            if self._buffer[start + size : start + size + 2] != b"\r\n":
+                raise BadResponse("a chunk's data is not followed by CRLF")
+            self._body += self._buffer[start : start + size]
+            del self._buffer[: start + size + 2]
 
     def _finish(self) -> None:
         answer, self._answer = self._answer, None
-        head = self._head
-        assert head is not None
-        http = self._http
-        headers = {name.lower(): value for name, value in head.headers.raw_items()}
-        response = Response(head.status_code, headers, b"".join(self._body))
-        self._head, self._body = None, []
-        # Reused only when both sides may go on (no `Connection: close`, not HTTP/1.0, a framed
-        # body) and nothing came after the response (the connection would be out of step).
-        if self.reusable and http.our_state is h11.DONE and http.their_state is h11.DONE and not http.trailing_data[0]:
-            http.start_next_cycle()
-        else:
+        assert self._head is not None
+        status, headers = self._head
+        response = Response(status, headers, bytes(self._body))
+        if self._buffer:  # more than the response: the connection is out of step
             self.reusable = False
         self._pool.release(self)
         if answer is not None:
@@ -225,10 +283,10 @@ class _Connection(protocol.Protocol):
         self._pool.forget(self)
         if self._answer is None:
             return
-        self._http.receive_data(b"")  # the end: a body delimited by it is complete
-        with contextlib.suppress(h11.RemoteProtocolError):
-            self._read()
-        self._fail(Failure(MaybeDelivered(f"connection lost before the answer: {reason.getErrorMessage()}")))
+        if self._head is not None and self._length is None and not self._chunked:
+            self._finish()  # a body delimited by the connection's end
+        else:
+            self._fail(Failure(MaybeDelivered(f"connection lost before the answer: {reason.getErrorMessage()}")))
 
 
 class _Factory(protocol.ClientFactory):
@@ -259,8 +317,6 @@ class Pool:
         self._reactor = reactor
         self._connect_timeout = connect_timeout
         self._idle: list[_Connection] = []
-        self._prefix = address.prefix.encode()
-        self._host = address.host_header
 
     def request(
         self, method: bytes, path: bytes, headers: Iterable[tuple[bytes, bytes]], body: bytes
@@ -269,21 +325,19 @@ class Pool:
 
         Fails with `NotDelivered` when no connection could be made, `MaybeDelivered` when
         the connection broke after the request was written, `BadResponse` when the answer
-        is not HTTP, `BadRequest` (before any connection is used) when the request is not.
+        is not HTTP.
         """
-        try:
-            request = h11.Request(
-                method=method,
-                target=self._prefix + path,
-                headers=[(b"Host", self._host), *headers, (b"Content-Length", b"%d" % len(body))],
-            )
-        except h11.LocalProtocolError as e:
-            return defer.fail(BadRequest(str(e)))
+        lines = [method, b" ", self.address.prefix.encode() + path, b" HTTP/1.1\r\nHost: ", self.address.host_header]
+        for name, value in headers:
+            lines += [b"\r\n", name, b": ", value]
+        lines += [b"\r\nContent-Length: ", str(len(body)).encode(), b"\r\n\r\n", body]
+        request = b"".join(lines)
+        head_only = method == b"HEAD"
         connection = self._take_idle()
         if connection is not None:
-            return connection.send(request, body)
+            return connection.send(request, head_only)
         made = self._connect()
-        return made.addCallback(lambda c: c.send(request, body))
+        return made.addCallback(lambda c: c.send(request, head_only))
 
     def _take_idle(self) -> _Connection | None:
         now = time.monotonic()
