@@ -17,7 +17,10 @@ times each call (no client HTTP in the clock). Setups, one Synapse each:
 - `bridge-lean-unix`: the same over glia's Unix socket (`listen_unix`).
 
 glia runs `list_spam_checker` in process. `--rounds` rounds of `--batch` calls per setup,
-interleaved round by round, after one unmeasured round.
+interleaved round by round, after one unmeasured round. `--against DIR` (repeatable; DIR is
+another checkout's `deploy/synapse-bridge`) adds `bridge-lean-tcp@N` and `bridge-lean-unix@N`:
+the same setups with that bridge first on Synapse's `PYTHONPATH`, to the same glia, so a
+change to the bridge is measured against the bridge before it in the same rounds.
 
 (b) **A message send.** `PUT /rooms/{id}/send` over a kept-alive connection, interleaved:
 `none` (no modules), `antispam` (as above), `bridge-lean-unix` (as above: 1 callback per
@@ -37,7 +40,7 @@ import random
 import statistics
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -48,6 +51,7 @@ from antispam import AntispamFake, antispam_module, fake_binary
 from bench_send import Sender, breakdown, percentile, report
 from differential import oracle_env
 from harness import GLIA_TOKEN, Glia, Synapse, bridge_module, free_port, glia_binary, glia_config, mxid
+from hosting import ORACLE, python_path_env
 
 TIMER = {"module": "callback_timer.CallbackTimer", "config": {}}
 TIMER_PATH = "/_synapse/client/bench/check_event_for_spam"
@@ -65,8 +69,11 @@ def start_glia(workdir: Path, name: str, config: dict[str, Any]) -> Glia:
 
 
 @contextmanager
-def servers(workdir: Path, bridge_log_level: str = "INFO") -> Iterator[tuple[dict[str, Synapse], dict[str, Synapse]]]:
-    """The Synapses of (a) and of (b), and what runs behind them."""
+def servers(
+    workdir: Path, bridge_log_level: str = "INFO", against: Sequence[Path] = ()
+) -> Iterator[tuple[dict[str, Synapse], dict[str, Synapse]]]:
+    """The Synapses of (a) and of (b), and what runs behind them; `against`: other bridges'
+    directories, each measured in (a) over TCP and the Unix socket too."""
     with ExitStack() as stack:
         nothing = AntispamFake.start(workdir, "nothing", "nothing")
         stack.callback(nothing.stop)
@@ -89,10 +96,18 @@ def servers(workdir: Path, bridge_log_level: str = "INFO") -> Iterator[tuple[dic
             "seed-lean-unix": [bridge_module(seed_socket, timeout=10)],
             "seed-synapse-http": [bridge_module(seed.url, transport="synapse", timeout=10)],
         }
+        envs: dict[str, dict[str, str]] = {}
+        for i, bridge in enumerate(against, 1):
+            for name in ("bridge-lean-tcp", "bridge-lean-unix"):
+                callback_setups[f"{name}@{i}"] = callback_setups[name]
+                envs[f"{name}@{i}"] = python_path_env(bridge, ORACLE)
         running: dict[str, Synapse] = {}
         for name, modules in {**callback_setups, **send_setups}.items():
             synapse = Synapse.start(
-                workdir / f"synapse-{name}", [TIMER, *modules], bridge_log_level=bridge_log_level, env=oracle_env()
+                workdir / f"synapse-{name}",
+                [TIMER, *modules],
+                bridge_log_level=bridge_log_level,
+                env=envs.get(name) or oracle_env(),
             )
             stack.callback(synapse.stop)
             running[name] = synapse
@@ -147,6 +162,11 @@ def report_callbacks(samples: dict[str, list[float]]) -> None:
         f"bridge, Synapse's HTTP client / own transport: TCP {old / tcp:.2f}x, Unix socket {old / new:.2f}x; "
         f"antispam / own transport (Unix socket): {base / new:.2f}x"
     )
+    for name in samples:
+        setup, _, against = name.partition("@")
+        if against:
+            ratio = statistics.median(samples[setup]) / statistics.median(samples[name])
+            print(f"{setup}: this checkout / --against #{against}: {ratio:.3f}x the time per callback")
 
 
 def main() -> None:
@@ -156,12 +176,23 @@ def main() -> None:
     parser.add_argument("--sends", type=int, default=200, help="measured sends per setup in (b) (default 200)")
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured sends per setup first (default 20)")
     parser.add_argument("--breakdown", action="store_true", help="the bridge logs at DEBUG: time each forwarded call")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        action="append",
+        default=[],
+        help="another checkout's deploy/synapse-bridge, measured in (a) beside this one (repeatable)",
+    )
     args = parser.parse_args()
     print(f"glia binary: {glia_binary()}; do-nothing server: {fake_binary()}")
+    for i, bridge in enumerate(args.against, 1):
+        if not (bridge / "glia_synapse" / "__init__.py").is_file():
+            parser.error(f"--against {bridge}: no glia_synapse package there")
+        print(f"--against #{i}: {bridge.resolve()}")
     level = "DEBUG" if args.breakdown else "INFO"
     with (
         tempfile.TemporaryDirectory(prefix="glia-bench-transport-") as tmp,
-        servers(Path(tmp), level) as (by_cb, sends),
+        servers(Path(tmp), level, [b.resolve() for b in args.against]) as (by_cb, sends),
     ):
         report_callbacks(timed_callbacks(by_cb, args.rounds, args.batch))
         print()

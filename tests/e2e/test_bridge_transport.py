@@ -51,9 +51,13 @@ def connection() -> tuple[_Connection, StringTransport, RecordingPool]:
     return conn, transport, pool
 
 
+def request(method: bytes = b"GET", body: bytes = b"") -> bytes:
+    return b"%s / HTTP/1.1\r\nHost: glia\r\nContent-Length: %d\r\n\r\n%s" % (method, len(body), body)
+
+
 def answer(conn: _Connection, *pieces: bytes) -> Response | Failure:
     results: list[Any] = []
-    deferred = conn.send(b"GET / HTTP/1.1\r\n\r\n", head_only=False)
+    deferred = conn.send(request(), head_only=False)
     deferred.addBoth(results.append)
     for piece in pieces:
         conn.dataReceived(piece)
@@ -67,7 +71,7 @@ def test_a_content_length_body_split_across_reads_is_one_response() -> None:
     )
     assert response == Response(200, {b"content-type": b"application/json", b"content-length": b"7"}, b'{"a":1}')
     assert pool.released == [conn] and conn.reusable
-    assert transport.value() == b"GET / HTTP/1.1\r\n\r\n"
+    assert transport.value() == b"GET / HTTP/1.1\r\nHost: glia\r\nContent-Length: 0\r\n\r\n"
 
 
 def test_a_chunked_body_is_reassembled() -> None:
@@ -85,7 +89,7 @@ def test_connection_close_and_unframed_bodies_are_not_reused() -> None:
 
     conn, _, _ = connection()
     results: list[Any] = []
-    conn.send(b"GET / HTTP/1.1\r\n\r\n", head_only=False).addBoth(results.append)
+    conn.send(request(), head_only=False).addBoth(results.append)
     conn.dataReceived(b"HTTP/1.1 200 OK\r\n\r\nuntil the end")
     assert not results
     conn.connectionLost(Failure(Exception("closed")))
@@ -95,7 +99,7 @@ def test_connection_close_and_unframed_bodies_are_not_reused() -> None:
 def test_a_connection_lost_mid_answer_may_have_delivered_the_request() -> None:
     conn, _, pool = connection()
     results: list[Any] = []
-    conn.send(b"POST / HTTP/1.1\r\n\r\n", head_only=False).addBoth(results.append)
+    conn.send(request(b"POST"), head_only=False).addBoth(results.append)
     conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
     conn.connectionLost(Failure(Exception("reset")))
     assert results[0].check(MaybeDelivered) and pool.forgotten == [conn]
@@ -106,6 +110,154 @@ def test_garbage_is_a_bad_response_and_closes_the_connection() -> None:
     result = answer(conn, b"SSH-2.0-OpenSSH\r\n\r\n")
     assert isinstance(result, Failure) and result.check(BadResponse)
     assert transport.disconnecting or not conn.reusable
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 2x0 OK\r\n\r\n",  # not a status
+        b"HTTP/1.1 099 Early\r\n\r\n",
+        b"HTTP/1.1 2000 OK\r\n\r\n",
+        b"HTTP/2 200 OK\r\n\r\n",  # not HTTP/1.x
+        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nX-A: 1\r\ncontent-length:  2\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",  # not a chunk size
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\nab\r\n",  # what int(_, 16) takes
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-2\r\nab\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXY",  # no CRLF after the chunk
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n",  # nothing asked to switch
+    ],
+)
+def test_a_malformed_answer_is_a_bad_response_and_closes_the_connection(head: bytes) -> None:
+    conn, transport, pool = connection()
+    result = answer(conn, head)
+    assert isinstance(result, Failure) and result.check(BadResponse), (head, result)
+    assert transport.disconnecting and not conn.reusable and not pool.released
+
+
+def test_a_head_larger_than_max_head_bytes_is_refused_before_it_ends() -> None:
+    from glia_synapse.transport import MAX_HEAD_BYTES
+
+    conn, transport, _ = connection()
+    line = b"X-Filler: " + b"a" * 1000 + b"\r\n"
+    pieces = [b"HTTP/1.1 200 OK\r\n"] + [line] * (MAX_HEAD_BYTES // len(line) + 1)
+    result = answer(conn, *pieces)
+    assert isinstance(result, Failure) and result.check(BadResponse) and transport.disconnecting
+
+    # Just under the limit, it is an answer like any other.
+    conn, _, _ = connection()
+    pieces = [b"HTTP/1.1 200 OK\r\n"] + [line] * (MAX_HEAD_BYTES // len(line) - 1)
+    response = answer(conn, *pieces, b"Content-Length: 2\r\n\r\nok")
+    assert isinstance(response, Response) and response.body == b"ok" and conn.reusable
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_an_answer_arriving_one_byte_at_a_time_is_one_response(chunked: bool) -> None:
+    body = b'{"decision":"allow","padding":"' + b"p" * 300 + b'"}'
+    if chunked:
+        framed = b"Transfer-Encoding: chunked\r\n\r\n"
+        framed += b"".join(b"%x;ext=1\r\n%s\r\n" % (len(body[i : i + 50]), body[i : i + 50]) for i in range(0, 332, 50))
+        framed += b"0\r\nTrailer-Field: x\r\n\r\n"
+    else:
+        framed = b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    data = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nGlia-Generation: 7\r\n" + framed
+    conn, _, pool = connection()
+    response = answer(conn, *(data[i : i + 1] for i in range(len(data))))
+    assert isinstance(response, Response) and response.body == body
+    assert response.headers[b"glia-generation"] == b"7" and response.headers[b"content-type"] == b"application/json"
+    assert pool.released == [conn] and conn.reusable
+
+
+def test_a_kept_alive_connection_carries_one_request_after_another() -> None:
+    conn, transport, pool = connection()
+    for n in range(3):
+        transport.clear()
+        response = answer(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n%d" % n)
+        assert isinstance(response, Response) and response.body == b"%d" % n
+        assert transport.value().startswith(b"GET / HTTP/1.1\r\n")
+    assert pool.released == [conn] * 3 and conn.reusable and not transport.disconnecting
+
+
+def test_headers_are_lower_cased_and_the_last_value_wins() -> None:
+    conn, _, _ = connection()
+    response = answer(conn, b"HTTP/1.1 200 OK\r\nX-A:  one \r\nx-a: two\r\nContent-Length: 0\r\n\r\n")
+    assert isinstance(response, Response) and response.headers == {b"x-a": b"two", b"content-length": b"0"}
+
+
+def test_a_length_repeated_alike_is_one_length() -> None:
+    conn, _, _ = connection()
+    response = answer(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\ncontent-length:2\r\n\r\nok")
+    assert isinstance(response, Response) and response.body == b"ok" and conn.reusable
+
+
+def test_a_head_request_has_no_body_whatever_its_content_length() -> None:
+    conn, _, pool = connection()
+    results: list[Any] = []
+    conn.send(request(b"HEAD"), head_only=True).addBoth(results.append)
+    conn.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n")
+    assert results == [Response(200, {b"content-length": b"1234"}, b"")]
+    assert conn.reusable and pool.released == [conn]
+
+
+@pytest.mark.parametrize("head", [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", b"HTTP/1.1 204 No Content\r\n\r\n"])
+def test_an_empty_answer_keeps_the_connection_and_is_released_once(head: bytes) -> None:
+    conn, transport, pool = connection()
+    response = answer(conn, head)
+    assert isinstance(response, Response) and response.body == b""
+    assert conn.reusable and pool.released == [conn] and not transport.disconnecting
+
+
+def test_an_informational_answer_is_skipped_for_the_final_one() -> None:
+    conn, _, _ = connection()
+    response = answer(conn, b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 204 No Content\r\n\r\n")
+    assert response == Response(204, {}, b"") and conn.reusable
+
+
+def test_http_1_0_and_bytes_after_the_answer_end_the_connection() -> None:
+    conn, _, _ = connection()
+    response = answer(conn, b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert isinstance(response, Response) and response.body == b"ok" and not conn.reusable
+
+    conn, transport, pool = connection()
+    response = answer(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n")
+    assert isinstance(response, Response) and response.body == b"ok"
+    assert not conn.reusable and pool.released == [conn]  # the pool closes it
+
+    conn, transport, _ = connection()
+    answer(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    conn.dataReceived(b"HTTP/1.1 200 OK\r\n")  # nothing was asked
+    assert transport.disconnecting and not conn.reusable
+
+
+@pytest.mark.parametrize(
+    "partial",
+    [
+        b"",
+        b"HTTP/1.1 200 O",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n",  # no end of trailers
+    ],
+)
+def test_a_connection_lost_before_the_answer_ends_may_have_delivered(partial: bytes) -> None:
+    conn, _, pool = connection()
+    results: list[Any] = []
+    conn.send(request(b"POST", b"{}"), head_only=False).addBoth(results.append)
+    if partial:
+        conn.dataReceived(partial)
+    assert not results
+    conn.connectionLost(Failure(Exception("reset")))
+    assert results[0].check(MaybeDelivered) and pool.forgotten == [conn] and not pool.released
+
+
+def test_a_cancelled_request_closes_its_connection() -> None:
+    conn, transport, pool = connection()
+    deferred = conn.send(request(), head_only=False)
+    deferred.addErrback(lambda f: f.trap(defer.CancelledError))
+    deferred.cancel()
+    assert transport.disconnecting and not conn.reusable and not pool.released
 
 
 def test_addresses() -> None:
@@ -276,6 +428,56 @@ def test_requests_reach_a_real_unix_socket_whole_on_a_kept_alive_connection(tmp_
         assert isinstance(results[0], Response) and results[0].body == b"ok", results
     thread.join(5)
     assert received == [b"POST /first HTTP/1.1 300000", b"POST /second HTTP/1.1 300000"]
+    assert len(pool._idle) == 1  # one connection carried both
+    pool.close()
+    server.close()
+
+
+def test_answers_in_many_small_segments_over_a_real_socket(tmp_path: Any) -> None:
+    """A server writing its answers a few bytes at a time (chunked, then by Content-Length)
+    on one kept-alive Unix-socket connection: each is read whole, and the connection reused."""
+    import threading
+    import time
+
+    from twisted.internet import reactor
+
+    from glia_synapse.transport import Pool
+
+    path = str(tmp_path / "glia.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    body = b'{"decision":"allow","why":"' + b"w" * 200 + b'"}'
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 40]), body[i : i + 40]) for i in range(0, len(body), 40))
+    answers = [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked + b"0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body),
+    ]
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            data = b""
+            for reply in answers:
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                data = data.partition(b"\r\n\r\n")[2]  # the requests have no body
+                for i in range(0, len(reply), 7):
+                    conn.sendall(reply[i : i + 7])
+                    time.sleep(0.0005)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    pool = Pool(parse_address(f"unix:{path}"), reactor, 5.0)
+    for target in (b"/chunked", b"/length"):
+        results: list[Any] = []
+        pool.request(b"GET", target, [], b"").addBoth(results.append)
+        for _ in range(1000):  # at most ~10 s
+            if results:
+                break
+            reactor.iterate(0.01)  # type: ignore[attr-defined]
+        assert isinstance(results[0], Response) and results[0].body == body, results
+    thread.join(5)
     assert len(pool._idle) == 1  # one connection carried both
     pool.close()
     server.close()

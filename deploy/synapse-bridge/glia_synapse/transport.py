@@ -4,7 +4,12 @@ Synapse's `SimpleHttpClient` is general (Twisted's Agent, proxies, IP blacklists
 line per request) and was most of a forwarded callback's cost inside Synapse. glia is one
 known server, so this speaks just enough HTTP/1.1 to it: one request at a time per
 connection, a pool of idle connections per address (TCP, TLS, or a Unix socket when glia is
-local), bodies framed by `Content-Length`, chunked, or the connection's end.
+local), bodies framed by `Content-Length`, chunked, or the connection's end. The framing is
+written here rather than by a library: h11 (sans-IO, pure Python) was measured in its place and
+made a forwarded callback cost Synapse about a third more (README, Benchmarks). As h11 does,
+this refuses ambiguous framing (`BadResponse`): conflicting `Content-Length`s, a
+`Transfer-Encoding` other than chunked, a malformed chunk, an unasked `101`
+(`tests/e2e/test_bridge_transport.py` has a case for each).
 
 Its failures say whether glia may have received the request (`NotDelivered` or
 `MaybeDelivered`), which is what the failover decides a retry on. The Deferreds it returns do
@@ -32,6 +37,7 @@ MAX_IDLE_SECONDS = 4.0
 MAX_IDLE_CONNECTIONS = 32
 #: Response heads larger than this are refused (glia's are a few hundred bytes).
 MAX_HEAD_BYTES = 64 * 1024
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 
 @dataclass(frozen=True)
@@ -168,14 +174,15 @@ class _Connection(protocol.Protocol):
             self._abort()
 
     def _parse(self) -> None:
-        if self._head is None:
+        while self._head is None:
             end = self._buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(self._buffer) > MAX_HEAD_BYTES:
                     raise BadResponse("response head too large")
                 return
-            self._read_head(bytes(self._buffer[:end]))
+            head = bytes(self._buffer[:end])
             del self._buffer[: end + 4]
+            self._read_head(head)  # no head kept after a 1xx: the answer's own follows
         if self._chunked:
             self._read_chunks()
         elif self._length is not None:
@@ -192,21 +199,36 @@ class _Connection(protocol.Protocol):
     def _read_head(self, head: bytes) -> None:
         lines = head.split(b"\r\n")
         parts = lines[0].split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit():
             raise BadResponse(f"not an HTTP/1.1 status line: {lines[0][:100]!r}")
         status = int(parts[1])
+        if status < 200:
+            if status < 100 or status == 101:  # no status, or a switch nothing asked for
+                raise BadResponse(f"unexpected status line: {lines[0][:100]!r}")
+            return  # informational (100, 103): the answer follows
         headers: dict[bytes, bytes] = {}
         for line in lines[1:]:
             name, sep, value = line.partition(b":")
             if not sep:
                 raise BadResponse(f"not a header line: {line[:100]!r}")
             headers[name.strip().lower()] = value.strip()
+        if len(headers) < len(lines) - 1:  # a name repeated (rare): the length must be one
+            lengths = {
+                v.strip()
+                for n, _, v in (line.partition(b":") for line in lines[1:])
+                if n.strip().lower() == b"content-length"
+            }
+            if len(lengths) > 1:
+                raise BadResponse("conflicting Content-Length headers")
         self._head = (status, headers)
         if headers.get(b"connection", b"").lower() == b"close" or parts[0] == b"HTTP/1.0":
             self.reusable = False
-        if self._no_body or status in (204, 304) or 100 <= status < 200:
+        if self._no_body or status in (204, 304):
             self._length = 0
-        elif b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+        elif b"transfer-encoding" in headers:
+            coding = headers[b"transfer-encoding"]
+            if coding.lower() != b"chunked":  # a body this client could not decode
+                raise BadResponse(f"unsupported Transfer-Encoding {coding[:50]!r}")
             self._chunked = True
         elif b"content-length" in headers:
             length = headers[b"content-length"]
@@ -215,8 +237,6 @@ class _Connection(protocol.Protocol):
             self._length = int(length)
         else:
             self.reusable = False  # the body ends with the connection
-        if self._length == 0:
-            self._finish()
 
     def _read_chunks(self) -> None:
         while self._answer is not None:
@@ -224,10 +244,9 @@ class _Connection(protocol.Protocol):
             if line_end < 0:
                 return
             size_text = bytes(self._buffer[:line_end]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise BadResponse(f"bad chunk size {size_text[:50]!r}") from None
+            if not size_text or size_text.strip(_HEX_DIGITS):  # int() would take "-1", "0x1", "1_0"
+                raise BadResponse(f"bad chunk size {size_text[:50]!r}")
+            size = int(size_text, 16)
             if size == 0:  # the last chunk; trailers (none from glia) end with an empty line
                 end = self._buffer.find(b"\r\n\r\n", line_end)
                 if end < 0:
@@ -235,9 +254,11 @@ class _Connection(protocol.Protocol):
                 del self._buffer[: end + 4]
                 self._finish()
                 return
-            if len(self._buffer) < line_end + 2 + size + 2:
-                return
             start = line_end + 2
+            if len(self._buffer) < start + size + 2:
+                return
+            if self._buffer[start + size : start + size + 2] != b"\r\n":
+                raise BadResponse("a chunk's data is not followed by CRLF")
             self._body += self._buffer[start : start + size]
             del self._buffer[: start + size + 2]
 
