@@ -714,18 +714,54 @@ async fn auth_checkers_by_login_type_see_exactly_their_fields() {
     );
 }
 
+/// Synapse accepts one login type registered by two modules with different field lists: a
+/// login must carry the later list's fields, those alone are passed, and both modules are
+/// asked (its check compares the login type with the earlier list, not the lists).
 #[actix_rt::test]
-async fn one_login_type_with_two_field_lists_is_refused_at_start() {
+async fn one_login_type_with_two_field_lists_takes_the_later_and_asks_both() {
+    let g = start(json!([
+        {"module": "scripted", "name": "af-m1", "config": {"probe": "af-m1", "auth_checkers": {"t": {"fields": ["a"], "answer": null}}}},
+        {"module": "scripted", "name": "af-m2", "config": {"probe": "af-m2", "auth_checkers": {"t": {"fields": ["b"], "answer": {"user_id": "@u:hs"}}}}},
+    ]))
+    .await;
+    let args = json!({"username": "u", "login_type": "t", "login_dict": {"a": 1, "b": 2}});
+    assert_eq!(
+        g.dispatch_json("check_auth", args).await,
+        json!({"user_id": "@u:hs", "module": "af-m2"})
+    );
+    assert_eq!(
+        last_args("af-m1").unwrap()["login_dict"],
+        json!({"b": 2}),
+        "asked too, with the later fields"
+    );
+    assert_eq!(last_args("af-m2").unwrap()["login_dict"], json!({"b": 2}));
+    let only_earlier = CallbackRequest::from_args(
+        "check_auth".parse().unwrap(),
+        json!({"username": "u", "login_type": "t", "login_dict": {"a": 1}}),
+    )
+    .unwrap();
+    let err = g
+        .glia
+        .coordinator()
+        .dispatch(only_earlier, g.glia.coordinator().new_meta())
+        .await
+        .unwrap_err();
+    assert_eq!((err.status, err.errcode), (400, "M_MISSING_PARAM"));
+}
+
+/// Synapse's own refusal: the earlier field list names the login type itself.
+#[actix_rt::test]
+async fn a_login_type_whose_earlier_fields_name_it_refuses_other_fields_at_start() {
     let err = try_launch(config(json!([
-        {"module": "scripted", "name": "af-m1", "config": {"auth_checkers": {"t": {"fields": ["a"], "answer": null}}}},
-        {"module": "scripted", "name": "af-m2", "config": {"auth_checkers": {"t": {"fields": ["b"], "answer": null}}}},
+        {"module": "scripted", "name": "af-m3", "config": {"auth_checkers": {"t": {"fields": ["t"], "answer": null}}}},
+        {"module": "scripted", "name": "af-m4", "config": {"auth_checkers": {"t": {"fields": ["b"], "answer": null}}}},
     ])))
     .await
     .err()
     .expect("refused");
     let text = err.to_string();
     assert!(
-        text.contains("login type \"t\"") && text.contains("af-m1") && text.contains("af-m2"),
+        text.contains("login type \"t\"") && text.contains("af-m3") && text.contains("af-m4"),
         "{text}"
     );
 }

@@ -76,10 +76,11 @@ pub use error::ModuleError;
 pub use handler::{ErasedHandler, Handler};
 pub use module::{Module, ModuleFactory, ModuleRegistry, ParsedConfig};
 pub use registration::{
-    check_described, AccountDataCallbacks, AccountValidityCallbacks, AuthChecker,
-    BackgroundUpdateControllerCallbacks, FederationCallbacks, MediaRepositoryCallbacks, ModuleApi,
-    PasswordAuthProviderCallbacks, PresenceRouterCallbacks, RatelimitCallbacks, RegistrationError,
-    Registrations, SpamCheckerCallbacks, ThirdPartyRulesCallbacks, WebResource,
+    check_described, login_fields_clash, AccountDataCallbacks, AccountValidityCallbacks,
+    AuthChecker, BackgroundUpdateControllerCallbacks, FederationCallbacks,
+    MediaRepositoryCallbacks, ModuleApi, PasswordAuthProviderCallbacks, PresenceRouterCallbacks,
+    RatelimitCallbacks, RegistrationError, Registrations, SpamCheckerCallbacks,
+    ThirdPartyRulesCallbacks, WebResource,
 };
 pub use shared::SharedState;
 pub use web::{WebHandler, WebRequest, WebResponse};

@@ -245,6 +245,15 @@ pub const BACKGROUND_CONTROLLER: &[Callback] = &[
 pub const PRESENCE_PAIR: [Callback; 2] =
     [Callback::GetUsersForStates, Callback::GetInterestedUsers];
 
+/// Whether a login type registered with `earlier` fields refuses a registration with `later`
+/// ones, as Synapse decides it: its check compares the login type with the earlier field list
+/// rather than the lists, so it refuses only when that list names the login type itself;
+/// otherwise the later list wins (Synapse checks a login against it) and every module's
+/// checker of the type is still asked (spec §2.2).
+pub fn login_fields_clash(login_type: &str, earlier: &[String], later: &[String]) -> bool {
+    earlier != later && earlier.iter().any(|f| f == login_type)
+}
+
 /// Checks the registrations of one module that describes itself (a remote module, or a
 /// `callbacks:` list in the config) against the rules Synapse enforces when a module
 /// registers (spec §2.2); `ModuleApi`'s methods enforce the same rules as they are called.
@@ -268,7 +277,9 @@ pub fn check_described(
     for (i, (login_type, fields)) in auth_checkers.iter().enumerate() {
         if let Some((_, first)) = auth_checkers[..i]
             .iter()
-            .find(|(t, f)| t == login_type && f != fields)
+            .rev()
+            .find(|(t, _)| t == login_type)
+            .filter(|(_, first)| login_fields_clash(login_type, first, fields))
         {
             return Err(RegistrationError::AuthFieldsConflict {
                 login_type: login_type.clone(),
@@ -362,7 +373,9 @@ impl ModuleApi {
                 .registrations
                 .auth_checkers
                 .iter()
-                .find(|c| c.login_type == login_type && c.fields != fields)
+                .rev()
+                .find(|c| c.login_type == login_type)
+                .filter(|c| login_fields_clash(&login_type, &c.fields, &fields))
             {
                 return Err(RegistrationError::AuthFieldsConflict {
                     login_type,
@@ -513,5 +526,30 @@ impl ModuleApi {
 fn push<R: CallbackArgs>(slots: &mut Vec<(Callback, ErasedHandler)>, handler: Option<Handler<R>>) {
     if let Some(h) = handler {
         slots.push((R::CALLBACK, h.erase()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Synapse refuses a login type registered again with other fields only when the earlier
+    /// field list names the login type itself; anything else is accepted, the later list wins.
+    #[test]
+    fn a_login_type_with_two_field_lists_is_refused_only_as_synapse_refuses_it() {
+        assert!(!login_fields_clash("t", &fields(&["a"]), &fields(&["b"])));
+        assert!(!login_fields_clash("t", &fields(&["t"]), &fields(&["t"])));
+        assert!(login_fields_clash("t", &fields(&["t"]), &fields(&["b"])));
+        let described = [("t".to_owned(), fields(&["a"])), ("t".to_owned(), fields(&["b"]))];
+        assert!(check_described(&[], &described).is_ok());
+        let refused = [("t".to_owned(), fields(&["t"])), ("t".to_owned(), fields(&["b"]))];
+        assert!(matches!(
+            check_described(&[], &refused),
+            Err(RegistrationError::AuthFieldsConflict { .. })
+        ));
     }
 }

@@ -72,7 +72,8 @@ pub enum PlanError {
         /// What Synapse would refuse.
         error: glia_module_api::RegistrationError,
     },
-    /// spec §2.2: one login type, two different field lists (the docs' rule, which glia keeps).
+    /// spec §2.2: one login type registered again with other fields where Synapse refuses it
+    /// (the earlier field list names the login type itself: `login_fields_clash`).
     #[error("login type {login_type:?} is registered with fields {first:?} by {first_name} and with fields {second:?} by {second_name}")]
     AuthFieldsConflict {
         /// The login type.
@@ -218,8 +219,10 @@ impl Plans {
         Ok(())
     }
 
-    /// Adds a module's auth checkers to their login types' plans; every checker of one login
-    /// type must ask for the same fields.
+    /// Adds a module's auth checkers to their login types' plans, in registration order. A
+    /// login type registered again with other fields takes the later ones (a login is checked
+    /// against them) and keeps every checker, as Synapse does; only Synapse's own refusal
+    /// (`login_fields_clash`) stops the start.
     fn add_auth_checkers(
         &mut self,
         module: &Planned,
@@ -233,7 +236,18 @@ impl Plans {
                     fields: fields.clone(),
                     plan: Plan::default(),
                 });
-            if &auth.fields != fields {
+            if auth.fields != *fields
+                && !glia_module_api::login_fields_clash(login_type, &auth.fields, fields)
+            {
+                tracing::warn!(
+                    %login_type,
+                    earlier = ?auth.fields,
+                    later = ?fields,
+                    module = %module.config.name,
+                    "login type registered again with other fields: as in Synapse, logins must carry the later ones and every module's checker is asked"
+                );
+                auth.fields = fields.clone();
+            } else if auth.fields != *fields {
                 let first_name = auth
                     .plan
                     .entries
