@@ -712,12 +712,8 @@ fn an_auth_token_must_be_visible_ascii() {
 /// /dev/zero would be read forever, and opening a FIFO would wait for a writer.
 #[test]
 fn an_auth_token_file_must_be_a_small_regular_file() {
-    let fifo = TempFile::unused_path("token-fifo");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo (coreutils) runs");
-    assert!(made.success());
+    let fifo_file = TempFile::fifo("token-fifo");
+    let fifo = fifo_file.path().to_owned();
     let big = TempFile::new("big-token", &"x".repeat((1 << 20) + 1));
     let cases = [
         ("/dev/zero".to_owned(), "not a regular file"),
@@ -735,7 +731,6 @@ fn an_auth_token_file_must_be_a_small_regular_file() {
             &format!("cannot read {path}: {why}"),
         );
     }
-    let _ = std::fs::remove_file(&fifo);
 }
 
 #[test]
@@ -1791,12 +1786,8 @@ fn the_python_section_is_checked_key_by_key() {
 /// used to hang the check, reading /dev/zero up to 4.6 GB).
 #[test]
 fn a_module_api_secret_file_must_be_a_small_regular_file() {
-    let fifo = TempFile::unused_path("secret-fifo");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo (coreutils) runs");
-    assert!(made.success());
+    let fifo_file = TempFile::fifo("secret-fifo");
+    let fifo = fifo_file.path().to_owned();
     for path in ["/dev/zero".to_owned(), fifo.display().to_string()] {
         let yaml = format!(
             "python:\n  server_name: example.com\n  module_api: {{url: \"http://127.0.0.1:8788\", secret_file: {path}}}\nmodules:\n  - module: ldap_auth_provider.LdapModule\n"
@@ -1808,7 +1799,6 @@ fn a_module_api_secret_file_must_be_a_small_regular_file() {
             format!("cannot read {path}: not a regular file")
         );
     }
-    let _ = std::fs::remove_file(&fifo);
 }
 
 #[test]

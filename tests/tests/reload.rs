@@ -779,12 +779,8 @@ fn without_colours(log: &str) -> String {
 /// writer).
 #[test]
 fn glia_reload_refuses_a_token_file_that_is_not_a_small_regular_file() {
-    let fifo = TempFile::unused_path("reload-token-fifo");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo (coreutils) runs");
-    assert!(made.success());
+    let fifo_file = TempFile::fifo("reload-token-fifo");
+    let fifo = fifo_file.path().to_owned();
     for path in ["/dev/zero".to_owned(), fifo.display().to_string()] {
         let out = std::process::Command::new(glia_binary())
             .args([
@@ -805,5 +801,4 @@ fn glia_reload_refuses_a_token_file_that_is_not_a_small_regular_file() {
             "{stderr}"
         );
     }
-    let _ = std::fs::remove_file(&fifo);
 }

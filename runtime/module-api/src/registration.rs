@@ -544,9 +544,15 @@ mod tests {
         assert!(!login_fields_clash("t", &fields(&["a"]), &fields(&["b"])));
         assert!(!login_fields_clash("t", &fields(&["t"]), &fields(&["t"])));
         assert!(login_fields_clash("t", &fields(&["t"]), &fields(&["b"])));
-        let described = [("t".to_owned(), fields(&["a"])), ("t".to_owned(), fields(&["b"]))];
+        let described = [
+            ("t".to_owned(), fields(&["a"])),
+            ("t".to_owned(), fields(&["b"])),
+        ];
         assert!(check_described(&[], &described).is_ok());
-        let refused = [("t".to_owned(), fields(&["t"])), ("t".to_owned(), fields(&["b"]))];
+        let refused = [
+            ("t".to_owned(), fields(&["t"])),
+            ("t".to_owned(), fields(&["b"])),
+        ];
         assert!(matches!(
             check_described(&[], &refused),
             Err(RegistrationError::AuthFieldsConflict { .. })

@@ -31,6 +31,18 @@ impl TempFile {
         std::env::temp_dir().join(format!("glia-test-{}-{n}-{tag}", std::process::id()))
     }
 
+    /// A FIFO with no writer at a new path (removed on drop): a reader that opens it blocking
+    /// would wait forever.
+    pub fn fifo(tag: &str) -> TempFile {
+        let path = Self::unused_path(tag);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("mkfifo (coreutils) runs");
+        assert!(made.success(), "mkfifo {}", path.display());
+        TempFile { path }
+    }
+
     /// Where it is.
     pub fn path(&self) -> &Path {
         &self.path
