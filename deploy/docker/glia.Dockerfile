@@ -37,10 +37,11 @@ COPY deploy/glia.example.yaml /etc/glia/glia.yaml
 
 USER 991:991
 WORKDIR /var/lib/glia
-# 8787: the HTTP API, /health and /metrics of `glia serve`; 9787: `glia worker`'s /metrics
-# (workers have no HTTP API), the port the compose and Kubernetes files give --metrics-listen.
+# 8787: the HTTP API, /health and /metrics of `glia serve`; 9787: `glia worker`'s /health and
+# /metrics (workers have no HTTP API), the port the compose and Kubernetes files give
+# --metrics-listen.
 EXPOSE 8787 9787
-# A worker has no /health: its compose and Kubernetes files check its /metrics instead.
+# A worker's /health is on its metrics listener (9787): its compose and Kubernetes files check it.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=5s \
     CMD ["sh", "-c", "curl -fSs http://localhost:8787/health || exit 1"]
 ENTRYPOINT ["/usr/local/bin/glia"]

@@ -20,8 +20,8 @@ struct Cli {
     /// line, for log shippers); overrides the config's `log_format`.
     #[arg(long, global = true, value_parser = clap::builder::ValueParser::new(parse_log_format))]
     log_format: Option<LogFormat>,
-    /// The same as `--log-format json`.
-    #[arg(long, global = true, hide = true)]
+    /// Log as JSON lines: the same as `--log-format json`.
+    #[arg(long, global = true)]
     log_json: bool,
     #[command(subcommand)]
     command: Command,
@@ -327,6 +327,15 @@ async fn run_chaos(options: chaos::ChaosOptions, baseline: bool) -> ExitCode {
     }
 }
 
+/// The worker's `/health`, for its metrics listener.
+fn health_of(worker: &Arc<glia_runtime::worker::Worker>) -> http::HealthFn {
+    let worker = worker.clone();
+    Arc::new(move || {
+        let worker = worker.clone();
+        Box::pin(async move { worker.health().await })
+    })
+}
+
 async fn run_worker(
     cfg: GliaConfig,
     metrics_listen: Option<String>,
@@ -339,10 +348,14 @@ async fn run_worker(
     let metrics = match &metrics_listen {
         Some(listen) => {
             let glia_runtime::http::Bound { server, urls, stop } =
-                glia_runtime::http::serve_metrics(worker.telemetry().clone(), listen)
-                    .map_err(|e| format!("cannot serve metrics on {listen}: {e}"))?;
+                glia_runtime::http::serve_metrics(
+                    worker.telemetry().clone(),
+                    health_of(&worker),
+                    listen,
+                )
+                .map_err(|e| format!("cannot serve metrics on {listen}: {e}"))?;
             actix_rt::spawn(server);
-            tracing::info!(%listen, "serving GET /metrics on {urls}");
+            tracing::info!(%listen, health = "/health", "serving GET /metrics on {urls}");
             Some(stop)
         }
         None => None,

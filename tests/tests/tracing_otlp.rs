@@ -223,6 +223,19 @@ async fn coordinator_and_worker_process_spans_share_one_trace_over_grpc() {
     assert!(spans.iter().all(|s| s.protocol == "grpc"));
     check_tree(&spans, "glia-coordinator", "glia-worker", &decision_id);
 
+    // The worker answers its own health check beside its metrics.
+    let mut resp = awc::Client::default()
+        .get(format!("http://{metrics}/health"))
+        .send()
+        .await
+        .expect("the worker serves /health");
+    assert_eq!(resp.status().as_u16(), 200);
+    let health: Value = resp.json().await.unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["bus"], "connected", "{health}");
+    assert_eq!(health["modules"][0]["name"], "demo", "{health}");
+    assert_eq!(health["modules"][0]["state"], "running", "{health}");
+
     // The worker serves its own metrics: what it invoked and its module's state.
     let mut resp = awc::Client::default()
         .get(format!("http://{metrics}/metrics"))
@@ -263,12 +276,6 @@ async fn coordinator_and_worker_process_spans_share_one_trace_over_grpc() {
         ),
         Some(1.0)
     );
-    let resp = awc::Client::default()
-        .get(format!("http://{metrics}/health"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 404);
     terminate(worker);
     g.glia.shutdown(Duration::from_secs(1)).await;
 }

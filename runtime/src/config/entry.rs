@@ -9,7 +9,7 @@ use super::{
     PythonConfig, PythonModuleConfig, IN_FLIGHT_RANGE, MAX_IN_FLIGHT_LIMIT, REMOTE_MODULE,
 };
 use glia_bus_schema::Callback;
-use glia_module_api::{ConfigPath, ModuleFactory, ModuleRegistry};
+use glia_module_api::{ConfigPath, ModuleFactory, ModuleRegistry, ParsedConfig};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -62,20 +62,7 @@ impl Loader {
             .unwrap_or_else(|| raw_module.module.clone());
         site.label = Some((index, name.clone()));
         self.check_unique(&name, &raw_module, earlier, &site)?;
-        let config_value = match &raw_module.config {
-            None | Some(Value::Null) => Value::Object(Default::default()),
-            Some(v) => v.clone(),
-        };
-        let config = factory.parse_config(&config_value).map_err(|e| {
-            self.error(
-                &e.path.under(&site.at.clone().key("config")),
-                site.label.clone(),
-                format!(
-                    "bad config for module {:?}: {}",
-                    raw_module.module, e.message
-                ),
-            )
-        })?;
+        let (config, config_value) = self.module_config(&raw_module, factory.as_ref(), &site)?;
         let (failure_policy, invoke) = self.tables(&raw_module, defaults, &site)?;
         let max_in_flight = raw_module.max_in_flight.unwrap_or(defaults.in_flight);
         if !(1..=MAX_IN_FLIGHT_LIMIT).contains(&max_in_flight) {
@@ -116,6 +103,27 @@ impl Loader {
         };
         module.fingerprint = fingerprint(&module, python.as_deref());
         Ok(module)
+    }
+
+    /// The entry's `config:` block, as written and as its module type parses it.
+    fn module_config(
+        &self,
+        raw: &RawModule,
+        factory: &dyn ModuleFactory,
+        site: &Site,
+    ) -> Result<(ParsedConfig, Value), ConfigFileError> {
+        let written = match &raw.config {
+            None | Some(Value::Null) => Value::Object(Default::default()),
+            Some(v) => v.clone(),
+        };
+        let parsed = factory.parse_config(&written).map_err(|e| {
+            self.error(
+                &e.path.under(&site.at.clone().key("config")),
+                site.label.clone(),
+                format!("bad config for module {:?}: {}", raw.module, e.message),
+            )
+        })?;
+        Ok((parsed, written))
     }
 
     /// Where the entry is, after checking it is a mapping with a `module:` string.

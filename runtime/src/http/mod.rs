@@ -76,19 +76,33 @@ fn state(glia: Arc<dyn Service>) -> web::Data<AppState> {
     })
 }
 
-/// Serves only `GET /metrics` for `telemetry` on `listen` (what `glia worker` exposes).
+/// A process's health as `GET /health` answers it (a worker's: see `Worker::health`).
+pub type HealthFn =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, serde_json::Value> + Send + Sync>;
+
+/// Serves `GET /metrics` for `telemetry` and `GET /health` from `health` on `listen` (what
+/// `glia worker --metrics-listen` exposes).
 pub fn serve_metrics(
     telemetry: Arc<crate::telemetry::Telemetry>,
+    health: HealthFn,
     listen: &str,
 ) -> std::io::Result<Bound> {
     let telemetry = web::Data::from(telemetry);
+    let health = web::Data::new(health);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(telemetry.clone())
+            .app_data(health.clone())
             .route(
                 "/metrics",
                 web::get().to(|t: web::Data<crate::telemetry::Telemetry>| async move {
                     admin::metrics_of(&t)
+                }),
+            )
+            .route(
+                "/health",
+                web::get().to(|h: web::Data<HealthFn>| async move {
+                    HttpResponse::Ok().json((h.get_ref())().await)
                 }),
             )
             .default_service(web::to(|| async {

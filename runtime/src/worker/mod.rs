@@ -15,7 +15,9 @@ use crate::app::ConfigLoader;
 use crate::bus::refusals::Refusals;
 use crate::bus::{InProcessBus, ModuleRoute};
 use crate::config::{BusConfig, GliaConfig, ModuleConfig, Placement, REMOTE_MODULE};
-use crate::host::{spawn_module, ModuleInstance, ModuleStatus, RegistrationSummary, SpawnError};
+use crate::host::{
+    spawn_module, ModuleInstance, ModuleState, ModuleStatus, RegistrationSummary, SpawnError,
+};
 use crate::telemetry::{ModuleGauge, Role, Telemetry};
 use arc_swap::ArcSwap;
 use async_nats::Client;
@@ -240,6 +242,33 @@ impl Worker {
     /// Its spans and metrics.
     pub fn telemetry(&self) -> &Arc<Telemetry> {
         &self.serving.telemetry
+    }
+
+    /// What `GET /health` on the metrics listener answers: `ok` while NATS is connected and
+    /// no hosted module is failed, else `degraded` (with the failed ones): a liveness and
+    /// readiness check for the worker, as `glia serve`'s `/health` is for the coordinator.
+    pub async fn health(&self) -> serde_json::Value {
+        let connected =
+            self.serving.client.connection_state() == async_nats::connection::State::Connected;
+        let units = self.units.lock().await;
+        let failed: Vec<&str> = units
+            .iter()
+            .filter(|u| u.status.state() == ModuleState::Failed)
+            .map(|u| u.config.name.as_str())
+            .collect();
+        let modules: Vec<serde_json::Value> = units
+            .iter()
+            .map(|u| serde_json::json!({"name": u.config.name, "state": u.status.state()}))
+            .collect();
+        let degraded = !connected || !failed.is_empty();
+        serde_json::json!({
+            "status": if degraded { "degraded" } else { "ok" },
+            "role": "worker",
+            "worker": self.id,
+            "modules": modules,
+            "failed": failed,
+            "bus": if connected { "connected" } else { "disconnected" },
+        })
     }
 
     /// The names of the hosted modules.
