@@ -218,6 +218,20 @@ class Glia:
     ) -> Glia:
         """Writes the config, starts glia and waits for `/health`. `env` is the process's
         environment (default: this one's), which the Python hosts it starts inherit."""
+        glia = cls.prepare(binary, workdir, config, port, env)
+        glia.restart()
+        return glia
+
+    @classmethod
+    def prepare(
+        cls,
+        binary: Path,
+        workdir: Path,
+        config: Mapping[str, Any],
+        port: int,
+        env: Mapping[str, str] | None = None,
+    ) -> Glia:
+        """Writes the config; `restart()` starts it (see `start`)."""
         config_path = workdir / "glia.yaml"
         config_path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
         process = Process(
@@ -226,9 +240,7 @@ class Glia:
             workdir / "glia.log",
             env={**(env or os.environ), "RUST_LOG": os.environ.get("RUST_LOG", "info")},
         )
-        glia = cls(process, port, config_path)
-        glia.restart()
-        return glia
+        return cls(process, port, config_path)
 
     def restart(self) -> None:
         """(Re)starts the process and waits until it serves."""

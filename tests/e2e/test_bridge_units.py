@@ -8,12 +8,15 @@ import base64
 import inspect
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_to_bytes as unquote
 
 import pytest
 from synapse.api.presence import UserPresenceState
 from synapse.module_api import NOT_SPAM, PRESENCE_ALL_USERS
 from synapse.module_api.errors import Codes, ConfigError, SynapseError
 from synapse.spam_checker_api import RegistrationBehaviour
+from twisted.internet import defer
+from twisted.internet.task import Clock
 
 from glia_synapse.bridge import Discovery, GliaBridge, select_callbacks, select_login_types
 from glia_synapse.catalogue import BY_NAME, CALLBACKS
@@ -24,6 +27,7 @@ from glia_synapse.errors import GliaCallbackFailed, GliaFailure, GliaModuleFaile
 from glia_synapse.replies import check_error, errcode
 from glia_synapse.reply_cache import Generations, ReplyCache
 from glia_synapse.tracing import traceparent_from_ids
+from glia_synapse.web import GLIA, NO_RESOURCE, UNRECOGNIZED, WebRoutes
 
 UNUSED_URL = "http://127.0.0.1:9"  # discard port: connection refused at once
 
@@ -79,12 +83,34 @@ def test_several_coordinators_and_a_unix_socket() -> None:
         ({"glia_url": "http://g", "transport": "carrier-pigeon"}, ("transport",)),
         ({"glia_url": "http://g", "attempt_timeout": 0}, ("attempt_timeout",)),
         ({"glia_url": "http://g", "connect_timeout": -1}, ("connect_timeout",)),
+        ({"glia_url": "http://g", "web_resource_prefixes": "/_synapse/client"}, ("web_resource_prefixes",)),
+        ({"glia_url": "http://g", "web_resource_prefixes": ["/_synapse"]}, ("web_resource_prefixes", "0")),
+        ({"glia_url": "http://g", "web_resource_prefixes": ["/"]}, ("web_resource_prefixes", "0")),
+        ({"glia_url": "http://g", "web_resource_prefixes": ["/_synapse/clientele"]}, ("web_resource_prefixes", "0")),
+        # Synapse's own resources: a prefix there would replace them
+        (
+            {"glia_url": "http://g", "web_resource_prefixes": ["/_synapse/client/x", "/_synapse/client/pick_idp"]},
+            ("web_resource_prefixes", "1"),
+        ),
+        (
+            {"glia_url": "http://g", "web_resource_prefixes": ["/_synapse/client/password_reset/email"]},
+            ("web_resource_prefixes", "0"),
+        ),
     ],
 )
 def test_config_errors_name_the_key(raw: dict[str, Any], path: tuple[str, ...]) -> None:
     with pytest.raises(ConfigError) as error:
         parse_config(raw)
     assert tuple(error.value.path or ()) == path
+
+
+def test_web_resource_prefixes_default_to_synapse_client_and_lose_a_trailing_slash() -> None:
+    assert parse_config({"glia_url": "http://g"}).web_resource_prefixes == ("/_synapse/client",)
+    configured = parse_config(
+        {"glia_url": "http://g", "web_resource_prefixes": ["/_synapse/client/", "/_synapse/client/x/"]}
+    )
+    assert configured.web_resource_prefixes == ("/_synapse/client", "/_synapse/client/x")
+    assert parse_config({"glia_url": "http://g", "web_resource_prefixes": []}).web_resource_prefixes == ()
 
 
 def test_auth_token_path_is_read(tmp_path: Any) -> None:
@@ -312,7 +338,10 @@ class FakeApi:
     web: list[str] = field(default_factory=list)
     resources: dict[str, Any] = field(default_factory=dict)
     background: list[str] = field(default_factory=list)
+    #: The background processes started, to run: (func, args).
+    started: list[tuple[Any, tuple[Any, ...]]] = field(default_factory=list)
     http_client: Any = None
+    worker_name: str | None = None
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("register_") and name.endswith("_callbacks"):
@@ -323,8 +352,18 @@ class FakeApi:
         self.web.append(path)
         self.resources[path] = resource
 
-    def run_as_background_process(self, desc: str, func: Any) -> None:
+    def run_as_background_process(self, desc: str, func: Any, *args: Any) -> None:
         self.background.append(desc)
+        self.started.append((func, args))
+
+    #: The seconds of each `sleep`, and what to do at each (e.g. free a port).
+    slept: list[float] = field(default_factory=list)
+    on_sleep: Any = None
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        if self.on_sleep is not None:
+            self.on_sleep(len(self.slept))
 
 
 class FakeClient:
@@ -334,6 +373,9 @@ class FakeClient:
         self.reply = reply
         self.generation: str | None = "g1"
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        #: What `GET /_glia/v1/modules` answers (or raises), and how often it was asked.
+        self.modules: Any = {"modules": []}
+        self.listings = 0
 
     async def call(
         self, callback: str, body: dict[str, Any], request_id: str, timeout: float, retry_safe: bool = True
@@ -343,11 +385,18 @@ class FakeClient:
             raise self.reply
         return self.reply, self.generation
 
+    async def get_modules(self, timeout: float) -> Any:
+        self.listings += 1
+        if isinstance(self.modules, Exception):
+            raise self.modules
+        return self.modules
+
 
 def bridge(reply: Any = None, **config: Any) -> tuple[GliaBridge, FakeApi]:
     api = FakeApi()
     made = GliaBridge(parse_config({"glia_url": UNUSED_URL, "startup_timeout": 0.5, **config}), api)
     made._client = FakeClient(reply)  # type: ignore[assignment]
+    made._rediscovery._fetch = made._client.get_modules  # type: ignore[attr-defined]
     return made, api
 
 
@@ -357,8 +406,169 @@ def test_glia_unreachable_at_startup_registers_the_defaults_and_retries() -> Non
     assert "check_event_for_spam" in spam and "on_legacy_renew" not in api.registered.get(
         "register_account_validity_callbacks", {}
     )
-    assert api.web == ["/_synapse/client/demo/hello"]
+    assert api.web == ["/_synapse/client"]  # the path is below the default prefix
     assert api.background == ["glia_bridge_discovery"]
+
+
+def run_started(api: FakeApi) -> list[defer.Deferred[Any]]:
+    """Runs the background processes started since the last call, on Twisted's terms."""
+    started, api.started = api.started, []
+    return [defer.ensureDeferred(func(*args)) for func, args in started]
+
+
+def late_bridge(reply: Any, **config: Any) -> tuple[GliaBridge, FakeApi, Clock]:
+    """A bridge that could not ask glia at start-up, whose retries wait on a fake clock."""
+    made, api = bridge(reply, **config)
+    clock = Clock()
+    made._rediscovery._reactor = clock  # type: ignore[attr-defined]
+    return made, api, clock
+
+
+@dataclass
+class FakeRequester:
+    user: str = "@a:hs"
+
+
+def test_once_glia_lists_its_modules_a_callback_none_serves_is_answered_as_without_a_module() -> None:
+    made, api, clock = late_bridge(GliaFailure("down", kind="unreachable"))
+    spam = api.registered["register_spam_checker_callbacks"]
+    rules = api.registered["register_third_party_rules_callbacks"]
+    password = api.registered["register_password_auth_provider_callbacks"]
+    # Before glia answers, every callback goes to glia and follows its failure mode.
+    with pytest.raises(GliaCallbackFailed):
+        asyncio.run(spam["user_may_create_room"]("@a:hs", {}))
+    with pytest.raises(GliaCallbackFailed):
+        asyncio.run(rules["on_create_room"](FakeRequester(), {}, False))
+
+    made._client.modules = {"modules": [{"callbacks": ["check_event_for_spam"]}]}
+    (retry,) = run_started(api)
+    assert made._client.listings == 0  # the first retry waits discovery_retry_interval
+    clock.advance(10)
+    assert retry.called and made._client.listings == 1
+
+    asked = len(made._client.calls)
+    assert asyncio.run(spam["user_may_create_room"]("@a:hs", {})) is NOT_SPAM
+    assert asyncio.run(spam["user_may_join_room"]("@a:hs", "!r", False)) is NOT_SPAM
+    assert asyncio.run(rules["on_create_room"](FakeRequester(), {}, False)) is None
+    assert asyncio.run(spam["check_registration_for_spam"](None, "u", [], None)) is RegistrationBehaviour.ALLOW
+    assert asyncio.run(password["is_3pid_allowed"]("email", "a@hs", True)) is True
+    assert asyncio.run(rules["check_event_allowed"](FakeEvent({"type": "t", "sender": "@a:hs"}), {})) == (True, None)
+    assert len(made._client.calls) == asked  # none of them asked glia
+    # The callback a module serves is asked still (and fails open while glia is down).
+    assert asyncio.run(spam["check_event_for_spam"](FakeEvent({"type": "t", "sender": "@a:hs"}))) is NOT_SPAM
+    assert len(made._client.calls) == asked + 1
+
+
+def test_explicit_callbacks_are_forwarded_whatever_glia_lists() -> None:
+    made, api, clock = late_bridge(GliaFailure("down", kind="unreachable"), callbacks="all")
+    made._client.modules = {"modules": [{"callbacks": ["check_event_for_spam"]}]}
+    run_started(api)
+    clock.advance(10)
+    assert made._client.listings == 1
+    with pytest.raises(GliaCallbackFailed):  # as a bridge that listed them at start-up does
+        asyncio.run(api.registered["register_spam_checker_callbacks"]["user_may_create_room"]("@a:hs", {}))
+
+
+def test_a_generation_no_discovery_has_seen_asks_glia_for_its_modules_again() -> None:
+    made, api, clock = late_bridge({"decision": "allow", "module": "m"})
+    spam = api.registered["register_spam_checker_callbacks"]
+    event = FakeEvent({"type": "t", "sender": "@a:hs"})
+    made._client.modules = {"modules": [{"callbacks": ["check_event_for_spam", "user_may_create_room"]}]}
+    (retry,) = run_started(api)
+    # glia answers a callback before the retry is due: the retry asks at once (from the
+    # reactor, not within the callback).
+    assert asyncio.run(spam["check_event_for_spam"](event)) is NOT_SPAM
+    assert made._client.listings == 0
+    clock.advance(0)
+    assert retry.called and made._client.listings == 1 and not api.started
+    asyncio.run(spam["check_event_for_spam"](event))  # the same generation: not asked again
+    assert made._client.listings == 1 and not api.started
+
+    # glia reloads without the module serving user_may_create_room.
+    made._client.modules = {"modules": [{"callbacks": ["check_event_for_spam"]}]}
+    made._client.generation = "g2"
+    asyncio.run(spam["check_event_for_spam"](event))
+    (rediscovery,) = run_started(api)
+    assert rediscovery.called and made._client.listings == 2
+    asked = len(made._client.calls)
+    assert asyncio.run(spam["user_may_create_room"]("@a:hs", {})) is NOT_SPAM
+    assert len(made._client.calls) == asked
+
+    # ... and with it again.
+    made._client.modules = {"modules": [{"callbacks": ["check_event_for_spam", "user_may_create_room"]}]}
+    made._client.generation = "g3"
+    asyncio.run(spam["check_event_for_spam"](event))
+    run_started(api)
+    made._client.reply = {"decision": "deny", "errcode": "M_FORBIDDEN", "fields": {}, "module": "m"}
+    assert asyncio.run(spam["user_may_create_room"]("@a:hs", {})) == (Codes.FORBIDDEN, {})
+    assert made._client.listings == 3 and clock.getDelayedCalls() == []
+
+
+def test_a_discovery_that_fails_retries_until_glia_answers() -> None:
+    made, api, clock = late_bridge({"decision": "allow", "module": "m"}, discovery_retry_interval=3)
+    made._client.modules = GliaFailure("down", kind="unreachable")
+    (retry,) = run_started(api)
+    clock.advance(3)
+    clock.advance(3)
+    assert made._client.listings == 2 and not retry.called
+    made._client.modules = {"modules": [{"callbacks": []}]}
+    clock.advance(3)
+    assert made._client.listings == 3 and retry.called
+    spam = api.registered["register_spam_checker_callbacks"]
+    assert asyncio.run(spam["user_may_invite"]("@a:hs", "@b:hs", "!r")) is NOT_SPAM and not made._client.calls
+
+
+def test_what_a_late_listing_names_that_this_process_cannot_serve_is_logged_once(caplog: Any) -> None:
+    import logging
+
+    made, api, clock = late_bridge({"decision": "allow", "module": "m"})
+    made._client.modules = {
+        "modules": [
+            {
+                "callbacks": ["check_event_for_spam", "add_field_to_unsigned"],
+                "web_resources": ["/_synapse/client/m/x", "/elsewhere/y"],
+            }
+        ]
+    }
+    run_started(api)
+    clock.advance(10)
+
+    def warned() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "glia serves" in r.msg]
+
+    warnings = warned()
+    assert len(warnings) == 2, warnings
+    assert "['add_field_to_unsigned']" in warnings[0] and "restart Synapse" in warnings[0]
+    assert "['/elsewhere/y']" in warnings[1]  # /_synapse/client/m/x is below the default prefix
+    made._client.generation = "g2"  # glia reloaded, same modules: nothing new to say
+    asyncio.run(api.registered["register_spam_checker_callbacks"]["check_event_for_spam"](FakeEvent({"type": "t"})))
+    run_started(api)
+    assert made._client.listings == 2 and warned() == warnings
+
+
+def test_a_taken_module_api_port_leaves_synapse_running_and_is_tried_again(caplog: Any) -> None:
+    import logging
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    made, api = bridge(module_api={"listen": f"127.0.0.1:{port}", "secret": "s"})
+    assert made._module_api_port is None
+    (error,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert f"127.0.0.1:{port}" in error.getMessage() and "Address already in use" in error.getMessage()
+    assert "glia_bridge_module_api_listen" in api.background
+
+    api.on_sleep = lambda count: taken.close() if count == 3 else None  # freed after two more tries
+    run_started(api)
+    try:
+        assert api.slept == [5.0, 10.0, 20.0]  # backing off; the port was free for the third try
+        assert made._module_api_port is not None and made._module_api_port.getHost().port == port
+    finally:
+        taken.close()
+        if made._module_api_port is not None:
+            made._module_api_port.stopListening()
 
 
 def test_callbacks_have_synapses_parameters() -> None:
@@ -427,21 +637,56 @@ def test_a_jaeger_span_context_becomes_a_w3c_traceparent() -> None:
     assert traceparent_from_ids(object()) is None
 
 
-def test_web_proxies_are_leaves_only_for_glias_subtrees() -> None:
-    made, api = bridge()
-    discovery = Discovery.from_reply(
-        {
-            "modules": [
-                {
-                    "web_resources": ["/_synapse/client/exact", "/_synapse/client/tree"],
-                    "web_resource_subtrees": ["/_synapse/client/tree"],
-                }
-            ]
-        }
+def requested(path: bytes) -> list[bytes]:
+    """A request path's segments, as Twisted splits and unquotes them."""
+    return [unquote(segment) for segment in path[1:].split(b"/")]
+
+
+def test_glias_web_paths_are_served_as_its_router_serves_them_and_the_rest_as_synapse_would() -> None:
+    routes = WebRoutes()
+    assert routes.answer(requested(b"/_synapse/client/exact")) is None  # glia has not answered
+    routes.update(
+        ["/_synapse/client/exact", "/_synapse/client/tree", "/_synapse/client/exact/deeper/x"],
+        ["/_synapse/client/tree"],
     )
-    made._register_web_resources(discovery)
-    assert api.resources["/_synapse/client/exact"].isLeaf is False
-    assert api.resources["/_synapse/client/tree"].isLeaf is True
+    for served in (b"/exact", b"/ex%61ct", b"/tree", b"/tree/a/b", b"/exact/deeper/x"):
+        assert routes.answer(requested(b"/_synapse/client" + served)) == GLIA, served
+    # below an exact path: its resource's default child, Twisted's "No Such Resource"
+    for below in (b"/exact/", b"/exact/below", b"/exact/deeper/x/"):
+        assert routes.answer(requested(b"/_synapse/client" + below)) == NO_RESOURCE, below
+    # on the way to a path, or off the tree: Synapse's placeholders, M_UNRECOGNIZED
+    for other in (b"", b"/", b"/other", b"/exact/deeper", b"/exact/deeper/y", b"/other/x"):
+        assert routes.answer(requested(b"/_synapse/client" + other)) == UNRECOGNIZED, other
+
+
+def test_web_resources_are_registered_at_the_prefixes_and_at_known_paths_outside_them() -> None:
+    _, api = bridge(web_resource_paths=["/_synapse/client/demo/hello", "/elsewhere/x"])
+    assert api.web == ["/_synapse/client", "/elsewhere/x"]
+    _, api = bridge(web_resource_paths=["/_synapse/client/demo/hello"], web_resource_prefixes=[])
+    assert api.web == ["/_synapse/client/demo/hello"]
+    _, api = bridge(web_resource_paths=["/_synapse/client/demo/hello"], web_resources=False)
+    assert api.web == []
+
+
+def test_a_prefix_in_synapses_resource_tree_leaves_synapses_own_resources_in_front() -> None:
+    from synapse.util.httpresourcetree import create_resource_tree
+    from twisted.web.resource import Resource, getChildForRequest
+    from twisted.web.test.requesthelper import DummyRequest
+
+    _, api = bridge(web_resource_paths=["/elsewhere/x"])
+    synapses_own = Resource()
+    # Synapse's own resources come first in the listener's map, the modules' last.
+    tree = create_resource_tree({"/_synapse/client/pick_idp": synapses_own, **api.resources}, Resource())
+
+    def reached(path: bytes) -> Resource:
+        return getChildForRequest(tree, DummyRequest(requested(path)))
+
+    prefix, elsewhere = api.resources["/_synapse/client"], api.resources["/elsewhere/x"]
+    assert reached(b"/_synapse/client/pick_idp") is synapses_own
+    assert reached(b"/_synapse/client") is prefix
+    below = reached(b"/_synapse/client/demo/hello")
+    assert below.isLeaf and below is reached(b"/_synapse/client/a/b/c") is prefix.getChild(b"x", None)
+    assert reached(b"/elsewhere/x") is elsewhere and reached(b"/elsewhere/x/y") is elsewhere.getChild(b"y", None)
 
 
 # -- replies that hold for a while ------------------------------------------------------------

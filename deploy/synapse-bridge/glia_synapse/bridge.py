@@ -2,7 +2,10 @@
 
 At construction it asks glia which callbacks, login types and web resources its modules use
 (`GET /_glia/v1/modules`, a short blocking request), registers the selected callbacks with
-Synapse, and a proxy for every web resource. Every callback goes through one generic path,
+Synapse, and the web resources (`web`). When glia cannot be asked then, or may have changed
+since, it asks again in the background (`discovery.Rediscovery`); a registered callback that
+no glia module serves is then answered at once, as Synapse answers with no module for it
+(`GliaBridge.forward`). Every callback goes through one generic path,
 `GliaBridge.forward`: arguments encoded by name (`convert`), POSTed to glia (`client`), the
 reply read by the callback's reply kind (`replies`). When glia decides that the request fails,
 the bridge raises as a module would; only when glia cannot decide at all is the callback's
@@ -15,15 +18,16 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from synapse.module_api.errors import ConfigError
+from twisted.internet.error import CannotListenError
 
 from glia_synapse import module_api_server
 from glia_synapse.catalogue import (
     BACKGROUND_CONTROLLER,
     BACKGROUND_UPDATES,
+    BY_NAME,
     CALLBACKS,
     CHECK_AUTH,
     REGISTER_METHODS,
@@ -32,50 +36,25 @@ from glia_synapse.catalogue import (
 from glia_synapse.client import GliaClient, fetch_modules_blocking
 from glia_synapse.config import AUTO, SYNAPSE, BridgeConfig, parse_config
 from glia_synapse.convert import encode_args, read_media_file
+from glia_synapse.discovery import Discovery, Rediscovery
 from glia_synapse.errors import GliaCallbackFailed, GliaFailure
 from glia_synapse.events_in_flight import IN_FLIGHT
 from glia_synapse.replies import check_error
 from glia_synapse.reply_cache import Generations, ReplyCache
 from glia_synapse.synapse_transport import SynapseHttpPool
 from glia_synapse.tracing import new_request_id
-from glia_synapse.web import GliaWebProxy
+from glia_synapse.web import GliaWebResource, WebRoutes
 
 logger = logging.getLogger(__name__)
 
 Callback = Callable[..., Awaitable[Any]]
 
+__all__ = ["Discovery", "GliaBridge", "select_callbacks", "select_login_types"]
 
-@dataclass(frozen=True)
-class Discovery:
-    """What glia's modules use, from `GET /_glia/v1/modules`."""
-
-    #: Callbacks at least one module registered.
-    callbacks: frozenset[str] = frozenset()
-    #: Web resource paths, in glia's config order.
-    web_paths: tuple[str, ...] = ()
-    #: Those of `web_paths` that also serve every path below them.
-    web_subtrees: frozenset[str] = frozenset()
-    #: Login type to its fields (None when glia does not say).
-    login_types: Mapping[str, tuple[str, ...] | None] = field(default_factory=dict)
-
-    @classmethod
-    def from_reply(cls, reply: Mapping[str, Any]) -> Discovery:
-        """Reads glia's module listing."""
-        modules = [m for m in reply.get("modules") or () if isinstance(m, Mapping)]
-        callbacks = set(reply.get("plans") or {})
-        paths: list[str] = []
-        subtrees: set[str] = set()
-        login_types: dict[str, tuple[str, ...] | None] = {}
-        for module in modules:
-            callbacks.update(module.get("callbacks") or ())
-            paths.extend(p for p in module.get("web_resources") or () if p not in paths)
-            subtrees.update(module.get("web_resource_subtrees") or ())
-            for login_type in module.get("login_types") or ():
-                login_types.setdefault(login_type, None)
-            for checker in module.get("auth_checkers") or ():  # {login_type, fields}, if glia lists them
-                if isinstance(checker, Mapping) and isinstance(checker.get("login_type"), str):
-                    login_types[checker["login_type"]] = tuple(checker.get("fields") or ())
-        return cls(frozenset(callbacks), tuple(paths), frozenset(subtrees), login_types)
+#: Seconds before the first retry to listen for the ModuleApi channel, doubled after each
+#: failure up to `MODULE_API_RETRY_MAX`.
+MODULE_API_RETRY_FIRST = 5.0
+MODULE_API_RETRY_MAX = 30.0
 
 
 def select_callbacks(config: BridgeConfig, discovery: Discovery | None) -> list[CallbackSpec]:
@@ -183,35 +162,111 @@ class GliaBridge:
         #: Replies reused while glia says they hold, per callback that has such replies.
         self._caches = {spec.name: ReplyCache(self._generations) for spec in CALLBACKS if spec.cache_key is not None}
         self._login_types: set[str] = set()
+        #: The callbacks registered with Synapse (auth checkers aside), and those it refused.
+        self._registered: frozenset[str] = frozenset()
+        self._refused: frozenset[str] = frozenset()
+        #: Those of them that no glia module serves, by glia's last listing (`callbacks:
+        #: auto` only): answered at once, as Synapse answers with no module for them.
+        self._unserved: frozenset[str] = frozenset()
+        #: Whether glia's listing was read yet.
+        self._listed = False
+        #: What was last logged about glia's listing, to log only its changes.
+        self._reported: dict[str, frozenset[str]] = {}
+        #: The web resources glia listed last, which every registered web resource consults.
+        self._web_routes = WebRoutes()
+        #: The paths registered at start-up outside the prefixes (glia's, or configured).
         self._web_paths: tuple[str, ...] = ()
+        self._rediscovery = Rediscovery(
+            api,
+            self._client.get_modules,
+            self._apply_discovery,
+            lambda: self._generations.current,
+            config.startup_timeout,
+            config.discovery_retry_interval,
+        )
+        self._module_api_port: Any = None
         discovery = self._discover_at_startup()
         specs = select_callbacks(config, discovery)
         self._register_callbacks(specs)
         self._register_auth_checkers(discovery)
-        web_paths = self._register_web_resources(discovery)
+        registered_web = self._register_web_resources(discovery)
         logger.info(
-            "glia bridge -> %s: %d callbacks (%s; fail open: %s), login types %s, web resources %s",
+            "glia bridge -> %s: %d callbacks (%s; fail open: %s), login types %s, web resources %s (served at %s)",
             config.glia_url,
             len(specs),
             ", ".join(s.name for s in specs) or "none",
             ", ".join(s.name for s in specs if config.fails_open(s.name)) or "none",
             sorted(self._login_types) or "none",
-            list(web_paths) or "none",
+            list(discovery.web_paths) if discovery is not None else "not known yet",
+            [f"{p}/..." if p in config.web_resource_prefixes else p for p in registered_web] or "none",
         )
         if discovery is None:
-            api.run_as_background_process("glia_bridge_discovery", self._discover_later)
+            self._rediscovery.start(config.discovery_retry_interval)
+        else:
+            self._apply_discovery(discovery, at_startup=True)
         self._module_api_port = self._serve_module_api()
 
     def _serve_module_api(self) -> Any:
         """Serves the `ModuleApi` to glia's Python hosts, when configured, from the main
-        process only (every worker runs the bridge; one listener is enough)."""
+        process only (every worker runs the bridge; one listener is enough).
+
+        When its address cannot be bound (taken, or not this host's), Synapse starts anyway,
+        without the channel, and the bridge tries again in the background until it listens.
+        """
         listener = self._config.module_api
         if listener is None:
             return None
         if self._api.worker_name is not None:
             logger.info("glia bridge: the ModuleApi channel is served by the main process, not this worker")
             return None
-        return module_api_server.listen(self._api, listener.host, listener.port, listener.secret)
+        try:
+            return module_api_server.listen(self._api, listener.host, listener.port, listener.secret)
+        except CannotListenError as e:
+            logger.error(
+                "glia bridge: cannot listen on %s:%d for the ModuleApi channel to glia's Python hosts (%s). "
+                "Synapse starts without it: until it listens, the ModuleApi calls of the modules glia hosts "
+                "fail (or reach whatever holds that address). Trying again in the background every %g to %g s",
+                listener.host,
+                listener.port,
+                e.socketError,
+                MODULE_API_RETRY_FIRST,
+                MODULE_API_RETRY_MAX,
+            )
+            self._api.run_as_background_process("glia_bridge_module_api_listen", self._listen_later)
+            return None
+
+    async def _listen_later(self) -> None:
+        """Tries to listen for the ModuleApi channel until it works, backing off."""
+        listener = self._config.module_api
+        assert listener is not None
+        delay = MODULE_API_RETRY_FIRST
+        failures = 1
+        while True:
+            await self._api.sleep(delay)
+            try:
+                self._module_api_port = module_api_server.listen(
+                    self._api, listener.host, listener.port, listener.secret
+                )
+            except CannotListenError as e:
+                failures += 1
+                delay = min(delay * 2, MODULE_API_RETRY_MAX)
+                logger.error(
+                    "glia bridge: still cannot listen on %s:%d for the ModuleApi channel (%s; %d attempts); "
+                    "hosted modules' ModuleApi calls fail until it does. Trying again in %g s",
+                    listener.host,
+                    listener.port,
+                    e.socketError,
+                    failures,
+                    delay,
+                )
+                continue
+            logger.warning(
+                "glia bridge: the ModuleApi channel listens on %s:%d now, after %d failed attempts",
+                listener.host,
+                listener.port,
+                failures,
+            )
+            return
 
     # -- the generic forwarding path -------------------------------------------------
 
@@ -222,7 +277,12 @@ class GliaBridge:
         and, failing closed, `GliaCallbackFailed` when glia could not decide. While it waits,
         the callback's event is held for the ModuleApi channel (`events_in_flight`), where this
         process serves it.
+
+        A callback glia's last listing says no module serves (`callbacks: auto`) is not
+        asked: it returns what Synapse returns with no module for it.
         """
+        if spec.name in self._unserved:
+            return self._no_module(spec)
         cache = self._caches.get(spec.name)
         if cache is not None:
             cached = cache.get(args[spec.cache_key])  # type: ignore[index]
@@ -247,7 +307,9 @@ class GliaBridge:
             reply, generation = await self._client.call(
                 spec.name, body, request_id, self._config.timeout_for(spec.name), retry_safe=not spec.notification
             )
-            self._generations.seen(generation)
+            if generation is not None:
+                self._generations.seen(generation)
+                self._rediscovery.heard(generation)
             result = spec.reply.decode(check_error(reply), args)
             if cache is not None:
                 key = args[spec.cache_key]  # type: ignore[index]
@@ -258,6 +320,14 @@ class GliaBridge:
             if logger.isEnabledFor(logging.DEBUG):
                 elapsed_ms = (time.perf_counter() - started) * 1000
                 logger.debug("glia decided %s (%s) in %.2f ms: %s", spec.name, request_id, elapsed_ms, reply)
+        if result is None and spec.synapse_setting is not None:
+            return self._synapse_setting(spec.synapse_setting)
+        return result
+
+    def _no_module(self, spec: CallbackSpec) -> Any:
+        """What Synapse gets for `spec` with no module registering it: the callback's "no
+        opinion" value (`NOT_SPAM`, `(True, None)`, `None`, ...), or Synapse's own setting."""
+        result = spec.reply.fail_open()
         if result is None and spec.synapse_setting is not None:
             return self._synapse_setting(spec.synapse_setting)
         return result
@@ -325,21 +395,26 @@ class GliaBridge:
         except GliaFailure as e:
             logger.warning(
                 "glia at %s is not reachable at start-up (%s); registering the default callbacks and "
-                "the configured web_resource_paths, and retrying in the background",
+                "the web resources configured, and asking glia again every %g s: until it answers, every "
+                "callback goes to glia and follows its failure mode",
                 self._config.glia_url,
                 e,
+                self._config.discovery_retry_interval,
             )
             return None
         return Discovery.from_reply(reply)
 
     def _register_callbacks(self, specs: Iterable[CallbackSpec]) -> None:
         by_category: dict[str, dict[str, Callback]] = {}
+        names: dict[str, list[str]] = {}
         for spec in specs:
             by_category.setdefault(spec.category, {})[spec.keyword or spec.name] = self.make_callback(spec)
+            names.setdefault(spec.category, []).append(spec.name)
         controller = by_category.get(BACKGROUND_UPDATES, {})
         if controller and BACKGROUND_CONTROLLER[0] not in controller:
             logger.warning("glia serves %s without on_update; Synapse takes them only with it", sorted(controller))
             del by_category[BACKGROUND_UPDATES]
+        registered: set[str] = set()
         for category, callbacks in by_category.items():
             try:
                 getattr(self._api, REGISTER_METHODS[category])(**callbacks)
@@ -349,6 +424,10 @@ class GliaBridge:
                 if isinstance(self._config.callbacks, tuple):
                     raise
                 logger.warning("Synapse refused the %s callbacks (%s); not forwarding them", category, e.msg)
+                self._refused |= frozenset(names[category])
+                continue
+            registered.update(names[category])
+        self._registered = frozenset(registered)
 
     def _register_auth_checkers(self, discovery: Discovery | None) -> None:
         checkers, unknown = select_login_types(self._config, discovery)
@@ -375,37 +454,90 @@ class GliaBridge:
         self._login_types.update(new)
 
     def _register_web_resources(self, discovery: Discovery | None) -> tuple[str, ...]:
+        """Registers a `GliaWebResource` at each prefix, and at each path known now (glia's,
+        or `web_resource_paths` when glia cannot be asked) outside them: Synapse takes web
+        resources only now. Returns the paths registered."""
         if not self._config.web_resources:
             return ()
-        paths = discovery.web_paths if discovery is not None else self._config.web_resource_paths
-        subtrees = discovery.web_subtrees if discovery is not None else frozenset()
-        for path in paths:
-            proxy = GliaWebProxy(self._client, self._config.default_timeout, subtree=path in subtrees)
-            self._api.register_web_resource(path, proxy)
-        self._web_paths = paths
-        return paths
+        known = discovery.web_paths if discovery is not None else self._config.web_resource_paths
+        exact = tuple(path for path in known if not self._below_a_prefix(path))
+        for path in (*self._config.web_resource_prefixes, *exact):
+            resource = GliaWebResource(self._client, self._config.default_timeout, self._web_routes)
+            self._api.register_web_resource(path, resource)
+        self._web_paths = exact
+        return (*self._config.web_resource_prefixes, *exact)
 
-    async def _discover_later(self) -> None:
-        """Retries discovery until glia answers, then registers the login types it serves
-        and reports what only a Synapse restart can pick up (web resources)."""
-        while True:
-            await self._api.sleep(self._config.discovery_retry_interval)
-            try:
-                reply = await self._client.get_modules(self._config.startup_timeout)
-            except GliaFailure as e:
-                logger.info("glia still unreachable: %s", e)
-                continue
-            self._apply_late_discovery(Discovery.from_reply(reply))
-            return
+    def _below_a_prefix(self, path: str) -> bool:
+        """Whether `path` is served through one of the `web_resource_prefixes`."""
+        return any(path == prefix or path.startswith(prefix + "/") for prefix in self._config.web_resource_prefixes)
 
-    def _apply_late_discovery(self, discovery: Discovery) -> None:
-        self._register_auth_checkers(discovery)
-        missing = [p for p in discovery.web_paths if p not in self._web_paths]
-        if self._config.web_resources and missing:
-            logger.warning(
-                "glia is reachable now; its web resources %s were not registered at start-up: "
-                "restart Synapse (or list them under web_resource_paths) to serve them",
-                missing,
+    # -- glia's listing, at start-up and later ----------------------------------------------
+
+    def _apply_discovery(self, discovery: Discovery, at_startup: bool = False) -> None:
+        """Takes glia's listing: which registered callbacks to answer without glia, which
+        web paths glia serves; later on, also the login types it serves, and what this
+        process cannot serve without a restart (logged once for each change)."""
+        if not at_startup and not self._listed:
+            logger.info("glia answers now: applying its module list")
+        self._listed = True
+        if self._config.web_resources:
+            self._web_routes.update(discovery.web_paths, discovery.web_subtrees)
+        if self._config.callbacks == AUTO:
+            self._unserved = frozenset(
+                name for name in self._registered if name not in discovery.callbacks and BY_NAME[name].may_fail_open
             )
-        else:
-            logger.info("glia is reachable now")
+        if at_startup:
+            self._reported["unregistered"] = self._unregistered(discovery)
+            return
+        self._register_auth_checkers(discovery)
+        self._report(
+            "unserved",
+            self._unserved,
+            "glia is reachable; no glia module serves %s: answered as Synapse answers with no module for them",
+            cleared="glia is reachable; it serves every callback this process registered",
+            level=logging.INFO,
+        )
+        self._report(
+            "unregistered",
+            self._unregistered(discovery),
+            "glia serves callbacks %s, which this process did not register at start-up: restart Synapse to "
+            "forward them (Synapse takes callbacks only at start-up)",
+        )
+        unreachable = frozenset(
+            path
+            for path in discovery.web_paths
+            if self._config.web_resources and path not in self._web_paths and not self._below_a_prefix(path)
+        )
+        self._report(
+            "web",
+            unreachable,
+            "glia serves web resources %s, outside the bridge's web_resource_prefixes and not registered at "
+            "start-up: restart Synapse, or list them under web_resource_paths (or a prefix of theirs under "
+            "web_resource_prefixes), to serve them",
+        )
+
+    def _unregistered(self, discovery: Discovery) -> frozenset[str]:
+        """The callbacks glia serves that `callbacks: auto` would forward but this process
+        did not register (not known at start-up)."""
+        if self._config.callbacks != AUTO:
+            return frozenset()
+        served = frozenset(name for name in discovery.callbacks if name in BY_NAME and name != CHECK_AUTH.name)
+        return served - self._registered - self._refused
+
+    def _report(
+        self,
+        topic: str,
+        names: frozenset[str],
+        message: str,
+        cleared: str | None = None,
+        level: int = logging.WARNING,
+    ) -> None:
+        """Logs `message` naming `names` when they changed since the last report on `topic`
+        (or `cleared`, at INFO, when they are gone)."""
+        if self._reported.get(topic, frozenset()) == names:
+            return
+        self._reported[topic] = names
+        if names:
+            logger.log(level, message, sorted(names))
+        elif cleared is not None:
+            logger.info(cleared)

@@ -16,6 +16,7 @@ modules:
       fail_open: {user_may_create_room: true}          # bool, or per callback (+ default)
       web_resources: true
       web_resource_paths: [/_synapse/client/demo/hello]  # used when glia is down at start-up
+      web_resource_prefixes: [/_synapse/client]          # glia's resources below these, whenever listed
       login_types: {org.example.token: [token]}          # auth checker fields per login type
       media_bytes: 524288                  # bytes of a media file sent to check_media_file_for_spam
       startup_timeout: 2                   # seconds for the start-up discovery request
@@ -55,6 +56,7 @@ KNOWN_KEYS = {
     "fail_open",
     "web_resources",
     "web_resource_paths",
+    "web_resource_prefixes",
     "login_types",
     "media_bytes",
     "startup_timeout",
@@ -62,6 +64,26 @@ KNOWN_KEYS = {
     "module_api",
 }
 MODULE_API_KEYS = {"listen", "secret", "secret_path"}
+#: Where glia's modules put their web resources (glia warns about any other place), and the
+#: default `web_resource_prefixes`.
+SYNAPSE_CLIENT = "/_synapse/client"
+#: Synapse's own resources below `SYNAPSE_CLIENT` (1.163: `build_synapse_client_resource_tree`
+#: and the password reset form of `homeserver.py`). A prefix registered at one of these paths
+#: would replace Synapse's resource (module resources are merged into the listener's map last,
+#: keyed by path), so a prefix may be neither one of them nor below one.
+SYNAPSE_CLIENT_RESOURCES = (
+    "/_synapse/client/pick_idp",
+    "/_synapse/client/pick_username",
+    "/_synapse/client/new_user_consent",
+    "/_synapse/client/sso_register",
+    "/_synapse/client/unsubscribe",
+    "/_synapse/client/media_upload_limit_exceeded",
+    "/_synapse/client/oidc",
+    "/_synapse/client/saml2",
+    "/_synapse/client/rendezvous",
+    "/_synapse/client/v1/config/federation_whitelist",
+    "/_synapse/client/password_reset",
+)
 
 
 @dataclass(frozen=True)
@@ -96,6 +118,9 @@ class BridgeConfig:
     fail_open: Mapping[str, bool] = field(default_factory=dict)
     web_resources: bool = True
     web_resource_paths: tuple[str, ...] = ()
+    #: Paths below which the bridge serves whatever web resources glia lists (at start-up or
+    #: later), so a process started while glia was down serves them once glia is back.
+    web_resource_prefixes: tuple[str, ...] = (SYNAPSE_CLIENT,)
     login_types: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: How much of a media file `check_media_file_for_spam` sends (0: none).
     media_bytes: int = DEFAULT_MEDIA_BYTES
@@ -150,6 +175,10 @@ def parse_config(raw: Any) -> BridgeConfig:
         web_resource_paths=tuple(
             _web_path(p, ("web_resource_paths", str(i)))
             for i, p in enumerate(_list(raw.get("web_resource_paths", []), ("web_resource_paths",)))
+        ),
+        web_resource_prefixes=tuple(
+            _web_prefix(p, ("web_resource_prefixes", str(i)))
+            for i, p in enumerate(_list(raw.get("web_resource_prefixes", [SYNAPSE_CLIENT]), ("web_resource_prefixes",)))
         ),
         login_types=_login_types(raw.get("login_types", {})),
         media_bytes=_byte_count(raw.get("media_bytes", DEFAULT_MEDIA_BYTES), ("media_bytes",)),
@@ -285,6 +314,28 @@ def _web_path(value: Any, path: tuple[str, ...]) -> str:
     if not text.startswith("/") or text.startswith(("/_matrix", "/_glia")):
         raise ConfigError(f"{text!r}: expected an absolute path outside /_matrix and /_glia", path)
     return text
+
+
+def _web_prefix(value: Any, path: tuple[str, ...]) -> str:
+    """A `web_resource_prefixes` entry: `/_synapse/client` or a path below it, outside
+    Synapse's own resources there; without a trailing slash (Synapse's resource tree would
+    take one for a segment of its own)."""
+    text = _string(value, path)
+    prefix = text.rstrip("/")
+    if not _at_or_below(prefix, SYNAPSE_CLIENT):
+        raise ConfigError(
+            f"{text!r}: expected {SYNAPSE_CLIENT} or a path below it (list resources elsewhere under "
+            "web_resource_paths)",
+            path,
+        )
+    for own in SYNAPSE_CLIENT_RESOURCES:
+        if _at_or_below(prefix, own):
+            raise ConfigError(f"{text!r}: {own} is Synapse's own resource; a prefix there would replace it", path)
+    return prefix
+
+
+def _at_or_below(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent + "/")
 
 
 def _list(value: Any, path: tuple[str, ...], what: str = "a list") -> list[Any]:
