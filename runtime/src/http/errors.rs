@@ -6,25 +6,30 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::HttpResponse;
 use glia_bus_schema::errcodes::{M_TOO_LARGE, M_UNKNOWN, M_UNRECOGNIZED};
 
-use super::antispam_paths;
 pub use super::matrix_error::MatrixError;
+use super::{antispam_paths, matrix_error};
 
 /// 405 for a known path with the wrong method.
 pub async fn method_not_allowed() -> HttpResponse {
-    MatrixError::new(405, M_UNRECOGNIZED, "Unrecognized request: use POST").error_response()
+    HttpResponse::from_error(MatrixError::new(
+        405,
+        M_UNRECOGNIZED,
+        "Unrecognized request: use POST",
+    ))
 }
 
 /// `error` answered as the API at `path` answers errors: plain text on the
 /// synapse-http-antispam ingress (its module takes a JSON error for a denial), Matrix JSON
 /// everywhere else. For answers a layer gives before (or instead of) a handler.
-pub fn response_for(path: &str, error: &MatrixError) -> HttpResponse {
+/// The answer carries the error, so the refusal layer counts it.
+pub fn response_for(path: &str, error: MatrixError) -> HttpResponse {
     if antispam_paths::serves(path) {
         antispam_paths::cannot_decide(error)
     } else {
-        error.error_response()
+        HttpResponse::from_error(error)
     }
 }
 
@@ -40,7 +45,7 @@ pub async fn layer(
     let foreign = response
         .response()
         .error()
-        .filter(|e| e.as_error::<MatrixError>().is_none())
+        .filter(|e| matrix_error::glias(e).is_none())
         .map(|e| e.to_string());
     let Some(message) = foreign else {
         return Ok(response.map_into_boxed_body());
@@ -53,7 +58,7 @@ pub async fn layer(
     };
     let (req, _) = response.into_parts();
     let error = MatrixError::new(status.as_u16(), errcode, message);
-    let answer = response_for(req.path(), &error);
+    let answer = response_for(req.path(), error);
     Ok(ServiceResponse::new(req, answer))
 }
 
@@ -100,11 +105,11 @@ mod tests {
     #[actix_web::test]
     async fn errors_are_answered_as_the_path_s_api_answers_them() {
         let error = MatrixError::new(503, M_UNKNOWN, "glia is shutting down");
-        let plain = response_for("/_glia/v1/http-antispam/user_may_invite", &error);
+        let plain = response_for("/_glia/v1/http-antispam/user_may_invite", error.clone());
         assert_eq!(plain.status(), StatusCode::SERVICE_UNAVAILABLE);
         let body = actix_web::body::to_bytes(plain.into_body()).await.unwrap();
         assert_eq!(body, "M_UNKNOWN: glia is shutting down");
-        let json = response_for("/_glia/v1/callbacks/user_may_invite", &error);
+        let json = response_for("/_glia/v1/callbacks/user_may_invite", error);
         assert_eq!(json.status(), StatusCode::SERVICE_UNAVAILABLE);
         let body = actix_web::body::to_bytes(json.into_body()).await.unwrap();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();

@@ -9,10 +9,11 @@
 //! for a deny, and a body that is not JSON for "cannot decide", so the operator's `fail_open`
 //! applies, exactly as when glia is down.
 
-pub use super::antispam_paths::{cannot_decide, SCOPE};
+pub use super::antispam_paths::SCOPE;
+use super::antispam_paths::{callback_name, cannot_decide, unroutable};
 use super::auth::Authorized;
 use super::body::{declared_length, read_limited};
-use super::callbacks::{dispatch_traced, named_post, request_id, stamp};
+use super::callbacks::{dispatch_traced, named, request_id, stamp, Named};
 use super::errors::MatrixError;
 use super::state::AppState;
 use crate::coordinator::Ingress;
@@ -24,18 +25,21 @@ use glia_bus_schema::ArgsError;
 use serde_json::json;
 use std::sync::Arc;
 
-/// Every request under [`SCOPE`], as [`super::callbacks::route`] routes its own: `POST
-/// {SCOPE}/{callback}` is served, any other method is 405, and another path goes to the
-/// module web resources.
+/// Every request under [`SCOPE`], routed as [`super::callbacks::route`] routes its own: `POST
+/// {SCOPE}/{callback}` is served (the module's paths from any `base_url`: see
+/// [`callback_name`]) and any other method is 405; a path that names no callback is answered
+/// as glia failing to decide, like everything the ingress cannot decide.
 pub async fn route(
     auth: Result<Authorized, MatrixError>,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, MatrixError> {
-    let post =
-        |req, name, payload, state| async move { Ok(serve(auth, req, name, payload, state).await) };
-    named_post(req, payload, state, method_not_allowed, post).await
+) -> HttpResponse {
+    match named(&req, callback_name) {
+        Named::Post(name) => serve(auth, req, name, payload, state).await,
+        Named::NotAllowed => method_not_allowed(),
+        Named::Elsewhere => unroutable(),
+    }
 }
 
 /// Answers one of synapse-http-antispam's POSTs; every answer carries the request id, and a
@@ -57,7 +61,7 @@ async fn serve(
                     callback = %name,
                     "synapse-http-antispam request not decided (its fail_open applies): {e}"
                 );
-                (cannot_decide(&e), None)
+                (cannot_decide(e), None)
             }
         };
     stamp(&mut response, &request_id, decision_id.as_deref());
@@ -128,8 +132,8 @@ fn allow() -> HttpResponse {
 }
 
 /// A wrong method on the ingress path, answered as glia failing to decide.
-pub async fn method_not_allowed() -> HttpResponse {
-    cannot_decide(&MatrixError::new(
+fn method_not_allowed() -> HttpResponse {
+    cannot_decide(MatrixError::new(
         405,
         glia_bus_schema::errcodes::M_UNRECOGNIZED,
         "Unrecognized request: use POST",

@@ -1,5 +1,6 @@
 //! The error every route of the HTTP API answers with: Matrix JSON,
-//! `{"errcode": ..., "error": ...}`, with a 4xx or 5xx status.
+//! `{"errcode": ..., "error": ...}`, with a 4xx or 5xx status; or, where a JSON error would be
+//! read as a decision (the synapse-http-antispam ingress), the same error in plain text.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -48,4 +49,34 @@ impl From<crate::coordinator::DispatchError> for MatrixError {
     fn from(e: crate::coordinator::DispatchError) -> Self {
         MatrixError::new(e.status, e.errcode, e.error)
     }
+}
+
+/// A [`MatrixError`] answered in plain text (`M_UNKNOWN_TOKEN: ...`) with its status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlainText(pub MatrixError);
+
+impl fmt::Display for PlainText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl ResponseError for PlainText {
+    fn status_code(&self) -> StatusCode {
+        self.0.status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code())
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("{}: {}", self.0.errcode, self.0.error))
+    }
+}
+
+/// glia's own error behind an answer (`HttpResponse::from_error`, or a handler's `Err`), in
+/// JSON or in plain text; `None` for actix-web's errors and for answers without an error.
+pub fn glias(error: &actix_web::Error) -> Option<&MatrixError> {
+    error
+        .as_error::<MatrixError>()
+        .or_else(|| error.as_error::<PlainText>().map(|p| &p.0))
 }
