@@ -13,6 +13,9 @@ pub const PREFIX: &str = "/_glia/v1/http-antispam/";
 /// The ingress's scope: [`PREFIX`] without its final slash.
 pub const SCOPE: &str = "/_glia/v1/http-antispam";
 
+/// The ingress's route, as logs and metrics name it.
+pub const ROUTE: &str = "http_antispam";
+
 /// Whether the ingress serves `path` (so its errors are answered as [`cannot_decide`] does):
 /// the scope itself and every path below it.
 pub fn serves(path: &str) -> bool {

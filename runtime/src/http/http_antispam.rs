@@ -10,13 +10,14 @@
 //! applies, exactly as when glia is down.
 
 pub use super::antispam_paths::SCOPE;
-use super::antispam_paths::{callback_name, cannot_decide, unroutable};
+use super::antispam_paths::{callback_name, cannot_decide, unroutable, ROUTE};
 use super::auth::Authorized;
 use super::body::{declared_length, read_limited};
 use super::callbacks::{dispatch_traced, named, request_id, stamp, Named};
 use super::errors::MatrixError;
 use super::state::AppState;
 use crate::coordinator::Ingress;
+use crate::logging::THROTTLE_PERIOD;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use glia_bus_schema::errcodes::{M_BAD_JSON, M_NOT_JSON, M_UNKNOWN};
@@ -52,17 +53,11 @@ async fn serve(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let request_id = request_id(&req, state.glia.coordinator());
+    // What is not decided is logged (throttled) and counted by the refusal layer.
     let (mut response, decision_id) =
         match answer(auth, &req, &name, payload, &state, &request_id).await {
             Ok(answered) => answered,
-            Err(e) => {
-                tracing::warn!(
-                    request_id = %request_id,
-                    callback = %name,
-                    "synapse-http-antispam request not decided (its fail_open applies): {e}"
-                );
-                (cannot_decide(e), None)
-            }
+            Err(e) => (cannot_decide(e), None),
         };
     stamp(&mut response, &request_id, decision_id.as_deref());
     response
@@ -88,19 +83,25 @@ async fn answer(
     })?;
     let request = match call {
         Call::Ping { id } => {
-            tracing::info!(request_id = %request_id, "synapse-http-antispam pinged glia");
+            if let Some(left_out) = state.log_throttle.admit((ROUTE, 200, "ping")) {
+                tracing::info!(request_id = %request_id, left_out, "synapse-http-antispam pinged glia");
+            }
             return Ok((
                 HttpResponse::Ok().json(json!({"id": id, "status": "ok"})),
                 None,
             ));
         }
         Call::Unknown => {
-            tracing::warn!(
-                request_id = %request_id,
-                callback = %name,
-                "synapse-http-antispam forwarded a callback glia does not have; allowed \
-                 (remove it from the module's enabled_callbacks)"
-            );
+            if let Some(left_out) = state.log_throttle.admit((ROUTE, 200, "unknown_callback")) {
+                tracing::warn!(
+                    request_id = %request_id,
+                    callback = %name,
+                    left_out,
+                    "synapse-http-antispam forwarded a callback glia does not have; allowed \
+                     (remove it from the module's enabled_callbacks; logged at most every {} s)",
+                    THROTTLE_PERIOD.as_secs()
+                );
+            }
             return Ok((allow(), None));
         }
         Call::Callback(request) => *request,

@@ -15,6 +15,7 @@ mod errors;
 mod http_antispam;
 mod limits;
 mod matrix_error;
+mod refusals;
 mod resources;
 pub mod routes;
 mod service;
@@ -49,13 +50,10 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// Adds glia's routes and the module web resources to an actix-web app.
 fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(admin::health))
-        .route("/_glia/v1/modules", web::get().to(admin::modules))
+        .route(admin::MODULES, web::get().to(admin::modules))
         .route("/metrics", web::get().to(admin::metrics))
-        .route("/_glia/v1/admin/reload", web::post().to(admin::reload))
-        .route(
-            "/_glia/v1/admin/reload",
-            web::route().to(errors::method_not_allowed),
-        )
+        .route(admin::RELOAD, web::post().to(admin::reload))
+        .route(admin::RELOAD, web::route().to(errors::method_not_allowed))
         .service(web::scope(callbacks::PREFIX).default_service(web::to(callbacks::route)))
         .service(web::scope(http_antispam::SCOPE).default_service(web::to(http_antispam::route)))
         .default_service(web::to(resources::serve));
@@ -67,6 +65,7 @@ fn state(glia: Arc<dyn Service>) -> web::Data<AppState> {
     web::Data::new(AppState {
         max_body_size: config.max_body_size,
         body_timeout: config.body_timeout,
+        log_throttle: Default::default(),
         glia,
     })
 }
@@ -124,14 +123,16 @@ pub fn serve<S: Service>(
     let connections = Arc::new(drain::Connections::default());
     let counted = connections.clone();
     let data = state(glia as Arc<dyn Service>);
-    // Layers run outermost last: the drain sees every request first, actix-web's own errors
-    // are made Matrix JSON, and handlers read bodies under the deadline.
+    // Layers run outermost last: every refusal is counted and logged (the drain's own
+    // included), the drain sees every request first, actix-web's own errors are made Matrix
+    // JSON, and handlers read bodies under the deadline.
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .wrap(from_fn(body_deadline::layer))
             .wrap(from_fn(errors::layer))
             .wrap(from_fn(drain::layer))
+            .wrap(from_fn(refusals::layer))
             .configure(configure)
     })
     .workers(workers)

@@ -70,6 +70,7 @@ pub struct Metrics {
     bus_errors: IntCounterVec,
     decision_log_dropped: IntCounter,
     ingress_refused: IntCounter,
+    http_refused: IntCounterVec,
     spans_dropped: IntCounterVec,
     span_drops: Option<Arc<SpanDrops>>,
     active_dispatches: IntGauge,
@@ -157,6 +158,11 @@ impl Metrics {
                 "Callback requests over NATS refused at once because bus.ingress_max_in_flight were being answered.",
             )
             .expect("metric names are valid"),
+            http_refused: counter(
+                "glia_http_refused_total",
+                "HTTP requests answered with one of glia's own errors (no module asked), by route (callbacks, http_antispam, modules, reload, other), status and errcode.",
+                &["route", "status", "reason"],
+            ),
             spans_dropped: counter(
                 "glia_spans_dropped_total",
                 "Finished spans never exported, by reason: queue_full (the exporter fell behind), export_failed (the collector refused or did not answer), collector_down (dropped without trying while backing off after failures).",
@@ -189,6 +195,7 @@ impl Metrics {
             &m.restarts,
             &m.crashes,
             &m.bus_errors,
+            &m.http_refused,
             &m.spans_dropped,
             &m.reloads,
         ] {
@@ -350,6 +357,13 @@ impl Metrics {
     /// A callback request over NATS refused: the ingress was at its bound.
     pub fn ingress_refused(&self) {
         self.ingress_refused.inc();
+    }
+
+    /// An HTTP request on `route` answered with glia's own error: `status`, `errcode`.
+    pub fn http_refused(&self, route: &str, status: &str, errcode: &str) {
+        self.http_refused
+            .with_label_values(&[route, status, errcode])
+            .inc();
     }
 
     /// The text exposition format (version 0.0.4), with module gauges read now.
