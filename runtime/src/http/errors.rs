@@ -6,7 +6,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::HttpResponse;
+use actix_web::{web, HttpResponse};
 use glia_bus_schema::errcodes::{M_TOO_LARGE, M_UNKNOWN, M_UNRECOGNIZED};
 
 pub use super::matrix_error::MatrixError;
@@ -31,6 +31,42 @@ pub fn response_for(path: &str, error: MatrixError) -> HttpResponse {
     } else {
         HttpResponse::from_error(error)
     }
+}
+
+/// The body of an answer actix-http's HTTP/1 dispatcher gives itself before any of glia's code
+/// runs (400 for what its parser refuses, 431 for a head too large, 408 for a head not
+/// complete within `header_timeout`), registered with the vendored actix-http's `set_error_body` (see
+/// vendor/README.md): glia's own error, in Matrix JSON, or in plain text when the request line
+/// read so far names the synapse-http-antispam ingress (its module reads JSON as a deny).
+pub fn parser_error_body(
+    status: StatusCode,
+    detail: &str,
+    unparsed: &[u8],
+) -> Option<(&'static str, web::Bytes)> {
+    let (errcode, what) = match status {
+        StatusCode::BAD_REQUEST => (M_UNKNOWN, "Malformed HTTP request"),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+            M_TOO_LARGE,
+            "Request head too large (over 128 KiB, or over 96 headers)",
+        ),
+        StatusCode::REQUEST_TIMEOUT => {
+            (M_UNKNOWN, "Request head not received within header_timeout")
+        }
+        _ => (M_UNKNOWN, "Internal server error"),
+    };
+    let error = MatrixError::new(status.as_u16(), errcode, format!("{what}: {detail}"));
+    if request_path(unparsed).is_some_and(antispam_paths::serves) {
+        return Some((matrix_error::PLAIN_TEXT, error.plain().into()));
+    }
+    Some(("application/json", error.json().to_string().into()))
+}
+
+/// The path of the request line `head` starts with (`POST /path?query HTTP/1.1`), as far as it
+/// came.
+fn request_path(head: &[u8]) -> Option<&str> {
+    let line = head.split(|b| *b == b'\r' || *b == b'\n').next()?;
+    let target = std::str::from_utf8(line).ok()?.split(' ').nth(1)?;
+    target.split('?').next()
 }
 
 /// The layer: an error response actix-web made from one of its own errors (an extractor's,
@@ -98,6 +134,36 @@ mod tests {
             test::call_service(&app, test::TestRequest::get().uri("/teapot").to_request()).await;
         assert_eq!(response.status(), StatusCode::IM_A_TEAPOT);
         assert_eq!(test::read_body(response).await, "short and stout");
+    }
+
+    /// The parser's own answers are Matrix JSON, in plain text for the ingress.
+    #[actix_web::test]
+    async fn the_parsers_answers_are_glias_errors() {
+        let (content_type, body) =
+            parser_error_body(StatusCode::BAD_REQUEST, "Invalid Header provided", b"").unwrap();
+        assert_eq!(content_type, "application/json");
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["errcode"], M_UNKNOWN);
+        assert_eq!(
+            body["error"],
+            "Malformed HTTP request: Invalid Header provided"
+        );
+        let head = b"POST /_glia/v1/http-antispam//user_may_invite HTTP/1.1\r\nX-Slow: ";
+        let (content_type, body) =
+            parser_error_body(StatusCode::REQUEST_TIMEOUT, "late", head).unwrap();
+        assert_eq!(content_type, matrix_error::PLAIN_TEXT);
+        assert!(body.starts_with(b"M_UNKNOWN: Request head not received"));
+        let (_, body) = parser_error_body(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too large",
+            b"GET /health HTTP/1.1\r\n",
+        )
+        .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["errcode"], M_TOO_LARGE);
+        assert_eq!(request_path(b"GET /a?b HTTP/1.1"), Some("/a"));
+        assert_eq!(request_path(b"GET /partial"), Some("/partial"));
+        assert_eq!(request_path(b"GET"), None);
     }
 
     /// On the synapse-http-antispam ingress an error is plain text, which its module reads

@@ -28,6 +28,18 @@ impl MatrixError {
     }
 }
 
+impl MatrixError {
+    /// `{"errcode": ..., "error": ...}`.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({ "errcode": self.errcode, "error": self.error })
+    }
+
+    /// `ERRCODE: error`.
+    pub fn plain(&self) -> String {
+        format!("{}: {}", self.errcode, self.error)
+    }
+}
+
 impl fmt::Display for MatrixError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}: {}", self.status, self.errcode, self.error)
@@ -40,8 +52,7 @@ impl ResponseError for MatrixError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
-            .json(serde_json::json!({ "errcode": self.errcode, "error": self.error }))
+        HttpResponse::build(self.status_code()).json(self.json())
     }
 }
 
@@ -50,6 +61,9 @@ impl From<crate::coordinator::DispatchError> for MatrixError {
         MatrixError::new(e.status, e.errcode, e.error)
     }
 }
+
+/// The content type of [`PlainText`] answers.
+pub const PLAIN_TEXT: &str = "text/plain; charset=utf-8";
 
 /// A [`MatrixError`] answered in plain text (`M_UNKNOWN_TOKEN: ...`) with its status.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,8 +82,8 @@ impl ResponseError for PlainText {
 
     fn error_response(&self) -> HttpResponse {
         HttpResponse::build(self.status_code())
-            .content_type("text/plain; charset=utf-8")
-            .body(format!("{}: {}", self.0.errcode, self.0.error))
+            .content_type(PLAIN_TEXT)
+            .body(self.0.plain())
     }
 }
 

@@ -76,6 +76,7 @@ pub fn serve_metrics(
     listen: &str,
 ) -> std::io::Result<Bound> {
     let telemetry = web::Data::from(telemetry);
+    actix_http::h1::set_error_body(errors::parser_error_body);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(telemetry.clone())
@@ -120,6 +121,8 @@ pub fn serve<S: Service>(
     );
     limits::raise_open_file_limit(config.max_connections);
     let header_timeout = config.header_timeout;
+    // The parser's own answers (400, 431, 408) in glia's error format, once per process.
+    actix_http::h1::set_error_body(errors::parser_error_body);
     let connections = Arc::new(drain::Connections::default());
     let counted = connections.clone();
     let data = state(glia as Arc<dyn Service>);
