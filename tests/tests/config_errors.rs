@@ -1064,6 +1064,47 @@ fn http_limits_are_checked() {
     assert_eq!(cfg.max_connections, config::DEFAULT_MAX_CONNECTIONS);
 }
 
+/// A `listen_unix` glia could not bind is refused at its key by the HTTP server's own check,
+/// which `check-config` runs as `serve` does (it used to pass and fail `serve`): a directory
+/// that does not exist, a path too long for a socket, a file that is not a socket.
+#[test]
+fn a_listen_unix_glia_cannot_bind_is_refused_at_its_key() {
+    let dir = TempFile::unused_path("listen-unix");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = TempFile::new("not-a-socket", "x");
+    let long = dir.join("s".repeat(108 - dir.as_os_str().len() - 1));
+    for (path, says) in [
+        (
+            dir.join("absent/glia.sock"),
+            "No such file or directory".to_owned(),
+        ),
+        (
+            long.clone(),
+            format!(
+                "{} is 108 bytes long; a Unix socket's path can have at most 107",
+                long.display()
+            ),
+        ),
+        (
+            file.path().to_owned(),
+            "exists and is not a socket".to_owned(),
+        ),
+        (dir.clone(), "exists and is not a socket".to_owned()),
+    ] {
+        let yaml = format!("modules: []\nlisten_unix: {}\n", path.display());
+        let err = error_of(&yaml);
+        assert_eq!(err.position, Some(Position { line: 2, column: 1 }), "{err}");
+        assert_eq!(err.key, "listen_unix", "{err}");
+        assert!(err.message.contains(&says), "{err}");
+    }
+    let fine = dir.join("glia.sock");
+    let cfg = load(&format!("modules: []\nlisten_unix: {}\n", fine.display()));
+    assert_eq!(cfg.listen_unix.as_deref(), Some(fine.as_path()));
+    let (ok, _, stderr) = check_config(&format!("modules: []\nlisten_unix: {}\n", long.display()));
+    assert!(!ok && stderr.contains("key `listen_unix`"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// The NATS ingress's bound is at least one request and at most a million (a semaphore's
 /// permits are bounded).
 #[test]

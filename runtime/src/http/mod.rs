@@ -32,10 +32,16 @@ use crate::config::{Fault, GliaConfig};
 use glia_module_api::ConfigPath;
 
 /// What the HTTP server would refuse of `config` when it starts: a connection cap above what
-/// the open-file limit allows.
+/// the open-file limit allows, a `listen_unix` it cannot bind (see [`unix::check`]).
 pub fn check(config: &GliaConfig) -> Result<(), Fault> {
     check_max_connections(config.max_connections)
-        .map_err(|m| Fault::new(ConfigPath::root().key("max_connections"), m))
+        .map_err(|m| Fault::new(ConfigPath::root().key("max_connections"), m))?;
+    match &config.listen_unix {
+        Some(path) => {
+            unix::check(path).map_err(|m| Fault::new(ConfigPath::root().key("listen_unix"), m))
+        }
+        None => Ok(()),
+    }
 }
 
 use actix_web::middleware::from_fn;
