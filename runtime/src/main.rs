@@ -91,6 +91,11 @@ enum Command {
     },
 }
 
+/// What `check-config` and `serve` say of a config without modules (`modules: []`, or none
+/// listed); an empty file is refused.
+const NO_MODULES: &str = "no modules are configured: glia allows every callback it is asked \
+                          (list modules under `modules:`)";
+
 /// Loads the config; `python` selects the Python modules whose configs a Python host checks
 /// (those this command runs, or all of them for `check-config`).
 fn load_config(
@@ -159,6 +164,9 @@ fn main() -> ExitCode {
         // the config names and every Python module's `parse_config` included.
         Command::CheckConfig { file } => load(Some(&file), PythonCheck::All).map(|cfg| {
             println!("{}: OK ({} modules)", file.display(), cfg.modules.len());
+            if cfg.modules.is_empty() {
+                eprintln!("warning: {NO_MODULES}");
+            }
         }),
         Command::Chaos {
             requests,
@@ -227,6 +235,9 @@ async fn serve(cfg: GliaConfig, loader: glia_runtime::app::ConfigLoader) -> Resu
     let http::Bound { server, urls, stop } = http::serve(glia.clone(), &listen, None)
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     tracing::info!(%listen, config = %source, modules = glia.config().modules.len(), "glia serving on {urls}");
+    if glia.config().modules.is_empty() {
+        tracing::warn!("{NO_MODULES}");
+    }
     let mut running = server;
     let stopping = shutdown_signal();
     tokio::pin!(stopping);

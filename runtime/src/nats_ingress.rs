@@ -3,6 +3,7 @@
 
 use crate::coordinator::Coordinator;
 use crate::coordinator::Ingress;
+use crate::logging::{LogThrottle, THROTTLE_PERIOD};
 use crate::telemetry::propagation;
 use async_nats::{Client, Message};
 use futures::StreamExt;
@@ -17,7 +18,9 @@ use tokio::sync::Semaphore;
 /// Subscribes in the coordinators' queue group and answers until the task is aborted.
 /// At most `limit` requests are answered at once: one past it is refused at once with
 /// `M_LIMIT_EXCEEDED` (the caller cannot tell a decision from it, so its own failure mode
-/// applies), instead of waiting in memory for its deadline.
+/// applies), instead of waiting in memory for its deadline. Refusals and replies that cannot
+/// be published are logged through a [`LogThrottle`]: a caller looping on a bad request, or
+/// a NATS outage, gets one line per kind every few seconds, not one per message.
 pub async fn serve(client: Client, coordinator: Arc<Coordinator>, limit: usize) {
     let mut requests = match client
         .queue_subscribe(CALLBACKS_WILDCARD, COORDINATOR_QUEUE_GROUP.to_owned())
@@ -30,6 +33,7 @@ pub async fn serve(client: Client, coordinator: Arc<Coordinator>, limit: usize) 
         }
     };
     let permits = Arc::new(Semaphore::new(limit));
+    let throttle = Arc::new(LogThrottle::default());
     while let Some(message) = requests.next().await {
         let Some(reply) = message.reply.clone() else {
             continue;
@@ -38,30 +42,57 @@ pub async fn serve(client: Client, coordinator: Arc<Coordinator>, limit: usize) 
             if let Some(metrics) = coordinator.telemetry().metrics() {
                 metrics.ingress_refused();
             }
-            let body = error(
-                M_LIMIT_EXCEEDED,
-                format!("glia is answering {limit} callback requests over NATS already"),
-            );
+            let message = format!("glia is answering {limit} callback requests over NATS already");
+            refused(&throttle, M_LIMIT_EXCEEDED, &message);
+            let body = error(M_LIMIT_EXCEEDED, message);
             if let Err(e) = client.publish(reply, body.into()).await {
-                tracing::warn!(error = %e, "cannot refuse a callback request over NATS");
+                cannot_publish(&throttle, "refuse", &e);
             }
             continue;
         };
-        let (client, coordinator) = (client.clone(), coordinator.clone());
+        let (client, coordinator, throttle) =
+            (client.clone(), coordinator.clone(), throttle.clone());
         actix_rt::spawn(async move {
-            let (body, decision_id) = answer(&coordinator, &message).await;
-            let _permit = permit; // held until the reply is published
+            let (result, decision_id) = answer(&coordinator, &message).await;
+            let body = result.unwrap_or_else(|(errcode, message)| {
+                refused(&throttle, errcode, &message);
+                error(errcode, message)
+            });
             let mut reply_headers = async_nats::HeaderMap::new();
             if let Some(id) = &decision_id {
                 reply_headers.insert(headers::DECISION_ID, &**id);
             }
+            let _permit = permit; // held until the reply is published
             if let Err(e) = client
                 .publish_with_headers(reply, reply_headers, body.into())
                 .await
             {
-                tracing::warn!(error = %e, "cannot answer a callback request over NATS");
+                cannot_publish(&throttle, "answer", &e);
             }
         });
+    }
+}
+
+/// Logs a refused request (throttled by errcode).
+fn refused(throttle: &LogThrottle<&'static str>, errcode: &'static str, message: &str) {
+    if let Some(left_out) = throttle.admit(errcode) {
+        tracing::warn!(
+            reason = %errcode,
+            left_out,
+            "callback request over NATS refused: {message} (one line per reason every {} s at most)",
+            THROTTLE_PERIOD.as_secs()
+        );
+    }
+}
+
+/// Logs a reply that could not be published (throttled by what it was).
+fn cannot_publish(
+    throttle: &LogThrottle<&'static str>,
+    what: &'static str,
+    e: &async_nats::PublishError,
+) {
+    if let Some(left_out) = throttle.admit(what) {
+        tracing::warn!(error = %e, left_out, "cannot {what} a callback request over NATS");
     }
 }
 
@@ -70,28 +101,18 @@ fn error(errcode: &str, error: String) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// The reply body, and the decision id when the request was dispatched.
-async fn answer(coordinator: &Coordinator, message: &Message) -> (Vec<u8>, Option<Arc<str>>) {
-    let name = message
-        .subject
-        .strip_prefix(CALLBACK_PREFIX)
-        .and_then(|s| s.strip_prefix('.'))
-        .unwrap_or_default();
-    let Ok(callback) = name.parse::<Callback>() else {
-        return (
-            error(M_NOT_FOUND, format!("Unknown callback {name:?}")),
-            None,
-        );
-    };
-    let request = match CallbackRequest::from_json_slice(callback, &message.payload) {
-        Ok(r) => r,
-        Err(ArgsError::NotJson(m)) => {
-            return (error(M_NOT_JSON, format!("Content not JSON: {m}")), None)
-        }
-        Err(bad) => {
-            let message = format!("Invalid arguments for {callback}: {bad}");
-            return (error(M_BAD_JSON, message), None);
-        }
+/// A refusal: an errcode and a message.
+type Refusal = (&'static str, String);
+
+/// The reply body, or why the request was refused; and the decision id when it was
+/// dispatched.
+async fn answer(
+    coordinator: &Coordinator,
+    message: &Message,
+) -> (Result<Vec<u8>, Refusal>, Option<Arc<str>>) {
+    let request = match request(message) {
+        Ok(request) => request,
+        Err(refusal) => return (Err(refusal), None),
     };
     let header = |name: &str| {
         message
@@ -106,12 +127,29 @@ async fn answer(coordinator: &Coordinator, message: &Message) -> (Vec<u8>, Optio
     let trace = propagation::extract(header(headers::TRACEPARENT), header(headers::TRACESTATE));
     let meta = coordinator.meta(request_id, trace);
     let decision_id = meta.decision_id.clone();
-    let body = match coordinator
+    let result = coordinator
         .dispatch_via(request, meta, Some(Ingress::Nats))
         .await
-    {
-        Ok(reply) => serde_json::to_vec(&reply).unwrap_or_default(),
-        Err(e) => error(e.errcode, e.error),
+        .map(|reply| serde_json::to_vec(&reply).unwrap_or_default())
+        .map_err(|e| (e.errcode, e.error));
+    (result, Some(decision_id))
+}
+
+/// The callback request a message carries.
+fn request(message: &Message) -> Result<CallbackRequest, Refusal> {
+    let name = message
+        .subject
+        .strip_prefix(CALLBACK_PREFIX)
+        .and_then(|s| s.strip_prefix('.'))
+        .unwrap_or_default();
+    let Ok(callback) = name.parse::<Callback>() else {
+        return Err((M_NOT_FOUND, format!("Unknown callback {name:?}")));
     };
-    (body, Some(decision_id))
+    CallbackRequest::from_json_slice(callback, &message.payload).map_err(|e| match e {
+        ArgsError::NotJson(m) => (M_NOT_JSON, format!("Content not JSON: {m}")),
+        bad => (
+            M_BAD_JSON,
+            format!("Invalid arguments for {callback}: {bad}"),
+        ),
+    })
 }

@@ -333,6 +333,51 @@ def test_a_wrong_token_is_answered_so_that_fail_open_decides(world: World) -> No
     world.expect(world.alice.invite(room, mxid("bob")), 200)
 
 
+# ----- base URLs as operators write them -------------------------------------------------------
+
+
+def test_a_base_url_ending_in_a_slash_reaches_the_callbacks(
+    world: World, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """synapse-http-antispam posts to f"{base_url}/{callback}": with a `base_url` ending in `/`,
+    to `.../http-antispam//check_event_for_spam`. glia's modules decide those requests as any
+    other (glia once answered them a JSON 404, which the module reads as a deny: every message
+    and invite was refused, whatever `fail_open` said)."""
+    synapse = Synapse.start(
+        tmp_path_factory.mktemp("synapse-trailing-slash"),
+        [
+            antispam_module(
+                world.glia.url + INGRESS_PATH + "/",
+                authorization=GLIA_TOKEN,
+                do_ping=True,
+                enabled_callbacks=FORWARDED,
+            )
+        ],
+    )
+    try:
+        erin, mallory, frank = (synapse.register(name) for name in ("erin", "mallory", "frank"))
+        room = erin.create_room(preset="public_chat")
+        assert room.status == 200, room
+        room_id = room.body["room_id"]
+        assert erin.send_text(room_id, "hello through a slash").status == 200
+        spam = erin.send_text(room_id, "buy followers cheap")
+        assert (spam.status, spam.body.get("errcode")) == (403, "ORG_GLIA_BLOCKED"), spam
+        assert erin.invite(room_id, frank.user_id).status == 200
+        mallorys = mallory.create_room()
+        assert mallorys.status == 200, mallorys
+        refused = mallory.invite(mallorys.body["room_id"], erin.user_id)
+        assert refused.status == 403, refused
+        assert refused.body["error"] == "Invites have been disabled on this server", refused
+        wait_until(
+            lambda: "Successfully pinged antispam server" in synapse.log(),
+            30,
+            "synapse-http-antispam's ping of glia through a slash",
+            lambda: synapse.log()[-3000:],
+        )
+    finally:
+        synapse.stop()
+
+
 # ----- glia relays the module's bytes ------------------------------------------------------
 
 

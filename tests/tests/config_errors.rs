@@ -1053,10 +1053,51 @@ fn http_limits_are_checked() {
     assert_eq!(cfg.body_timeout, Duration::from_millis(250));
     assert_eq!(cfg.header_timeout, Duration::from_secs(2));
     assert_eq!(cfg.max_connections, 64);
-    let cfg = load("");
+    let cfg = load("modules: []\n");
     assert_eq!(cfg.body_timeout, config::DEFAULT_BODY_TIMEOUT);
     assert_eq!(cfg.header_timeout, config::DEFAULT_HEADER_TIMEOUT);
     assert_eq!(cfg.max_connections, config::DEFAULT_MAX_CONNECTIONS);
+}
+
+/// A `listen_unix` glia could not bind is refused at its key by the HTTP server's own check,
+/// which `check-config` runs as `serve` does (it used to pass and fail `serve`): a directory
+/// that does not exist, a path too long for a socket, a file that is not a socket.
+#[test]
+fn a_listen_unix_glia_cannot_bind_is_refused_at_its_key() {
+    let dir = TempFile::unused_path("listen-unix");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = TempFile::new("not-a-socket", "x");
+    let long = dir.join("s".repeat(108 - dir.as_os_str().len() - 1));
+    for (path, says) in [
+        (
+            dir.join("absent/glia.sock"),
+            "No such file or directory".to_owned(),
+        ),
+        (
+            long.clone(),
+            format!(
+                "{} is 108 bytes long; a Unix socket's path can have at most 107",
+                long.display()
+            ),
+        ),
+        (
+            file.path().to_owned(),
+            "exists and is not a socket".to_owned(),
+        ),
+        (dir.clone(), "exists and is not a socket".to_owned()),
+    ] {
+        let yaml = format!("modules: []\nlisten_unix: {}\n", path.display());
+        let err = error_of(&yaml);
+        assert_eq!(err.position, Some(Position { line: 2, column: 1 }), "{err}");
+        assert_eq!(err.key, "listen_unix", "{err}");
+        assert!(err.message.contains(&says), "{err}");
+    }
+    let fine = dir.join("glia.sock");
+    let cfg = load(&format!("modules: []\nlisten_unix: {}\n", fine.display()));
+    assert_eq!(cfg.listen_unix.as_deref(), Some(fine.as_path()));
+    let (ok, _, stderr) = check_config(&format!("modules: []\nlisten_unix: {}\n", long.display()));
+    assert!(!ok && stderr.contains("key `listen_unix`"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The NATS ingress's bound is at least one request and at most a million (a semaphore's
@@ -1403,18 +1444,77 @@ fn the_example_file_on_disk_loads_and_is_the_embedded_one() {
     );
 }
 
+/// An empty file (or only comments, `~`, `{}`) is refused: it used to load with the defaults
+/// and serve with no modules, allowing every callback, when the file was more likely never
+/// written (or an empty volume was mounted over it) than meant. Saying `modules:` (even
+/// `modules: []`) is a choice, and loads with the defaults (`check-config` and `serve` warn
+/// that there are no modules).
 #[test]
-fn an_empty_config_loads_with_the_defaults() {
-    for yaml in ["", "modules:\n", "modules: []\n", "{}"] {
+fn an_empty_config_is_refused_and_one_without_modules_loads_with_the_defaults() {
+    for yaml in ["", "\n  \n", "# nothing yet\n", "~\n", "{}"] {
+        let err = error_of(yaml);
+        assert_eq!((err.file.as_str(), err.key.as_str()), ("test.yaml", ""));
+        assert!(
+            err.message
+                .starts_with("the config is empty: list the modules under `modules:`"),
+            "{yaml:?}: {err}"
+        );
+    }
+    for yaml in ["modules:\n", "modules: []\n", "listen: 127.0.0.1:8787\n"] {
         let cfg = load(yaml);
         assert!(cfg.modules.is_empty(), "{yaml:?}");
-        assert_eq!(cfg.listen, DEFAULT_LISTEN);
         assert_eq!(cfg.auth_token, None);
         assert_eq!(cfg.max_body_size, DEFAULT_MAX_BODY_SIZE);
         assert_eq!(cfg.bus, BusConfig::Internal);
         assert_eq!(cfg.deadline, DEFAULT_DEADLINE);
         assert_eq!(cfg.source, "test.yaml");
     }
+    assert_eq!(load("modules: []\n").listen, DEFAULT_LISTEN);
+}
+
+/// What `glia check-config FILE` prints and how it exits.
+fn check_config(yaml: &str) -> (bool, String, String) {
+    let file = TempFile::new("check-config.yaml", yaml);
+    let output = std::process::Command::new(glia_tests::harness::glia_binary())
+        .args(["check-config", &file.path_str()])
+        .output()
+        .expect("glia runs");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (
+        output.status.success(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
+#[test]
+fn check_config_and_serve_refuse_an_empty_file_and_warn_of_no_modules() {
+    let (ok, _, stderr) = check_config("");
+    assert!(!ok && stderr.contains("the config is empty"), "{stderr}");
+    let empty = TempFile::new("empty.yaml", "");
+    let served = std::process::Command::new(glia_tests::harness::glia_binary())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            &empty.path_str(),
+        ])
+        .output()
+        .expect("glia runs");
+    let stderr = String::from_utf8_lossy(&served.stderr);
+    assert!(
+        !served.status.success() && stderr.contains("the config is empty"),
+        "{stderr}"
+    );
+    let (ok, stdout, stderr) = check_config("modules: []\n");
+    assert!(ok && stdout.contains("OK (0 modules)"), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("warning: no modules are configured: glia allows every callback"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = check_config("modules:\n  - module: demo\n");
+    assert!(ok && !stderr.contains("warning"), "{stderr}");
 }
 
 #[test]

@@ -250,6 +250,66 @@ async fn what_glia_cannot_decide_is_answered_in_plain_text_so_fail_open_applies(
     g.stop().await;
 }
 
+/// The module posts to `{base_url}/{callback}` whatever `base_url` is: one ending in `/` (or
+/// `/.`) adds an empty (or `.`) segment before the name. Those paths reach the callback; a path
+/// the ingress cannot route is answered in plain text, so the module's `fail_open` applies (a
+/// JSON 404 would deny every message and invite).
+#[actix_rt::test]
+async fn every_path_the_module_can_build_reaches_the_callback_and_others_fail_open() {
+    let g = start(
+        json!({}),
+        vec![scripted(
+            "gate",
+            None,
+            json!({"user_may_invite": {"answer": {"errcode": "ORG_X"}}}),
+        )],
+    )
+    .await;
+    let post = |path: String| {
+        let url = format!("{}{INGRESS}{path}", g.base_url);
+        async move {
+            let headers = [("content-type", "application/json")];
+            send("POST", &url, &headers, Some(invite("@a:hs").as_bytes())).await
+        }
+    };
+    for path in [
+        "/user_may_invite",
+        "//user_may_invite",
+        "///user_may_invite",
+        "/./user_may_invite",
+        "/.//./user_may_invite",
+        "/user_may_invite/",
+        "//user_may_invite//",
+    ] {
+        let denied = post(path.to_owned()).await;
+        assert_eq!(answered(&denied, 403)["errcode"], "ORG_X", "{path}");
+    }
+    let pong = post("//ping".to_owned()).await;
+    assert_eq!(answered(&pong, 200)["status"], "ok");
+    for path in [
+        "",
+        "/",
+        "//",
+        "/./",
+        "/a/../user_may_invite",
+        "/../user_may_invite",
+        "/%2E%2E/user_may_invite",
+        "/..",
+        "/x/user_may_invite",
+        "/user_may_invite/x",
+        "/user%2Fmay_invite",
+        "/User_May_Invite",
+        "?x=1/user_may_invite",
+    ] {
+        let reply = post(path.to_owned()).await;
+        let text = undecided(&reply, 404, "M_UNRECOGNIZED");
+        assert!(text.contains("synapse-http-antispam"), "{path}: {text}");
+        let get = send("GET", &format!("{}{INGRESS}{path}", g.base_url), &[], None).await;
+        undecided(&get, 404, "M_UNRECOGNIZED");
+    }
+    g.stop().await;
+}
+
 #[actix_rt::test]
 async fn failures_glia_decides_reach_the_module_as_denies() {
     let g = start(

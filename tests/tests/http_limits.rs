@@ -232,6 +232,9 @@ async fn a_dribbled_head_is_cut_off_on_a_new_or_kept_alive_connection() {
     // The first request on a connection.
     let answer = dribble(TcpStream::connect(&addr).await.unwrap()).await;
     assert_eq!(status_of(&answer), Some(408), "{answer:?}");
+    let error: Value =
+        serde_json::from_str(body_of(&answer)).unwrap_or_else(|e| panic!("{e}: {answer:?}"));
+    assert_eq!(error["errcode"], "M_UNKNOWN", "{answer}");
     // A later one: the first is answered and the connection kept alive.
     let mut stream = TcpStream::connect(&addr).await.unwrap();
     stream
@@ -258,24 +261,59 @@ async fn raw(g: &TestGlia, request: &[u8]) -> String {
     until_closed(&mut stream).await
 }
 
-/// What the HTTP parser refuses never reaches glia's handlers: a bare status with an empty
-/// body (docs/http-api.md). What passes the parser is answered in Matrix JSON.
+/// What the HTTP parser refuses never reaches glia's handlers, but is answered as glia answers
+/// errors (docs/http-api.md; vendor/actix-http's `set_error_body`): Matrix JSON, and on the
+/// synapse-http-antispam ingress plain text, which its module does not read as a deny.
 #[actix_rt::test]
 async fn errors_before_glias_handlers() {
     let g = start(json!({})).await;
-    // A Content-Length that is not a number, and two that disagree.
+    let refused = |answer: &str, status: u16, errcode: &str| {
+        assert_eq!(status_of(answer), Some(status), "{answer:?}");
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{answer:?}"
+        );
+        let error: Value =
+            serde_json::from_str(body_of(answer)).unwrap_or_else(|e| panic!("{e}: {answer:?}"));
+        assert_eq!(error["errcode"], errcode, "{answer}");
+        error["error"].as_str().unwrap().to_owned()
+    };
+    // A Content-Length that is not a number, two that disagree, a header line that is not
+    // one, an HTTP version that does not exist.
     for head in [
         "Content-Length: ten\r\n",
         "Content-Length: 2\r\nContent-Length: 3\r\n",
+        "Not A Header\r\n",
     ] {
         let answer = raw(
             &g,
             format!("POST {CREATE_ROOM} HTTP/1.1\r\nHost: glia\r\n{head}\r\n{{}}").as_bytes(),
         )
         .await;
-        assert_eq!(status_of(&answer), Some(400), "{answer:?}");
-        assert_eq!(body_of(&answer), "", "{answer:?}");
+        let error = refused(&answer, 400, "M_UNKNOWN");
+        assert!(error.starts_with("Malformed HTTP request: "), "{error}");
     }
+    let answer = raw(&g, b"GET /health HTTP/7.1\r\nHost: glia\r\n\r\n").await;
+    refused(&answer, 400, "M_UNKNOWN");
+    // On the ingress: plain text.
+    let answer = raw(
+        &g,
+        b"POST /_glia/v1/http-antispam/user_may_invite HTTP/1.1\r\nNot A Header\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&answer), Some(400), "{answer:?}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("content-type: text/plain"),
+        "{answer:?}"
+    );
+    assert!(
+        body_of(&answer).starts_with("M_UNKNOWN: Malformed HTTP request"),
+        "{answer:?}"
+    );
     // A head larger than the parser's buffer: a path, or headers.
     let long_path = format!("/_synapse/client/demo/{}", "a".repeat(140_000));
     let answer = raw(
@@ -283,7 +321,7 @@ async fn errors_before_glias_handlers() {
         format!("GET {long_path} HTTP/1.1\r\nHost: glia\r\n\r\n").as_bytes(),
     )
     .await;
-    assert_eq!(status_of(&answer), Some(431), "{answer:?}");
+    refused(&answer, 431, "M_TOO_LARGE");
     let many = (0..200)
         .map(|i| format!("X-H{i}: v\r\n"))
         .collect::<String>();
@@ -292,7 +330,7 @@ async fn errors_before_glias_handlers() {
         format!("GET /health HTTP/1.1\r\nHost: glia\r\n{many}\r\n").as_bytes(),
     )
     .await;
-    assert_eq!(status_of(&answer), Some(431), "{answer:?}");
+    refused(&answer, 431, "M_TOO_LARGE");
     // A callback name that is not UTF-8 once decoded is an unknown callback like any other.
     let reply = send(
         "POST",

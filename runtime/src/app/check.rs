@@ -22,6 +22,14 @@ pub enum PythonCheck {
     Placement(Placement),
 }
 
+impl PythonCheck {
+    /// Whether the process checked for serves glia's HTTP API (and its `listen_unix`): not
+    /// `glia worker`, which runs the modules placed on NATS.
+    fn serves_http(self) -> bool {
+        self != PythonCheck::Placement(Placement::Nats)
+    }
+}
+
 /// The module types this binary can run: `registry`'s, and Python classes in hosts.
 pub fn module_types(registry: &ModuleRegistry) -> ModuleTypes<'_> {
     ModuleTypes {
@@ -70,7 +78,9 @@ fn faults(config: &GliaConfig, python: PythonCheck) -> Result<(), Fault> {
         PythonCheck::All => true,
         PythonCheck::Placement(p) => m.placement == p,
     })?;
-    http::check(config)?;
+    if python.serves_http() {
+        http::check(config)?;
+    }
     if let config::BusConfig::Nats(nats) = &config.bus {
         bus::nats_check::check(nats)?;
     }

@@ -95,6 +95,7 @@ impl Loader {
     /// Reads the whole document into a config: every setting checked, nothing outside the
     /// file looked at (each part checks what it will open or connect to when it is built).
     pub(super) fn load(self, types: &ModuleTypes) -> Result<GliaConfig, ConfigFileError> {
+        self.refuse_empty()?;
         self.refuse_legacy_sections()?;
         let raw = self.raw()?;
         self.check_bus(&raw)?;
@@ -144,6 +145,26 @@ impl Loader {
                 format!("{text:?} is not a mode: write permission bits in octal, quoted, such as \"0660\""),
             )),
         }
+    }
+
+    /// An empty document (nothing, only comments, `~` or `{}`) is refused: it would serve
+    /// with no modules, allowing every callback, which is more likely a file that was not
+    /// written (or an empty volume mounted over it) than a choice. `modules: []` says it.
+    fn refuse_empty(&self) -> Result<(), ConfigFileError> {
+        let empty = match &self.root {
+            Value::Null => true,
+            Value::Object(settings) => settings.is_empty(),
+            _ => false,
+        };
+        if !empty {
+            return Ok(());
+        }
+        Err(self.error(
+            &ConfigPath::root(),
+            None,
+            "the config is empty: list the modules under `modules:` (with no modules glia \
+             allows every callback; write `modules: []` to run it so)",
+        ))
     }
 
     fn refuse_legacy_sections(&self) -> Result<(), ConfigFileError> {

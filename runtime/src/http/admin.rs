@@ -8,6 +8,11 @@ use crate::telemetry::Telemetry;
 use actix_web::{web, HttpResponse};
 use glia_bus_schema::errcodes::{M_NOT_FOUND, M_UNKNOWN};
 
+/// Where the module listing is served.
+pub const MODULES: &str = "/_glia/v1/modules";
+/// Where a reload is asked for.
+pub const RELOAD: &str = "/_glia/v1/admin/reload";
+
 /// Liveness: 200 while glia serves; `"status": "degraded"` (with the failed modules) when a
 /// module is failed, `"ok"` otherwise.
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {

@@ -14,7 +14,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use glia_bus_schema::errcodes::{M_BAD_JSON, M_NOT_FOUND, M_NOT_JSON};
 use glia_bus_schema::subjects::headers::{TRACEPARENT, TRACESTATE};
 use glia_bus_schema::{ArgsError, Callback, CallbackRequest, DispatchReply};
-use std::future::Future;
 use std::sync::Arc;
 
 /// Header carrying the request id, in and out.
@@ -40,38 +39,40 @@ pub async fn route(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, MatrixError> {
-    let post = |req, name, payload, state| async move {
-        auth?;
-        Ok(dispatch(req, name, payload, state).await)
-    };
-    named_post(req, payload, state, errors::method_not_allowed, post).await
+    match named(&req, one_segment) {
+        Named::Post(name) => {
+            auth?;
+            Ok(dispatch(req, name, payload, state).await)
+        }
+        Named::NotAllowed => Ok(errors::method_not_allowed().await),
+        Named::Elsewhere => resources::serve(req, payload, state).await,
+    }
 }
 
-/// Routes a request under a scope of POST endpoints named by one path segment: `post` serves
-/// `POST {scope}/{name}`, `not_allowed` any other method there, and a path with no name or
-/// more segments goes to the module web resources (where a `{name}` route would not have
-/// matched it). The name is found without a regex.
-pub(super) async fn named_post<P, F, N, G>(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-    not_allowed: N,
-    post: P,
-) -> Result<HttpResponse, MatrixError>
-where
-    P: FnOnce(HttpRequest, String, web::Payload, web::Data<AppState>) -> F,
-    F: Future<Output = Result<HttpResponse, MatrixError>>,
-    N: FnOnce() -> G,
-    G: Future<Output = HttpResponse>,
-{
-    let name = match req.match_info().unprocessed().strip_prefix('/') {
-        Some(name) if !name.is_empty() && !name.contains('/') => name.to_owned(),
-        _ => return resources::serve(req, payload, state).await,
-    };
-    if req.method() != Method::POST {
-        return Ok(not_allowed().await);
+/// What a request under a scope of POST endpoints named by the path below it asks for.
+pub(super) enum Named {
+    /// `POST` to the endpoint of this name.
+    Post(String),
+    /// Another method on an endpoint's path.
+    NotAllowed,
+    /// A path that names no endpoint.
+    Elsewhere,
+}
+
+/// Reads the endpoint's name from the path below the scope with `name_in` (without a regex:
+/// see [`route`]), then the method.
+pub(super) fn named(req: &HttpRequest, name_in: fn(&str) -> Option<&str>) -> Named {
+    match name_in(req.match_info().unprocessed()) {
+        None => Named::Elsewhere,
+        Some(_) if req.method() != Method::POST => Named::NotAllowed,
+        Some(name) => Named::Post(name.to_owned()),
     }
-    post(req, name, payload, state).await
+}
+
+/// The one segment of `/{name}`, where a `{name}` route would have matched.
+fn one_segment(rest: &str) -> Option<&str> {
+    rest.strip_prefix('/')
+        .filter(|name| !name.is_empty() && !name.contains('/'))
 }
 
 /// Decodes the arguments, dispatches (continuing the caller's `traceparent`), and answers
@@ -97,7 +98,7 @@ async fn dispatch(
     };
     let mut response = match result {
         Ok(reply) => HttpResponse::Ok().json(reply),
-        Err(e) => actix_web::ResponseError::error_response(&e),
+        Err(e) => HttpResponse::from_error(e),
     };
     stamp(&mut response, &request_id, decision_id.as_deref());
     // Read after the dispatch: a lasting reply decided before a reload that is already in

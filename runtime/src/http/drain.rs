@@ -69,7 +69,7 @@ pub async fn layer(
         }
         Some(true) => {
             let refusal = MatrixError::new(503, M_UNKNOWN, "glia is shutting down");
-            let answer = super::errors::response_for(req.path(), &refusal);
+            let answer = super::errors::response_for(req.path(), refusal);
             req.into_response(answer)
         }
         Some(false) => next.call(req).await?.map_into_boxed_body(),

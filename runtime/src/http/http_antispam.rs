@@ -9,13 +9,15 @@
 //! for a deny, and a body that is not JSON for "cannot decide", so the operator's `fail_open`
 //! applies, exactly as when glia is down.
 
-pub use super::antispam_paths::{cannot_decide, SCOPE};
+pub use super::antispam_paths::SCOPE;
+use super::antispam_paths::{callback_name, cannot_decide, unroutable, ROUTE};
 use super::auth::Authorized;
 use super::body::{declared_length, read_limited};
-use super::callbacks::{dispatch_traced, named_post, request_id, stamp};
+use super::callbacks::{dispatch_traced, named, request_id, stamp, Named};
 use super::errors::MatrixError;
 use super::state::AppState;
 use crate::coordinator::Ingress;
+use crate::logging::THROTTLE_PERIOD;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use glia_bus_schema::errcodes::{M_BAD_JSON, M_NOT_JSON, M_UNKNOWN};
@@ -24,18 +26,21 @@ use glia_bus_schema::ArgsError;
 use serde_json::json;
 use std::sync::Arc;
 
-/// Every request under [`SCOPE`], as [`super::callbacks::route`] routes its own: `POST
-/// {SCOPE}/{callback}` is served, any other method is 405, and another path goes to the
-/// module web resources.
+/// Every request under [`SCOPE`], routed as [`super::callbacks::route`] routes its own: `POST
+/// {SCOPE}/{callback}` is served (the module's paths from any `base_url`: see
+/// [`callback_name`]) and any other method is 405; a path that names no callback is answered
+/// as glia failing to decide, like everything the ingress cannot decide.
 pub async fn route(
     auth: Result<Authorized, MatrixError>,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, MatrixError> {
-    let post =
-        |req, name, payload, state| async move { Ok(serve(auth, req, name, payload, state).await) };
-    named_post(req, payload, state, method_not_allowed, post).await
+) -> HttpResponse {
+    match named(&req, callback_name) {
+        Named::Post(name) => serve(auth, req, name, payload, state).await,
+        Named::NotAllowed => method_not_allowed(),
+        Named::Elsewhere => unroutable(),
+    }
 }
 
 /// Answers one of synapse-http-antispam's POSTs; every answer carries the request id, and a
@@ -48,17 +53,11 @@ async fn serve(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let request_id = request_id(&req, state.glia.coordinator());
+    // What is not decided is logged (throttled) and counted by the refusal layer.
     let (mut response, decision_id) =
         match answer(auth, &req, &name, payload, &state, &request_id).await {
             Ok(answered) => answered,
-            Err(e) => {
-                tracing::warn!(
-                    request_id = %request_id,
-                    callback = %name,
-                    "synapse-http-antispam request not decided (its fail_open applies): {e}"
-                );
-                (cannot_decide(&e), None)
-            }
+            Err(e) => (cannot_decide(e), None),
         };
     stamp(&mut response, &request_id, decision_id.as_deref());
     response
@@ -84,19 +83,25 @@ async fn answer(
     })?;
     let request = match call {
         Call::Ping { id } => {
-            tracing::info!(request_id = %request_id, "synapse-http-antispam pinged glia");
+            if let Some(left_out) = state.log_throttle.admit((ROUTE, 200, "ping")) {
+                tracing::info!(request_id = %request_id, left_out, "synapse-http-antispam pinged glia");
+            }
             return Ok((
                 HttpResponse::Ok().json(json!({"id": id, "status": "ok"})),
                 None,
             ));
         }
         Call::Unknown => {
-            tracing::warn!(
-                request_id = %request_id,
-                callback = %name,
-                "synapse-http-antispam forwarded a callback glia does not have; allowed \
-                 (remove it from the module's enabled_callbacks)"
-            );
+            if let Some(left_out) = state.log_throttle.admit((ROUTE, 200, "unknown_callback")) {
+                tracing::warn!(
+                    request_id = %request_id,
+                    callback = %name,
+                    left_out,
+                    "synapse-http-antispam forwarded a callback glia does not have; allowed \
+                     (remove it from the module's enabled_callbacks; logged at most every {} s)",
+                    THROTTLE_PERIOD.as_secs()
+                );
+            }
             return Ok((allow(), None));
         }
         Call::Callback(request) => *request,
@@ -128,8 +133,8 @@ fn allow() -> HttpResponse {
 }
 
 /// A wrong method on the ingress path, answered as glia failing to decide.
-pub async fn method_not_allowed() -> HttpResponse {
-    cannot_decide(&MatrixError::new(
+fn method_not_allowed() -> HttpResponse {
+    cannot_decide(MatrixError::new(
         405,
         glia_bus_schema::errcodes::M_UNRECOGNIZED,
         "Unrecognized request: use POST",

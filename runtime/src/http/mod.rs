@@ -15,6 +15,7 @@ mod errors;
 mod http_antispam;
 mod limits;
 mod matrix_error;
+mod refusals;
 mod resources;
 pub mod routes;
 mod service;
@@ -31,10 +32,14 @@ use crate::config::{Fault, GliaConfig};
 use glia_module_api::ConfigPath;
 
 /// What the HTTP server would refuse of `config` when it starts: a connection cap above what
-/// the open-file limit allows, a Unix socket group the system does not know.
+/// the open-file limit allows, a `listen_unix` it cannot bind (see [`unix::check`]), a Unix
+/// socket group the system does not know.
 pub fn check(config: &GliaConfig) -> Result<(), Fault> {
     check_max_connections(config.max_connections)
         .map_err(|m| Fault::new(ConfigPath::root().key("max_connections"), m))?;
+    if let Some(path) = &config.listen_unix {
+        unix::check(path).map_err(|m| Fault::new(ConfigPath::root().key("listen_unix"), m))?;
+    }
     if let Some(group) = &config.listen_unix_group {
         unix::group_id(group)
             .map_err(|m| Fault::new(ConfigPath::root().key("listen_unix_group"), m))?;
@@ -54,13 +59,10 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// Adds glia's routes and the module web resources to an actix-web app.
 fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(admin::health))
-        .route("/_glia/v1/modules", web::get().to(admin::modules))
+        .route(admin::MODULES, web::get().to(admin::modules))
         .route("/metrics", web::get().to(admin::metrics))
-        .route("/_glia/v1/admin/reload", web::post().to(admin::reload))
-        .route(
-            "/_glia/v1/admin/reload",
-            web::route().to(errors::method_not_allowed),
-        )
+        .route(admin::RELOAD, web::post().to(admin::reload))
+        .route(admin::RELOAD, web::route().to(errors::method_not_allowed))
         .service(web::scope(callbacks::PREFIX).default_service(web::to(callbacks::route)))
         .service(web::scope(http_antispam::SCOPE).default_service(web::to(http_antispam::route)))
         .default_service(web::to(resources::serve));
@@ -72,6 +74,7 @@ fn state(glia: Arc<dyn Service>) -> web::Data<AppState> {
     web::Data::new(AppState {
         max_body_size: config.max_body_size,
         body_timeout: config.body_timeout,
+        log_throttle: Default::default(),
         glia,
     })
 }
@@ -89,6 +92,7 @@ pub fn serve_metrics(
 ) -> std::io::Result<Bound> {
     let telemetry = web::Data::from(telemetry);
     let health = web::Data::new(health);
+    actix_http::h1::set_error_body(errors::parser_error_body);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(telemetry.clone())
@@ -140,17 +144,21 @@ pub fn serve<S: Service>(
     );
     limits::raise_open_file_limit(config.max_connections);
     let header_timeout = config.header_timeout;
+    // The parser's own answers (400, 431, 408) in glia's error format, once per process.
+    actix_http::h1::set_error_body(errors::parser_error_body);
     let connections = Arc::new(drain::Connections::default());
     let counted = connections.clone();
     let data = state(glia as Arc<dyn Service>);
-    // Layers run outermost last: the drain sees every request first, actix-web's own errors
-    // are made Matrix JSON, and handlers read bodies under the deadline.
+    // Layers run outermost last: every refusal is counted and logged (the drain's own
+    // included), the drain sees every request first, actix-web's own errors are made Matrix
+    // JSON, and handlers read bodies under the deadline.
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .wrap(from_fn(body_deadline::layer))
             .wrap(from_fn(errors::layer))
             .wrap(from_fn(drain::layer))
+            .wrap(from_fn(refusals::layer))
             .configure(configure)
     })
     .workers(workers)

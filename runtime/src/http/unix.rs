@@ -46,6 +46,69 @@ pub fn set_access(path: &Path, mode: Option<u32>, group: Option<&str>) -> io::Re
     Ok(())
 }
 
+/// The longest path a Unix socket can be bound at: `sun_path` holds 108 bytes, the last a NUL.
+pub const MAX_PATH: usize = 107;
+
+/// What binding `path` would refuse, checked without binding (so `check-config` says it, with
+/// the key, instead of `serve` failing to start): a path too long for a socket, a directory
+/// that does not exist or cannot be written to, something at the path that is not a socket.
+/// A socket already there passes: a stopped glia's is replaced at start, and a running one's
+/// is its own on a reload (a socket something else listens on is still refused at start).
+pub fn check(path: &Path) -> Result<(), String> {
+    let length = path.as_os_str().len();
+    if length > MAX_PATH {
+        return Err(format!(
+            "{} is {length} bytes long; a Unix socket's path can have at most {MAX_PATH}",
+            path.display()
+        ));
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Err(e) => {
+            return Err(format!(
+                "{}: directory {}: {e}",
+                path.display(),
+                dir.display()
+            ))
+        }
+        Ok(meta) if !meta.is_dir() => {
+            return Err(format!(
+                "{}: {} is not a directory",
+                path.display(),
+                dir.display()
+            ))
+        }
+        Ok(_) => {}
+    }
+    if !writable(dir) {
+        return Err(format!(
+            "{}: cannot create a socket in {}: {}",
+            path.display(),
+            dir.display(),
+            io::Error::last_os_error()
+        ));
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => {
+            Err(format!("{} exists and is not a socket", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether this process may create files in `dir` (write and search permission).
+fn writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(dir) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `dir` is a NUL-terminated string that lives across the call.
+    unsafe { libc::access(dir.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
 /// Removes a socket left at `path` by a glia that stopped, so it can be bound again; refuses
 /// a path that holds anything but a socket, or a socket something still listens on.
 pub fn prepare(path: &Path) -> io::Result<PathBuf> {
@@ -94,6 +157,29 @@ mod tests {
             io::ErrorKind::AlreadyExists
         );
         assert!(prepare(&dir.join("absent.sock")).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn check_refuses_what_binding_would() {
+        let dir = std::env::temp_dir().join(format!("glia-unix-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(check(&dir.join("glia.sock")), Ok(()));
+        let stale = dir.join("stale.sock");
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        assert_eq!(check(&stale), Ok(()));
+        let file = dir.join("file");
+        std::fs::write(&file, "x").unwrap();
+        let refused = |path: &Path, says: &str| {
+            let e = check(path).unwrap_err();
+            assert!(e.contains(says), "{}: {e}", path.display());
+        };
+        refused(&file, "exists and is not a socket");
+        refused(&dir, "exists and is not a socket");
+        refused(&dir.join("absent/glia.sock"), "No such file or directory");
+        refused(&file.join("glia.sock"), "is not a directory");
+        let long = dir.join("x".repeat(MAX_PATH));
+        refused(&long, "a Unix socket's path can have at most 107");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -70,6 +70,7 @@ pub struct Metrics {
     bus_errors: IntCounterVec,
     decision_log_dropped: IntCounter,
     ingress_refused: IntCounter,
+    http_refused: IntCounterVec,
     spans_dropped: IntCounterVec,
     span_drops: Option<Arc<SpanDrops>>,
     active_dispatches: IntGauge,
@@ -180,6 +181,7 @@ struct LossFamily {
     bus_errors: IntCounterVec,
     decision_log_dropped: IntCounter,
     ingress_refused: IntCounter,
+    http_refused: IntCounterVec,
     spans_dropped: IntCounterVec,
 }
 
@@ -202,6 +204,11 @@ impl LossFamily {
                 "Callback requests over NATS refused at once because bus.ingress_max_in_flight were being answered.",
             )
             .expect("metric names are valid"),
+            http_refused: counter(
+                "glia_http_refused_total",
+                "HTTP requests answered with one of glia's own errors (no module asked), by route (callbacks, http_antispam, modules, reload, other), status and errcode.",
+                &["route", "status", "reason"],
+            ),
             spans_dropped: counter(
                 "glia_spans_dropped_total",
                 "Finished spans never exported, by reason: queue_full (the exporter fell behind), export_failed (the collector refused or did not answer), collector_down (dropped without trying while backing off after failures).",
@@ -256,6 +263,7 @@ impl Metrics {
             bus_errors,
             decision_log_dropped,
             ingress_refused,
+            http_refused,
             spans_dropped,
         } = LossFamily::new();
         let ReloadFamily {
@@ -274,6 +282,7 @@ impl Metrics {
             bus_errors,
             decision_log_dropped,
             ingress_refused,
+            http_refused,
             spans_dropped,
             span_drops: None,
             active_dispatches,
@@ -300,6 +309,7 @@ impl Metrics {
             &self.restarts,
             &self.crashes,
             &self.bus_errors,
+            &self.http_refused,
             &self.spans_dropped,
             &self.reloads,
         ] {
@@ -456,6 +466,13 @@ impl Metrics {
     /// A callback request over NATS refused: the ingress was at its bound.
     pub fn ingress_refused(&self) {
         self.ingress_refused.inc();
+    }
+
+    /// An HTTP request on `route` answered with glia's own error: `status`, `errcode`.
+    pub fn http_refused(&self, route: &str, status: &str, errcode: &str) {
+        self.http_refused
+            .with_label_values(&[route, status, errcode])
+            .inc();
     }
 
     /// The text exposition format (version 0.0.4), with module gauges read now.

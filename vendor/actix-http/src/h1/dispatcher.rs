@@ -24,6 +24,7 @@ use tracing::{error, trace};
 use super::{
     codec::Codec,
     decoder::MAX_BUFFER_SIZE,
+    error_body::error_response,
     payload::{Payload, PayloadSender, PayloadStatus},
     timer::TimerState,
     Message, MessageType,
@@ -199,7 +200,8 @@ pin_project! {
 enum DispatcherMessage {
     Item(Request),
     Upgrade(Request),
-    Error(Response<()>),
+    // glia patch: with its body (see `error_body`).
+    Error(Response<()>, BoxBody),
 }
 
 pin_project! {
@@ -589,6 +591,29 @@ where
         Ok(())
     }
 
+    /// glia patch: sends `res` and its whole `body` into the write buffer at once, for an answer
+    /// after which the connection shuts down: the state that sends a body is not polled again
+    /// then. `body` is complete in memory (`error_body`'s are).
+    fn send_error_response_whole(
+        mut self: Pin<&mut Self>,
+        res: Response<()>,
+        body: BoxBody,
+    ) -> Result<(), DispatchError> {
+        let size = self.as_mut().send_response_inner(res, &body)?;
+        let mut this = self.as_mut().project();
+        if let (BodySize::Sized(1..), Ok(bytes)) = (size, body.try_into_bytes()) {
+            this.codec
+                .encode(Message::Chunk(Some(bytes)), this.write_buf)
+                .map_err(DispatchError::Io)?;
+            this.codec
+                .encode(Message::Chunk(None), this.write_buf)
+                .map_err(DispatchError::Io)?;
+        }
+        this.flags.insert(Flags::FINISHED);
+        this.state.set(State::None);
+        Ok(())
+    }
+
     fn send_continue(self: Pin<&mut Self>) {
         self.project()
             .write_buf
@@ -630,11 +655,11 @@ where
                     }
 
                     // handle error message
-                    Some(DispatcherMessage::Error(res)) => {
+                    Some(DispatcherMessage::Error(res, body)) => {
                         // send_response would update InnerDispatcher state to SendPayload or None
                         // (If response body is empty)
                         // continue loop to poll it
-                        self.as_mut().send_error_response(res, BoxBody::new(()))?;
+                        self.as_mut().send_error_response(res, body)?;
                     }
 
                     // return with upgrade request and poll it exclusively
@@ -982,9 +1007,12 @@ where
                             } else {
                                 error!("Internal server error: unexpected payload chunk");
                                 this.flags.insert(Flags::READ_DISCONNECT);
-                                this.messages.push_back(DispatcherMessage::Error(
-                                    Response::internal_server_error().drop_body(),
-                                ));
+                                let (res, body) = error_response(
+                                    StatusCode::INTERNAL_SERVER_ERROR,
+                                    "unexpected payload chunk",
+                                    &[],
+                                );
+                                this.messages.push_back(DispatcherMessage::Error(res, body));
                                 *this.error = Some(DispatchError::InternalError);
                                 break;
                             }
@@ -997,9 +1025,12 @@ where
                             } else {
                                 error!("Internal server error: unexpected eof");
                                 this.flags.insert(Flags::READ_DISCONNECT);
-                                this.messages.push_back(DispatcherMessage::Error(
-                                    Response::internal_server_error().drop_body(),
-                                ));
+                                let (res, body) = error_response(
+                                    StatusCode::INTERNAL_SERVER_ERROR,
+                                    "unexpected eof",
+                                    &[],
+                                );
+                                this.messages.push_back(DispatcherMessage::Error(res, body));
                                 *this.error = Some(DispatchError::InternalError);
                                 break;
                             }
@@ -1027,11 +1058,12 @@ where
                     }
 
                     // request heads that overflow buffer size return a 431 error
-                    this.messages
-                        .push_back(DispatcherMessage::Error(Response::with_body(
-                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                            (),
-                        )));
+                    let (res, body) = error_response(
+                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        &ParseError::TooLarge.to_string(),
+                        this.read_buf,
+                    );
+                    this.messages.push_back(DispatcherMessage::Error(res, body));
 
                     this.flags.insert(Flags::READ_DISCONNECT);
                     *this.error = Some(ParseError::TooLarge.into());
@@ -1047,9 +1079,9 @@ where
                     }
 
                     // malformed requests should be responded with 400
-                    this.messages.push_back(DispatcherMessage::Error(
-                        Response::bad_request().drop_body(),
-                    ));
+                    let (res, body) =
+                        error_response(StatusCode::BAD_REQUEST, &err.to_string(), this.read_buf);
+                    this.messages.push_back(DispatcherMessage::Error(res, body));
 
                     this.flags.insert(Flags::READ_DISCONNECT);
                     *this.error = Some(err.into());
@@ -1073,10 +1105,12 @@ where
 
                 trace!("timed out on slow request; replying with 408 and closing connection");
 
-                let _ = self.as_mut().send_error_response(
-                    Response::with_body(StatusCode::REQUEST_TIMEOUT, ()),
-                    BoxBody::new(()),
+                let (res, body) = error_response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request head not received in time",
+                    self.as_mut().project().read_buf,
                 );
+                let _ = self.as_mut().send_error_response_whole(res, body);
 
                 self.project().flags.insert(Flags::SHUTDOWN);
             }

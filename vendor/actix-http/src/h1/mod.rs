@@ -8,6 +8,7 @@ mod codec;
 mod decoder;
 mod dispatcher;
 mod encoder;
+mod error_body;
 mod expect;
 mod payload;
 mod service;
@@ -19,6 +20,7 @@ pub use self::{
     client::{ClientCodec, ClientPayloadCodec},
     codec::Codec,
     dispatcher::Dispatcher,
+    error_body::{set_error_body, ErrorBody},
     expect::ExpectHandler,
     payload::Payload,
     service::{H1Service, H1ServiceHandler},

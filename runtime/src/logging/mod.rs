@@ -1,5 +1,10 @@
 //! Log output through tracing-subscriber: human-readable text (coloured only on a terminal),
-//! or JSON lines for log shippers; the level comes from `RUST_LOG`.
+//! or JSON lines for log shippers; the level comes from `RUST_LOG`. Events that can come by the
+//! thousand are logged through a [`LogThrottle`].
+
+mod throttle;
+
+pub use throttle::{LogThrottle, PERIOD as THROTTLE_PERIOD};
 
 use serde::Deserialize;
 use std::io::IsTerminal;
