@@ -802,3 +802,80 @@ fn glia_reload_refuses_a_token_file_that_is_not_a_small_regular_file() {
         );
     }
 }
+
+/// A glia reloadable from a config whose check waits on the returned gate, and says when it
+/// has read the file; `load_timeout` bounds the check.
+async fn with_a_slow_check(
+    tag: &str,
+    load_timeout: Option<Duration>,
+) -> (
+    TestGlia,
+    Arc<std::sync::Barrier>,
+    Arc<std::sync::atomic::AtomicBool>,
+    TempFile,
+) {
+    let file = TempFile::new(tag, &config(json!([counter("c", "A", json!({}))])));
+    let gate = Arc::new(std::sync::Barrier::new(2));
+    let read = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let path = file.path().to_owned();
+    let (waits, says) = (gate.clone(), read.clone());
+    let loader: ConfigLoader = Arc::new(move || {
+        waits.wait();
+        says.store(true, std::sync::atomic::Ordering::SeqCst);
+        glia_runtime::app::load_file(&path, &registry())
+    });
+    let config = glia_runtime::app::load_file(file.path(), &registry()).expect("config");
+    let options = StartOptions {
+        loader: Some(loader),
+        load_timeout,
+        ..StartOptions::default()
+    };
+    let glia = Glia::start_with(config, options)
+        .await
+        .expect("glia starts");
+    // The file goes back too: the loader reads it again.
+    (TestGlia::serve(Arc::new(glia)), gate, read, file)
+}
+
+/// A reload reads and checks the new config off the thread that asked (here the test's only
+/// thread, which also dispatches): a decision asked meanwhile is answered while the check is
+/// still waiting, which it could not be if the check ran on this thread.
+#[actix_rt::test]
+async fn a_slow_config_check_does_not_hold_up_decisions() {
+    let (g, gate, read, _file) = with_a_slow_check("slow-check.yaml", None).await;
+    // The check is let go after 2 s whatever happens: were it run on this thread, the
+    // decision below would come after it, and the assertion would fail instead of hanging.
+    let release = gate.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        release.wait();
+    });
+    let glia = g.glia.clone();
+    let reload = actix_rt::spawn(async move { glia.reload().await });
+    actix_rt::time::sleep(Duration::from_millis(50)).await;
+    let reply = g.dispatch_json("on_create_room", create_room()).await;
+    assert!(!reply.is_null(), "{reply}");
+    assert!(
+        !read.load(std::sync::atomic::Ordering::SeqCst),
+        "the decision waited for the config check"
+    );
+    let report = reload.await.unwrap().expect("the reload applies");
+    assert!(report.started.is_empty(), "{report:?}");
+    g.stop().await;
+}
+
+/// A config check that takes longer than the bound fails the reload with a clear error, and
+/// nothing changes.
+#[actix_rt::test]
+async fn a_config_check_past_its_bound_fails_the_reload() {
+    let (g, gate, _, _file) =
+        with_a_slow_check("stuck-check.yaml", Some(Duration::from_millis(200))).await;
+    let err = g.glia.reload().await.expect_err("the reload is refused");
+    assert!(matches!(err, ReloadError::LoadTimeout(_)), "{err}");
+    assert!(err.to_string().contains("nothing changed"), "{err}");
+    // Let the stuck check go, so its thread ends.
+    gate.wait();
+    let reply = g.dispatch_json("on_create_room", create_room()).await;
+    assert!(!reply.is_null(), "glia still decides: {reply}");
+    g.stop().await;
+}

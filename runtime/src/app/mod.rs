@@ -13,7 +13,7 @@ mod topology;
 pub use crate::http::WebTarget;
 pub use check::{check, load_file, load_file_with, load_str, module_types, PythonCheck};
 pub use listing::{AuthCheckerInfo, ModuleInfo};
-pub use reload::{ConfigLoader, ReloadError, ReloadReport};
+pub use reload::{load_bounded, ConfigLoader, ReloadError, ReloadReport, LOAD_TIMEOUT};
 pub use start_error::StartError;
 
 use topology::{
@@ -53,6 +53,7 @@ pub struct Glia {
     ingress: Mutex<Option<actix_rt::task::JoinHandle<()>>>,
     telemetry: Arc<Telemetry>,
     loader: Option<ConfigLoader>,
+    load_timeout: Duration,
 }
 
 /// Start-up choices that are not in the config file.
@@ -64,6 +65,9 @@ pub struct StartOptions {
     /// How a reload reads the config anew (`glia serve` re-reads its file); without it,
     /// [`Glia::reload`] refuses and only [`Glia::apply`] reloads.
     pub loader: Option<ConfigLoader>,
+    /// How long a reload may take to read and check the new config ([`LOAD_TIMEOUT`] when
+    /// unset).
+    pub load_timeout: Option<Duration>,
 }
 
 impl Glia {
@@ -138,6 +142,7 @@ impl Glia {
             refusals,
             telemetry,
             loader: options.loader,
+            load_timeout: options.load_timeout.unwrap_or(LOAD_TIMEOUT),
         };
         glia.watch_threads();
         glia.watch_remote_modules(&generation);

@@ -23,6 +23,22 @@ use std::time::{Duration, Instant};
 /// Reads the config anew, as the process read it at start (the same file and checks).
 pub type ConfigLoader = Arc<dyn Fn() -> Result<GliaConfig, ConfigFileError> + Send + Sync>;
 
+/// How long reading and checking a new config may take on a reload (its Python modules'
+/// `parse_config` runs in a host): past it the reload is refused and nothing changes.
+pub const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `load` on a blocking thread of its own, never on the thread that asked (an HTTP
+/// worker serving decisions, or the main thread that must still hear SIGTERM), and gives up
+/// after `bound`.
+pub async fn load_bounded(load: ConfigLoader, bound: Duration) -> Result<GliaConfig, ReloadError> {
+    let task = actix_rt::task::spawn_blocking(move || load());
+    match tokio::time::timeout(bound, task).await {
+        Ok(Ok(loaded)) => loaded.map_err(ReloadError::from),
+        Ok(Err(e)) => Err(ReloadError::LoadFailed(e.to_string())),
+        Err(_) => Err(ReloadError::LoadTimeout(bound)),
+    }
+}
+
 /// Why a reload changed nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -41,6 +57,13 @@ pub enum ReloadError {
     /// Nothing to re-read: glia was started without a loader.
     #[error("this glia has no config file to re-read")]
     NoLoader,
+    /// Reading and checking the new config took longer than the bound (a Python module's
+    /// `parse_config`, say); nothing changed.
+    #[error("the new config was not read and checked within {} s; nothing changed (is a Python module's parse_config slow?)", .0.as_secs())]
+    LoadTimeout(Duration),
+    /// The config check itself failed (it panicked).
+    #[error("the config check failed: {0}")]
+    LoadFailed(String),
     /// Shutdown has begun.
     #[error("glia is shutting down")]
     ShuttingDown,
@@ -118,7 +141,7 @@ impl Glia {
     /// Re-reads the config with the loader given at start and applies it (see [`Glia::apply`]).
     pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
         let loaded = match &self.loader {
-            Some(load) => load().map_err(ReloadError::from),
+            Some(load) => load_bounded(load.clone(), self.load_timeout).await,
             None => Err(ReloadError::NoLoader),
         };
         match loaded {

@@ -27,10 +27,12 @@ impl Worker {
     /// Re-reads the config with the loader given at start and applies it.
     pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
         let result = match &self.loader {
-            Some(load) => match load() {
-                Ok(config) => self.apply(config).await,
-                Err(e) => Err(e.into()),
-            },
+            Some(load) => {
+                match crate::app::load_bounded(load.clone(), crate::app::LOAD_TIMEOUT).await {
+                    Ok(config) => self.apply(config).await,
+                    Err(e) => Err(e),
+                }
+            }
             None => Err(ReloadError::NoLoader),
         };
         let metrics = self.serving.telemetry.metrics();
