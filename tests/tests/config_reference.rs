@@ -72,11 +72,21 @@ fn probes() -> Vec<(&'static str, String)> {
             "modules[]",
             format!("modules: [{{module: demo, restart: {{{UNKNOWN}: 1}}}}]"),
         ),
+        (
+            "modules[]",
+            format!(
+                "modules: [{{module: demo, rollout: {{percent: 1, by: sender, {UNKNOWN}: 1}}}}]"
+            ),
+        ),
     ]
     .into_iter()
     .enumerate()
-    // The second `modules[]` probe is the module entry's `restart`.
-    .map(|(i, (s, yaml))| (if i == 13 { "modules[].restart" } else { s }, yaml))
+    // The later `modules[]` probes are the module entry's `restart` and `rollout`.
+    .map(|(i, (s, yaml))| match i {
+        13 => ("modules[].restart", yaml),
+        14 => ("modules[].rollout", yaml),
+        _ => (s, yaml),
+    })
     .collect()
 }
 
@@ -143,7 +153,9 @@ fn every_key_the_loader_takes_is_documented_and_every_documented_key_is_taken() 
     let sections: BTreeSet<&str> = probed.iter().map(|(s, _)| *s).collect();
     for key in rows.keys() {
         let parent = key.rsplit_once('.').map_or("", |(p, _)| p);
-        let per_callback = parent.ends_with("failure_policy") || parent.ends_with("invoke");
+        let per_callback = ["failure_policy", "invoke", "mode"]
+            .iter()
+            .any(|map| parent.ends_with(map));
         if !sections.contains(parent) && !per_callback {
             wrong.push(format!(
                 "`{key}`: its section `{parent}` is not checked here"

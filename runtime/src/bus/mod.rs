@@ -21,7 +21,7 @@ use std::time::Instant;
 pub type InvokeFuture = BoxFuture<'static, Result<ModuleAnswer, InvocationError>>;
 
 /// Which handler of which module.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Target {
     /// Index of the module in config order.
     pub module: usize,

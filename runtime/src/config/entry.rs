@@ -8,6 +8,7 @@ use super::{
     python, BusConfig, ConfigFileError, Instances, ModuleConfig, ModuleTypes, Placement,
     PythonConfig, PythonModuleConfig, IN_FLIGHT_RANGE, MAX_IN_FLIGHT_LIMIT, REMOTE_MODULE,
 };
+use crate::policy::{Mode, ModeTable, Rollout};
 use glia_bus_schema::Callback;
 use glia_module_api::{ConfigPath, ModuleFactory, ModuleRegistry, ParsedConfig};
 use serde_json::Value;
@@ -64,6 +65,7 @@ impl Loader {
         self.check_unique(&name, &raw_module, earlier, &site)?;
         let (config, config_value) = self.module_config(&raw_module, factory.as_ref(), &site)?;
         let (failure_policy, invoke) = self.tables(&raw_module, defaults, &site)?;
+        let (mode, rollout) = self.staging(&raw_module, &site)?;
         let max_in_flight = raw_module.max_in_flight.unwrap_or(defaults.in_flight);
         if !(1..=MAX_IN_FLIGHT_LIMIT).contains(&max_in_flight) {
             let at = site.at.clone().key("max_in_flight");
@@ -94,6 +96,8 @@ impl Loader {
             timeout: raw_module.timeout.map_or(defaults.timeout, |d| d.0),
             failure_policy,
             invoke,
+            mode,
+            rollout,
             max_in_flight,
             restart,
             required: raw_module.required.unwrap_or(defaults.required),
@@ -233,6 +237,49 @@ impl Loader {
             None => defaults.invoke.clone(),
         };
         Ok((failure_policy, invoke))
+    }
+
+    /// The entry's modes and its rollout: `rollout:` alone puts every callback in mode
+    /// `rollout`; a mode `rollout` needs a `rollout:` to say the share, and a `rollout:` a
+    /// callback in that mode.
+    fn staging(
+        &self,
+        raw: &RawModule,
+        site: &Site,
+    ) -> Result<(ModeTable, Option<Rollout>), ConfigFileError> {
+        let error = |key: &str, message: String| {
+            self.error(&site.at.clone().key(key), site.label.clone(), message)
+        };
+        let mut mode = match &raw.mode {
+            Some(m) => self.per_callback(
+                m,
+                ModeTable::builtin(),
+                &site.at.clone().key("mode"),
+                site.label.clone(),
+            )?,
+            None => ModeTable::builtin(),
+        };
+        if let Some(rollout) = &raw.rollout {
+            rollout.check().map_err(|m| error("rollout", m))?;
+            if raw.mode.is_none() {
+                mode.set_default(Mode::Rollout);
+            }
+        }
+        let rolled = Callback::ALL
+            .iter()
+            .any(|&c| mode.for_callback(c) == Mode::Rollout);
+        match (rolled, raw.rollout) {
+            (true, None) => Err(error(
+                "mode",
+                "mode `rollout` needs `rollout: {percent: N, by: sender}` to say who is enforced"
+                    .into(),
+            )),
+            (false, Some(_)) => Err(error(
+                "rollout",
+                "`rollout:` is set but no callback's mode is `rollout`".into(),
+            )),
+            (_, rollout) => Ok((mode, rollout)),
+        }
     }
 
     fn placement(

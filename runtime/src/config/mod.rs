@@ -20,7 +20,7 @@ pub use python::{PythonConfig, PythonModuleConfig};
 pub use telemetry::TelemetryConfig;
 
 use crate::logging::LogFormat;
-use crate::policy::{InvokeTable, PolicyTable};
+use crate::policy::{InvokeTable, ModeTable, PolicyTable, Rollout};
 use crate::supervision::RestartPolicy;
 use glia_bus_schema::Callback;
 use glia_module_api::{ConfigPath, ModuleFactory, ModuleRegistry, ParsedConfig};
@@ -356,6 +356,10 @@ pub struct ModuleConfig {
     /// When it is invoked, per callback: with the others at once, or only once the modules
     /// before it have answered without deciding.
     pub invoke: InvokeTable,
+    /// Whether its answers are applied, per callback: enforced, audited, or rolled out.
+    pub mode: ModeTable,
+    /// For callbacks in mode `rollout`: the share of subjects it is enforced for.
+    pub rollout: Option<Rollout>,
     /// Invocations in flight before callers wait.
     pub max_in_flight: usize,
     /// How crashes are restarted.

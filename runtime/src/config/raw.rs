@@ -5,7 +5,7 @@ use super::python::RawPythonConfig;
 use super::restart::RawRestartPolicy;
 use super::{BusConfig, ByteSize, ConfigDuration, Instances, Placement, TelemetryConfig};
 use crate::logging::LogFormat;
-use crate::policy::{FailurePolicy, Invoke};
+use crate::policy::{FailurePolicy, Invoke, Mode, Rollout};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -51,6 +51,7 @@ impl<'de, T: FromStr<Err = String> + Deserialize<'de>> Deserialize<'de> for RawP
 
 pub(super) type RawPolicy = RawPerCallback<FailurePolicy>;
 pub(super) type RawInvoke = RawPerCallback<Invoke>;
+pub(super) type RawMode = RawPerCallback<Mode>;
 
 /// Sections of Synapse's `homeserver.yaml` that load modules the legacy way, and what replaces
 /// each in glia (a config copied from Synapse must not have them silently ignored).
@@ -106,6 +107,8 @@ pub(super) struct RawModule {
     pub(super) timeout: Option<ConfigDuration>,
     pub(super) failure_policy: Option<RawPolicy>,
     pub(super) invoke: Option<RawInvoke>,
+    pub(super) mode: Option<RawMode>,
+    pub(super) rollout: Option<Rollout>,
     pub(super) max_in_flight: Option<usize>,
     pub(super) restart: Option<RawRestartPolicy>,
     pub(super) required: Option<bool>,

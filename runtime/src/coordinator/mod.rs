@@ -1,6 +1,7 @@
 //! The coordinator: looks up a callback's plan, fans the invocation out over the bus, and
 //! reduces the answers to the decision Synapse's module system would reach.
 
+pub mod audit;
 pub mod lifetime;
 pub mod plan;
 pub mod reduce;
@@ -21,8 +22,7 @@ use arc_swap::ArcSwap;
 use glia_bus_schema::errcodes::M_MISSING_PARAM;
 use glia_bus_schema::requests::CheckAuth;
 use glia_bus_schema::{
-    AuthAnswer, AuthReply, Callback, CallbackArgs, CallbackRequest, DispatchReply, JsonObject,
-    Outcome,
+    AuthReply, Callback, CallbackArgs, CallbackRequest, DispatchReply, JsonObject, Outcome,
 };
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -262,6 +262,7 @@ impl Coordinator {
             drained: self.drained.subscribe(),
             trace: &trace,
             generation: &routing.generation,
+            routing: &routing,
         };
         let result = self.decide(&ctx, &routing.plans, request).await;
         drop(ctx);
@@ -280,26 +281,51 @@ impl Coordinator {
             // Boxed for the reason each arm below is.
             return Box::pin(check_auth(ctx, plans, args)).await;
         }
-        let plan = plans.get(callback);
-        let rules = crate::rules::rules(callback);
-        let request = Arc::new(request);
-        // One arm per callback, generated from the bus schema's table: each reduces its
-        // modules' answers into its reply by the callback's row of the rules table. Each
-        // arm's future is boxed: inline, every dispatch future would be as large as the
-        // largest arm's (several KB), and copying that as it is moved and boxed by callers
-        // was the largest single cost of a dispatch once modules ran on the caller's thread.
-        macro_rules! dispatch {
-            ($($variant:ident = $name:literal, $cat:ident, $req:ty, $ans:ty, $reply:ty;)*) => {
-                match callback {
-                    $(Callback::$variant => DispatchReply::$variant(
-                        Box::pin(<$reply as Reduce<$ans>>::reduce::<$req>(ctx, rules, plan, request))
-                            .await,
-                    ),)*
-                }
-            };
-        }
-        Ok(glia_bus_schema::for_each_callback!(dispatch))
+        Ok(reduce_staged(ctx, plans.get(callback), Arc::new(request)).await)
     }
+}
+
+/// Reduces `plan`'s answers to `request`; where some of its modules are audited for this
+/// request, the enforcing ones decide and the audited ones are recorded (`audit`).
+async fn reduce_staged(
+    ctx: &DispatchCtx<'_>,
+    plan: &Plan,
+    request: Arc<CallbackRequest>,
+) -> DispatchReply {
+    match plan
+        .is_staged()
+        .then(|| audit::split(plan, &request))
+        .flatten()
+    {
+        Some(staged) => Box::pin(audit::decide(ctx, staged, request)).await,
+        None => reduce(ctx, plan, request).await,
+    }
+}
+
+/// Reduces the answers of every module of `plan` to `request` into its reply, by the
+/// callback's row of the rules table.
+async fn reduce(
+    ctx: &DispatchCtx<'_>,
+    plan: &Plan,
+    request: Arc<CallbackRequest>,
+) -> DispatchReply {
+    let callback = request.callback();
+    let rules = crate::rules::rules(callback);
+    // One arm per callback, generated from the bus schema's table. Each arm's future is
+    // boxed: inline, every dispatch future would be as large as the largest arm's (several
+    // KB), and copying that as it is moved and boxed by callers was the largest single cost
+    // of a dispatch once modules ran on the caller's thread.
+    macro_rules! dispatch {
+        ($($variant:ident = $name:literal, $cat:ident, $req:ty, $ans:ty, $reply:ty;)*) => {
+            match callback {
+                $(Callback::$variant => DispatchReply::$variant(
+                    Box::pin(<$reply as Reduce<$ans>>::reduce::<$req>(ctx, rules, plan, request))
+                        .await,
+                ),)*
+            }
+        };
+    }
+    glia_bus_schema::for_each_callback!(dispatch)
 }
 
 /// `bits` as 32 lowercase hex digits. Written by hand: `format!("{:032x}")` was a visible
@@ -349,15 +375,7 @@ async fn check_auth(
         .filter_map(|f| args.login_dict.get(f).map(|v| (f.clone(), v.clone())))
         .collect();
     let request = CheckAuth { login_dict, ..args };
-    Ok(DispatchReply::CheckAuth(
-        <Outcome<AuthReply> as Reduce<AuthAnswer>>::reduce::<CheckAuth>(
-            ctx,
-            crate::rules::rules(Callback::CheckAuth),
-            &auth.plan,
-            Arc::new(request.into_request()),
-        )
-        .await,
-    ))
+    Ok(reduce_staged(ctx, &auth.plan, Arc::new(request.into_request())).await)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use crate::config::ModuleConfig;
 use crate::host::{RegistrationSummary, Slot};
-use crate::policy::{FailurePolicy, Invoke};
+use crate::policy::{FailurePolicy, Invoke, Mode, Rollout};
 use crate::rules::{rules, Registration};
 use glia_bus_schema::Callback;
 use glia_module_api::registration::BACKGROUND_CONTROLLER;
@@ -26,6 +26,20 @@ pub struct PlanEntry {
     pub policy: FailurePolicy,
     /// When it is invoked for this callback.
     pub invoke: Invoke,
+    /// Whether its answers are applied for this callback.
+    pub stage: Stage,
+}
+
+/// Whether an entry's answers are applied: always, never (recorded only), or for the
+/// subjects a rollout selects.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stage {
+    /// Applied.
+    Enforce,
+    /// Recorded, never applied.
+    Audit,
+    /// Applied for the rollout's share of subjects, recorded for the rest.
+    Rollout(Rollout),
 }
 
 /// The ordered entries of one callback.
@@ -33,6 +47,13 @@ pub struct PlanEntry {
 pub struct Plan {
     /// In priority order.
     pub entries: Vec<PlanEntry>,
+}
+
+impl Plan {
+    /// Whether some entry is audited, always or outside its rollout.
+    pub fn is_staged(&self) -> bool {
+        self.entries.iter().any(|e| e.stage != Stage::Enforce)
+    }
 }
 
 /// The auth checkers of one login type.
@@ -115,6 +136,11 @@ impl Planned<'_> {
             timeout: self.config.timeout,
             policy: self.config.failure_policy.for_callback(callback),
             invoke: self.config.invoke.for_callback(callback),
+            stage: match (self.config.mode.for_callback(callback), self.config.rollout) {
+                (Mode::Audit, _) => Stage::Audit,
+                (Mode::Rollout, Some(rollout)) => Stage::Rollout(rollout),
+                _ => Stage::Enforce,
+            },
         }
     }
 

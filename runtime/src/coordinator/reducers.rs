@@ -32,6 +32,8 @@ pub struct DispatchCtx<'a> {
     pub trace: &'a DispatchTrace,
     /// The generation of the routing the dispatch runs on, for lasting replies.
     pub generation: &'a Arc<str>,
+    /// The routing itself, for work that outlives the dispatch (audited modules' walks).
+    pub routing: &'a Arc<super::Routing>,
 }
 
 /// One invocation's result, how long it took, and its span (still open until judged).

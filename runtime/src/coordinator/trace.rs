@@ -177,6 +177,8 @@ pub struct DispatchTrace {
     input: Option<Value>,
     content: bool,
     finished: bool,
+    /// Modules asked in audit for this decision.
+    audited: std::sync::OnceLock<Vec<String>>,
 }
 
 impl DispatchTrace {
@@ -229,6 +231,7 @@ impl DispatchTrace {
                 .and_then(|mut tagged| tagged.get_mut("args").map(Value::take)),
             content,
             finished: false,
+            audited: std::sync::OnceLock::new(),
         }
     }
 
@@ -395,34 +398,13 @@ impl DispatchTrace {
     pub fn finish(mut self, result: &Result<DispatchReply, DispatchError>) {
         self.finished = true;
         let duration = self.started.elapsed();
-        let (decision, errcode, status, winner) = match result {
-            Ok(reply) => {
-                let s = reply.summary();
-                (ReplyResult::from(s.kind), s.errcode, s.status, s.module)
-            }
-            Err(e) => (ReplyResult::Rejected, Some(e.errcode), Some(e.status), None),
-        };
+        let (decision, result_record, winner) = result_record(result, self.content);
         if let Some(m) = self.telemetry.metrics() {
             m.decision(self.callback, decision, duration);
             m.dispatch_active(-1);
         }
         if self.owns_span() {
-            let span = self.cx.span();
-            span.set_attribute(KeyValue::new("glia.result", decision.as_str()));
-            span.set_attribute(KeyValue::new("glia.duration_ms", ms(duration)));
-            if let Some(errcode) = errcode {
-                span.set_attribute(KeyValue::new("glia.errcode", errcode.to_owned()));
-            }
-            if let Some(status) = status {
-                span.set_attribute(KeyValue::new("glia.status", i64::from(status)));
-            }
-            if let Some(winner) = winner {
-                span.set_attribute(KeyValue::new("glia.winner", winner.to_owned()));
-            }
-            if matches!(decision, ReplyResult::Error) {
-                span.set_status(Status::error(errcode.unwrap_or_default().to_owned()));
-            }
-            span.end();
+            self.end_span(decision, &result_record, winner, duration);
         }
         let Some(log) = self.telemetry.decisions() else {
             return;
@@ -443,19 +425,9 @@ impl DispatchTrace {
             duration_ms: ms(duration),
             modules,
             winner: winner.map(str::to_owned),
-            result: ResultRecord {
-                decision: decision.as_str(),
-                errcode: errcode.map(str::to_owned),
-                status,
-                reply: match result {
-                    Ok(reply) if self.content => serde_json::to_value(reply).ok(),
-                    Err(e) if self.content => {
-                        Some(serde_json::json!({"errcode": e.errcode, "error": e.error}))
-                    }
-                    _ => None,
-                },
-            },
+            result: result_record,
             input: self.input.take(),
+            audited: self.audited.take().unwrap_or_default(),
         };
         if !log.write(record) {
             if let Some(m) = self.telemetry.metrics() {
@@ -463,6 +435,67 @@ impl DispatchTrace {
             }
         }
     }
+
+    /// Sets the dispatch span's result attributes and ends it.
+    fn end_span(
+        &self,
+        decision: ReplyResult,
+        result: &ResultRecord,
+        winner: Option<&str>,
+        duration: Duration,
+    ) {
+        let span = self.cx.span();
+        span.set_attribute(KeyValue::new("glia.result", decision.as_str()));
+        span.set_attribute(KeyValue::new("glia.duration_ms", ms(duration)));
+        if let Some(errcode) = &result.errcode {
+            span.set_attribute(KeyValue::new("glia.errcode", errcode.clone()));
+        }
+        if let Some(status) = result.status {
+            span.set_attribute(KeyValue::new("glia.status", i64::from(status)));
+        }
+        if let Some(winner) = winner {
+            span.set_attribute(KeyValue::new("glia.winner", winner.to_owned()));
+        }
+        if let Some(audited) = self.audited.get() {
+            span.set_attribute(KeyValue::new("glia.audited", audited.join(",")));
+        }
+        if matches!(decision, ReplyResult::Error) {
+            let errcode = result.errcode.clone().unwrap_or_default();
+            span.set_status(Status::error(errcode));
+        }
+        span.end();
+    }
+
+    /// Names the modules asked in audit for this decision (set once, before it finishes).
+    pub fn set_audited(&self, modules: Vec<String>) {
+        let _ = self.audited.set(modules);
+    }
+}
+
+/// What a dispatch's result is for the metrics, its record (the reply itself when `content`)
+/// and the module that made it.
+pub fn result_record(
+    result: &Result<DispatchReply, DispatchError>,
+    content: bool,
+) -> (ReplyResult, ResultRecord, Option<&str>) {
+    let (decision, errcode, status, winner) = match result {
+        Ok(reply) => {
+            let s = reply.summary();
+            (ReplyResult::from(s.kind), s.errcode, s.status, s.module)
+        }
+        Err(e) => (ReplyResult::Rejected, Some(e.errcode), Some(e.status), None),
+    };
+    let record = ResultRecord {
+        decision: decision.as_str(),
+        errcode: errcode.map(str::to_owned),
+        status,
+        reply: match result {
+            Ok(reply) if content => serde_json::to_value(reply).ok(),
+            Err(e) if content => Some(serde_json::json!({"errcode": e.errcode, "error": e.error})),
+            _ => None,
+        },
+    };
+    (decision, record, winner)
 }
 
 impl Drop for DispatchTrace {

@@ -43,6 +43,60 @@ pub struct DecisionRecord {
     /// The callback's arguments (`include_content` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input: Option<Value>,
+    /// Modules asked in audit for this decision (their answers are in audit records).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audited: Vec<String>,
+}
+
+/// An audited module's part in a decision, written when it has answered (or failed), which
+/// may be after the decision itself went out: what the decision would have been had the
+/// module been enforced, beside what was applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    /// Always `"audit"`: tells these records from the decisions'.
+    pub kind: &'static str,
+    /// The decision it belongs to.
+    pub decision_id: String,
+    /// When the audit was settled (RFC 3339, UTC).
+    pub time: String,
+    /// The callback.
+    pub callback: &'static str,
+    /// The request id.
+    pub request_id: String,
+    /// The audited module.
+    pub module: String,
+    /// Why it was audited: `audit` (its mode), or `rollout` (its subject is outside the share).
+    pub reason: &'static str,
+    /// What the decision would have been with the module enforced.
+    pub would: ResultRecord,
+    /// What was decided and applied.
+    pub applied: ResultRecord,
+    /// Whether `would` differs from `applied`: the module would have changed the decision.
+    pub changed: bool,
+    /// From the dispatch's start until the would-be decision was reached.
+    pub duration_ms: f64,
+}
+
+/// One line of the decision log.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum LogRecord {
+    /// A dispatch's decision.
+    Decision(Box<DecisionRecord>),
+    /// An audited module's would-be decision.
+    Audit(Box<AuditRecord>),
+}
+
+impl From<DecisionRecord> for LogRecord {
+    fn from(record: DecisionRecord) -> Self {
+        LogRecord::Decision(Box::new(record))
+    }
+}
+
+impl From<AuditRecord> for LogRecord {
+    fn from(record: AuditRecord) -> Self {
+        LogRecord::Audit(Box::new(record))
+    }
 }
 
 /// One module's part in a dispatch.
@@ -87,7 +141,7 @@ pub struct ResultRecord {
 
 /// Hands records to the writer without waiting for it.
 pub struct DecisionLog {
-    sender: ArcSwapOption<mpsc::Sender<DecisionRecord>>,
+    sender: ArcSwapOption<mpsc::Sender<LogRecord>>,
     writer: Mutex<Option<Writer>>,
     include_content: bool,
 }
@@ -173,11 +227,11 @@ impl DecisionLog {
     }
 
     /// Queues a record; `false` if the writer is behind and it was dropped.
-    pub fn write(&self, record: DecisionRecord) -> bool {
+    pub fn write(&self, record: impl Into<LogRecord>) -> bool {
         self.sender
             .load()
             .as_ref()
-            .is_some_and(|s| s.try_send(record).is_ok())
+            .is_some_and(|s| s.try_send(record.into()).is_ok())
     }
 
     /// Writes what is queued and stops the writer; later records are dropped.
@@ -198,7 +252,7 @@ impl DecisionLog {
 
 /// One JSON object per line on a thread of its own, flushed whenever the queue runs dry.
 fn lines(
-    mut receiver: mpsc::Receiver<DecisionRecord>,
+    mut receiver: mpsc::Receiver<LogRecord>,
     out: Box<dyn Write + Send>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
@@ -207,7 +261,7 @@ fn lines(
             let mut out = std::io::BufWriter::new(out);
             let mut failed = false;
             while let Some(record) = receiver.blocking_recv() {
-                let mut write = |record: &DecisionRecord| -> std::io::Result<()> {
+                let mut write = |record: &LogRecord| -> std::io::Result<()> {
                     serde_json::to_writer(&mut out, record)?;
                     out.write_all(b"\n")
                 };
@@ -232,7 +286,7 @@ fn lines(
 }
 
 async fn publish(
-    mut receiver: mpsc::Receiver<DecisionRecord>,
+    mut receiver: mpsc::Receiver<LogRecord>,
     client: async_nats::Client,
     subject: String,
 ) {

@@ -79,6 +79,8 @@ pub struct Metrics {
     modules: std::sync::Mutex<Vec<ModuleGauge>>,
     reloads: IntCounterVec,
     last_reload: prometheus::Gauge,
+    audits: IntCounterVec,
+    audit_disagreements: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -242,6 +244,23 @@ impl ReloadFamily {
     }
 }
 
+/// Audited modules: how often each was asked in audit, and how often its answer would have
+/// changed the decision.
+fn audit_family() -> (IntCounterVec, IntCounterVec) {
+    (
+        counter(
+            "glia_audit_decisions_total",
+            "Decisions a module took part in without being applied (mode audit, or outside its rollout), per module and callback.",
+            &["module", "callback"],
+        ),
+        counter(
+            "glia_audit_disagreements_total",
+            "Audited decisions the module would have changed (allow to deny, deny to allow, another errcode or value), per module and callback.",
+            &["module", "callback"],
+        ),
+    )
+}
+
 impl Metrics {
     /// Metrics for `modules` modules (by config index); `gauges` are those whose
     /// supervisors run in this process.
@@ -270,7 +289,10 @@ impl Metrics {
             reloads,
             last_reload,
         } = ReloadFamily::new();
+        let (audits, audit_disagreements) = audit_family();
         let m = Metrics {
+            audits,
+            audit_disagreements,
             invocations,
             invocation_latency,
             decisions,
@@ -312,6 +334,8 @@ impl Metrics {
             &self.http_refused,
             &self.spans_dropped,
             &self.reloads,
+            &self.audits,
+            &self.audit_disagreements,
         ] {
             self.registry.register(Box::new(c.clone())).expect("unique");
         }
@@ -456,6 +480,17 @@ impl Metrics {
     /// A dispatch started (`+1`) or finished (`-1`).
     pub fn dispatch_active(&self, delta: i64) {
         self.active_dispatches.add(delta);
+    }
+
+    /// `module` took part in a `callback` decision in audit; `changed`: its answer would have
+    /// changed the decision.
+    pub fn audited(&self, module: &str, callback: Callback, changed: bool) {
+        let labels = [module, callback.name()];
+        self.audits.with_label_values(&labels).inc();
+        let disagreements = self.audit_disagreements.with_label_values(&labels);
+        if changed {
+            disagreements.inc();
+        }
     }
 
     /// A decision record the writer could not take.

@@ -1,7 +1,12 @@
 //! A module's per-callback settings: its failure policy (what a timeout, crash,
 //! unavailability or error means for a callback; the defaults reproduce Synapse, spec §1.6
 //! and §3.11) and how it is invoked (at once with the others, or only once the modules before
-//! it have answered without deciding, as Synapse calls them).
+//! it have answered without deciding, as Synapse calls them), and whether its answers are
+//! applied at all (`staging`: enforce, audit, rollout).
+
+pub mod staging;
+
+pub use staging::{Mode, ModeTable, Rollout, Subject};
 
 use glia_bus_schema::Callback;
 use serde::Deserialize;
