@@ -16,6 +16,7 @@ pub mod nats_client;
 pub mod nats_ingress;
 pub mod policy;
 pub mod python;
+pub mod replay;
 pub mod rules;
 pub mod supervision;
 pub mod telemetry;

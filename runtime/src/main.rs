@@ -7,7 +7,7 @@ use cli_reload as reload;
 use glia_runtime::app::{self, PythonCheck};
 use glia_runtime::config::{self, GliaConfig, Placement};
 use glia_runtime::logging::{self, LogFormat};
-use glia_runtime::{chaos, http, Glia};
+use glia_runtime::{chaos, http, replay, Glia};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -63,6 +63,10 @@ enum Command {
         /// The config file.
         file: PathBuf,
     },
+    /// Re-decide recorded decisions (a decision log written with `include_content: true`)
+    /// under a candidate config, running its modules for real, and report which decisions
+    /// change: totals by callback, module and kind of change, with examples.
+    Replay(ReplayArgs),
     /// Drive requests at chaos modules (panicking, hanging, answering garbage on a seeded
     /// plan) mixed with a real module; exit non-zero if any request went unanswered, missed
     /// its deadline, or got another answer than the plan implies.
@@ -89,6 +93,31 @@ enum Command {
         #[arg(long)]
         baseline: bool,
     },
+}
+
+/// `glia replay`'s arguments.
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// The candidate config.
+    #[arg(long)]
+    config: PathBuf,
+    /// The decision log (JSON lines); `-` reads standard input.
+    decisions: PathBuf,
+    /// Print the report as JSON (every change listed) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Decisions re-decided per second, at most.
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    /// Decisions re-decided at once, at most.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Examples of each kind of change in the text report.
+    #[arg(long, default_value_t = 5)]
+    examples: usize,
+    /// Exit with status 2 when any decision would change.
+    #[arg(long)]
+    fail_on_change: bool,
 }
 
 /// What `check-config` and `serve` say of a config without modules (`modules: []`, or none
@@ -150,15 +179,20 @@ fn log_format(cli: &Cli) -> LogFormat {
 }
 
 /// Runs `future` in an actix system.
-fn run<F: std::future::Future<Output = Result<(), String>>>(future: F) -> Result<(), String> {
+fn run<T, F: std::future::Future<Output = Result<T, String>>>(future: F) -> Result<T, String> {
     actix_web::rt::System::new().block_on(future)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A chaos run crashes modules by the thousand on purpose: its report says what matters.
-    let quiet = matches!(cli.command, Command::Chaos { .. });
-    logging::init(log_format(&cli), if quiet { "off" } else { "info" });
+    // A replay's report is its output: only warnings and errors join it (on stderr).
+    let level = match &cli.command {
+        Command::Chaos { .. } => "off",
+        Command::Replay(_) => "warn",
+        _ => "info",
+    };
+    logging::init(log_format(&cli), level);
     let outcome = match cli.command {
         // Loading checks everything `serve` and `worker` check before they start, the files
         // the config names and every Python module's `parse_config` included.
@@ -190,6 +224,7 @@ fn main() -> ExitCode {
             return actix_web::rt::System::new().block_on(run_chaos(options, baseline));
         }
         Command::Reload { url, token_file } => run(reload::ask(url, token_file)),
+        Command::Replay(args) => return run_replay(args),
         Command::Worker {
             config,
             metrics_listen,
@@ -211,6 +246,38 @@ fn main() -> ExitCode {
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `glia replay`: exits 0, 2 when a decision would change and `--fail-on-change` asks, or 1
+/// on an error.
+fn run_replay(args: ReplayArgs) -> ExitCode {
+    let options = replay::ReplayOptions {
+        rate: args.rate,
+        concurrency: args.concurrency,
+        ..Default::default()
+    };
+    let python = PythonCheck::Placement(Placement::Local);
+    let outcome = load(Some(&args.config), python).and_then(|cfg| {
+        run(async {
+            let report = replay::run(cfg, &args.decisions, &options).await?;
+            match args.json {
+                true => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                ),
+                false => print!("{}", report.text(args.examples)),
+            }
+            Ok(report.changed)
+        })
+    });
+    match outcome {
+        Ok(changed) if changed > 0 && args.fail_on_change => ExitCode::from(2),
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -25,7 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("coordinator", &["coordinator"]),
     ("ingresses", &["http", "nats_ingress"]),
     ("app", &["app"]),
-    ("processes", &["worker", "chaos", "cli_reload"]),
+    ("processes", &["worker", "chaos", "cli_reload", "replay"]),
 ];
 
 /// Functions longer than this (from `fn` to the closing brace) must be split.

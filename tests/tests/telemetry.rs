@@ -707,3 +707,35 @@ async fn a_burst_of_refused_requests_is_counted_but_logged_once_per_kind() {
         4 * N
     );
 }
+
+#[actix_rt::test]
+async fn secrets_are_never_recorded_and_redact_drops_more() {
+    let path = TempFile::unused_path("redact.jsonl");
+    let yaml = json!({
+        "telemetry": {"decision_log": {"output": "file", "path": path, "include_content": true,
+            "redact": ["body", "event.content.format"]}},
+        "modules": [
+            {"module": "scripted", "name": "r-auth", "config": {
+                "answers": {"check_event_for_spam": {"answer": "NOT_SPAM"}},
+                "auth_checkers": {"m.login.password": {"fields": ["password"], "answer": {"user_id": "@u:hs"}}}}},
+        ]
+    })
+    .to_string();
+    let g = TestGlia::start(&yaml).await;
+    let event = json!({"event": {"type": "m.room.message", "sender": "@s:hs", "room_id": "!r:hs",
+        "event_id": "$e", "content": {"msgtype": "m.text", "body": "the-body", "format": "the-format"}}});
+    g.dispatch_json("check_event_for_spam", event).await;
+    let login = json!({"username": "u", "login_type": "m.login.password",
+        "login_dict": {"password": "hunter2"}});
+    g.dispatch_json("check_auth", login).await;
+    let log = records(&path, 2).await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    for secret in ["hunter2", "the-body", "the-format"] {
+        assert!(!text.contains(secret), "{secret} recorded:\n{text}");
+    }
+    assert_eq!(log[0]["input"]["event"]["content"]["msgtype"], "m.text");
+    assert_eq!(log[0]["redacted"], json!(["body", "event.content.format"]));
+    assert_eq!(log[1]["input"]["username"], "u");
+    assert_eq!(log[1]["redacted"], json!(["password", "login_dict"]));
+    g.stop().await;
+}

@@ -157,7 +157,16 @@ pub struct DecisionLogConfig {
     /// `glia_decision_log_dropped_total`), so a slow disk never slows decisions.
     #[serde(default)]
     pub buffer: Option<usize>,
+    /// Parts of the arguments left out of records with content, besides the secrets that
+    /// always are ([`ALWAYS_REDACTED`]): a key name (dropped at any depth, `body`) or a
+    /// dotted path from the arguments (`event.content.body`).
+    #[serde(default)]
+    pub redact: Vec<String>,
 }
+
+/// Keys never written to the decision log, at any depth of the arguments: passwords,
+/// tokens, login dicts.
+pub const ALWAYS_REDACTED: &[&str] = &["password", "login_dict", "access_token", "renewal_token"];
 
 impl Default for DecisionLogConfig {
     fn default() -> Self {
@@ -167,6 +176,7 @@ impl Default for DecisionLogConfig {
             subject: None,
             include_content: false,
             buffer: None,
+            redact: Vec::new(),
         }
     }
 }

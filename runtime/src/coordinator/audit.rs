@@ -260,8 +260,14 @@ impl Audit<'_> {
 
 /// Whether two replies say the same thing to Synapse: equal but for which module made them.
 pub fn same_decision(a: &DispatchReply, b: &DispatchReply) -> bool {
-    let strip = |reply: &DispatchReply| {
-        let mut value = serde_json::to_value(reply).unwrap_or_default();
+    let json = |reply: &DispatchReply| serde_json::to_value(reply).unwrap_or_default();
+    same_reply(&json(a), &json(b))
+}
+
+/// [`same_decision`] of two replies as JSON (as the decision log records them).
+pub fn same_reply(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    let strip = |reply: &serde_json::Value| {
+        let mut value = reply.clone();
         if let Some(object) = value.as_object_mut() {
             object.remove("module");
         }

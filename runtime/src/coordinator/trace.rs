@@ -175,6 +175,8 @@ pub struct DispatchTrace {
     /// Each module's part, kept only for the decision log.
     records: Option<Mutex<Vec<ModuleRecord>>>,
     input: Option<Value>,
+    /// The redaction rules that removed part of `input`.
+    redacted: Vec<String>,
     content: bool,
     finished: bool,
     /// Modules asked in audit for this decision.
@@ -211,6 +213,15 @@ impl DispatchTrace {
             None => meta.trace.clone(),
         };
         let content = telemetry.decisions().is_some_and(|d| d.include_content());
+        // The callback's name is in the record already: keep just the arguments.
+        let mut input = content
+            .then(|| serde_json::to_value(request).ok())
+            .flatten()
+            .and_then(|mut tagged| tagged.get_mut("args").map(Value::take));
+        let redacted = match (&mut input, telemetry.decisions()) {
+            (Some(input), Some(log)) => log.redact(input),
+            _ => Vec::new(),
+        };
         if let Some(m) = telemetry.metrics() {
             m.dispatch_active(1);
         }
@@ -224,11 +235,8 @@ impl DispatchTrace {
             wall: telemetry.decisions().map(|_| SystemTime::now()),
             cx,
             records: telemetry.decisions().map(|_| Mutex::new(Vec::new())),
-            // The callback's name is in the record already: keep just the arguments.
-            input: content
-                .then(|| serde_json::to_value(request).ok())
-                .flatten()
-                .and_then(|mut tagged| tagged.get_mut("args").map(Value::take)),
+            input,
+            redacted,
             content,
             finished: false,
             audited: std::sync::OnceLock::new(),
@@ -427,6 +435,7 @@ impl DispatchTrace {
             winner: winner.map(str::to_owned),
             result: result_record,
             input: self.input.take(),
+            redacted: std::mem::take(&mut self.redacted),
             audited: self.audited.take().unwrap_or_default(),
         };
         if !log.write(record) {

@@ -5,7 +5,8 @@
 use super::TelemetryError;
 use crate::config::files::open_append;
 use crate::config::telemetry::{
-    DecisionLogConfig, DecisionOutput, DEFAULT_DECISION_BUFFER, DEFAULT_DECISION_SUBJECT,
+    DecisionLogConfig, DecisionOutput, ALWAYS_REDACTED, DEFAULT_DECISION_BUFFER,
+    DEFAULT_DECISION_SUBJECT,
 };
 use arc_swap::ArcSwapOption;
 use serde::Serialize;
@@ -43,6 +44,9 @@ pub struct DecisionRecord {
     /// The callback's arguments (`include_content` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input: Option<Value>,
+    /// The redaction rules that removed part of `input` (a replay cannot re-decide it exactly).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub redacted: Vec<String>,
     /// Modules asked in audit for this decision (their answers are in audit records).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub audited: Vec<String>,
@@ -144,6 +148,7 @@ pub struct DecisionLog {
     sender: ArcSwapOption<mpsc::Sender<LogRecord>>,
     writer: Mutex<Option<Writer>>,
     include_content: bool,
+    redact: Vec<String>,
 }
 
 enum Writer {
@@ -218,12 +223,27 @@ impl DecisionLog {
             sender: ArcSwapOption::from_pointee(sender),
             writer: Mutex::new(Some(writer)),
             include_content: config.include_content,
+            redact: ALWAYS_REDACTED
+                .iter()
+                .map(|k| k.to_string())
+                .chain(config.redact.iter().cloned())
+                .collect(),
         }))
     }
 
     /// Whether records carry content.
     pub fn include_content(&self) -> bool {
         self.include_content
+    }
+
+    /// Removes from `input` (a callback's arguments) what records must not carry; returns
+    /// the rules that removed something.
+    pub fn redact(&self, input: &mut Value) -> Vec<String> {
+        self.redact
+            .iter()
+            .filter(|rule| redact(input, rule))
+            .cloned()
+            .collect()
     }
 
     /// Queues a record; `false` if the writer is behind and it was dropped.
@@ -247,6 +267,38 @@ impl DecisionLog {
             }
             None => {}
         }
+    }
+}
+
+/// Removes what `rule` names from `value`: a dotted path from its root, or a key name at
+/// any depth. Whether anything was removed.
+pub fn redact(value: &mut Value, rule: &str) -> bool {
+    match rule.rsplit_once('.') {
+        Some((parent, key)) => {
+            let pointer = format!("/{}", parent.replace('.', "/"));
+            value
+                .pointer_mut(&pointer)
+                .and_then(Value::as_object_mut)
+                .is_some_and(|o| o.remove(key).is_some())
+        }
+        None => remove_everywhere(value, rule),
+    }
+}
+
+fn remove_everywhere(value: &mut Value, key: &str) -> bool {
+    match value {
+        Value::Object(object) => {
+            let here = object.remove(key).is_some();
+            let mut below = false;
+            for v in object.values_mut() {
+                below |= remove_everywhere(v, key);
+            }
+            here || below
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |found, v| remove_everywhere(v, key) || found),
+        _ => false,
     }
 }
 
