@@ -295,9 +295,14 @@ fn remove_everywhere(value: &mut Value, key: &str) -> bool {
             }
             here || below
         }
-        Value::Array(items) => items
-            .iter_mut()
-            .fold(false, |found, v| remove_everywhere(v, key) || found),
+        Value::Array(items) => {
+            // Every item, not up to the first that had the key.
+            let mut found = false;
+            for v in items {
+                found |= remove_everywhere(v, key);
+            }
+            found
+        }
         _ => false,
     }
 }
