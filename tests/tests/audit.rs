@@ -56,7 +56,8 @@ async fn an_audited_deny_is_recorded_and_not_applied() {
         &log,
         json!([
             scripted("a-enforce", allow(), json!({})),
-            scripted("a-audit", deny(), json!({"mode": "audit"})),
+            // An instance per dispatching thread: its would-be walk must run on this thread.
+            scripted("a-audit", deny(), json!({"mode": "audit", "instances": "per_thread"})),
         ]),
     );
     let g = TestGlia::start(&yaml).await;

@@ -131,7 +131,7 @@ pub(super) async fn decide(
             telemetry: ctx.trace.telemetry().clone(),
             started,
         };
-        tokio::spawn(walk.run(shadow, request.clone(), settled.clone()));
+        spawn_beside(walk.run(shadow, request.clone(), settled.clone()));
     }
     let enforcing = DispatchCtx {
         bus: once.as_ref(),
@@ -144,6 +144,17 @@ pub(super) async fn decide(
     let reply = super::reduce(&enforcing, &staged.enforcing, request).await;
     applied.send_replace(Some(Arc::new(reply.clone())));
     reply
+}
+
+/// Runs `walk` as a task of the calling thread's actix arbiter when it has one (a module with
+/// `instances: per_thread` builds its instance there, with tasks of that arbiter), else of
+/// the tokio runtime.
+fn spawn_beside(walk: impl std::future::Future<Output = ()> + Send + 'static) {
+    if actix_rt::Arbiter::try_current().is_some() {
+        actix_rt::spawn(walk);
+    } else {
+        tokio::spawn(walk);
+    }
 }
 
 /// What one would-be walk needs, owned: it outlives the dispatch.
