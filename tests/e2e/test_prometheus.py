@@ -3,7 +3,7 @@ real nats-server, scraped every second by Prometheus with deploy/prometheus/glia
 loaded, while traffic runs through the chaos module (a crash loop, a module that fails, one on
 the worker that times out) and a module no worker serves. Asserts through Prometheus's HTTP API
 that every query of deploy/grafana/glia.json parses and returns data, that every rule evaluates
-without error, and that the crash-loop alert (and the failed-module and no-worker alerts) fire.
+without error, and that the crash-loop alert (and the failed-module, no-worker and audit alerts) fire.
 
 The rules are loaded as written except their `for:` durations, shortened to 1 s so that alerts
 fire within seconds (promtool's unit tests, deploy/prometheus/glia.rules.test.yml, check the
@@ -36,6 +36,7 @@ EXPECTED_ALERTS = {
     ("GliaModuleCrashLooping", "crashloop"),
     ("GliaModuleFailed", "doomed"),
     ("GliaWorkerPoolUnavailable", "absent"),
+    ("GliaAuditWouldChangeMany", "strict"),
 }
 #: How long traffic may run before everything above is seen (a bound, not a measure: it is
 #: usually seen within 10 to 20 s).
@@ -83,6 +84,14 @@ def glia_config(nats_url: str, collector: str) -> dict[str, Any]:
             # Placed on NATS, served by nobody: no responders.
             {"module": "remote", "name": "absent", "placement": "nats", "callbacks": [invite]},
             {"module": "user_restrictions", "config": {"rules": [{"match": "@guest-.*", "deny": ["invite"]}]}},
+            # A rule being tried: it would refuse every invite but is only audited, so it would
+            # change most decisions (the audit panel and GliaAuditWouldChangeMany).
+            {
+                "module": "user_restrictions",
+                "name": "strict",
+                "mode": "audit",
+                "config": {"rules": [{"match": ".*", "deny": ["invite"]}]},
+            },
         ],
     }
 

@@ -57,7 +57,11 @@ async fn an_audited_deny_is_recorded_and_not_applied() {
         json!([
             scripted("a-enforce", allow(), json!({})),
             // An instance per dispatching thread: its would-be walk must run on this thread.
-            scripted("a-audit", deny(), json!({"mode": "audit", "instances": "per_thread"})),
+            scripted(
+                "a-audit",
+                deny(),
+                json!({"mode": "audit", "instances": "per_thread"})
+            ),
         ]),
     );
     let g = TestGlia::start(&yaml).await;
