@@ -109,13 +109,20 @@ class Process:
     log_path: Path
     env: Mapping[str, str] | None = None
     cwd: Path | None = None
+    #: The user it runs as (None: this process's; a server that refuses root needs one).
+    user: str | None = None
     popen: subprocess.Popen | None = None
 
     def start(self) -> Process:
         """Starts it (output appended to the log)."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed in stop()
         self.popen = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, env=dict(self.env or os.environ), cwd=self.cwd
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(self.env or os.environ),
+            cwd=self.cwd,
+            user=self.user,
         )
         self._log = log
         return self
@@ -143,6 +150,14 @@ class Process:
                 self.popen.wait(timeout)
         self._log.close()
         self.popen = None
+
+    def wait_healthy(self, url: str, timeout: float, describe: Callable[[], str] | None = None) -> None:
+        """Waits until `url` (its `/health`) answers 200; fails with `describe()` (default: the
+        end of its log) when it exits first or takes over `timeout` seconds."""
+        describe = describe or self.tail
+        wait_until(lambda: responds(url) or not self.running(), timeout, f"{self.name} start-up", describe)
+        if not self.running():
+            raise RuntimeError(f"{self.name} exited at start-up\n{describe()}")
 
     def tail(self, lines: int = 40) -> str:
         """The end of its log, for failure messages."""
@@ -245,14 +260,12 @@ class Glia:
     def restart(self) -> None:
         """(Re)starts the process and waits until it serves."""
         self.process.start()
-        wait_until(
-            lambda: responds(f"{self.url}/health") or not self.process.running(),
-            90,  # Python modules are loaded before glia serves: a few seconds each
-            "glia start-up",
-            self.process.tail,
-        )
-        if not self.process.running():
-            raise RuntimeError(f"glia exited at start-up\n{self.process.tail()}")
+        self.wait()
+
+    def wait(self) -> None:
+        """Waits until the started process serves; fails if it exited."""
+        # Python modules are loaded before glia serves: a few seconds each.
+        self.process.wait_healthy(f"{self.url}/health", 90)
 
     def stop(self) -> None:
         self.process.stop()
@@ -513,9 +526,7 @@ class Synapse:
         def describe() -> str:
             return process.tail() + "\n" + Process("synapse log", [], log_path).tail()
 
-        wait_until(lambda: responds(f"{synapse.url}/health") or not process.running(), 90, "Synapse start-up", describe)
-        if not process.running():
-            raise RuntimeError(f"Synapse exited at start-up\n{describe()}")
+        process.wait_healthy(f"{synapse.url}/health", 90, describe)
         return synapse
 
     def stop(self) -> None:

@@ -3,7 +3,8 @@
 # example Python module served over NATS (needs nats-server: `apt-get install nats-server`),
 # a Synapse with synapse-http-antispam pointed at glia, which asks fakes of Draupnir and Meowlnir,
 # and real Synapse modules run natively and in glia's Python host (needs slapd and ldap-utils:
-# `apt-get install slapd ldap-utils`).
+# `apt-get install slapd ldap-utils`), and Synapse as a main process and two workers on Postgres
+# and Redis (needs `apt-get install postgresql redis-server`).
 # Needs a built glia (`cargo build -p glia-runtime --bin glia`; or GLIA_BIN=/path/to/glia) and
 # the fakes (`cargo build -p glia-tests --bin glia-antispam-fake`; tests/run-all builds both),
 # Python 3.10+ and PyPI access the first time (setup.sh creates tests/e2e/.venv).

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates (or refreshes) the end-to-end test venv at tests/e2e/.venv: matrix-synapse, pytest,
+# Creates (or refreshes) the end-to-end test venv at tests/e2e/.venv: matrix-synapse (with its
+# redis extra, and psycopg2-binary for Postgres: the worker deployment's), pytest,
 # nats-py (for the example NATS module and its test), ruff (the Python lint), synapse-http-antispam
 # (the module Draupnir and Meowlnir are fed by, pointed at glia in its e2e test), the real modules
 # glia's Python host runs in its tests (matrix-synapse-ldap3, shared-secret-authenticator), and the
@@ -16,22 +17,27 @@ ruff_version="0.17.6"
 antispam_version="0.5.1"
 ldap3_version="0.4.0"
 shared_secret_version="2.0.1"
+# Synapse's `postgres` extra builds psycopg2 from source (libpq-dev, a C compiler); the wheel of
+# the same code needs neither.
+psycopg2_version="2.9.13"
 python="${PYTHON:-python3}"
 
 installed() {
     [ -x "$venv/bin/python" ] || return 1
     "$venv/bin/python" - "$synapse_version" "$bridge" "$ruff_version" "$antispam_version" "$host" \
-        "$ldap3_version" "$shared_secret_version" <<'PY' 2>/dev/null
+        "$ldap3_version" "$shared_secret_version" "$psycopg2_version" <<'PY' 2>/dev/null
 import os, sys
 from importlib.metadata import version
 import nats, pytest, synapse, glia_synapse, glia_python_host, synapse_http_antispam  # noqa: F401
 import ldap_auth_provider, shared_secret_authenticator  # noqa: F401
+import psycopg2, txredisapi  # noqa: F401  (Postgres and Redis for the worker deployment)
 want_version, bridge, want_ruff = sys.argv[1], os.path.realpath(sys.argv[2]), sys.argv[3]
 assert version("synapse-http-antispam") == sys.argv[4], version("synapse-http-antispam")
 assert version("matrix-synapse") == want_version, version("matrix-synapse")
 assert version("ruff") == want_ruff, version("ruff")
 assert version("matrix-synapse-ldap3") == sys.argv[6], version("matrix-synapse-ldap3")
 assert version("shared-secret-authenticator") == sys.argv[7], version("shared-secret-authenticator")
+assert version("psycopg2-binary") == sys.argv[8], version("psycopg2-binary")
 assert os.path.realpath(glia_synapse.__file__).startswith(bridge + os.sep), glia_synapse.__file__
 host = os.path.realpath(sys.argv[5])
 assert os.path.realpath(glia_python_host.__file__).startswith(host + os.sep), glia_python_host.__file__
@@ -39,7 +45,7 @@ PY
 }
 
 if installed; then
-    echo "e2e venv ready: $venv (matrix-synapse $synapse_version, pytest, nats-py, ruff, synapse-http-antispam $antispam_version, matrix-synapse-ldap3 $ldap3_version, shared-secret-authenticator $shared_secret_version, glia_synapse, glia_python_host)"
+    echo "e2e venv ready: $venv (matrix-synapse[redis] $synapse_version, psycopg2-binary $psycopg2_version, pytest, nats-py, ruff, synapse-http-antispam $antispam_version, matrix-synapse-ldap3 $ldap3_version, shared-secret-authenticator $shared_secret_version, glia_synapse, glia_python_host)"
     exit 0
 fi
 
@@ -50,7 +56,7 @@ fi
 echo "creating the e2e venv at $venv (matrix-synapse $synapse_version; needs PyPI access, ~30 s)"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    "matrix-synapse==$synapse_version" "pytest>=7" "nats-py>=2.6" "ruff==$ruff_version" \
+    "matrix-synapse[redis]==$synapse_version" "psycopg2-binary==$psycopg2_version" "pytest>=7" "nats-py>=2.6" "ruff==$ruff_version" \
     "synapse-http-antispam==$antispam_version" "matrix-synapse-ldap3==$ldap3_version" \
     "shared-secret-authenticator==$shared_secret_version" -e "$bridge" -e "$host"
 installed || { echo "error: the e2e venv at $venv is still incomplete after pip install" >&2; exit 1; }

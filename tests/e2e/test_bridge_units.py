@@ -6,20 +6,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import inspect
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes as unquote
 
 import pytest
 from synapse.api.presence import UserPresenceState
+from synapse.events import make_event_from_dict
 from synapse.module_api import NOT_SPAM, PRESENCE_ALL_USERS
 from synapse.module_api.errors import Codes, ConfigError, SynapseError
 from synapse.spam_checker_api import RegistrationBehaviour
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
-from glia_synapse.bridge import Discovery, GliaBridge, select_callbacks, select_login_types
-from glia_synapse.catalogue import BY_NAME, CALLBACKS
+from glia_synapse import once
+from glia_synapse.bridge import Discovery, GliaBridge, forwarding_rules, select_callbacks, select_login_types
+from glia_synapse.catalogue import BACKGROUND, BY_NAME, CALLBACKS, EVERY, WORK
 from glia_synapse.client import GliaClient
 from glia_synapse.config import parse_config
 from glia_synapse.convert import encode_args
@@ -392,8 +396,8 @@ class FakeClient:
         return self.modules
 
 
-def bridge(reply: Any = None, **config: Any) -> tuple[GliaBridge, FakeApi]:
-    api = FakeApi()
+def bridge(reply: Any = None, worker_name: str | None = None, **config: Any) -> tuple[GliaBridge, FakeApi]:
+    api = FakeApi(worker_name=worker_name)
     made = GliaBridge(parse_config({"glia_url": UNUSED_URL, "startup_timeout": 0.5, **config}), api)
     made._client = FakeClient(reply)  # type: ignore[assignment]
     made._rediscovery._fetch = made._client.get_modules  # type: ignore[attr-defined]
@@ -891,3 +895,71 @@ def test_named_files_are_read_bounded_and_only_when_regular(tmp_path: Any) -> No
     big.write_bytes(b"x" * 11)
     with pytest.raises(OSError, match="larger than 10 bytes"):
         files.read_text(big, 10)
+
+
+# -- Synapse with workers: where each callback is invoked, and notifications forwarded once ---------
+
+WORKERS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "synapse-workers.md"
+
+
+def test_the_docs_table_of_where_synapse_invokes_each_callback_is_the_catalogues() -> None:
+    rows = re.findall(r"^\| `(\w+)` \| (\w+) \|", WORKERS_PAGE.read_text(), re.MULTILINE)
+    assert dict(rows) == {name: spec.invoked_in for name, spec in BY_NAME.items()}
+    assert len(rows) == len(BY_NAME), "a callback listed twice"
+    assert {spec.invoked_in for spec in BY_NAME.values()} == {WORK, BACKGROUND, EVERY}
+
+
+def test_every_callback_synapse_invokes_in_every_process_has_a_forwarding_rule() -> None:
+    every = {name for name, spec in BY_NAME.items() if spec.invoked_in == EVERY}
+    assert set(once.FORWARDED_BY) == every == {"on_new_event"}
+    assert set(forwarding_rules(parse_config({"glia_url": UNUSED_URL}))) == every
+    assert forwarding_rules(parse_config({"glia_url": UNUSED_URL, "notifications": "every_process"})) == {}
+    with pytest.raises(ConfigError, match="'once' or 'every_process'"):
+        parse_config({"glia_url": UNUSED_URL, "notifications": "main"})
+
+
+def persisted_by(instance: str | None) -> Any:
+    """A message event as Synapse hands it to `on_new_event`, persisted by `instance`."""
+    event = make_event_from_dict(
+        {
+            "type": "m.room.message",
+            "room_id": "!r:hs",
+            "sender": "@a:hs",
+            "event_id": "$e",
+            "content": {"body": "hi"},
+            "origin_server_ts": 1764000000000,
+            "auth_events": [],
+            "prev_events": [],
+            "depth": 1,
+            "hashes": {"sha256": "x"},
+            "signatures": {},
+        }
+    )
+    event.internal_metadata.instance_name = instance
+    return event
+
+
+@pytest.mark.parametrize(
+    ("process", "persister", "forwarded"),
+    [
+        ("worker1", "worker1", True),
+        ("worker1", "worker2", False),
+        (None, "worker2", False),  # the main process, which persisted nothing
+        (None, "master", True),  # the main process as the only persister
+        ("worker2", None, True),  # no persister named: forwarded rather than lost
+    ],
+)
+def test_on_new_event_is_forwarded_by_the_process_that_persisted_the_event(
+    process: str | None, persister: str | None, forwarded: bool
+) -> None:
+    made, api = bridge({"decision": "allow"}, worker_name=process)
+    on_new_event = api.registered["register_third_party_rules_callbacks"]["on_new_event"]
+    assert asyncio.run(on_new_event(persisted_by(persister), {})) is None
+    assert [name for name, _ in made._client.calls] == (["on_new_event"] if forwarded else [])
+
+
+def test_every_process_forwards_on_new_event_when_told_to() -> None:
+    made, api = bridge({"decision": "allow"}, worker_name="worker1", notifications="every_process")
+    on_new_event = api.registered["register_third_party_rules_callbacks"]["on_new_event"]
+    asyncio.run(on_new_event(persisted_by("worker2"), {}))
+    assert [name for name, _ in made._client.calls] == ["on_new_event"]

@@ -23,18 +23,19 @@ from typing import Any
 from synapse.module_api.errors import ConfigError
 from twisted.internet.error import CannotListenError
 
-from glia_synapse import module_api_server
+from glia_synapse import module_api_server, once
 from glia_synapse.catalogue import (
     BACKGROUND_CONTROLLER,
     BACKGROUND_UPDATES,
     BY_NAME,
     CALLBACKS,
     CHECK_AUTH,
+    EVERY,
     REGISTER_METHODS,
     CallbackSpec,
 )
 from glia_synapse.client import GliaClient, fetch_modules_blocking
-from glia_synapse.config import AUTO, SYNAPSE, BridgeConfig, parse_config
+from glia_synapse.config import AUTO, ONCE, SYNAPSE, BridgeConfig, parse_config
 from glia_synapse.convert import encode_args, read_media_file
 from glia_synapse.discovery import Discovery, Rediscovery
 from glia_synapse.errors import GliaCallbackFailed, GliaFailure
@@ -49,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 Callback = Callable[..., Awaitable[Any]]
 
-__all__ = ["Discovery", "GliaBridge", "select_callbacks", "select_login_types"]
+__all__ = ["Discovery", "GliaBridge", "forwarding_rules", "select_callbacks", "select_login_types"]
 
 #: Seconds before the first retry to listen for the ModuleApi channel, doubled after each
 #: failure up to `MODULE_API_RETRY_MAX`.
@@ -100,6 +101,15 @@ def make_client(config: BridgeConfig, api: Any) -> GliaClient:
             raise ConfigError(str(e), ("transport",)) from e
         return GliaClient(pools, config.auth_token, attempt_timeout=config.attempt_timeout)
     return GliaClient.lean(config.glia_urls, config.auth_token, config.connect_timeout, config.attempt_timeout)
+
+
+def forwarding_rules(config: BridgeConfig) -> dict[str, once.Rule]:
+    """The callbacks Synapse invokes in every process, each with the rule saying whether this
+    process forwards an invocation: all of them with `notifications: once`, none with
+    `every_process`."""
+    if config.notifications != ONCE:
+        return {}
+    return {spec.name: once.FORWARDED_BY[spec.name] for spec in CALLBACKS if spec.invoked_in == EVERY}
 
 
 class FailureLog:
@@ -185,17 +195,24 @@ class GliaBridge:
             config.discovery_retry_interval,
         )
         self._module_api_port: Any = None
+        #: This process's instance name, and the rule of each callback Synapse invokes in
+        #: every process by which this process forwards it or not (`notifications: once`).
+        self._instance = once.instance_name(api.worker_name)
+        self._forwarded_by = forwarding_rules(config)
         discovery = self._discover_at_startup()
         specs = select_callbacks(config, discovery)
         self._register_callbacks(specs)
         self._register_auth_checkers(discovery)
         registered_web = self._register_web_resources(discovery)
         logger.info(
-            "glia bridge -> %s: %d callbacks (%s; fail open: %s), login types %s, web resources %s (served at %s)",
+            "glia bridge -> %s (instance %s): %d callbacks (%s; fail open: %s; notifications: %s), login types %s, "
+            "web resources %s (served at %s)",
             config.glia_url,
+            self._instance,
             len(specs),
             ", ".join(s.name for s in specs) or "none",
             ", ".join(s.name for s in specs if config.fails_open(s.name)) or "none",
+            config.notifications,
             sorted(self._login_types) or "none",
             list(discovery.web_paths) if discovery is not None else "not known yet",
             [f"{p}/..." if p in config.web_resource_prefixes else p for p in registered_web] or "none",
@@ -279,9 +296,14 @@ class GliaBridge:
         process serves it.
 
         A callback glia's last listing says no module serves (`callbacks: auto`) is not
-        asked: it returns what Synapse returns with no module for it.
+        asked, nor is one that another process forwards (`once`): it returns what Synapse
+        returns with no module for it.
         """
         if spec.name in self._unserved:
+            return self._no_module(spec)
+        rule = self._forwarded_by.get(spec.name)
+        if rule is not None and not rule(args, self._instance):
+            # Another process forwards this occurrence (see `once`).
             return self._no_module(spec)
         cache = self._caches.get(spec.name)
         if cache is not None:

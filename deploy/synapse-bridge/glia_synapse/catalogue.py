@@ -65,6 +65,19 @@ UNSIGNED_FIELDS = "add_extra_fields_to_unsigned_client_event"
 BACKGROUND_UPDATES = "background_update_controller"
 FEDERATION = "federation"
 
+# Where Synapse invokes a callback when it runs as a main process and workers (read from
+# Synapse 1.163.2's code; `CallbackSpec.invoked_in`, published in docs/synapse-workers.md).
+#: The process doing the work, once per occurrence: the one handling the request, or the one
+#: Synapse hands the work to (the account-data writer, the federation sender of the
+#: destination, the media repository, ...).
+WORK = "work"
+#: One process for the whole deployment: the one running background tasks
+#: (`run_background_tasks_on`, the main process by default).
+BACKGROUND = "background"
+#: Every process: the one doing the work, and every other process when it hears of it over
+#: replication. The bridge forwards it from one of them (`once.FORWARDED_BY`).
+EVERY = "every"
+
 #: The ModuleApi method registering each category's callbacks.
 REGISTER_METHODS = {
     SPAM_CHECKER: "register_spam_checker_callbacks",
@@ -114,6 +127,8 @@ class CallbackSpec:
     context_manager: bool = False
     #: The parameter a reply is reused for while glia says it holds (`valid_until_ms`).
     cache_key: str | None = None
+    #: Where Synapse invokes it under workers: `WORK`, `BACKGROUND` or `EVERY`.
+    invoked_in: str = WORK
 
     @property
     def notification(self) -> bool:
@@ -182,7 +197,7 @@ CALLBACKS: tuple[CallbackSpec, ...] = (
     _spec("on_create_room", _T, "requester request_content is_requester_admin", CreateRoom(), CLOSED),
     _spec("check_threepid_can_be_invited", _T, "medium address state_events", _YES_NO, OPEN),
     _spec("check_visibility_can_be_modified", _T, "room_id state_events new_visibility", _YES_NO, OPEN),
-    _spec("on_new_event", _T, "event state_events", _NOTIFY, OPEN),
+    _spec("on_new_event", _T, "event state_events", _NOTIFY, OPEN, invoked_in=EVERY),
     _spec("check_can_shutdown_room", _T, "user_id room_id", _YES_NO, OPEN),
     _spec("check_can_deactivate_user", _T, "user_id by_admin", _YES_NO, OPEN),
     _spec("on_profile_update", _T, "user_id new_profile by_admin deactivation", _NOTIFY, OPEN),
@@ -241,6 +256,7 @@ CALLBACKS: tuple[CallbackSpec, ...] = (
         only_when_served=True,
         synapse_setting="update_duration_ms",
         context_manager=True,
+        invoked_in=BACKGROUND,
     ),
     _spec(
         "default_batch_size",
@@ -250,6 +266,7 @@ CALLBACKS: tuple[CallbackSpec, ...] = (
         OPEN,
         only_when_served=True,
         synapse_setting="default_batch_size",
+        invoked_in=BACKGROUND,
     ),
     _spec(
         "min_batch_size",
@@ -259,6 +276,7 @@ CALLBACKS: tuple[CallbackSpec, ...] = (
         OPEN,
         only_when_served=True,
         synapse_setting="min_batch_size",
+        invoked_in=BACKGROUND,
     ),
     # federation
     _spec("on_event_delivered_over_federation", _F, "delivery", _NOTIFY, OPEN),

@@ -21,6 +21,7 @@ modules:
       media_bytes: 524288                  # bytes of a media file sent to check_media_file_for_spam
       startup_timeout: 2                   # seconds for the start-up discovery request
       discovery_retry_interval: 10         # seconds between retries while glia is down
+      notifications: once                  # once (one process forwards each) | every_process
       module_api:                          # the ModuleApi for glia's Python hosts (optional)
         listen: 127.0.0.1:8788             # host:port; loopback unless you need otherwise
         secret_path: /etc/glia/module-api-secret   # or secret: "..."
@@ -44,6 +45,9 @@ DEFAULT_TIMEOUT = 6.0
 #: Base64 makes these 512 KiB about 683 KiB of request, under glia's default 1 MiB body limit.
 DEFAULT_MEDIA_BYTES = 512 * 1024
 LEAN, SYNAPSE = "lean", "synapse"
+#: `notifications`: each notification Synapse invokes in every process forwarded from one of
+#: them (`once`), or from each (`every_process`, as the bridge did before).
+ONCE, EVERY_PROCESS = "once", "every_process"
 KNOWN_KEYS = {
     "glia_url",
     "transport",
@@ -62,6 +66,7 @@ KNOWN_KEYS = {
     "startup_timeout",
     "discovery_retry_interval",
     "module_api",
+    "notifications",
 }
 MODULE_API_KEYS = {"listen", "secret", "secret_path"}
 #: Where glia's modules put their web resources (glia warns about any other place), and the
@@ -128,6 +133,8 @@ class BridgeConfig:
     discovery_retry_interval: float = 10.0
     #: The `ModuleApi` channel for glia's Python hosts (none: not served).
     module_api: ModuleApiListener | None = None
+    #: `once` or `every_process` (see `once`).
+    notifications: str = ONCE
 
     @property
     def glia_url(self) -> str:
@@ -187,6 +194,7 @@ def parse_config(raw: Any) -> BridgeConfig:
             raw.get("discovery_retry_interval", 10), ("discovery_retry_interval",)
         ),
         module_api=_module_api(raw.get("module_api")),
+        notifications=_one_of(raw.get("notifications", ONCE), (ONCE, EVERY_PROCESS), ("notifications",)),
     )
 
 
@@ -215,8 +223,12 @@ def _url(value: Any, path: tuple[str, ...]) -> Address:
 
 
 def _transport(value: Any) -> str:
-    if value not in (LEAN, SYNAPSE):
-        raise ConfigError(f"expected {LEAN!r} or {SYNAPSE!r}", ("transport",))
+    return _one_of(value, (LEAN, SYNAPSE), ("transport",))
+
+
+def _one_of(value: Any, choices: tuple[str, str], path: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"expected {choices[0]!r} or {choices[1]!r}", path)
     return str(value)
 
 
