@@ -256,3 +256,53 @@ fn mode_and_rollout_are_checked_with_the_config() {
     )
     .is_ok());
 }
+
+#[actix_rt::test]
+async fn an_audit_is_traced_under_its_dispatch() {
+    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let yaml = json!({"modules": [
+        scripted("g-enforce", allow(), json!({})),
+        scripted("g-audit", deny(), json!({"mode": "audit"})),
+    ]})
+    .to_string();
+    let options = glia_runtime::app::StartOptions {
+        tracer_provider: Some(provider),
+        ..Default::default()
+    };
+    let g = TestGlia::try_start_with(&yaml, options)
+        .await
+        .expect("starts");
+    let reply = g.dispatch_json("user_may_invite", invite("@x:hs")).await;
+    assert_eq!(reply["decision"], "allow");
+    let spans = || exporter.get_finished_spans().unwrap();
+    probes::until(|| spans().iter().any(|s| s.name.starts_with("audit "))).await;
+    let all = spans();
+    let attr = |span: &opentelemetry_sdk::trace::SpanData, key: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    };
+    let dispatch = all
+        .iter()
+        .find(|s| s.name == "dispatch user_may_invite")
+        .unwrap();
+    let audit = all
+        .iter()
+        .find(|s| s.name == "audit user_may_invite")
+        .unwrap();
+    assert_eq!(audit.parent_span_id, dispatch.span_context.span_id());
+    assert_eq!(
+        audit.span_context.trace_id(),
+        dispatch.span_context.trace_id()
+    );
+    assert_eq!(attr(dispatch, "glia.audited").as_deref(), Some("g-audit"));
+    assert_eq!(attr(audit, "glia.module").as_deref(), Some("g-audit"));
+    assert_eq!(attr(audit, "glia.audit.would").as_deref(), Some("deny"));
+    assert_eq!(attr(audit, "glia.audit.applied").as_deref(), Some("allow"));
+    assert_eq!(attr(audit, "glia.audit.changed").as_deref(), Some("true"));
+    g.stop().await;
+}

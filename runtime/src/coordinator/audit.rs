@@ -11,6 +11,7 @@ use super::reducers::DispatchCtx;
 use super::trace::{result_record, DispatchTrace};
 use super::Routing;
 use crate::bus::{Bus, InvocationMeta, InvokeFuture, Route, Target};
+use crate::policy::Subject;
 use crate::telemetry::decision_log::AuditRecord;
 use crate::telemetry::{Role, Telemetry};
 use futures::future::{FutureExt, Shared};
@@ -40,13 +41,26 @@ struct Shadow {
 
 /// Splits `plan` for `request`; `None` when every entry is enforced for it.
 pub(super) fn split(plan: &Plan, request: &CallbackRequest) -> Option<Staged> {
+    // Each subject is read from the arguments at most once per dispatch.
+    let mut subjects: Vec<(Subject, Option<String>)> = Vec::new();
+    let mut subject = |by: Subject| -> Option<String> {
+        if let Some((_, found)) = subjects.iter().find(|(s, _)| *s == by) {
+            return found.clone();
+        }
+        let found = by.of(request);
+        subjects.push((by, found.clone()));
+        found
+    };
     let reasons: Vec<Option<&'static str>> = plan
         .entries
         .iter()
         .map(|e| match e.stage {
             Stage::Enforce => None,
             Stage::Audit => Some("audit"),
-            Stage::Rollout(r) => (!r.enforces(&e.name, request)).then_some("rollout"),
+            Stage::Rollout(r) => {
+                let inside = subject(r.by).is_some_and(|s| r.enforces_subject(&e.name, &s));
+                (!inside).then_some("rollout")
+            }
         })
         .collect();
     if reasons.iter().all(Option::is_none) {

@@ -143,16 +143,9 @@ impl Rollout {
         }
     }
 
-    /// Whether `module` is enforced for `request`: its subject's bucket is below the share.
-    /// A request without the subject is audited (a rollout never widens by accident).
-    pub fn enforces(&self, module: &str, request: &CallbackRequest) -> bool {
-        self.by
-            .of(request)
-            .is_some_and(|subject| self.enforces_subject(module, &subject))
-    }
-
-    /// Whether `module` is enforced for `subject`. The bucket depends on the module and the
-    /// subject only, so raising the percent keeps everyone already in, and every process
+    /// Whether `module` is enforced for `subject` (a request without the subject is audited:
+    /// a rollout never widens by accident). The bucket depends on the module and the subject
+    /// only, so raising the percent keeps everyone already in, and every process
     /// (and every restart) agrees.
     pub fn enforces_subject(&self, module: &str, subject: &str) -> bool {
         let share = (self.percent * (BUCKETS as f64 / 100.0)).round() as u64;
