@@ -286,8 +286,10 @@ fn run_replay(args: ReplayArgs) -> ExitCode {
 }
 
 async fn serve(cfg: GliaConfig, loader: glia_runtime::app::ConfigLoader) -> Result<(), String> {
-    // Before anything else: SIGHUP's default action would kill the process.
+    // Before anything else: the default actions of SIGHUP, SIGTERM and SIGINT would kill the
+    // process (a SIGTERM during start-up is then a graceful stop once started).
     let mut hangups = reload::hangups()?;
+    let stopping = shutdown_signal();
     let listen = cfg.listen.clone();
     let source = cfg.source.clone();
     let options = glia_runtime::app::StartOptions {
@@ -306,7 +308,6 @@ async fn serve(cfg: GliaConfig, loader: glia_runtime::app::ConfigLoader) -> Resu
         tracing::warn!("{NO_MODULES}");
     }
     let mut running = server;
-    let stopping = shutdown_signal();
     tokio::pin!(stopping);
     loop {
         tokio::select! {
@@ -336,19 +337,25 @@ async fn serve(cfg: GliaConfig, loader: glia_runtime::app::ConfigLoader) -> Resu
 }
 
 /// Waits for SIGTERM or SIGINT and names it.
-async fn shutdown_signal() -> &'static str {
+/// The first SIGTERM or SIGINT. The handlers are installed at the call, not when the future
+/// is first polled: a signal that comes in between would otherwise kill the process with its
+/// default action, skipping the drain.
+fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        },
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
+    );
+    async move {
+        match handlers {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
         }
     }
 }
@@ -419,8 +426,10 @@ async fn run_worker(
     metrics_listen: Option<String>,
     loader: glia_runtime::app::ConfigLoader,
 ) -> Result<(), String> {
-    // Before anything else: SIGHUP's default action would kill the process.
+    // Before anything else: the default actions of SIGHUP, SIGTERM and SIGINT would kill the
+    // process (a SIGTERM during start-up is then a graceful stop once started).
     let mut hangups = reload::hangups()?;
+    let stopping = shutdown_signal();
     let worker = Arc::new(glia_runtime::worker::Worker::start_with(&cfg, Some(loader)).await?);
     tracing::info!(modules = ?worker.modules(), "glia worker serving over NATS");
     let metrics = match &metrics_listen {
@@ -438,7 +447,6 @@ async fn run_worker(
         }
         None => None,
     };
-    let stopping = shutdown_signal();
     tokio::pin!(stopping);
     let signal = loop {
         tokio::select! {
