@@ -310,7 +310,7 @@ async fn check_token(g: &TestGlia, token: &str) {
     reply.assert_json_content_type();
     assert_eq!(
         reply.json(),
-        json!({"status": "ok", "modules": 1, "failed": [], "bus": "internal"})
+        json!({"status": "ok", "modules": 1, "failed": [], "unserved": [], "bus": "internal"})
     );
 
     // The module listing does.

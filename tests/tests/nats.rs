@@ -218,6 +218,30 @@ async fn no_responders_is_unavailable_at_once_not_a_timeout() {
     );
     let (_, health) = g.get("/health", None).await;
     assert_eq!(health["bus"], "connected");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["unserved"], json!(["ghost"]), "{health}");
+}
+
+#[actix_rt::test]
+async fn health_says_which_nats_modules_no_worker_serves_until_one_does() {
+    let nats = NatsServer::start();
+    let mut module = remote_scripted("seen", json!({"user_may_invite": {"answer": "NOT_SPAM"}}));
+    module["callbacks"] = json!(["user_may_invite"]);
+    let yaml = config(&nats.url(), json!([module]));
+    let g = TestGlia::start(&yaml).await;
+    let (status, health) = g.get("/health", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["unserved"], json!(["seen"]), "{health}");
+    assert_eq!(health["failed"], json!([]), "{health}");
+    let worker = Worker::start(&TestGlia::config(&yaml).unwrap())
+        .await
+        .expect("the worker starts");
+    // The last probe is kept for a second: wait for the next one.
+    until_async(|| async { g.get("/health", None).await.1["status"] == "ok" }).await;
+    let (_, health) = g.get("/health", None).await;
+    assert_eq!(health["unserved"], json!([]), "{health}");
+    worker.shutdown(Duration::from_millis(10)).await;
 }
 
 #[actix_rt::test]

@@ -30,6 +30,10 @@ impl Service for Glia {
         Glia::bus_connected(self)
     }
 
+    fn unserved_modules(&self) -> BoxFuture<'_, Vec<String>> {
+        Glia::unserved_modules(self).boxed()
+    }
+
     fn modules(&self) -> serde_json::Value {
         serde_json::to_value(Glia::modules(self)).unwrap_or_default()
     }

@@ -9,6 +9,7 @@ mod remote;
 mod start_error;
 mod threads;
 mod topology;
+mod workers_seen;
 
 pub use crate::http::WebTarget;
 pub use check::{check, load_file, load_file_with, load_str, module_types, PythonCheck};
@@ -54,6 +55,8 @@ pub struct Glia {
     telemetry: Arc<Telemetry>,
     loader: Option<ConfigLoader>,
     load_timeout: Duration,
+    /// Which NATS-placed modules no worker served at the last probe.
+    workers_seen: workers_seen::WorkersSeen,
 }
 
 /// Start-up choices that are not in the config file.
@@ -143,6 +146,7 @@ impl Glia {
             telemetry,
             loader: options.loader,
             load_timeout: options.load_timeout.unwrap_or(LOAD_TIMEOUT),
+            workers_seen: Default::default(),
         };
         glia.watch_threads();
         glia.watch_remote_modules(&generation);

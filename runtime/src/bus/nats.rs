@@ -200,6 +200,21 @@ pub async fn describe(
         .map_err(|e| format!("module {module} sent a bad description: {e}"))
 }
 
+/// Whether any worker serves `module`: `Some(false)` when NATS says nobody listens on its
+/// describe subject (no responders), `Some(true)` on any reply, `None` when it cannot tell
+/// within `timeout` (a slow or busy worker is not an absent one).
+pub async fn served(client: &Client, module: &str, timeout: Duration) -> Option<bool> {
+    let request = async_nats::Request::new().timeout(Some(timeout));
+    match client
+        .send_request(subjects::describe_subject(module), request)
+        .await
+    {
+        Ok(_) => Some(true),
+        Err(e) if e.kind() == RequestErrorKind::NoResponders => Some(false),
+        Err(_) => None,
+    }
+}
+
 impl Drop for NatsBus {
     fn drop(&mut self) {
         self.listening.abort();

@@ -13,20 +13,23 @@ pub const MODULES: &str = "/_glia/v1/modules";
 /// Where a reload is asked for.
 pub const RELOAD: &str = "/_glia/v1/admin/reload";
 
-/// Liveness: 200 while glia serves; `"status": "degraded"` (with the failed modules) when a
-/// module is failed, `"ok"` otherwise.
+/// Liveness: 200 while glia serves; `"status": "degraded"` when a module is failed (listed in
+/// `failed`), a module placed on NATS has no worker (listed in `unserved`), or NATS is down;
+/// `"ok"` otherwise.
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let failed = state.glia.failed_modules();
+    let unserved = state.glia.unserved_modules().await;
     let bus = match state.glia.bus_connected() {
         None => "internal",
         Some(true) => "connected",
         Some(false) => "disconnected",
     };
-    let degraded = !failed.is_empty() || bus == "disconnected";
+    let degraded = !failed.is_empty() || !unserved.is_empty() || bus == "disconnected";
     HttpResponse::Ok().json(serde_json::json!({
         "status": if degraded { "degraded" } else { "ok" },
         "modules": state.glia.config().modules.len(),
         "failed": failed,
+        "unserved": unserved,
         "bus": bus,
     }))
 }

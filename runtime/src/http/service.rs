@@ -24,6 +24,8 @@ pub trait Service: Send + Sync + 'static {
     fn failed_modules(&self) -> Vec<String>;
     /// Whether the NATS connection is up (`None` on the internal bus).
     fn bus_connected(&self) -> Option<bool>;
+    /// The modules placed on NATS that no worker serves.
+    fn unserved_modules(&self) -> BoxFuture<'_, Vec<String>>;
     /// Each module: name, callbacks, state (`GET /_glia/v1/modules`).
     fn modules(&self) -> serde_json::Value;
     /// Each callback's plan.
