@@ -31,6 +31,7 @@ from harness import (
     http_request,
     wait_until,
 )
+from hosting import ORACLE, python_path_env, python_section
 
 AUDITED = "spam-rule"
 ROLLED = "pills-rule"
@@ -166,13 +167,14 @@ def test_a_half_rollout_denies_a_stable_half_of_the_senders(world: World) -> Non
         assert denied == expected, "the enforced half is the documented one, on every send"
 
 
-def replay(glia_bin: Path, candidate: Path, log: Path) -> dict[str, Any]:
+def replay(glia_bin: Path, candidate: Path, log: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     out = subprocess.run(
         [str(glia_bin), "replay", "--json", "--config", str(candidate), str(log)],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        env=env,
     )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
@@ -238,3 +240,21 @@ def decisions_by_message(records: list[dict[str, Any]]) -> dict[tuple[str, str],
         if r.get("callback") == CALLBACK and "kind" not in r and r["input"]["event"]["type"] == "m.room.message":
             out[message_key(r)] = r["result"]["decision"]
     return out
+
+
+def test_a_replay_runs_a_candidates_python_module_in_its_host(world: World, glia_bin: Path) -> None:
+    """The candidate adds a Python module (a do-nothing spam checker, in a host the replay
+    starts): every recorded decision is re-decided through it, and none changes."""
+    recorded = world.workdir / "recorded-python.jsonl"
+    # Decisions made while the rule was audited (the replay test enforced it later).
+    lines = [json.dumps(r) for r in world.records() if AUDITED in r.get("audited", [])]
+    assert lines, "recorded decisions"
+    recorded.write_text("\n".join(lines) + "\n")
+    config = glia_config(free_port(), world.workdir / "unused.jsonl", "audit")
+    config["modules"].append({"module": "scripted_synapse.DoNothingSpamChecker", "name": "hosted-noop"})
+    config["python"] = python_section("localhost")
+    candidate = world.workdir / "candidate-python.yaml"
+    candidate.write_text(yaml.safe_dump(config))
+    report = replay(glia_bin, candidate, recorded, env=python_path_env(ORACLE))
+    assert report["replayed"] == len(lines)
+    assert report["changed"] == 0, report["changes"][:3]

@@ -197,3 +197,42 @@ fn records_without_arguments_or_with_redacted_ones_are_counted_not_replayed() {
     assert_eq!(report["skipped"]["no_arguments"], 1);
     assert_eq!(report["skipped"]["redacted"], 1);
 }
+
+#[actix_rt::test]
+async fn a_replay_reaches_a_candidates_modules_on_nats() {
+    let nats = glia_tests::nats::NatsServer::start();
+    let recorded = live(recorded_modules(), "replay-nats-recorded.jsonl").await;
+    let text: String = recorded.iter().map(|r| format!("{r}\n")).collect();
+    let log = TempFile::new("replay-nats-input.jsonl", &text);
+    let mut modules = candidate_modules();
+    for m in modules.as_array_mut().unwrap() {
+        m["placement"] = json!("nats");
+    }
+    let yaml = json!({"bus": {"type": "nats", "url": nats.url()}, "modules": modules}).to_string();
+    let cand = TempFile::new("replay-nats-candidate.yaml", &yaml);
+    let mut worker = glia_tests::process::GliaProcess::worker(cand.path(), &[], false);
+    worker.logged("glia worker serving over NATS").await;
+    let local = TempFile::new(
+        "replay-local-candidate.yaml",
+        &json!({"modules": candidate_modules()}).to_string(),
+    );
+    let run = |config: &TempFile| {
+        let out = std::process::Command::new(glia_binary())
+            .args(["replay", "--json", "--config"])
+            .arg(config.path())
+            .arg(log.path())
+            .output()
+            .expect("glia replay runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).expect("a JSON report")
+    };
+    let (on_nats, in_process) = (run(&cand), run(&local));
+    assert!(on_nats["changed"].as_u64().unwrap() > 0, "{on_nats}");
+    assert_eq!(on_nats["by_change"], in_process["by_change"], "{on_nats:#}");
+    assert_eq!(on_nats["by_callback"], in_process["by_callback"]);
+    worker.kill();
+}

@@ -88,10 +88,11 @@ impl PerThread {
     fn instance(self: &Arc<Self>) -> Supervised {
         INSTANCES.with(|instances| {
             let mut instances = instances.borrow_mut();
-            if let Some((_, found)) = instances
-                .iter()
-                .find(|(owner, _)| std::ptr::eq(owner.as_ptr(), Arc::as_ptr(self)))
-            {
+            // A dead owner's address may be reused by a new `PerThread` (of another module):
+            // only a live owner is this one.
+            if let Some((_, found)) = instances.iter().find(|(owner, _)| {
+                owner.strong_count() > 0 && std::ptr::eq(owner.as_ptr(), Arc::as_ptr(self))
+            }) {
                 return found.clone();
             }
             instances.retain(|(owner, instance)| match owner.upgrade() {
