@@ -1,0 +1,124 @@
+//! glia's runtime inside Synapse's process: the Python extension `glia_embedded._native`,
+//! which the Synapse module `glia_embedded.GliaEmbedded` drives. It starts glia's coordinator
+//! and the modules of a glia config on glia's own threads (`engine`), and dispatches each
+//! callback from Synapse's thread (`caller`): the request is the bus schema's JSON, as the
+//! bridge posts it, and the reply the same JSON glia's HTTP API answers.
+
+mod caller;
+mod engine;
+mod notify;
+
+use caller::{First, Outcome};
+use engine::Engine;
+use glia_bus_schema::{Callback, CallbackRequest};
+use notify::Notifier;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pyo3::create_exception!(
+    _native,
+    DispatchFailed,
+    pyo3::exceptions::PyException,
+    "glia could not decide: (status, errcode, error), as its HTTP API answers a dispatch error."
+);
+
+/// A running embedded glia.
+#[pyclass(frozen, module = "glia_embedded._native")]
+struct Runtime {
+    engine: Engine,
+    notifier: Notifier,
+    tokens: AtomicU64,
+}
+
+#[pymethods]
+impl Runtime {
+    /// Loads the glia config at `config_path` (checked as `glia serve` checks it), starts its
+    /// modules and coordinator on glia's threads, and serves glia's HTTP API too when
+    /// `http`. `notify(token, reply, error)` is called, from another thread, when a
+    /// dispatch that waited is decided.
+    #[new]
+    fn new(py: Python<'_>, config_path: PathBuf, http: bool, notify: Py<PyAny>) -> PyResult<Self> {
+        glia_runtime::logging::init(glia_runtime::logging::LogFormat::Text, "info");
+        let engine = py
+            .detach(|| engine::load(&config_path).and_then(|c| Engine::start(c, http)))
+            .map_err(PyRuntimeError::new_err)?;
+        Ok(Runtime {
+            engine,
+            notifier: Notifier::start(notify).map_err(PyRuntimeError::new_err)?,
+            tokens: AtomicU64::new(0),
+        })
+    }
+
+    /// glia's module listing, as `GET /_glia/v1/modules` answers it (JSON).
+    fn listing(&self) -> String {
+        serde_json::json!({
+            "modules": self.engine.glia.modules(),
+            "plans": self.engine.glia.plan_listing(),
+        })
+        .to_string()
+    }
+
+    /// Dispatches callback `name` with `body` (its request, the bus schema's JSON): the reply
+    /// (JSON text) when it was decided at once, else an int token, which `notify` is later
+    /// called with. Raises `ValueError` for an unknown callback or bad arguments, and
+    /// `DispatchFailed` when glia could not decide.
+    fn call<'py>(&self, py: Python<'py>, name: &str, body: &str) -> PyResult<Bound<'py, PyAny>> {
+        let request = decode(name, body)?;
+        let first = py
+            .detach(|| {
+                std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    caller::first_poll(&self.engine, request)
+                }))
+            })
+            .map_err(|_| PyRuntimeError::new_err("glia panicked dispatching the callback"))?;
+        match first {
+            First::Done(outcome) => Ok(PyString::new(py, &reply_text(outcome)?).into_any()),
+            First::Waiting(waiting) => {
+                let token = self.tokens.fetch_add(1, Ordering::Relaxed);
+                let to = self.notifier.sender();
+                let done = Box::new(move |outcome: Outcome| to.send(token, outcome));
+                caller::finish_on_glia(&self.engine, waiting, done);
+                Ok(token.into_pyobject(py)?.into_any())
+            }
+        }
+    }
+
+    /// Runs the ready tasks of the `per_thread` instances living on the calling thread.
+    fn drive(&self, py: Python<'_>) {
+        py.detach(caller::drive);
+    }
+
+    /// Stops glia (in-flight dispatches get the config's grace period).
+    fn stop(&self, py: Python<'_>) {
+        py.detach(|| self.engine.stop());
+    }
+}
+
+/// The typed request of callback `name` from its JSON `body`.
+fn decode(name: &str, body: &str) -> PyResult<CallbackRequest> {
+    let callback: Callback = name
+        .parse()
+        .map_err(|_| PyValueError::new_err(format!("unknown callback {name:?}")))?;
+    CallbackRequest::from_json_slice(callback, body.as_bytes())
+        .map_err(|e| PyValueError::new_err(format!("invalid arguments for {callback}: {e}")))
+}
+
+/// The reply's JSON, or `DispatchFailed`.
+fn reply_text(outcome: Outcome) -> PyResult<String> {
+    match notify::encode(outcome) {
+        Ok(text) => Ok(text),
+        Err((status, errcode, error)) => Err(DispatchFailed::new_err((status, errcode, error))),
+    }
+}
+
+/// The extension module.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Runtime>()?;
+    m.add("DispatchFailed", m.py().get_type::<DispatchFailed>())?;
+    Ok(())
+}
