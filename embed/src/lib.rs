@@ -2,11 +2,13 @@
 //! which the Synapse module `glia_embedded.GliaEmbedded` drives. It starts glia's coordinator
 //! and the modules of a glia config on glia's own threads (`engine`), and dispatches each
 //! callback from Synapse's thread (`caller`): the request is the bus schema's JSON, as the
-//! bridge posts it, and the reply the same JSON glia's HTTP API answers.
+//! bridge posts it, and the reply the same JSON glia's HTTP API answers, both as Python
+//! objects rather than text (`pyjson`).
 
 mod caller;
 mod engine;
 mod notify;
+mod pyjson;
 
 use caller::{First, Outcome};
 use engine::Engine;
@@ -14,7 +16,6 @@ use glia_bus_schema::{Callback, CallbackRequest};
 use notify::Notifier;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyString;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,12 +63,17 @@ impl Runtime {
         .to_string()
     }
 
-    /// Dispatches callback `name` with `body` (its request, the bus schema's JSON): the reply
-    /// (JSON text) when it was decided at once, else an int token, which `notify` is later
-    /// called with. Raises `ValueError` for an unknown callback or bad arguments, and
-    /// `DispatchFailed` when glia could not decide.
-    fn call<'py>(&self, py: Python<'py>, name: &str, body: &str) -> PyResult<Bound<'py, PyAny>> {
-        let request = decode(name, body)?;
+    /// Dispatches callback `name` with `args` (its request: the bus schema's JSON, as
+    /// Python objects): the reply (as `json.loads` gives it) when it was decided at once,
+    /// else an int token, which `notify` is later called with. Raises `ValueError` for an
+    /// unknown callback or bad arguments, and `DispatchFailed` when glia could not decide.
+    fn call<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        args: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = decode(name, pyjson::to_json(args)?)?;
         let first = py
             .detach(|| {
                 std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -76,7 +82,7 @@ impl Runtime {
             })
             .map_err(|_| PyRuntimeError::new_err("glia panicked dispatching the callback"))?;
         match first {
-            First::Done(outcome) => Ok(PyString::new(py, &reply_text(outcome)?).into_any()),
+            First::Done(outcome) => reply(py, outcome),
             First::Waiting(waiting) => {
                 let token = self.tokens.fetch_add(1, Ordering::Relaxed);
                 let to = self.notifier.sender();
@@ -98,19 +104,19 @@ impl Runtime {
     }
 }
 
-/// The typed request of callback `name` from its JSON `body`.
-fn decode(name: &str, body: &str) -> PyResult<CallbackRequest> {
+/// The typed request of callback `name` from its JSON `args`.
+fn decode(name: &str, args: serde_json::Value) -> PyResult<CallbackRequest> {
     let callback: Callback = name
         .parse()
         .map_err(|_| PyValueError::new_err(format!("unknown callback {name:?}")))?;
-    CallbackRequest::from_json_slice(callback, body.as_bytes())
+    CallbackRequest::from_json_value(callback, args)
         .map_err(|e| PyValueError::new_err(format!("invalid arguments for {callback}: {e}")))
 }
 
-/// The reply's JSON, or `DispatchFailed`.
-fn reply_text(outcome: Outcome) -> PyResult<String> {
+/// The reply as Python objects, or `DispatchFailed`.
+fn reply<'py>(py: Python<'py>, outcome: Outcome) -> PyResult<Bound<'py, PyAny>> {
     match notify::encode(outcome) {
-        Ok(text) => Ok(text),
+        Ok(value) => pyjson::to_py(py, &value),
         Err((status, errcode, error)) => Err(DispatchFailed::new_err((status, errcode, error))),
     }
 }

@@ -4,10 +4,11 @@
 
 use crate::caller::Outcome;
 use pyo3::prelude::*;
+use serde_json::Value;
 use std::sync::mpsc;
 
-/// A decided dispatch: its token, and its reply JSON or its error.
-type Decided = (u64, Result<String, Failure>);
+/// A decided dispatch: its token, and its reply or its error.
+type Decided = (u64, Result<Value, Failure>);
 
 /// Why glia could not decide: status, errcode, message (as its HTTP API answers).
 pub type Failure = (u16, &'static str, String);
@@ -38,9 +39,11 @@ impl Notifier {
                 for (token, decided) in from {
                     Python::attach(|py| {
                         let called = match decided {
-                            Ok(reply) => notify.call1(py, (token, Some(reply), None::<Failure>)),
+                            Ok(reply) => crate::pyjson::to_py(py, &reply).and_then(|reply| {
+                                notify.call1(py, (token, Some(reply), None::<Failure>))
+                            }),
                             Err(failure) => {
-                                notify.call1(py, (token, None::<String>, Some(failure)))
+                                notify.call1(py, (token, None::<Py<PyAny>>, Some(failure)))
                             }
                         };
                         if let Err(e) = called {
@@ -59,10 +62,10 @@ impl Notifier {
     }
 }
 
-/// The reply as glia's HTTP API writes it, or the failure it answers instead.
-pub fn encode(outcome: Outcome) -> Result<String, Failure> {
+/// The reply as glia's HTTP API writes it (as a JSON value), or the failure it answers instead.
+pub fn encode(outcome: Outcome) -> Result<Value, Failure> {
     match outcome {
-        Ok(reply) => serde_json::to_string(&reply).map_err(|e| {
+        Ok(reply) => serde_json::to_value(&reply).map_err(|e| {
             (
                 500,
                 glia_bus_schema::errcodes::M_UNKNOWN,

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pytest
 import yaml
 
 from conftest import World, _synapse_log_tail
-from harness import CensorService, Reply, Synapse, free_port, glia_config, http_request, mxid
+from harness import CensorService, Reply, Synapse, embedded_module, free_port, glia_config, http_request, mxid
 
 TAG = {"org.glia.embedded": "tagged"}
 #: The never-answering module's timeout, and its failure policy's answer: deny.
@@ -44,11 +42,6 @@ CHAOS = [
         "config": {"callbacks": {"user_may_invite": {"answer": "NOT_SPAM", "hang": 1.0}}},
     },
 ]
-
-
-def embedded_module(config_file: Path, **more: Any) -> dict[str, Any]:
-    """The embedded placement's `modules:` entry."""
-    return {"module": "glia_embedded.GliaEmbedded", "config": {"config_file": str(config_file), **more}}
 
 
 @pytest.fixture(scope="module")

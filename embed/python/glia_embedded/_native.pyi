@@ -1,6 +1,7 @@
 """Types of the Rust extension (embed/src/lib.rs)."""
 
 from collections.abc import Callable
+from typing import Any
 
 class DispatchFailed(Exception):
     """glia could not decide: args are (status, errcode, error)."""
@@ -12,9 +13,10 @@ class Runtime:
         self,
         config_path: str,
         http: bool,
-        notify: Callable[[int, str | None, tuple[int, str, str] | None], None],
+        notify: Callable[[int, Any, tuple[int, str, str] | None], None],
     ) -> None: ...
     def listing(self) -> str: ...
-    def call(self, name: str, body: str) -> str | int: ...
+    def call(self, name: str, args: Any) -> Any:
+        """The reply (as `json.loads` reads it), or an int token when it waits."""
     def drive(self) -> None: ...
     def stop(self) -> None: ...

@@ -12,6 +12,7 @@ through `reactor.callFromThread`, so Synapse's reactor never waits for a module.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ from glia_embedded.config import EmbeddedConfig, parse_config
 from glia_synapse.bridge import FailureLog, callback_for
 from glia_synapse.catalogue import CALLBACKS, CHECK_AUTH, REGISTER_METHODS, CallbackSpec
 from glia_synapse.config import DEFAULT_MEDIA_BYTES
-from glia_synapse.convert import encode_args, read_media_file
+from glia_synapse.convert import ENCODERS, encode_args, encode_event, read_media_file
 from glia_synapse.discovery import Discovery
 from glia_synapse.errors import GliaCallbackFailed, GliaFailure
 from glia_synapse.logcontext import yieldable
@@ -35,6 +36,10 @@ logger = logging.getLogger(__name__)
 #: How often (ms) the `per_thread` instances living on Synapse's thread get to run their
 #: ready tasks (a rebuild after a crash) when no callback comes to run them.
 DRIVE_INTERVAL_MS = 100
+
+#: The bridge's encoders, but an event's PDU is copied shallowly: the runtime reads Synapse's
+#: immutable mappings and tuples itself, so the bridge's deep `plain` copy is not needed.
+EMBEDDED_ENCODERS = {**ENCODERS, "event": functools.partial(encode_event, copy=dict)}
 
 
 class GliaEmbedded:
@@ -47,7 +52,7 @@ class GliaEmbedded:
         self._api = api
         self._failures = FailureLog()
         #: Dispatches still waiting, by the token the runtime gave them.
-        self._waiting: dict[int, defer.Deferred[str]] = {}
+        self._waiting: dict[int, defer.Deferred[Any]] = {}
         self._runtime = _native.Runtime(config.config_file, config.http, self._notify)
         discovery = Discovery.from_reply(json.loads(self._runtime.listing()))
         specs = [s for s in CALLBACKS if s.name in discovery.callbacks and not s.context_manager]
@@ -80,38 +85,38 @@ class GliaEmbedded:
         """Has glia decide one callback invocation; returns what Synapse expects, or raises
         what glia decided the module raised."""
         try:
-            body = encode_args(spec.params, args, spec.skip)
+            body = encode_args(spec.params, args, spec.skip, EMBEDDED_ENCODERS)
             if spec.file_param is not None:
                 body["file"] = await read_media_file(args[spec.file_param], DEFAULT_MEDIA_BYTES)
-            reply = await self._dispatch(spec.name, json.dumps(body))
-            return spec.reply.decode(check_error(json.loads(reply)), args)
+            reply = await self._dispatch(spec.name, body)
+            return spec.reply.decode(check_error(reply), args)
         except GliaFailure as failure:
             return self._resolve_failure(spec, failure)
 
-    async def _dispatch(self, name: str, body: str) -> str:
-        """The reply to `body`: at once when glia decided on this thread, else when glia's
-        thread has."""
+    async def _dispatch(self, name: str, body: dict[str, Any]) -> Any:
+        """The reply to `body` (as `json.loads` reads glia's reply): at once when glia
+        decided on this thread, else when glia's thread has."""
         try:
             answered = self._runtime.call(name, body)
         except _native.DispatchFailed as e:
             raise GliaFailure(f"glia could not decide: {e.args}", kind="http_error") from e
         except (ValueError, OSError) as e:
             raise GliaFailure(f"glia refused the request: {e}", kind="bad_request") from e
-        if isinstance(answered, str):
+        if not isinstance(answered, int):
             return answered
-        waiting: defer.Deferred[str] = defer.Deferred()
+        waiting: defer.Deferred[Any] = defer.Deferred()
         self._waiting[answered] = waiting
         return await yieldable(waiting)
 
-    def _notify(self, token: int, reply: str | None, failure: tuple[int, str, str] | None) -> None:
+    def _notify(self, token: int, reply: Any, failure: tuple[int, str, str] | None) -> None:
         """Called on the runtime's notifying thread when a waiting dispatch is decided."""
         reactor.callFromThread(self._decided, token, reply, failure)
 
-    def _decided(self, token: int, reply: str | None, failure: tuple[int, str, str] | None) -> None:
+    def _decided(self, token: int, reply: Any, failure: tuple[int, str, str] | None) -> None:
         waiting = self._waiting.pop(token, None)
         if waiting is None:
             return
-        if reply is not None:
+        if failure is None:
             waiting.callback(reply)
         else:
             waiting.errback(GliaFailure(f"glia could not decide: {failure}", kind="http_error"))
