@@ -4,10 +4,10 @@
 //! (`/metrics`, `/health`, the callbacks) on the config's `listen`.
 
 use futures::channel::oneshot;
-use glia_runtime::app::{self, Glia, PythonCheck};
-use glia_runtime::config::{GliaConfig, Placement};
+use glia_runtime::app::{self, ConfigLoader, Glia, PythonCheck, StartOptions};
+use glia_runtime::config::{ConfigFileError, GliaConfig, Placement};
 use glia_runtime::coordinator::Coordinator;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -35,21 +35,31 @@ struct Started {
 
 /// Reads and checks the config at `path` as `glia serve` does (built-in Rust modules; the
 /// Python modules placed here are checked in a host).
-pub fn load(path: &Path) -> Result<GliaConfig, String> {
+pub fn load(path: &Path) -> Result<GliaConfig, ConfigFileError> {
     let registry = glia_modules::builtin_registry();
     app::load_file_with(path, &registry, PythonCheck::Placement(Placement::Local))
-        .map_err(|e| e.to_string())
+}
+
+/// How a reload (`POST /_glia/v1/reload`, with `http`) reads the config anew: the same file
+/// and checks as at start.
+pub fn loader(path: PathBuf) -> ConfigLoader {
+    Arc::new(move || load(&path))
 }
 
 impl Engine {
-    /// Starts glia on its own thread from `config`, serving its HTTP API too when `http`;
-    /// returns once every module has started (or glia refused to start).
-    pub fn start(config: GliaConfig, http: bool) -> Result<Engine, String> {
+    /// Starts glia on its own thread from the config at `path`, serving its HTTP API too
+    /// when `http`; returns once every module has started (or glia refused to start).
+    pub fn start(path: PathBuf, http: bool) -> Result<Engine, String> {
+        let config = load(&path).map_err(|e| e.to_string())?;
+        let options = StartOptions {
+            loader: Some(loader(path)),
+            ..StartOptions::default()
+        };
         let (started_tx, started_rx) = mpsc::channel();
         let (stop, stopped) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("glia-embedded".into())
-            .spawn(move || run(config, http, started_tx, stopped))
+            .spawn(move || run(config, options, http, started_tx, stopped))
             .map_err(|e| format!("cannot start glia's thread: {e}"))?;
         let started = match started_rx.recv() {
             Ok(Ok(started)) => started,
@@ -81,12 +91,13 @@ impl Engine {
 /// glia's thread: starts glia, reports, runs until told to stop, then shuts down.
 fn run(
     config: GliaConfig,
+    options: StartOptions,
     http: bool,
     started: mpsc::Sender<Result<Started, String>>,
     stopped: oneshot::Receiver<()>,
 ) {
     actix_rt::System::new().block_on(async move {
-        let glia = match Glia::start(config).await {
+        let glia = match Glia::start_with(config, options).await {
             Ok(glia) => Arc::new(glia),
             Err(e) => {
                 let _ = started.send(Err(e.to_string()));
@@ -107,10 +118,11 @@ fn run(
             handle: tokio::runtime::Handle::current(),
         }));
         let _ = stopped.await;
-        if let Some(stop) = &server {
-            stop.begin();
+        let grace = glia.config().shutdown_grace;
+        match &server {
+            Some(stop) => futures::join!(stop.stop(), glia.shutdown(grace)).1,
+            None => glia.shutdown(grace).await,
         }
-        glia.shutdown(glia.config().shutdown_grace).await;
     });
 }
 

@@ -45,7 +45,7 @@ impl Runtime {
     fn new(py: Python<'_>, config_path: PathBuf, http: bool, notify: Py<PyAny>) -> PyResult<Self> {
         glia_runtime::logging::init(glia_runtime::logging::LogFormat::Text, "info");
         let engine = py
-            .detach(|| engine::load(&config_path).and_then(|c| Engine::start(c, http)))
+            .detach(|| Engine::start(config_path, http))
             .map_err(PyRuntimeError::new_err)?;
         Ok(Runtime {
             engine,
@@ -74,13 +74,13 @@ impl Runtime {
         args: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let request = decode(name, pyjson::to_json(args)?)?;
-        let first = py
-            .detach(|| {
-                std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    caller::first_poll(&self.engine, request)
-                }))
-            })
-            .map_err(|_| PyRuntimeError::new_err("glia panicked dispatching the callback"))?;
+        // The GIL is kept for this one poll, as a native module keeps it: what it runs answers
+        // at once or moves to glia's thread, and releasing it would hand it to any other
+        // Python thread waiting, then wait for that thread to give it back.
+        let first = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            caller::first_poll(&self.engine, request)
+        }))
+        .map_err(|_| PyRuntimeError::new_err("glia panicked dispatching the callback"))?;
         match first {
             First::Done(outcome) => reply(py, outcome),
             First::Waiting(waiting) => {

@@ -83,30 +83,30 @@ class GliaEmbedded:
 
     async def forward(self, spec: CallbackSpec, args: Mapping[str, Any]) -> Any:
         """Has glia decide one callback invocation; returns what Synapse expects, or raises
-        what glia decided the module raised."""
+        what glia decided the module raised. The reply is read at once when glia decided on
+        this thread, else once glia's thread has (no coroutine of its own on the first path:
+        it runs for every event served)."""
         try:
             body = encode_args(spec.params, args, spec.skip, EMBEDDED_ENCODERS)
             if spec.file_param is not None:
                 body["file"] = await read_media_file(args[spec.file_param], DEFAULT_MEDIA_BYTES)
-            reply = await self._dispatch(spec.name, body)
+            try:
+                reply = self._runtime.call(spec.name, body)
+            except _native.DispatchFailed as e:
+                raise GliaFailure(f"glia could not decide: {e.args}", kind="http_error") from e
+            except (ValueError, OSError) as e:
+                raise GliaFailure(f"glia refused the request: {e}", kind="bad_request") from e
+            if type(reply) is int:
+                reply = await yieldable(self._wait(reply))
             return spec.reply.decode(check_error(reply), args)
         except GliaFailure as failure:
             return self._resolve_failure(spec, failure)
 
-    async def _dispatch(self, name: str, body: dict[str, Any]) -> Any:
-        """The reply to `body` (as `json.loads` reads glia's reply): at once when glia
-        decided on this thread, else when glia's thread has."""
-        try:
-            answered = self._runtime.call(name, body)
-        except _native.DispatchFailed as e:
-            raise GliaFailure(f"glia could not decide: {e.args}", kind="http_error") from e
-        except (ValueError, OSError) as e:
-            raise GliaFailure(f"glia refused the request: {e}", kind="bad_request") from e
-        if not isinstance(answered, int):
-            return answered
+    def _wait(self, token: int) -> defer.Deferred[Any]:
+        """The Deferred the waiting dispatch `token` resolves (see `_notify`)."""
         waiting: defer.Deferred[Any] = defer.Deferred()
-        self._waiting[answered] = waiting
-        return await yieldable(waiting)
+        self._waiting[token] = waiting
+        return waiting
 
     def _notify(self, token: int, reply: Any, failure: tuple[int, str, str] | None) -> None:
         """Called on the runtime's notifying thread when a waiting dispatch is decided."""
