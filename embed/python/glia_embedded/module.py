@@ -23,7 +23,7 @@ from twisted.internet import defer, reactor
 from glia_embedded import _native
 from glia_embedded.config import EmbeddedConfig, parse_config
 from glia_synapse.bridge import FailureLog, callback_for
-from glia_synapse.catalogue import CALLBACKS, CHECK_AUTH, REGISTER_METHODS, CallbackSpec
+from glia_synapse.catalogue import BACKGROUND_UPDATES, CALLBACKS, CHECK_AUTH, REGISTER_METHODS, CallbackSpec
 from glia_synapse.config import DEFAULT_MEDIA_BYTES
 from glia_synapse.convert import ENCODERS, encode_args, encode_event, read_media_file
 from glia_synapse.discovery import Discovery
@@ -55,7 +55,9 @@ class GliaEmbedded:
         self._waiting: dict[int, defer.Deferred[Any]] = {}
         self._runtime = _native.Runtime(config.config_file, config.http, self._notify)
         discovery = Discovery.from_reply(json.loads(self._runtime.listing()))
-        specs = [s for s in CALLBACKS if s.name in discovery.callbacks and not s.context_manager]
+        # The background-update controller (its `on_update` is an async context manager, and
+        # its batch sizes fall back to Synapse's settings) is the bridge's alone for now.
+        specs = [s for s in CALLBACKS if s.name in discovery.callbacks and s.category != BACKGROUND_UPDATES]
         self._register(specs)
         checkers = {t: f for t, f in discovery.login_types.items() if f is not None}
         if checkers:
