@@ -16,7 +16,7 @@ if ! "$venv/bin/maturin" --version 2>/dev/null | grep -qx "maturin $maturin_vers
 fi
 out="$target/wheels/$profile"
 rm -rf "$out"
-"$venv/bin/maturin" build --quiet --profile "$profile" -m "$root/embed/Cargo.toml" --out "$out" \
+"$venv/bin/maturin" build --quiet --locked --profile "$profile" -m "$root/embed/Cargo.toml" --out "$out" \
     --interpreter "$venv/bin/python"
 "$venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall --no-deps "$out"/glia_embedded-*.whl
 echo "glia_embedded ($profile) installed into $venv"
