@@ -79,6 +79,11 @@ pub enum ArgsError {
 }
 
 fn decode_args<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ArgsError> {
+    // Tracking the path costs on every field; it is only needed to name a bad one, so it
+    // runs only when the plain decoder fails, which it does on the same input.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(args_error)?;
     de.end().map_err(|e| ArgsError::NotJson(e.to_string()))?;
@@ -86,6 +91,10 @@ fn decode_args<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ArgsEr
 }
 
 fn decode_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ArgsError> {
+    // As in `decode_args`: the path is tracked only to name a bad field.
+    if let Ok(decoded) = T::deserialize(&value) {
+        return Ok(decoded);
+    }
     serde_path_to_error::deserialize(value).map_err(args_error)
 }
 

@@ -47,7 +47,7 @@ say "the checkers themselves (ruff)"
 "$root/tests/e2e/.venv/bin/ruff" format --check --config "$root/tests/e2e/ruff.toml" "$here"
 
 say "Dockerfiles (hadolint)"
-"$venv/bin/hadolint" deploy/docker/glia.Dockerfile deploy/synapse-bridge/Dockerfile \
+"$venv/bin/hadolint" deploy/docker/glia.Dockerfile deploy/docker/synapse-embedded.Dockerfile deploy/synapse-bridge/Dockerfile \
     deploy/compose/synapse/http-antispam.Dockerfile
 
 say "compose files (docker-compose config): (a), (a)+(b) NATS, (a)+(c) synapse-http-antispam"

@@ -5,13 +5,16 @@ Not part of the test run. Usage (from the repository root, after tests/e2e/setup
 
     GLIA_BIN=target/release/glia tests/e2e/.venv/bin/python tests/e2e/bench_send.py --sends 200
 
-Three Synapses run side by side (same version and config, SQLite): `none` (no modules),
-`glia` (the bridge; glia with the e2e seed modules, including event_censorer and its censor
-service) and `glia-no-censor` (the same without event_censorer, so no extra HTTP hop per
-event). Each user sends `--sends` messages with `PUT /rooms/{id}/send` over a kept-alive
-connection, the three interleaved round by round so machine load drifts hit all alike,
-after `--warmup` unmeasured sends each. With `--breakdown` the bridge logs at DEBUG (which
-costs a little) and the median time of each forwarded callback is printed too.
+Five Synapses run side by side (same version and config, SQLite): `none` (no modules),
+`none-again` (the same: the A/A noise of the run), `glia` (the bridge; glia with the e2e seed
+modules, including event_censorer and its censor service), `glia-no-censor` (the same without
+event_censorer, so no extra HTTP hop per event) and `embedded-no-censor` (those modules in glia
+embedded in Synapse's process, docs/embedded.md; its wheel from `tests/e2e/embedded.sh`,
+`GLIA_EMBEDDED_PROFILE=release` for a benchmark). Each user sends `--sends` messages with
+`PUT /rooms/{id}/send` over a kept-alive connection, the five interleaved round by round so
+machine load drifts hit all alike, after `--warmup` unmeasured sends each. With `--breakdown`
+the bridge logs at DEBUG (which costs a little) and the median time of each forwarded callback
+is printed too.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (
@@ -37,6 +42,7 @@ from harness import (
     Glia,
     Synapse,
     bridge_module,
+    embedded_module,
     free_port,
     glia_binary,
     glia_config,
@@ -100,11 +106,11 @@ def percentile(samples: list[float], fraction: float) -> float:
 
 @contextmanager
 def servers(workdir: Path, bridge_log_level: str) -> Iterator[dict[str, Synapse]]:
-    """The three Synapses (and the glias and censor behind two of them)."""
+    """The five Synapses (and the glias and censor behind two of them)."""
     with ExitStack() as stack:
         censor = CensorService().start()
         stack.callback(censor.stop)
-        synapses: dict[str, list[dict[str, Any]]] = {"none": []}
+        synapses: dict[str, list[dict[str, Any]]] = {"none": [], "none-again": []}
         for name, with_censor in (("glia", True), ("glia-no-censor", False)):
             port = free_port()
             glia_dir = workdir / f"glia-{name}"
@@ -112,6 +118,9 @@ def servers(workdir: Path, bridge_log_level: str) -> Iterator[dict[str, Synapse]
             glia = Glia.start(glia_binary(), glia_dir, glia_config(port, censor.url, censor=with_censor), port)
             stack.callback(glia.stop)
             synapses[name] = [bridge_module(glia.url, timeout=10)]
+        embedded = workdir / "glia-embedded.yaml"
+        embedded.write_text(yaml.safe_dump(glia_config(free_port(), censor.url, censor=False), sort_keys=False))
+        synapses["embedded-no-censor"] = [embedded_module(embedded)]
         running = {}
         for name, modules in synapses.items():
             synapse = Synapse.start(workdir / f"synapse-{name}", modules, bridge_log_level=bridge_log_level)

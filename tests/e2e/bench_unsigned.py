@@ -5,7 +5,7 @@ Not part of the test run. Usage (from the repository root, after tests/e2e/setup
 
     GLIA_BIN=target/release/glia tests/e2e/.venv/bin/python tests/e2e/bench_unsigned.py --rounds 100
 
-Four Synapses run side by side (same version and config, SQLite), each with one user and one
+Five Synapses run side by side (same version and config, SQLite), each with one user and one
 room of 50 messages:
 
 - `none`: no modules;
@@ -14,9 +14,13 @@ room of 50 messages:
 - `glia-python`: the bridge and glia, with the very module of `native` in glia's Python host
   (a child process, over its pipe);
 - `glia-rust`: the bridge and glia with the built-in `chaos` module answering `{}` for
-  `add_field_to_unsigned`, in glia's own process (no NATS).
+  `add_field_to_unsigned`, in glia's own process (no NATS);
+- `embedded`: the same `chaos` module (`instances: per_thread`) in glia embedded in Synapse's
+  process (`glia_embedded.GliaEmbedded`, no bridge, no glia process). Build its wheel in the
+  release profile first: `GLIA_EMBEDDED_PROFILE=release tests/e2e/embedded.sh` (the test run
+  installs the dev build).
 
-Each user fetches the page over a kept-alive connection, the four interleaved round by round
+Each user fetches the page over a kept-alive connection, the five interleaved round by round
 so machine load drifts hit all alike, after `--warmup` unmeasured rounds. Prints the median,
 p90 and mean per setup, and each median's ratio to `none` and to `native`; with
 `--breakdown`, the bridge's median time per forwarded call (from its DEBUG log).
@@ -35,11 +39,23 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_send import Sender, breakdown, percentile
 from differential import glia_knows_the_modules, oracle_env
-from harness import GLIA_TOKEN, Client, Glia, Synapse, bridge_module, free_port, glia_binary, wait_until
+from harness import (
+    GLIA_TOKEN,
+    Client,
+    Glia,
+    Synapse,
+    bridge_module,
+    embedded_module,
+    free_port,
+    glia_binary,
+    wait_until,
+)
 from hosting import python_section
 
 MESSAGES = 50
@@ -77,7 +93,7 @@ def glia_config(port: int, modules: list[dict[str, Any]], **more: Any) -> dict[s
 
 @contextmanager
 def servers(workdir: Path, bridge_log_level: str) -> Iterator[dict[str, Synapse]]:
-    """The four Synapses, and the two glias behind two of them."""
+    """The five Synapses, and the two glias behind two of them (the fifth embeds its own)."""
     with ExitStack() as stack:
         python_port, rust_port = free_port(), free_port()
         do_nothing = {"module": "scripted_synapse.DoNothingUnsigned", "name": "noop", "config": {}}
@@ -98,6 +114,7 @@ def servers(workdir: Path, bridge_log_level: str) -> Iterator[dict[str, Synapse]
             "native": ([{"module": "scripted_synapse.DoNothingUnsigned", "config": {}}], oracle_env()),
             "glia-python": ([bridge_module(python.url, timeout=10, web_resource_paths=[])], None),
             "glia-rust": ([bridge_module(rust.url, timeout=10, web_resource_paths=[])], None),
+            "embedded": ([embedded_module(_embedded_config(workdir, chaos))], None),
         }
         running = {}
         for name, (modules, env) in setups.items():
@@ -105,6 +122,14 @@ def servers(workdir: Path, bridge_log_level: str) -> Iterator[dict[str, Synapse]
             stack.callback(synapse.stop)
             running[name] = synapse
         yield running
+
+
+def _embedded_config(workdir: Path, chaos: dict[str, Any]) -> Path:
+    """The embedded glia's config file: `chaos` on Synapse's thread (`instances: per_thread`)."""
+    path = _dir(workdir, "glia-embedded") / "glia.yaml"
+    config = glia_config(free_port(), [{**chaos, "instances": "per_thread"}])
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
 
 
 def _dir(workdir: Path, name: str) -> Path:

@@ -410,6 +410,11 @@ def bridge_module(glia_url: str, **overrides: Any) -> dict[str, Any]:
     return {"module": "glia_synapse.GliaBridge", "config": config}
 
 
+def embedded_module(config_file: Path, **more: Any) -> dict[str, Any]:
+    """The embedded placement's `modules:` entry: glia in Synapse's process, from `config_file`."""
+    return {"module": "glia_embedded.GliaEmbedded", "config": {"config_file": str(config_file), **more}}
+
+
 def synapse_config(
     workdir: Path, port: int, modules: list[dict[str, Any]], server_name: str = SERVER_NAME
 ) -> dict[str, Any]:

@@ -14,14 +14,17 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 
 "$here/setup.sh"
+# The embedded placement's wheel (maturin, dev profile), for test_embedded.py.
+"$here/embedded.sh"
 export GLIA_BIN="${GLIA_BIN:-$root/target/debug/glia}"
 if [ ! -x "$GLIA_BIN" ]; then
     echo "error: no glia binary at $GLIA_BIN; run \`cargo build -p glia-runtime --bin glia\` first" >&2
     exit 1
 fi
-# The Python code is linted as the Rust is: the bridge, the Python host, the example module, these
-# tests, the docs' link checker.
-python_code=("$root/deploy/synapse-bridge" "$root/deploy/python-host" "$root/deploy/examples" "$here" "$root/tests/docs")
+# The Python code is linted as the Rust is: the bridge, the Python host, the example module, the
+# embedded placement's package, these tests, the docs' link checker.
+python_code=("$root/deploy/synapse-bridge" "$root/deploy/python-host" "$root/deploy/examples" "$root/embed/python" "$here"
+    "$root/tests/docs")
 "$here/.venv/bin/ruff" check "${python_code[@]}"
 "$here/.venv/bin/ruff" format --check "${python_code[@]}"
 # The Python host's own unit tests (no homeserver), then the end-to-end tests.

@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 Callback = Callable[..., Awaitable[Any]]
 
-__all__ = ["Discovery", "GliaBridge", "forwarding_rules", "select_callbacks", "select_login_types"]
+__all__ = ["Discovery", "GliaBridge", "callback_for", "forwarding_rules", "select_callbacks", "select_login_types"]
 
 #: Seconds before the first retry to listen for the ModuleApi channel, doubled after each
 #: failure up to `MODULE_API_RETRY_MAX`.
@@ -155,6 +155,38 @@ class _Entered:
 
     async def __aexit__(self, *exc: object) -> bool:
         return False
+
+
+def callback_for(
+    spec: CallbackSpec, forward: Callable[[CallbackSpec, Mapping[str, Any]], Awaitable[Any]], owner: str
+) -> Callback:
+    """Synapse's callback for `spec`, calling `forward(spec, arguments by name)`: an async
+    function with Synapse's parameters (Synapse counts them for `user_may_create_room` and
+    `check_username_for_spam`), or, for `on_update`, a plain function returning an async
+    context manager whose entry calls `forward`. Shared with the embedded placement
+    (`glia_embedded`), so both present the same callbacks to Synapse."""
+    signature = inspect.Signature(
+        [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in spec.params]
+    )
+
+    names = tuple(spec.params)
+
+    async def callback(*args: Any, **kwargs: Any) -> Any:
+        # Synapse passes every argument by position: naming them needs no `bind`, which
+        # costs more than the rest of the bridge's own work on a call.
+        if not kwargs and len(args) == len(names):
+            return await forward(spec, dict(zip(names, args, strict=True)))
+        return await forward(spec, signature.bind(*args, **kwargs).arguments)
+
+    def context_manager(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        return _Entered(lambda: forward(spec, bound.arguments))
+
+    made: Any = context_manager if spec.context_manager else callback
+    made.__signature__ = signature
+    made.__name__ = spec.name
+    made.__qualname__ = f"{owner}.{spec.name}"
+    return made  # type: ignore[no-any-return]
 
 
 class GliaBridge:
@@ -380,32 +412,8 @@ class GliaBridge:
         raise GliaCallbackFailed(f"glia could not decide {spec.name}: {failure}") from failure
 
     def make_callback(self, spec: CallbackSpec) -> Callback:
-        """Synapse's callback for `spec`: an async function with Synapse's parameters (Synapse
-        counts them for `user_may_create_room` and `check_username_for_spam`), or, for
-        `on_update`, a plain function returning an async context manager whose entry asks
-        glia."""
-        signature = inspect.Signature(
-            [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in spec.params]
-        )
-
-        names = tuple(spec.params)
-
-        async def callback(*args: Any, **kwargs: Any) -> Any:
-            # Synapse passes every argument by position: naming them needs no `bind`, which
-            # costs more than the rest of the bridge's own work on a call.
-            if not kwargs and len(args) == len(names):
-                return await self.forward(spec, dict(zip(names, args, strict=True)))
-            return await self.forward(spec, signature.bind(*args, **kwargs).arguments)
-
-        def context_manager(*args: Any, **kwargs: Any) -> Any:
-            bound = signature.bind(*args, **kwargs)
-            return _Entered(lambda: self.forward(spec, bound.arguments))
-
-        made: Any = context_manager if spec.context_manager else callback
-        made.__signature__ = signature
-        made.__name__ = spec.name
-        made.__qualname__ = f"{type(self).__name__}.{spec.name}"
-        return made  # type: ignore[no-any-return]
+        """Synapse's callback for `spec`, forwarding to glia (see `callback_for`)."""
+        return callback_for(spec, self.forward, type(self).__name__)
 
     # -- start-up ---------------------------------------------------------------------
 

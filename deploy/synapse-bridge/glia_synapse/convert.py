@@ -55,11 +55,14 @@ EVENT_META_KEYS = ("room_version", "internal_metadata")
 METADATA_ATTRIBUTES = ("outlier", "stream_ordering", "instance_name", "redacted_by")
 
 
-def encode_event(event: Any) -> JsonDict:
-    """An `EventBase` as its PDU dict (`get_dict()`), with `event_id` and `room_id` filled
-    in when the dict lacks them, and its room version and internal metadata beside the PDU's
-    own keys (`EVENT_META_KEYS`)."""
-    pdu: JsonDict = plain(event.get_dict())
+def encode_event(event: Any, copy: Callable[[Any], Any] = plain) -> JsonDict:
+    """An `EventBase` as its PDU dict (`get_dict()`, through `copy`), with `event_id` and
+    `room_id` filled in when the dict lacks them, and its room version and internal metadata
+    beside the PDU's own keys (`EVENT_META_KEYS`).
+
+    `copy` makes the PDU JSON-ready; the embedded placement, which reads Synapse's immutable
+    mappings as they are, passes `dict` (a shallow copy, a fraction of `plain`'s cost)."""
+    pdu: JsonDict = copy(event.get_dict())
     for key in ADDED_EVENT_KEYS:
         if pdu.get(key) is None:
             value = getattr(event, key, None)
@@ -205,11 +208,16 @@ ENCODERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def encode_args(names: Iterable[str], args: Mapping[str, Any], skip: Iterable[str] = ()) -> JsonDict:
+def encode_args(
+    names: Iterable[str],
+    args: Mapping[str, Any],
+    skip: Iterable[str] = (),
+    encoders: Mapping[str, Callable[[Any], Any]] = ENCODERS,
+) -> JsonDict:
     """The request body for glia: each argument in `names` (except `skip`) through its
-    encoder."""
+    encoder in `encoders` (`plain` for the others)."""
     skipped = set(skip)
-    return {name: ENCODERS.get(name, plain)(args[name]) for name in names if name not in skipped and name in args}
+    return {name: encoders.get(name, plain)(args[name]) for name in names if name not in skipped and name in args}
 
 
 class _Enough(Exception):

@@ -1,0 +1,22 @@
+"""Types of the Rust extension (embed/src/lib.rs)."""
+
+from collections.abc import Callable
+from typing import Any
+
+class DispatchFailed(Exception):
+    """glia could not decide: args are (status, errcode, error)."""
+
+class Runtime:
+    """A running embedded glia."""
+
+    def __init__(
+        self,
+        config_path: str,
+        http: bool,
+        notify: Callable[[int, Any, tuple[int, str, str] | None], None],
+    ) -> None: ...
+    def listing(self) -> str: ...
+    def call(self, name: str, args: Any) -> Any:
+        """The reply (as `json.loads` reads it), or an int token when it waits."""
+    def drive(self) -> None: ...
+    def stop(self) -> None: ...

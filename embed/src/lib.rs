@@ -1,0 +1,130 @@
+//! glia's runtime inside Synapse's process: the Python extension `glia_embedded._native`,
+//! which the Synapse module `glia_embedded.GliaEmbedded` drives. It starts glia's coordinator
+//! and the modules of a glia config on glia's own threads (`engine`), and dispatches each
+//! callback from Synapse's thread (`caller`): the request is the bus schema's JSON, as the
+//! bridge posts it, and the reply the same JSON glia's HTTP API answers, both as Python
+//! objects rather than text (`pyjson`).
+
+mod caller;
+mod engine;
+mod notify;
+mod pyjson;
+
+use caller::{First, Outcome};
+use engine::Engine;
+use glia_bus_schema::{Callback, CallbackRequest};
+use notify::Notifier;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pyo3::create_exception!(
+    _native,
+    DispatchFailed,
+    pyo3::exceptions::PyException,
+    "glia could not decide: (status, errcode, error), as its HTTP API answers a dispatch error."
+);
+
+/// A running embedded glia.
+#[pyclass(frozen, module = "glia_embedded._native")]
+struct Runtime {
+    engine: Engine,
+    notifier: Notifier,
+    tokens: AtomicU64,
+}
+
+#[pymethods]
+impl Runtime {
+    /// Loads the glia config at `config_path` (checked as `glia serve` checks it), starts its
+    /// modules and coordinator on glia's threads, and serves glia's HTTP API too when
+    /// `http`. `notify(token, reply, error)` is called, from another thread, when a
+    /// dispatch that waited is decided.
+    #[new]
+    fn new(py: Python<'_>, config_path: PathBuf, http: bool, notify: Py<PyAny>) -> PyResult<Self> {
+        glia_runtime::logging::init(glia_runtime::logging::LogFormat::Text, "info");
+        let engine = py
+            .detach(|| Engine::start(config_path, http))
+            .map_err(PyRuntimeError::new_err)?;
+        Ok(Runtime {
+            engine,
+            notifier: Notifier::start(notify).map_err(PyRuntimeError::new_err)?,
+            tokens: AtomicU64::new(0),
+        })
+    }
+
+    /// glia's module listing, as `GET /_glia/v1/modules` answers it (JSON).
+    fn listing(&self) -> String {
+        serde_json::json!({
+            "modules": self.engine.glia.modules(),
+            "plans": self.engine.glia.plan_listing(),
+        })
+        .to_string()
+    }
+
+    /// Dispatches callback `name` with `args` (its request: the bus schema's JSON, as
+    /// Python objects): the reply (as `json.loads` gives it) when it was decided at once,
+    /// else an int token, which `notify` is later called with. Raises `ValueError` for an
+    /// unknown callback or bad arguments, and `DispatchFailed` when glia could not decide.
+    fn call<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        args: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let request = decode(name, pyjson::to_json(args)?)?;
+        // The GIL is kept for this one poll, as a native module keeps it: what it runs answers
+        // at once or moves to glia's thread, and releasing it would hand it to any other
+        // Python thread waiting, then wait for that thread to give it back.
+        let first = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            caller::first_poll(&self.engine, request)
+        }))
+        .map_err(|_| PyRuntimeError::new_err("glia panicked dispatching the callback"))?;
+        match first {
+            First::Done(outcome) => reply(py, outcome),
+            First::Waiting(waiting) => {
+                let token = self.tokens.fetch_add(1, Ordering::Relaxed);
+                let to = self.notifier.sender();
+                let done = Box::new(move |outcome: Outcome| to.send(token, outcome));
+                caller::finish_on_glia(&self.engine, waiting, done);
+                Ok(token.into_pyobject(py)?.into_any())
+            }
+        }
+    }
+
+    /// Runs the ready tasks of the `per_thread` instances living on the calling thread.
+    fn drive(&self, py: Python<'_>) {
+        py.detach(caller::drive);
+    }
+
+    /// Stops glia (in-flight dispatches get the config's grace period).
+    fn stop(&self, py: Python<'_>) {
+        py.detach(|| self.engine.stop());
+    }
+}
+
+/// The typed request of callback `name` from its JSON `args`.
+fn decode(name: &str, args: serde_json::Value) -> PyResult<CallbackRequest> {
+    let callback: Callback = name
+        .parse()
+        .map_err(|_| PyValueError::new_err(format!("unknown callback {name:?}")))?;
+    CallbackRequest::from_json_value(callback, args)
+        .map_err(|e| PyValueError::new_err(format!("invalid arguments for {callback}: {e}")))
+}
+
+/// The reply as Python objects, or `DispatchFailed`.
+fn reply<'py>(py: Python<'py>, outcome: Outcome) -> PyResult<Bound<'py, PyAny>> {
+    match notify::encode(outcome) {
+        Ok(value) => pyjson::to_py(py, &value),
+        Err((status, errcode, error)) => Err(DispatchFailed::new_err((status, errcode, error))),
+    }
+}
+
+/// The extension module.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Runtime>()?;
+    m.add("DispatchFailed", m.py().get_type::<DispatchFailed>())?;
+    Ok(())
+}
