@@ -8,7 +8,9 @@ loaded), then a `reply` per `invoke` and a `web_reply` per `web`, on the file de
 was its standard output. The module's own output (a `print`, a C library writing to fd 1) goes
 to standard error, with the host's log, so it cannot corrupt the frames.
 
-The end of standard input means glia has gone or stopped the module: the host exits.
+The end of standard input means glia has gone or stopped the module: the host exits. A host
+whose loop is blocked by its module does not see that end; it dies with glia all the same
+(`parent.py`).
 """
 
 from __future__ import annotations

@@ -35,6 +35,11 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.exit(check.run())
 
+    if args.command == "child":
+        from glia_python_host.parent import watch_parent
+
+        watch_parent()
+
     # Before anything imports Twisted's reactor (Synapse does), put it on an asyncio loop.
     from glia_python_host import reactor
 
