@@ -78,13 +78,18 @@ fn probes() -> Vec<(&'static str, String)> {
                 "modules: [{{module: demo, rollout: {{percent: 1, by: sender, {UNKNOWN}: 1}}}}]"
             ),
         ),
+        (
+            "modules[]",
+            format!("modules: [{{module: demo, python: {{{UNKNOWN}: 1}}}}]"),
+        ),
     ]
     .into_iter()
     .enumerate()
-    // The later `modules[]` probes are the module entry's `restart` and `rollout`.
+    // The later `modules[]` probes are the module entry's `restart`, `rollout` and `python`.
     .map(|(i, (s, yaml))| match i {
         13 => ("modules[].restart", yaml),
         14 => ("modules[].rollout", yaml),
+        15 => ("modules[].python", yaml),
         _ => (s, yaml),
     })
     .collect()
@@ -215,6 +220,10 @@ fn the_documented_defaults_are_the_codes() {
         (
             "python.startup_timeout",
             duration(config::python::DEFAULT_STARTUP_TIMEOUT),
+        ),
+        (
+            "python.processes",
+            format!("`{}`", config::python::DEFAULT_PROCESSES),
         ),
         ("defaults.timeout", duration(config::DEFAULT_TIMEOUT)),
         (

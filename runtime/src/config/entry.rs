@@ -56,6 +56,7 @@ impl Loader {
             true => Some(self.python_settings(raw, &site.at, &site.label, python_settings)?),
             false => None,
         };
+        let python = self.host_limits(&raw_module, python, &site)?;
         let factory = self.factory(&raw_module, defaults, types, python.clone(), &site)?;
         let name = raw_module
             .name
@@ -151,6 +152,34 @@ impl Loader {
             return Err(self.error(&at.clone().key("module"), label, "expected a string"));
         }
         Ok(Site { at, label })
+    }
+
+    /// The `python:` settings with the entry's own `python:` block (its host limits) over them.
+    fn host_limits(
+        &self,
+        raw: &RawModule,
+        python: Option<Arc<PythonConfig>>,
+        site: &Site,
+    ) -> Result<Option<Arc<PythonConfig>>, ConfigFileError> {
+        let (Some(over), Some(settings)) = (&raw.python, &python) else {
+            return match raw.python {
+                Some(_) => Err(self.error(
+                    &site.at.clone().key("python"),
+                    site.label.clone(),
+                    "a module's `python:` block is for Python modules (a dotted path to a class)",
+                )),
+                None => Ok(python),
+            };
+        };
+        let limits = settings.limits.overridden_by(over);
+        limits.check().map_err(|(key, why)| {
+            let at = site.at.clone().key("python").key(key);
+            self.error(&at, site.label.clone(), why)
+        })?;
+        Ok(Some(Arc::new(PythonConfig {
+            limits,
+            ..(**settings).clone()
+        })))
     }
 
     /// The factory of the entry's module type: `remote`, a Python class, or a registered type.

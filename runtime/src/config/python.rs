@@ -8,9 +8,13 @@
 //!   public_baseurl: https://matrix.example.com/
 //!   module_api: {url: "http://127.0.0.1:8788", secret_file: /etc/glia/module-api-secret}
 //!   startup_timeout: 60s
+//!   processes: 1           # host processes per module (a module entry's `python:` overrides
+//!   max_requests: 10000    # these four); a host past max_requests (plus up to
+//!   max_requests_jitter: 1000  # max_requests_jitter) or max_rss is replaced
+//!   max_rss: 512MiB
 //! ```
 
-use super::ConfigDuration;
+use super::{ByteSize, ConfigDuration};
 use glia_bus_schema::host::{HomeserverSettings, ModuleApiChannel};
 use serde::Deserialize;
 use serde_json::Value;
@@ -34,6 +38,67 @@ pub(super) struct RawPythonConfig {
     email_app_name: Option<String>,
     module_api: Option<RawModuleApi>,
     startup_timeout: Option<ConfigDuration>,
+    processes: Option<usize>,
+    max_requests: Option<u64>,
+    max_requests_jitter: Option<u64>,
+    max_rss: Option<ByteSize>,
+}
+
+/// How many host processes serve a Python module unless `processes` says otherwise.
+pub const DEFAULT_PROCESSES: usize = 1;
+/// The most host processes one module may have.
+pub const MAX_PROCESSES: usize = 64;
+
+/// How many host processes serve a module and when one is replaced by a fresh one (as
+/// gunicorn's `workers`, `max_requests`, `max_requests_jitter`): the `python:` section's,
+/// over which a module entry's own `python:` block may set each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostLimits {
+    /// Host processes serving the module; each invocation goes to the least busy.
+    #[serde(default)]
+    pub processes: Option<usize>,
+    /// Invocations a host serves before it is replaced.
+    #[serde(default)]
+    pub max_requests: Option<u64>,
+    /// Up to this many more, drawn per host, so that hosts started together are not all
+    /// replaced at once.
+    #[serde(default)]
+    pub max_requests_jitter: Option<u64>,
+    /// The resident memory past which a host is replaced.
+    #[serde(default)]
+    pub max_rss: Option<ByteSize>,
+}
+
+impl HostLimits {
+    /// `self` with each key `over` sets replaced.
+    pub fn overridden_by(self, over: &HostLimits) -> HostLimits {
+        HostLimits {
+            processes: over.processes.or(self.processes),
+            max_requests: over.max_requests.or(self.max_requests),
+            max_requests_jitter: over.max_requests_jitter.or(self.max_requests_jitter),
+            max_rss: over.max_rss.or(self.max_rss),
+        }
+    }
+
+    /// How many host processes (`DEFAULT_PROCESSES` unless set).
+    pub fn process_count(&self) -> usize {
+        self.processes.unwrap_or(DEFAULT_PROCESSES)
+    }
+
+    /// The key that is out of range, and why.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(1..=MAX_PROCESSES).contains(&self.process_count()) {
+            return Err(("processes", format!("from 1 to {MAX_PROCESSES}")));
+        }
+        if self.max_requests == Some(0) {
+            return Err((
+                "max_requests",
+                "at least 1 (leave it out for no bound)".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +133,8 @@ pub struct PythonConfig {
     pub homeserver: HomeserverSettings,
     /// How long a host may take to load its module.
     pub startup_timeout: Duration,
+    /// How many hosts serve a module and when one is replaced (with a module's override).
+    pub limits: HostLimits,
 }
 
 impl RawPythonConfig {
@@ -137,7 +204,25 @@ impl RawPythonConfig {
             startup_timeout: self
                 .startup_timeout
                 .map_or(DEFAULT_STARTUP_TIMEOUT, |d| d.0),
+            limits: self.limits()?,
         })
+    }
+
+    fn limits(&self) -> Result<HostLimits, (&'static [&'static str], String)> {
+        let limits = HostLimits {
+            processes: self.processes,
+            max_requests: self.max_requests,
+            max_requests_jitter: self.max_requests_jitter,
+            max_rss: self.max_rss,
+        };
+        limits.check().map_err(|(key, why)| {
+            let at: &'static [&'static str] = match key {
+                "processes" => &["processes"],
+                _ => &["max_requests"],
+            };
+            (at, why)
+        })?;
+        Ok(limits)
     }
 }
 

@@ -115,4 +115,5 @@ pub(super) struct RawModule {
     pub(super) placement: Option<Placement>,
     pub(super) instances: Option<Instances>,
     pub(super) callbacks: Option<Vec<String>>,
+    pub(super) python: Option<super::python::HostLimits>,
 }

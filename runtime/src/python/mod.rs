@@ -14,7 +14,9 @@
 //! error names the file, line, module and key.
 
 pub mod check;
+mod pool;
 mod process;
+mod spawner;
 
 pub use crate::config::PythonModuleConfig;
 use futures::FutureExt;
@@ -26,7 +28,9 @@ use glia_module_api::{
     ConfigError, ErasedHandler, ModuleApi, ModuleError, ModuleFactory, ParsedConfig, WebHandler,
     WebRequest, WebResponse,
 };
-use process::{HostProcess, Started};
+pub use pool::{recycles, Recycle};
+use pool::{HostPool, Recipe};
+use process::HostProcess;
 use serde_json::Value;
 use std::any::Any;
 use std::sync::Arc;
@@ -73,51 +77,36 @@ impl ModuleFactory for PythonFactory {
     }
 }
 
-/// A running Python module: its host process, killed when the instance is dropped (a crash,
-/// a restart, shutdown).
+/// A running Python module: its host processes, killed when the instance is dropped (a
+/// crash, a restart, shutdown).
 pub struct PythonInstance {
-    host: Arc<HostProcess>,
+    hosts: Arc<HostPool>,
 }
 
 impl Drop for PythonInstance {
     fn drop(&mut self) {
-        self.host.stop("its module instance was dropped");
+        self.hosts.stop("its module instance was dropped");
     }
 }
 
 fn build(entry: &PythonModuleConfig, api: &mut ModuleApi) -> Result<PythonInstance, ModuleError> {
-    let start = ToHost::Start(HostStart {
+    let recipe = Recipe {
         name: entry.name.clone(),
-        module: entry.class.clone(),
-        config: entry.config.clone(),
-        homeserver: entry.python.homeserver.clone(),
-    });
-    let (host, started) = HostProcess::spawn(
-        &entry.name,
-        &entry.python.interpreter,
-        &start,
-        entry.python.startup_timeout,
-    )
-    .map_err(ModuleError::failed)?;
-    let ready = match started {
-        Started::Ready(ready) => ready,
-        Started::Failed(error) => {
-            let at = error.path.join(".");
-            return Err(ModuleError::failed(format!(
-                "cannot load {}: {}{}",
-                entry.class,
-                if at.is_empty() {
-                    String::new()
-                } else {
-                    format!("{at}: ")
-                },
-                error.message
-            )));
-        }
-        Started::Exited(reason) => return Err(ModuleError::failed(reason)),
+        interpreter: entry.python.interpreter.clone(),
+        start: ToHost::Start(HostStart {
+            name: entry.name.clone(),
+            module: entry.class.clone(),
+            config: entry.config.clone(),
+            homeserver: entry.python.homeserver.clone(),
+        }),
+        startup_timeout: entry.python.startup_timeout,
     };
-    tracing::info!(module = %entry.name, class = %entry.class, pid = host.pid(), callbacks = ?ready.description.callbacks, "Python host ready");
-    let invoke = invoker(host.clone(), entry.timeout);
+    // A host being replaced drains: its invocations end by their timeout at the latest.
+    let drain_bound = entry.timeout * 2 + Duration::from_secs(1);
+    let (hosts, ready) = HostPool::start(recipe, entry.python.limits, drain_bound)
+        .map_err(|e| ModuleError::failed(format!("cannot load {}: {e}", entry.class)))?;
+    tracing::info!(module = %entry.name, class = %entry.class, processes = entry.python.limits.process_count(), callbacks = ?ready.description.callbacks, "Python module ready");
+    let invoke = invoker(hosts.clone(), entry.timeout);
     for callback in &ready.description.callbacks {
         api.register_erased(*callback, invoke.clone())?;
     }
@@ -129,38 +118,44 @@ fn build(entry: &PythonModuleConfig, api: &mut ModuleApi) -> Result<PythonInstan
         );
     }
     for path in &ready.description.web_resources {
-        let handler = web_handler(host.clone());
+        let handler = web_handler(hosts.clone());
         if ready.subtrees.contains(path) {
             api.register_web_resource_tree(path, handler);
         } else {
             api.register_web_resource(path, handler);
         }
     }
-    Ok(PythonInstance { host })
+    Ok(PythonInstance { hosts })
 }
 
 /// The handler of every callback: the invocation goes down the pipe; the host's reply is the
 /// answer. A host that is gone is a crash, so the supervisor starts a new one.
-fn invoker(host: Arc<HostProcess>, timeout: Duration) -> ErasedHandler {
+fn invoker(hosts: Arc<HostPool>, timeout: Duration) -> ErasedHandler {
     ErasedHandler::new(move |request: &CallbackRequest| {
-        let host = host.clone();
+        let hosts = hosts.clone();
         let request = request.clone();
         async move {
-            let id = host.next_id();
             let callback = request.callback();
-            let frame = ToHost::Invoke(HostInvoke {
-                id,
-                invocation: Invocation {
-                    request_id: format!("py-{id}"),
-                    deadline_ms: deadline_ms(timeout),
-                    request,
-                },
-            });
-            // The caller may stop waiting (its timeout): forget the frame then.
-            let forget = Forget { host: &host, id };
-            let reply = host.invoke(id, frame).await;
-            std::mem::forget(forget);
-            match reply {
+            let deadline_ms = deadline_ms(timeout);
+            let send = |host: Arc<HostProcess>| {
+                let id = host.next_id();
+                let frame = ToHost::Invoke(HostInvoke {
+                    id,
+                    invocation: Invocation {
+                        request_id: format!("py-{id}"),
+                        deadline_ms,
+                        request: request.clone(),
+                    },
+                });
+                async move {
+                    // The caller may stop waiting (its timeout): forget the frame then.
+                    let forget = Forget { host: &host, id };
+                    let reply = host.invoke(id, frame).await;
+                    std::mem::forget(forget);
+                    reply
+                }
+            };
+            match hosts.call(send).await {
                 Err(reason) => Err(InvocationError::Crashed { reason }),
                 Ok(reply) => match reply.result {
                     InvocationResult::Answer(answer) if answer.callback() == callback => Ok(answer),
@@ -196,23 +191,28 @@ fn deadline_ms(timeout: Duration) -> u64 {
 
 /// A web resource's handler: the request goes down the pipe, the module's response comes back
 /// (502 when the host is gone).
-fn web_handler(host: Arc<HostProcess>) -> WebHandler {
+fn web_handler(hosts: Arc<HostPool>) -> WebHandler {
     WebHandler::new(move |request: WebRequest| {
-        let host = host.clone();
+        let hosts = hosts.clone();
         async move {
-            let id = host.next_id();
-            let frame = ToHost::Web(HostWebRequest {
-                id,
-                method: request.method,
-                path: request.path,
-                query: request.query,
-                headers: request.headers,
-                body: Base64Bytes(request.body),
-            });
-            let forget = Forget { host: &host, id };
-            let response = host.web(id, frame).await;
-            std::mem::forget(forget);
-            match response {
+            let send = |host: Arc<HostProcess>| {
+                let id = host.next_id();
+                let frame = ToHost::Web(HostWebRequest {
+                    id,
+                    method: request.method.clone(),
+                    path: request.path.clone(),
+                    query: request.query.clone(),
+                    headers: request.headers.clone(),
+                    body: Base64Bytes(request.body.clone()),
+                });
+                async move {
+                    let forget = Forget { host: &host, id };
+                    let response = host.web(id, frame).await;
+                    std::mem::forget(forget);
+                    response
+                }
+            };
+            match hosts.call(send).await {
                 Ok(response) => WebResponse {
                     status: response.status,
                     content_type: response.content_type,

@@ -5,13 +5,17 @@
 
 use glia_bus_schema::host::{FromHost, HostLoadError, HostReady, HostWebResponse, ToHost};
 use glia_bus_schema::InvocationReply;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+
+/// Why a frame was refused by a host that was replaced and had drained: the frame was never
+/// sent, so it may go to the host that replaced it.
+pub const RETIRED: &str = "the Python host was recycled";
 
 /// What a waiting invocation or web request receives: the host's answer, or why there is none.
 type Answer<T> = Result<T, String>;
@@ -31,10 +35,57 @@ impl Waiter {
 }
 
 /// The frames in flight, and why the process is gone once it is.
-#[derive(Default)]
 struct Pipe {
+    /// Frames someone waits for.
     waiting: HashMap<u64, Waiter>,
+    /// Frames sent and not answered, waited for or not (a caller that timed out forgets its
+    /// frame, but the host is still busy with it).
+    sent: HashSet<u64>,
+    /// When the host last answered a frame, or was given one while idle.
+    progress: Instant,
     gone: Option<String>,
+}
+
+impl Default for Pipe {
+    fn default() -> Self {
+        Pipe {
+            waiting: HashMap::new(),
+            sent: HashSet::new(),
+            progress: Instant::now(),
+            gone: None,
+        }
+    }
+}
+
+impl Pipe {
+    /// The waiter of the answered frame `id`, which is no longer in flight.
+    fn answered(&mut self, id: u64) -> Option<Waiter> {
+        if self.sent.remove(&id) {
+            self.progress = Instant::now();
+        }
+        self.waiting.remove(&id)
+    }
+}
+
+/// How busy a host is: the frames it has in flight, and for how long it has answered none of
+/// them (a host blocked in a call has few frames in flight, but makes no progress).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Load {
+    /// Frames sent and not answered.
+    pub in_flight: usize,
+    /// Time since the host last answered a frame or was given one while idle.
+    pub stalled: Duration,
+}
+
+impl Load {
+    /// The time a new frame may expect to wait, up to a factor: nothing for an idle host,
+    /// else its frames (the new one counted) times how long it has made no progress.
+    pub fn expected_wait(&self) -> u128 {
+        match self.in_flight {
+            0 => 0,
+            n => (n as u128 + 1) * self.stalled.as_micros().max(1),
+        }
+    }
 }
 
 /// How a host's start-up ended.
@@ -65,13 +116,13 @@ impl HostProcess {
         start: &ToHost,
         timeout: Duration,
     ) -> Result<(Arc<HostProcess>, Started), String> {
-        let mut child = Command::new(interpreter)
+        let mut command = Command::new(interpreter);
+        command
             .args(["-m", "glia_python_host", "child"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot run the Python host with {interpreter:?}: {e} (set python.interpreter to a Python with glia-python-host installed)"))?;
+            .stderr(Stdio::inherit());
+        let mut child = super::spawner::spawn(command).map_err(|e| format!("cannot run the Python host with {interpreter:?}: {e} (set python.interpreter to a Python with glia-python-host installed)"))?;
         let pipe = Arc::new(Mutex::new(Pipe::default()));
         let (frames, outgoing) = mpsc::channel::<Vec<u8>>();
         let (started_tx, started_rx) = mpsc::channel();
@@ -143,6 +194,10 @@ impl HostProcess {
                 return Err(reason.clone());
             }
             pipe.waiting.insert(id, waiter);
+            if pipe.sent.is_empty() {
+                pipe.progress = Instant::now();
+            }
+            pipe.sent.insert(id);
         }
         self.send(frame);
         Ok(())
@@ -167,6 +222,49 @@ impl HostProcess {
             let _ = child.kill();
         }
         let _ = child.wait();
+    }
+
+    /// How busy the host is.
+    pub fn load(&self) -> Load {
+        let pipe = self.pipe.lock().unwrap_or_else(|e| e.into_inner());
+        Load {
+            in_flight: pipe.sent.len(),
+            stalled: pipe.progress.elapsed(),
+        }
+    }
+
+    /// The host's resident memory, in bytes (none when it cannot be read).
+    pub fn rss_bytes(&self) -> Option<u64> {
+        resident_bytes(self.pid())
+    }
+
+    /// Stops a host that was replaced once nobody waits for any of its frames, or `bound`
+    /// has passed (those still waiting then fail). Frames offered after a clean drain are
+    /// refused with [`RETIRED`], never sent. Returns whether the drain was clean.
+    pub fn retire(&self, bound: Duration) -> bool {
+        let until = Instant::now() + bound;
+        loop {
+            {
+                let mut pipe = self.pipe.lock().unwrap_or_else(|e| e.into_inner());
+                if pipe.waiting.is_empty() {
+                    pipe.gone.get_or_insert_with(|| RETIRED.to_owned());
+                    break;
+                }
+            }
+            if Instant::now() >= until {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let clean = self
+            .pipe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .gone
+            .as_deref()
+            == Some(RETIRED);
+        self.stop("it was replaced (recycled)");
+        clean
     }
 
     /// The host's process id.
@@ -216,11 +314,7 @@ fn reply_invalid(pipe: &Mutex<Pipe>, line: &str, error: &str) {
     else {
         return;
     };
-    let waiter = pipe
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .waiting
-        .remove(&id);
+    let waiter = pipe.lock().unwrap_or_else(|e| e.into_inner()).answered(id);
     if let Some(Waiter::Invoke(tx)) = waiter {
         let request_id = value
             .pointer("/reply/reply/request_id")
@@ -243,11 +337,21 @@ fn fail_all(pipe: &Mutex<Pipe>, reason: String) {
         if pipe.gone.is_none() {
             pipe.gone = Some(reason.clone());
         }
+        pipe.sent.clear();
         pipe.waiting.drain().map(|(_, w)| w).collect()
     };
     for waiter in waiting {
         waiter.fail(&reason);
     }
+}
+
+/// A process's resident set size, from `/proc/<pid>/statm` (Linux).
+fn resident_bytes(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf reads a constant of the system.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
 }
 
 fn write_frames(mut stdin: std::process::ChildStdin, outgoing: mpsc::Receiver<Vec<u8>>) {
@@ -292,8 +396,7 @@ fn read_frames(stdout: ChildStdout, pipe: Arc<Mutex<Pipe>>, started: mpsc::Sende
                 let waiter = pipe
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .waiting
-                    .remove(&reply.id);
+                    .answered(reply.id);
                 if let Some(Waiter::Invoke(tx)) = waiter {
                     let _ = tx.send(Ok(reply.reply));
                 }
@@ -302,8 +405,7 @@ fn read_frames(stdout: ChildStdout, pipe: Arc<Mutex<Pipe>>, started: mpsc::Sende
                 let waiter = pipe
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .waiting
-                    .remove(&response.id);
+                    .answered(response.id);
                 if let Some(Waiter::Web(tx)) = waiter {
                     let _ = tx.send(Ok(response));
                 }
@@ -433,6 +535,49 @@ done"#
         assert_eq!(gone, "the Python host exited");
         let id = process.next_id();
         assert!(futures::executor::block_on(process.invoke(id, invoke(id))).is_err());
+    }
+
+    #[test]
+    fn a_retired_host_finishes_its_frames_then_refuses_new_ones_unsent() {
+        // Answers each invocation half a second after it came.
+        let (_dir, script) = host(&format!(
+            r#"read start
+{READY}
+while read line; do
+  id=$(echo "$line" | sed 's/.*"id":\([0-9]*\).*/\1/')
+  sleep 0.5
+  echo "{{\"reply\":{{\"id\":$id,\"reply\":{{\"request_id\":\"r\",\"result\":{{\"answer\":{{\"callback\":\"user_may_invite\",\"answer\":\"NOT_SPAM\"}}}}}}}}}}"
+done"#
+        ));
+        let (process, _) = spawn(&script, Duration::from_secs(10)).unwrap();
+        let id = process.next_id();
+        let in_flight = {
+            let process = process.clone();
+            std::thread::spawn(move || futures::executor::block_on(process.invoke(id, invoke(id))))
+        };
+        while process.load().in_flight == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(process.retire(Duration::from_secs(30)), "a clean drain");
+        let reply = in_flight.join().unwrap().unwrap();
+        assert!(
+            matches!(reply.result, InvocationResult::Answer(_)),
+            "{reply:?}"
+        );
+        let id = process.next_id();
+        let refused = futures::executor::block_on(process.invoke(id, invoke(id))).unwrap_err();
+        assert_eq!(refused, RETIRED);
+        assert!(process.child.lock().unwrap().try_wait().unwrap().is_some());
+    }
+
+    #[test]
+    fn an_idle_host_waits_least_and_a_stalled_one_most() {
+        let load = |in_flight, ms| Load {
+            in_flight,
+            stalled: Duration::from_millis(ms),
+        };
+        assert_eq!(load(0, 5_000).expected_wait(), 0);
+        assert!(load(1, 1_000).expected_wait() > load(4, 2).expected_wait());
     }
 
     #[test]

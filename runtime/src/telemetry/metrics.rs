@@ -64,6 +64,7 @@ pub struct Metrics {
     decisions: IntCounterVec,
     dispatch_latency: HistogramVec,
     restarts: IntCounterVec,
+    python_recycles: IntCounterVec,
     crashes: IntCounterVec,
     in_flight: IntGaugeVec,
     state: IntGaugeVec,
@@ -144,6 +145,7 @@ impl DispatchFamily {
 /// The supervisors' metrics, read from the modules hosted here at scrape time.
 struct ModuleFamily {
     restarts: IntCounterVec,
+    python_recycles: IntCounterVec,
     crashes: IntCounterVec,
     in_flight: IntGaugeVec,
     state: IntGaugeVec,
@@ -157,6 +159,11 @@ impl ModuleFamily {
                 "glia_module_restarts_total",
                 "Module restarts by its supervisor.",
                 &["module"],
+            ),
+            python_recycles: counter(
+                "glia_python_host_recycles_total",
+                "Python host processes replaced by a fresh one, by module and reason (max_requests, max_rss).",
+                &["module", "reason"],
             ),
             crashes: counter(
                 "glia_module_crashes_total",
@@ -274,6 +281,7 @@ impl Metrics {
         } = DispatchFamily::new();
         let ModuleFamily {
             restarts,
+            python_recycles,
             crashes,
             in_flight,
             state,
@@ -298,6 +306,7 @@ impl Metrics {
             decisions,
             dispatch_latency,
             restarts,
+            python_recycles,
             crashes,
             in_flight,
             state,
@@ -329,6 +338,7 @@ impl Metrics {
             &self.invocations,
             &self.decisions,
             &self.restarts,
+            &self.python_recycles,
             &self.crashes,
             &self.bus_errors,
             &self.http_refused,
@@ -533,6 +543,12 @@ impl Metrics {
                     .with_label_values(&[name, state.as_str()])
                     .set(i64::from(state == current));
             }
+        }
+        for (module, reason, count) in crate::python::recycles() {
+            let counter = self
+                .python_recycles
+                .with_label_values(&[&module, reason.as_str()]);
+            catch_up_to(&counter, count);
         }
         if let Some(drops) = &self.span_drops {
             for reason in DropReason::ALL {
