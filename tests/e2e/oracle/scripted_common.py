@@ -17,6 +17,9 @@ Actions:
   raise `SynapseError(status, error, errcode, fields)`;
 - `{"raise": {"exception": "message"}}`: raise a plain exception;
 - `{"sleep": SECONDS, "then": ACTION}`: wait, then do ACTION;
+- `{"block": SECONDS, "then": ACTION}`: block the process's thread (`time.sleep`, as a module
+  calling a blocking library does: nothing else runs on its event loop meanwhile), then ACTION;
+- `{"leak": KIB, "then": ACTION}`: keep KIB kibibytes for good (a module that leaks), then ACTION;
 - `{"if": COND, "then": ACTION, "else": ACTION}`: COND is `{"arg": "dotted.path", "contains":
   "text"}` or `{"arg": ..., "equals": value}` on the call's argument view (see `view_args`;
   a media file's bytes are `file.content`, decoded as Latin-1); `else` defaults to neutral.
@@ -209,10 +212,18 @@ class Step:
     sleep: float
     value: Any = None
     error: Raise | None = None
+    block: float = 0.0
+    leak_kib: int = 0
 
 
 def resolve(action: Any, spec: Spec, view: Mapping[str, Any]) -> Step:
-    """Follows `if`s and `sleep`s down to what to answer. Sleeps add up."""
+    """Follows `if`s, `sleep`s, `block`s and `leak`s down to what to answer; each adds up."""
+    extra: dict[str, float] = {"block": 0.0, "leak_kib": 0}
+    step = _resolve(action, spec, view, extra)
+    return Step(step.sleep, step.value, step.error, extra["block"], int(extra["leak_kib"]))
+
+
+def _resolve(action: Any, spec: Spec, view: Mapping[str, Any], extra: dict[str, float]) -> Step:
     sleep = 0.0
     while True:
         if action is None:
@@ -221,6 +232,10 @@ def resolve(action: Any, spec: Spec, view: Mapping[str, Any]) -> Step:
             raise ScriptError(f"an action is an object, not {action!r}")
         if "sleep" in action:
             sleep += float(action["sleep"])
+            action = action.get("then")
+        elif "block" in action or "leak" in action:
+            extra["block"] += float(action.get("block", 0))
+            extra["leak_kib"] += int(action.get("leak", 0))
             action = action.get("then")
         elif "if" in action:
             action = action.get("then") if holds(action["if"], view) else action.get("else")

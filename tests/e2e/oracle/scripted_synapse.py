@@ -171,6 +171,10 @@ class _UpdateContext:
         return None
 
 
+#: What `leak` actions keep, for good.
+_LEAKED: list[bytearray] = []
+
+
 class ScriptedModule:
     """A Synapse module whose every callback does what a script file says."""
 
@@ -223,6 +227,11 @@ class ScriptedModule:
         view = view_args(callback, json_args)
         record_call(self._calls, self._name, callback, view)
         step = resolve(action_for(read_script(self._script), self._name, callback), spec, view)
+        if step.leak_kib:
+            # Written to, so the pages are resident (a zeroed allocation may not be).
+            _LEAKED.append(bytearray(b"\x01") * (step.leak_kib * 1024))
+        if step.block:
+            time.sleep(step.block)
         if step.sleep:
             await self._api.sleep(step.sleep)
         if step.error is not None:
@@ -278,6 +287,26 @@ class DoNothingSpamChecker:
             return NOT_SPAM
 
         api.register_spam_checker_callbacks(check_event_for_spam=not_spam)
+
+    @staticmethod
+    def parse_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
+        return config
+
+
+class SometimesBlocking:
+    """A native module whose `user_may_create_room` answers `NOT_SPAM` at once, except for a
+    user whose id contains "blocker": that call first blocks the process's thread for
+    `block_s` seconds, as a module calling a blocking library does (bench_python_blocking.py)."""
+
+    def __init__(self, config: Mapping[str, Any], api: ModuleApi) -> None:
+        block_s = float(config.get("block_s", 0.5))
+
+        async def user_may_create_room(user_id: str) -> str:
+            if "blocker" in user_id:
+                time.sleep(block_s)
+            return NOT_SPAM
+
+        api.register_spam_checker_callbacks(user_may_create_room=user_may_create_room)
 
     @staticmethod
     def parse_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
