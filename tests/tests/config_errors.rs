@@ -1917,3 +1917,36 @@ fn a_python_module_on_nats_needs_a_name_that_is_a_subject_token() {
         "{err}"
     );
 }
+
+#[test]
+fn python_host_limits_are_checked_where_they_are_written() {
+    let yaml = concat!(
+        "python: {server_name: example.com, processes: 0}\n", // 1
+        "modules:\n",                                         // 2
+        "  - module: ldap_auth_provider.LdapModule\n",        // 3
+    );
+    let err = error_of(yaml);
+    assert_eq!(
+        (err.key.as_str(), err.message.as_str()),
+        ("python.processes", "from 1 to 64"),
+        "{err}"
+    );
+    let yaml = concat!(
+        "python: {server_name: example.com, processes: 2}\n", // 1
+        "modules:\n",                                         // 2
+        "  - module: ldap_auth_provider.LdapModule\n",        // 3
+        "    name: ldap\n",                                   // 4
+        "    python: {max_requests: 0}\n",                    // 5
+    );
+    let err = error_of(yaml);
+    assert_eq!(err.key, "python.max_requests", "{err}");
+    assert!(err.message.starts_with("at least 1"), "{err}");
+    let yaml = concat!(
+        "modules:\n",                   // 1
+        "  - module: demo\n",           // 2
+        "    python: {processes: 2}\n", // 3
+    );
+    let err = error_of(yaml);
+    assert_eq!(err.key, "python", "{err}");
+    assert!(err.message.contains("for Python modules"), "{err}");
+}
