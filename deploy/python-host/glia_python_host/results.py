@@ -38,6 +38,14 @@ def decode(call: Call, raw: Any) -> Any:
         from synapse.types import RoomAlias
 
         return None if raw is None else RoomAlias.from_string(raw)
+    if call.result == "ip_and_agents":
+        from synapse.module_api import UserIpAndAgent
+
+        return [UserIpAndAgent(**entry) for entry in raw or ()]
+    if call.result == "frozen":
+        from synapse.util import frozenutils
+
+        return frozenutils.freeze(raw)
     if call.result == "tuple":
         return None if raw is None else tuple(raw)
     return raw
