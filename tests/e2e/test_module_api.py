@@ -9,7 +9,10 @@ Both homeservers are named `localhost`; they do not federate.
 
 from __future__ import annotations
 
+import email
 import json
+import socketserver
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +25,57 @@ from harness import Glia, Synapse, bridge_module, free_port, http_request
 from hosting import ORACLE, bridge_module_api, python_path_env, python_section
 
 PROBE = "/_synapse/client/api_probe"
+NOTIF_FROM = "Probe <noreply@localhost>"
 MODULE = {"module": "api_probe.ApiProbe", "config": {}}
+
+
+class SmtpFake:
+    """A minimal SMTP server on 127.0.0.1 keeping the messages it is sent (no TLS offered,
+    which Synapse accepts unless `require_transport_security`)."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.Message] = []
+        messages = self.messages
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                self.wfile.write(b"220 localhost ESMTP fake\r\n")
+                lines: list[bytes] | None = None
+                for raw in self.rfile:
+                    line = raw.rstrip(b"\r\n")
+                    if lines is not None:
+                        if line == b".":
+                            messages.append(email.message_from_bytes(b"\r\n".join(lines)))
+                            lines = None
+                            self.wfile.write(b"250 OK\r\n")
+                        else:
+                            lines.append(line[1:] if line.startswith(b"..") else line)
+                        continue
+                    verb = line[:4].upper()
+                    if verb == b"EHLO":
+                        self.wfile.write(b"250-localhost\r\n250 8BITMIME\r\n")
+                    elif verb == b"DATA":
+                        lines = []
+                        self.wfile.write(b"354 go ahead\r\n")
+                    elif verb == b"QUIT":
+                        self.wfile.write(b"221 bye\r\n")
+                        return
+                    else:  # HELO, MAIL, RCPT, RSET, NOOP
+                        self.wfile.write(b"250 OK\r\n")
+
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def email_config(self) -> dict[str, Any]:
+        """Synapse's `email:` section sending through this server."""
+        port = self._server.server_address[1]
+        return {"smtp_host": "127.0.0.1", "smtp_port": port, "notif_from": NOTIF_FROM, "enable_tls": False}
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 @dataclass
@@ -32,6 +85,8 @@ class Probed:
     native: Side
     glia_side: Side
     glia: Glia
+    #: The SMTP server each side sends its mail to.
+    mail: Both[SmtpFake]
 
     @property
     def sides(self) -> tuple[Side, Side]:
@@ -67,7 +122,8 @@ class Probed:
 def probed(glia_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probed]:
     workdir = tmp_path_factory.mktemp("module-api")
     env = python_path_env(ORACLE)
-    started: list[Any] = []
+    mail = Both(SmtpFake(), SmtpFake())
+    started: list[Any] = [mail.native, mail.glia]
     try:
         module_api_port, glia_port = free_port(), free_port()
         config = {
@@ -79,18 +135,17 @@ def probed(glia_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         (workdir / "glia").mkdir()
         glia = Glia.start(glia_bin, workdir / "glia", config, glia_port, env=env)
         started.append(glia)
-        native = Synapse.start(workdir / "native", [MODULE], env=env)
+        native = Synapse.start(workdir / "native", [MODULE], env=env, overrides={"email": mail.native.email_config})
         started.append(native)
         bridge = bridge_module(glia.url, timeout=40, module_api=bridge_module_api(module_api_port))
-        via_glia = Synapse.start(
-            workdir / "glia-synapse", [{**bridge, "config": {**bridge["config"], "web_resource_paths": [PROBE]}}]
-        )
+        bridge["config"]["web_resource_paths"] = [PROBE]
+        via_glia = Synapse.start(workdir / "glia-synapse", [bridge], overrides={"email": mail.glia.email_config})
         started.append(via_glia)
     except BaseException:
         for thing in reversed(started):
             thing.stop()
         raise
-    yield Probed(Side("native", native, "localhost"), Side("glia", via_glia, "localhost"), glia)
+    yield Probed(Side("native", native, "localhost"), Side("glia", via_glia, "localhost"), glia, mail)
     for thing in reversed(started):
         thing.stop()
 
@@ -207,3 +262,18 @@ def test_push_rules_presence_and_pushes(probed: Probed) -> None:
 def test_a_refused_method_raises_not_available_naming_it(probed: Probed) -> None:
     answer = probed.call(probed.glia_side, "run_db_interaction", args={"desc": "x", "func": None})
     assert answer["raised"] == "NotAvailableOutOfProcess" and "run_db_interaction" in answer["message"], answer
+
+
+def test_send_mail_sends_the_same_mail_through_synapses_smtp_settings(probed: Probed) -> None:
+    mail = {"recipient": "someone@example.org", "subject": "Hello", "html": "<p>hi</p>", "text": "hi"}
+    assert probed.both("send_mail", args=mail) == {"type": "NoneType", "value": None}
+
+    def sent(side: Side) -> list[tuple[Any, ...]]:
+        messages = probed.mail[side].messages
+        return [
+            (m["From"], m["To"], m["Subject"], [p.get_payload(decode=True) for p in m.walk() if not p.is_multipart()])
+            for m in messages
+        ]
+
+    assert sent(probed.native) == sent(probed.glia_side)
+    assert sent(probed.native) == [("Probe <noreply@localhost>", "someone@example.org", "Hello", [b"hi", b"<p>hi</p>"])]

@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from differential import Both, Side, compare_sides
-from harness import Glia, Reply, Synapse, bridge_module, free_port, http_request, wait_until
+from harness import GLIA_TOKEN, Glia, Reply, Synapse, bridge_module, free_port, http_request, wait_until
 from hosting import bridge_module_api, fresh, python_section
 
 #: HS512 wants a key of 512 bits at least (jwcrypto refuses a shorter one).
@@ -105,18 +105,26 @@ def notifier(room_id: str) -> tuple[str, dict[str, Any]]:
 def glia_config(port: int, module_api_port: int, modules: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     return {
         "listen": f"127.0.0.1:{port}",
-        "auth_token": "e2e-glia-token",
+        "auth_token": GLIA_TOKEN,
         "python": python_section("localhost", module_api_port),
         "modules": [{**entry, "name": name, "timeout": "20s"} for name, entry in modules],
     }
+
+
+def reload(glia: Glia, config: dict[str, Any]) -> None:
+    """Reloads glia with `config`: only the changed module's host is replaced."""
+    glia.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    headers = {"Authorization": f"Bearer {GLIA_TOKEN}"}
+    status, _, raw = http_request("POST", f"{glia.url}/_glia/v1/admin/reload", b"", headers, timeout=120)
+    assert status == 200 and json.loads(raw)["replaced"] == ["notifier"], raw
 
 
 @pytest.fixture(scope="module")
 def acting(glia_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Acting]:
     """The registration notifier needs its room's id in its config, known only once the
     homeserver runs: both sides start with a placeholder room, the herald makes the room,
-    and native Synapse and glia restart with its id (the glia side's bridge keeps the same
-    callbacks)."""
+    native Synapse restarts with its id, and glia reloads (replacing only that module's host;
+    the glia side's bridge keeps the same callbacks)."""
     workdir = tmp_path_factory.mktemp("real-modules-acting")
     started: list[Any] = []
     placeholder = [*MODULES, notifier("!placeholder:localhost")]
@@ -138,11 +146,7 @@ def acting(glia_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         modules = [*MODULES, notifier(rooms.native)]
         native = Synapse.start(workdir / "native", [e for _, e in modules], native.port, overrides=OVERRIDES)
         started[1] = world.native.synapse = native
-        glia.process.stop()
-        glia.config_path.write_text(
-            yaml.safe_dump(glia_config(glia_port, module_api_port, [*MODULES, notifier(rooms.glia)]))
-        )
-        glia.restart()
+        reload(glia, glia_config(glia_port, module_api_port, [*MODULES, notifier(rooms.glia)]))
         world.notices = rooms
     except BaseException:
         for thing in reversed(started):
