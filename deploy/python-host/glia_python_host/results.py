@@ -27,7 +27,8 @@ def decode(call: Call, raw: Any) -> Any:
     if call.result == "event":
         return None if raw is None else decode_event(raw)
     if call.result == "events":
-        return [decode_event(e) for e in raw or ()]
+        # Synapse returns its state map's `dict_values` (not a list: no indexing), so does this.
+        return {i: decode_event(e) for i, e in enumerate(raw or ())}.values()
     if call.result == "state_map":
         return decode_state_map(raw or [])
     if call.result == "user_info":

@@ -103,9 +103,16 @@ IDENTIFIERS = ("UserID", "RoomID", "RoomAlias", "EventID")
 
 #: Exceptions a call may raise that the host raises again in the module, by class name, besides
 #: Python's builtin exceptions (`RuntimeError`, `ValueError`, `AttributeError`, ...): the stable
-#: module API's own errors (`synapse.module_api.errors`). Any other becomes the host's
-#: `ChannelError`.
-RAISED_AGAIN = ("InvalidRuleException", "RuleNotFoundException", "RedirectException", "InvalidClientCredentialsError")
+#: module API's own errors and those the `ModuleApi`'s methods document raising, with where
+#: Synapse defines them. Any other becomes the host's `ChannelError`.
+RAISED_AGAIN = {
+    "InvalidRuleException": "synapse.module_api.errors",
+    "RuleNotFoundException": "synapse.module_api.errors",
+    "RedirectException": "synapse.module_api.errors",
+    "InvalidClientCredentialsError": "synapse.module_api.errors",
+    "ShadowBanError": "synapse.api.errors",
+    "ExternalIDReuseException": "synapse.storage.databases.main.registration",
+}
 
 
 def encode_argument(value: Any) -> Any:
@@ -128,10 +135,10 @@ def decode_argument(value: Any) -> Any:
 def exception_class(name: str) -> type[Exception] | None:
     """The class of an exception the host raises again (a builtin, or one of `RAISED_AGAIN`)."""
     import builtins
+    import importlib
 
-    from synapse.module_api import errors
-
-    found = getattr(errors, name, None) if name in RAISED_AGAIN else getattr(builtins, name, None)
+    where = RAISED_AGAIN.get(name)
+    found = getattr(importlib.import_module(where), name, None) if where else getattr(builtins, name, None)
     return found if isinstance(found, type) and issubclass(found, Exception) else None
 
 

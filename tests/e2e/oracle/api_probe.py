@@ -19,7 +19,7 @@ are reduced to what both homeservers share (their ids and timestamps differ).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attr
@@ -47,16 +47,18 @@ def to_json(value: Any) -> Any:
         return {k: to_json(v) for k, v in attr.asdict(value, recurse=False).items()}
     if isinstance(value, Mapping):
         return {str(k if not isinstance(k, tuple) else list(k)): to_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
         return [to_json(v) for v in value]
     return value
 
 
 def answer_for(result: Any) -> dict[str, Any]:
+    """What a call returned: its class's name (types must match too) and its JSON."""
     return {"type": type(result).__name__, "value": to_json(result)}
 
 
 def raised(e: Exception) -> dict[str, Any]:
+    """What a call raised: its class's name, message and, for a `SynapseError`, status and errcode."""
     if isinstance(e, SynapseError):
         return {"raised": type(e).__name__, "code": e.code, "errcode": e.errcode, "message": e.msg}
     return {"raised": type(e).__name__, "message": str(e)}
@@ -72,6 +74,7 @@ class ProbeResource(Resource):
         self._api = api
 
     def render_POST(self, request: Any) -> Any:
+        """Runs the call in the background (as Synapse's own resources do); answers when done."""
         self._api.run_as_background_process("api_probe", self._answer, request)
         return NOT_DONE_YET
 
@@ -79,9 +82,9 @@ class ProbeResource(Resource):
         body = json.loads(request.content.read())
         try:
             answer = answer_for(await self._call(body))
+            payload = json.dumps(answer).encode()
         except Exception as e:  # noqa: BLE001 (what the module got is the answer)
-            answer = raised(e)
-        payload = json.dumps(answer).encode()
+            payload = json.dumps(raised(e)).encode()
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", b"application/json")
         request.write(payload)
