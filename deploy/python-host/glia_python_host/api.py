@@ -4,6 +4,7 @@
 `HomeServer`). What remains works as in Synapse:
 
 - the `register_*` methods are Synapse's own, delegating to recorders (`registry`);
+- which member is given how is the table in `api_table` (also published as docs/module-api.md);
 - the properties (`server_name`, `public_baseurl`, `worker_name`, `email_app_name`, ...) read a
   small stand-in homeserver built from glia's `python:` settings;
 - `http_client` is a real `SimpleHttpClient`; the clock (`sleep`, `looping_background_call`,
@@ -12,8 +13,9 @@
 - the data methods that ask the homeserver (`get_room_state`, `check_user_exists`,
   `update_room_membership`, ...) go through the channel to the bridge (`channel`), which calls
   Synapse's real `ModuleApi`;
-- everything else (`run_db_interaction`, `api._store`, `api._hs.get_*()`, ...) raises
-  `NotAvailableOutOfProcess` naming what was called, at the call.
+- the refused members (`run_db_interaction`, `get_user_by_req`, ...) and private internals
+  (`api._store`, `api._hs.get_*()`, ...) raise `NotAvailableOutOfProcess` naming what was
+  called, at the call.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 from synapse.module_api import AccountDataManager, ModuleApi, PublicRoomListManager
 
-from glia_python_host import results
+from glia_python_host import api_table, results
 from glia_python_host.channel import Channel, NotAvailableOutOfProcess
 from glia_python_host.registry import Callbacks, CategoryRecorder, Registry
 from glia_python_host.settings import HomeserverSettings
@@ -73,6 +75,7 @@ class HomeServer:
     read; any other attribute is `Unavailable`."""
 
     def __init__(self, settings: HomeserverSettings, registry: Registry, reactor: Any, clock: Any) -> None:
+        from synapse.config._base import Config
         from synapse.config.server import parse_proxy_config
         from synapse.util import SYNAPSE_VERSION
 
@@ -100,6 +103,9 @@ class HomeServer:
             tls=SimpleNamespace(use_insecure_ssl_client_just_for_testing_do_not_use=False),
             mas=SimpleNamespace(enabled=False),
         )
+        # `ModuleApi.read_templates`: Synapse's own loader, which reads `public_baseurl` from
+        # the root config it is given and Synapse's default template directory.
+        self.config.server.read_templates = Config(self.config).read_templates  # type: ignore[arg-type]
 
     def __getattr__(self, name: str) -> Any:
         return Unavailable(f"api._hs.{name}")
@@ -136,43 +142,9 @@ class HomeServer:
         return run_as_background_process(desc, self.hostname, func, *args, **kwargs)  # type: ignore[untracked-background-process]
 
 
-#: `ModuleApi` members that work out of process as Synapse wrote them (on `HomeServer` above).
-LOCAL = frozenset(
-    {
-        "register_spam_checker_callbacks",
-        "register_account_validity_callbacks",
-        "register_ratelimit_callbacks",
-        "register_media_repository_callbacks",
-        "register_third_party_rules_callbacks",
-        "register_presence_router_callbacks",
-        "register_password_auth_provider_callbacks",
-        "register_background_update_controller_callbacks",
-        "register_account_data_callbacks",
-        "register_web_resource",
-        "register_add_extra_fields_to_unsigned_client_event_callbacks",
-        "register_federation_callbacks",
-        "http_client",
-        "public_room_list_manager",
-        "account_data_manager",
-        "public_baseurl",
-        "email_app_name",
-        "server_name",
-        "worker_name",
-        "worker_app",
-        "get_qualified_user_id",
-        "is_mine",
-        "sleep",
-        "looping_background_call",
-        "delayed_background_call",
-        "should_run_background_tasks",
-        "run_as_background_process",
-        "get_current_time_msec",
-        "defer_to_thread",
-        "defer_to_threadpool",
-        "register_cached_function",
-        "invalidate_cache",
-    }
-)
+#: `ModuleApi` members that work out of process as Synapse wrote them (on `HomeServer` above),
+#: or as `HostModuleApi` overrides them: the table's `host` entries.
+LOCAL = api_table.names(api_table.HOST)
 
 
 class _Manager:
@@ -289,10 +261,12 @@ def _remote(name: str) -> Callable[..., Any]:
 
 
 def _unavailable(name: str) -> Callable[..., Any]:
+    entry = api_table.TABLE.get(name)
+    reason = entry.why if entry is not None else "this Synapse's ModuleApi is newer than glia's table of it"
+
     def method(self: HostModuleApi, *args: Any, **kwargs: Any) -> Any:
         raise NotAvailableOutOfProcess(
-            f"ModuleApi.{name} is not available to a module hosted by glia: it needs Synapse's "
-            "process (its database, handlers or HTTP requests)"
+            f"ModuleApi.{name} is not available to a module hosted by glia: {reason} (see docs/module-api.md)"
         )
 
     method.__name__ = name
@@ -301,7 +275,8 @@ def _unavailable(name: str) -> Callable[..., Any]:
 
 def _fill_in() -> None:
     """Gives `HostModuleApi` a remote method for every call the bridge serves, and a method
-    raising `NotAvailableOutOfProcess` for every other public `ModuleApi` method."""
+    raising `NotAvailableOutOfProcess` for every public `ModuleApi` method the table refuses
+    (or, from a newer Synapse, does not list)."""
     for name, value in vars(ModuleApi).items():
         if name.startswith("_") or name in LOCAL or name in vars(HostModuleApi):
             continue

@@ -3,7 +3,8 @@
 
 A call is `POST <url>/_glia/v1/module_api/<name>` with `{"args": {...}}` and the channel's
 secret as a bearer token; the bridge answers `{"result": ...}`, or the error Synapse raised
-(its status and Matrix error body, which the host raises again as the same `SynapseError`).
+(its status and Matrix error body, which the host raises again as the same `SynapseError`; other
+builtin exceptions and the module API's own errors are raised again by class).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from glia_python_host.settings import ModuleApiChannel
-from glia_synapse.module_api_calls import CALL_PATH, CALLS, SET_SOFT_FAILED, encode_arguments
+from glia_synapse.module_api_calls import CALL_PATH, CALLS, SET_SOFT_FAILED, encode_arguments, exception_class
 
 
 class NotAvailableOutOfProcess(RuntimeError):
@@ -61,6 +62,9 @@ class Channel:
                 raise SynapseError(
                     e.code, str(body.get("error", "")), str(body.get("errcode")), fields or None
                 ) from None
+            raised = exception_class(str(body.get("glia_exception")))
+            if raised is not None:
+                raise raised(str(body.get("glia_exception_message", ""))) from None
             raise ChannelError(f"ModuleApi.{name} failed in the homeserver: HTTP {e.code}: {body or e.msg}") from None
         except Exception as e:
             raise ChannelError(f"cannot reach the bridge's module API at {self._settings.url}: {e}") from e

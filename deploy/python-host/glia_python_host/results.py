@@ -27,7 +27,8 @@ def decode(call: Call, raw: Any) -> Any:
     if call.result == "event":
         return None if raw is None else decode_event(raw)
     if call.result == "events":
-        return [decode_event(e) for e in raw or ()]
+        # Synapse returns its state map's `dict_values` (not a list: no indexing), so does this.
+        return {i: decode_event(e) for i, e in enumerate(raw or ())}.values()
     if call.result == "state_map":
         return decode_state_map(raw or [])
     if call.result == "user_info":
@@ -38,6 +39,14 @@ def decode(call: Call, raw: Any) -> Any:
         from synapse.types import RoomAlias
 
         return None if raw is None else RoomAlias.from_string(raw)
+    if call.result == "ip_and_agents":
+        from synapse.module_api import UserIpAndAgent
+
+        return [UserIpAndAgent(**entry) for entry in raw or ()]
+    if call.result == "frozen":
+        from synapse.util import frozenutils
+
+        return frozenutils.freeze(raw)
     if call.result == "tuple":
         return None if raw is None else tuple(raw)
     return raw

@@ -51,7 +51,10 @@ class WebServer:
         url = self._url + str(frame.get("path") or "/") + (f"?{query}" if query else "")
         headers: dict[bytes, list[bytes]] = {}
         for name, value in frame.get("headers") or ():
-            headers.setdefault(str(name).encode(), []).append(str(value).encode())
+            # treq sets the body's length itself; a second Content-Length makes Twisted's
+            # server refuse the request (400), so a POST with a body never reached the module.
+            if str(name).lower() not in ("content-length", "transfer-encoding"):
+                headers.setdefault(str(name).encode(), []).append(str(value).encode())
         body = base64.b64decode(frame.get("body") or "")
         loop = asyncio.get_running_loop()
         try:

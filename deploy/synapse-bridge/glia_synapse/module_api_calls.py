@@ -16,7 +16,17 @@ Arguments go by name as JSON. Result kinds:
 - `state_map`: a `StateMap[EventBase]`, as the list of its events;
 - `user_info`: a `UserInfo` (attrs fields; `user_id` as a string), or None;
 - `profile`: a `ProfileInfo`;
-- `room_alias`: a `RoomAlias` as `#alias:server`, or None.
+- `room_alias`: a `RoomAlias` as `#alias:server`, or None;
+- `ip_and_agents`: a list of `UserIpAndAgent` (attrs fields);
+- `frozen`: JSON, frozen on the host as Synapse freezes it (`get_global`'s account data).
+
+An argument that is one of Synapse's identifiers (`UserID`, `RoomID`, ...: `set_displayname`
+takes a `UserID`, `get_canonical_room_alias` a `RoomID`) crosses as `{"glia_id": class,
+"id": string}` and is rebuilt as that class; a string stays a string, as a module passed it.
+
+An exception other than a `SynapseError` (`RuntimeError`, `ValueError`, `TypeError`,
+`InvalidRuleException`, ...) crosses by its class name (`glia_exception`) and is raised
+again in the module when it is a builtin or one of `RAISED_AGAIN`.
 """
 
 from __future__ import annotations
@@ -69,10 +79,67 @@ CALLS: dict[str, Call] = {
     "record_user_external_id": Call("plain"),
     "invalidate_access_token": Call("plain"),
     "get_monthly_active_users_by_service": Call("plain"),
+    "create_login_token": Call("plain"),
+    "send_local_online_presence_to": Call("plain"),
+    "set_presence_for_users": Call("plain"),
+    "send_http_push_notification": Call("plain"),
+    "send_mail": Call("plain"),
+    "get_user_ip_and_agents": Call("ip_and_agents"),
+    "check_username": Call("plain"),
+    "store_remote_3pid_association": Call("plain"),
+    "set_push_rule_action": Call("plain"),
+    "delete_room": Call("plain"),
+    "set_displayname": Call("plain"),
     "public_room_list_manager.room_is_in_public_room_list": Call("plain"),
-    "account_data_manager.get_global": Call("plain"),
+    "public_room_list_manager.add_room_to_public_room_list": Call("plain"),
+    "public_room_list_manager.remove_room_from_public_room_list": Call("plain"),
+    "account_data_manager.get_global": Call("frozen"),
     "account_data_manager.put_global": Call("plain"),
 }
+
+
+#: Synapse's identifier classes an argument may be (`synapse.types`), by name.
+IDENTIFIERS = ("UserID", "RoomID", "RoomAlias", "EventID")
+
+#: Exceptions a call may raise that the host raises again in the module, by class name, besides
+#: Python's builtin exceptions (`RuntimeError`, `ValueError`, `AttributeError`, ...): the stable
+#: module API's own errors and those the `ModuleApi`'s methods document raising, with where
+#: Synapse defines them. Any other becomes the host's `ChannelError`.
+RAISED_AGAIN = {
+    "InvalidRuleException": "synapse.module_api.errors",
+    "RuleNotFoundException": "synapse.module_api.errors",
+    "RedirectException": "synapse.module_api.errors",
+    "InvalidClientCredentialsError": "synapse.module_api.errors",
+    "ShadowBanError": "synapse.api.errors",
+    "ExternalIDReuseException": "synapse.storage.databases.main.registration",
+}
+
+
+def encode_argument(value: Any) -> Any:
+    """One argument as JSON: a Synapse identifier as `{"glia_id", "id"}`, the rest `plain`."""
+    kind = type(value).__name__
+    if kind in IDENTIFIERS and hasattr(value, "to_string"):
+        return {"glia_id": kind, "id": value.to_string()}
+    return plain(value)
+
+
+def decode_argument(value: Any) -> Any:
+    """One JSON argument as the module passed it (identifiers rebuilt)."""
+    if isinstance(value, dict) and set(value) == {"glia_id", "id"} and value["glia_id"] in IDENTIFIERS:
+        import synapse.types
+
+        return getattr(synapse.types, value["glia_id"]).from_string(value["id"])
+    return value
+
+
+def exception_class(name: str) -> type[Exception] | None:
+    """The class of an exception the host raises again (a builtin, or one of `RAISED_AGAIN`)."""
+    import builtins
+    import importlib
+
+    where = RAISED_AGAIN.get(name)
+    found = getattr(importlib.import_module(where), name, None) if where else getattr(builtins, name, None)
+    return found if isinstance(found, type) and issubclass(found, Exception) else None
 
 
 def decode_pairs(value: Any) -> list[tuple[str, str | None]] | None:
@@ -86,12 +153,12 @@ def decode_pairs(value: Any) -> list[tuple[str, str | None]] | None:
 
 def encode_arguments(call: Call, args: Mapping[str, Any]) -> dict[str, Any]:
     """A call's arguments as JSON (pairs become lists)."""
-    return {name: plain(value) for name, value in args.items()}
+    return {name: encode_argument(value) for name, value in args.items()}
 
 
 def decode_arguments(call: Call, args: Mapping[str, Any]) -> dict[str, Any]:
     """A call's JSON arguments as the `ModuleApi` method takes them."""
-    return {name: decode_pairs(value) if name in call.pairs else value for name, value in args.items()}
+    return {name: decode_pairs(value) if name in call.pairs else decode_argument(value) for name, value in args.items()}
 
 
 def encode_user_info(info: Any) -> Any:
@@ -119,6 +186,10 @@ def encode_result(call: Call, value: Any) -> Any:
         return None if value is None else encode_profile(value)
     if call.result == "room_alias":
         return None if value is None else value.to_string()
+    if call.result == "ip_and_agents":
+        import attr
+
+        return [plain(attr.asdict(entry)) for entry in _iterate(value)]
     return plain(value)
 
 

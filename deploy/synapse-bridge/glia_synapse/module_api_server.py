@@ -83,15 +83,16 @@ class ModuleApiResource(Resource):
             return 200, {"result": encode_result(call, result)}
         except SynapseError as e:
             return e.code, {**e.error_dict(None), "glia_synapse_error": True}
-        except TypeError as e:  # the host passed arguments the method does not take
-            return 400, {"errcode": "M_BAD_JSON", "error": f"{name}: {e}"}
+        except TypeError as e:  # bad arguments (a module's mistake, raised natively as well)
+            return 400, {"errcode": "M_BAD_JSON", "error": f"{name}: {e}", **_exception(e)}
         except Exception as e:
             logger.exception("ModuleApi.%s failed for a hosted module", name)
-            return 500, {
-                "errcode": "M_UNKNOWN",
-                "error": f"{type(e).__name__}: {e}",
-                "glia_exception": type(e).__name__,
-            }
+            return 500, {"errcode": "M_UNKNOWN", "error": f"{type(e).__name__}: {e}", **_exception(e)}
+
+
+def _exception(e: Exception) -> dict[str, Any]:
+    """The fields that let the host raise `e` again in the module (`RAISED_AGAIN`)."""
+    return {"glia_exception": type(e).__name__, "glia_exception_message": str(e)}
 
 
 def set_soft_failed(request: Any) -> tuple[int, dict[str, Any]]:
