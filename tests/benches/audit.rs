@@ -16,11 +16,12 @@
 //! as a smoke test.
 
 #[path = "support/fixtures.rs"]
-#[allow(dead_code)] // shared with the other benches; this one uses the message only
 mod fixtures;
 
+use fixtures::dispatch;
+
 use glia_bus_schema::requests::CheckEventForSpam;
-use glia_bus_schema::{CallbackRequest, DispatchReply};
+use glia_bus_schema::CallbackRequest;
 use glia_runtime::Glia;
 use glia_tests::load::{full_run, median};
 use glia_tests::TestGlia;
@@ -53,14 +54,6 @@ fn configs() -> Vec<(&'static str, String)> {
 fn request() -> CallbackRequest {
     let event = serde_json::from_value(fixtures::message_json()).expect("a valid event");
     CallbackRequest::CheckEventForSpam(CheckEventForSpam { event })
-}
-
-async fn dispatch(glia: &Glia, request: &CallbackRequest) -> DispatchReply {
-    let coordinator = glia.coordinator();
-    coordinator
-        .dispatch(request.clone(), coordinator.new_meta())
-        .await
-        .expect("dispatch accepted")
 }
 
 /// Audited decisions settled so far (`glia_audit_decisions_total`, all series).

@@ -47,6 +47,8 @@
 #[path = "support/fixtures.rs"]
 mod fixtures;
 
+use fixtures::dispatch;
+
 use actix::{Actor, Addr, Context, Handler, Message};
 use actix_rt::{Arbiter, System, SystemRunner};
 use criterion::measurement::WallTime;
@@ -139,15 +141,6 @@ fn is_allow(reply: &DispatchReply) -> bool {
         DispatchReply::AddFieldToUnsigned(Outcome::Value(u)) => u.fields.is_empty(),
         _ => false,
     }
-}
-
-/// One dispatch through the coordinator, as an embedding caller makes it.
-async fn dispatch(glia: &Glia, request: &CallbackRequest) -> DispatchReply {
-    let coordinator = glia.coordinator();
-    coordinator
-        .dispatch(request.clone(), coordinator.new_meta())
-        .await
-        .expect("dispatch accepted")
 }
 
 /// Panics unless `request` is allowed by `glia` (checked once, outside the timed loops).

@@ -67,6 +67,40 @@ async fn live(modules: Value, tag: &str) -> Vec<Value> {
     records(log.path(), traffic().len()).await
 }
 
+/// `glia replay FLAGS --config CONFIG LOG`, run to its end.
+fn replay(flags: &[&str], config: &TempFile, log: &TempFile) -> std::process::Output {
+    std::process::Command::new(glia_binary())
+        .arg("replay")
+        .args(flags)
+        .arg("--config")
+        .arg(config.path())
+        .arg(log.path())
+        .output()
+        .expect("glia replay runs")
+}
+
+/// The JSON report of a replay that must succeed.
+fn json_report(flags: &[&str], config: &TempFile, log: &TempFile) -> Value {
+    let out = replay(&[&["--json"], flags].concat(), config, log);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a JSON report")
+}
+
+/// Records as a decision log file (one JSON object per line).
+fn log_of(tag: &str, records: &[Value]) -> TempFile {
+    let text: String = records.iter().map(|r| format!("{r}\n")).collect();
+    TempFile::new(tag, &text)
+}
+
+/// A config file of `modules` alone.
+fn modules_file(tag: &str, modules: Value) -> TempFile {
+    TempFile::new(tag, &json!({"modules": modules}).to_string())
+}
+
 #[actix_rt::test]
 async fn a_replay_reports_exactly_the_decisions_the_candidate_changes_live() {
     let recorded = live(recorded_modules(), "replay-recorded.jsonl").await;
@@ -80,25 +114,15 @@ async fn a_replay_reports_exactly_the_decisions_the_candidate_changes_live() {
         "the traffic changes: {changed_live:?}"
     );
 
-    let mut text: String = recorded.iter().map(|r| format!("{r}\n")).collect();
+    let log = log_of("replay-input.jsonl", &recorded);
+    let mut text = std::fs::read_to_string(log.path()).unwrap();
     text.push_str("{\"kind\":\"audit\",\"decision_id\":\"x\"}\nnot json\n");
-    let log = TempFile::new("replay-input.jsonl", &text);
+    std::fs::write(log.path(), text).unwrap();
     let cand = TempFile::new(
         "replay-candidate.yaml",
         &config(&TempFile::new("replay-none.jsonl", ""), candidate_modules()),
     );
-    let out = std::process::Command::new(glia_binary())
-        .args(["replay", "--json", "--rate", "1000", "--config"])
-        .arg(cand.path())
-        .arg(log.path())
-        .output()
-        .expect("glia replay runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    let report = json_report(&["--rate", "1000"], &cand, &log);
     assert_eq!(report["replayed"], recorded.len());
     let changed: Vec<usize> = report["changes"]
         .as_array()
@@ -128,18 +152,9 @@ async fn a_replay_reports_exactly_the_decisions_the_candidate_changes_live() {
 #[actix_rt::test]
 async fn the_text_report_totals_by_callback_and_module_and_fails_on_change_when_asked() {
     let recorded = live(recorded_modules(), "replay-text.jsonl").await;
-    let text: String = recorded.iter().map(|r| format!("{r}\n")).collect();
-    let log = TempFile::new("replay-text-input.jsonl", &text);
-    let cand = TempFile::new(
-        "replay-text-candidate.yaml",
-        &json!({"modules": candidate_modules()}).to_string(),
-    );
-    let out = std::process::Command::new(glia_binary())
-        .args(["replay", "--fail-on-change", "--config"])
-        .arg(cand.path())
-        .arg(log.path())
-        .output()
-        .expect("glia replay runs");
+    let log = log_of("replay-text-input.jsonl", &recorded);
+    let cand = modules_file("replay-text-candidate.yaml", candidate_modules());
+    let out = replay(&["--fail-on-change"], &cand, &log);
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -156,16 +171,8 @@ async fn the_text_report_totals_by_callback_and_module_and_fails_on_change_when_
     assert!(report.contains("allow -> deny"), "{report}");
     assert!(report.contains("list_spam_checker"), "{report}");
     // The same config as recorded changes nothing.
-    let same = TempFile::new(
-        "replay-same.yaml",
-        &json!({"modules": recorded_modules()}).to_string(),
-    );
-    let out = std::process::Command::new(glia_binary())
-        .args(["replay", "--fail-on-change", "--config"])
-        .arg(same.path())
-        .arg(log.path())
-        .output()
-        .expect("glia replay runs");
+    let same = modules_file("replay-same.yaml", recorded_modules());
+    let out = replay(&["--fail-on-change"], &same, &log);
     assert!(
         out.status.success(),
         "{}",
@@ -180,19 +187,9 @@ fn records_without_arguments_or_with_redacted_ones_are_counted_not_replayed() {
         json!({"decision_id": "b", "callback": "check_auth", "redacted": ["login_dict"],
             "input": {"username": "u", "login_type": "m.login.password"}, "result": {"decision": "none"}}),
     ];
-    let text: String = lines.iter().map(|r| format!("{r}\n")).collect();
-    let log = TempFile::new("replay-skips.jsonl", &text);
-    let cand = TempFile::new(
-        "replay-skips.yaml",
-        &json!({"modules": recorded_modules()}).to_string(),
-    );
-    let out = std::process::Command::new(glia_binary())
-        .args(["replay", "--json", "--config"])
-        .arg(cand.path())
-        .arg(log.path())
-        .output()
-        .expect("glia replay runs");
-    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    let log = log_of("replay-skips.jsonl", &lines);
+    let cand = modules_file("replay-skips.yaml", recorded_modules());
+    let report = json_report(&[], &cand, &log);
     assert_eq!(report["replayed"], 0);
     assert_eq!(report["skipped"]["no_arguments"], 1);
     assert_eq!(report["skipped"]["redacted"], 1);
@@ -202,8 +199,7 @@ fn records_without_arguments_or_with_redacted_ones_are_counted_not_replayed() {
 async fn a_replay_reaches_a_candidates_modules_on_nats() {
     let nats = glia_tests::nats::NatsServer::start();
     let recorded = live(recorded_modules(), "replay-nats-recorded.jsonl").await;
-    let text: String = recorded.iter().map(|r| format!("{r}\n")).collect();
-    let log = TempFile::new("replay-nats-input.jsonl", &text);
+    let log = log_of("replay-nats-input.jsonl", &recorded);
     let mut modules = candidate_modules();
     for m in modules.as_array_mut().unwrap() {
         m["placement"] = json!("nats");
@@ -212,25 +208,9 @@ async fn a_replay_reaches_a_candidates_modules_on_nats() {
     let cand = TempFile::new("replay-nats-candidate.yaml", &yaml);
     let mut worker = glia_tests::process::GliaProcess::worker(cand.path(), &[], false);
     worker.logged("glia worker serving over NATS").await;
-    let local = TempFile::new(
-        "replay-local-candidate.yaml",
-        &json!({"modules": candidate_modules()}).to_string(),
-    );
-    let run = |config: &TempFile| {
-        let out = std::process::Command::new(glia_binary())
-            .args(["replay", "--json", "--config"])
-            .arg(config.path())
-            .arg(log.path())
-            .output()
-            .expect("glia replay runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Value>(&out.stdout).expect("a JSON report")
-    };
-    let (on_nats, in_process) = (run(&cand), run(&local));
+    let local = modules_file("replay-local-candidate.yaml", candidate_modules());
+    let on_nats = json_report(&[], &cand, &log);
+    let in_process = json_report(&[], &local, &log);
     assert!(on_nats["changed"].as_u64().unwrap() > 0, "{on_nats}");
     assert_eq!(on_nats["by_change"], in_process["by_change"], "{on_nats:#}");
     assert_eq!(on_nats["by_callback"], in_process["by_callback"]);

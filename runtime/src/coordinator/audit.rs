@@ -243,8 +243,8 @@ impl Audit<'_> {
             m.audited(module, self.callback, changed);
         }
         let content = telemetry.decisions().is_some_and(|d| d.include_content());
-        let (_, would, _) = result_record(&Ok(self.would.clone()), content);
-        let (_, applied, _) = result_record(&Ok(self.applied.clone()), content);
+        let (_, would, _) = result_record(Ok(self.would), content);
+        let (_, applied, _) = result_record(Ok(self.applied), content);
         if let Some(tracer) = telemetry.tracer() {
             let mut span = tracer
                 .span_builder(format!("audit {}", self.callback))

@@ -406,7 +406,7 @@ impl DispatchTrace {
     pub fn finish(mut self, result: &Result<DispatchReply, DispatchError>) {
         self.finished = true;
         let duration = self.started.elapsed();
-        let (decision, result_record, winner) = result_record(result, self.content);
+        let (decision, result_record, winner) = result_record(result.as_ref(), self.content);
         if let Some(m) = self.telemetry.metrics() {
             m.decision(self.callback, decision, duration);
             m.dispatch_active(-1);
@@ -483,10 +483,10 @@ impl DispatchTrace {
 
 /// What a dispatch's result is for the metrics, its record (the reply itself when `content`)
 /// and the module that made it.
-pub fn result_record(
-    result: &Result<DispatchReply, DispatchError>,
+pub fn result_record<'a>(
+    result: Result<&'a DispatchReply, &DispatchError>,
     content: bool,
-) -> (ReplyResult, ResultRecord, Option<&str>) {
+) -> (ReplyResult, ResultRecord, Option<&'a str>) {
     let (decision, errcode, status, winner) = match result {
         Ok(reply) => {
             let s = reply.summary();

@@ -109,7 +109,7 @@ macro_rules! deserialize_from_str {
         }
     )*};
 }
-deserialize_from_str!(FailurePolicy, Invoke);
+deserialize_from_str!(FailurePolicy, Invoke, Mode);
 
 /// A per-callback setting's built-in value, used where the config sets nothing. The failure
 /// policy's comes from the rules table (`crate::rules`), which implements it there.

@@ -51,14 +51,6 @@ impl FromStr for Mode {
     }
 }
 
-impl<'de> Deserialize<'de> for Mode {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 impl Builtin for Mode {
     /// Enforce: a module does what Synapse would have it do unless the operator says otherwise.
     fn builtin(_: Callback) -> Self {

@@ -66,7 +66,7 @@ async fn redecide(glia: &Glia, records: &[Recorded], options: &ReplayOptions) ->
             tokio::time::sleep_until((start + interval.mul_f64(i as f64)).into()).await;
             let meta = coordinator.new_meta();
             let result = coordinator.dispatch(recorded.request.clone(), meta).await;
-            let (_, new, winner) = result_record(&result, true);
+            let (_, new, winner) = result_record(result.as_ref(), true);
             let winner = winner.map(str::to_owned);
             (
                 recorded,

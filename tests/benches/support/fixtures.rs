@@ -1,6 +1,19 @@
-//! What the benchmarks send, shared so that each path is measured with the same arguments.
+//! What the benchmarks send, shared so that each path is measured with the same arguments,
+//! and how they dispatch it. Each bench uses some of it.
+#![allow(dead_code)]
 
+use glia_bus_schema::{CallbackRequest, DispatchReply};
+use glia_runtime::Glia;
 use serde_json::{json, Value};
+
+/// One dispatch through the coordinator, as an embedding caller makes it.
+pub async fn dispatch(glia: &Glia, request: &CallbackRequest) -> DispatchReply {
+    let coordinator = glia.coordinator();
+    coordinator
+        .dispatch(request.clone(), coordinator.new_meta())
+        .await
+        .expect("dispatch accepted")
+}
 
 /// An `m.room.message` with a ~100-char body, as JSON.
 pub fn message_json() -> Value {
