@@ -260,6 +260,18 @@ def test_a_cancelled_request_closes_its_connection() -> None:
     assert transport.disconnecting and not conn.reusable and not pool.released
 
 
+def test_a_cancelled_request_whose_connection_then_ends_is_not_answered_again() -> None:
+    # An attempt timeout cancels the request and aborts the connection; Twisted reports the
+    # connection lost on a later turn, which errbacked the cancelled Deferred a second time
+    # (AlreadyCalledError, logged as unhandled; seen by the fault matrix, tests/hosts).
+    conn, _transport, pool = connection()
+    deferred = conn.send(request(), head_only=False)
+    deferred.addErrback(lambda f: f.trap(defer.CancelledError))
+    deferred.cancel()
+    conn.connectionLost(Failure(Exception("aborted")))
+    assert pool.forgotten == [conn] and not pool.released
+
+
 def test_addresses() -> None:
     assert parse_address("unix:///run/g.sock").path == "/run/g.sock"
     with pytest.raises(ValueError):
@@ -323,6 +335,25 @@ def test_a_refused_coordinator_is_skipped_for_every_request_and_backs_off() -> N
     assert (a.sent, b.sent) == (2, 3)  # a tried again after its backoff, refused again
     assert coordinators.order() == [1, 0]
     clock.now += FIRST_BACKOFF  # the second failure doubled the backoff
+    assert coordinators.order() == [1, 0]
+    clock.now += FIRST_BACKOFF
+    assert coordinators.order() == [0, 1]
+
+
+def test_the_attempts_in_flight_when_a_coordinator_goes_away_back_it_off_once() -> None:
+    # Under load, every attempt in flight on a partitioned coordinator fails at about the same
+    # time: one failure, not fifty (which took the backoff to MAX_BACKOFF at once).
+    clock = Clock()
+    coordinators = Coordinators([ScriptedPool("a"), ScriptedPool("b")], None, None, clock)
+    started = clock.now
+    clock.now += 2  # each waited for its attempt timeout
+    for _ in range(50):
+        coordinators.failed(0, started)
+    assert coordinators.order() == [1, 0]
+    clock.now += FIRST_BACKOFF
+    assert coordinators.order() == [0, 1]
+    coordinators.failed(0, clock.now)  # an attempt started after that failure: a further one
+    clock.now += FIRST_BACKOFF
     assert coordinators.order() == [1, 0]
     clock.now += FIRST_BACKOFF
     assert coordinators.order() == [0, 1]

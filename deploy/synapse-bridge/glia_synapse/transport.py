@@ -136,7 +136,7 @@ class _Connection(protocol.Protocol):
 
     def send(self, request: bytes, head_only: bool) -> defer.Deferred[Response]:
         """Writes one request; the Deferred fires with its response."""
-        self._answer = defer.Deferred(lambda _: self._abort())
+        self._answer = defer.Deferred(self._cancel)
         self._head, self._length, self._chunked, self._no_body = None, None, False, head_only
         self._buffer.clear()
         self._body.clear()
@@ -156,6 +156,13 @@ class _Connection(protocol.Protocol):
                 data = data[self._socket.send(data) :]
         if data:
             transport.write(data)
+
+    def _cancel(self, answer: defer.Deferred[Response]) -> None:
+        """A cancelled request (its attempt timed out): the Deferred has its answer, the
+        cancellation, so the connection's end, reported on a later turn, must not answer it again."""
+        if self._answer is answer:
+            self._answer = None
+        self._abort()
 
     def _abort(self) -> None:
         self.reusable = False
