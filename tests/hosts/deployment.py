@@ -64,9 +64,11 @@ class Deployment:
     processes: dict[str, list[Process]] = field(default_factory=dict)
 
     def url(self, host: str, port: int = HTTP_PORT) -> str:
+        """`http://<host's address>:<port>`."""
         return f"http://{self.net.ip(host)}:{port}"
 
     def nats_urls(self) -> list[str]:
+        """The cluster's client URLs, as every part but `worker2` is given them."""
         return [f"nats://{self.net.ip(h)}:4222" for h in NATS_HOSTS]
 
     def start(self, host: str, name: str, argv: list[str], env: dict[str, str] | None = None) -> Process:
@@ -81,10 +83,12 @@ class Deployment:
             process.stop(timeout=5)
 
     def stop_all(self) -> None:
+        """Stops every process still running."""
         for host in list(self.processes):
             self.forget(host)
 
     def write_config(self, name: str, config: dict[str, Any]) -> Path:
+        """Writes a glia config for one host; returns its path."""
         path = self.workdir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
@@ -113,6 +117,7 @@ class Deployment:
         return [c.get("name", "") for c in json.loads(body).get("connections", [])]
 
     def wait_cluster(self) -> None:
+        """Waits until every node has its routes to the two others."""
         wait_until(
             lambda: all(self.routes(h) >= 2 for h in NATS_HOSTS),
             30,
@@ -121,6 +126,7 @@ class Deployment:
         )
 
     def base_config(self, urls: list[str]) -> dict[str, Any]:
+        """What every host's config shares: token, deadline, the bus on `urls`, Python."""
         return {
             "auth_token": GLIA_TOKEN,
             "deadline": f"{GLIA_DEADLINE_S}s",
@@ -130,6 +136,7 @@ class Deployment:
         }
 
     def start_coordinator(self, host: str) -> None:
+        """`glia serve` on `host`, with its decision log; waits for `/health`."""
         log = self.workdir / f"{host}-decisions.jsonl"
         config = {
             **self.base_config(self.nats_urls()),
@@ -149,6 +156,7 @@ class Deployment:
             raise RuntimeError(f"{host} exited at start-up\n{process.tail()}")
 
     def start_worker(self, host: str) -> None:
+        """`glia worker` on `host` (behind the lag proxy on `worker2`); waits for `/metrics`."""
         urls = ["nats://127.0.0.1:4222"] if host == "worker2" else self.nats_urls()
         if host == "worker2":
             to = f"{self.net.ip('nats2')}:4222"
@@ -178,6 +186,7 @@ class Deployment:
         return total if status == 200 else -1
 
     def start_python_host(self) -> None:
+        """`glia-python-host serve` on the python host; waits until it serves."""
         path = self.write_config("python", {**self.base_config(self.nats_urls()), "modules": [DOMAIN_RULES]})
         env = {**os.environ, "PYTHONPATH": str(ROOT / "tests" / "e2e" / "modules")}
         argv = [sys.executable, "-m", "glia_python_host", "serve", "--config", str(path), "--module", "domain_rules"]

@@ -31,6 +31,9 @@ from netns import Network
 STEADY_S = 2.0
 #: How long each fault lasts, seconds.
 HOLD_S = 3.0
+#: Load after the recovery, in the same phase: what the recovery still moves (the bridge
+#: going back to a coordinator it backed off from) belongs to this phase, not the next.
+SETTLE_S = 1.0
 #: How long a part may take to answer again after its fault ends before the run fails: a
 #: liveness bound, not a speed claim. The bridge backs off a coordinator it found down for up
 #: to 30 s (`glia_synapse.failover.MAX_BACKOFF`), so that path gets longer.
@@ -165,6 +168,7 @@ def run_phase(dep: Deployment, fault: Fault) -> Row:
                 row.recovery_s = at - row.fault_end
                 break
             time.sleep(0.05)
+    time.sleep(SETTLE_S)
     row.end = time.monotonic()
     after = {w: dep.worker_answers(w) for w in WORKERS}
     # A restarted worker counts from 0 again.
@@ -175,6 +179,7 @@ def run_phase(dep: Deployment, fault: Fault) -> Row:
 
 
 def run(workdir: Path, rate: float) -> int:
+    """Builds the hosts, starts every part and the load, runs the phases, tears it all down."""
     net = Network(HOSTS)
     dep = Deployment(net, workdir)
     try:
@@ -189,6 +194,12 @@ def run(workdir: Path, rate: float) -> int:
         )
         rows = [run_phase(dep, fault) for fault in faults(dep, records)]
         dep.stop_load()
+    except BaseException:
+        # The logs go with the temporary directory: what CI shows is what is printed.
+        for processes in dep.processes.values():
+            for process in processes:
+                print(process.tail(15), file=sys.stderr)
+        raise
     finally:
         dep.stop_all()
         net.destroy()
@@ -206,6 +217,8 @@ def report(rows: list[Row], records: Records, dep: Deployment) -> int:
     found = problems(rows, all_records, logs)
     for problem in found:
         print(f"FAILED: {problem}", file=sys.stderr)
+    if found:
+        print("(tests/hosts/run.sh --keep DIR keeps every process's log and the records)", file=sys.stderr)
     return 1 if found else 0
 
 

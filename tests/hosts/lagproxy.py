@@ -75,6 +75,8 @@ async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, lag: 
 
 
 async def serve(listen: tuple[str, int], to: tuple[str, int], lag: Lag) -> None:
+    """Proxies every connection to `listen` to `to`; SIGUSR1 turns the lag on, SIGUSR2 off."""
+
     async def connection(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         try:
             server_reader, server_writer = await asyncio.open_connection(*to)
@@ -99,6 +101,7 @@ async def serve(listen: tuple[str, int], to: tuple[str, int], lag: Lag) -> None:
 
 
 def address(text: str) -> tuple[str, int]:
+    """`host:port` as a pair."""
     host, _, port = text.rpartition(":")
     return host, int(port)
 

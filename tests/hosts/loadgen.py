@@ -110,6 +110,7 @@ class Load:
         d.addBoth(lambda _: self.in_flight.discard(d))
 
     async def decide(self, request_id: str, path: PathUnderTest) -> None:
+        """Sends one decision through the bridge's client and records how it ended."""
         sent = time.monotonic()
         detail = ""
         try:
