@@ -210,8 +210,8 @@ def report(rows: list[Row], records: Records, dep: Deployment) -> int:
     """Prints the matrix and what went wrong; returns the exit status."""
     all_records = records.refresh()
     names = {dep.url(h): h for h in COORDINATORS}
-    tally(rows, all_records, names)
     logs = {h: dep.workdir / f"{h}-decisions.jsonl" for h in COORDINATORS}
+    tally(rows, all_records, names, list(logs.values()))
     print(f"\n{len(all_records)} decisions; decided by both coordinators (resent): {decided_by_both(logs)}")
     print(render(rows, PARTS))
     found = problems(rows, all_records, logs)

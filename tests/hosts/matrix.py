@@ -61,23 +61,41 @@ class Row:
     #: Invocations each worker answered in the phase (its `/metrics`; after a kill, the
     #: restarted worker's count).
     workers: dict[str, int] = field(default_factory=dict)
+    #: Why the policy answered (the decision logs' module outcome: `timeout`, `unavailable`).
+    why: Counter[str] = field(default_factory=Counter)
 
 
-def tally(rows: list[Row], records: list[dict[str, Any]], coordinators: dict[str, str]) -> None:
-    """Counts each phase's decisions (by when they were sent) per part and outcome, and by
-    the coordinator that answered them."""
+def tally(rows: list[Row], records: list[dict[str, Any]], coordinators: dict[str, str], logs: list[Path]) -> None:
+    """Counts each phase's decisions (by when they were sent) per part and outcome, by the
+    coordinator that answered them, and why the policy answered (from the decision logs)."""
+    why = failure_kinds(logs)
     for row in rows:
         sent = [r for r in records if row.start <= r["sent"] < row.end]
         for r in sent:
             row.counts.setdefault(r["part"], Counter())[r["outcome"]] += 1
             row.via[coordinators.get(r["coordinator"] or "", "none")] += 1
+            if r["outcome"] == "policy":
+                row.why[why.get(r["id"], "not logged")] += 1
+
+
+def failure_kinds(logs: list[Path]) -> dict[str, str]:
+    """Each request id decided by a failure policy, with the module's outcome (`timeout`,
+    `unavailable`, ...)."""
+    kinds = {}
+    for log in logs:
+        for line in log.read_text().splitlines() if log.exists() else []:
+            record = json.loads(line)
+            failed = [m["outcome"] for m in record.get("modules", []) if "policy" in m]
+            if failed:
+                kinds[record.get("request_id", "")] = ",".join(failed)
+    return kinds
 
 
 def render(rows: list[Row], parts: list[str]) -> str:
     """The matrix as a Markdown table."""
     head = "| fault | " + " | ".join(f"{p}: module / policy / lost / late" for p in parts)
-    head += " | coordinator answering | invocations per worker | affected path | recovery |"
-    lines = [head, "|" + "---|" * (len(parts) + 5)]
+    head += " | policy answered on | coordinator answering | invocations per worker | affected path | recovery |"
+    lines = [head, "|" + "---|" * (len(parts) + 6)]
     for row in rows:
         cells = []
         for part in parts:
@@ -86,7 +104,8 @@ def render(rows: list[Row], parts: list[str]) -> str:
         via = ", ".join(f"{name} {n}" for name, n in sorted(row.via.items()))
         recovery = "-" if row.recovery_s is None else f"{row.recovery_s * 1000:.0f} ms"
         workers = " / ".join(f"{n}" for _, n in sorted(row.workers.items()))
-        cells += [via, workers, row.affected, recovery]
+        why = ", ".join(f"{kind} {n}" for kind, n in sorted(row.why.items())) or "-"
+        cells += [why, via, workers, row.affected, recovery]
         lines.append(f"| {row.fault} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
