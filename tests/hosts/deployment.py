@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 from harness import GLIA_TOKEN, Process, glia_binary, http_request, nats_server_binary, responds, wait_until
+
 from netns import Network, in_host
 
 HERE = Path(__file__).resolve().parent

@@ -22,8 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from deployment import COORDINATORS, HOSTS, NATS_HOSTS, WORKERS, Deployment
 from harness import wait_until
+
+from deployment import COORDINATORS, HOSTS, NATS_HOSTS, WORKERS, Deployment
 from matrix import Records, Row, decided_by_both, problems, render, tally
 from netns import Network
 

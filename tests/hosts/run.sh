@@ -30,7 +30,7 @@ if [ -z "${GLIA_BIN:-}" ]; then
     [ -x "$GLIA_BIN" ] || (cd "$root" && cargo build --release --locked -p glia-runtime --bin glia)
 fi
 export GLIA_BIN
-"$root/tests/e2e/.venv/bin/ruff" check --config "$root/tests/e2e/ruff.toml" "$here"
-"$root/tests/e2e/.venv/bin/ruff" format --check --config "$root/tests/e2e/ruff.toml" "$here"
+"$root/tests/e2e/.venv/bin/ruff" check "$here"
+"$root/tests/e2e/.venv/bin/ruff" format --check "$here"
 export PYTHONPATH="$root/tests/e2e:$here"
 exec "$root/tests/e2e/.venv/bin/python" "$here/fault_matrix.py" "$@"
