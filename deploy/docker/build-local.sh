@@ -26,6 +26,7 @@ if ! podman image exists "$base"; then
     if [ ! -f "$cache/bookworm-minbase.tar" ]; then
         rm -rf "$cache/rootfs"
         debootstrap --variant=minbase bookworm "$cache/rootfs" http://deb.debian.org/debian >"$cache/debootstrap.log"
+        echo "debootstrap took ${SECONDS}s"
         tar -C "$cache/rootfs" -cf "$cache/bookworm-minbase.tar.part" .
         mv "$cache/bookworm-minbase.tar.part" "$cache/bookworm-minbase.tar"
         rm -rf "$cache/rootfs"
