@@ -5,7 +5,8 @@
 # - compose (b)'s NATS + coordinator + worker replicas with podman-compose from PyPI: /health of
 #   the coordinator and of every worker, their health checks, decisions answered by a module that
 #   a worker container serves over the NATS container, a reload by SIGHUP of the mounted config,
-#   and decisions still answered with a worker killed, and with another crashed and restarted.
+#   a fourth worker by --scale, and decisions still answered with a worker killed, and with
+#   another crashed and restarted.
 # Needs podman, buildah, debootstrap, runc and curl from Debian (tests/run-all installs them),
 # podman-compose in tests/deploy/.venv (tests/deploy/run.sh installs it) and a built glia.
 # No registry is reachable here: the images come from a debootstrap base, NATS from Debian's
@@ -45,6 +46,9 @@ cleanup() {
     fi
     podman rm -f "$image_ctr" >/dev/null 2>&1 || true
     [ ! -d "$work/deploy/compose" ] || stack down -t 2 >/dev/null 2>&1 || true
+    # `down` knows the replicas of the file only, not those added by --scale.
+    podman rm -f -t 2 $(podman ps -aq --filter "label=io.podman.compose.project=$project") >/dev/null 2>&1 || true
+    podman network rm "${project}_default" >/dev/null 2>&1 || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -188,6 +192,18 @@ done
 invites_denied "$coordinator" 30 @visitor-1:example.com
 echo "ok each reloaded once; 30 invites from a visitor, allowed before, denied by user_restrictions"
 
+say "scaled to 4 workers (podman-compose up --scale glia-worker=4): the new one serves too"
+stack up -d --scale glia-worker=4 glia-worker > "$work/scale.log" 2>&1 || { cat "$work/scale.log" >&2; fail "podman-compose up --scale failed"; }
+mapfile -t replicas < <(workers)
+[ "${#replicas[@]}" = 4 ] || fail "want 4 glia-worker replicas, got: ${replicas[*]}"
+echo "ok ${replicas[3]} /health: $(health_ok inside "${replicas[3]}" http://localhost:9787/health)"
+healthy "${replicas[3]}"
+# NATS spreads a queue group's requests at random: the new one missing all 60 has odds of 3e-8.
+invites_denied "$coordinator" 60
+served_by "${replicas[@]}"
+[ "$(served "${replicas[3]}")" -ge 1 ] || fail "${replicas[3]} served none of 60 invocations"
+echo "ok 60 invites denied; invocations served per worker:$served_line"
+
 say "a worker killed: decisions still answered by the module, by the other replicas"
 killed="${replicas[0]}"
 podman kill "$killed" >/dev/null
@@ -204,7 +220,7 @@ kill -KILL "$(podman inspect --format '{{.State.Pid}}' "$crashed")"
 restarted() { [ "$(podman inspect --format '{{.RestartCount}}' "$crashed")" -ge 1 ]; }
 poll restarted || fail "$crashed was not restarted (restart: unless-stopped)"
 echo "ok $crashed restarted; /health: $(health_ok inside "$crashed" http://localhost:9787/health)"
-served_by "${replicas[2]}"
+served_by "${replicas[@]:2}"
 before="$served_total"
 invites_denied "$coordinator" 30
 served_by "${replicas[@]:1}"
