@@ -28,7 +28,7 @@ from __future__ import annotations
 import collections
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,13 +111,14 @@ class WorkerWorld:
         """`user`'s client, sending through `process` (the main one or a worker)."""
         return Client(process.url, user.token, user.user_id)
 
-    def once(self) -> collections.Counter[str]:
-        """How often the glia behind `notifications: once` was handed each event."""
-        return collections.Counter(event for event, _, _ in new_event_log.read(str(self.once_log)))
+    def once(self, rooms: Collection[str] | None = None) -> collections.Counter[str]:
+        """How often the glia behind `notifications: once` was handed each event (of `rooms`)."""
+        return _counted(self.once_log, rooms)
 
-    def every_process(self) -> collections.Counter[str]:
-        """How often the glia behind `notifications: every_process` was handed each event."""
-        return collections.Counter(event for event, _, _ in new_event_log.read(str(self.every_process_log)))
+    def every_process(self, rooms: Collection[str] | None = None) -> collections.Counter[str]:
+        """How often the glia behind `notifications: every_process` was handed each event (of
+        `rooms`)."""
+        return _counted(self.every_process_log, rooms)
 
     def shared_room(self, creator: Client, guest: Client, create: Any, invite: Any, join: Any) -> str:
         """A room `creator` creates through one process and invites `guest` to through another,
@@ -155,7 +156,9 @@ class WorkerWorld:
             lambda: f"every-process counts of the last events: {[self.every_process()[m] for m in markers]}",
         )
         wait_until(lambda: all(self.once()[e] for e in (*sent, *markers)), 60, "every sent event reaching glia")
-        once, every = self.once(), self.every_process()
+        # Of these rooms only: the events of the outage tests' rooms never reached the once-glia
+        # while it was down (a notification glia cannot take is dropped), the other glia's they did.
+        once, every = self.once(rooms), self.every_process(rooms)
         assert set(once) == set(every), "both glias were handed the same events"
         assert {event: n for event, n in once.items() if n != 1} == {}, "an event reached glia more than once"
         heard = {event: n for event, n in every.items() if n != processes if all_heard or n > processes}
@@ -164,6 +167,11 @@ class WorkerWorld:
     def persisters(self) -> dict[str, str]:
         """The process that persisted each room's events, by the events the once-glia saw."""
         return {room: persister for _, room, persister in new_event_log.read(str(self.once_log))}
+
+
+def _counted(log: Path, rooms: Collection[str] | None) -> collections.Counter[str]:
+    """How often each event (of `rooms`, or of all) is written in a counter's `log`."""
+    return collections.Counter(e for e, room, _ in new_event_log.read(str(log)) if rooms is None or room in rooms)
 
 
 def start_every_process_glia(glia_bin: Path, workdir: Path, log: Path) -> Glia:
@@ -454,7 +462,7 @@ def test_a_rolling_restart_of_glia_under_traffic_loses_no_request(workers: Worke
         wait_until(lambda: len(traffic.answers) >= 6, 60, "traffic before the restart")
         stopped = time.monotonic()
         workers.glia.stop()
-        wait_until(lambda: len(traffic.answered_since(stopped)) >= 6, 60, "traffic while glia is down")
+        wait_until(lambda: _let_through(traffic.answered_since(stopped)), 60, "the failure mode answering")
         workers.glia.restart()
         back = time.monotonic()
         wait_until(lambda: _module_decided(traffic.answered_since(back), urls), 60, "glia deciding again everywhere")
@@ -463,14 +471,14 @@ def test_a_rolling_restart_of_glia_under_traffic_loses_no_request(workers: Worke
     for a in answers:
         expected = {(200, None), (403, "ORG_GLIA_BLOCKED")} if "buy" in a.text else {(200, None)}
         assert (a.status, a.errcode) in expected, a
-    down = [a for a in answers if stopped < a.at < back]
-    assert down and all(a.status == 200 for a in down), "while glia was down every message was let through"
+    by_policy = _let_through(answers)
+    assert [a for a in by_policy if a.at < stopped] == [], "refused while glia was up"
     stored = {e["event_id"] for e in _room_events(alice, room)}
     lost = [a for a in answers if a.event_id and a.event_id not in stored]
     assert lost == [], "messages answered 200 but not in the room"
     first = {url: min(a.at for a in answers if a.at > back and a.url == url and a.status == 403) - back for url in urls}
     print(
-        f"glia restart under traffic: {len(answers)} requests, {len(down)} answered by the failure policy; "
+        f"glia restart under traffic: {len(answers)} requests, {len(by_policy)} spam let through by the failure mode; "
         f"first module decision after glia was back, by process (s): { {u: round(t, 2) for u, t in first.items()} }"
     )
 
@@ -504,6 +512,11 @@ def test_a_rolling_restart_of_the_workers_under_traffic_delivers_each_notificati
     sent = [str(a.event_id) for a in answers]
     workers.settle(frank, sorted({s.room for s in streams}), sent, all_heard=False)
     print(f"rolling restart of both workers: {len(sent)} messages, each handed to glia once")
+
+
+def _let_through(answers: list[Answer]) -> list[Answer]:
+    """The messages message_policy refuses that were stored: glia could not be asked."""
+    return [a for a in answers if "buy" in a.text and a.status == 200]
 
 
 def _module_decided(answers: list[Answer], urls: list[str]) -> bool:
