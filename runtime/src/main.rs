@@ -327,10 +327,22 @@ async fn serve(cfg: GliaConfig, loader: glia_runtime::app::ConfigLoader) -> Resu
     }
     // The last config's grace: a reload may have changed it.
     let grace = glia.config().shutdown_grace;
-    // Stop taking requests while in-flight ones finish or resolve, and answer those that
-    // arrive on connections already open; then modules stop in reverse config order. The
-    // server future must be polled for the stop to proceed.
-    let ((), stopped, ()) = futures::join!(stop.stop(), running, glia.shutdown(grace));
+    let until = tokio::time::Instant::now() + grace;
+    // Stop taking requests, and answer those that arrive on connections already open (a
+    // bridge's pooled ones) with the modules still running: stopping them at once had such
+    // requests decided by failure policies (a 500 for a rule) in every rolling restart. Once
+    // the connections are gone, or the grace is over, in-flight requests get what is left of
+    // it, the rest resolve through their failure policies, and modules stop in reverse config
+    // order. The server future must be polled for the stop to proceed.
+    let http = async { futures::join!(stop.stop(), running).1 };
+    tokio::pin!(http);
+    let stopped = tokio::select! {
+        stopped = &mut http => {
+            glia.shutdown(until.saturating_duration_since(tokio::time::Instant::now())).await;
+            stopped
+        }
+        () = tokio::time::sleep_until(until) => futures::join!(http, glia.shutdown(std::time::Duration::ZERO)).0,
+    };
     stopped.map_err(|e| e.to_string())?;
     tracing::info!("glia stopped");
     Ok(())

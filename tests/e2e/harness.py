@@ -159,6 +159,18 @@ class Process:
         if not self.running():
             raise RuntimeError(f"{self.name} exited at start-up\n{describe()}")
 
+    def wait_logged(self, marker: str, timeout: float, what: str) -> None:
+        """Waits until its log says `marker`; fails with the end of its log when it exits first
+        or takes over `timeout` seconds."""
+        wait_until(
+            lambda: marker in self.log_path.read_text(errors="replace") or not self.running(),
+            timeout,
+            what,
+            self.tail,
+        )
+        if not self.running():
+            raise RuntimeError(f"{self.name} exited at start-up\n{self.tail()}")
+
     def tail(self, lines: int = 40) -> str:
         """The end of its log, for failure messages."""
         try:

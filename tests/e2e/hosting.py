@@ -74,14 +74,7 @@ def start_standalone_host(config_path: Path, names: Iterable[str], log: Path, en
     for name in names:
         argv += ["--module", name]
     process = Process("glia-python-host", argv, log, env=env).start()
-    wait_until(
-        lambda: "serving " in log.read_text(errors="replace") or not process.running(),
-        60,
-        "the standalone Python host's start-up",
-        process.tail,
-    )
-    if not process.running():
-        raise RuntimeError(f"the standalone Python host exited at start-up\n{process.tail()}")
+    process.wait_logged("serving ", 60, "the standalone Python host's start-up")
     return process
 
 

@@ -343,7 +343,7 @@ async fn errors_before_glias_handlers() {
     g.stop().await;
 }
 
-/// A request on a connection, and its answer's head (up to the blank line).
+/// A request on a connection, and its answer (the head lower-cased, then the body).
 async fn exchange(stream: &mut TcpStream, request: &[u8]) -> std::io::Result<String> {
     stream.write_all(request).await?;
     let mut received = Vec::new();
@@ -371,28 +371,36 @@ async fn exchange(stream: &mut TcpStream, request: &[u8]) -> std::io::Result<Str
                 }
                 received.extend_from_slice(&buffer[..n]);
             }
-            return Ok(head);
+            return Ok(format!(
+                "{head}\r\n\r\n{}",
+                String::from_utf8_lossy(&received[end + 4..])
+            ));
         }
     }
 }
 
 /// SIGTERM drops no request sent on a kept-alive connection: each is answered, and the answer
 /// closes the connection (actix-web's own graceful stop closed idle connections at once, so
-/// such requests were lost). A connection opened after the signal is told glia is stopping,
-/// or refused once it has stopped. glia then exits cleanly.
+/// such requests were lost). They are answered by the module, still running (it denies
+/// `@evil:hs`), not by its failure policy. A connection opened after the signal is told glia
+/// is stopping, or refused once it has stopped. glia then exits cleanly.
 #[actix_rt::test]
 async fn shutdown_answers_requests_on_kept_alive_connections() {
+    let demo = json!({"module": "demo", "config": {"denied_users": ["@evil:hs"]}});
     let config = support::TempFile::new(
         "shutdown.yaml",
-        &json!({"shutdown_grace": "2s", "modules": [{"module": "demo"}]}).to_string(),
+        &json!({"shutdown_grace": "2s", "modules": [demo]}).to_string(),
     );
     let (mut process, listen) = GliaProcess::serve(config.path(), &[], &[], false).await;
-    let body = json!({"user_id": "@alice:hs", "room_config": {}}).to_string();
-    let request = format!(
-        "POST {CREATE_ROOM} HTTP/1.1\r\nHost: glia\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let create = |user: &str| {
+        let body = json!({"user_id": user, "room_config": {}}).to_string();
+        format!(
+            "POST {CREATE_ROOM} HTTP/1.1\r\nHost: glia\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let (request, denied) = (create("@alice:hs"), create("@evil:hs"));
     let mut kept = Vec::new();
     for _ in 0..20 {
         let mut stream = TcpStream::connect(&listen).await.unwrap();
@@ -405,10 +413,15 @@ async fn shutdown_answers_requests_on_kept_alive_connections() {
     // glia says it is stopping once its server answers as a stopping one.
     process.logged("shutting down").await;
     for (i, stream) in kept.iter_mut().enumerate() {
-        let head = exchange(stream, request.as_bytes())
+        let (sent, decision) = match i % 2 {
+            0 => (&request, r#""decision":"allow""#),
+            _ => (&denied, r#""decision":"deny""#),
+        };
+        let head = exchange(stream, sent.as_bytes())
             .await
             .unwrap_or_else(|e| panic!("connection {i}: the request was dropped: {e}"));
         assert_eq!(status_of(&head), Some(200), "connection {i}: {head}");
+        assert!(head.contains(decision), "connection {i}: {head}");
         assert!(head.contains("connection: close"), "connection {i}: {head}");
         let rest = until_closed(stream).await;
         assert_eq!(rest, "", "connection {i}");
