@@ -113,6 +113,10 @@ fn needs_restart(old: &GliaConfig, new: &GliaConfig) -> Vec<&'static str> {
         "max_connections",
         old.max_connections != new.max_connections,
     );
+    check(
+        "max_connections_per_address",
+        old.max_connections_per_address != new.max_connections_per_address,
+    );
     check("deadline", old.deadline != new.deadline);
     check("telemetry", old.telemetry != new.telemetry);
     check("log_format", old.log_format != new.log_format);
