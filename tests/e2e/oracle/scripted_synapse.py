@@ -13,6 +13,7 @@ modules:
       login_types: {org.example.scripted: [token]}      # auth checkers (check_auth)
       web_resources: [/_synapse/client/demo/hello]      # the docs' demo resource
       load_delay: 2                   # seconds the constructor blocks, as a slow import does
+      check_delay: 8                  # seconds parse_config blocks (a slow config check)
 ```
 
 Each listed callback is registered with the `register_*_callbacks` method Synapse has for it
@@ -211,6 +212,7 @@ class ScriptedModule:
 
     @staticmethod
     def parse_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
+        time.sleep(float(config.get("check_delay", 0)))
         for key in ("name", "script", "calls"):
             if not isinstance(config.get(key), str):
                 raise ConfigError(f"scripted module: `{key}` (a string) is required")
