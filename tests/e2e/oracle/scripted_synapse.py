@@ -29,6 +29,8 @@ from __future__ import annotations
 import enum
 import inspect
 import json
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
@@ -232,6 +234,10 @@ class ScriptedModule:
         if step.leak_kib:
             # Written to, so the pages are resident (a zeroed allocation may not be).
             _LEAKED.append(bytearray(b"\x01") * (step.leak_kib * 1024))
+        if step.print_text:
+            os.write(1, step.print_text.encode())
+        if step.kill:
+            os.kill(os.getpid(), signal.SIGKILL)
         if step.block:
             time.sleep(step.block)
         if step.sleep:
