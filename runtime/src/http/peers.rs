@@ -121,11 +121,22 @@ fn counted_as(ip: IpAddr) -> IpAddr {
 /// Writes [`REFUSAL`] and shuts the connection down both ways: the dispatcher then reads its
 /// end at once and drops it, so it gives its slot back without waiting for any timeout.
 fn refuse(tcp: &actix_web::rt::net::TcpStream) {
-    // A new connection's send buffer is empty, so this short write does not block or split;
-    // if it fails the connection is closed all the same.
-    let _ = tcp.try_write(REFUSAL);
-    // SAFETY: shutdown on a descriptor the stream owns, which stays open for the call.
-    unsafe { libc::shutdown(tcp.as_raw_fd(), libc::SHUT_RDWR) };
+    let fd = tcp.as_raw_fd();
+    // Straight to the socket, not `try_write`: tokio skips the write of a socket it has not
+    // yet seen writable, as a connection just accepted is. A new connection's send buffer is
+    // empty, so this short write does not block or split; if it fails the connection is
+    // closed all the same.
+    // SAFETY: send and shutdown on a descriptor the stream owns, which stays open for the
+    // calls; the buffer is a static of the length given.
+    unsafe {
+        libc::send(
+            fd,
+            REFUSAL.as_ptr().cast(),
+            REFUSAL.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        );
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
 }
 
 #[cfg(test)]
