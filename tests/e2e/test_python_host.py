@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,6 +288,45 @@ def test_a_reload_replaces_a_changed_python_modules_host_and_keeps_an_unchanged_
         glia_pid = glia.process.popen.pid  # type: ignore[union-attr]
         hosts = child_pids(glia_pid)
         assert kept_host in hosts and new_host in hosts and old_host not in hosts, (hosts, glia.process.tail())
+    finally:
+        glia.stop()
+
+
+@pytest.mark.parametrize("way", ["sighup", "api"])
+def test_sigterm_during_a_slow_config_check_stops_glia_cleanly(glia_bin: Path, tmp_path: Path, way: str) -> None:
+    """A reload whose config check never ends (a module's `parse_config` blocking) does not
+    hold up a shutdown: glia abandons the check and exits 0, whether the reload came by SIGHUP
+    or by the admin API (whose request is then refused 503, not left open)."""
+    write_script(tmp_path, {})
+    port = free_port()
+    config: dict[str, Any] = {
+        "listen": f"127.0.0.1:{port}",
+        "auth_token": GLIA_TOKEN,
+        "python": python_section("example.com"),
+        "modules": [scripted("slow", tmp_path, ["user_may_invite"])],
+    }
+    glia = Glia.start(glia_bin, tmp_path, config, port, env=python_path_env(ORACLE))
+    answered: list[int] = []
+    headers = {"Authorization": f"Bearer {GLIA_TOKEN}"}
+    url = f"{glia.url}/_glia/v1/admin/reload"
+    asking = threading.Thread(target=lambda: answered.append(http_request("POST", url, b"", headers, timeout=120)[0]))
+    try:
+        config["modules"][0]["config"]["check_delay"] = 3600
+        glia.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        if way == "sighup":
+            glia.process.signal(signal.SIGHUP)
+        else:
+            asking.start()
+        log = tmp_path / "glia.log"
+        wait_until(lambda: "checking the new config" in log.read_text(errors="replace"), 30, "the reload")
+        popen = glia.process.popen
+        assert popen is not None
+        popen.send_signal(signal.SIGTERM)
+        # Far longer than a clean stop takes, far shorter than the check.
+        assert popen.wait(60) == 0, glia.process.tail()
+        if way == "api":
+            asking.join(60)
+            assert answered == [503], answered
     finally:
         glia.stop()
 

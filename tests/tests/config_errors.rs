@@ -1049,10 +1049,25 @@ fn http_limits_are_checked() {
             && err.message.contains("open-file limit"),
         "{err}"
     );
+    for per_address in [0, 65] {
+        let yaml = format!(
+            "listen: 127.0.0.1:0\nmax_connections: 64\nmax_connections_per_address: {per_address}\n"
+        );
+        assert_error(
+            &error_of(&yaml),
+            (3, 1),
+            None,
+            "max_connections_per_address",
+            "must be between 1 and max_connections (64)",
+        );
+    }
     let cfg = load("body_timeout: 250ms\nheader_timeout: 2s\nmax_connections: 64\n");
     assert_eq!(cfg.body_timeout, Duration::from_millis(250));
     assert_eq!(cfg.header_timeout, Duration::from_secs(2));
     assert_eq!(cfg.max_connections, 64);
+    assert_eq!(cfg.max_connections_per_address, 32);
+    let cfg = load("max_connections: 64\nmax_connections_per_address: 64\n");
+    assert_eq!(cfg.max_connections_per_address, 64);
     let cfg = load("modules: []\n");
     assert_eq!(cfg.body_timeout, config::DEFAULT_BODY_TIMEOUT);
     assert_eq!(cfg.header_timeout, config::DEFAULT_HEADER_TIMEOUT);

@@ -93,7 +93,13 @@ fn need_open_files(needed: u64) {
 async fn stalled_bodies_time_out_while_other_requests_are_answered() {
     const STALLED: usize = 600;
     need_open_files(2 * STALLED as u64 + 1024);
-    let g = start(json!({"body_timeout": "3s", "max_connections": 1000})).await;
+    // All from one address: the per-address share is not what this test is about.
+    let g = start(json!({
+        "body_timeout": "3s",
+        "max_connections": 1000,
+        "max_connections_per_address": 1000
+    }))
+    .await;
     let addr = address(&g);
     let mut stalls = Vec::new();
     for i in 0..STALLED {
@@ -172,7 +178,12 @@ async fn a_trickling_body_is_bounded_as_a_whole() {
 /// their deadline, so a waiting request is answered, after a stalled one was closed.
 #[actix_rt::test]
 async fn the_connection_cap_holds_until_stalled_bodies_time_out() {
-    let g = start(json!({"body_timeout": "1s", "max_connections": 4})).await;
+    let g = start(json!({
+        "body_timeout": "1s",
+        "max_connections": 4,
+        "max_connections_per_address": 4
+    }))
+    .await;
     let addr = address(&g);
     let mut stalls = Vec::new();
     for _ in 0..4 {
@@ -198,6 +209,92 @@ async fn the_connection_cap_holds_until_stalled_bodies_time_out() {
         until_closed(stream).await;
     }
     g.stop().await;
+}
+
+/// A connection from `source` (a loopback address of its own, so a distinct peer) to `addr`.
+async fn connect_from(source: &str, addr: &str) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(format!("{source}:0").parse().expect("a source address"))?;
+    socket
+        .connect(addr.parse().expect("a socket address"))
+        .await
+}
+
+/// One peer opening many idle connections (more than the whole cap, with a head timeout
+/// that would let them stay) cannot keep a second peer from being served: past its
+/// address's share each is answered 503 in plain text and closed at once, and the second
+/// peer, from 127.0.0.2, is answered. Before `max_connections_per_address` the probe waited
+/// for as long as the idle connections were allowed to stay.
+#[actix_rt::test]
+async fn one_peer_cannot_take_every_connection() {
+    const CAP: usize = 40;
+    need_open_files(4 * CAP as u64 + 1024);
+    let g = start(json!({"max_connections": CAP, "header_timeout": "1h"})).await;
+    let addr = address(&g);
+    let mut idle = Vec::new();
+    for _ in 0..2 * CAP {
+        let stream = connect_from("127.0.0.1", &addr).await.expect("connect");
+        idle.push(stream.into_std().expect("a std socket"));
+    }
+    let mut probe = tokio::time::timeout(GENEROUS, connect_from("127.0.0.2", &addr))
+        .await
+        .expect("the second peer was not even accepted")
+        .expect("connect from 127.0.0.2");
+    let head = tokio::time::timeout(
+        GENEROUS,
+        exchange(&mut probe, b"GET /health HTTP/1.1\r\nHost: glia\r\n\r\n"),
+    )
+    .await
+    .expect("the second peer was not answered while the first held its connections")
+    .expect("an answer");
+    assert_eq!(status_of(&head), Some(200), "{head}");
+    // glia's one test worker handles connections in the order they were accepted, so every
+    // refusal was written before the probe was answered.
+    let refusals: Vec<String> = idle.iter_mut().filter_map(refusal_waiting).collect();
+    assert_eq!(refusals.len(), 2 * CAP - CAP / 2, "refused of {}", 2 * CAP);
+    for answer in &refusals {
+        assert_eq!(status_of(answer), Some(503), "{answer}");
+        assert!(
+            body_of(answer).starts_with("too many connections"),
+            "{answer}"
+        );
+    }
+    // Scraped from the second peer: the first one's address is still over its share.
+    let mut scrape = connect_from("127.0.0.2", &addr).await.expect("connect");
+    let ask = format!(
+        "GET /metrics HTTP/1.1\r\nHost: glia\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    scrape
+        .write_all(ask.as_bytes())
+        .await
+        .expect("ask for metrics");
+    let metrics = until_closed(&mut scrape).await;
+    let counted = format!(
+        "glia_http_refused_total{{reason=\"per_address_limit\",route=\"connection\",status=\"503\"}} {}",
+        refusals.len()
+    );
+    assert!(metrics.contains(&counted), "{metrics}");
+    drop(idle);
+    g.stop().await;
+}
+
+/// What the server already sent on a connection it then closed, or `None` while it is open
+/// with nothing to read.
+fn refusal_waiting(stream: &mut std::net::TcpStream) -> Option<String> {
+    use std::io::Read;
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 512];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return Some(String::from_utf8_lossy(&received).into_owned()),
+            Ok(n) => received.extend_from_slice(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return (!received.is_empty()).then(|| String::from_utf8_lossy(&received).into())
+            }
+            Err(e) => panic!("reading a refused connection: {e}"),
+        }
+    }
 }
 
 /// A request head must arrive within `header_timeout` of its first byte, on a kept-alive

@@ -879,3 +879,24 @@ async fn a_config_check_past_its_bound_fails_the_reload() {
     assert!(!reply.is_null(), "glia still decides: {reply}");
     g.stop().await;
 }
+
+/// A shutdown that begins while a reload's config check runs abandons the check: the reload
+/// is refused as shutting down, without waiting for the check (which, as a Python module's
+/// `parse_config`, may take as long as it likes), and the shutdown goes on.
+#[actix_rt::test]
+async fn a_shutdown_abandons_a_config_check_in_progress() {
+    let (g, gate, read, _file) = with_a_slow_check("abandoned-check.yaml", None).await;
+    let glia = g.glia.clone();
+    let reload = actix_rt::spawn(async move { glia.reload().await });
+    actix_rt::time::sleep(Duration::from_millis(50)).await;
+    g.glia.shutdown(Duration::from_millis(100)).await;
+    let err = reload.await.unwrap().expect_err("the reload is refused");
+    assert!(matches!(err, ReloadError::ShuttingDown), "{err}");
+    assert!(
+        !read.load(std::sync::atomic::Ordering::SeqCst),
+        "the reload waited for the check"
+    );
+    // Let the abandoned check go, so its thread ends.
+    gate.wait();
+    g.stop().await;
+}

@@ -43,6 +43,8 @@ struct Shared {
     changing: tokio::sync::Mutex<()>,
     /// Set at shutdown.
     stopping: AtomicBool,
+    /// Wakes a reload still reading its config when shutdown begins, so it gives up at once.
+    stopped: tokio::sync::Notify,
 }
 
 /// A running glia: supervised modules and the coordinator over them.
@@ -139,6 +141,7 @@ impl Glia {
                 hosted: Mutex::new(hosted),
                 changing: tokio::sync::Mutex::new(()),
                 stopping: AtomicBool::new(false),
+                stopped: tokio::sync::Notify::new(),
             }),
             ingress: Mutex::new(None),
             nats,
@@ -257,6 +260,7 @@ impl Glia {
     pub async fn shutdown(&self, grace: Duration) {
         let until = std::time::Instant::now() + grace;
         self.shared.stopping.store(true, Ordering::Release);
+        self.shared.stopped.notify_waiters();
         if let Some(ingress) = self
             .ingress
             .lock()

@@ -27,14 +27,23 @@ pub type ConfigLoader = Arc<dyn Fn() -> Result<GliaConfig, ConfigFileError> + Se
 /// `parse_config` runs in a host): past it the reload is refused and nothing changes.
 pub const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Runs `load` on a blocking thread of its own, never on the thread that asked (an HTTP
-/// worker serving decisions, or the main thread that must still hear SIGTERM), and gives up
-/// after `bound`.
+/// Runs `load` on a thread of its own, never on the thread that asked (an HTTP worker serving
+/// decisions, or the main thread that must still hear SIGTERM), and gives up after `bound`.
+/// Not a runtime's blocking thread: a runtime waits for those when it is dropped, so a
+/// SIGTERM during a slow check (a Python module's `parse_config`) would wait for the check.
+/// A check given up on, or still running when glia exits, is abandoned.
 pub async fn load_bounded(load: ConfigLoader, bound: Duration) -> Result<GliaConfig, ReloadError> {
-    let task = actix_rt::task::spawn_blocking(move || load());
-    match tokio::time::timeout(bound, task).await {
+    let (done, loaded) = futures::channel::oneshot::channel();
+    std::thread::Builder::new()
+        .name("glia-config-check".into())
+        .spawn(move || {
+            let _ = done.send(load());
+        })
+        .map_err(|e| ReloadError::LoadFailed(format!("cannot start the check: {e}")))?;
+    match tokio::time::timeout(bound, loaded).await {
         Ok(Ok(loaded)) => loaded.map_err(ReloadError::from),
-        Ok(Err(e)) => Err(ReloadError::LoadFailed(e.to_string())),
+        // The sender went without an answer: the check panicked.
+        Ok(Err(_)) => Err(ReloadError::LoadFailed("it panicked".into())),
         Err(_) => Err(ReloadError::LoadTimeout(bound)),
     }
 }
@@ -113,6 +122,10 @@ fn needs_restart(old: &GliaConfig, new: &GliaConfig) -> Vec<&'static str> {
         "max_connections",
         old.max_connections != new.max_connections,
     );
+    check(
+        "max_connections_per_address",
+        old.max_connections_per_address != new.max_connections_per_address,
+    );
     check("deadline", old.deadline != new.deadline);
     check("telemetry", old.telemetry != new.telemetry);
     check("log_format", old.log_format != new.log_format);
@@ -139,9 +152,20 @@ fn fate(old: &[ModuleConfig], module: &ModuleConfig) -> Fate {
 
 impl Glia {
     /// Re-reads the config with the loader given at start and applies it (see [`Glia::apply`]).
+    /// A shutdown that begins while the new config is being read and checked abandons the
+    /// check (see [`load_bounded`]): the reload is refused and the shutdown does not wait.
     pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        let stopped = self.shared.stopped.notified();
+        tokio::pin!(stopped);
+        // Registered before the flag is read, so a shutdown in between still wakes it.
+        stopped.as_mut().enable();
+        tracing::info!("config reload: reading and checking the new config");
         let loaded = match &self.loader {
-            Some(load) => load_bounded(load.clone(), self.load_timeout).await,
+            _ if self.shared.stopping.load(Ordering::Acquire) => Err(ReloadError::ShuttingDown),
+            Some(load) => tokio::select! {
+                loaded = load_bounded(load.clone(), self.load_timeout) => loaded,
+                () = stopped => Err(ReloadError::ShuttingDown),
+            },
             None => Err(ReloadError::NoLoader),
         };
         match loaded {

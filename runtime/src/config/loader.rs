@@ -100,11 +100,7 @@ impl Loader {
         let raw = self.raw()?;
         self.check_bus(&raw)?;
         let auth_token = self.auth_token(&raw)?;
-        let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
-        if max_connections == 0 {
-            let at = ConfigPath::root().key("max_connections");
-            return Err(self.error(&at, None, "must be at least 1"));
-        }
+        let (max_connections, max_connections_per_address) = self.connection_caps(&raw)?;
         let defaults = self.defaults(&raw.defaults)?;
         let modules = self.modules(&raw, &defaults, types)?;
         let telemetry = self.telemetry(&raw)?;
@@ -121,6 +117,7 @@ impl Loader {
             body_timeout: raw.body_timeout.map_or(DEFAULT_BODY_TIMEOUT, |d| d.0),
             header_timeout: raw.header_timeout.map_or(DEFAULT_HEADER_TIMEOUT, |d| d.0),
             max_connections,
+            max_connections_per_address,
             bus: raw.bus.clone().unwrap_or(BusConfig::Internal),
             deadline: raw.deadline.map_or(DEFAULT_DEADLINE, |d| d.0),
             shutdown_grace: raw.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
@@ -129,6 +126,25 @@ impl Loader {
             log_format: raw.log_format.unwrap_or_default(),
             sources: Arc::new(self.sources),
         })
+    }
+
+    /// `max_connections` and `max_connections_per_address` (by default half the cap, so one
+    /// address leaves the other half to everyone else).
+    fn connection_caps(&self, raw: &RawConfig) -> Result<(usize, usize), ConfigFileError> {
+        let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            let at = ConfigPath::root().key("max_connections");
+            return Err(self.error(&at, None, "must be at least 1"));
+        }
+        let per_address = raw
+            .max_connections_per_address
+            .unwrap_or((max_connections / 2).max(1));
+        if per_address == 0 || per_address > max_connections {
+            let at = ConfigPath::root().key("max_connections_per_address");
+            let message = format!("must be between 1 and max_connections ({max_connections})");
+            return Err(self.error(&at, None, message));
+        }
+        Ok((max_connections, per_address))
     }
 
     /// `listen_unix_mode`: permission bits written in octal, as `chmod` takes them.

@@ -84,6 +84,9 @@ pub struct GliaConfig {
     pub header_timeout: Duration,
     /// HTTP connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// HTTP connections one peer address may hold at once (TCP only; an IPv6 address is
+    /// counted by its /64); more are refused at once.
+    pub max_connections_per_address: usize,
     /// Which bus carries invocations.
     pub bus: BusConfig,
     /// The whole-request deadline.

@@ -86,6 +86,7 @@ pub(super) struct RawConfig {
     pub(super) body_timeout: Option<ConfigDuration>,
     pub(super) header_timeout: Option<ConfigDuration>,
     pub(super) max_connections: Option<usize>,
+    pub(super) max_connections_per_address: Option<usize>,
     pub(super) bus: Option<BusConfig>,
     pub(super) deadline: Option<ConfigDuration>,
     pub(super) shutdown_grace: Option<ConfigDuration>,

@@ -2,7 +2,8 @@
 //! modules' web resources, all answering errors as Matrix JSON; the ingress for
 //! synapse-http-antispam, which answers in that module's terms; and the bounds that keep
 //! clients from holding glia's connections: a head timeout, a body deadline, a connection cap
-//! under the open-file limit, and a shutdown that answers instead of dropping.
+//! under the open-file limit with a share per peer address, and a shutdown that answers
+//! instead of dropping.
 
 mod admin;
 mod antispam_paths;
@@ -15,6 +16,7 @@ mod errors;
 mod http_antispam;
 mod limits;
 mod matrix_error;
+mod peers;
 mod refusals;
 mod resources;
 pub mod routes;
@@ -148,6 +150,7 @@ pub fn serve<S: Service>(
     actix_http::h1::set_error_body(errors::parser_error_body);
     let connections = Arc::new(drain::Connections::default());
     let counted = connections.clone();
+    let peers = peers::Peers::new(config.max_connections_per_address, glia.telemetry().clone());
     let data = state(glia as Arc<dyn Service>);
     // Layers run outermost last: every refusal is counted and logged (the drain's own
     // included), the drain sees every request first, actix-web's own errors are made Matrix
@@ -165,7 +168,10 @@ pub fn serve<S: Service>(
     .max_connections(cap)
     .client_request_timeout(header_timeout)
     .keep_alive(KEEP_ALIVE)
-    .on_connect(move |_, data| counted.opened(data))
+    .on_connect(move |stream, data| {
+        counted.opened(data);
+        peers.admit(stream, data);
+    })
     .disable_signals()
     .shutdown_timeout(timeout)
     .bind(listen)?;

@@ -215,7 +215,7 @@ impl LossFamily {
             .expect("metric names are valid"),
             http_refused: counter(
                 "glia_http_refused_total",
-                "HTTP requests answered with one of glia's own errors (no module asked), by route (callbacks, http_antispam, modules, reload, other), status and errcode.",
+                "HTTP requests answered with one of glia's own errors (no module asked), by route (callbacks, http_antispam, modules, reload, other; connection: a connection refused when accepted, past max_connections_per_address), status and errcode.",
                 &["route", "status", "reason"],
             ),
             spans_dropped: counter(

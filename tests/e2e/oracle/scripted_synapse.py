@@ -13,6 +13,7 @@ modules:
       login_types: {org.example.scripted: [token]}      # auth checkers (check_auth)
       web_resources: [/_synapse/client/demo/hello]      # the docs' demo resource
       load_delay: 2                   # seconds the constructor blocks, as a slow import does
+      check_delay: 8                  # seconds parse_config blocks (a slow config check)
 ```
 
 Each listed callback is registered with the `register_*_callbacks` method Synapse has for it
@@ -28,6 +29,8 @@ from __future__ import annotations
 import enum
 import inspect
 import json
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
@@ -211,6 +214,7 @@ class ScriptedModule:
 
     @staticmethod
     def parse_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
+        time.sleep(float(config.get("check_delay", 0)))
         for key in ("name", "script", "calls"):
             if not isinstance(config.get(key), str):
                 raise ConfigError(f"scripted module: `{key}` (a string) is required")
@@ -230,6 +234,10 @@ class ScriptedModule:
         if step.leak_kib:
             # Written to, so the pages are resident (a zeroed allocation may not be).
             _LEAKED.append(bytearray(b"\x01") * (step.leak_kib * 1024))
+        if step.print_text:
+            os.write(1, step.print_text.encode())
+        if step.kill:
+            os.kill(os.getpid(), signal.SIGKILL)
         if step.block:
             time.sleep(step.block)
         if step.sleep:
