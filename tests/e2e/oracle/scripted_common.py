@@ -17,6 +17,7 @@ Actions:
   raise `SynapseError(status, error, errcode, fields)`;
 - `{"raise": {"exception": "message"}}`: raise a plain exception;
 - `{"sleep": SECONDS, "then": ACTION}`: wait, then do ACTION;
+- `{"exit": CODE}`: end the module's process at once (`os._exit`), as a crashing module does;
 - `{"block": SECONDS, "then": ACTION}`: block the process's thread (`time.sleep`, as a module
   calling a blocking library does: nothing else runs on its event loop meanwhile), then ACTION;
 - `{"leak": KIB, "then": ACTION}`: keep KIB kibibytes for good (a module that leaks), then ACTION;
@@ -214,13 +215,14 @@ class Step:
     error: Raise | None = None
     block: float = 0.0
     leak_kib: int = 0
+    exit: int | None = None
 
 
 def resolve(action: Any, spec: Spec, view: Mapping[str, Any]) -> Step:
     """Follows `if`s, `sleep`s, `block`s and `leak`s down to what to answer; each adds up."""
     extra: dict[str, float] = {"block": 0.0, "leak_kib": 0}
     step = _resolve(action, spec, view, extra)
-    return Step(step.sleep, step.value, step.error, extra["block"], int(extra["leak_kib"]))
+    return Step(step.sleep, step.value, step.error, extra["block"], int(extra["leak_kib"]), step.exit)
 
 
 def _resolve(action: Any, spec: Spec, view: Mapping[str, Any], extra: dict[str, float]) -> Step:
@@ -241,6 +243,8 @@ def _resolve(action: Any, spec: Spec, view: Mapping[str, Any], extra: dict[str, 
             action = action.get("then") if holds(action["if"], view) else action.get("else")
         elif "return" in action:
             return Step(sleep, action["return"])
+        elif "exit" in action:
+            return Step(sleep, exit=int(action["exit"]))
         elif "raise" in action:
             raised = action["raise"]
             if "exception" in raised:
