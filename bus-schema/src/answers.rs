@@ -364,6 +364,11 @@ pub type AuthAnswer = Option<AuthSuccess>;
 pub struct AuthSuccess {
     /// The canonical user id.
     pub user_id: String,
+    /// The handle of the post-login callback the checker returned with the user id (the
+    /// tuple's second item), which the module keeps until the login result comes back in a
+    /// `post_login` call, or until the handle expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_login: Option<String>,
 }
 
 /// `get_username_for_registration` / `get_displayname_for_registration`: the first string

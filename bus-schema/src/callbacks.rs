@@ -405,6 +405,7 @@ macro_rules! for_each_callback {
             // Password auth providers (spec §3.5).
             CheckAuth = "check_auth", PasswordAuthProvider, $crate::requests::CheckAuth, $crate::answers::AuthAnswer, $crate::replies::Outcome<$crate::replies::AuthReply>;
             Check3pidAuth = "check_3pid_auth", PasswordAuthProvider, $crate::requests::Check3pidAuth, $crate::answers::AuthAnswer, $crate::replies::Outcome<$crate::replies::AuthReply>;
+            PostLogin = "post_login", PasswordAuthProvider, $crate::requests::PostLogin, $crate::answers::Ignored, $crate::replies::Decision;
             OnLoggedOut = "on_logged_out", PasswordAuthProvider, $crate::requests::OnLoggedOut, $crate::answers::Ignored, $crate::replies::Decision;
             GetUsernameForRegistration = "get_username_for_registration", PasswordAuthProvider, $crate::requests::GetUsernameForRegistration, $crate::answers::NameAnswer, $crate::replies::Outcome<$crate::replies::NameReply>;
             GetDisplaynameForRegistration = "get_displayname_for_registration", PasswordAuthProvider, $crate::requests::GetDisplaynameForRegistration, $crate::answers::NameAnswer, $crate::replies::Outcome<$crate::replies::NameReply>;

@@ -202,6 +202,11 @@ pub struct AuthReply {
     /// The module that authenticated them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,
+    /// That module's post-login callback, if it returned one: Synapse is handed a callable
+    /// that sends the login result back in a `post_login` call naming `module` and this
+    /// handle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_login: Option<String>,
 }
 
 /// `get_username_for_registration` / `get_displayname_for_registration`.

@@ -165,6 +165,12 @@ request!(
     /// `check_3pid_auth(medium, address, password)`.
     Check3pidAuth { medium: String, address: String, password: String });
 request!(
+    /// glia's own, not a Synapse callback: the login result (Synapse's `LoginResponse`) for
+    /// the post-login callback an auth checker of `module` returned under `handle` (see
+    /// `AuthReply::post_login`). Synapse awaits that callback once the login completes; the
+    /// bridge's stand-in for it sends this and waits for the answer.
+    PostLogin { module: String, handle: String, #[serde(default)] login_result: JsonObject });
+request!(
     /// `on_logged_out(user_id, device_id, access_token)`.
     OnLoggedOut { user_id: String, #[serde(default)] device_id: Option<String>, access_token: String });
 request!(

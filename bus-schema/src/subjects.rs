@@ -102,7 +102,8 @@ pub struct Description {
     /// Auth checkers, in registration order (`a<n>` slots).
     #[serde(default)]
     pub auth_checkers: Vec<AuthCheckerDescription>,
-    /// Web resource paths (not served over NATS yet; listed for information).
+    /// Web resource paths: glia does not serve them over NATS, so a coordinator refuses a
+    /// module that lists any.
     #[serde(default)]
     pub web_resources: Vec<String>,
 }

@@ -219,6 +219,8 @@ pub const RULES: &[Rules] = &[
     // Password auth providers (spec §3.5).
     row(C::CheckAuth,                         FirstNonNone, NotNone,         LogAndGoOn,  PassThrough,  None),
     row(C::Check3pidAuth,                     FirstNonNone, NotNone,         LogAndGoOn,  PassThrough,  None),
+    // glia's own: an auth checker's post-login callback, awaited as Synapse awaits it (a raise fails the login).
+    row(C::PostLogin,                         RunAll,       Ignored,         Propagate,   PassThrough,  None),
     row(C::OnLoggedOut,                       RunAll,       Ignored,         LogAndGoOn,  PassThrough,  None),
     row(C::GetUsernameForRegistration,        FirstNonNone, Text,            Propagate,   Internal,     None),
     row(C::GetDisplaynameForRegistration,     FirstNonNone, Text,            Propagate,   Internal,     None),

@@ -97,6 +97,9 @@ MODULES: dict[str, tuple[str, ...]] = {"s1": S1_CALLBACKS, "s2": S2_CALLBACKS}
 S2_INVOKE = {"default": "sequential", "user_may_create_room": "parallel"}
 #: s2 is also an auth checker for this login type, with these fields.
 LOGIN_TYPE = ("org.example.scripted", ("token",))
+#: s1 registers the same login type first, with other fields (issue 24.5): Synapse accepts it,
+#: a login then carries the later list (s2's) and both checkers are asked.
+S1_LOGIN_FIELDS = ("token", "pin")
 #: The docs' demo resource, which s1 serves (through glia from its Python host).
 DEMO_PATH = "/_synapse/client/demo/hello"
 #: The invite ratelimit per issuer on both homeservers (the ratelimit override test lifts it).
@@ -416,6 +419,7 @@ def native_modules(script: Path, calls: Path) -> list[dict[str, Any]]:
                 "callbacks": list(callbacks),
                 **({"web_resources": [DEMO_PATH]} if name == "s1" else {}),
                 **({"login_types": {LOGIN_TYPE[0]: list(LOGIN_TYPE[1])}} if name == "s2" else {}),
+                **({"login_types": {LOGIN_TYPE[0]: list(S1_LOGIN_FIELDS)}} if name == "s1" else {}),
             },
         }
         for name, callbacks in MODULES.items()

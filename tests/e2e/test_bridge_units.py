@@ -7,6 +7,7 @@ import asyncio
 import base64
 import inspect
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,12 @@ from twisted.internet.task import Clock
 
 from glia_synapse import once
 from glia_synapse.bridge import Discovery, GliaBridge, forwarding_rules, select_callbacks, select_login_types
-from glia_synapse.catalogue import BACKGROUND, BY_NAME, CALLBACKS, EVERY, WORK
+from glia_synapse.catalogue import BACKGROUND, BY_NAME, CALLBACKS, EVERY, WORK, bind_post_login
 from glia_synapse.client import GliaClient
 from glia_synapse.config import parse_config
 from glia_synapse.convert import encode_args
 from glia_synapse.errors import GliaCallbackFailed, GliaFailure, GliaModuleFailed
-from glia_synapse.replies import check_error, errcode
+from glia_synapse.replies import PostLoginHandle, check_error, errcode
 from glia_synapse.reply_cache import Generations, ReplyCache
 from glia_synapse.tracing import traceparent_from_ids
 from glia_synapse.web import GLIA, NO_RESOURCE, UNRECOGNIZED, WebRoutes
@@ -225,6 +226,24 @@ def test_yes_no_truthy_and_value_replies() -> None:
         decode("on_legacy_admin_request", {"value": None})
     assert decode("get_interested_users", {"users": "ALL"}) == PRESENCE_ALL_USERS
     assert decode("get_interested_users", {"users": ["@b:hs"]}) == {"@b:hs"}
+
+
+def test_an_auth_reply_with_a_post_login_handle_gives_synapse_a_callback_that_sends_the_result_back() -> None:
+    reply = {"user_id": "@u:hs", "module": "ldap", "post_login": "42.abc"}
+    assert decode("check_auth", reply) == ("@u:hs", PostLoginHandle("ldap", "42.abc"))
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def forward(spec: Any, args: Mapping[str, Any]) -> None:
+        sent.append((spec.name, dict(args)))
+
+    user_id, callback = bind_post_login(decode("check_3pid_auth", reply), forward)
+    assert user_id == "@u:hs" and callable(callback)
+    asyncio.run(callback({"user_id": "@u:hs", "access_token": "t", "device_id": "D", "home_server": "hs"}))
+    login_result = {"user_id": "@u:hs", "access_token": "t", "device_id": "D", "home_server": "hs"}
+    assert sent == [("post_login", {"module": "ldap", "handle": "42.abc", "login_result": login_result})]
+    # No handle, or no one: what Synapse gets is unchanged.
+    assert bind_post_login(decode("check_auth", {"user_id": "@u:hs"}), forward) == ("@u:hs", None)
+    assert bind_post_login(decode("check_auth", {"user_id": None}), forward) is None
 
 
 def test_presence_replies_reuse_synapses_state_objects() -> None:

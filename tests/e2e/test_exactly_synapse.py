@@ -211,7 +211,8 @@ def test_a_modules_login_type_logs_the_user_in_as_its_auth_checker_says(diff: Di
         403,
         {"errcode": "M_FORBIDDEN", "error": "Invalid username or password"},
     )
-    assert diff.same_calls("check_auth") == ["s2", "s2"]
+    # s1 registered the login type too (with other fields): both checkers are asked, in order.
+    assert diff.same_calls("check_auth") == ["s1", "s2", "s1", "s2"]
 
 
 # -- every spam-checker answer, read as Synapse reads it -------------------------------------

@@ -9,6 +9,7 @@ hang, and each call it records names the host process that served it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,15 @@ import pytest
 import yaml
 
 from harness import GLIA_TOKEN, Glia, NatsServer, free_port, http_request, wait_until
-from hosting import ORACLE, child_pids, module_info, python_path_env, python_section, start_standalone_host
+from hosting import (
+    ORACLE,
+    child_pids,
+    glia_modules,
+    module_info,
+    python_path_env,
+    python_section,
+    start_standalone_host,
+)
 
 sys.path.insert(0, str(ORACLE))
 
@@ -34,6 +44,7 @@ from scripted_common import read_calls
 #: by then, whatever the host does.
 DEADLINE_S = 5
 ROOM_CONFIG = {"user_id": "@alice:example.com", "room_config": {}}
+INVITE = {"inviter": "@a:x", "invitee": "@b:x", "room_id": "!r:x"}
 
 
 def scripted(name: str, workdir: Path, callbacks: list[str], **config: Any) -> dict[str, Any]:
@@ -51,17 +62,24 @@ def scripted(name: str, workdir: Path, callbacks: list[str], **config: Any) -> d
     }
 
 
-def ask(glia: Glia, callback: str, body: dict[str, Any]) -> dict[str, Any]:
+def ask(glia: Glia, callback: str, body: dict[str, Any], timeout_s: float = DEADLINE_S + 5) -> dict[str, Any]:
     """Asks glia to decide one callback; the answer must come by the request's deadline."""
     status, _, raw = http_request(
         "POST",
         f"{glia.url}/_glia/v1/callbacks/{callback}",
         body,
         {"Authorization": f"Bearer {GLIA_TOKEN}"},
-        timeout=DEADLINE_S + 5,
+        timeout=timeout_s,
     )
     assert status == 200, raw
     return json.loads(raw)  # type: ignore[no-any-return]
+
+
+def serves(glia: Glia, workdir: Path) -> bool:
+    """Whether the module's host answers a call itself (rather than its failure policy)."""
+    before = len(served_by(workdir))
+    ask(glia, "user_may_invite", INVITE)
+    return len(served_by(workdir)) > before
 
 
 def write_script(workdir: Path, script: dict[str, Any]) -> None:
@@ -153,13 +171,15 @@ class Supervised:
         return pids[-1]
 
     def running_again(self, restarts: int) -> None:
-        """Waits until the module has restarted `restarts` times in all and serves."""
+        """Waits until the module has restarted `restarts` times in all and its new host serves
+        (until the host has loaded the module, calls are answered by the failure policy)."""
         wait_until(
             lambda: self.info()["restarts"] >= restarts and self.info()["state"] == "running",
             60,
             f"{restarts} restarts of the hosted module",
             lambda: f"{self.info()}\n{self.glia.process.tail()}",
         )
+        wait_until(lambda: serves(self.glia, self.workdir), 60, "the new host serving", self.glia.process.tail)
 
 
 @pytest.fixture(scope="module")
@@ -240,6 +260,63 @@ def test_a_host_killed_while_it_loads_the_module_is_started_again(supervised: Su
         assert ask(supervised.glia, "user_may_create_room", ROOM_CONFIG)["decision"] == "allow"
     supervised.running_again(restarts + 1)
     assert supervised.host_pid() not in (before, loading[0])
+
+
+def test_calls_fail_at_once_through_the_policy_while_a_module_that_killed_its_host_restarts(
+    glia_bin: Path, tmp_path: Path
+) -> None:
+    """A module that ends its own host: the calls it had in flight, and those arriving while its
+    new host loads, are answered by its failure policy at once (`crashed`, `unavailable` in the
+    decision log), not left to wait for their timeout (60 s here) or the load."""
+    gate = tmp_path / "hold"  # while it exists, a host loading the module waits in its constructor
+    write_script(tmp_path, {"dies": {"user_may_create_room": {"sleep": 3600}, "user_may_invite": {"exit": 3}}})
+    entry = scripted("dies", tmp_path, ["user_may_create_room", "user_may_invite"], load_gate=str(gate))
+    entry.update(timeout="60s", failure_policy="allow", restart={"backoff_min": "10ms", "watchdog": "10m"})
+    port = free_port()
+    config = {
+        "listen": f"127.0.0.1:{port}",
+        "auth_token": GLIA_TOKEN,
+        "deadline": "90s",
+        "python": python_section("example.com"),
+        "telemetry": {
+            "decision_log": {"output": "file", "path": str(tmp_path / "decisions.jsonl"), "include_content": True}
+        },
+        "modules": [entry],
+    }
+    glia = Glia.start(glia_bin, tmp_path, config, port, env=python_path_env(ORACLE))
+    long_ask = functools.partial(ask, timeout_s=120)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            in_flight = [pool.submit(long_ask, glia, "user_may_create_room", ROOM_CONFIG) for _ in range(4)]
+            wait_until(lambda: len(served_by(tmp_path)) >= 4, 30, "4 calls in the host", glia.process.tail)
+            gate.touch()
+            # The module ends its host: this call and the four in flight fail as crashes.
+            assert long_ask(glia, "user_may_invite", INVITE)["decision"] == "allow"
+            assert [f.result()["decision"] for f in in_flight] == ["allow"] * 4
+            # The new host is held loading: calls now are answered by the policy at once.
+            later = [pool.submit(long_ask, glia, "user_may_create_room", ROOM_CONFIG) for _ in range(4)]
+            assert [f.result()["decision"] for f in later] == ["allow"] * 4
+        wait_until(lambda: len(decisions(tmp_path)) >= 9, 30, "9 decision records", glia.process.tail)
+        outcomes = [
+            (r["callback"], r["modules"][0]["outcome"], r["modules"][0].get("error", "")) for r in decisions(tmp_path)
+        ]
+        failed_at_death = sorted(o[:2] for o in outcomes[:5])
+        assert failed_at_death == [("user_may_create_room", "crashed")] * 4 + [("user_may_invite", "crashed")], outcomes
+        assert [o[:2] for o in outcomes[5:]] == [("user_may_create_room", "unavailable")] * 4, outcomes
+        assert all("is restarting" in error for _, _, error in outcomes[5:]), outcomes
+        # Let the new host load: the module serves again.
+        write_script(tmp_path, {})
+        gate.unlink()
+        wait_until(lambda: serves(glia, tmp_path), 60, "the new host serving", glia.process.tail)
+    finally:
+        glia.stop()
+
+
+def decisions(workdir: Path) -> list[dict[str, Any]]:
+    """glia's decision records so far, in the order they were written."""
+    path = workdir / "decisions.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [r for r in records if r.get("kind", "decision") == "decision"]
 
 
 # -- reloading the config -------------------------------------------------------------------------
@@ -376,4 +453,38 @@ def test_standalone_hosts_share_a_modules_load_over_nats_and_drain(glia_bin: Pat
         glia.stop()
         for host in hosts:
             host.stop()
+        nats.stop()
+
+
+def test_a_module_on_nats_that_registers_a_web_resource_is_refused_by_name(glia_bin: Path, tmp_path: Path) -> None:
+    """glia serves web resources only for the modules it runs itself: a module on NATS whose
+    host says it registered one is not planned, with an error naming it and `placement`."""
+    (tmp_path / "nats").mkdir()
+    nats = NatsServer.start(tmp_path / "nats")
+    write_script(tmp_path, {})
+    port = free_port()
+    entry = scripted("webbed", tmp_path, ["user_may_invite"], web_resources=["/_synapse/client/demo/hello"])
+    entry.update(placement="nats", required=False)
+    config = {
+        "listen": f"127.0.0.1:{port}",
+        "auth_token": GLIA_TOKEN,
+        "bus": {"type": "nats", "url": nats.url},
+        "python": python_section("example.com"),
+        "modules": [entry],
+    }
+    config_path = tmp_path / "glia.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    env = python_path_env(ORACLE)
+    host = start_standalone_host(config_path, ["webbed"], tmp_path / "host.log", env)
+    glia = Glia.start(glia_bin, tmp_path, config, port, env=env)
+    try:
+        log = glia.process.log_path
+        expected = "placement: nats: the module registers web resources (/_synapse/client/demo/hello)"
+        wait_until(lambda: expected in log.read_text(errors="replace"), 30, "glia refusing the module", glia.process.tail)
+        assert "webbed" in next(line for line in log.read_text().splitlines() if expected in line)
+        assert module_info(glia.url, "webbed")["state"] == "failed"
+        assert "user_may_invite" not in glia_modules(glia.url)["plans"]
+    finally:
+        glia.stop()
+        host.stop()
         nats.stop()

@@ -34,7 +34,7 @@ HOSTILE = {
     "block": {"block": 3, "then": {"return": {"codes": "M_FORBIDDEN"}}},
     "leak": {"leak": 1024, "then": {"return": {"codes": "M_FORBIDDEN"}}},
     "garbage": {"print": "\x00\xff not a frame {\n" * 64, "then": {"return": {"codes": "M_FORBIDDEN"}}},
-    "die": {"exit": True},
+    "die": {"exit": 1},
 }
 #: Whose calls the module itself answers (a deny), when nothing else gets in the way.
 MODULE_ANSWERS = ("normal", "leak", "garbage")

@@ -295,6 +295,14 @@ pub fn request_samples() -> Vec<(&'static str, Value)> {
             json!({"medium": "email", "address": "alice@example.net", "password": "hunter2"}),
         ),
         (
+            "post_login",
+            json!({
+                "module": "ldap",
+                "handle": "4242.9f86d081884c7d659a2feaa0c55ad015",
+                "login_result": {"user_id": ALICE, "access_token": "syt_YWxpY2U_QzKlWpnmJgmRyNWuxaVu_1EPZWz", "home_server": "example.com", "device_id": "ABCDEFGHIJ"}
+            }),
+        ),
+        (
             "on_logged_out",
             json!({"user_id": ALICE, "device_id": "ABCDEFGHIJ", "access_token": "syt_YWxpY2U_QzKlWpnmJgmRyNWuxaVu_1EPZWz"}),
         ),
@@ -402,7 +410,11 @@ fn ignored_answers() -> Vec<Value> {
 
 /// Password-auth answers.
 fn auth_answers() -> Vec<Value> {
-    vec![json!({"user_id": ALICE}), json!(null)]
+    vec![
+        json!({"user_id": ALICE}),
+        json!({"user_id": ALICE, "post_login": "9f86d081884c7d659a2feaa0c55ad015"}),
+        json!(null),
+    ]
 }
 
 /// Registration-name answers.
@@ -493,6 +505,7 @@ pub fn answer_samples() -> Vec<(&'static str, Vec<Value>)> {
         ),
         ("check_auth", auth_answers()),
         ("check_3pid_auth", auth_answers()),
+        ("post_login", ignored_answers()),
         ("on_logged_out", ignored_answers()),
         ("get_username_for_registration", name_answers()),
         ("get_displayname_for_registration", name_answers()),
@@ -581,6 +594,7 @@ fn outcomes(mut values: Vec<Value>) -> Vec<Value> {
 fn auth_replies() -> Vec<Value> {
     outcomes(vec![
         json!({"user_id": ALICE, "module": "ldap"}),
+        json!({"user_id": ALICE, "module": "ldap", "post_login": "4242.9f86d081884c7d659a2feaa0c55ad015"}),
         json!({"user_id": null}),
     ])
 }

@@ -199,8 +199,7 @@ def auth_answer(value: Any) -> Any:
     """`check_auth` / `check_3pid_auth`: `{"user_id"}` for Synapse's well-formed answer, a
     `tuple` of a `str` and a callable or `None`; `null` for `None` and for any other answer,
     which Synapse logs and skips ("Wrong type returned by module API callback"). A post-login
-    callback (the tuple's second item) cannot run out of process; it is dropped with a
-    warning."""
+    callback (the tuple's second item) is the host's to keep (`HostedModule`, `post_login`)."""
     if value is None:
         return None
     well_formed = (
@@ -212,10 +211,7 @@ def auth_answer(value: Any) -> Any:
     if not well_formed:
         logger.warning("Wrong type returned by the auth checker: %r, expected (str, Callable | None) | None", value)
         return None
-    user_id, on_login = value
-    if on_login is not None:
-        logger.warning("the auth checker returned a post-login callback, which glia cannot call after the login")
-    return {"user_id": user_id}
+    return {"user_id": value[0]}
 
 
 def upload_limits_answer(value: Any) -> Any:

@@ -65,14 +65,17 @@ TABLE: dict[str, Entry] = {
     "register_media_repository_callbacks": _host(_REGISTER),
     "register_third_party_rules_callbacks": _host(_REGISTER),
     "register_presence_router_callbacks": _host(_REGISTER),
-    "register_password_auth_provider_callbacks": _host(_REGISTER),
+    "register_password_auth_provider_callbacks": _host(
+        _REGISTER + "; a post-login callback an auth checker returns is kept in the host and awaited "
+        "with the login result, as Synapse awaits it"
+    ),
     "register_background_update_controller_callbacks": _host(_REGISTER),
     "register_account_data_callbacks": _host(_REGISTER),
     "register_add_extra_fields_to_unsigned_client_event_callbacks": _host(_REGISTER),
     "register_federation_callbacks": _host(_REGISTER),
     "register_web_resource": _host(
         "rendered by the host's own Twisted site and served through glia and the bridge; "
-        "not served for modules on `placement: nats`"
+        "a module on `placement: nats` that registers one is refused (not planned), naming it"
     ),
     # -- properties --
     "http_client": _host("a real `SimpleHttpClient` of the host's (outbound requests leave from the host)"),

@@ -108,7 +108,7 @@ async def run() -> int:
     try:
         start = json.loads(line or b"null").get("start")
         settings = HomeserverSettings.from_json(start.get("homeserver") or {})
-        module = HostedModule(start["module"], start.get("config"), settings)
+        module = HostedModule(start["module"], start.get("config"), settings, start.get("name"))
     except LoadError as e:
         await out.send({"failed": e.to_json()})
         return 1

@@ -19,12 +19,16 @@ from glia_python_host import answers, loader
 from glia_python_host.api import HostModuleApi
 from glia_python_host.channel import ChannelError, NotAvailableOutOfProcess
 from glia_python_host.decode import MalformedArguments, decode_args
+from glia_python_host.post_login import PostLogins
 from glia_python_host.reactor import settle
 from glia_python_host.registry import Registry
 from glia_python_host.settings import HomeserverSettings
 from glia_synapse.catalogue import BY_NAME
 
 logger = logging.getLogger(__name__)
+
+#: The callbacks whose answer may carry a post-login callback.
+_AUTHENTICATING = frozenset({"check_auth", "check_3pid_auth"})
 
 #: Callbacks Synapse calls with fewer arguments when the module's function takes fewer
 #: (their older single-argument forms).
@@ -46,15 +50,20 @@ def failed(request_id: str, message: str) -> dict[str, Any]:
 class HostedModule:
     """A Synapse module, constructed with the host's `ModuleApi`."""
 
-    def __init__(self, module: str, config: Mapping[str, Any] | None, settings: HomeserverSettings) -> None:
-        """Loads and constructs the module; raises `loader.LoadError`."""
+    def __init__(
+        self, module: str, config: Mapping[str, Any] | None, settings: HomeserverSettings, instance: str | None = None
+    ) -> None:
+        """Loads and constructs the module (`instance`: its name in glia's config); raises
+        `loader.LoadError`."""
         from twisted.internet import reactor
 
         self.name = module
+        self.instance_name = instance
         self.registry = Registry()
         self.api = HostModuleApi(settings, self.registry, reactor)
         cls, parsed = loader.parse(module, config)
         self.instance = loader.construct(cls, parsed, self.api)
+        self.post_logins = PostLogins()
 
     def describe(self) -> dict[str, Any]:
         """The module's `Description`."""
@@ -73,6 +82,8 @@ class HostedModule:
             )
         if not isinstance(callback, str) or callback not in BY_NAME or not isinstance(args, Mapping):
             return failed(request_id, f"malformed invocation of {callback!r}")
+        if callback == "post_login":
+            return await self._post_login(request_id, args)
         function = self.registry.handler(callback, args)
         if function is None:
             return failed(request_id, f"the module does not serve {callback}")
@@ -87,7 +98,10 @@ class HostedModule:
                 await self._write_back(callback, decoded, args)
             if callback == "on_update":
                 value = await self._enter(value)
-            return reply(request_id, "answer", answers.answer(callback, value, decoded), callback)
+            answer = answers.answer(callback, value, decoded)
+            if callback in _AUTHENTICATING and answer is not None and value[1] is not None:
+                answer["post_login"] = self.post_logins.keep(value[1])
+            return reply(request_id, "answer", answer, callback)
         except Exception as e:  # noqa: BLE001 - whatever the module raises is its answer
             logger.info("%s raised %s: %s", callback, type(e).__name__, e)
             kind, result = answers.failure(callback, e)
@@ -95,6 +109,27 @@ class HostedModule:
         finally:
             for file in files:
                 file.close()
+
+    async def _post_login(self, request_id: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Awaits the post-login callback held under `args["handle"]` with the login result,
+        as Synapse awaits it once the login completes; what it raises fails the login, as in
+        Synapse. An unknown or expired handle calls nothing (logged)."""
+        handle, login_result = args.get("handle"), args.get("login_result")
+        if not isinstance(handle, str) or not isinstance(login_result, Mapping):
+            return failed(request_id, "malformed invocation of post_login")
+        if self.instance_name is not None and args.get("module") != self.instance_name:
+            return reply(request_id, "answer", None, "post_login")  # another module's login
+        on_login = self.post_logins.take(handle)
+        if on_login is None:
+            logger.warning("no post-login callback under %s (expired, or its host restarted): not called", handle)
+            return reply(request_id, "answer", None, "post_login")
+        try:
+            await settle(on_login(dict(login_result)))
+        except Exception as e:  # noqa: BLE001 - whatever the module raises is its answer
+            logger.info("the post-login callback raised %s: %s", type(e).__name__, e)
+            kind, result = answers.failure("post_login", e)
+            return reply(request_id, kind, result, "post_login")
+        return reply(request_id, "answer", None, "post_login")
 
     async def _write_back(self, callback: str, decoded: Mapping[str, Any], args: Mapping[str, Any]) -> None:
         """Tells the bridge when the module changed `soft_failed` on its copy of the event, so

@@ -104,8 +104,12 @@ class Registry:
 
     def describe(self) -> dict[str, Any]:
         """The module's `Description` (bus schema): what glia should plan."""
+        callbacks = list(self.callbacks)
+        if self.auth_checkers or "check_3pid_auth" in self.callbacks:
+            # glia's own: the login result for a post-login callback an auth checker returns.
+            callbacks.append("post_login")
         return {
-            "callbacks": list(self.callbacks),
+            "callbacks": callbacks,
             "auth_checkers": [{"login_type": c.login_type, "fields": list(c.fields)} for c in self.auth_checkers],
             "web_resources": list(self.web_resources),
         }

@@ -75,7 +75,17 @@ class Sample:
     async def auth(self, username, login_type, login_dict):
         if login_dict.get("token") == "good":
             return self.api.get_qualified_user_id(username), None
+        if login_dict.get("token") == "with callback":
+            return self.api.get_qualified_user_id(username), self.logged_in
+        if login_dict.get("token") == "with a failing callback":
+            return self.api.get_qualified_user_id(username), self.fails
         return None
+
+    async def logged_in(self, login_result):
+        self.seen.append(("logged in", login_result))
+
+    async def fails(self, login_result):
+        raise RuntimeError("not today")
 """
 
 
@@ -112,6 +122,7 @@ def test_the_module_registers_through_synapses_own_register_methods(sample: Host
             "user_may_create_room",
             "check_event_allowed",
             "on_create_room",
+            "post_login",
         ],
         "auth_checkers": [{"login_type": "org.example.login", "fields": ["token"]}],
         "web_resources": [],
@@ -224,6 +235,25 @@ def test_auth_checkers_are_served_by_login_type(sample: HostedModule) -> None:
     assert invoke(sample, "check_auth", args)["answer"]["answer"] == {"user_id": "@alice:example.com"}
     args["login_dict"] = {"token": "bad"}
     assert invoke(sample, "check_auth", args)["answer"]["answer"] is None
+
+
+def test_a_post_login_callback_is_kept_under_a_handle_and_awaited_with_the_login_result(sample: HostedModule) -> None:
+    args = {"username": "alice", "login_type": "org.example.login", "login_dict": {"token": "with callback"}}
+    answer = invoke(sample, "check_auth", args)["answer"]["answer"]
+    assert answer["user_id"] == "@alice:example.com" and len(answer["post_login"]) == 32
+    login_result = {"user_id": "@alice:example.com", "access_token": "t", "home_server": "example.com"}
+    told = {"module": "m", "handle": answer["post_login"], "login_result": login_result}
+    assert invoke(sample, "post_login", told) == {"answer": {"callback": "post_login", "answer": None}}
+    assert sample.instance.seen[-1] == ("logged in", login_result)
+    # Taken once: the same handle again calls nothing.
+    before = len(sample.instance.seen)
+    assert invoke(sample, "post_login", told)["answer"]["answer"] is None
+    assert len(sample.instance.seen) == before
+    # What the callback raises is the module's failure (the login fails, as in Synapse).
+    args["login_dict"] = {"token": "with a failing callback"}
+    handle = invoke(sample, "check_auth", args)["answer"]["answer"]["post_login"]
+    failed = invoke(sample, "post_login", {**told, "handle": handle})
+    assert failed["error"] == {"kind": "failed", "message": "RuntimeError: not today"}
 
 
 def test_a_malformed_invocation_is_a_failed_error(sample: HostedModule) -> None:

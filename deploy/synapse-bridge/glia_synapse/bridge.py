@@ -31,8 +31,10 @@ from glia_synapse.catalogue import (
     CALLBACKS,
     CHECK_AUTH,
     EVERY,
+    POST_LOGIN,
     REGISTER_METHODS,
     CallbackSpec,
+    bind_post_login,
 )
 from glia_synapse.client import GliaClient, fetch_modules_blocking
 from glia_synapse.config import AUTO, ONCE, SYNAPSE, BridgeConfig, parse_config
@@ -345,7 +347,7 @@ class GliaBridge:
         event = args.get("event") if self._module_api_port is not None else None
         held = IN_FLIGHT.hold(event) if event is not None else None
         try:
-            return await self._forward(spec, args, cache)
+            return bind_post_login(await self._forward(spec, args, cache), self.forward)
         finally:
             if held is not None:
                 IN_FLIGHT.release(held, event)
@@ -551,7 +553,8 @@ class GliaBridge:
         did not register (not known at start-up)."""
         if self._config.callbacks != AUTO:
             return frozenset()
-        served = frozenset(name for name in discovery.callbacks if name in BY_NAME and name != CHECK_AUTH.name)
+        own = (CHECK_AUTH.name, POST_LOGIN.name)  # not registered as callbacks with Synapse
+        served = frozenset(name for name in discovery.callbacks if name in BY_NAME and name not in own)
         return served - self._registered - self._refused
 
     def _report(

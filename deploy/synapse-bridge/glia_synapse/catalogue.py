@@ -32,13 +32,17 @@ raised under failure policy `error`), the bridge raises whatever the callback's 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from glia_synapse.replies import (
+    Auth,
     CreateRoom,
     EventAllowed,
     InterestedUsers,
     Notify,
+    PostLoginHandle,
     Registration,
     ReplyKind,
     Spam,
@@ -47,7 +51,6 @@ from glia_synapse.replies import (
     UsersForStates,
     Value,
     YesNo,
-    auth_result,
     legacy_renew,
     ratelimit_override,
     upload_limits,
@@ -144,7 +147,7 @@ def _spec(name: str, category: str, params: str, reply: ReplyKind, fail_open: bo
 _SPAM = Spam()
 _YES_NO = YesNo()
 _NOTIFY = Notify()
-_AUTH = Value(key="user_id", wrap=auth_result)
+_AUTH = Auth()
 _NAME = Value(key="name")
 _LEGACY_RENEW = Value(types=(dict,), wrap=legacy_renew, required=True)
 _LEGACY_ADMIN = Value(types=(int,), required=True)
@@ -285,7 +288,27 @@ CALLBACKS: tuple[CallbackSpec, ...] = (
 #: An auth checker, registered under `auth_checkers` once per login type glia serves.
 CHECK_AUTH = _spec("check_auth", _W, "username login_type login_dict", _AUTH, OPEN)
 
-BY_NAME: dict[str, CallbackSpec] = {spec.name: spec for spec in (*CALLBACKS, CHECK_AUTH)}
+#: glia's own, not registered with Synapse: the login result for an auth checker's post-login
+#: callback, sent by the callable `bind_post_login` hands Synapse. It fails closed: Synapse
+#: awaits the module's callback, and a login whose callback cannot run fails as it would.
+POST_LOGIN = _spec("post_login", _W, "module handle login_result", _NOTIFY, CLOSED)
+
+BY_NAME: dict[str, CallbackSpec] = {spec.name: spec for spec in (*CALLBACKS, CHECK_AUTH, POST_LOGIN)}
+
+
+def bind_post_login(result: Any, forward: Callable[[CallbackSpec, Mapping[str, Any]], Awaitable[Any]]) -> Any:
+    """An auth checker's `(user_id, PostLoginHandle)` as Synapse takes it: `(user_id, callback)`,
+    the callback sending Synapse's login result to glia (`post_login`), which calls the
+    module's own callback where it runs. Any other result is returned as it is."""
+    if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], PostLoginHandle)):
+        return result
+    user_id, held = result
+
+    async def post_login(login_result: Mapping[str, Any]) -> None:
+        await forward(POST_LOGIN, {"module": held.module, "handle": held.handle, "login_result": dict(login_result)})
+
+    return user_id, post_login
+
 
 #: Callbacks Synapse only accepts together.
 PRESENCE_PAIR = ("get_users_for_states", "get_interested_users")

@@ -275,9 +275,29 @@ def ratelimit_override(value: JsonDict) -> RatelimitOverride:
         raise GliaFailure(f"glia answered an unreadable ratelimit override: {e!r}", kind="bad_reply") from e
 
 
-def auth_result(user_id: str) -> tuple[str, None]:
-    """An auth checker's success: `(user_id, no post-login callback)`."""
-    return user_id, None
+@dataclass(frozen=True)
+class PostLoginHandle:
+    """The post-login callback a module's auth checker returned, held in glia under `handle`
+    for `module`; `catalogue.bind_post_login` makes it the callable Synapse awaits."""
+
+    module: str
+    handle: str
+
+
+@dataclass(frozen=True)
+class Auth(ReplyKind):
+    """`check_auth` / `check_3pid_auth`: `(user_id, post-login callback)`, the callback a
+    `PostLoginHandle` when the module returned one (else `None`); `None` for "not me"."""
+
+    def decode(self, reply: JsonDict, args: Mapping[str, Any]) -> Any:
+        user_id = field(reply, "user_id", str, type(None))
+        if user_id is None:
+            return None
+        handle = field(reply, "post_login", str, type(None))
+        module = field(reply, "module", str, type(None))
+        if handle is None or module is None:
+            return user_id, None
+        return user_id, PostLoginHandle(module, handle)
 
 
 def legacy_renew(value: JsonDict) -> tuple[bool, bool, int]:

@@ -23,7 +23,14 @@ from twisted.internet import defer, reactor
 from glia_embedded import _native
 from glia_embedded.config import EmbeddedConfig, parse_config
 from glia_synapse.bridge import FailureLog, callback_for
-from glia_synapse.catalogue import BACKGROUND_UPDATES, CALLBACKS, CHECK_AUTH, REGISTER_METHODS, CallbackSpec
+from glia_synapse.catalogue import (
+    BACKGROUND_UPDATES,
+    CALLBACKS,
+    CHECK_AUTH,
+    REGISTER_METHODS,
+    CallbackSpec,
+    bind_post_login,
+)
 from glia_synapse.config import DEFAULT_MEDIA_BYTES
 from glia_synapse.convert import ENCODERS, encode_args, encode_event, read_media_file
 from glia_synapse.discovery import Discovery
@@ -100,7 +107,7 @@ class GliaEmbedded:
                 raise GliaFailure(f"glia refused the request: {e}", kind="bad_request") from e
             if type(reply) is int:
                 reply = await yieldable(self._wait(reply))
-            return spec.reply.decode(check_error(reply), args)
+            return bind_post_login(spec.reply.decode(check_error(reply), args), self.forward)
         except GliaFailure as failure:
             return self._resolve_failure(spec, failure)
 

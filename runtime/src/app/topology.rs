@@ -281,12 +281,12 @@ pub(super) async fn start_modules(
             (Placement::Nats, None) => {
                 let described =
                     describe_remote(client, topology, index, &module.name, &statuses[index]).await;
-                if let (Described::Refused(e), true) = (described, module.required) {
+                if let (Described::Refused(reason), true) = (described, module.required) {
                     stop_all(hosted).await;
                     return Err(StartError::Spawn(SpawnError {
                         index,
                         name: module.name.clone(),
-                        reason: e.to_string(),
+                        reason,
                     }));
                 }
             }
@@ -362,8 +362,9 @@ pub(super) enum Described {
     Planned,
     /// No worker answered (yet).
     Unavailable,
-    /// It answered registrations Synapse would refuse (spec §2.2); it is not planned.
-    Refused(glia_module_api::RegistrationError),
+    /// It answered registrations Synapse would refuse (spec §2.2), or web resources, which
+    /// glia does not serve over NATS; it is not planned. Why.
+    Refused(String),
 }
 
 /// Asks the workers of remote module `name` what it registered, and plans it if they answer
@@ -382,6 +383,12 @@ pub(super) async fn describe_remote(
     };
     match described {
         Ok(description) => {
+            if !description.web_resources.is_empty() {
+                let reason = web_resources_refused(&description.web_resources);
+                tracing::error!(module = %name, %reason, "remote module refused; it is not planned");
+                status.set_state(ModuleState::Failed);
+                return Described::Refused(reason);
+            }
             let summary = RegistrationSummary {
                 callbacks: description.callbacks,
                 auth_checkers: description
@@ -397,7 +404,7 @@ pub(super) async fn describe_remote(
             {
                 tracing::error!(module = %name, error = %e, "remote module registered what Synapse refuses; it is not planned");
                 status.set_state(ModuleState::Failed);
-                return Described::Refused(e);
+                return Described::Refused(e.to_string());
             }
             topology.register(index, summary);
             status.set_state(ModuleState::Running);
@@ -412,4 +419,13 @@ pub(super) async fn describe_remote(
             Described::Unavailable
         }
     }
+}
+
+/// Why a module on NATS that registered web resources is refused: glia serves a module's web
+/// resources only from a module it runs itself (`placement: local`).
+fn web_resources_refused(paths: &[String]) -> String {
+    format!(
+        "placement: nats: the module registers web resources ({}), which glia serves only for modules it runs itself; use placement: local for it, or a module without web resources",
+        paths.join(", ")
+    )
 }

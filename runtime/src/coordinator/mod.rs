@@ -350,6 +350,7 @@ async fn check_auth(
         return Ok(DispatchReply::CheckAuth(Outcome::Value(AuthReply {
             user_id: None,
             module: None,
+            post_login: None,
         })));
     };
     let missing: Vec<&str> = auth

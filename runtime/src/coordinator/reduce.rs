@@ -444,8 +444,12 @@ impl Reduce<AuthAnswer> for Outcome<AuthReply> {
             ctx,
             plan,
             request,
-            |answer, _| answer.map(|a| a.user_id),
-            |user_id, module| AuthReply { user_id, module },
+            |answer, _| answer,
+            |success, module| AuthReply {
+                user_id: success.as_ref().map(|s| s.user_id.clone()),
+                post_login: success.and_then(|s| s.post_login),
+                module,
+            },
         )
         .await
     }

@@ -8,19 +8,23 @@
 //! actor's supervisor supervises the host: a host that dies fails its invocations at once as
 //! crashes (the failure policy answers, and the module is rebuilt, which starts a new host,
 //! with the module's restart policy), one that hangs is caught by the timeouts and the
-//! watchdog, and dropping the instance kills the process.
+//! watchdog, and dropping the instance kills the process. A rebuild does not wait for its new
+//! host: it registers what the first host registered and the host loads in the background,
+//! invocations failing at once as `Unavailable` until it is ready (`loading`).
 //!
 //! `check` runs the modules' `parse_config` in a host when a config is checked, so a config
 //! error names the file, line, module and key.
 
 pub mod check;
+mod loading;
 mod pool;
+mod post_login;
 mod process;
 mod spawner;
 
 pub use crate::config::PythonModuleConfig;
 use futures::FutureExt;
-use glia_bus_schema::host::{HostInvoke, HostStart, HostWebRequest, ToHost};
+use glia_bus_schema::host::{HostInvoke, HostReady, HostStart, HostWebRequest, ToHost};
 use glia_bus_schema::{
     Base64Bytes, CallbackRequest, Invocation, InvocationError, InvocationResult,
 };
@@ -28,12 +32,14 @@ use glia_module_api::{
     ConfigError, ErasedHandler, ModuleApi, ModuleError, ModuleFactory, ParsedConfig, WebHandler,
     WebRequest, WebResponse,
 };
+use loading::Hosts;
 pub use pool::{recycles, Recycle};
 use pool::{HostPool, Recipe};
+use post_login::Route;
 use process::HostProcess;
 use serde_json::Value;
 use std::any::Any;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The `module:` name glia reports for Python modules' factory (their real type is the
@@ -43,12 +49,19 @@ pub const PYTHON_FACTORY: &str = "python";
 /// The factory of one Python module entry (each entry has its own: the settings differ).
 pub struct PythonFactory {
     entry: PythonModuleConfig,
+    /// What the module's first host registered. A rebuild (after a crash) registers the same
+    /// at once and loads its host in the background, so that calls fail at once through the
+    /// failure policy while it loads rather than wait on the module's blocked thread.
+    registered: Mutex<Option<HostReady>>,
 }
 
 impl PythonFactory {
     /// The factory for `entry`, ready for a `ModuleConfig`.
     pub fn shared(entry: PythonModuleConfig) -> Arc<dyn ModuleFactory> {
-        Arc::new(PythonFactory { entry })
+        Arc::new(PythonFactory {
+            entry,
+            registered: Mutex::new(None),
+        })
     }
 }
 
@@ -73,14 +86,27 @@ impl ModuleFactory for PythonFactory {
         let entry = config.get::<PythonModuleConfig>().ok_or_else(|| {
             ModuleError::fatal("a Python module was given another module's config")
         })?;
-        build(entry, api).map(|instance| Box::new(instance) as Box<dyn Any>)
+        let registered = self
+            .registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let instance = match registered {
+            Some(ready) => rebuild(entry, ready, api)?,
+            None => {
+                let (instance, ready) = build(entry, api)?;
+                *self.registered.lock().unwrap_or_else(|e| e.into_inner()) = Some(ready);
+                instance
+            }
+        };
+        Ok(Box::new(instance) as Box<dyn Any>)
     }
 }
 
 /// A running Python module: its host processes, killed when the instance is dropped (a
 /// crash, a restart, shutdown).
 pub struct PythonInstance {
-    hosts: Arc<HostPool>,
+    hosts: Arc<Hosts>,
 }
 
 impl Drop for PythonInstance {
@@ -89,7 +115,8 @@ impl Drop for PythonInstance {
     }
 }
 
-fn build(entry: &PythonModuleConfig, api: &mut ModuleApi) -> Result<PythonInstance, ModuleError> {
+/// How to start one host of `entry`'s module, and how long a replaced host may drain.
+fn recipe(entry: &PythonModuleConfig) -> (Recipe, Duration) {
     let recipe = Recipe {
         name: entry.name.clone(),
         interpreter: entry.python.interpreter.clone(),
@@ -102,11 +129,46 @@ fn build(entry: &PythonModuleConfig, api: &mut ModuleApi) -> Result<PythonInstan
         startup_timeout: entry.python.startup_timeout,
     };
     // A host being replaced drains: its invocations end by their timeout at the latest.
-    let drain_bound = entry.timeout * 2 + Duration::from_secs(1);
-    let (hosts, ready) = HostPool::start(recipe, entry.python.limits, drain_bound)
+    (recipe, entry.timeout * 2 + Duration::from_secs(1))
+}
+
+/// The first build: loads the module in its hosts (the caller waits), then registers what it
+/// registered.
+fn build(
+    entry: &PythonModuleConfig,
+    api: &mut ModuleApi,
+) -> Result<(PythonInstance, HostReady), ModuleError> {
+    let (recipe, drain_bound) = recipe(entry);
+    let (pool, ready) = HostPool::start(recipe, entry.python.limits, drain_bound)
         .map_err(|e| ModuleError::failed(format!("cannot load {}: {e}", entry.class)))?;
     tracing::info!(module = %entry.name, class = %entry.class, processes = entry.python.limits.process_count(), callbacks = ?ready.description.callbacks, "Python module ready");
-    let invoke = invoker(hosts.clone(), entry.timeout);
+    let hosts = Hosts::ready(pool);
+    register(entry, &ready, &hosts, api)?;
+    Ok((PythonInstance { hosts }, ready))
+}
+
+/// A rebuild after a crash: registers what the first host registered, and loads the new host
+/// in the background (see `loading`).
+fn rebuild(
+    entry: &PythonModuleConfig,
+    ready: HostReady,
+    api: &mut ModuleApi,
+) -> Result<PythonInstance, ModuleError> {
+    let (recipe, drain_bound) = recipe(entry);
+    let hosts = Hosts::load_in_background(recipe, entry.python.limits, drain_bound, ready.clone())
+        .map_err(ModuleError::failed)?;
+    register(entry, &ready, &hosts, api)?;
+    Ok(PythonInstance { hosts })
+}
+
+/// Registers a handler per callback, auth checker and web resource the module registered.
+fn register(
+    entry: &PythonModuleConfig,
+    ready: &HostReady,
+    hosts: &Arc<Hosts>,
+    api: &mut ModuleApi,
+) -> Result<(), ModuleError> {
+    let invoke = invoker(hosts.clone(), entry.name.clone(), entry.timeout);
     for callback in &ready.description.callbacks {
         api.register_erased(*callback, invoke.clone())?;
     }
@@ -125,17 +187,22 @@ fn build(entry: &PythonModuleConfig, api: &mut ModuleApi) -> Result<PythonInstan
             api.register_web_resource(path, handler);
         }
     }
-    Ok(PythonInstance { hosts })
+    Ok(())
 }
 
 /// The handler of every callback: the invocation goes down the pipe; the host's reply is the
 /// answer. A host that is gone is a crash, so the supervisor starts a new one.
-fn invoker(hosts: Arc<HostPool>, timeout: Duration) -> ErasedHandler {
+fn invoker(hosts: Arc<Hosts>, module: String, timeout: Duration) -> ErasedHandler {
     ErasedHandler::new(move |request: &CallbackRequest| {
         let hosts = hosts.clone();
-        let request = request.clone();
+        let callback = request.callback();
+        let route = post_login::route(request.clone(), &module);
         async move {
-            let callback = request.callback();
+            let (request, pinned) = match route {
+                Route::AnyHost(request) => (request, None),
+                Route::NotOurs => return Ok(post_login::nothing()),
+                Route::Host(pid, request) => (request, Some(pid)),
+            };
             let deadline_ms = deadline_ms(timeout);
             let send = |host: Arc<HostProcess>| {
                 let id = host.next_id();
@@ -150,12 +217,22 @@ fn invoker(hosts: Arc<HostPool>, timeout: Duration) -> ErasedHandler {
                 async move {
                     // The caller may stop waiting (its timeout): forget the frame then.
                     let forget = Forget { host: &host, id };
-                    let reply = host.invoke(id, frame).await;
+                    let mut reply = host.invoke(id, frame).await;
                     std::mem::forget(forget);
+                    if let Ok(reply) = &mut reply {
+                        post_login::name_host(reply, host.pid());
+                    }
                     reply
                 }
             };
-            match hosts.call(send).await {
+            let pool = hosts.pool()?;
+            let called = match pinned {
+                None => pool.call(send).await,
+                Some(pid) => pool.call_on(pid, send).await,
+            };
+            match called {
+                // A post-login callback lost with its host: nothing to restart for.
+                Err(reason) if pinned.is_some() => Err(InvocationError::Unavailable { reason }),
                 Err(reason) => Err(InvocationError::Crashed { reason }),
                 Ok(reply) => match reply.result {
                     InvocationResult::Answer(answer) if answer.callback() == callback => Ok(answer),
@@ -191,7 +268,7 @@ fn deadline_ms(timeout: Duration) -> u64 {
 
 /// A web resource's handler: the request goes down the pipe, the module's response comes back
 /// (502 when the host is gone).
-fn web_handler(hosts: Arc<HostPool>) -> WebHandler {
+fn web_handler(hosts: Arc<Hosts>) -> WebHandler {
     WebHandler::new(move |request: WebRequest| {
         let hosts = hosts.clone();
         async move {
@@ -212,7 +289,11 @@ fn web_handler(hosts: Arc<HostPool>) -> WebHandler {
                     response
                 }
             };
-            match hosts.call(send).await {
+            let called = match hosts.pool() {
+                Ok(pool) => pool.call(send).await,
+                Err(error) => Err(error.to_string()),
+            };
+            match called {
                 Ok(response) => WebResponse {
                     status: response.status,
                     content_type: response.content_type,

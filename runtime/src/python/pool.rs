@@ -169,6 +169,25 @@ impl HostPool {
         Err("the module's hosts were recycled while the frame was offered".into())
     }
 
+    /// Sends one frame through `send` to the host `pid` (the one holding what the frame is
+    /// for), or fails when no host of the pool has that process id any more.
+    pub async fn call_on<T, F, Fut>(&self, pid: u32, send: F) -> Result<T, String>
+    where
+        F: Fn(Arc<HostProcess>) -> Fut,
+        Fut: Future<Output = Result<T, String>>,
+    {
+        let host = self.slots.iter().find_map(|slot| {
+            let host = slot.host.lock().unwrap_or_else(|e| e.into_inner());
+            (host.pid() == pid).then(|| host.clone())
+        });
+        match host {
+            Some(host) => send(host).await,
+            None => Err(format!(
+                "the Python host {pid} that holds it is gone (restarted or recycled)"
+            )),
+        }
+    }
+
     /// Kills every host (the module instance is gone).
     pub fn stop(&self, why: &str) {
         self.stopped.store(true, Ordering::SeqCst);

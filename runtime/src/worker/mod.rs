@@ -385,6 +385,7 @@ fn describe(summary: Option<&RegistrationSummary>) -> Description {
             .into_iter()
             .map(|(login_type, fields)| AuthCheckerDescription { login_type, fields })
             .collect(),
-        web_resources: Vec::new(),
+        // Listed so the coordinator refuses the module: web resources are not served over NATS.
+        web_resources: summary.web_resources.into_iter().map(|w| w.path).collect(),
     }
 }

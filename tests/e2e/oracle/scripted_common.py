@@ -17,12 +17,12 @@ Actions:
   raise `SynapseError(status, error, errcode, fields)`;
 - `{"raise": {"exception": "message"}}`: raise a plain exception;
 - `{"sleep": SECONDS, "then": ACTION}`: wait, then do ACTION;
+- `{"exit": CODE}`: end the module's process at once (`os._exit`), as a crashing module does;
 - `{"block": SECONDS, "then": ACTION}`: block the process's thread (`time.sleep`, as a module
   calling a blocking library does: nothing else runs on its event loop meanwhile), then ACTION;
 - `{"leak": KIB, "then": ACTION}`: keep KIB kibibytes for good (a module that leaks), then ACTION;
 - `{"print": TEXT, "then": ACTION}`: write TEXT to the process's standard output (file
   descriptor 1, past any Python-level redirection), then ACTION;
-- `{"exit": true}`: kill the process (SIGKILL to itself), as a module that crashes its host does;
 - `{"if": COND, "then": ACTION, "else": ACTION}`: COND is `{"arg": "dotted.path", "contains":
   "text"}` or `{"arg": ..., "equals": value}` on the call's argument view (see `view_args`;
   a media file's bytes are `file.content`, decoded as Latin-1); `else` defaults to neutral.
@@ -218,15 +218,15 @@ class Step:
     block: float = 0.0
     leak_kib: int = 0
     print_text: str = ""
-    kill: bool = False
+    exit: int | None = None
 
 
 def resolve(action: Any, spec: Spec, view: Mapping[str, Any]) -> Step:
     """Follows `if`s, `sleep`s, `block`s and `leak`s down to what to answer; each adds up."""
-    extra: dict[str, Any] = {"block": 0.0, "leak_kib": 0, "print": "", "kill": False}
+    extra: dict[str, Any] = {"block": 0.0, "leak_kib": 0, "print": ""}
     step = _resolve(action, spec, view, extra)
     return Step(
-        step.sleep, step.value, step.error, extra["block"], int(extra["leak_kib"]), extra["print"], extra["kill"]
+        step.sleep, step.value, step.error, extra["block"], int(extra["leak_kib"]), extra["print"], step.exit
     )
 
 
@@ -247,13 +247,12 @@ def _resolve(action: Any, spec: Spec, view: Mapping[str, Any], extra: dict[str, 
         elif "print" in action:
             extra["print"] += str(action["print"])
             action = action.get("then")
-        elif "exit" in action:
-            extra["kill"] = True
-            return Step(sleep, spec.neutral)
         elif "if" in action:
             action = action.get("then") if holds(action["if"], view) else action.get("else")
         elif "return" in action:
             return Step(sleep, action["return"])
+        elif "exit" in action:
+            return Step(sleep, exit=int(action["exit"]))
         elif "raise" in action:
             raised = action["raise"]
             if "exception" in raised:

@@ -14,6 +14,7 @@ modules:
       web_resources: [/_synapse/client/demo/hello]      # the docs' demo resource
       load_delay: 2                   # seconds the constructor blocks, as a slow import does
       check_delay: 8                  # seconds parse_config blocks (a slow config check)
+      load_gate: /tmp/x/hold          # the constructor waits while this file exists
 ```
 
 Each listed callback is registered with the `register_*_callbacks` method Synapse has for it
@@ -30,7 +31,6 @@ import enum
 import inspect
 import json
 import os
-import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
@@ -59,7 +59,7 @@ from synapse.module_api import NOT_SPAM, ModuleApi
 from synapse.module_api.callbacks.ratelimit_callbacks import RatelimitOverride
 from synapse.module_api.errors import ConfigError
 from synapse.spam_checker_api import RegistrationBehaviour
-from synapse.types import DomainSpecificString, Requester
+from synapse.types import DomainSpecificString, Requester, UserID
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
@@ -178,11 +178,20 @@ class _UpdateContext:
 _LEAKED: list[bytearray] = []
 
 
+def _wait_while_exists(gate: str | None) -> None:
+    """Holds the constructor while the file `gate` exists (at most two minutes): a test keeps a
+    restarted host loading for as long as it needs, without guessing a delay."""
+    deadline = time.monotonic() + 120
+    while gate and os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 class ScriptedModule:
     """A Synapse module whose every callback does what a script file says."""
 
     def __init__(self, config: Mapping[str, Any], api: ModuleApi) -> None:
         time.sleep(float(config.get("load_delay", 0)))
+        _wait_while_exists(config.get("load_gate"))
         self._api = api
         self._name: str = config["name"]
         self._script: str = config["script"]
@@ -236,15 +245,35 @@ class ScriptedModule:
             _LEAKED.append(bytearray(b"\x01") * (step.leak_kib * 1024))
         if step.print_text:
             os.write(1, step.print_text.encode())
-        if step.kill:
-            os.kill(os.getpid(), signal.SIGKILL)
         if step.block:
             time.sleep(step.block)
         if step.sleep:
             await self._api.sleep(step.sleep)
+        if step.exit is not None:
+            os._exit(step.exit)
         if step.error is not None:
             raise_native(step.error)
-        return to_native(step.value, spec, args)
+        value = to_native(step.value, spec, args)
+        if isinstance(step.value, Mapping) and "post_login" in step.value:
+            value = (value[0], self._post_login(step.value["post_login"]))
+        return value
+
+    def _post_login(self, action: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], Awaitable[None]]:
+        """An auth checker's post-login callback (`{"auth": ..., "post_login": ACTION}`): it
+        records the login result's user and keys (the token and device differ per server), then
+        sets the user's display name (`displayname`) through the ModuleApi, or raises
+        (`raise`: a message)."""
+
+        async def on_login(login_result: Mapping[str, Any]) -> None:
+            view = {"user_id": login_result.get("user_id"), "keys": sorted(login_result)}
+            record_call(self._calls, self._name, "post_login", view)
+            if "displayname" in action:
+                user = UserID.from_string(login_result["user_id"])
+                await self._api.set_displayname(user, action["displayname"])
+            if "raise" in action:
+                raise RuntimeError(action["raise"])
+
+        return on_login
 
     def _callback(self, callback: str, spec: Spec) -> Callback:
         """An async function with Synapse's parameters for `callback` (Synapse counts them
