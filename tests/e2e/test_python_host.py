@@ -480,7 +480,9 @@ def test_a_module_on_nats_that_registers_a_web_resource_is_refused_by_name(glia_
     try:
         log = glia.process.log_path
         expected = "placement: nats: the module registers web resources (/_synapse/client/demo/hello)"
-        wait_until(lambda: expected in log.read_text(errors="replace"), 30, "glia refusing the module", glia.process.tail)
+        wait_until(
+            lambda: expected in log.read_text(errors="replace"), 30, "glia refusing the module", glia.process.tail
+        )
         assert "webbed" in next(line for line in log.read_text().splitlines() if expected in line)
         assert module_info(glia.url, "webbed")["state"] == "failed"
         assert "user_may_invite" not in glia_modules(glia.url)["plans"]

@@ -118,7 +118,9 @@ async def serve(config: HostConfig) -> int:
 
     stop = asyncio.Event()
     worker_id = f"py{os.getpid()}{os.urandom(4).hex()}"
-    modules = [(entry, HostedModule(entry.module, entry.config, config.homeserver, entry.name)) for entry in config.modules]
+    modules = [
+        (entry, HostedModule(entry.module, entry.config, config.homeserver, entry.name)) for entry in config.modules
+    ]
     nc = await nats.connect(
         servers=config.nats.servers,
         name=f"glia python host (pid {os.getpid()})",

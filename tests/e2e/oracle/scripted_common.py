@@ -225,9 +225,7 @@ def resolve(action: Any, spec: Spec, view: Mapping[str, Any]) -> Step:
     """Follows `if`s, `sleep`s, `block`s and `leak`s down to what to answer; each adds up."""
     extra: dict[str, Any] = {"block": 0.0, "leak_kib": 0, "print": ""}
     step = _resolve(action, spec, view, extra)
-    return Step(
-        step.sleep, step.value, step.error, extra["block"], int(extra["leak_kib"]), extra["print"], step.exit
-    )
+    return Step(step.sleep, step.value, step.error, extra["block"], int(extra["leak_kib"]), extra["print"], step.exit)
 
 
 def _resolve(action: Any, spec: Spec, view: Mapping[str, Any], extra: dict[str, Any]) -> Step:
