@@ -62,6 +62,8 @@ for overlay in "" docker-compose.nats.yml docker-compose.http-antispam.yml; do
     POSTGRES_PASSWORD=check docker-compose "${files[@]}" config --quiet
     echo "ok ${files[*]}"
 done
+POSTGRES_PASSWORD=check docker-compose -f deploy/compose/docker-compose.embedded.yml config --quiet
+echo "ok -f deploy/compose/docker-compose.embedded.yml (d) the embedded placement"
 
 # The configs name secrets where containers find them; here they point at files of ours, the
 # rest of each config is checked as written.
@@ -76,23 +78,29 @@ with_secrets() {
 say "glia configs of the compose files and the Kubernetes ConfigMap (glia check-config)"
 "$e2e_python" -c 'import sys, yaml; print(next(yaml.safe_load_all(open(sys.argv[1])))["data"]["glia.yaml"])' \
     deploy/kubernetes/config.yaml > "$work/configs/kubernetes.yaml.in"
-for config in deploy/compose/glia/*.yaml "$work/configs/kubernetes.yaml.in"; do
+"$e2e_python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["data"]["glia.yaml"])' \
+    deploy/kubernetes/ess/glia-embedded-config.yaml > "$work/configs/ess-embedded.yaml.in"
+for config in deploy/compose/glia/*.yaml "$work/configs/kubernetes.yaml.in" "$work/configs/ess-embedded.yaml.in"; do
     with_secrets "$config" "$work/configs/check.yaml"
     printf '%s: ' "$config"
     "$glia" check-config "$work/configs/check.yaml" | sed 's/.*: //'
 done
 
-say "Synapse config fragments, through Synapse's own loader (the bridge, synapse-http-antispam, the ESS fragment)"
-for fragment in deploy/compose/synapse/*.yaml deploy/kubernetes/ess/glia-values.yaml; do
+say "Synapse config fragments, through Synapse's own loader (the bridge, synapse-http-antispam, embedded, the ESS fragments)"
+"$e2e_python" -c 'import glia_embedded' 2>/dev/null \
+    || { echo "error: glia_embedded is not in the e2e venv; build it: tests/e2e/embedded.sh" >&2; exit 1; }
+for fragment in deploy/compose/synapse/*.yaml deploy/kubernetes/ess/glia-values.yaml deploy/kubernetes/ess/glia-embedded-values.yaml; do
     with_secrets "$fragment" "$work/configs/$(basename "$fragment")"
 done
 "$e2e_python" "$here/check_synapse_config.py" "$work" \
     "$work/configs/glia-bridge.yaml" "$work/configs/http-antispam.yaml" \
-    "$work/configs/glia-values.yaml:synapse|additional|glia-bridge.yaml|config"
+    "$work/configs/glia-embedded.yaml" \
+    "$work/configs/glia-values.yaml:synapse|additional|glia-bridge.yaml|config" \
+    "$work/configs/glia-embedded-values.yaml:synapse|additional|glia-embedded.yaml|config"
 
 say "Kubernetes manifests (kubernetes-validate --strict, offline schemas; ServiceMonitors against the operator's CRD models)"
 "$venv/bin/kubernetes-validate" --strict deploy/kubernetes/config.yaml deploy/kubernetes/coordinator.yaml \
-    deploy/kubernetes/workers.yaml deploy/kubernetes/services.yaml
+    deploy/kubernetes/workers.yaml deploy/kubernetes/services.yaml deploy/kubernetes/ess/glia-embedded-config.yaml
 "$venv/bin/python" "$here/check_servicemonitor.py" deploy/kubernetes/servicemonitor.yaml
 
 say "systemd units (systemd-analyze verify and security, offline, in a root with the units and a glia)"
