@@ -6,13 +6,12 @@ run as processes by `glia-antispam-fake`, built from `tests/src/antispam_fakes.r
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import ROOT, Process, glia_binary, http_request, wait_until
+from harness import Process, built_binary, http_request, wait_until
 
 #: The path glia serves synapse-http-antispam on; the module appends `/{callback}`.
 INGRESS_PATH = "/_glia/v1/http-antispam"
@@ -26,17 +25,7 @@ def antispam_module(base_url: str, **config: Any) -> dict[str, Any]:
 def fake_binary() -> Path:
     """`glia-antispam-fake`: `GLIA_ANTISPAM_FAKE_BIN`, else beside the glia binary, else
     target/debug; fails saying how to build it."""
-    candidates = [Path(p) for p in [os.environ.get("GLIA_ANTISPAM_FAKE_BIN")] if p]
-    candidates += [glia_binary().parent / "glia-antispam-fake", ROOT / "target" / "debug" / "glia-antispam-fake"]
-    for path in candidates:
-        path = path if path.is_absolute() else ROOT / path
-        if os.access(path, os.X_OK):
-            return path
-    raise RuntimeError(
-        f"glia-antispam-fake not found (looked at {', '.join(map(str, candidates))}): build it with "
-        "`cargo build -p glia-tests --bin glia-antispam-fake` (tests/run-all builds it), "
-        "or set GLIA_ANTISPAM_FAKE_BIN"
-    )
+    return built_binary("glia-antispam-fake", "GLIA_ANTISPAM_FAKE_BIN")
 
 
 @dataclass

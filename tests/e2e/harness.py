@@ -193,6 +193,21 @@ def glia_binary() -> Path:
     return path
 
 
+def built_binary(name: str, variable: str) -> Path:
+    """A binary of this workspace other than glia (a fake, a receiver): `$variable`, else beside
+    the glia binary, else target/debug; fails saying how to build it."""
+    candidates = [Path(p) for p in [os.environ.get(variable)] if p]
+    candidates += [glia_binary().parent / name, ROOT / "target" / "debug" / name]
+    for path in candidates:
+        path = path if path.is_absolute() else ROOT / path
+        if os.access(path, os.X_OK):
+            return path
+    raise RuntimeError(
+        f"{name} not found (looked at {', '.join(map(str, candidates))}): build it with "
+        f"`cargo build -p glia-tests --bin {name}` (tests/run-all builds it), or set {variable}"
+    )
+
+
 def glia_config(port: int, censor_url: str, token: str = GLIA_TOKEN, censor: bool = True) -> dict[str, Any]:
     """glia's config for the tests: the seed modules, for server name `localhost`."""
     modules: list[dict[str, Any]] = [

@@ -6,7 +6,8 @@
 # `apt-get install slapd ldap-utils`), and Synapse as a main process and two workers on Postgres
 # and Redis (needs `apt-get install postgresql redis-server`).
 # Needs a built glia (`cargo build -p glia-runtime --bin glia`; or GLIA_BIN=/path/to/glia) and
-# the fakes (`cargo build -p glia-tests --bin glia-antispam-fake`; tests/run-all builds both),
+# the test binaries beside it (`cargo build -p glia-tests --bins`: glia-antispam-fake, and
+# glia-otlp-receiver for test_trace_through.py; tests/run-all builds them all),
 # Python 3.10+ and PyPI access the first time (setup.sh creates tests/e2e/.venv).
 # Extra arguments go to pytest (e.g. `-k web_resources`, `-x`).
 set -euo pipefail
@@ -19,6 +20,12 @@ root="$(cd "$here/../.." && pwd)"
 export GLIA_BIN="${GLIA_BIN:-$root/target/debug/glia}"
 if [ ! -x "$GLIA_BIN" ]; then
     echo "error: no glia binary at $GLIA_BIN; run \`cargo build -p glia-runtime --bin glia\` first" >&2
+    exit 1
+fi
+# The OTLP receiver test_trace_through.py runs (tests/src/bin/glia-otlp-receiver.rs).
+receiver="${GLIA_OTLP_RECEIVER_BIN:-$(dirname "$GLIA_BIN")/glia-otlp-receiver}"
+if [ ! -x "$receiver" ]; then
+    echo "error: no glia-otlp-receiver at $receiver; run \`cargo build -p glia-tests --bin glia-otlp-receiver\` first" >&2
     exit 1
 fi
 # The Python code is linted as the Rust is: the bridge, the Python host, the example module, the

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates (or refreshes) the end-to-end test venv at tests/e2e/.venv: matrix-synapse (with its
-# redis extra, and psycopg2-binary for Postgres: the worker deployment's), pytest,
+# redis extra, and psycopg2-binary for Postgres: the worker deployment's; and its opentracing
+# extra, jaeger-client, for test_trace_through.py), pytest,
 # nats-py (for the example NATS module and its test), ruff (the Python lint), synapse-http-antispam
 # (the module Draupnir and Meowlnir are fed by, pointed at glia in its e2e test), the real modules
 # glia's Python host runs in its tests (matrix-synapse-ldap3, shared-secret-authenticator and the
@@ -42,6 +43,7 @@ from importlib.metadata import version
 import nats, pytest, synapse, glia_synapse, glia_python_host, synapse_http_antispam  # noqa: F401
 import ldap_auth_provider, shared_secret_authenticator  # noqa: F401
 import psycopg2, txredisapi  # noqa: F401  (Postgres and Redis for the worker deployment)
+import jaeger_client, opentracing  # noqa: F401  (Synapse's own tracing, test_trace_through.py)
 want_version, bridge, want_ruff = sys.argv[1], os.path.realpath(sys.argv[2]), sys.argv[3]
 assert version("synapse-http-antispam") == sys.argv[4], version("synapse-http-antispam")
 assert version("matrix-synapse") == want_version, version("matrix-synapse")
@@ -59,7 +61,7 @@ PY
 }
 
 if installed; then
-    echo "e2e venv ready: $venv (matrix-synapse[redis] $synapse_version, psycopg2-binary $psycopg2_version, pytest, nats-py, ruff, synapse-http-antispam $antispam_version, matrix-synapse-ldap3 $ldap3_version, shared-secret-authenticator $shared_secret_version, ${acting_modules[*]}, glia_synapse, glia_python_host)"
+    echo "e2e venv ready: $venv (matrix-synapse[redis,opentracing] $synapse_version, psycopg2-binary $psycopg2_version, pytest, nats-py, ruff, synapse-http-antispam $antispam_version, matrix-synapse-ldap3 $ldap3_version, shared-secret-authenticator $shared_secret_version, ${acting_modules[*]}, glia_synapse, glia_python_host)"
     exit 0
 fi
 
@@ -70,7 +72,7 @@ fi
 echo "creating the e2e venv at $venv (matrix-synapse $synapse_version; needs PyPI access, ~30 s)"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    "matrix-synapse[redis]==$synapse_version" "psycopg2-binary==$psycopg2_version" "pytest>=7" "nats-py>=2.6" "ruff==$ruff_version" \
+    "matrix-synapse[redis,opentracing]==$synapse_version" "psycopg2-binary==$psycopg2_version" "pytest>=7" "nats-py>=2.6" "ruff==$ruff_version" \
     "synapse-http-antispam==$antispam_version" "matrix-synapse-ldap3==$ldap3_version" \
     "shared-secret-authenticator==$shared_secret_version" "${acting_modules[@]}" -e "$bridge" -e "$host"
 installed || { echo "error: the e2e venv at $venv is still incomplete after pip install" >&2; exit 1; }
