@@ -1011,3 +1011,36 @@ async fn permissions_without_the_workers_own_subjects_keep_the_queue_groups() {
     }
     worker.shutdown(Duration::from_millis(10)).await;
 }
+
+/// A worker told to stop while NATS is gone exits without waiting out its grace: a drain
+/// needs the server, and nothing more can arrive. It used to wait all of `shutdown_grace`
+/// (a container's stop timeout then killed it).
+#[actix_rt::test]
+async fn a_worker_stops_without_waiting_out_its_grace_when_nats_is_gone() {
+    let mut nats = NatsServer::start();
+    let yaml = json!({"bus": {"type": "nats", "url": nats.url()}, "shutdown_grace": "300s",
+        "modules": [{"module": "demo", "placement": "nats", "callbacks": ["user_may_create_room"]}]})
+    .to_string();
+    let file = support::TempFile::new("nats-gone-worker.yaml", &yaml);
+    let mut worker = glia_tests::process::GliaProcess::worker(file.path(), &[], false);
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    announced(&client, "demo", 1).await;
+    drop(client);
+    nats.stop();
+    worker.signal("TERM");
+    // A liveness bound, far under the grace it used to wait.
+    let bound = std::time::Instant::now() + Duration::from_secs(120);
+    while !worker.exited() {
+        assert!(
+            std::time::Instant::now() < bound,
+            "the worker is still stopping:\n{}",
+            worker.log()
+        );
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        worker.log().contains("glia worker stopped"),
+        "{}",
+        worker.log()
+    );
+}

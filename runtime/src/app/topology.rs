@@ -362,8 +362,7 @@ pub(super) enum Described {
     Planned,
     /// No worker answered (yet).
     Unavailable,
-    /// It answered registrations Synapse would refuse (spec §2.2), or web resources, which
-    /// glia does not serve over NATS; it is not planned. Why.
+    /// It answered registrations Synapse would refuse (spec §2.2); it is not planned. Why.
     Refused(String),
 }
 
@@ -384,10 +383,10 @@ pub(super) async fn describe_remote(
     match described {
         Ok(description) => {
             if !description.web_resources.is_empty() {
-                let reason = web_resources_refused(&description.web_resources);
-                tracing::error!(module = %name, %reason, "remote module refused; it is not planned");
-                status.set_state(ModuleState::Failed);
-                return Described::Refused(reason);
+                // Its callbacks are still planned: refusing the whole module would take its
+                // decisions away for the sake of its pages.
+                let reason = web_resources_unserved(&description.web_resources);
+                tracing::warn!(module = %name, %reason, "remote module's web resources are not served");
             }
             let summary = RegistrationSummary {
                 callbacks: description.callbacks,
@@ -421,11 +420,11 @@ pub(super) async fn describe_remote(
     }
 }
 
-/// Why a module on NATS that registered web resources is refused: glia serves a module's web
+/// Why the web resources of a module on NATS are not served: glia serves a module's web
 /// resources only from a module it runs itself (`placement: local`).
-fn web_resources_refused(paths: &[String]) -> String {
+fn web_resources_unserved(paths: &[String]) -> String {
     format!(
-        "placement: nats: the module registers web resources ({}), which glia serves only for modules it runs itself; use placement: local for it, or a module without web resources",
+        "placement: nats: the module registers web resources ({}), which glia serves only for modules it runs itself; its callbacks are served, its web resources answer 404; use placement: local for it if they are needed",
         paths.join(", ")
     )
 }

@@ -308,7 +308,13 @@ impl Worker {
         }
         // Draining ends each subscription once the invocations already routed here are taken;
         // a lost connection could keep that from happening, so it is bounded too. Past the
-        // grace, nothing more is taken: the modules are about to stop.
+        // grace, nothing more is taken: the modules are about to stop. With NATS unreachable
+        // a drain cannot end (the server must see it) and nothing more can arrive, so the
+        // worker stops taking at once instead of waiting out the grace (a container's stop
+        // timeout killed it so).
+        let connected =
+            self.serving.client.connection_state() == async_nats::connection::State::Connected;
+        let taking = if connected { grace } else { Duration::ZERO };
         let tasks: Vec<_> = units
             .iter()
             .flat_map(|u| u.tasks.iter().map(|t| t.abort_handle()))
@@ -318,7 +324,7 @@ impl Worker {
             .iter_mut()
             .flat_map(|u| std::mem::take(&mut u.tasks))
             .collect();
-        if tokio::time::timeout(grace, futures::future::join_all(joins))
+        if tokio::time::timeout(taking, futures::future::join_all(joins))
             .await
             .is_err()
         {
