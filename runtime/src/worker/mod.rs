@@ -307,14 +307,10 @@ impl Worker {
             unit.stop.send_replace(true);
         }
         // Draining ends each subscription once the invocations already routed here are taken;
-        // a lost connection could keep that from happening, so it is bounded too. Past the
-        // grace, nothing more is taken: the modules are about to stop. With NATS unreachable
-        // a drain cannot end (the server must see it) and nothing more can arrive, so the
-        // worker stops taking at once instead of waiting out the grace (a container's stop
-        // timeout killed it so).
-        let connected =
-            self.serving.client.connection_state() == async_nats::connection::State::Connected;
-        let taking = if connected { grace } else { Duration::ZERO };
+        // it is bounded by the grace, and ends early if NATS becomes unreachable: a drain
+        // needs the server, and nothing more can arrive then (waiting out the grace had a
+        // container's stop timeout kill the worker). Past it, nothing more is taken: the
+        // modules are about to stop.
         let tasks: Vec<_> = units
             .iter()
             .flat_map(|u| u.tasks.iter().map(|t| t.abort_handle()))
@@ -324,10 +320,13 @@ impl Worker {
             .iter_mut()
             .flat_map(|u| std::mem::take(&mut u.tasks))
             .collect();
-        if tokio::time::timeout(taking, futures::future::join_all(joins))
-            .await
-            .is_err()
-        {
+        let drained = tokio::time::timeout(grace, async {
+            tokio::select! {
+                _ = futures::future::join_all(joins) => true,
+                () = disconnected(&self.serving.client) => false,
+            }
+        });
+        if !drained.await.unwrap_or(false) {
             tasks.iter().for_each(|a| a.abort());
         }
         while self.serving.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < until {
@@ -336,6 +335,14 @@ impl Worker {
         crate::bus::nats::flush(&self.serving.client, until).await;
         stop_units(units, Duration::ZERO).await;
         self.serving.telemetry.shutdown(until).await;
+    }
+}
+
+/// Resolves once the NATS client is not connected (checked every 20 ms: only a shutdown waits
+/// on it).
+async fn disconnected(client: &Client) {
+    while client.connection_state() == async_nats::connection::State::Connected {
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
