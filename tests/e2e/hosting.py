@@ -49,6 +49,19 @@ def python_section(server_name: str, module_api_port: int | None = None, **more:
     return section
 
 
+def nats_glia_config(port: int, nats_url: str, entry: dict[str, Any], **more: Any) -> dict[str, Any]:
+    """glia's config for one Python-hosted module on NATS (`entry`), listening on `port` with the
+    test token; `more` adds top-level settings (a `deadline`)."""
+    return {
+        "listen": f"127.0.0.1:{port}",
+        "auth_token": GLIA_TOKEN,
+        **more,
+        "bus": {"type": "nats", "url": nats_url},
+        "python": python_section("example.com"),
+        "modules": [entry],
+    }
+
+
 def bridge_module_api(port: int) -> dict[str, Any]:
     """The bridge's `module_api` setting: the channel on `127.0.0.1:port`."""
     return {"listen": f"127.0.0.1:{port}", "secret": MODULE_API_SECRET}

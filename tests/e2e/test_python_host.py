@@ -31,6 +31,7 @@ from hosting import (
     child_pids,
     glia_modules,
     module_info,
+    nats_glia_config,
     python_path_env,
     python_section,
     start_standalone_host,
@@ -418,14 +419,7 @@ def test_standalone_hosts_share_a_modules_load_over_nats_and_drain(glia_bin: Pat
     port = free_port()
     entry = scripted("shared", tmp_path, ["user_may_invite"])
     entry.update(placement="nats", failure_policy="deny", timeout="2s")
-    config = {
-        "listen": f"127.0.0.1:{port}",
-        "auth_token": GLIA_TOKEN,
-        "deadline": f"{DEADLINE_S}s",
-        "bus": {"type": "nats", "url": nats.url},
-        "python": python_section("example.com"),
-        "modules": [entry],
-    }
+    config = nats_glia_config(port, nats.url, entry, deadline=f"{DEADLINE_S}s")
     config_path = tmp_path / "glia.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     env = python_path_env(ORACLE)
@@ -465,13 +459,7 @@ def test_a_module_on_nats_that_registers_a_web_resource_is_served_without_it(gli
     port = free_port()
     entry = scripted("webbed", tmp_path, ["user_may_invite"], web_resources=["/_synapse/client/demo/hello"])
     entry.update(placement="nats", required=False)
-    config = {
-        "listen": f"127.0.0.1:{port}",
-        "auth_token": GLIA_TOKEN,
-        "bus": {"type": "nats", "url": nats.url},
-        "python": python_section("example.com"),
-        "modules": [entry],
-    }
+    config = nats_glia_config(port, nats.url, entry)
     config_path = tmp_path / "glia.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     env = python_path_env(ORACLE)

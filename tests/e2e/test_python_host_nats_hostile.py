@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import GLIA_TOKEN, Glia, NatsServer, Process, free_port, http_request, wait_until
-from hosting import ORACLE, module_info, python_path_env, python_section
+from hosting import ORACLE, module_info, nats_glia_config, python_path_env
 from test_python_host import DEADLINE_S, scripted, write_script
 
 sys.path.insert(0, str(ORACLE))
@@ -86,14 +86,7 @@ def test_a_hostile_python_module_on_nats_loses_nothing_and_recovers(glia_bin: Pa
     port = free_port()
     entry = scripted("hostile", tmp_path, ["user_may_create_room"])
     entry.update(placement="nats", failure_policy="allow", timeout="1s")
-    config = {
-        "listen": f"127.0.0.1:{port}",
-        "auth_token": GLIA_TOKEN,
-        "deadline": f"{DEADLINE_S}s",
-        "bus": {"type": "nats", "url": nats.url},
-        "python": python_section("example.com"),
-        "modules": [entry],
-    }
+    config = nats_glia_config(port, nats.url, entry, deadline=f"{DEADLINE_S}s")
     env = python_path_env(ORACLE)
     glia = Glia.start(glia_bin, tmp_path, config, port, env=env)
     argv = [str(glia_bin), "worker", "--config", str(glia.config_path)]
