@@ -26,7 +26,17 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import GLIA_TOKEN, Glia, NatsServer, Synapse, bridge_module, free_port, http_request, wait_until
+from harness import (
+    GLIA_TOKEN,
+    Glia,
+    NatsServer,
+    Process,
+    Synapse,
+    bridge_module,
+    free_port,
+    http_request,
+    wait_until,
+)
 from hosting import (
     ORACLE,
     child_pids,
@@ -457,12 +467,13 @@ NATS_PAGE = "/_synapse/client/demo/hello"
 NATIVE_PAGE = "/_native/demo/hello"
 
 
+@pytest.mark.parametrize("hosted_by", ["standalone host", "glia worker"])
 def test_a_module_on_nats_that_registers_a_web_resource_is_served_through_synapse(
-    glia_bin: Path, tmp_path: Path
+    glia_bin: Path, tmp_path: Path, hosted_by: str
 ) -> None:
-    """A module on NATS (a standalone host) that registers a web resource: glia serves its page,
-    and the bridge has Synapse serve it on Synapse's own port, exactly as Synapse serves the
-    same module's page when it loads the module itself."""
+    """A module on NATS (in a standalone host, or in a host `glia worker` runs) that registers a
+    web resource: glia serves its page, and the bridge has Synapse serve it on Synapse's own
+    port, exactly as Synapse serves the same module's page when it loads the module itself."""
     (tmp_path / "nats").mkdir()
     nats = NatsServer.start(tmp_path / "nats")
     write_script(tmp_path, {})
@@ -473,7 +484,11 @@ def test_a_module_on_nats_that_registers_a_web_resource_is_served_through_synaps
     config_path = tmp_path / "glia.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     env = python_path_env(ORACLE)
-    host = start_standalone_host(config_path, ["webbed"], tmp_path / "host.log", env)
+    if hosted_by == "standalone host":
+        host = start_standalone_host(config_path, ["webbed"], tmp_path / "host.log", env)
+    else:
+        argv = [str(glia_bin), "worker", "--config", str(config_path)]
+        host = Process("glia-worker", argv, tmp_path / "worker.log", env=env).start()
     glia = Glia.start(glia_bin, tmp_path, config, port, env=env)
     native = scripted("native", tmp_path, [], web_resources=[NATIVE_PAGE])
     native.pop("name")
@@ -481,9 +496,9 @@ def test_a_module_on_nats_that_registers_a_web_resource_is_served_through_synaps
     try:
         wait_until(
             lambda: module_info(glia.url, "webbed")["web_resources"] == [NATS_PAGE],
-            30,
+            60,
             "glia serving the module's page",
-            glia.process.tail,
+            lambda: glia.process.tail() + "\n" + host.tail(),
         )
         assert "user_may_invite" in glia_modules(glia.url)["plans"]
         synapse = Synapse.start(tmp_path / "synapse", [bridge_module(glia.url), native], env=env)
