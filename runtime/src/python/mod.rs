@@ -25,9 +25,7 @@ mod spawner;
 pub use crate::config::PythonModuleConfig;
 use futures::FutureExt;
 use glia_bus_schema::host::{HostInvoke, HostReady, HostStart, HostWebRequest, ToHost};
-use glia_bus_schema::{
-    Base64Bytes, CallbackRequest, Invocation, InvocationError, InvocationResult,
-};
+use glia_bus_schema::{CallbackRequest, Invocation, InvocationError, InvocationResult};
 use glia_module_api::{
     ConfigError, ErasedHandler, ModuleApi, ModuleError, ModuleFactory, ParsedConfig, WebHandler,
     WebRequest, WebResponse,
@@ -276,11 +274,7 @@ fn web_handler(hosts: Arc<Hosts>) -> WebHandler {
                 let id = host.next_id();
                 let frame = ToHost::Web(HostWebRequest {
                     id,
-                    method: request.method.clone(),
-                    path: request.path.clone(),
-                    query: request.query.clone(),
-                    headers: request.headers.clone(),
-                    body: Base64Bytes(request.body.clone()),
+                    request: request.clone().into(),
                 });
                 async move {
                     let forget = Forget { host: &host, id };
@@ -294,11 +288,7 @@ fn web_handler(hosts: Arc<Hosts>) -> WebHandler {
                 Err(error) => Err(error.to_string()),
             };
             match called {
-                Ok(response) => WebResponse {
-                    status: response.status,
-                    content_type: response.content_type,
-                    body: response.body.0,
-                },
+                Ok(response) => response.response.into(),
                 Err(reason) => WebResponse::json(
                     502,
                     &serde_json::json!({"errcode": "M_UNKNOWN", "error": format!("the module's host is unavailable: {reason}")}),
