@@ -21,9 +21,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from harness import GLIA_TOKEN, SERVER_NAME, Glia, NatsServer, Process, Synapse, bridge_module, free_port, wait_until
-from hosting import ORACLE, module_info, python_path_env, python_section
+from harness import (
+    GLIA_TOKEN,
+    SERVER_NAME,
+    Glia,
+    NatsServer,
+    Process,
+    Synapse,
+    bridge_module,
+    free_port,
+    http_request,
+    wait_until,
+)
+from hosting import ORACLE, module_info, python_path_env, python_section, start_standalone_host
 from trace_receivers import JaegerAgent, JaegerSpan, OtlpReceiver
 
 #: The Python module the worker hosts (the scripted oracle, answering NOT_SPAM).
@@ -41,8 +53,8 @@ SEND_SERVLET = "RoomSendEventRestServlet"
 PATIENCE_S = 30
 
 
-def oracle(name: str, workdir: Path, placement: str) -> dict[str, Any]:
-    """A `modules:` entry: the scripted oracle as `name`, answering NOT_SPAM."""
+def oracle(name: str, workdir: Path, placement: str, callback: str = "check_event_for_spam") -> dict[str, Any]:
+    """A `modules:` entry: the scripted oracle as `name`, serving `callback` (it allows)."""
     return {
         "module": "scripted_synapse.ScriptedModule",
         "name": name,
@@ -51,15 +63,19 @@ def oracle(name: str, workdir: Path, placement: str) -> dict[str, Any]:
             "name": name,
             "script": str(workdir / "script.json"),
             "calls": str(workdir / f"{name}-calls.jsonl"),
-            "callbacks": ["check_event_for_spam"],
+            "callbacks": [callback],
         },
     }
 
 
-def glia_config(port: int, nats_url: str, otlp: str, workdir: Path) -> dict[str, Any]:
-    """The coordinator's and the worker's config: one Python module served over NATS, one
-    hosted by the coordinator."""
+def glia_config(
+    port: int, nats_url: str, otlp: str, workdir: Path, modules: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The coordinator's and the worker's config: by default one Python module served over
+    NATS and one hosted by the coordinator."""
     (workdir / "script.json").write_text("{}")
+    if modules is None:
+        modules = [oracle(MODULE, workdir, "nats"), oracle(LOCAL_MODULE, workdir, "local")]
     return {
         "listen": f"127.0.0.1:{port}",
         "auth_token": GLIA_TOKEN,
@@ -70,7 +86,7 @@ def glia_config(port: int, nats_url: str, otlp: str, workdir: Path) -> dict[str,
             "service_name": SERVICE,
             "traces": {"exporter": "otlp", "protocol": "grpc", "endpoint": otlp, "sample_ratio": 1.0},
         },
-        "modules": [oracle(MODULE, workdir, "nats"), oracle(LOCAL_MODULE, workdir, "local")],
+        "modules": modules,
     }
 
 
@@ -258,6 +274,53 @@ def test_a_python_module_hosted_by_glia_serve_continues_the_coordinators_invocat
     assert invocation["attributes"].get("glia.module") == LOCAL_MODULE, invocation
     dispatch = spans.get(invocation["parent_span_id"])
     assert dispatch is not None and dispatch["name"] == "dispatch check_event_for_spam", dispatch
+
+
+def test_a_standalone_host_on_nats_exports_its_span_as_the_otel_variables_say(glia_bin: Path, tmp_path: Path) -> None:
+    """`glia-python-host serve`, started by hand, reads the standard OTEL_* variables (here OTLP
+    over HTTP to the receiver's base URL) and continues the `traceparent` header of each
+    invocation: its span is a child of the coordinator's `send` span, in the caller's trace."""
+    started: list[Any] = []
+    try:
+        otlp = OtlpReceiver.start(tmp_path)
+        started.append(otlp)
+        nats = NatsServer.start(tmp_path)
+        started.append(nats)
+        port = free_port()
+        name = "pyalone"
+        config = glia_config(port, nats.url, otlp.grpc, tmp_path, [oracle(name, tmp_path, "nats", "user_may_invite")])
+        config_path = tmp_path / "standalone.yaml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        env = {**python_path_env(ORACLE), "OTEL_BSP_SCHEDULE_DELAY": "100"}
+        host_env = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.http, "OTEL_SERVICE_NAME": "standalone-host"}
+        started.append(start_standalone_host(config_path, [name], tmp_path / "host.log", host_env))
+        glia = Glia.start(glia_bin, tmp_path, config, port, env=env)
+        started.append(glia)
+        wait_until(lambda: module_info(glia.url, name)["state"] == "running", 30, "glia planning the module")
+        trace_id = "5f1e0c2d3b4a69788796a5b4c3d2e1f0"
+        invite = {"inviter": "@a:example.com", "invitee": "@b:example.com", "room_id": "!r:example.com"}
+        headers = {"Authorization": f"Bearer {GLIA_TOKEN}", "traceparent": f"00-{trace_id}-0123456789abcdef-01"}
+        status, _, raw = http_request("POST", f"{glia.url}/_glia/v1/callbacks/user_may_invite", invite, headers)
+        assert status == 200, raw
+
+        def spans() -> dict[str, dict[str, Any]]:
+            return {s["span_id"]: s for s in otlp.spans() if s["trace_id"] == trace_id}
+
+        def hosted() -> dict[str, Any] | None:
+            return next((s for s in spans().values() if s["name"] == "module user_may_invite"), None)
+
+        wait_until(lambda: hosted() is not None, PATIENCE_S, "the standalone host's span", otlp.process.tail)
+        span = hosted()
+        assert span is not None
+        assert span["service_name"] == "standalone-host", span
+        assert span["attributes"].get("glia.module") == name, span
+        send = spans().get(span["parent_span_id"])
+        assert send is not None, (span, list(spans().values()))
+        assert (send["name"], send["kind"]) == (f"send glia.v1.module.{name}", "producer"), send
+        assert send["service_name"] == f"{SERVICE}-coordinator", send
+    finally:
+        for p in reversed(started):
+            p.stop()
 
 
 def describe(deployment: Deployment) -> str:
