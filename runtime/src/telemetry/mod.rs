@@ -133,7 +133,9 @@ impl Telemetry {
     /// Builds what `config` (and the `OTEL_*` environment) asks for. `modules` counts the
     /// config's modules and `gauges` are those whose supervisors this process runs, for the
     /// metrics; `nats` is the bus's connection, for a decision log on NATS; `provider`, if
-    /// given, replaces the configured exporter. Call within a tokio runtime.
+    /// given, replaces the configured exporter. Without one, it also tells the Python hosts
+    /// this process starts to export as it does (`export::host_vars`). Call within a tokio
+    /// runtime.
     pub fn start(
         config: &TelemetryConfig,
         role: Role,
