@@ -84,6 +84,14 @@ pub struct HostInvoke {
     pub id: u64,
     /// The invocation, as on the bus.
     pub invocation: Invocation,
+    /// The W3C `traceparent` of the span glia invokes the module under (the coordinator's
+    /// or the worker's), so the host's span for the callback joins glia's trace; absent
+    /// when glia records no span. Over NATS it travels as the header of the same name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// The W3C `tracestate` that goes with `traceparent`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
 }
 
 /// One request to a module's web resource, with the pipe's own id for it.

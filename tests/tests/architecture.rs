@@ -15,7 +15,13 @@ use syn::visit::Visit;
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "vocabulary",
-        &["logging", "nats_client", "policy", "supervision"],
+        &[
+            "logging",
+            "nats_client",
+            "policy",
+            "propagation",
+            "supervision",
+        ],
     ),
     ("rules", &["rules"]),
     ("config", &["config"]),

@@ -7,7 +7,9 @@ subscriptions with a request to its own `describe` subject, and announces itself
 `glia.v1.workers.<name>` every 100 ms, so coordinators route around a host that stalls. It
 drops invocations whose `Glia-Deadline` has passed, answers `unavailable` at once past the
 module's `max_in_flight` running plus its `restart.stash` waiting, and on SIGTERM or SIGINT
-announces that it is leaving, drains (answers what it received) and exits.
+announces that it is leaving, drains (answers what it received) and exits. Each callback runs
+in a span continuing the invocation's `traceparent` header, exported as the standard OTEL_*
+variables say (`tracing.py`).
 
 A module's web resources (`register_web_resource`) are served as a child host serves them
 (`web.py`): glia sends a request for one of them on `glia.v1.module.<name>.web`, and the
@@ -26,6 +28,7 @@ from typing import Any
 
 from glia_python_host.glia_config import HostConfig, ModuleEntry
 from glia_python_host.hosted import HostedModule, failed, reply
+from glia_python_host.tracing import Tracing
 from glia_python_host.web import WebServer, web_error
 
 logger = logging.getLogger(__name__)
@@ -39,10 +42,13 @@ ANNOUNCE_INTERVAL_MS = 100
 class ModuleServer:
     """Serves one module on one NATS connection."""
 
-    def __init__(self, nc: Any, entry: ModuleEntry, module: HostedModule, worker_id: str) -> None:
+    def __init__(
+        self, nc: Any, entry: ModuleEntry, module: HostedModule, worker_id: str, tracing: Tracing | None = None
+    ) -> None:
         self.nc = nc
         self.entry = entry
         self.module = module
+        self.tracing = tracing or Tracing()
         self.worker_id = worker_id
         self.queue = f"{PREFIX}.{entry.name}"
         self.own = f"{WORKER_PREFIX}.{worker_id}.{entry.name}"
@@ -121,7 +127,15 @@ class ModuleServer:
                 except ValueError as e:
                     await self.respond(msg, failed(request_id, f"malformed invocation: body is not JSON: {e}"))
                     return
-                await self.respond(msg, await self.module.invoke(invocation, callback))
+                headers = msg.headers or {}
+                answer = await self.tracing.invoke(
+                    self.entry.name,
+                    invocation,
+                    headers.get("traceparent"),
+                    headers.get("tracestate"),
+                    lambda: self.module.invoke(invocation, callback),
+                )
+                await self.respond(msg, answer)
         finally:
             self.admitted -= 1
 
@@ -158,7 +172,8 @@ async def serve(config: HostConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    servers = [ModuleServer(nc, entry, module, worker_id) for entry, module in modules]
+    tracing = Tracing.from_env()
+    servers = [ModuleServer(nc, entry, module, worker_id, tracing) for entry, module in modules]
     for server in servers:
         await server.start()
         logger.info(
@@ -178,5 +193,6 @@ async def serve(config: HostConfig) -> int:
     for server in servers:
         await server.drain()
     await nc.drain()
+    tracing.close()
     logger.info("drained; bye")
     return 0

@@ -277,7 +277,7 @@ fn invocation_headers(meta: &InvocationMeta, deadline_ms: u64) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(headers::REQUEST_ID, &*meta.request_id);
     headers.insert(headers::DEADLINE, deadline_ms.to_string().as_str());
-    let trace = crate::telemetry::propagation::inject(&meta.trace);
+    let trace = crate::propagation::inject(&meta.trace);
     if let Some(traceparent) = &trace.traceparent {
         headers.insert(headers::TRACEPARENT, traceparent.as_str());
     }

@@ -16,6 +16,7 @@
 //! error names the file, line, module and key.
 
 pub mod check;
+mod host_env;
 mod loading;
 mod pool;
 mod post_login;
@@ -30,6 +31,7 @@ use glia_module_api::{
     ConfigError, ErasedHandler, ModuleApi, ModuleError, ModuleFactory, ParsedConfig, WebHandler,
     WebRequest, WebResponse,
 };
+pub use host_env::{export_traces_with, HostVar};
 use loading::Hosts;
 pub use pool::{recycles, Recycle};
 use pool::{HostPool, Recipe};
@@ -195,6 +197,9 @@ fn invoker(hosts: Arc<Hosts>, module: String, timeout: Duration) -> ErasedHandle
         let hosts = hosts.clone();
         let callback = request.callback();
         let route = post_login::route(request.clone(), &module);
+        // The invocation's span (the coordinator's or the worker's) is current while the
+        // supervisor calls this handler; the host's span for the callback becomes its child.
+        let trace = crate::propagation::inject(&opentelemetry::Context::current());
         async move {
             let (request, pinned) = match route {
                 Route::AnyHost(request) => (request, None),
@@ -211,6 +216,8 @@ fn invoker(hosts: Arc<Hosts>, module: String, timeout: Duration) -> ErasedHandle
                         deadline_ms,
                         request: request.clone(),
                     },
+                    traceparent: trace.traceparent.clone(),
+                    tracestate: trace.tracestate.clone(),
                 });
                 async move {
                     // The caller may stop waiting (its timeout): forget the frame then.
