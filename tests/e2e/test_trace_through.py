@@ -15,7 +15,7 @@ zero-padded (the bridge's `glia_synapse/tracing.py`), and both sides are compare
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,21 +167,27 @@ class Sent:
     trace_id: str
 
 
-@pytest.fixture(scope="module")
-def sent(deployment: Deployment) -> Sent:
-    alice = deployment.synapse.register("alice")
+def traced_send(synapse: Synapse, jaeger: JaegerAgent, describe: Callable[[], str]) -> JaegerSpan:
+    """alice (whose requests Synapse traces) sends a message to a room of hers; returns
+    Synapse's request span for the send, which opened its trace."""
+    alice = synapse.register("alice")
     room = alice.create_room(preset="public_chat")
     assert room.status == 200, room
     message = alice.send_text(room.body["room_id"], "traced")
     assert message.status == 200, message
 
-    # Synapse's request span for the send, and the trace it opened.
     def servlet() -> JaegerSpan | None:
-        return next((s for s in deployment.jaeger.spans if s.name == SEND_SERVLET), None)
+        return next((s for s in jaeger.spans if s.name == SEND_SERVLET), None)
 
-    wait_until(lambda: servlet() is not None, PATIENCE_S, "Synapse's /send span", lambda: describe(deployment))
+    wait_until(lambda: servlet() is not None, PATIENCE_S, "Synapse's /send span", describe)
     request = servlet()
     assert request is not None
+    return request
+
+
+@pytest.fixture(scope="module")
+def sent(deployment: Deployment) -> Sent:
+    request = traced_send(deployment.synapse, deployment.jaeger, lambda: describe(deployment))
     return Sent(request, request.trace_id)
 
 
@@ -249,17 +255,23 @@ def test_one_trace_from_synapses_request_span_to_the_python_module(deployment: D
     top = spans[glia_chain[-1]]
     assert top["name"] == "dispatch check_event_for_spam", names
     assert top["service_name"] == f"{SERVICE}-coordinator", top
-    propagated = top["parent_span_id"]
+    # The bridge propagated that span of Synapse's.
+    assert_leads_up_to(deployment.jaeger, top["parent_span_id"], sent.request, lambda: describe(deployment))
+
+
+def assert_leads_up_to(jaeger: JaegerAgent, parent: str, request: JaegerSpan, describe: Callable[[], str]) -> None:
+    """Waits for Synapse's span `parent` (the parent of glia's top span) and checks that it
+    leads up to Synapse's `request` span, in its trace."""
     wait_until(
-        lambda: any(s.span_id == propagated for s in deployment.jaeger.spans),
+        lambda: any(s.span_id == parent for s in jaeger.spans),
         PATIENCE_S,
-        f"Synapse's span {propagated}, the one the bridge propagated",
-        lambda: describe(deployment),
+        f"Synapse's span {parent}, the parent of glia's",
+        describe,
     )
-    jaeger_spans = {s.span_id: s for s in deployment.jaeger.spans if s.trace_id == trace_id}
-    synapse_chain = chain(jaeger_spans, propagated, lambda s: s.parent_span_id)
-    assert sent.request.span_id in synapse_chain, [jaeger_spans[s].name for s in synapse_chain]
-    assert not deployment.jaeger.errors, deployment.jaeger.errors
+    jaeger_spans = {s.span_id: s for s in jaeger.spans if s.trace_id == request.trace_id}
+    synapse_chain = chain(jaeger_spans, parent, lambda s: s.parent_span_id)
+    assert request.span_id in synapse_chain, [jaeger_spans[s].name for s in synapse_chain]
+    assert not jaeger.errors, jaeger.errors
 
 
 def test_a_python_module_hosted_by_glia_serve_continues_the_coordinators_invocation_span(
