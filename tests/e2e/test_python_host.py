@@ -39,7 +39,9 @@ from harness import (
 )
 from hosting import (
     ORACLE,
+    alive,
     child_pids,
+    config_checks,
     glia_modules,
     module_info,
     nats_glia_config,
@@ -410,9 +412,13 @@ def test_sigterm_during_a_slow_config_check_stops_glia_cleanly(glia_bin: Path, t
         wait_until(lambda: "checking the new config" in log.read_text(errors="replace"), 30, "the reload")
         popen = glia.process.popen
         assert popen is not None
+        wait_until(lambda: bool(config_checks(popen.pid)), 30, "the config check's process")
+        checks = config_checks(popen.pid)
         popen.send_signal(signal.SIGTERM)
         # Far longer than a clean stop takes, far shorter than the check.
         assert popen.wait(60) == 0, glia.process.tail()
+        # The abandoned check ends with glia rather than blocking on for its hour.
+        wait_until(lambda: not any(alive(pid) for pid in checks), 30, f"the end of the check processes {checks}")
         if way == "api":
             asking.join(60)
             assert answered == [503], answered
