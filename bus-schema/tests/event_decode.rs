@@ -1,5 +1,5 @@
-//! `Event`'s written-out decoder against the derived one it replaced (kept here as
-//! `DerivedEvent`, its declaration unchanged): on every value of the request samples and of the
+//! `Event`'s written-out decoder against the derived one it replaced (`DerivedEvent`,
+//! tests/support/derived_event.rs): on every value of the request samples and of the
 //! committed fuzz corpus, and on malformed events, both decode the same value or fail with the
 //! same error (the same message, and the same field path under `serde_path_to_error`), from
 //! JSON text, from a borrowed JSON value and from an owned one.
@@ -13,37 +13,8 @@ use serde_json::{json, Value};
 use std::fmt::Debug;
 use std::path::Path;
 
-/// The derived decoder `Event` had: the same declaration, with `Deserialize` derived (in a
-/// module of its own, so that its name in error messages is `Event`'s too).
-mod derived {
-    use glia_bus_schema::JsonObject;
-    use serde::Deserialize;
-
-    #[derive(Debug, Deserialize)]
-    pub struct Event {
-        #[serde(default)]
-        pub event_id: Option<String>,
-        #[serde(default)]
-        pub room_id: Option<String>,
-        pub sender: String,
-        #[serde(rename = "type")]
-        pub event_type: String,
-        #[serde(default)]
-        pub state_key: Option<String>,
-        #[serde(default)]
-        pub content: JsonObject,
-        #[serde(default)]
-        pub origin_server_ts: Option<i64>,
-        #[serde(default)]
-        pub unsigned: Option<JsonObject>,
-        #[serde(default)]
-        pub room_version: Option<String>,
-        #[serde(default)]
-        pub internal_metadata: Option<JsonObject>,
-        #[serde(flatten)]
-        pub extra: JsonObject,
-    }
-}
+#[path = "support/derived_event.rs"]
+mod derived;
 
 use derived::Event as DerivedEvent;
 
