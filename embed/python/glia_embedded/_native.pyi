@@ -20,3 +20,7 @@ class Runtime:
         """The reply (as `json.loads` reads it), or an int token when it waits."""
     def drive(self) -> None: ...
     def stop(self) -> None: ...
+
+def decode_paths(name: str, args: Any) -> tuple[str | None, str]:
+    """For tests: callback `name`'s request read straight from `args` (None when that path
+    refuses them) and read through JSON values (or its error), as debug text."""
