@@ -9,6 +9,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "../tests/support/derived_event.rs"]
+#[allow(dead_code)] // decoded here, never read
 mod derived;
 
 use criterion::{criterion_group, criterion_main, Criterion};
