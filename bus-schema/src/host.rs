@@ -6,12 +6,12 @@
 //! [`ToHost::Web`] frames; the host answers [`FromHost::Ready`] (what the module registered)
 //! or [`FromHost::Failed`] (it could not load it), then one [`FromHost::Reply`] per invoke and
 //! one [`FromHost::WebReply`] per web request, matched by `id`, in any order. The invocation
-//! and its reply are the bus's own envelopes: the wire contract is the same whether the
-//! module is reached over this pipe or over NATS.
+//! and its reply, and the web request and its response, are the bus's own messages: the wire
+//! contract is the same whether the module is reached over this pipe or over NATS.
 
 use crate::envelope::{Invocation, InvocationReply};
-use crate::shapes::Base64Bytes;
 use crate::subjects::Description;
+use crate::web::{WebCallRequest, WebCallResponse};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -84,23 +84,24 @@ pub struct HostInvoke {
     pub id: u64,
     /// The invocation, as on the bus.
     pub invocation: Invocation,
+    /// The W3C `traceparent` of the span glia invokes the module under (the coordinator's
+    /// or the worker's), so the host's span for the callback joins glia's trace; absent
+    /// when glia records no span. Over NATS it travels as the header of the same name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// The W3C `tracestate` that goes with `traceparent`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
 }
 
-/// One request to a module's web resource.
+/// One request to a module's web resource, with the pipe's own id for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HostWebRequest {
     /// Unique among the frames in flight on this pipe; the reply carries it.
     pub id: u64,
-    /// `GET`, `POST`, ...
-    pub method: String,
-    /// The request path.
-    pub path: String,
-    /// The raw query string, without `?`.
-    pub query: String,
-    /// Header names and values.
-    pub headers: Vec<(String, String)>,
-    /// The body.
-    pub body: Base64Bytes,
+    /// The request, as on the bus.
+    #[serde(flatten)]
+    pub request: WebCallRequest,
 }
 
 /// A frame a child host writes to glia.
@@ -153,12 +154,9 @@ pub struct HostReply {
 pub struct HostWebResponse {
     /// The web frame's id.
     pub id: u64,
-    /// HTTP status.
-    pub status: u16,
-    /// The `Content-Type` header.
-    pub content_type: String,
-    /// The body.
-    pub body: Base64Bytes,
+    /// The response, as on the bus.
+    #[serde(flatten)]
+    pub response: WebCallResponse,
 }
 
 /// What `glia check-config` asks a host (`glia_python_host check`, on its standard input):

@@ -17,6 +17,7 @@ pub mod requests;
 pub mod schema;
 pub mod shapes;
 pub mod subjects;
+pub mod web;
 
 pub use answers::*;
 pub use callbacks::{

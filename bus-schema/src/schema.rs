@@ -16,6 +16,8 @@ pub fn contract_schema() -> Value {
     let reply = generator.subschema_for::<InvocationReply>();
     let description = generator.subschema_for::<crate::subjects::Description>();
     let announcement = generator.subschema_for::<crate::subjects::Announcement>();
+    let web_request = generator.subschema_for::<crate::web::WebCallRequest>();
+    let web_response = generator.subschema_for::<crate::web::WebCallResponse>();
     let to_host = generator.subschema_for::<crate::host::ToHost>();
     let from_host = generator.subschema_for::<crate::host::FromHost>();
     let host_check = generator.subschema_for::<crate::host::HostCheck>();
@@ -28,7 +30,7 @@ pub fn contract_schema() -> Value {
         "$id": "https://glia.invalid/schema/glia-bus-v1.json",
         "title": "glia bus contract v1",
         "description": "Envelopes on the bus, and for each Synapse module callback: its arguments (`request`), one module's answer (`answer`) and the coordinator's reply to the homeserver (`reply`).",
-        "envelopes": { "invocation": invocation, "invocation_reply": reply, "description": description, "announcement": announcement },
+        "envelopes": { "invocation": invocation, "invocation_reply": reply, "description": description, "announcement": announcement, "web_request": web_request, "web_response": web_response },
         "python_host": { "to_host": to_host, "from_host": from_host, "check": host_check, "check_result": host_check_result },
         "callbacks": callbacks,
         "$defs": defs,

@@ -14,6 +14,8 @@ pub const CALLBACKS_WILDCARD: &str = "glia.v1.callbacks.*";
 pub const COORDINATOR_QUEUE_GROUP: &str = "glia.v1.coordinator";
 /// The last token of a module's describe subject.
 pub const DESCRIBE: &str = "describe";
+/// The last token of a module's web subject, which carries requests to its web resources.
+pub const WEB: &str = "web";
 /// Prefix of the subjects workers announce themselves on, one per module.
 pub const ANNOUNCE_PREFIX: &str = "glia.v1.workers";
 /// What coordinators subscribe to for workers' announcements.
@@ -55,6 +57,13 @@ pub fn module_subject(module: &str, callback: Callback) -> String {
 /// `glia.v1.module.<module>.describe`.
 pub fn describe_subject(module: &str) -> String {
     format!("{MODULE_PREFIX}.{module}.{DESCRIBE}")
+}
+
+/// `glia.v1.module.<module>.web`: requests to the module's web resources (a
+/// [`WebCallRequest`](crate::web::WebCallRequest), answered by a
+/// [`WebCallResponse`](crate::web::WebCallResponse)), served by the module's queue group.
+pub fn web_subject(module: &str) -> String {
+    format!("{MODULE_PREFIX}.{module}.{WEB}")
 }
 
 /// `glia.v1.module.<module>.>`: everything a worker hosting `module` answers.
@@ -102,10 +111,13 @@ pub struct Description {
     /// Auth checkers, in registration order (`a<n>` slots).
     #[serde(default)]
     pub auth_checkers: Vec<AuthCheckerDescription>,
-    /// Web resource paths: glia does not serve them over NATS, so a coordinator refuses a
-    /// module that lists any.
+    /// Web resource paths, which glia serves by sending their requests on the module's
+    /// `web` subject.
     #[serde(default)]
     pub web_resources: Vec<String>,
+    /// Those of `web_resources` that also serve every path below them (Twisted leaves).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub web_resource_subtrees: Vec<String>,
 }
 
 /// A worker's announcement on `glia.v1.workers.<module>`: it serves the module on its own
@@ -143,6 +155,10 @@ mod tests {
             "glia.v1.module.m-1.user_may_invite"
         );
         assert_eq!(describe_subject("m"), "glia.v1.module.m.describe");
+        assert_eq!(web_subject("m"), "glia.v1.module.m.web");
+        assert!(Callback::ALL
+            .iter()
+            .all(|c| c.name() != WEB && c.name() != DESCRIBE));
         assert_eq!(module_wildcard("m"), "glia.v1.module.m.>");
         assert_eq!(module_queue_group("m"), "glia.v1.module.m");
         assert_eq!(

@@ -857,6 +857,28 @@ fn invocation_serialises_flat_and_round_trips() {
 }
 
 #[test]
+fn a_host_invoke_frame_carries_the_trace_context_only_when_there_is_one() {
+    use glia_bus_schema::host::ToHost;
+    let invocation = json!({"request_id": "py-7", "deadline_ms": 1_700_000_000_250_u64, "callback": "user_may_invite", "args": request_sample("user_may_invite")});
+    // A frame from a glia that sends no trace context (or records no span) still decodes.
+    let untraced =
+        assert_round_trip::<ToHost>(json!({"invoke": {"id": 7, "invocation": invocation}}));
+    let ToHost::Invoke(frame) = untraced else {
+        panic!("not an invoke frame")
+    };
+    assert_eq!((frame.traceparent, frame.tracestate), (None, None));
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let traced = assert_round_trip::<ToHost>(json!({"invoke": {
+        "id": 8, "invocation": invocation, "traceparent": traceparent, "tracestate": "vendor=1"
+    }}));
+    let ToHost::Invoke(frame) = traced else {
+        panic!("not an invoke frame")
+    };
+    assert_eq!(frame.traceparent.as_deref(), Some(traceparent));
+    assert_eq!(frame.tracestate.as_deref(), Some("vendor=1"));
+}
+
+#[test]
 fn every_request_round_trips_inside_an_invocation() {
     for (name, args) in request_samples() {
         let json = json!({"request_id": format!("req-{name}"), "deadline_ms": 1_700_000_000_250_u64, "callback": name, "args": args});

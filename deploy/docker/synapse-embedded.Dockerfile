@@ -28,6 +28,7 @@ FROM ${SYNAPSE_IMAGE}
 COPY deploy/synapse-bridge/pyproject.toml deploy/synapse-bridge/README.md /tmp/glia-synapse/
 COPY deploy/synapse-bridge/glia_synapse /tmp/glia-synapse/glia_synapse
 COPY --from=wheel /wheels /tmp/wheels
-# Neither package has dependencies to fetch: both install beside the image's Synapse.
+# Neither package has dependencies to fetch: both install beside the image's Synapse (glia_embedded
+# needs only prometheus-client besides the bridge, which Synapse requires too).
 RUN pip install --no-cache-dir --no-deps /tmp/glia-synapse /tmp/wheels/glia_embedded-*.whl \
     && rm -rf /tmp/glia-synapse /tmp/wheels

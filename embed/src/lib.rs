@@ -1,19 +1,18 @@
 //! glia's runtime inside Synapse's process: the Python extension `glia_embedded._native`,
 //! which the Synapse module `glia_embedded.GliaEmbedded` drives. It starts glia's coordinator
-//! and the modules of a glia config on glia's own threads (`engine`), and dispatches each
-//! callback from Synapse's thread (`caller`): the request is the bus schema's JSON, as the
-//! bridge posts it, and the reply the same JSON glia's HTTP API answers, both as Python
-//! objects rather than text (`pyde` reads the request, `pyjson` writes the reply).
+//! and the modules of a glia config on glia's own threads, and dispatches each callback from
+//! Synapse's thread (both in `glia-embedded-engine`, which has no Python): the request is the
+//! bus schema's JSON, as the bridge posts it, and the reply the same JSON glia's HTTP API
+//! answers, both as Python objects rather than text (`pyde` reads the request, `pyjson`
+//! writes the reply). It also hands glia's metrics to Synapse's Prometheus registry and
+//! Synapse's trace context to each dispatch.
 
-mod caller;
-mod engine;
 mod notify;
 mod pyde;
 mod pyjson;
 
-use caller::{First, Outcome};
-use engine::Engine;
 use glia_bus_schema::{Callback, CallbackRequest};
+use glia_embedded_engine::{caller, Engine, First, Outcome};
 use notify::Notifier;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -46,7 +45,7 @@ impl Runtime {
     fn new(py: Python<'_>, config_path: PathBuf, http: bool, notify: Py<PyAny>) -> PyResult<Self> {
         glia_runtime::logging::init(glia_runtime::logging::LogFormat::Text, "info");
         let engine = py
-            .detach(|| Engine::start(config_path, http))
+            .detach(|| Engine::start_file(config_path, glia_modules::builtin_registry(), http))
             .map_err(PyRuntimeError::new_err)?;
         Ok(Runtime {
             engine,
@@ -64,22 +63,33 @@ impl Runtime {
         .to_string()
     }
 
+    /// glia's metrics in Prometheus's text format (as its `GET /metrics` serves them), or
+    /// `None` when its config turned them off.
+    fn metrics(&self, py: Python<'_>) -> Option<String> {
+        py.detach(|| self.engine.metrics())
+    }
+
     /// Dispatches callback `name` with `args` (its request: the bus schema's JSON, as
     /// Python objects): the reply (as `json.loads` gives it) when it was decided at once,
     /// else an int token, which `notify` is later called with. Raises `ValueError` for an
     /// unknown callback or bad arguments, and `DispatchFailed` when glia could not decide.
+    /// A W3C `traceparent` (and `tracestate`) of Synapse's active span makes glia's span of
+    /// the dispatch its child.
+    #[pyo3(signature = (name, args, traceparent=None, tracestate=None))]
     fn call<'py>(
         &self,
         py: Python<'py>,
         name: &str,
         args: &Bound<'py, PyAny>,
+        traceparent: Option<&str>,
+        tracestate: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let request = decode(name, args)?;
         // The GIL is kept for this one poll, as a native module keeps it: what it runs answers
         // at once or moves to glia's thread, and releasing it would hand it to any other
         // Python thread waiting, then wait for that thread to give it back.
         let first = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            caller::first_poll(&self.engine, request)
+            caller::first_poll(&self.engine, request, traceparent, tracestate)
         }))
         .map_err(|_| PyRuntimeError::new_err("glia panicked dispatching the callback"))?;
         match first {

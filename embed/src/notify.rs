@@ -2,7 +2,7 @@
 //! its own, never from glia's: taking the GIL can wait as long as Synapse's thread holds it,
 //! and glia's thread must not stall its modules' supervision meanwhile.
 
-use crate::caller::Outcome;
+use glia_embedded_engine::Outcome;
 use pyo3::prelude::*;
 use serde_json::Value;
 use std::sync::mpsc;

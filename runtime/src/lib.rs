@@ -15,6 +15,7 @@ pub mod logging;
 pub mod nats_client;
 pub mod nats_ingress;
 pub mod policy;
+pub mod propagation;
 pub mod python;
 pub mod replay;
 pub mod rules;

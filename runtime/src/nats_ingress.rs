@@ -4,7 +4,7 @@
 use crate::coordinator::Coordinator;
 use crate::coordinator::Ingress;
 use crate::logging::{LogThrottle, THROTTLE_PERIOD};
-use crate::telemetry::propagation;
+use crate::propagation;
 use async_nats::{Client, Message};
 use futures::StreamExt;
 use glia_bus_schema::errcodes::{M_BAD_JSON, M_LIMIT_EXCEEDED, M_NOT_FOUND, M_NOT_JSON};

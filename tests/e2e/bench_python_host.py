@@ -19,7 +19,9 @@ Not part of the test run. Usage (from the repository root, after tests/e2e/setup
    it adds over `native`.
 2. The callback alone: `POST /_glia/v1/callbacks/check_event_for_spam` with a real event's
    PDU, straight to each glia over a kept-alive connection (no Synapse), interleaved: the
-   median round trip to the Rust module, the piped host and the NATS host.
+   median round trip to the Rust module, the piped host, the piped host with traces on
+   (`hosted-traced`: glia's spans and the host's own span, every trace sampled, exported over
+   OTLP/gRPC to `glia-otlp-receiver`) and the NATS host.
 """
 
 from __future__ import annotations
@@ -43,8 +45,11 @@ from bench_send import Sender, interleaved_sends, percentile, timed
 from differential import oracle_env
 from harness import GLIA_TOKEN, Glia, NatsServer, Synapse, bridge_module, free_port, glia_binary, wait_until
 from hosting import module_info, python_section, start_standalone_host
+from trace_receivers import OtlpReceiver
 
 DO_NOTHING = "scripted_synapse.DoNothingSpamChecker"
+#: The glia whose hosted module's calls are traced.
+TRACED = "hosted-traced"
 #: A message event's PDU as the bridge sends it (room version and metadata beside it).
 EVENT = {
     "type": "m.room.message",
@@ -78,7 +83,8 @@ def start_glia(stack: ExitStack, workdir: Path, name: str, config: dict[str, Any
 
 @contextmanager
 def servers(workdir: Path) -> Iterator[tuple[dict[str, Synapse], dict[str, Glia]]]:
-    """The five Synapses, and the three glias (and nats-server and a standalone host)."""
+    """The five Synapses, and the four glias (and nats-server, a standalone host and an OTLP
+    receiver)."""
     with ExitStack() as stack:
         (workdir / "nats").mkdir()
         nats = NatsServer.start(workdir / "nats")
@@ -95,6 +101,14 @@ def servers(workdir: Path) -> Iterator[tuple[dict[str, Synapse], dict[str, Glia]
         port = free_port()
         hosted = {"module": DO_NOTHING, "name": "noop"}
         glias["hosted"] = start_glia(stack, workdir, "hosted", glia_config(port, [hosted], python=python), port)
+        # The same with glia's spans and the host's exported to a real OTLP receiver: what the
+        # traces cost (straight to glia only: no Synapse of its own).
+        receiver = OtlpReceiver.start(workdir)
+        stack.callback(receiver.stop)
+        port = free_port()
+        traces = {"traces": {"exporter": "otlp", "protocol": "grpc", "endpoint": receiver.grpc, "sample_ratio": 1.0}}
+        config = glia_config(port, [hosted], python=python, telemetry=traces)
+        glias[TRACED] = start_glia(stack, workdir, TRACED, config, port)
         port = free_port()
         config = glia_config(
             port, [{**hosted, "placement": "nats"}], python=python, bus={"type": "nats", "url": nats.url}
@@ -109,7 +123,11 @@ def servers(workdir: Path) -> Iterator[tuple[dict[str, Synapse], dict[str, Glia]
         setups: dict[str, tuple[list[dict[str, Any]], dict[str, str] | None]] = {
             "none": ([], None),
             "native": ([{"module": DO_NOTHING, "config": {}}], oracle_env()),
-            **{name: ([bridge_module(g.url, timeout=10, web_resource_paths=[])], None) for name, g in glias.items()},
+            **{
+                name: ([bridge_module(g.url, timeout=10, web_resource_paths=[])], None)
+                for name, g in glias.items()
+                if name != TRACED
+            },
         }
         running = {}
         for name, (modules, env) in setups.items():

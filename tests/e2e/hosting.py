@@ -103,6 +103,28 @@ def child_pids(pid: int) -> list[int]:
     return children
 
 
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie nobody reaped yet has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def config_checks(pid: int) -> list[int]:
+    """The `glia_python_host check` processes glia `pid` started (a reload's config check)."""
+    checks: list[int] = []
+    for child in child_pids(pid):
+        try:
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"check" in argv and b"glia_python_host" in argv:
+            checks.append(child)
+    return checks
+
+
 # -- OpenLDAP -----------------------------------------------------------------------------------
 
 LDAP_SUFFIX = "dc=example,dc=com"

@@ -7,7 +7,7 @@
 # and Redis (needs `apt-get install postgresql redis-server`).
 # Needs a built glia (`cargo build -p glia-runtime --bin glia`; or GLIA_BIN=/path/to/glia) and
 # the test binaries beside it (`cargo build -p glia-tests --bins`: glia-antispam-fake, and
-# glia-otlp-receiver for test_trace_through.py; tests/run-all builds them all),
+# glia-otlp-receiver for test_trace_through.py and test_embedded_trace.py; tests/run-all builds them all),
 # Python 3.10+ and PyPI access the first time (setup.sh creates tests/e2e/.venv).
 # Extra arguments go to pytest (e.g. `-k web_resources`, `-x`).
 set -euo pipefail
@@ -15,14 +15,14 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 
 "$here/setup.sh"
-# The embedded placement's wheel (maturin, dev profile), for test_embedded.py.
+# The embedded placement's wheel (maturin, dev profile), for test_embedded*.py.
 "$here/embedded.sh"
 export GLIA_BIN="${GLIA_BIN:-$root/target/debug/glia}"
 if [ ! -x "$GLIA_BIN" ]; then
     echo "error: no glia binary at $GLIA_BIN; run \`cargo build -p glia-runtime --bin glia\` first" >&2
     exit 1
 fi
-# The OTLP receiver test_trace_through.py runs (tests/src/bin/glia-otlp-receiver.rs).
+# The OTLP receiver the trace tests run (tests/src/bin/glia-otlp-receiver.rs).
 receiver="${GLIA_OTLP_RECEIVER_BIN:-$(dirname "$GLIA_BIN")/glia-otlp-receiver}"
 if [ ! -x "$receiver" ]; then
     echo "error: no glia-otlp-receiver at $receiver; run \`cargo build -p glia-tests --bin glia-otlp-receiver\` first" >&2

@@ -1,20 +1,35 @@
 """End to end: glia embedded in a real Synapse's process (`glia_embedded.GliaEmbedded`, the
 wheel built by tests/e2e/embedded.sh), with the seed modules of the bridge's tests, and a few
 `chaos` modules: one tagging every event served (`add_field_to_unsigned`), one that panics on
-every `user_may_create_room_alias`, one that never answers `user_may_invite`.
+every `user_may_create_room_alias`, one that never answers `user_may_invite`. Synapse's own
+metrics listener is on, and serves glia's metrics through Synapse's Prometheus registry.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import World, _synapse_log_tail
-from harness import CensorService, Reply, Synapse, embedded_module, free_port, glia_config, http_request, mxid
+from harness import (
+    CensorService,
+    Reply,
+    Synapse,
+    embedded_module,
+    free_port,
+    glia_config,
+    http_request,
+    mxid,
+    synapse_config,
+)
 
 TAG = {"org.glia.embedded": "tagged"}
 #: The never-answering module's timeout, and its failure policy's answer: deny.
@@ -44,9 +59,27 @@ CHAOS = [
 ]
 
 
+@dataclass
+class Embedded:
+    """Synapse with glia embedded, the port of glia's HTTP API, and Synapse's metrics listener."""
+
+    synapse: Synapse
+    glia_port: int
+    synapse_metrics_port: int
+
+
+def with_metrics_listener(workdir: Path, client_port: int, metrics_port: int) -> dict[str, Any]:
+    """Synapse's config overrides that add its metrics listener (Prometheus, on
+    `metrics_port`) to the client listener `synapse_config` makes on `client_port`."""
+    listeners = synapse_config(workdir, client_port, [])["listeners"]
+    listeners.append({"port": metrics_port, "bind_addresses": ["127.0.0.1"], "type": "metrics"})
+    return {"enable_metrics": True, "listeners": listeners}
+
+
 @pytest.fixture(scope="module")
-def embedded(tmp_path_factory: pytest.TempPathFactory, censor: CensorService) -> Iterator[tuple[Synapse, int]]:
-    """Synapse with glia embedded, serving glia's HTTP API too (for `/metrics`)."""
+def embedded(tmp_path_factory: pytest.TempPathFactory, censor: CensorService) -> Iterator[Embedded]:
+    """Synapse with glia embedded, serving glia's HTTP API too (for `/metrics`), and Synapse's
+    metrics listener."""
     try:
         import glia_embedded  # noqa: F401
     except ImportError as e:
@@ -58,15 +91,19 @@ def embedded(tmp_path_factory: pytest.TempPathFactory, censor: CensorService) ->
     config["telemetry"] = {"metrics": {"enabled": True}}
     glia_file = workdir / "glia.yaml"
     glia_file.write_text(yaml.safe_dump(config, sort_keys=False))
-    synapse = Synapse.start(workdir / "synapse", [embedded_module(glia_file, http=True)])
-    yield synapse, port
+    client_port, metrics_port = free_port(), free_port()
+    overrides = with_metrics_listener(workdir / "synapse", client_port, metrics_port)
+    synapse = Synapse.start(
+        workdir / "synapse", [embedded_module(glia_file, http=True)], port=client_port, overrides=overrides
+    )
+    yield Embedded(synapse, port, metrics_port)
     synapse.stop()
 
 
 @pytest.fixture(scope="module")
-def eworld(embedded: tuple[Synapse, int], censor: CensorService) -> World:
+def eworld(embedded: Embedded, censor: CensorService) -> World:
     """Users on the embedding Synapse and alice's public room, which bob and spammer joined."""
-    synapse, _ = embedded
+    synapse = embedded.synapse
     users = {name: synapse.register(name) for name in ("alice", "bob", "evilguy", "spammer")}
     created = users["alice"].create_room(preset="public_chat", name="embedded")
     assert created.status == 200, created
@@ -130,10 +167,32 @@ def test_a_module_that_never_answers_times_out_without_blocking_synapse(eworld: 
     expect(eworld, invited[0], 403, "M_FORBIDDEN")  # the hanging module's policy: deny
 
 
-def test_glias_metrics_count_the_embedded_decisions(eworld: World, embedded: tuple[Synapse, int]) -> None:
-    _, port = embedded
-    status, _, body = http_request("GET", f"http://127.0.0.1:{port}/metrics")
+def test_glias_metrics_count_the_embedded_decisions(eworld: World, embedded: Embedded) -> None:
+    status, _, body = http_request("GET", f"http://127.0.0.1:{embedded.glia_port}/metrics")
     assert status == 200
     text = body.decode()
     assert 'callback="check_event_for_spam"' in text, text[:2000]
     assert 'callback="add_field_to_unsigned"' in text
+
+
+def decisions_in_synapses_metrics(embedded: Embedded, callback: str) -> float:
+    """glia's `glia_decisions_total` for `callback` (all results), as Synapse's own metrics
+    listener serves it; fails when the family is not there."""
+    status, _, body = http_request("GET", f"http://127.0.0.1:{embedded.synapse_metrics_port}/_synapse/metrics")
+    assert status == 200, body[:500]
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    assert "glia_decisions" in families, sorted(families)
+    return sum(
+        s.value
+        for s in families["glia_decisions"].samples
+        if s.name == "glia_decisions_total" and s.labels.get("callback") == callback
+    )
+
+
+def test_synapses_metrics_listener_serves_glias_metrics(eworld: World, embedded: Embedded) -> None:
+    """glia's series come out of Synapse's own registry (no glia listener involved) and are
+    read at each scrape: a message send adds to the spam check's decisions."""
+    before = decisions_in_synapses_metrics(embedded, "check_event_for_spam")
+    expect(eworld, eworld.alice.send_text(eworld.room_id, "counted"), 200)
+    after = decisions_in_synapses_metrics(embedded, "check_event_for_spam")
+    assert after >= before + 1, (before, after)

@@ -1,10 +1,11 @@
-"""glia's Python host itself, with glia alone (no homeserver): `glia check-config` running the
+"""glia's Python host itself, with glia alone (no homeserver but in one test): `glia check-config` running the
 modules' `parse_config`; supervision of the host processes `glia serve` starts (a module that
 raises, one that hangs, a host killed while it runs and while it loads); and standalone hosts
-sharing a module's load over NATS.
+sharing a module's load over NATS (and serving its web resource).
 
 The module is the scripted oracle (`oracle/scripted_synapse.py`): its script makes it raise or
-hang, and each call it records names the host process that served it.
+hang, and each call it records names the host process that served it. One test adds a
+homeserver: a module on NATS has its web resource served through Synapse and the bridge.
 """
 
 from __future__ import annotations
@@ -25,10 +26,22 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import GLIA_TOKEN, Glia, NatsServer, free_port, http_request, wait_until
+from harness import (
+    GLIA_TOKEN,
+    Glia,
+    NatsServer,
+    Process,
+    Synapse,
+    bridge_module,
+    free_port,
+    http_request,
+    wait_until,
+)
 from hosting import (
     ORACLE,
+    alive,
     child_pids,
+    config_checks,
     glia_modules,
     module_info,
     nats_glia_config,
@@ -399,9 +412,13 @@ def test_sigterm_during_a_slow_config_check_stops_glia_cleanly(glia_bin: Path, t
         wait_until(lambda: "checking the new config" in log.read_text(errors="replace"), 30, "the reload")
         popen = glia.process.popen
         assert popen is not None
+        wait_until(lambda: bool(config_checks(popen.pid)), 30, "the config check's process")
+        checks = config_checks(popen.pid)
         popen.send_signal(signal.SIGTERM)
         # Far longer than a clean stop takes, far shorter than the check.
         assert popen.wait(60) == 0, glia.process.tail()
+        # The abandoned check ends with glia rather than blocking on for its hour.
+        wait_until(lambda: not any(alive(pid) for pid in checks), 30, f"the end of the check processes {checks}")
         if way == "api":
             asking.join(60)
             assert answered == [503], answered
@@ -450,29 +467,57 @@ def test_standalone_hosts_share_a_modules_load_over_nats_and_drain(glia_bin: Pat
         nats.stop()
 
 
-def test_a_module_on_nats_that_registers_a_web_resource_is_served_without_it(glia_bin: Path, tmp_path: Path) -> None:
-    """glia serves web resources only for the modules it runs itself: a module on NATS whose
-    host says it registered one keeps its callbacks, with a warning naming it and the paths."""
+#: The demo resource's path as the module on NATS registers it, and as the same module loaded
+#: by Synapse itself registers it (outside the bridge's `/_synapse/client`).
+NATS_PAGE = "/_synapse/client/demo/hello"
+NATIVE_PAGE = "/_native/demo/hello"
+
+
+@pytest.mark.parametrize("hosted_by", ["standalone host", "glia worker"])
+def test_a_module_on_nats_that_registers_a_web_resource_is_served_through_synapse(
+    glia_bin: Path, tmp_path: Path, hosted_by: str
+) -> None:
+    """A module on NATS (in a standalone host, or in a host `glia worker` runs) that registers a
+    web resource: glia serves its page, and the bridge has Synapse serve it on Synapse's own
+    port, exactly as Synapse serves the same module's page when it loads the module itself."""
     (tmp_path / "nats").mkdir()
     nats = NatsServer.start(tmp_path / "nats")
     write_script(tmp_path, {})
     port = free_port()
-    entry = scripted("webbed", tmp_path, ["user_may_invite"], web_resources=["/_synapse/client/demo/hello"])
+    entry = scripted("webbed", tmp_path, ["user_may_invite"], web_resources=[NATS_PAGE])
     entry.update(placement="nats", required=False)
     config = nats_glia_config(port, nats.url, entry)
     config_path = tmp_path / "glia.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     env = python_path_env(ORACLE)
-    host = start_standalone_host(config_path, ["webbed"], tmp_path / "host.log", env)
+    if hosted_by == "standalone host":
+        host = start_standalone_host(config_path, ["webbed"], tmp_path / "host.log", env)
+    else:
+        argv = [str(glia_bin), "worker", "--config", str(config_path)]
+        host = Process("glia-worker", argv, tmp_path / "worker.log", env=env).start()
     glia = Glia.start(glia_bin, tmp_path, config, port, env=env)
+    native = scripted("native", tmp_path, [], web_resources=[NATIVE_PAGE])
+    native.pop("name")
+    synapse: Synapse | None = None
     try:
-        log = glia.process.log_path
-        expected = "placement: nats: the module registers web resources (/_synapse/client/demo/hello)"
-        wait_until(lambda: expected in log.read_text(errors="replace"), 30, "glia's warning", glia.process.tail)
-        assert "webbed" in next(line for line in log.read_text().splitlines() if expected in line)
-        wait_until(lambda: module_info(glia.url, "webbed")["state"] == "running", 30, "planned", glia.process.tail)
+        wait_until(
+            lambda: module_info(glia.url, "webbed")["web_resources"] == [NATS_PAGE],
+            60,
+            "glia serving the module's page",
+            lambda: glia.process.tail() + "\n" + host.tail(),
+        )
         assert "user_may_invite" in glia_modules(glia.url)["plans"]
+        synapse = Synapse.start(tmp_path / "synapse", [bridge_module(glia.url), native], env=env)
+        for query in ("?name=x", "?name=%C3%A9t%C3%A9", ""):
+            status, headers, body = http_request("GET", synapse.url + NATS_PAGE + query)
+            through_glia = (status, headers.get("content-type"), body)
+            status, headers, body = http_request("GET", synapse.url + NATIVE_PAGE + query)
+            assert through_glia == (status, headers.get("content-type"), body), query
+        status, _, body = http_request("GET", synapse.url + NATS_PAGE + "?name=x")
+        assert (status, json.loads(body)) == (200, {"hello": "x"})
     finally:
+        if synapse is not None:
+            synapse.stop()
         glia.stop()
         host.stop()
         nats.stop()

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import GLIA_TOKEN, Glia, free_port, http_request, wait_until
-from hosting import ORACLE, child_pids, module_info, python_path_env, python_section
+from hosting import ORACLE, alive, child_pids, module_info, python_path_env, python_section
 from test_python_host import DEADLINE_S, ask, scripted, served_by, write_script
 
 sys.path.insert(0, str(ORACLE))
@@ -68,15 +68,6 @@ def recycles(glia: Glia, reason: str) -> float:
         rf'^glia_python_host_recycles_total{{module="lim",reason="{reason}"}} (\S+)$', body.decode(), re.M
     )
     return float(found.group(1)) if found else 0.0
-
-
-def alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie nobody reaped yet has ended)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def glia_pid(glia: Glia) -> int:

@@ -1,6 +1,7 @@
 //! Shared pieces for glia's black-box tests and benchmarks: a scripted module whose answers,
 //! delays, failures and gates come from its config, probes that record what modules saw,
-//! a harness that starts glia (with its HTTP server) from a YAML string, `glia` processes
+//! a harness that starts glia (with its HTTP server) from a YAML string, glia embedded
+//! (`glia-embedded-engine`) behind a stand-in for Synapse's thread, `glia` processes
 //! started from the binary, fakes of the synapse-http-antispam servers Draupnir and Meowlnir,
 //! and the bodies of the fuzz targets.
 
@@ -8,6 +9,7 @@ pub mod antispam_fakes;
 pub mod counter;
 pub mod cpu;
 pub mod crashy;
+pub mod embedded;
 pub mod fuzzing;
 pub mod harness;
 pub mod load;

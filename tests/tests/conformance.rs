@@ -5,12 +5,16 @@
 //!
 //! The same suite runs over the NATS bus with `GLIA_TEST_BUS=nats` (tests/run-all does): then
 //! every module is placed on NATS and served by an in-process worker, against a real
-//! nats-server.
+//! nats-server. With `GLIA_TEST_PLACEMENT=embedded` it runs against the embedded placement:
+//! glia started by `glia-embedded-engine`, every dispatch made from a thread standing in for
+//! Synapse's, polled there once and finished on glia's thread, as the Python extension does.
 
 use glia_bus_schema::requests::*;
-use glia_bus_schema::{CallbackRequest, Decision, Event};
+use glia_bus_schema::{CallbackRequest, Decision, DispatchReply, Event};
+use glia_runtime::app::StartOptions;
 use glia_runtime::worker::Worker;
-use glia_runtime::StartError;
+use glia_runtime::DispatchError;
+use glia_tests::embedded::EmbeddedGlia;
 use glia_tests::nats::NatsServer;
 use glia_tests::probes::{answered, last_args, open_gate, started, until};
 use glia_tests::TestGlia;
@@ -22,9 +26,12 @@ fn config(modules: Value) -> Value {
     json!({ "modules": modules })
 }
 
-/// glia for one test, on the bus `GLIA_TEST_BUS` names (`internal` unless it says `nats`).
+/// glia for one test, on the bus `GLIA_TEST_BUS` names (`internal` unless it says `nats`),
+/// in the placement `GLIA_TEST_PLACEMENT` names (glia's own process unless it says
+/// `embedded`).
 struct Launched {
     inner: TestGlia,
+    embedded: Option<EmbeddedGlia>,
     _worker: Option<Worker>,
     _nats: Option<NatsServer>,
 }
@@ -36,11 +43,39 @@ impl std::ops::Deref for Launched {
     }
 }
 
+impl Launched {
+    /// Dispatches `request` as the placement under test does: from the stand-in for
+    /// Synapse's thread when embedded, else straight to the coordinator.
+    async fn try_dispatch(&self, request: CallbackRequest) -> Result<DispatchReply, DispatchError> {
+        match &self.embedded {
+            Some(embedded) => embedded.dispatch(request).await,
+            None => {
+                let coordinator = self.glia.coordinator();
+                coordinator.dispatch(request, coordinator.new_meta()).await
+            }
+        }
+    }
+
+    /// [`Launched::try_dispatch`], panicking on a refusal.
+    async fn dispatch(&self, request: CallbackRequest) -> DispatchReply {
+        self.try_dispatch(request)
+            .await
+            .unwrap_or_else(|e| panic!("dispatch refused: {e}"))
+    }
+
+    /// Dispatches `args` (JSON) to `callback` and returns the reply as JSON.
+    async fn dispatch_json(&self, callback: &str, args: Value) -> Value {
+        let callback = callback.parse().expect("a callback name");
+        let request = CallbackRequest::from_args(callback, args).expect("valid arguments");
+        serde_json::to_value(self.dispatch(request).await).expect("replies serialise")
+    }
+}
+
 /// Starts glia from `config`; over NATS, every module is placed on NATS and served by a
 /// worker started first (so the coordinator finds it when it asks). With
 /// `GLIA_TEST_INSTANCES=per_thread` every module glia builds runs an instance on each
 /// dispatching thread, so its synchronous answers take the path with no thread hop.
-async fn try_launch(mut config: Value) -> Result<Launched, StartError> {
+async fn try_launch(mut config: Value) -> Result<Launched, String> {
     if let Ok(instances) = std::env::var("GLIA_TEST_INSTANCES") {
         for module in config["modules"].as_array_mut().into_iter().flatten() {
             if module["module"] != "remote" && module.get("instances").is_none() {
@@ -48,35 +83,54 @@ async fn try_launch(mut config: Value) -> Result<Launched, StartError> {
             }
         }
     }
-    if std::env::var("GLIA_TEST_BUS").as_deref() != Ok("nats") {
-        let inner = TestGlia::try_start(&config.to_string()).await?;
-        return Ok(Launched {
-            inner,
-            _worker: None,
-            _nats: None,
-        });
-    }
+    let (nats, worker) = match std::env::var("GLIA_TEST_BUS").as_deref() {
+        Ok("nats") => {
+            let (nats, worker) = on_nats(&mut config).await;
+            (Some(nats), worker)
+        }
+        _ => (None, None),
+    };
+    let yaml = config.to_string();
+    let (inner, embedded) = match std::env::var("GLIA_TEST_PLACEMENT").as_deref() {
+        Ok("embedded") => {
+            let config = TestGlia::config(&yaml).unwrap_or_else(|e| panic!("bad test config: {e}"));
+            let embedded = EmbeddedGlia::start(config, StartOptions::default()).await?;
+            // Its HTTP API (the listing) from this thread; its dispatches go the embedded way.
+            (TestGlia::serve(embedded.glia().clone()), Some(embedded))
+        }
+        _ => (
+            TestGlia::try_start(&yaml)
+                .await
+                .map_err(|e| e.to_string())?,
+            None,
+        ),
+    };
+    Ok(Launched {
+        inner,
+        embedded,
+        _worker: worker,
+        _nats: nats,
+    })
+}
+
+/// Places every module of `config` on the NATS bus of a fresh nats-server, served by a
+/// worker started here.
+async fn on_nats(config: &mut Value) -> (NatsServer, Option<Worker>) {
     let nats = NatsServer::start();
     config["bus"] = json!({"type": "nats", "url": nats.url()});
     for module in config["modules"].as_array_mut().into_iter().flatten() {
         module["placement"] = json!("nats");
     }
-    let yaml = config.to_string();
     let hosts_any = config["modules"].as_array().is_some_and(|m| !m.is_empty());
     let worker = match hosts_any {
         true => Some(
-            Worker::start(&TestGlia::config(&yaml).expect("a valid test config"))
+            Worker::start(&TestGlia::config(&config.to_string()).expect("a valid test config"))
                 .await
                 .expect("the worker starts"),
         ),
         false => None,
     };
-    let inner = TestGlia::try_start(&yaml).await?;
-    Ok(Launched {
-        inner,
-        _worker: worker,
-        _nats: Some(nats),
-    })
+    (nats, worker)
 }
 
 async fn launch(config: Value) -> Launched {
@@ -698,12 +752,7 @@ async fn auth_checkers_by_login_type_see_exactly_their_fields() {
         json!({"username": "u", "login_type": "com.example.login", "login_dict": {}}),
     )
     .unwrap();
-    let err = g
-        .glia
-        .coordinator()
-        .dispatch(missing, g.glia.coordinator().new_meta())
-        .await
-        .unwrap_err();
+    let err = g.try_dispatch(missing).await.unwrap_err();
     assert_eq!((err.status, err.errcode), (400, "M_MISSING_PARAM"));
     assert!(err.error.contains("secret"), "{}", err.error);
 
@@ -740,12 +789,7 @@ async fn one_login_type_with_two_field_lists_takes_the_later_and_asks_both() {
         json!({"username": "u", "login_type": "t", "login_dict": {"a": 1}}),
     )
     .unwrap();
-    let err = g
-        .glia
-        .coordinator()
-        .dispatch(only_earlier, g.glia.coordinator().new_meta())
-        .await
-        .unwrap_err();
+    let err = g.try_dispatch(only_earlier).await.unwrap_err();
     assert_eq!((err.status, err.errcode), (400, "M_MISSING_PARAM"));
 }
 

@@ -632,7 +632,7 @@ async fn invocations_carry_the_request_id_deadline_and_trace_context_in_headers(
     let coordinator = g.glia.coordinator();
     let meta = coordinator.meta(
         Some("req-42".into()),
-        glia_runtime::telemetry::propagation::extract(Some(traceparent), None),
+        glia_runtime::propagation::extract(Some(traceparent), None),
     );
     let reply = coordinator.dispatch(invite("@a:hs"), meta).await.unwrap();
     assert_eq!(decision(reply), json!({"decision": "allow"}));

@@ -1,10 +1,13 @@
 //! Traces across processes, through a real OTLP receiver (gRPC and HTTP): the coordinator's
 //! invocation span parents the `glia worker` process's span over NATS, and a homeserver's
-//! `traceparent` continues into both. Export over TLS, with client certificates, to a
-//! collector that speaks nothing else.
+//! `traceparent` continues into both, and into the embedded placement's dispatch. Export over
+//! TLS, with client certificates, to a collector that speaks nothing else.
 
 mod support;
 
+use glia_bus_schema::CallbackRequest;
+use glia_runtime::app::StartOptions;
+use glia_tests::embedded::EmbeddedGlia;
 use glia_tests::harness::{glia_binary, TestGlia};
 use glia_tests::nats::NatsServer;
 use glia_tests::otlp::{OtlpReceiver, ReceivedSpan, ReceiverTls};
@@ -725,5 +728,56 @@ async fn a_dead_collector_holds_shutdown_no_longer_than_the_grace_and_lost_spans
             "{protocol} to {endpoint}: SIGTERM took {took:?}:\n{log}"
         );
         eprintln!("{protocol} to a dead collector at {endpoint}: SIGTERM took {took:?}");
+    }
+}
+
+/// The embedded placement continues the trace of the caller on whose thread it dispatches
+/// (Synapse's active span, as the Python extension hands it over): glia's dispatch span is
+/// its child, both when the dispatch answers on the caller's thread (`per_thread`) and when
+/// it finishes on glia's thread (a module on its own thread).
+#[actix_rt::test]
+async fn the_embedded_placement_parents_its_dispatch_span_on_the_callers_traceparent() {
+    let receiver = OtlpReceiver::start().expect("the OTLP receiver starts");
+    for (instances, caller_span) in [("per_thread", CALLER_SPAN), ("one", "c7ad6b7169203332")] {
+        let config = json!({
+            "telemetry": {"traces": {"exporter": "otlp", "protocol": "grpc", "endpoint": receiver.grpc_endpoint()}},
+            "modules": [{"module": "demo", "instances": instances}],
+        });
+        let config = TestGlia::config(&config.to_string()).expect("a valid config");
+        let embedded = EmbeddedGlia::start(config, StartOptions::default())
+            .await
+            .expect("the embedded glia starts");
+        let request =
+            CallbackRequest::from_args("user_may_create_room".parse().unwrap(), evil_room())
+                .unwrap();
+        let traceparent = format!("00-{CALLER_TRACE}-{caller_span}-01");
+        let reply = embedded
+            .dispatch_traced(request, Some(traceparent), Some("glia=test".into()))
+            .await
+            .expect("decided");
+        assert_eq!(serde_json::to_value(reply).unwrap()["decision"], "deny");
+        embedded.stop().await;
+        let spans = receiver
+            .wait_for_spans(
+                |s| {
+                    s.iter()
+                        .any(|s| s.parent_span_id.as_deref() == Some(caller_span))
+                },
+                WAIT,
+            )
+            .await;
+        let dispatch = one(&spans, "dispatch span", |s| {
+            s.parent_span_id.as_deref() == Some(caller_span)
+        });
+        assert_eq!(
+            dispatch.name, "dispatch user_may_create_room",
+            "{instances}"
+        );
+        assert_eq!(dispatch.trace_id, CALLER_TRACE, "{instances}");
+        assert_eq!(
+            dispatch.attribute("glia.winner"),
+            Some("demo"),
+            "{instances}"
+        );
     }
 }

@@ -74,8 +74,8 @@ TABLE: dict[str, Entry] = {
     "register_add_extra_fields_to_unsigned_client_event_callbacks": _host(_REGISTER),
     "register_federation_callbacks": _host(_REGISTER),
     "register_web_resource": _host(
-        "rendered by the host's own Twisted site and served through glia and the bridge; "
-        "a module on `placement: nats` that registers one is refused (not planned), naming it"
+        "rendered by the host's own Twisted site and served through glia and the bridge, "
+        "on `placement: nats` too (glia sends the request to the module's host over NATS)"
     ),
     # -- properties --
     "http_client": _host("a real `SimpleHttpClient` of the host's (outbound requests leave from the host)"),

@@ -27,6 +27,7 @@ from typing import Any, BinaryIO
 from glia_python_host.hosted import HostedModule, failed
 from glia_python_host.loader import LoadError
 from glia_python_host.settings import HomeserverSettings, SettingsError
+from glia_python_host.tracing import Tracing
 from glia_python_host.web import WebServer
 
 logger = logging.getLogger(__name__)
@@ -65,9 +66,12 @@ def deadline_passed(invocation: Any) -> bool:
     return isinstance(deadline, int) and deadline <= time.time() * 1000
 
 
-async def serve_frames(reader: asyncio.StreamReader, out: FrameWriter, module: HostedModule, web: WebServer) -> None:
+async def serve_frames(
+    reader: asyncio.StreamReader, out: FrameWriter, module: HostedModule, web: WebServer, tracing: Tracing
+) -> None:
     """Answers `invoke` and `web` frames until standard input ends; each frame is served by
-    a task of its own, so a slow callback delays only itself."""
+    a task of its own, so a slow callback delays only itself. A callback runs in a span that
+    continues the frame's trace context (`tracing`)."""
     tasks: set[asyncio.Task[None]] = set()
 
     async def invoke(frame: Mapping[str, Any]) -> None:
@@ -75,7 +79,13 @@ async def serve_frames(reader: asyncio.StreamReader, out: FrameWriter, module: H
         if deadline_passed(invocation):
             answer = failed(invocation.get("request_id", ""), "the invocation's deadline passed before it started")
         else:
-            answer = await module.invoke(invocation)
+            answer = await tracing.invoke(
+                module.instance_name,
+                invocation,
+                frame.get("traceparent"),
+                frame.get("tracestate"),
+                lambda: module.invoke(invocation),
+            )
         await out.send({"reply": {"id": frame.get("id"), "reply": answer}})
 
     async def serve_web(frame: Mapping[str, Any]) -> None:
@@ -118,6 +128,8 @@ async def run() -> int:
     web = await WebServer.start(module.registry.web_resources)
     await out.send({"ready": {"description": module.describe(), "subtrees": module.registry.subtrees()}})
     logger.info("serving %s: %s", start["module"], module.describe())
-    await serve_frames(reader, out, module, web)
+    tracing = Tracing.from_env(start.get("name"))
+    await serve_frames(reader, out, module, web, tracing)
     await web.stop()
+    tracing.close()
     return 0

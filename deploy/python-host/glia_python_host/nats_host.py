@@ -7,7 +7,13 @@ subscriptions with a request to its own `describe` subject, and announces itself
 `glia.v1.workers.<name>` every 100 ms, so coordinators route around a host that stalls. It
 drops invocations whose `Glia-Deadline` has passed, answers `unavailable` at once past the
 module's `max_in_flight` running plus its `restart.stash` waiting, and on SIGTERM or SIGINT
-announces that it is leaving, drains (answers what it received) and exits.
+announces that it is leaving, drains (answers what it received) and exits. Each callback runs
+in a span continuing the invocation's `traceparent` header, exported as the standard OTEL_*
+variables say (`tracing.py`).
+
+A module's web resources (`register_web_resource`) are served as a child host serves them
+(`web.py`): glia sends a request for one of them on `glia.v1.module.<name>.web`, and the
+host answers with the module's response.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from typing import Any
 
 from glia_python_host.glia_config import HostConfig, ModuleEntry
 from glia_python_host.hosted import HostedModule, failed, reply
+from glia_python_host.tracing import Tracing
+from glia_python_host.web import WebServer, web_error
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +42,13 @@ ANNOUNCE_INTERVAL_MS = 100
 class ModuleServer:
     """Serves one module on one NATS connection."""
 
-    def __init__(self, nc: Any, entry: ModuleEntry, module: HostedModule, worker_id: str) -> None:
+    def __init__(
+        self, nc: Any, entry: ModuleEntry, module: HostedModule, worker_id: str, tracing: Tracing | None = None
+    ) -> None:
         self.nc = nc
         self.entry = entry
         self.module = module
+        self.tracing = tracing or Tracing()
         self.worker_id = worker_id
         self.queue = f"{PREFIX}.{entry.name}"
         self.own = f"{WORKER_PREFIX}.{worker_id}.{entry.name}"
@@ -46,10 +57,12 @@ class ModuleServer:
         self.admitted = 0
         self.tasks: set[asyncio.Task[None]] = set()
         self.subscriptions: list[Any] = []
+        self.web = WebServer(None, None)
 
     async def start(self) -> None:
-        """Subscribes to the queue group and the host's own subjects, and returns once
-        nats-server has both."""
+        """Serves the module's web resources, subscribes to the queue group and the host's own
+        subjects, and returns once nats-server has both."""
+        self.web = await WebServer.start(self.module.registry.web_resources)
         self.subscriptions.append(await self.nc.subscribe(f"{self.queue}.>", queue=self.queue, cb=self.on_message))
         self.subscriptions.append(await self.nc.subscribe(f"{self.own}.*", cb=self.on_message))
         # A request goes out after the SUBs, so its answer proves the server has them.
@@ -63,7 +76,8 @@ class ModuleServer:
         await self.nc.publish(f"{ANNOUNCE_PREFIX}.{self.entry.name}", json.dumps(body).encode())
 
     async def on_message(self, msg: Any) -> None:
-        """`describe`, or an invocation: admitted (or refused at once) and served by a task."""
+        """`describe`; a web request, served by a task; or an invocation: admitted (or
+        refused at once) and served by a task."""
         if not msg.reply:
             return
         callback = msg.subject.rsplit(".", 1)[-1]
@@ -76,15 +90,34 @@ class ModuleServer:
         if deadline is not None and deadline.isdigit() and int(deadline) <= time.time() * 1000:
             logger.info("dropping %s (%s): its deadline has passed", callback, request_id)
             return
+        if callback == "web":
+            # Not admitted against the invocations' capacity, as glia's own workers do.
+            self.track(asyncio.ensure_future(self.serve_web(msg)))
+            return
         if self.admitted >= self.capacity:
             await self.respond(
                 msg, reply(request_id, "error", {"kind": "unavailable", "reason": "the host is at capacity"})
             )
             return
         self.admitted += 1
-        task = asyncio.ensure_future(self.serve(msg, callback, request_id))
+        self.track(asyncio.ensure_future(self.serve(msg, callback, request_id)))
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        """Keeps `task` until it is done, so a drain waits for it."""
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    async def serve_web(self, msg: Any) -> None:
+        """Answers one `WebCallRequest` with the module's `WebCallResponse`."""
+        try:
+            request = json.loads(msg.data)
+        except ValueError as e:
+            request = None
+            logger.warning("a web request that is not JSON: %s", e)
+        if not isinstance(request, dict):
+            await self.respond(msg, web_error(400, "M_BAD_JSON", "malformed web request: not a JSON object"))
+            return
+        await self.respond(msg, await self.web.serve(request))
 
     async def serve(self, msg: Any, callback: str, request_id: str) -> None:
         try:
@@ -94,7 +127,15 @@ class ModuleServer:
                 except ValueError as e:
                     await self.respond(msg, failed(request_id, f"malformed invocation: body is not JSON: {e}"))
                     return
-                await self.respond(msg, await self.module.invoke(invocation, callback))
+                headers = msg.headers or {}
+                answer = await self.tracing.invoke(
+                    self.entry.name,
+                    invocation,
+                    headers.get("traceparent"),
+                    headers.get("tracestate"),
+                    lambda: self.module.invoke(invocation, callback),
+                )
+                await self.respond(msg, answer)
         finally:
             self.admitted -= 1
 
@@ -110,6 +151,7 @@ class ModuleServer:
             await subscription.drain()
         while self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        await self.web.stop()
 
 
 async def serve(config: HostConfig) -> int:
@@ -130,7 +172,8 @@ async def serve(config: HostConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    servers = [ModuleServer(nc, entry, module, worker_id) for entry, module in modules]
+    tracing = Tracing.from_env()
+    servers = [ModuleServer(nc, entry, module, worker_id, tracing) for entry, module in modules]
     for server in servers:
         await server.start()
         logger.info(
@@ -150,5 +193,6 @@ async def serve(config: HostConfig) -> int:
     for server in servers:
         await server.drain()
     await nc.drain()
+    tracing.close()
     logger.info("drained; bye")
     return 0

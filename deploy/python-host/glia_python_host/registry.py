@@ -112,6 +112,7 @@ class Registry:
             "callbacks": callbacks,
             "auth_checkers": [{"login_type": c.login_type, "fields": list(c.fields)} for c in self.auth_checkers],
             "web_resources": list(self.web_resources),
+            "web_resource_subtrees": self.subtrees(),
         }
 
     def subtrees(self) -> list[str]:

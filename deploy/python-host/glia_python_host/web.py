@@ -1,9 +1,11 @@
-"""Serving the module's web resources (`register_web_resource`) to glia.
+"""Serving the module's web resources (`register_web_resource`) to glia, over a child host's
+pipe or over NATS.
 
 The module's resources are Twisted `Resource`s, rendered as Synapse renders them: put in a
 resource tree by Synapse's own `create_resource_tree` and served by a Twisted `Site` on a
-loopback port of the host's own. A `web` frame from glia becomes an HTTP request to that site,
-and its response the `web_reply` frame. glia decides which module serves which path (spec §2.4),
+loopback port of the host's own. A `web` frame from glia (or a request on the module's NATS
+`web` subject) becomes an HTTP request to that site, and its response the `web_reply` frame (or
+the NATS reply). glia decides which module serves which path (spec §2.4),
 so the tree holds this module's resources only.
 """
 
@@ -44,7 +46,7 @@ class WebServer:
     async def serve(self, frame: Mapping[str, Any]) -> dict[str, Any]:
         """One `web` frame's request; returns the `web_reply` frame's fields."""
         if self._url is None:
-            return _response(404, {"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"})
+            return web_error(404, "M_UNRECOGNIZED", "Unrecognized request")
         import treq
 
         query = frame.get("query") or ""
@@ -65,9 +67,7 @@ class WebServer:
             content = await treq.content(response).asFuture(loop)
         except Exception as e:  # noqa: BLE001 - any failure is a 502 or 504
             timed_out = isinstance(e, asyncio.TimeoutError)
-            return _response(
-                504 if timed_out else 502, {"errcode": "M_UNKNOWN", "error": f"the module's resource failed: {e}"}
-            )
+            return web_error(504 if timed_out else 502, "M_UNKNOWN", f"the module's resource failed: {e}")
         content_type = response.headers.getRawHeaders(b"Content-Type") or [b"application/octet-stream"]
         return {
             "status": response.code,
@@ -81,11 +81,12 @@ class WebServer:
             await settle(self._port.stopListening())
 
 
-def _response(status: int, body: Mapping[str, Any]) -> dict[str, Any]:
+def web_error(status: int, errcode: str, error: str) -> dict[str, Any]:
+    """A `WebCallResponse` in Matrix's error form, for a page the module could not give."""
     import json
 
     return {
         "status": status,
         "content_type": "application/json",
-        "body": base64.b64encode(json.dumps(body).encode()).decode("ascii"),
+        "body": base64.b64encode(json.dumps({"errcode": errcode, "error": error}).encode()).decode("ascii"),
     }

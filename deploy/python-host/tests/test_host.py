@@ -126,6 +126,7 @@ def test_the_module_registers_through_synapses_own_register_methods(sample: Host
         ],
         "auth_checkers": [{"login_type": "org.example.login", "fields": ["token"]}],
         "web_resources": [],
+        "web_resource_subtrees": [],
     }
 
 

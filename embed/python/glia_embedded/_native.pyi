@@ -16,8 +16,11 @@ class Runtime:
         notify: Callable[[int, Any, tuple[int, str, str] | None], None],
     ) -> None: ...
     def listing(self) -> str: ...
-    def call(self, name: str, args: Any) -> Any:
-        """The reply (as `json.loads` reads it), or an int token when it waits."""
+    def metrics(self) -> str | None:
+        """glia's metrics in Prometheus's text format, or None when they are off."""
+    def call(self, name: str, args: Any, traceparent: str | None = None, tracestate: str | None = None) -> Any:
+        """The reply (as `json.loads` reads it), or an int token when it waits; with
+        Synapse's W3C trace context, glia's span of the dispatch is a child of its span."""
     def drive(self) -> None: ...
     def stop(self) -> None: ...
 

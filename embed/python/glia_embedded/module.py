@@ -7,7 +7,9 @@ encoded as the bridge encodes them (`glia_synapse.convert`) and handed to the co
 in-process; its reply is read as the bridge reads it (`glia_synapse.replies`). A dispatch
 whose modules answer at once is answered on Synapse's thread; one that waits (a module on its
 own thread, over NATS, in a Python host) goes on on glia's thread and resolves a Deferred
-through `reactor.callFromThread`, so Synapse's reactor never waits for a module.
+through `reactor.callFromThread`, so Synapse's reactor never waits for a module. glia's
+metrics are served through Synapse's own Prometheus registry (`metrics`), and glia's span of
+each dispatch is a child of Synapse's active span when Synapse traces the request.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from twisted.internet import defer, reactor
 
-from glia_embedded import _native
+from glia_embedded import _native, metrics
 from glia_embedded.config import EmbeddedConfig, parse_config
 from glia_synapse.bridge import FailureLog, callback_for
 from glia_synapse.catalogue import (
@@ -37,6 +39,7 @@ from glia_synapse.discovery import Discovery
 from glia_synapse.errors import GliaCallbackFailed, GliaFailure
 from glia_synapse.logcontext import yieldable
 from glia_synapse.replies import check_error
+from glia_synapse.tracing import trace_headers
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ class GliaEmbedded:
         #: Dispatches still waiting, by the token the runtime gave them.
         self._waiting: dict[int, defer.Deferred[Any]] = {}
         self._runtime = _native.Runtime(config.config_file, config.http, self._notify)
+        metrics.register(self._runtime.metrics)
         discovery = Discovery.from_reply(json.loads(self._runtime.listing()))
         # The background-update controller (its `on_update` is an async context manager, and
         # its batch sizes fall back to Synapse's settings) is the bridge's alone for now.
@@ -99,8 +103,10 @@ class GliaEmbedded:
             body = encode_args(spec.params, args, spec.skip, EMBEDDED_ENCODERS)
             if spec.file_param is not None:
                 body["file"] = await read_media_file(args[spec.file_param], DEFAULT_MEDIA_BYTES)
+            # Synapse's active span, if it traces this request: glia's span is its child.
+            trace = trace_headers()
             try:
-                reply = self._runtime.call(spec.name, body)
+                reply = self._runtime.call(spec.name, body, trace.get("traceparent"), trace.get("tracestate"))
             except _native.DispatchFailed as e:
                 raise GliaFailure(f"glia could not decide: {e.args}", kind="http_error") from e
             except (ValueError, OSError) as e:

@@ -2,6 +2,8 @@
 
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
+use glia_bus_schema::shapes::Base64Bytes;
+use glia_bus_schema::web::{WebCallRequest, WebCallResponse};
 use std::future::Future;
 use std::rc::Rc;
 
@@ -75,6 +77,54 @@ impl WebResponse {
             status,
             content_type: "application/json".into(),
             body: serde_json::to_vec(value).unwrap_or_default(),
+        }
+    }
+}
+
+/// A request as it travels on the bus (to a worker or a Python host).
+impl From<WebRequest> for WebCallRequest {
+    fn from(r: WebRequest) -> Self {
+        WebCallRequest {
+            method: r.method,
+            path: r.path,
+            query: r.query,
+            headers: r.headers,
+            body: Base64Bytes(r.body),
+        }
+    }
+}
+
+/// A request that came over the bus, for the module's handler.
+impl From<WebCallRequest> for WebRequest {
+    fn from(r: WebCallRequest) -> Self {
+        WebRequest {
+            method: r.method,
+            path: r.path,
+            query: r.query,
+            headers: r.headers,
+            body: r.body.0,
+        }
+    }
+}
+
+/// A response as it travels back on the bus.
+impl From<WebResponse> for WebCallResponse {
+    fn from(r: WebResponse) -> Self {
+        WebCallResponse {
+            status: r.status,
+            content_type: r.content_type,
+            body: Base64Bytes(r.body),
+        }
+    }
+}
+
+/// A response that came back over the bus.
+impl From<WebCallResponse> for WebResponse {
+    fn from(r: WebCallResponse) -> Self {
+        WebResponse {
+            status: r.status,
+            content_type: r.content_type,
+            body: r.body.0,
         }
     }
 }

@@ -22,7 +22,7 @@ use topology::{
 };
 
 use crate::bus::refusals::Refusals;
-use crate::config::{BusConfig, GliaConfig};
+use crate::config::{BusConfig, GliaConfig, Placement};
 use crate::coordinator::Coordinator;
 use crate::host::{ModuleActor, ModuleState, ModuleStatus};
 use crate::http::routes::WebRoutes;
@@ -227,14 +227,19 @@ impl Glia {
         self.shared.current.load().topology.web.load_full()
     }
 
-    /// The web resource that answers `path`: its route, its module's actor, name and
-    /// timeout, all of one generation (a reload may come between two lookups).
+    /// The web resource that answers `path`: its route, its module's actor (or bus to its
+    /// workers), name and timeout, all of one generation (a reload may come between two lookups).
     pub fn web_target(&self, path: &str) -> Option<WebTarget> {
         let generation = self.shared.current.load();
         let route = generation.topology.web.load().find(path).cloned()?;
         let module = generation.config.modules.get(route.module)?;
+        let nats = match module.placement {
+            Placement::Nats => generation.nats_bus.clone(),
+            Placement::Local => None,
+        };
         Some(WebTarget {
             addr: generation.bus.addr(route.module),
+            nats,
             name: module.name.clone(),
             timeout: module.timeout,
             route,

@@ -9,11 +9,12 @@ use crate::config::{GliaConfig, ModuleConfig, Placement};
 use crate::coordinator::{Coordinator, Plans};
 use crate::host::{
     spawn_module, ModuleInstance, ModuleState, ModuleStatus, OnRegistered, RegistrationSummary,
-    SpawnError,
+    SpawnError, WebPath,
 };
 use crate::http::routes::{WebRoute, WebRoutes};
 use crate::telemetry::ModuleGauge;
 use arc_swap::ArcSwap;
+use glia_bus_schema::subjects::Description;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -382,28 +383,22 @@ pub(super) async fn describe_remote(
     };
     match described {
         Ok(description) => {
-            if !description.web_resources.is_empty() {
-                // Its callbacks are still planned: refusing the whole module would take its
-                // decisions away for the sake of its pages.
-                let reason = web_resources_unserved(&description.web_resources);
-                tracing::warn!(module = %name, %reason, "remote module's web resources are not served");
-            }
-            let summary = RegistrationSummary {
-                callbacks: description.callbacks,
-                auth_checkers: description
-                    .auth_checkers
-                    .into_iter()
-                    .map(|a| (a.login_type, a.fields))
-                    .collect(),
-                // Web resources are not served over NATS (yet).
-                web_resources: Vec::new(),
-            };
-            if let Err(e) =
+            let summary = remote_summary(description);
+            let module = &topology.configs[index];
+            let refused =
                 glia_module_api::check_described(&summary.callbacks, &summary.auth_checkers)
-            {
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| {
+                        summary
+                            .web_resources
+                            .iter()
+                            .try_for_each(|w| check_web_path(module, &w.path))
+                            .map_err(|e| e.to_string())
+                    });
+            if let Err(e) = refused {
                 tracing::error!(module = %name, error = %e, "remote module registered what Synapse refuses; it is not planned");
                 status.set_state(ModuleState::Failed);
-                return Described::Refused(e.to_string());
+                return Described::Refused(e);
             }
             topology.register(index, summary);
             status.set_state(ModuleState::Running);
@@ -420,11 +415,24 @@ pub(super) async fn describe_remote(
     }
 }
 
-/// Why the web resources of a module on NATS are not served: glia serves a module's web
-/// resources only from a module it runs itself (`placement: local`).
-fn web_resources_unserved(paths: &[String]) -> String {
-    format!(
-        "placement: nats: the module registers web resources ({}), which glia serves only for modules it runs itself; its callbacks are served, its web resources answer 404; use placement: local for it if they are needed",
-        paths.join(", ")
-    )
+/// What a remote module registered, as its workers describe it: its web resources are
+/// routed like a local module's, their requests sent on its `web` subject.
+fn remote_summary(description: Description) -> RegistrationSummary {
+    let subtrees = description.web_resource_subtrees;
+    RegistrationSummary {
+        callbacks: description.callbacks,
+        auth_checkers: description
+            .auth_checkers
+            .into_iter()
+            .map(|a| (a.login_type, a.fields))
+            .collect(),
+        web_resources: description
+            .web_resources
+            .into_iter()
+            .map(|path| WebPath {
+                subtree: subtrees.contains(&path),
+                path,
+            })
+            .collect(),
+    }
 }

@@ -1,14 +1,16 @@
-//! The NATS bus: invocations as request-reply on `glia.v1.module.<module>.<callback>`, served
-//! by a queue group of workers per module (docs/PROTOCOL.md).
+//! The NATS bus: invocations as request-reply on `glia.v1.module.<module>.<callback>`, and
+//! requests for a module's web resources on `glia.v1.module.<module>.web`, served by a queue
+//! group of workers per module (docs/PROTOCOL.md).
 
 use super::refusals::Refusals;
-use super::roster::Roster;
+use super::roster::{Outstanding, Roster};
 use super::{Bus, InvocationMeta, InvokeFuture, Route, Target};
 use crate::config::NatsConfig;
 use async_nats::header::HeaderMap;
 use async_nats::{Client, ConnectErrorKind, RequestErrorKind};
 use futures::FutureExt;
 use glia_bus_schema::subjects::{self, headers, Description};
+use glia_bus_schema::web::{WebCallRequest, WebCallResponse};
 use glia_bus_schema::{CallbackRequest, InvocationError, InvocationReply, InvocationResult};
 use serde::Serialize;
 use std::sync::Arc;
@@ -275,7 +277,7 @@ fn invocation_headers(meta: &InvocationMeta, deadline_ms: u64) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(headers::REQUEST_ID, &*meta.request_id);
     headers.insert(headers::DEADLINE, deadline_ms.to_string().as_str());
-    let trace = crate::telemetry::propagation::inject(&meta.trace);
+    let trace = crate::propagation::inject(&meta.trace);
     if let Some(traceparent) = &trace.traceparent {
         headers.insert(headers::TRACEPARENT, traceparent.as_str());
     }
@@ -288,12 +290,109 @@ fn invocation_headers(meta: &InvocationMeta, deadline_ms: u64) -> HeaderMap {
 /// Why a request to `module`'s workers got no reply: nobody serves it, or NATS failed.
 fn unanswered(module: &str, e: &async_nats::RequestError) -> InvocationError {
     InvocationError::Unavailable {
-        reason: match e.kind() {
-            RequestErrorKind::NoResponders => {
-                format!("no worker serves module {module} (no responders)")
-            }
-            _ => format!("NATS: {e}"),
-        },
+        reason: unanswered_reason(module, e),
+    }
+}
+
+/// [`unanswered`]'s reason.
+fn unanswered_reason(module: &str, e: &async_nats::RequestError) -> String {
+    match e.kind() {
+        RequestErrorKind::NoResponders => {
+            format!("no worker serves module {module} (no responders)")
+        }
+        _ => format!("NATS: {e}"),
+    }
+}
+
+/// Sends a request to a module (the `target`-th) and waits for the reply without a timeout
+/// (the coordinator applies its own): on `worker`'s own subject (`<prefix>.<suffix>`) when one
+/// was picked, else through the module's queue group (`subject`); also there when the worker
+/// has gone (no responders: nothing ran).
+async fn deliver(
+    client: &Client,
+    roster: &Roster,
+    target: usize,
+    worker: Option<&Outstanding>,
+    (subject, suffix): (String, &str),
+    body: bytes::Bytes,
+    headers: HeaderMap,
+) -> Result<async_nats::Message, async_nats::RequestError> {
+    let send = |subject: String| {
+        let request = async_nats::Request::new()
+            .payload(body.clone())
+            .headers(headers.clone())
+            .timeout(None);
+        client.send_request(subject, request)
+    };
+    let Some(worker) = worker else {
+        return send(subject).await;
+    };
+    let direct = format!("{}.{suffix}", worker.member().prefix);
+    match send(direct).await {
+        // Nobody took it, so nothing ran: the worker left or lost its connection. Its queue
+        // group has the others.
+        Err(e) if e.kind() == RequestErrorKind::NoResponders => {
+            roster.gone(target, worker.member());
+            send(subject).await
+        }
+        other => other,
+    }
+}
+
+/// Why a request for a remote module's web resource got no response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebFailure {
+    /// No worker serves the module, or NATS failed: why.
+    Unavailable(String),
+    /// The request is larger than the NATS server carries: its size as JSON, and the limit.
+    TooLarge(usize, usize),
+    /// What came back is not a web response: why.
+    Invalid(String),
+}
+
+impl NatsBus {
+    /// Sends a request for one of the `module`-th module's web resources to its workers (an
+    /// announced one's own subject when one is live, as invocations go), with `deadline`
+    /// in its `Glia-Deadline` header; the module's response. The caller applies the timeout.
+    pub async fn web(
+        &self,
+        module: usize,
+        request: &WebCallRequest,
+        deadline: Instant,
+    ) -> Result<WebCallResponse, WebFailure> {
+        let name = self
+            .names
+            .get(module)
+            .ok_or_else(|| WebFailure::Unavailable(format!("no module at index {module}")))?;
+        let body = serde_json::to_vec(request)
+            .map_err(|e| WebFailure::Unavailable(format!("cannot encode the request: {e}")))?;
+        let max = self.client.server_info().max_payload;
+        if max > 0 && body.len() > max {
+            return Err(WebFailure::TooLarge(body.len(), max));
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            headers::DEADLINE,
+            deadline_ms(deadline).to_string().as_str(),
+        );
+        let worker = match self.refusals.direct_refused() {
+            true => None,
+            false => self.roster.pick(module),
+        };
+        let subject = (subjects::web_subject(name), subjects::WEB);
+        let reply = deliver(
+            &self.client,
+            &self.roster,
+            module,
+            worker.as_ref(),
+            subject,
+            body.into(),
+            headers,
+        )
+        .await
+        .map_err(|e| WebFailure::Unavailable(unanswered_reason(name, &e)))?;
+        serde_json::from_slice(&reply.payload)
+            .map_err(|e| WebFailure::Invalid(format!("module {name} sent a bad web response: {e}")))
     }
 }
 
@@ -322,30 +421,16 @@ impl Bus for NatsBus {
         };
         async move {
             let body = body?;
-            let send = |subject: String| {
-                // The coordinator applies timeouts and deadlines; the client must not.
-                let request = async_nats::Request::new()
-                    .payload(body.clone())
-                    .headers(headers.clone())
-                    .timeout(None);
-                client.send_request(subject, request)
-            };
-            let queue_group = || subjects::module_subject(&name, callback);
-            let sent = match &worker {
-                Some(worker) => {
-                    let direct = format!("{}.{}", worker.member().prefix, callback.name());
-                    match send(direct).await {
-                        // Nobody took it, so nothing ran: the worker left or lost its
-                        // connection. Its queue group has the others.
-                        Err(e) if e.kind() == RequestErrorKind::NoResponders => {
-                            roster.gone(target.module, worker.member());
-                            send(queue_group()).await
-                        }
-                        other => other,
-                    }
-                }
-                None => send(queue_group()).await,
-            };
+            let sent = deliver(
+                &client,
+                &roster,
+                target.module,
+                worker.as_ref(),
+                (subjects::module_subject(&name, callback), callback.name()),
+                body,
+                headers,
+            )
+            .await;
             let reply = sent.map_err(|e| unanswered(&name, &e))?;
             let answer = judge(&reply.payload, callback, &request_id);
             if let (Err(InvocationError::Unavailable { .. }), Some(worker)) = (&answer, &worker) {

@@ -106,6 +106,14 @@ impl OtlpProtocol {
             _ => None,
         }
     }
+
+    /// The `OTEL_EXPORTER_OTLP_PROTOCOL` spelling (what a Python host is told).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtlpProtocol::Grpc => "grpc",
+            OtlpProtocol::HttpProtobuf => "http/protobuf",
+        }
+    }
 }
 
 /// `telemetry.metrics`.

@@ -4,9 +4,10 @@
 use super::{DispatchError, PlanEntry};
 use crate::bus::{InvocationMeta, Route};
 use crate::policy::FailurePolicy;
+use crate::propagation;
 use crate::telemetry::decision_log::{DecisionRecord, ModuleRecord, ResultRecord};
 use crate::telemetry::outcome::{Outcome, ReplyResult};
-use crate::telemetry::{propagation, Telemetry};
+use crate::telemetry::Telemetry;
 use glia_bus_schema::subjects;
 use glia_bus_schema::{Callback, CallbackRequest, DispatchReply, InvocationError};
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _};

@@ -127,7 +127,9 @@ impl Handler<Stop> for ModuleActor {
     }
 }
 
-fn web_error(status: u16, errcode: &str, error: &str) -> WebResponse {
+/// A web response in Matrix's error form (`{"errcode", "error"}`), for a page glia cannot get
+/// from its module.
+pub fn web_error(status: u16, errcode: &str, error: &str) -> WebResponse {
     WebResponse::json(
         status,
         &serde_json::json!({ "errcode": errcode, "error": error }),

@@ -7,7 +7,7 @@ mod spawn;
 mod status;
 mod supervised;
 
-pub use actor::{Flush, Invoke, ModuleActor, Stop, WebCall};
+pub use actor::{web_error, Flush, Invoke, ModuleActor, Stop, WebCall};
 pub use per_thread::PerThread;
 pub use registration::{RegistrationSummary, Slot, WebPath};
 pub use spawn::{spawn_module, ModuleInstance, SpawnError};

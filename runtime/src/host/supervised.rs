@@ -359,8 +359,14 @@ impl Supervised {
         status.enter();
 
         // A panic is a crash of this invocation whether it happens before the first await or
-        // while the future runs; it must not take the module's thread down.
-        let started = std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(&request)));
+        // while the future runs; it must not take the module's thread down. The invocation's
+        // context is current during the call, so a handler that passes it on (a Python
+        // host's pipe) continues the trace.
+        let started = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            use opentelemetry::trace::TraceContextExt;
+            let _current = trace.has_active_span().then(|| trace.clone().attach());
+            handler.call(&request)
+        }));
         drop(request);
         let this = self.clone();
         async move {

@@ -7,7 +7,7 @@ use super::resources;
 use super::state::AppState;
 use crate::coordinator::Ingress;
 use crate::coordinator::{Coordinator, DispatchError};
-use crate::telemetry::propagation;
+use crate::propagation;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};

@@ -1,13 +1,17 @@
 //! Module web resources, served on glia's port at their registered paths; anything else is
-//! 404 `M_UNRECOGNIZED`.
+//! 404 `M_UNRECOGNIZED`. A local module's page comes from its actor; a module placed on NATS
+//! gets the request on its `web` subject, and one of its workers answers.
 
 use super::body::{declared_length, read_limited};
 use super::errors::MatrixError;
+use super::service::WebTarget;
 use super::state::AppState;
+use crate::bus::nats::WebFailure;
 use crate::host::WebCall;
 use actix_web::{web, HttpRequest, HttpResponse};
-use glia_bus_schema::errcodes::{M_UNKNOWN, M_UNRECOGNIZED};
-use glia_module_api::WebRequest;
+use glia_bus_schema::errcodes::{M_TOO_LARGE, M_UNKNOWN, M_UNRECOGNIZED};
+use glia_module_api::{WebRequest, WebResponse};
+use std::time::Instant;
 
 /// Routes a request to the module that registered its path.
 pub async fn serve(
@@ -35,15 +39,8 @@ pub async fn serve(
             .collect(),
         body: body.to_vec(),
     };
-    let addr = target
-        .addr
-        .ok_or_else(|| MatrixError::new(503, M_UNKNOWN, "module unavailable"))?;
     // A web resource answers within its module's timeout, like its callbacks.
-    let call = addr.send(WebCall {
-        slot: target.route.slot,
-        request,
-    });
-    let response = tokio::time::timeout(target.timeout, call)
+    let response = tokio::time::timeout(target.timeout, call(&target, request))
         .await
         .map_err(|_| {
             MatrixError::new(
@@ -55,11 +52,37 @@ pub async fn serve(
                     target.timeout.as_millis()
                 ),
             )
-        })?
-        .map_err(|e| MatrixError::new(503, M_UNKNOWN, format!("module unavailable: {e}")))?;
+        })??;
     let status = actix_web::http::StatusCode::from_u16(response.status)
         .map_err(|_| MatrixError::new(500, M_UNKNOWN, "module answered an invalid HTTP status"))?;
     Ok(HttpResponse::build(status)
         .content_type(response.content_type)
         .body(response.body))
+}
+
+/// The module's response: from its actor here, or from one of its workers over NATS.
+async fn call(target: &WebTarget, request: WebRequest) -> Result<WebResponse, MatrixError> {
+    let unavailable =
+        |e: String| MatrixError::new(503, M_UNKNOWN, format!("module unavailable: {e}"));
+    if let Some(addr) = &target.addr {
+        let call = addr.send(WebCall {
+            slot: target.route.slot,
+            request,
+        });
+        return call.await.map_err(|e| unavailable(e.to_string()));
+    }
+    let Some(bus) = &target.nats else {
+        return Err(MatrixError::new(503, M_UNKNOWN, "module unavailable"));
+    };
+    let deadline = Instant::now() + target.timeout;
+    match bus.web(target.route.module, &request.into(), deadline).await {
+        Ok(response) => Ok(response.into()),
+        Err(WebFailure::Unavailable(reason)) => Err(unavailable(reason)),
+        Err(WebFailure::TooLarge(size, max)) => Err(MatrixError::new(
+            413,
+            M_TOO_LARGE,
+            format!("the request ({size} bytes as JSON) is larger than NATS carries to the module's workers (max_payload {max})"),
+        )),
+        Err(WebFailure::Invalid(reason)) => Err(MatrixError::new(502, M_UNKNOWN, reason)),
+    }
 }

@@ -1,6 +1,7 @@
 //! What the HTTP server serves, as a trait the app implements: the server sits below the app
 //! that builds and reloads the topology, so it reaches the running glia through this.
 
+use crate::bus::NatsBus;
 use crate::config::GliaConfig;
 use crate::coordinator::Coordinator;
 use crate::host::ModuleActor;
@@ -51,6 +52,8 @@ pub struct WebTarget {
     pub route: WebRoute,
     /// Its module's actor (none if the module is not in this process).
     pub addr: Option<Addr<ModuleActor>>,
+    /// The bus to its module's workers, when the module is placed on NATS.
+    pub nats: Option<Arc<NatsBus>>,
     /// Its module's name.
     pub name: String,
     /// Its module's timeout, which a web request answers within.

@@ -27,12 +27,15 @@ pub fn run(
     modules: Vec<HostCheckModule>,
 ) -> Result<HostCheckResult, CheckFailed> {
     let hint = "set python.interpreter to a Python with glia-python-host installed (pip install deploy/synapse-bridge deploy/python-host)";
-    let mut child = Command::new(interpreter)
+    let mut command = Command::new(interpreter);
+    command
         .args(["-m", "glia_python_host", "check"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .stderr(Stdio::piped());
+    // Started as the hosts are, so it dies with glia: a shutdown abandons a check that has
+    // not ended (a module's `parse_config` blocking), and the check must not outlive it.
+    let mut child = super::spawner::spawn(command)
         .map_err(|e| CheckFailed(format!("cannot run {interpreter:?}: {e}; {hint}")))?;
     let request = serde_json::to_vec(&HostCheck { modules }).unwrap_or_default();
     if let Some(mut stdin) = child.stdin.take() {

@@ -16,6 +16,7 @@
 //! error names the file, line, module and key.
 
 pub mod check;
+mod host_env;
 mod loading;
 mod pool;
 mod post_login;
@@ -25,13 +26,12 @@ mod spawner;
 pub use crate::config::PythonModuleConfig;
 use futures::FutureExt;
 use glia_bus_schema::host::{HostInvoke, HostReady, HostStart, HostWebRequest, ToHost};
-use glia_bus_schema::{
-    Base64Bytes, CallbackRequest, Invocation, InvocationError, InvocationResult,
-};
+use glia_bus_schema::{CallbackRequest, Invocation, InvocationError, InvocationResult};
 use glia_module_api::{
     ConfigError, ErasedHandler, ModuleApi, ModuleError, ModuleFactory, ParsedConfig, WebHandler,
     WebRequest, WebResponse,
 };
+pub use host_env::{export_traces_with, HostVar};
 use loading::Hosts;
 pub use pool::{recycles, Recycle};
 use pool::{HostPool, Recipe};
@@ -197,6 +197,9 @@ fn invoker(hosts: Arc<Hosts>, module: String, timeout: Duration) -> ErasedHandle
         let hosts = hosts.clone();
         let callback = request.callback();
         let route = post_login::route(request.clone(), &module);
+        // The invocation's span (the coordinator's or the worker's) is current while the
+        // supervisor calls this handler; the host's span for the callback becomes its child.
+        let trace = crate::propagation::inject(&opentelemetry::Context::current());
         async move {
             let (request, pinned) = match route {
                 Route::AnyHost(request) => (request, None),
@@ -213,6 +216,8 @@ fn invoker(hosts: Arc<Hosts>, module: String, timeout: Duration) -> ErasedHandle
                         deadline_ms,
                         request: request.clone(),
                     },
+                    traceparent: trace.traceparent.clone(),
+                    tracestate: trace.tracestate.clone(),
                 });
                 async move {
                     // The caller may stop waiting (its timeout): forget the frame then.
@@ -276,11 +281,7 @@ fn web_handler(hosts: Arc<Hosts>) -> WebHandler {
                 let id = host.next_id();
                 let frame = ToHost::Web(HostWebRequest {
                     id,
-                    method: request.method.clone(),
-                    path: request.path.clone(),
-                    query: request.query.clone(),
-                    headers: request.headers.clone(),
-                    body: Base64Bytes(request.body.clone()),
+                    request: request.clone().into(),
                 });
                 async move {
                     let forget = Forget { host: &host, id };
@@ -294,11 +295,7 @@ fn web_handler(hosts: Arc<Hosts>) -> WebHandler {
                 Err(error) => Err(error.to_string()),
             };
             match called {
-                Ok(response) => WebResponse {
-                    status: response.status,
-                    content_type: response.content_type,
-                    body: response.body.0,
-                },
+                Ok(response) => response.response.into(),
                 Err(reason) => WebResponse::json(
                     502,
                     &serde_json::json!({"errcode": "M_UNKNOWN", "error": format!("the module's host is unavailable: {reason}")}),

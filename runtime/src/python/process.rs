@@ -122,6 +122,7 @@ impl HostProcess {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        super::host_env::apply(&mut command);
         let mut child = super::spawner::spawn(command).map_err(|e| format!("cannot run the Python host with {interpreter:?}: {e} (set python.interpreter to a Python with glia-python-host installed)"))?;
         let pipe = Arc::new(Mutex::new(Pipe::default()));
         let (frames, outgoing) = mpsc::channel::<Vec<u8>>();
@@ -503,6 +504,8 @@ mod tests {
                 deadline_ms: 0,
                 request,
             },
+            traceparent: None,
+            tracestate: None,
         })
     }
 

@@ -5,6 +5,7 @@ use super::span_drops::{BackoffExporter, BoundedProcessor, ExportGate, SpanDrops
 use super::tls::{Origin, PemFile, TlsFiles, TlsMaterial};
 use super::{Role, TelemetryError};
 use crate::config::telemetry::{endpoint_is_https, OtlpProtocol, TraceExporter, TracesConfig};
+use crate::python::HostVar;
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::{
@@ -308,6 +309,57 @@ pub fn service_name(
     }
 }
 
+/// The environment of the Python hosts this process starts, so that they export their spans
+/// as `settings` say (`None`: they export none, whatever the inherited variables say), named
+/// `service_name`. The standard variables, since the host's OpenTelemetry SDK reads them;
+/// the timeout in milliseconds, as the specification says (the host converts it).
+pub fn host_vars(settings: Option<&ExportSettings>, service_name: String) -> Vec<HostVar> {
+    let Some(settings) = settings else {
+        return vec![("OTEL_SDK_DISABLED", Some("true".into()))];
+    };
+    let mut vars: Vec<HostVar> = vec![
+        ("OTEL_SDK_DISABLED", None),
+        ("OTEL_TRACES_EXPORTER", Some("otlp".into())),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            Some(settings.protocol.as_str().into()),
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            Some(settings.endpoint.clone()),
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+            Some(settings.timeout.as_millis().to_string()),
+        ),
+        ("OTEL_SERVICE_NAME", Some(service_name)),
+    ];
+    if let Some(ratio) = settings.sample_ratio {
+        vars.push((
+            "OTEL_TRACES_SAMPLER",
+            Some("parentbased_traceidratio".into()),
+        ));
+        vars.push(("OTEL_TRACES_SAMPLER_ARG", Some(ratio.to_string())));
+    }
+    // The TLS files glia uses, only where it uses them (an https:// endpoint).
+    if endpoint_is_https(&settings.endpoint) == Some(true) {
+        let files = [
+            ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", &settings.tls.ca),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+                &settings.tls.cert,
+            ),
+            ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", &settings.tls.key),
+        ];
+        for (name, file) in files {
+            if let Some(file) = file {
+                vars.push((name, Some(file.path.display().to_string())));
+            }
+        }
+    }
+    vars
+}
+
 /// What `glia check-config` can check beyond the file: the export settings as the
 /// environment completes them, and the TLS files an `https://` endpoint would use, read and
 /// checked as [`provider`] reads them at start.
@@ -568,6 +620,61 @@ mod tests {
     }
 
     #[test]
+    fn python_hosts_are_told_glias_settings_in_the_standard_variables() {
+        let vars = |settings: Option<&ExportSettings>| -> HashMap<&str, Option<String>> {
+            host_vars(settings, "hs1-python-host".into())
+                .into_iter()
+                .collect()
+        };
+        let off = vars(None);
+        assert_eq!(off["OTEL_SDK_DISABLED"].as_deref(), Some("true"));
+        assert!(!off.contains_key("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"));
+        let grpc = TracesConfig {
+            endpoint: Some("https://collector:4317".into()),
+            protocol: Some(OtlpProtocol::Grpc),
+            sample_ratio: Some(0.25),
+            tls: crate::config::telemetry::OtlpTlsConfig {
+                ca_file: Some("/etc/ca.pem".into()),
+                ..Default::default()
+            },
+            ..otlp()
+        };
+        let settings = resolve(&grpc, env(&[("OTEL_SDK_DISABLED", "true")]))
+            .unwrap()
+            .unwrap();
+        let on = vars(Some(&settings));
+        let value = |name: &str| on[name].as_deref();
+        assert_eq!(on["OTEL_SDK_DISABLED"], None, "removed: glia's file wins");
+        assert_eq!(value("OTEL_TRACES_EXPORTER"), Some("otlp"));
+        assert_eq!(value("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"), Some("grpc"));
+        assert_eq!(
+            value("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            Some("https://collector:4317")
+        );
+        assert_eq!(value("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"), Some("10000"));
+        assert_eq!(value("OTEL_SERVICE_NAME"), Some("hs1-python-host"));
+        assert_eq!(
+            value("OTEL_TRACES_SAMPLER"),
+            Some("parentbased_traceidratio")
+        );
+        assert_eq!(value("OTEL_TRACES_SAMPLER_ARG"), Some("0.25"));
+        assert_eq!(
+            value("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE"),
+            Some("/etc/ca.pem")
+        );
+        assert!(!on.contains_key("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY"));
+        let plain = resolve(
+            &otlp(),
+            env(&[("OTEL_EXPORTER_OTLP_CERTIFICATE", "/ca.pem")]),
+        )
+        .unwrap()
+        .unwrap();
+        let plain = vars(Some(&plain));
+        assert!(!plain.contains_key("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE"));
+        assert!(!plain.contains_key("OTEL_TRACES_SAMPLER"));
+    }
+
+    #[test]
     fn service_names_carry_the_role() {
         assert_eq!(
             service_name(None, Role::Coordinator, env(&[])),
@@ -584,6 +691,10 @@ mod tests {
         assert_eq!(
             service_name(None, Role::Worker, env(&[("OTEL_SERVICE_NAME", "x")])),
             "x"
+        );
+        assert_eq!(
+            service_name(Some("hs1"), Role::PythonHost, env(&[])),
+            "hs1-python-host"
         );
     }
 }

@@ -10,7 +10,6 @@ pub mod decision_log;
 pub mod export;
 pub mod metrics;
 pub mod outcome;
-pub mod propagation;
 pub mod span_drops;
 pub mod tls;
 
@@ -64,6 +63,8 @@ pub enum Role {
     Coordinator,
     /// `glia worker`: hosts modules on NATS.
     Worker,
+    /// A Python host (`glia_python_host`) glia started: it names the host's spans.
+    PythonHost,
 }
 
 impl Role {
@@ -72,6 +73,7 @@ impl Role {
         match self {
             Role::Coordinator => "coordinator",
             Role::Worker => "worker",
+            Role::PythonHost => "python-host",
         }
     }
 }
@@ -131,7 +133,9 @@ impl Telemetry {
     /// Builds what `config` (and the `OTEL_*` environment) asks for. `modules` counts the
     /// config's modules and `gauges` are those whose supervisors this process runs, for the
     /// metrics; `nats` is the bus's connection, for a decision log on NATS; `provider`, if
-    /// given, replaces the configured exporter. Call within a tokio runtime.
+    /// given, replaces the configured exporter. Without one, it also tells the Python hosts
+    /// this process starts to export as it does (`export::host_vars`). Call within a tokio
+    /// runtime.
     pub fn start(
         config: &TelemetryConfig,
         role: Role,
@@ -156,7 +160,10 @@ impl Telemetry {
         if given {
             return Ok(telemetry);
         }
-        if let Some(settings) = export::resolve(&config.traces, env)? {
+        let resolved = export::resolve(&config.traces, env)?;
+        let host_name = export::service_name(config.service_name.as_deref(), Role::PythonHost, env);
+        crate::python::export_traces_with(export::host_vars(resolved.as_ref(), host_name));
+        if let Some(settings) = resolved {
             let name = export::service_name(config.service_name.as_deref(), role, env);
             // The exporter gets a runtime of its own: the tonic channel's tasks must keep
             // running while the process's own runtime is busy or shutting down, and reqwest's

@@ -6,8 +6,10 @@
 //! (`serve.rs`).
 
 mod announce;
+mod hosted;
 mod reload;
 mod serve;
+mod web;
 
 pub use announce::ANNOUNCE_INTERVAL;
 
@@ -18,11 +20,12 @@ use crate::config::{BusConfig, GliaConfig, ModuleConfig, Placement, REMOTE_MODUL
 use crate::host::{
     spawn_module, ModuleInstance, ModuleState, ModuleStatus, RegistrationSummary, SpawnError,
 };
+use crate::http::routes::{WebRoute, WebRoutes};
 use crate::telemetry::{ModuleGauge, Role, Telemetry};
 use arc_swap::ArcSwap;
 use async_nats::Client;
 use glia_bus_schema::subjects::{self, AuthCheckerDescription, Description};
-use serve::{Hosted, Serving};
+use hosted::{Hosted, Serving};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,6 +90,7 @@ fn hosted(
         index,
         name: module.name.clone(),
         description: describe(summary),
+        web: web_routes(summary),
         bus: Arc::new(InProcessBus::from_routes(
             (0..=index).map(|i| (i == index).then(|| route.clone())),
         )),
@@ -138,6 +142,7 @@ impl Worker {
             client: client.clone(),
             telemetry,
             in_flight: Default::default(),
+            max_body_size: config.max_body_size,
         });
         let worker = Worker {
             serving,
@@ -389,8 +394,15 @@ async fn confirm_subscribed(client: &Client, names: &[String]) {
     futures::future::join_all(asked).await;
 }
 
+/// What the module registered, as `describe` answers it.
 fn describe(summary: Option<&RegistrationSummary>) -> Description {
     let summary = summary.cloned().unwrap_or_default();
+    let web_resource_subtrees = summary
+        .web_resources
+        .iter()
+        .filter(|w| w.subtree)
+        .map(|w| w.path.clone())
+        .collect();
     Description {
         callbacks: summary.callbacks,
         auth_checkers: summary
@@ -398,7 +410,26 @@ fn describe(summary: Option<&RegistrationSummary>) -> Description {
             .into_iter()
             .map(|(login_type, fields)| AuthCheckerDescription { login_type, fields })
             .collect(),
-        // Listed so the coordinator refuses the module: web resources are not served over NATS.
         web_resources: summary.web_resources.into_iter().map(|w| w.path).collect(),
+        web_resource_subtrees,
     }
+}
+
+/// The module's web resources by path, as `glia serve` routes to a local module's.
+fn web_routes(summary: Option<&RegistrationSummary>) -> WebRoutes {
+    let mut routes = WebRoutes::default();
+    let resources = summary
+        .map(|s| s.web_resources.as_slice())
+        .unwrap_or_default();
+    for (slot, resource) in resources.iter().enumerate() {
+        if routes.has(&resource.path).is_none() {
+            routes.insert(WebRoute {
+                module: 0,
+                slot,
+                path: resource.path.clone(),
+                subtree: resource.subtree,
+            });
+        }
+    }
+    routes
 }

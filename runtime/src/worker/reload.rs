@@ -5,7 +5,7 @@
 //! removed one announces it is leaving, drains its subscriptions and stops. An error
 //! changes nothing.
 
-use super::serve::Hosted;
+use super::hosted::Hosted;
 use super::{gauges, hosted, hosted_modules, stop_units, Unit, Worker};
 use crate::app::{ReloadError, ReloadReport, StartError};
 use crate::config::{GliaConfig, ModuleConfig};

@@ -1,63 +1,25 @@
 //! A worker's message loop for one subscription of one module: describe requests, dropping
-//! expired work, admission (back-pressure), and the invocations themselves.
+//! expired work, admission (back-pressure), the invocations themselves, and requests for the
+//! module's web resources (`web.rs`).
 
+use super::hosted::{Hosted, Serving};
+use super::web;
 use crate::bus::nats::time_left;
-use crate::bus::{Bus, InProcessBus, InvocationMeta, Target};
+use crate::bus::{Bus, InvocationMeta, Target};
 use crate::coordinator::WorkerSpan;
 use crate::host::Slot;
-use crate::telemetry::{propagation, Outcome, Telemetry};
-use async_nats::{Client, Message, Subject, Subscriber};
+use crate::propagation;
+use crate::telemetry::Outcome;
+use async_nats::{Message, Subject, Subscriber};
 use futures::StreamExt;
 use glia_bus_schema::subjects::{self, headers, Description};
 use glia_bus_schema::{
     CallbackRequest, Invocation, InvocationError, InvocationReply, InvocationResult,
 };
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
-
-/// One hosted module, as its serving tasks see it.
-pub(super) struct Hosted {
-    /// Its index among the hosted modules (the worker's bus and metrics use it).
-    pub index: usize,
-    /// Its instance name.
-    pub name: String,
-    /// What it registered, for `describe` and to pick handlers.
-    pub description: Description,
-    /// The worker's in-process bus to the module's actor.
-    pub bus: Arc<InProcessBus>,
-    /// Invocations accepted and not yet answered: at most `max_in_flight` running plus the
-    /// module's `restart.stash` waiting. Without a permit an invocation is refused at once,
-    /// so a flood costs a reply, not a task and its message held until their deadline.
-    pub admission: Arc<Semaphore>,
-    /// What `admission` started with, for the refusal's message.
-    pub capacity: (usize, usize),
-    /// This worker's id, for the refusal's message.
-    pub worker: Arc<str>,
-}
-
-impl Hosted {
-    /// Admission control over `max_in_flight` running and `stash` waiting invocations (at
-    /// most what a semaphore can count: a huge configured stash must not panic the worker).
-    pub fn admission(max_in_flight: usize, stash: usize) -> Arc<Semaphore> {
-        Arc::new(Semaphore::new(
-            max_in_flight
-                .saturating_add(stash)
-                .min(Semaphore::MAX_PERMITS),
-        ))
-    }
-}
-
-/// What every serving task of a worker shares.
-pub(super) struct Serving {
-    /// The NATS connection.
-    pub client: Client,
-    /// Spans and metrics.
-    pub telemetry: Arc<Telemetry>,
-    /// Invocations being handled, which a drain waits for.
-    pub in_flight: Arc<AtomicUsize>,
-}
+use tokio::sync::{watch, OwnedSemaphorePermit};
 
 /// Messages taken in a row before the loop lets the connection write the answers so far. A
 /// burst of invocations answered in one go would go back in one write, and the coordinator
@@ -123,6 +85,10 @@ pub(super) async fn serve(
             },
             None => None,
         };
+        if suffix == subjects::WEB {
+            web::spawn(&serving, hosted, message, reply_to, left);
+            continue;
+        }
         match hosted.admission.clone().try_acquire_owned() {
             Ok(permit) => {
                 serving.in_flight.fetch_add(1, Ordering::AcqRel);
@@ -312,18 +278,4 @@ fn handler_slot(description: &Description, request: &CallbackRequest) -> Option<
         .iter()
         .position(|c| *c == request.callback())
         .map(Slot::Callback)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn admission_counts_running_and_waiting_and_never_overflows() {
-        assert_eq!(Hosted::admission(2, 3).available_permits(), 5);
-        assert_eq!(
-            Hosted::admission(1 << 20, usize::MAX).available_permits(),
-            Semaphore::MAX_PERMITS
-        );
-    }
 }

@@ -13,6 +13,7 @@
 use crate::engine::Engine;
 use futures::future::BoxFuture;
 use glia_bus_schema::{CallbackRequest, DispatchReply};
+use glia_runtime::propagation;
 use glia_runtime::DispatchError;
 use std::cell::RefCell;
 use std::task::Poll;
@@ -45,13 +46,21 @@ pub enum First {
     Waiting(Waiting),
 }
 
-/// Starts the dispatch of `request` and polls it once on this thread.
-pub fn first_poll(engine: &Engine, request: CallbackRequest) -> First {
+/// Starts the dispatch of `request` and polls it once on this thread. With the caller's W3C
+/// `traceparent` (and `tracestate`), glia's span of the dispatch is a child of the caller's
+/// span, as for a request to glia's HTTP API carrying them.
+pub fn first_poll(
+    engine: &Engine,
+    request: CallbackRequest,
+    traceparent: Option<&str>,
+    tracestate: Option<&str>,
+) -> First {
     let coordinator = engine.coordinator.clone();
     let handle = engine.handle.clone();
+    let trace = propagation::extract(traceparent, tracestate);
     in_system(async move {
         let mut waiting: Waiting = Box::pin(async move {
-            let meta = coordinator.new_meta();
+            let meta = coordinator.meta(None, trace);
             coordinator.dispatch(request, meta).await
         });
         // Timers made during this poll belong to glia's runtime (see the module doc).

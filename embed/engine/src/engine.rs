@@ -4,6 +4,7 @@
 //! (`/metrics`, `/health`, the callbacks) on the config's `listen`.
 
 use futures::channel::oneshot;
+use glia_module_api::ModuleRegistry;
 use glia_runtime::app::{self, ConfigLoader, Glia, PythonCheck, StartOptions};
 use glia_runtime::config::{ConfigFileError, GliaConfig, Placement};
 use glia_runtime::coordinator::Coordinator;
@@ -33,28 +34,37 @@ struct Started {
     handle: tokio::runtime::Handle,
 }
 
-/// Reads and checks the config at `path` as `glia serve` does (built-in Rust modules; the
-/// Python modules placed here are checked in a host).
-pub fn load(path: &Path) -> Result<GliaConfig, ConfigFileError> {
-    let registry = glia_modules::builtin_registry();
-    app::load_file_with(path, &registry, PythonCheck::Placement(Placement::Local))
+/// Reads and checks the config at `path` as `glia serve` does (the Rust modules of
+/// `registry`; the Python modules placed here are checked in a host).
+pub fn load(path: &Path, registry: &ModuleRegistry) -> Result<GliaConfig, ConfigFileError> {
+    app::load_file_with(path, registry, PythonCheck::Placement(Placement::Local))
 }
 
 /// How a reload (`POST /_glia/v1/reload`, with `http`) reads the config anew: the same file
 /// and checks as at start.
-pub fn loader(path: PathBuf) -> ConfigLoader {
-    Arc::new(move || load(&path))
+pub fn loader(path: PathBuf, registry: ModuleRegistry) -> ConfigLoader {
+    Arc::new(move || load(&path, &registry))
 }
 
 impl Engine {
-    /// Starts glia on its own thread from the config at `path`, serving its HTTP API too
-    /// when `http`; returns once every module has started (or glia refused to start).
-    pub fn start(path: PathBuf, http: bool) -> Result<Engine, String> {
-        let config = load(&path).map_err(|e| e.to_string())?;
+    /// Starts glia from the config file at `path` (modules from `registry`), serving its
+    /// HTTP API too when `http`; a reload reads the same file again.
+    pub fn start_file(
+        path: PathBuf,
+        registry: ModuleRegistry,
+        http: bool,
+    ) -> Result<Engine, String> {
+        let config = load(&path, &registry).map_err(|e| e.to_string())?;
         let options = StartOptions {
-            loader: Some(loader(path)),
+            loader: Some(loader(path, registry)),
             ..StartOptions::default()
         };
+        Engine::start(config, options, http)
+    }
+
+    /// Starts glia on its own thread from a checked `config`, serving its HTTP API too
+    /// when `http`; returns once every module has started (or glia refused to start).
+    pub fn start(config: GliaConfig, options: StartOptions, http: bool) -> Result<Engine, String> {
         let (started_tx, started_rx) = mpsc::channel();
         let (stop, stopped) = oneshot::channel();
         let thread = std::thread::Builder::new()
@@ -79,12 +89,27 @@ impl Engine {
     /// Stops glia as `glia serve` does on SIGTERM (in-flight dispatches get the config's
     /// grace, then modules stop in reverse order) and waits for its thread.
     pub fn stop(&self) {
-        if let Some(stop) = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = stop.send(());
-        }
+        self.begin_stop();
         if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = thread.join();
         }
+    }
+
+    /// Tells glia to stop as [`Engine::stop`] does, without waiting for it: a test that
+    /// leaves a dispatch waiting forever must not wait out the grace.
+    pub fn begin_stop(&self) {
+        if let Some(stop) = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// glia's metrics in Prometheus's text format (what its `GET /metrics` serves), or
+    /// `None` when the config turned them off.
+    pub fn metrics(&self) -> Option<String> {
+        self.glia
+            .telemetry()
+            .metrics()
+            .map(|metrics| metrics.render())
     }
 }
 

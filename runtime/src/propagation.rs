@@ -1,5 +1,6 @@
 //! W3C trace context in and out of headers (HTTP from the homeserver, NATS between glia's
-//! processes), whether or not this process records spans.
+//! processes, the pipe to a Python host), whether or not this process records spans. Below
+//! `telemetry` in the layers, so the Python host's pipe (`python`) can send it too.
 
 use glia_bus_schema::subjects::headers::{TRACEPARENT, TRACESTATE};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
