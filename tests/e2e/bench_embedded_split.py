@@ -43,6 +43,7 @@ from synapse.events import make_event_from_dict
 from glia_synapse.catalogue import BY_NAME, CallbackSpec
 from glia_synapse.convert import encode_args
 from glia_synapse.replies import check_error
+from glia_synapse.tracing import trace_headers
 from harness import glia_config
 
 CHAOS = {
@@ -105,7 +106,9 @@ def stages(spec: CallbackSpec, runtime: Any, floor: Any, event: Any) -> dict[str
 
     async def forward(event: Any) -> Any:
         args = {"event": event}
-        answered = runtime.call(spec.name, encode_args(spec.params, args, (), EMBEDDED_ENCODERS))
+        trace = trace_headers()
+        body = encode_args(spec.params, args, (), EMBEDDED_ENCODERS)
+        answered = runtime.call(spec.name, body, trace.get("traceparent"), trace.get("tracestate"))
         return spec.reply.decode(check_error(answered), args)
 
     return {
