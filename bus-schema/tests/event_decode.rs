@@ -104,17 +104,22 @@ fn every_value(value: &Value, out: &mut Vec<Value>) {
     }
 }
 
+/// Both decoders agree on every value in `value`, as text; how many decoded as events.
+fn agree_on_every_value(value: &Value) -> usize {
+    let mut values = Vec::new();
+    every_value(value, &mut values);
+    values
+        .iter()
+        .map(|v| usize::from(agree_on_text(&serde_json::to_vec(v).expect("encodes"))))
+        .sum()
+}
+
 #[test]
 fn both_decoders_agree_on_every_sample_value() {
-    let mut decoded = 0;
-    for (_, args) in common::request_samples() {
-        let mut values = Vec::new();
-        every_value(&args, &mut values);
-        for value in values {
-            let text = serde_json::to_vec(&value).expect("encodes");
-            decoded += usize::from(agree_on_text(&text));
-        }
-    }
+    let decoded: usize = common::request_samples()
+        .iter()
+        .map(|(_, args)| agree_on_every_value(args))
+        .sum();
     assert!(decoded >= 20, "only {decoded} sample values are events");
 }
 
@@ -132,12 +137,7 @@ fn both_decoders_agree_on_the_fuzz_corpus() {
             for text in [&data[..], data.get(1..).unwrap_or_default()] {
                 agree_on_text(text);
                 if let Ok(value) = serde_json::from_slice::<Value>(text) {
-                    let mut values = Vec::new();
-                    every_value(&value, &mut values);
-                    for value in values {
-                        let text = serde_json::to_vec(&value).expect("encodes");
-                        decoded += usize::from(agree_on_text(&text));
-                    }
+                    decoded += agree_on_every_value(&value);
                 }
             }
         }
