@@ -201,6 +201,14 @@ macro_rules! callbacks {
                 })
             }
 
+            /// Decodes a callback's arguments from any serde decoder (the embedded placement
+            /// reads Python objects with one); the error is the decoder's, naming no field.
+            pub fn from_args_deserializer<'de, D: serde::Deserializer<'de>>(callback: Callback, args: D) -> Result<Self, D::Error> {
+                Ok(match callback {
+                    $(Callback::$variant => CallbackRequest::$variant(serde::Deserialize::deserialize(args)?),)*
+                })
+            }
+
             /// Decodes a callback's arguments from JSON bytes; the error names the bad field.
             pub fn from_json_slice(callback: Callback, args: &[u8]) -> Result<Self, ArgsError> {
                 Ok(match callback {

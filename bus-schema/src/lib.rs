@@ -9,6 +9,7 @@ pub mod answers;
 pub mod callbacks;
 pub mod envelope;
 pub mod errcodes;
+mod event_decode;
 pub mod host;
 pub mod http_antispam;
 pub mod replies;

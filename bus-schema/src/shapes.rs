@@ -13,7 +13,8 @@ pub type JsonObject = Map<String, Value>;
 ///
 /// The fields modules read most are typed; everything else (hashes, signatures, prev_events,
 /// auth_events, depth, ...) is kept verbatim in `extra` so an event round-trips unchanged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+// Its decoder is written out (`event_decode`): a derived one copies `extra` twice.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct Event {
     /// The event id; absent only for events not yet hashed.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -3,10 +3,12 @@
 //! and the modules of a glia config on glia's own threads, and dispatches each callback from
 //! Synapse's thread (both in `glia-embedded-engine`, which has no Python): the request is the
 //! bus schema's JSON, as the bridge posts it, and the reply the same JSON glia's HTTP API
-//! answers, both as Python objects rather than text (`pyjson`). It also hands glia's metrics
-//! to Synapse's Prometheus registry and Synapse's trace context to each dispatch.
+//! answers, both as Python objects rather than text (`pyde` reads the request, `pyjson`
+//! writes the reply). It also hands glia's metrics to Synapse's Prometheus registry and
+//! Synapse's trace context to each dispatch.
 
 mod notify;
+mod pyde;
 mod pyjson;
 
 use glia_bus_schema::{Callback, CallbackRequest};
@@ -82,7 +84,7 @@ impl Runtime {
         traceparent: Option<&str>,
         tracestate: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let request = decode(name, pyjson::to_json(args)?)?;
+        let request = decode(name, args)?;
         // The GIL is kept for this one poll, as a native module keeps it: what it runs answers
         // at once or moves to glia's thread, and releasing it would hand it to any other
         // Python thread waiting, then wait for that thread to give it back.
@@ -113,8 +115,36 @@ impl Runtime {
     }
 }
 
+/// The typed request of callback `name` from its arguments: read straight from the Python
+/// objects (`pyde`), or, when that refuses them, through JSON values, which gives the same
+/// request or names what is wrong.
+fn decode(name: &str, args: &Bound<'_, PyAny>) -> PyResult<CallbackRequest> {
+    match decode_direct(name, args) {
+        Some(request) => Ok(request),
+        None => decode_json(name, pyjson::to_json(args)?),
+    }
+}
+
+/// The typed request read straight from the Python objects, if that path takes them.
+fn decode_direct(name: &str, args: &Bound<'_, PyAny>) -> Option<CallbackRequest> {
+    let callback = name.parse::<Callback>().ok()?;
+    CallbackRequest::from_args_deserializer(callback, pyde::PyDe::new(args)).ok()
+}
+
+/// For tests/e2e/test_embedded_decode.py: the request of callback `name` read straight from
+/// `args` (`None` when that path refuses them) and read through JSON values (or that path's
+/// error), each as its debug text, so that a test can check the two agree.
+#[pyfunction]
+fn decode_paths(name: &str, args: &Bound<'_, PyAny>) -> (Option<String>, String) {
+    let direct = decode_direct(name, args).map(|request| format!("{request:?}"));
+    let via_json = pyjson::to_json(args)
+        .and_then(|value| decode_json(name, value))
+        .map_or_else(|e| format!("error: {e}"), |request| format!("{request:?}"));
+    (direct, via_json)
+}
+
 /// The typed request of callback `name` from its JSON `args`.
-fn decode(name: &str, args: serde_json::Value) -> PyResult<CallbackRequest> {
+fn decode_json(name: &str, args: serde_json::Value) -> PyResult<CallbackRequest> {
     let callback: Callback = name
         .parse()
         .map_err(|_| PyValueError::new_err(format!("unknown callback {name:?}")))?;
@@ -134,6 +164,7 @@ fn reply<'py>(py: Python<'py>, outcome: Outcome) -> PyResult<Bound<'py, PyAny>> 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Runtime>()?;
+    m.add_function(wrap_pyfunction!(decode_paths, m)?)?;
     m.add("DispatchFailed", m.py().get_type::<DispatchFailed>())?;
     Ok(())
 }

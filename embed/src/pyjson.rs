@@ -11,7 +11,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMapping, Py
 use serde_json::{Map, Number, Value};
 
 /// How deep arguments may nest (serde_json's own limit, `glia_bus_schema::callbacks::MAX_DEPTH`).
-const MAX_DEPTH: usize = glia_bus_schema::callbacks::MAX_DEPTH;
+pub const MAX_DEPTH: usize = glia_bus_schema::callbacks::MAX_DEPTH;
 
 /// `obj` as a JSON value: mappings become objects (keys by `str`), strings, numbers, booleans
 /// and `None` themselves, bytes a string (invalid UTF-8 replaced), other iterables arrays.
@@ -19,7 +19,8 @@ pub fn to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     to_json_at(obj, 0)
 }
 
-fn to_json_at(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
+/// `obj` as a JSON value, `depth` levels below the arguments.
+pub fn to_json_at(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
     if depth > MAX_DEPTH {
         return Err(PyValueError::new_err("arguments nest too deep"));
     }

@@ -10,7 +10,10 @@ Five Synapses run side by side (same version and config, SQLite): `none` (no mod
 modules, including event_censorer and its censor service), `glia-no-censor` (the same without
 event_censorer, so no extra HTTP hop per event) and `embedded-no-censor` (those modules in glia
 embedded in Synapse's process, docs/embedded.md; its wheel from `tests/e2e/embedded.sh`,
-`GLIA_EMBEDDED_PROFILE=release` for a benchmark). Each user sends `--sends` messages with
+`GLIA_EMBEDDED_PROFILE=release` for a benchmark). With `--baseline-python PYTHON` a sixth,
+`embedded-baseline`, runs the embedded setup under another venv's interpreter (another build of
+the wheel, to compare two builds in one run); `--setups` runs only the named ones (`none`
+always, and `embedded-baseline` whenever asked for). Each user sends `--sends` messages with
 `PUT /rooms/{id}/send` over a kept-alive connection, the five interleaved round by round so
 machine load drifts hit all alike, after `--warmup` unmeasured sends each. With `--breakdown`
 the bridge logs at DEBUG (which costs a little) and the median time of each forwarded callback
@@ -27,7 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -104,14 +107,22 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
+#: Every setup, in the order they run.
+SETUPS = ("none", "none-again", "glia", "glia-no-censor", "embedded-no-censor", "embedded-baseline")
+
+
 @contextmanager
-def servers(workdir: Path, bridge_log_level: str) -> Iterator[dict[str, Synapse]]:
-    """The five Synapses (and the glias and censor behind two of them)."""
+def servers(
+    workdir: Path, bridge_log_level: str, setups: Collection[str] = SETUPS, baseline_python: str | None = None
+) -> Iterator[dict[str, Synapse]]:
+    """The Synapses of `setups` (and the glias and censor behind two of them)."""
     with ExitStack() as stack:
         censor = CensorService().start()
         stack.callback(censor.stop)
         synapses: dict[str, list[dict[str, Any]]] = {"none": [], "none-again": []}
         for name, with_censor in (("glia", True), ("glia-no-censor", False)):
+            if name not in setups:
+                continue
             port = free_port()
             glia_dir = workdir / f"glia-{name}"
             glia_dir.mkdir()
@@ -121,9 +132,18 @@ def servers(workdir: Path, bridge_log_level: str) -> Iterator[dict[str, Synapse]
         embedded = workdir / "glia-embedded.yaml"
         embedded.write_text(yaml.safe_dump(glia_config(free_port(), censor.url, censor=False), sort_keys=False))
         synapses["embedded-no-censor"] = [embedded_module(embedded)]
+        pythons = {name: sys.executable for name in synapses}
+        if baseline_python is not None:
+            synapses["embedded-baseline"] = [embedded_module(embedded)]
+            pythons["embedded-baseline"] = baseline_python
         running = {}
         for name, modules in synapses.items():
-            synapse = Synapse.start(workdir / f"synapse-{name}", modules, bridge_log_level=bridge_log_level)
+            if name not in ("none", "embedded-baseline") and name not in setups:
+                continue
+            python = pythons[name]
+            synapse = Synapse.start(
+                workdir / f"synapse-{name}", modules, bridge_log_level=bridge_log_level, python=python
+            )
             stack.callback(synapse.stop)
             running[name] = synapse
         yield running
@@ -132,13 +152,13 @@ def servers(workdir: Path, bridge_log_level: str) -> Iterator[dict[str, Synapse]
 def report(senders: list[Sender]) -> None:
     """Median, p90 and mean per setup, and the latency added over `none`."""
     base = senders[0]
-    print(f"{'setup':<16}{'n':>5}{'median ms':>11}{'p90 ms':>9}{'mean ms':>9}{'added median':>14}{'added p90':>11}")
+    print(f"{'setup':<19}{'n':>5}{'median ms':>11}{'p90 ms':>9}{'mean ms':>9}{'added median':>14}{'added p90':>11}")
     base_median, base_p90 = statistics.median(base.samples_ms), percentile(base.samples_ms, 0.9)
     for sender in senders:
         samples = sender.samples_ms
         median, p90 = statistics.median(samples), percentile(samples, 0.9)
         added = "" if sender is base else f"{median - base_median:>+14.2f}{p90 - base_p90:>+11.2f}"
-        print(f"{sender.name:<16}{len(samples):>5}{median:>11.2f}{p90:>9.2f}{statistics.mean(samples):>9.2f}{added}")
+        print(f"{sender.name:<19}{len(samples):>5}{median:>11.2f}{p90:>9.2f}{statistics.mean(samples):>9.2f}{added}")
 
 
 DECIDED = re.compile(r"glia decided (\w+) \(\S+\) in ([0-9.]+) ms")
@@ -160,10 +180,17 @@ def main() -> None:
     parser.add_argument("--sends", type=int, default=200, help="measured sends per setup (default 200)")
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured sends per setup first (default 20)")
     parser.add_argument("--breakdown", action="store_true", help="also time each forwarded callback")
+    parser.add_argument("--baseline-python", help="also run the embedded setup under this interpreter")
+    parser.add_argument("--setups", default=",".join(SETUPS), help="the setups to run, comma-separated")
     args = parser.parse_args()
-    print(f"glia binary: {glia_binary()}")
+    setups = args.setups.split(",")
+    if any(name.startswith("glia") for name in setups):
+        print(f"glia binary: {glia_binary()}")
     level = "DEBUG" if args.breakdown else "INFO"
-    with tempfile.TemporaryDirectory(prefix="glia-bench-") as tmp, servers(Path(tmp), level) as running:
+    with (
+        tempfile.TemporaryDirectory(prefix="glia-bench-") as tmp,
+        servers(Path(tmp), level, setups, args.baseline_python) as running,
+    ):
         senders = interleaved_sends(running, args.sends, args.warmup)
         report(senders)
         if args.breakdown:

@@ -20,6 +20,10 @@ room of 50 messages:
   release profile first: `GLIA_EMBEDDED_PROFILE=release tests/e2e/embedded.sh` (the test run
   installs the dev build).
 
+With `--baseline-python PYTHON`, a sixth, `embedded-baseline`, runs the `embedded` setup under
+another venv's interpreter (another build of the wheel, to compare two builds in one run);
+`--setups` runs only the named ones (`none` and `native` always).
+
 Each user fetches the page over a kept-alive connection, the five interleaved round by round
 so machine load drifts hit all alike, after `--warmup` unmeasured rounds. Prints the median,
 p90 and mean per setup, and each median's ratio to `none` and to `native`; with
@@ -33,7 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -91,37 +95,55 @@ def glia_config(port: int, modules: list[dict[str, Any]], **more: Any) -> dict[s
     return {"listen": f"127.0.0.1:{port}", "auth_token": GLIA_TOKEN, "modules": modules, **more}
 
 
+#: Every setup, in the order they run.
+SETUPS = ("none", "native", "glia-python", "glia-rust", "embedded", "embedded-baseline")
+CHAOS = {"module": "chaos", "name": "noop", "config": {"callbacks": {"add_field_to_unsigned": {"answer": {}}}}}
+
+
 @contextmanager
-def servers(workdir: Path, bridge_log_level: str) -> Iterator[dict[str, Synapse]]:
-    """The five Synapses, and the two glias behind two of them (the fifth embeds its own)."""
+def servers(
+    workdir: Path, bridge_log_level: str, setups: Collection[str] = SETUPS, baseline_python: str | None = None
+) -> Iterator[dict[str, Synapse]]:
+    """The Synapses of `setups`, and the glias behind two of them (the embedded ones embed their own)."""
     with ExitStack() as stack:
-        python_port, rust_port = free_port(), free_port()
-        do_nothing = {"module": "scripted_synapse.DoNothingUnsigned", "name": "noop", "config": {}}
-        python = Glia.start(
-            glia_binary(),
-            _dir(workdir, "glia-python"),
-            glia_config(python_port, [do_nothing], python=python_section("localhost")),
-            python_port,
-            env=oracle_env(),
-        )
-        stack.callback(python.stop)
-        wait_until(lambda: glia_knows_the_modules(python, UNSIGNED), 20, "glia planning the Python module")
-        chaos = {"module": "chaos", "name": "noop", "config": {"callbacks": {"add_field_to_unsigned": {"answer": {}}}}}
-        rust = Glia.start(glia_binary(), _dir(workdir, "glia-rust"), glia_config(rust_port, [chaos]), rust_port)
-        stack.callback(rust.stop)
-        setups: dict[str, tuple[list[dict[str, Any]], dict[str, str] | None]] = {
-            "none": ([], None),
-            "native": ([{"module": "scripted_synapse.DoNothingUnsigned", "config": {}}], oracle_env()),
-            "glia-python": ([bridge_module(python.url, timeout=10, web_resource_paths=[])], None),
-            "glia-rust": ([bridge_module(rust.url, timeout=10, web_resource_paths=[])], None),
-            "embedded": ([embedded_module(_embedded_config(workdir, chaos))], None),
+        wanted: dict[str, tuple[list[dict[str, Any]], dict[str, str] | None, str]] = {
+            "none": ([], None, sys.executable),
+            "native": ([{"module": "scripted_synapse.DoNothingUnsigned", "config": {}}], oracle_env(), sys.executable),
         }
+        for name, bridged in _bridged_glias(workdir, setups, stack).items():
+            wanted[name] = ([bridge_module(bridged.url, timeout=10, web_resource_paths=[])], None, sys.executable)
+        embedded = [embedded_module(_embedded_config(workdir, CHAOS))]
+        if "embedded" in setups:
+            wanted["embedded"] = (embedded, None, sys.executable)
+        if baseline_python is not None:
+            wanted["embedded-baseline"] = (embedded, None, baseline_python)
         running = {}
-        for name, (modules, env) in setups.items():
-            synapse = Synapse.start(workdir / f"synapse-{name}", modules, bridge_log_level=bridge_log_level, env=env)
+        for name, (modules, env, python) in wanted.items():
+            synapse = Synapse.start(
+                workdir / f"synapse-{name}", modules, bridge_log_level=bridge_log_level, env=env, python=python
+            )
             stack.callback(synapse.stop)
             running[name] = synapse
         yield running
+
+
+def _bridged_glias(workdir: Path, setups: Collection[str], stack: ExitStack) -> dict[str, Glia]:
+    """The glia processes of the bridge's setups among `setups`, stopped with `stack`."""
+    started = {}
+    if "glia-python" in setups:
+        port = free_port()
+        do_nothing = {"module": "scripted_synapse.DoNothingUnsigned", "name": "noop", "config": {}}
+        config = glia_config(port, [do_nothing], python=python_section("localhost"))
+        python = Glia.start(glia_binary(), _dir(workdir, "glia-python"), config, port, env=oracle_env())
+        stack.callback(python.stop)
+        wait_until(lambda: glia_knows_the_modules(python, UNSIGNED), 20, "glia planning the Python module")
+        started["glia-python"] = python
+    if "glia-rust" in setups:
+        port = free_port()
+        rust = Glia.start(glia_binary(), _dir(workdir, "glia-rust"), glia_config(port, [CHAOS]), port)
+        stack.callback(rust.stop)
+        started["glia-rust"] = rust
+    return started
 
 
 def _embedded_config(workdir: Path, chaos: dict[str, Any]) -> Path:
@@ -141,12 +163,12 @@ def _dir(workdir: Path, name: str) -> Path:
 def report(readers: list[Reader]) -> None:
     """Median, p90 and mean per setup, and each median's ratio to `none` and `native`."""
     medians = {r.name: statistics.median(r.samples_ms) for r in readers}
-    print(f"{'setup':<13}{'n':>5}{'median ms':>11}{'p90 ms':>9}{'mean ms':>9}{'x none':>8}{'x native':>10}")
+    print(f"{'setup':<18}{'n':>5}{'median ms':>11}{'p90 ms':>9}{'mean ms':>9}{'x none':>8}{'x native':>10}")
     for reader in readers:
         samples = reader.samples_ms
         median = medians[reader.name]
         print(
-            f"{reader.name:<13}{len(samples):>5}{median:>11.2f}{percentile(samples, 0.9):>9.2f}"
+            f"{reader.name:<18}{len(samples):>5}{median:>11.2f}{percentile(samples, 0.9):>9.2f}"
             f"{statistics.mean(samples):>9.2f}{median / medians['none']:>8.2f}{median / medians['native']:>10.2f}"
         )
     per_event = {n: (m - medians["none"]) / MESSAGES for n, m in medians.items() if n != "none"}
@@ -158,10 +180,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=100, help="measured reads per setup (default 100)")
     parser.add_argument("--warmup", type=int, default=10, help="unmeasured reads per setup first (default 10)")
     parser.add_argument("--breakdown", action="store_true", help="also time each forwarded callback")
+    parser.add_argument("--baseline-python", help="also run the embedded setup under this interpreter")
+    parser.add_argument("--setups", default=",".join(SETUPS), help="the setups to run, comma-separated")
     args = parser.parse_args()
-    print(f"glia binary: {glia_binary()}")
+    setups = args.setups.split(",")
+    if any(name.startswith("glia") for name in setups):
+        print(f"glia binary: {glia_binary()}")
     level = "DEBUG" if args.breakdown else "INFO"
-    with tempfile.TemporaryDirectory(prefix="glia-bench-") as tmp, servers(Path(tmp), level) as running:
+    with (
+        tempfile.TemporaryDirectory(prefix="glia-bench-") as tmp,
+        servers(Path(tmp), level, setups, args.baseline_python) as running,
+    ):
         readers = [Reader(name, synapse.register("bench")) for name, synapse in running.items()]
         for round_ in range(args.warmup + args.rounds):  # one read per setup per round
             for reader in readers:

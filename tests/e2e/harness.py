@@ -528,11 +528,13 @@ class Synapse:
         server_name: str = SERVER_NAME,
         overrides: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
+        python: str = sys.executable,
     ) -> Synapse:
         """Writes a config (and signing key), starts Synapse, waits for `/health`.
 
         `overrides` replaces top-level keys of `synapse_config`'s config (a `None` value
-        removes the key); `env` is the process's environment (default: this one's)."""
+        removes the key); `env` is the process's environment (default: this one's); `python`
+        the interpreter Synapse runs in (another venv's, to compare two builds of a package)."""
         workdir.mkdir(parents=True, exist_ok=True)
         port = port or free_port()
         config = synapse_config(workdir, port, modules, server_name)
@@ -548,7 +550,7 @@ class Synapse:
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         process = Process(
             "synapse",
-            [sys.executable, "-m", "synapse.app.homeserver", "--config-path", str(config_path)],
+            [python, "-m", "synapse.app.homeserver", "--config-path", str(config_path)],
             workdir / "synapse.out",
             env=env,
             cwd=workdir,

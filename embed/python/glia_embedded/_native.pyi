@@ -23,3 +23,7 @@ class Runtime:
         Synapse's W3C trace context, glia's span of the dispatch is a child of its span."""
     def drive(self) -> None: ...
     def stop(self) -> None: ...
+
+def decode_paths(name: str, args: Any) -> tuple[str | None, str]:
+    """For tests: callback `name`'s request read straight from `args` (None when that path
+    refuses them) and read through JSON values (or its error), as debug text."""
