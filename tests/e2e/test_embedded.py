@@ -7,6 +7,7 @@ metrics listener is on, and serves glia's metrics through Synapse's Prometheus r
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from harness import (
     http_request,
     mxid,
     synapse_config,
+    wait_until,
 )
 
 TAG = {"org.glia.embedded": "tagged"}
@@ -66,6 +68,8 @@ class Embedded:
     synapse: Synapse
     glia_port: int
     synapse_metrics_port: int
+    #: The embedded glia's decision log (`telemetry.decision_log`, a file).
+    decisions: Path
 
 
 def with_metrics_listener(workdir: Path, client_port: int, metrics_port: int) -> dict[str, Any]:
@@ -88,7 +92,8 @@ def embedded(tmp_path_factory: pytest.TempPathFactory, censor: CensorService) ->
     port = free_port()
     config = glia_config(port, censor.url)
     config["modules"] += CHAOS
-    config["telemetry"] = {"metrics": {"enabled": True}}
+    decisions = workdir / "decisions.jsonl"
+    config["telemetry"] = {"metrics": {"enabled": True}, "decision_log": {"output": "file", "path": str(decisions)}}
     glia_file = workdir / "glia.yaml"
     glia_file.write_text(yaml.safe_dump(config, sort_keys=False))
     client_port, metrics_port = free_port(), free_port()
@@ -96,7 +101,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory, censor: CensorService) ->
     synapse = Synapse.start(
         workdir / "synapse", [embedded_module(glia_file, http=True)], port=client_port, overrides=overrides
     )
-    yield Embedded(synapse, port, metrics_port)
+    yield Embedded(synapse, port, metrics_port, decisions)
     synapse.stop()
 
 
@@ -130,6 +135,26 @@ def test_the_seed_modules_deny_and_allow_as_through_the_bridge(eworld: World) ->
     refused = expect(eworld, eworld.alice.send_text(eworld.room_id, "buy followers cheap"), 403, "ORG_GLIA_BLOCKED")
     assert refused.body["org.glia.reason"] == "blocked_keyword"
     expect(eworld, eworld.alice.send_text(eworld.room_id, "hello"), 200)
+
+
+def test_the_decision_log_records_what_the_client_was_told(eworld: World, embedded: Embedded) -> None:
+    """The embedded glia writes its decision log as `glia serve` does: a send the keyword
+    filter refuses is one `check_event_for_spam` record with the errcode the client got."""
+    refused = expect(eworld, eworld.alice.send_text(eworld.room_id, "cheap followers, buy followers"), 403)
+
+    def blocked() -> list[dict[str, Any]]:
+        lines = embedded.decisions.read_text().splitlines() if embedded.decisions.exists() else []
+        records = [json.loads(line) for line in lines if line.strip()]
+        return [
+            r
+            for r in records
+            if r["callback"] == "check_event_for_spam" and r["result"].get("errcode") == refused.errcode
+        ]
+
+    wait_until(lambda: bool(blocked()), 10, "the decision record of the refused send")
+    record = blocked()[-1]
+    assert record["result"]["decision"] == "deny", record
+    assert record["result"]["errcode"] == "ORG_GLIA_BLOCKED", record
 
 
 def test_an_http_module_answers_through_the_deferred_path(eworld: World) -> None:
