@@ -191,7 +191,11 @@ def sent(deployment: Deployment) -> Sent:
     return Sent(request, request.trace_id)
 
 
-def in_trace(deployment: Deployment, trace_id: str) -> dict[str, dict[str, Any]]:
+#: Spans received, by span id.
+SpansById = dict[str, dict[str, Any]]
+
+
+def in_trace(deployment: Deployment, trace_id: str) -> SpansById:
     """glia's and the hosts' spans in the trace, by span id."""
     return {s["span_id"]: s for s in deployment.otlp.spans() if s["trace_id"] == trace_id}
 
@@ -244,12 +248,20 @@ def test_one_trace_from_synapses_request_span_to_the_python_module(deployment: D
     assert module_span["name"] == f"process glia.v1.module.{MODULE}", module_span
     hosted = host_span(deployment, trace_id, MODULE)
     assert hosted["parent_span_id"] == module_span["span_id"], (hosted, module_span)
+
+    # The host's span leads up through the worker and the coordinator to a span of Synapse's
+    # (each process exports on its own schedule: the chain is read once all of it arrived).
+    def glia_chain_now() -> list[str]:
+        return chain(in_trace(deployment, trace_id), hosted["span_id"], lambda s: s["parent_span_id"])
+
+    def complete() -> bool:
+        return in_trace(deployment, trace_id)[glia_chain_now()[-1]]["name"] == "dispatch check_event_for_spam"
+
+    wait_until(complete, PATIENCE_S, "the coordinator's spans above the module's", lambda: describe(deployment))
     spans = in_trace(deployment, trace_id)
     services = {s["service_name"] for s in spans.values()}
     assert {f"{SERVICE}-coordinator", f"{SERVICE}-worker", f"{SERVICE}-python-host"} <= services, services
-
-    # The host's span leads up through the worker and the coordinator to a span of Synapse's.
-    glia_chain = chain(spans, hosted["span_id"], lambda s: s["parent_span_id"])
+    glia_chain = glia_chain_now()
     names = [spans[s]["name"] for s in glia_chain]
     assert glia_chain[1] == module_span["span_id"], names
     top = spans[glia_chain[-1]]
@@ -278,14 +290,23 @@ def test_a_python_module_hosted_by_glia_serve_continues_the_coordinators_invocat
     deployment: Deployment, sent: Sent
 ) -> None:
     hosted = host_span(deployment, sent.trace_id, LOCAL_MODULE)
-    spans = in_trace(deployment, sent.trace_id)
-    invocation = spans.get(hosted["parent_span_id"])
-    assert invocation is not None, (hosted, list(spans.values()))
+    invocation = arrived(
+        lambda: in_trace(deployment, sent.trace_id), hosted["parent_span_id"], lambda: describe(deployment)
+    )
     assert invocation["name"] == f"invoke {LOCAL_MODULE}", invocation
     assert invocation["service_name"] == f"{SERVICE}-coordinator", invocation
     assert invocation["attributes"].get("glia.module") == LOCAL_MODULE, invocation
-    dispatch = spans.get(invocation["parent_span_id"])
-    assert dispatch is not None and dispatch["name"] == "dispatch check_event_for_spam", dispatch
+    dispatch = arrived(
+        lambda: in_trace(deployment, sent.trace_id), invocation["parent_span_id"], lambda: describe(deployment)
+    )
+    assert dispatch["name"] == "dispatch check_event_for_spam", dispatch
+
+
+def arrived(spans: Callable[[], SpansById], span_id: str, describe: Callable[[], str]) -> dict[str, Any]:
+    """The span `span_id` of `spans()` (by span id), once the receiver has it: each process
+    exports its spans in batches of its own, so a child's may come before its parent's."""
+    wait_until(lambda: span_id in spans(), PATIENCE_S, f"the span {span_id}", describe)
+    return spans()[span_id]
 
 
 def test_a_standalone_host_on_nats_exports_its_span_as_the_otel_variables_say(glia_bin: Path, tmp_path: Path) -> None:
@@ -326,8 +347,7 @@ def test_a_standalone_host_on_nats_exports_its_span_as_the_otel_variables_say(gl
         assert span is not None
         assert span["service_name"] == "standalone-host", span
         assert span["attributes"].get("glia.module") == name, span
-        send = spans().get(span["parent_span_id"])
-        assert send is not None, (span, list(spans().values()))
+        send = arrived(spans, span["parent_span_id"], otlp.process.tail)
         assert (send["name"], send["kind"]) == (f"send glia.v1.module.{name}", "producer"), send
         assert send["service_name"] == f"{SERVICE}-coordinator", send
     finally:
