@@ -30,6 +30,9 @@ acting_modules=(
     "synapse-room-access-rules==1.0.0"
     "synapse-registration-notifier==0.1.2"
     "synapse-stickerpicker==0.1.0"
+    # jwcrypto 1.6.2 refuses a padded base64url key, which synapse-token-authenticator 0.14.1
+    # makes of a secret whose length is not a multiple of 3 (its constructor fails, natively too).
+    "jwcrypto==1.6.1"
 )
 # Synapse's `postgres` extra builds psycopg2 from source (libpq-dev, a C compiler); the wheel of
 # the same code needs neither.

@@ -137,7 +137,9 @@ class WorkerWorld:
         assert reply.status == 200, reply
         return str(reply.body["event_id"])
 
-    def settle(self, user: Client, rooms: list[str], sent: list[str], all_heard: bool = True) -> None:
+    def settle(
+        self, user: Client, rooms: list[str], sent: list[str], all_heard: bool = True, redelivered: int = 0
+    ) -> None:
         """Waits until every process has handed glia all of `rooms`' events so far, then checks
         that the once-glia got each event of the deployment once, the every-process glia once
         per process.
@@ -146,7 +148,11 @@ class WorkerWorld:
         the every-process bridge, each has handled all the room's earlier events (a process
         hears one persister's events in order, and calls its bridges in list order). A process
         that was down while an event was persisted never hears of it (`all_heard` False: the
-        every-process glia got each event at most once per process)."""
+        every-process glia got each event at most once per process). `redelivered`: how many
+        events Synapse itself may have notified twice in their persister (a `send_events`
+        replication request the persister handled but did not answer before it stopped is sent
+        again, and the restarted persister notifies its event again: a native module sees that
+        event twice there too); each such event may reach both glias once more."""
         processes = len(self.deployment.processes)
         markers = [self.send(user, self.deployment.main, room) for room in rooms]
         wait_until(
@@ -160,8 +166,16 @@ class WorkerWorld:
         # while it was down (a notification glia cannot take is dropped), the other glia's they did.
         once, every = self.once(rooms), self.every_process(rooms)
         assert set(once) == set(every), "both glias were handed the same events"
-        assert {event: n for event, n in once.items() if n != 1} == {}, "an event reached glia more than once"
-        heard = {event: n for event, n in every.items() if n != processes if all_heard or n > processes}
+        again = {event: n for event, n in once.items() if n != 1}
+        assert len(again) <= redelivered and all(n == 2 for n in again.values()), (
+            f"an event reached glia more than once (Synapse sent {redelivered} persisted events again): {again}"
+        )
+        heard = {
+            event: n
+            for event, n in every.items()
+            if n != processes + (event in again)
+            if all_heard or n > processes + (event in again)
+        }
         assert heard == {}, "once per process when opted out"
 
     def persisters(self) -> dict[str, str]:
@@ -510,7 +524,9 @@ def test_a_rolling_restart_of_the_workers_under_traffic_delivers_each_notificati
     answers = [a for stream in streams for a in stream.answers]
     assert [a for a in answers if a.status != 200] == [], "every message through the main process was stored"
     sent = [str(a.event_id) for a in answers]
-    workers.settle(frank, sorted({s.room for s in streams}), sent, all_heard=False)
+    # Synapse's own redelivery: a persister stopped mid-request gets it again after its restart.
+    resent = sum(p.log().count("send_events request timed out; retrying") for p in workers.deployment.processes)
+    workers.settle(frank, sorted({s.room for s in streams}), sent, all_heard=False, redelivered=resent)
     print(f"rolling restart of both workers: {len(sent)} messages, each handed to glia once")
 
 
