@@ -306,14 +306,14 @@ fn unanswered_reason(module: &str, e: &async_nats::RequestError) -> String {
 
 /// Sends a request to a module (the `target`-th) and waits for the reply without a timeout
 /// (the coordinator applies its own): on `worker`'s own subject (`<prefix>.<suffix>`) when one
-/// was picked, else through the module's queue group (`subject`); also there when the worker
-/// has gone (no responders: nothing ran).
+/// was picked, else through the module's queue group (`subject()`, named only when needed);
+/// also there when the worker has gone (no responders: nothing ran).
 async fn deliver(
     client: &Client,
     roster: &Roster,
     target: usize,
     worker: Option<&Outstanding>,
-    (subject, suffix): (String, &str),
+    (subject, suffix): (impl FnOnce() -> String, &str),
     body: bytes::Bytes,
     headers: HeaderMap,
 ) -> Result<async_nats::Message, async_nats::RequestError> {
@@ -325,7 +325,7 @@ async fn deliver(
         client.send_request(subject, request)
     };
     let Some(worker) = worker else {
-        return send(subject).await;
+        return send(subject()).await;
     };
     let direct = format!("{}.{suffix}", worker.member().prefix);
     match send(direct).await {
@@ -333,7 +333,7 @@ async fn deliver(
         // group has the others.
         Err(e) if e.kind() == RequestErrorKind::NoResponders => {
             roster.gone(target, worker.member());
-            send(subject).await
+            send(subject()).await
         }
         other => other,
     }
@@ -379,7 +379,7 @@ impl NatsBus {
             true => None,
             false => self.roster.pick(module),
         };
-        let subject = (subjects::web_subject(name), subjects::WEB);
+        let subject = (|| subjects::web_subject(name), subjects::WEB);
         let reply = deliver(
             &self.client,
             &self.roster,
@@ -426,7 +426,10 @@ impl Bus for NatsBus {
                 &roster,
                 target.module,
                 worker.as_ref(),
-                (subjects::module_subject(&name, callback), callback.name()),
+                (
+                    || subjects::module_subject(&name, callback),
+                    callback.name(),
+                ),
                 body,
                 headers,
             )
